@@ -1,0 +1,24 @@
+//! The pure domain core of Headwater.
+//!
+//! Everything here is plain data and functions: run states and their legal
+//! transitions, retry and backoff schedules, cache keys, duration parsing and
+//! run names. Nothing reads a clock, a file or the network; callers pass in
+//! the time and the randomness they want, which keeps every rule testable.
+
+pub mod cache;
+pub mod duration;
+pub mod error;
+pub mod model;
+pub mod names;
+pub mod retry;
+pub mod state;
+pub mod transition;
+
+pub use cache::{CacheKey, CachePolicy};
+pub use error::{CoreError, Result};
+pub use model::{
+    flow_id_for_name, Flow, FlowRun, LogLevel, LogRecord, RunKind, StateRecord, TaskRun,
+};
+pub use retry::{Backoff, RetryPolicy};
+pub use state::{State, StateType};
+pub use transition::validate_transition;

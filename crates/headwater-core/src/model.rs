@@ -1,0 +1,200 @@
+//! The records Headwater keeps: flows, flow runs, task runs, states, logs.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::error::CoreError;
+use crate::state::{State, StateType};
+
+/// A flow as registered by the program that defines it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Flow {
+    pub id: Uuid,
+    pub name: String,
+    pub version: Option<String>,
+    pub description: Option<String>,
+    /// JSON Schema of the flow's parameters.
+    pub parameter_schema: Value,
+    pub created: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+}
+
+/// Flows are identified by name; the id is derived from it so that every
+/// process registering the same flow agrees on the id without asking.
+pub fn flow_id_for_name(name: &str) -> Uuid {
+    let digest = blake3::hash(format!("headwater-flow:{name}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest.as_bytes()[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlowRun {
+    pub id: Uuid,
+    pub flow_id: Uuid,
+    pub flow_name: String,
+    pub name: String,
+    pub parameters: Value,
+    pub tags: Vec<String>,
+    pub state: State,
+    pub parent_flow_run_id: Option<Uuid>,
+    /// How many times the flow body has started (1 + retries so far).
+    pub run_count: u32,
+    pub start_time: Option<DateTime<Utc>>,
+    pub end_time: Option<DateTime<Utc>>,
+    pub created: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRun {
+    pub id: Uuid,
+    pub flow_run_id: Uuid,
+    pub task_name: String,
+    /// The call's place among calls of the same task in the run: `fetch-0`, `fetch-1`.
+    pub name: String,
+    pub dynamic_key: u64,
+    pub tags: Vec<String>,
+    pub state: State,
+    pub run_count: u32,
+    pub cache_key: Option<String>,
+    pub cache_expiration: Option<DateTime<Utc>>,
+    pub start_time: Option<DateTime<Utc>>,
+    pub end_time: Option<DateTime<Utc>>,
+    pub created: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunKind {
+    Flow,
+    Task,
+}
+
+impl RunKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Flow => "flow",
+            RunKind::Task => "task",
+        }
+    }
+}
+
+impl FromStr for RunKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "flow" => Ok(RunKind::Flow),
+            "task" => Ok(RunKind::Task),
+            other => Err(format!("unknown run kind '{other}'")),
+        }
+    }
+}
+
+/// One entry of a run's state history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateRecord {
+    pub run_id: Uuid,
+    pub kind: RunKind,
+    pub state: State,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum LogLevel {
+    Debug = 10,
+    Info = 20,
+    Warning = 30,
+    Error = 40,
+    Critical = 50,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "DEBUG",
+            LogLevel::Info => "INFO",
+            LogLevel::Warning => "WARNING",
+            LogLevel::Error => "ERROR",
+            LogLevel::Critical => "CRITICAL",
+        }
+    }
+    /// The numeric level Python's logging (and so Prefect) uses.
+    pub fn number(self) -> i64 {
+        self as i64
+    }
+    pub fn from_number(n: i64) -> LogLevel {
+        match n {
+            i64::MIN..=10 => LogLevel::Debug,
+            11..=20 => LogLevel::Info,
+            21..=30 => LogLevel::Warning,
+            31..=40 => LogLevel::Error,
+            _ => LogLevel::Critical,
+        }
+    }
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for LogLevel {
+    type Err = CoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "DEBUG" | "TRACE" => Ok(LogLevel::Debug),
+            "INFO" => Ok(LogLevel::Info),
+            "WARNING" | "WARN" => Ok(LogLevel::Warning),
+            "ERROR" => Ok(LogLevel::Error),
+            "CRITICAL" => Ok(LogLevel::Critical),
+            _ => Err(CoreError::UnknownLogLevel(s.to_string())),
+        }
+    }
+}
+
+/// A log line emitted while a run was executing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// Assigned by the store, in write order; 0 before it is stored.
+    pub id: i64,
+    pub flow_run_id: Uuid,
+    pub task_run_id: Option<Uuid>,
+    pub level: LogLevel,
+    pub timestamp: DateTime<Utc>,
+    pub message: String,
+}
+
+impl FlowRun {
+    pub fn is_finished(&self) -> bool {
+        self.state.state_type.is_terminal()
+    }
+    pub fn state_type(&self) -> StateType {
+        self.state.state_type
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flow_ids_are_stable_per_name() {
+        assert_eq!(flow_id_for_name("etl"), flow_id_for_name("etl"));
+        assert_ne!(flow_id_for_name("etl"), flow_id_for_name("etl2"));
+    }
+
+    #[test]
+    fn log_levels_parse_and_number() {
+        assert_eq!("warn".parse::<LogLevel>().unwrap(), LogLevel::Warning);
+        assert_eq!(
+            LogLevel::from_number(LogLevel::Error.number()),
+            LogLevel::Error
+        );
+        assert!("loud".parse::<LogLevel>().is_err());
+    }
+}

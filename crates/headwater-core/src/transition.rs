@@ -1,0 +1,151 @@
+//! Which state may follow which.
+//!
+//! The rules follow Prefect's orchestration model, simplified to what the
+//! engine and the server enforce: a run moves forward (scheduled → pending →
+//! running → final), may wait for a retry or be paused, may be cancelled from
+//! anywhere that is not final, and leaves a final state only by being
+//! rescheduled (a retry started by a person or by flow-level retries).
+
+use crate::error::CoreError;
+use crate::state::StateType;
+use crate::state::StateType::*;
+
+/// Whether a run may go from `from` (None: the run is being created) to `to`.
+pub fn is_legal(from: Option<StateType>, to: StateType) -> bool {
+    match from {
+        // A run may be created in any non-final state, or directly COMPLETED
+        // when its result comes from the cache.
+        None => !matches!(to, Failed | Cancelled | Crashed | Cancelling),
+        Some(from) => match (from, to) {
+            // Late and rescheduled runs stay SCHEDULED with another name.
+            (Scheduled, Scheduled | Pending | Running | Cancelling | Cancelled | Paused) => true,
+            (Scheduled, Crashed) => true,
+            (Pending, Running | Cancelling | Cancelled | Crashed | Failed | Paused | Scheduled) => {
+                true
+            }
+            // Completed from PENDING: the result was cached.
+            (Pending, Completed) => true,
+            (
+                Running,
+                Completed | Failed | Crashed | Cancelling | Cancelled | Paused | Scheduled,
+            ) => true,
+            (Paused, Running | Pending | Scheduled | Cancelling | Cancelled | Crashed | Failed) => {
+                true
+            }
+            // A run may finish on its own before a cancellation reaches it.
+            (Cancelling, Cancelled | Crashed | Completed | Failed) => true,
+            // Final states are left only by a retry.
+            (Completed | Failed | Cancelled | Crashed, Scheduled) => true,
+            _ => false,
+        },
+    }
+}
+
+/// [`is_legal`] as a `Result` that names the run in its error.
+pub fn validate_transition(
+    run: &str,
+    from: Option<StateType>,
+    to: StateType,
+) -> Result<(), CoreError> {
+    if is_legal(from, to) {
+        Ok(())
+    } else {
+        Err(CoreError::IllegalTransition {
+            run: run.to_string(),
+            from: from.map_or_else(|| "(new run)".to_string(), |f| f.to_string()),
+            to,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn happy_path_is_legal() {
+        let path = [Scheduled, Pending, Running, Completed];
+        assert!(is_legal(None, Scheduled));
+        for w in path.windows(2) {
+            assert!(is_legal(Some(w[0]), w[1]), "{:?} -> {:?}", w[0], w[1]);
+        }
+    }
+
+    #[test]
+    fn retry_cycle_is_legal() {
+        // Running -> AwaitingRetry (SCHEDULED) -> Retrying (RUNNING) -> Failed
+        assert!(is_legal(Some(Running), Scheduled));
+        assert!(is_legal(Some(Scheduled), Running));
+        assert!(is_legal(Some(Running), Failed));
+        // A person retries a failed or crashed run.
+        assert!(is_legal(Some(Failed), Scheduled));
+        assert!(is_legal(Some(Crashed), Scheduled));
+    }
+
+    #[test]
+    fn final_states_only_lead_to_a_reschedule() {
+        for from in StateType::ALL.into_iter().filter(|t| t.is_terminal()) {
+            for to in StateType::ALL {
+                assert_eq!(is_legal(Some(from), to), to == Scheduled, "{from} -> {to}");
+            }
+        }
+    }
+
+    #[test]
+    fn cancellation_from_every_live_state() {
+        for from in [Scheduled, Pending, Running, Paused] {
+            assert!(is_legal(Some(from), Cancelling), "{from}");
+            assert!(is_legal(Some(from), Cancelled), "{from}");
+        }
+        assert!(is_legal(Some(Cancelling), Cancelled));
+        assert!(!is_legal(Some(Cancelling), Running));
+        assert!(!is_legal(Some(Cancelling), Scheduled));
+    }
+
+    #[test]
+    fn illegal_transitions_are_refused_with_names() {
+        assert!(!is_legal(Some(Completed), Running));
+        assert!(!is_legal(Some(Completed), Failed));
+        assert!(!is_legal(Some(Cancelled), Running));
+        assert!(!is_legal(Some(Scheduled), Completed));
+        assert!(!is_legal(Some(Scheduled), Failed));
+        assert!(!is_legal(None, Failed));
+        assert!(!is_legal(None, Cancelling));
+        let err =
+            validate_transition("flow run 'brave-heron'", Some(Completed), Running).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "illegal state transition for flow run 'brave-heron': COMPLETED -> RUNNING"
+        );
+        let err = validate_transition("task run 'fetch-0'", None, Failed).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "illegal state transition for task run 'fetch-0': (new run) -> FAILED"
+        );
+    }
+
+    #[test]
+    fn every_pair_is_decided_and_the_table_is_stable() {
+        // A compact picture of the whole table, so a change to a rule shows up
+        // in review as a change to this string.
+        let mut table = String::new();
+        for from in StateType::ALL {
+            for to in StateType::ALL {
+                table.push(if is_legal(Some(from), to) { 'x' } else { '.' });
+            }
+            table.push('\n');
+        }
+        let expected = "\
+xxx..xxxx
+x.xxxxxxx
+x..xxxxxx
+x........
+x........
+x........
+x........
+xxx.xxx.x
+...xxxx..
+";
+        assert_eq!(table, expected);
+    }
+}

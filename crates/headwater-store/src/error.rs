@@ -1,0 +1,36 @@
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the database at {path}: {source}")]
+    Open { path: PathBuf, source: sqlx::Error },
+    #[error("database migration {version} failed: {source}")]
+    Migration { version: i64, source: sqlx::Error },
+    #[error("the database was written by a newer Headwater (schema version {found}, this one knows up to {known}); upgrade headwater")]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("no flow run matches '{0}'")]
+    FlowRunNotFound(String),
+    #[error("'{input}' matches {count} flow runs; give more of the id")]
+    Ambiguous { input: String, count: usize },
+    #[error("stored row is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether trying the same write again later may succeed (the database
+    /// was busy or locked by another process).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => {
+                let msg = e.message();
+                msg.contains("locked") || msg.contains("busy")
+            }
+            StoreError::Database(sqlx::Error::PoolTimedOut) => true,
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

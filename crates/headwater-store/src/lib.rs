@@ -1,0 +1,103 @@
+//! Headwater's state storage.
+//!
+//! The storage contract is a pair of capability traits: [`RunRecorder`]
+//! takes batches of what happened (runs created, states entered, logs), and
+//! [`RunReader`] answers the questions the CLI, the server and the UI ask.
+//! [`SqliteStore`] implements both for the embedded database; a PostgreSQL
+//! store implements the same traits and passes the same [`conformance`]
+//! suite. No SQL lives outside the store crates.
+
+pub mod conformance;
+mod error;
+mod sqlite;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use headwater_core::{Flow, FlowRun, LogLevel, LogRecord, StateRecord, StateType, TaskRun};
+use uuid::Uuid;
+
+pub use error::{Result, StoreError};
+pub use sqlite::SqliteStore;
+
+/// Everything one write transaction records. Runs are snapshots (the
+/// latest known row), states and logs are appended.
+#[derive(Debug, Default, Clone)]
+pub struct WriteBatch {
+    pub flows: Vec<Flow>,
+    pub flow_runs: Vec<FlowRun>,
+    pub task_runs: Vec<TaskRun>,
+    pub states: Vec<StateRecord>,
+    pub logs: Vec<LogRecord>,
+}
+
+impl WriteBatch {
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+            && self.flow_runs.is_empty()
+            && self.task_runs.is_empty()
+            && self.states.is_empty()
+            && self.logs.is_empty()
+    }
+}
+
+/// Which flow runs to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct FlowRunFilter {
+    pub states: Vec<StateType>,
+    /// State names such as `Late` or `TimedOut`.
+    pub state_names: Vec<String>,
+    pub flow_name: Option<String>,
+    pub parent_flow_run_id: Option<Uuid>,
+    /// Keyset pagination: only runs created before this (created, id).
+    pub before: Option<(DateTime<Utc>, Uuid)>,
+    pub limit: u32,
+}
+
+/// Which logs of a flow run to read, oldest first.
+#[derive(Debug, Clone)]
+pub struct LogFilter {
+    pub flow_run_id: Uuid,
+    pub task_run_id: Option<Uuid>,
+    pub min_level: LogLevel,
+    /// Only logs with an id greater than this (for following).
+    pub after_id: i64,
+    pub limit: u32,
+}
+
+impl LogFilter {
+    pub fn for_flow_run(flow_run_id: Uuid) -> Self {
+        LogFilter {
+            flow_run_id,
+            task_run_id: None,
+            min_level: LogLevel::Debug,
+            after_id: 0,
+            limit: 10_000,
+        }
+    }
+}
+
+/// Takes batches of what happened, atomically.
+#[async_trait]
+pub trait RunRecorder: Send + Sync {
+    /// Writes the whole batch in one transaction, or nothing of it.
+    async fn record(&self, batch: &WriteBatch) -> Result<()>;
+}
+
+/// Reads what was recorded.
+#[async_trait]
+pub trait RunReader: Send + Sync {
+    async fn list_flows(&self) -> Result<Vec<Flow>>;
+    async fn read_flow(&self, name: &str) -> Result<Option<Flow>>;
+    async fn read_flow_run(&self, id: Uuid) -> Result<Option<FlowRun>>;
+    /// Finds a flow run by full id, unique id prefix, or unique name.
+    async fn resolve_flow_run(&self, id_or_name: &str) -> Result<FlowRun>;
+    async fn list_flow_runs(&self, filter: &FlowRunFilter) -> Result<Vec<FlowRun>>;
+    async fn list_task_runs(&self, flow_run_id: Uuid) -> Result<Vec<TaskRun>>;
+    /// A run's state history, oldest first.
+    async fn read_states(&self, run_id: Uuid) -> Result<Vec<StateRecord>>;
+    async fn read_logs(&self, filter: &LogFilter) -> Result<Vec<LogRecord>>;
+}
+
+/// A complete store.
+pub trait Store: RunRecorder + RunReader {}
+impl<T: RunRecorder + RunReader> Store for T {}

@@ -1,0 +1,531 @@
+//! The embedded SQLite store: WAL, a generous busy timeout and `BEGIN
+//! IMMEDIATE` writes, so several flow processes can write one database at
+//! once without "database is locked" failures.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use headwater_core::{
+    Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord, StateType, TaskRun,
+};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use uuid::Uuid;
+
+use crate::error::{Result, StoreError};
+use crate::{FlowRunFilter, LogFilter, RunReader, RunRecorder, WriteBatch};
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_runs.sql"))];
+
+/// SQLite allows 32766 bound values per statement; stay well below it.
+const MAX_BINDS: usize = 30_000;
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and brings its schema up
+    /// to date.
+    pub async fn open(path: &Path) -> Result<SqliteStore> {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(60))
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-16000");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(120))
+            .connect_with(opts)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let store = SqliteStore {
+            pool,
+            path: path.to_path_buf(),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        // The write lock serialises processes that open a new database at once.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let conn: &mut SqliteConnection = &mut tx;
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied INTEGER NOT NULL)")
+            .execute(&mut *conn)
+            .await?;
+        let current: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+                .fetch_one(&mut *conn)
+                .await?;
+        let known = MIGRATIONS.last().map_or(0, |m| m.0);
+        if current > known {
+            return Err(StoreError::SchemaTooNew {
+                found: current,
+                known,
+            });
+        }
+        for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+            for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                sqlx::query(statement)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|source| StoreError::Migration {
+                        version: *version,
+                        source,
+                    })?;
+            }
+            sqlx::query("INSERT INTO schema_migrations (version, applied) VALUES (?, ?)")
+                .bind(version)
+                .bind(micros(Utc::now()))
+                .execute(&mut *conn)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn from_micros(v: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(v).unwrap_or_default()
+}
+
+fn opt_micros(t: Option<DateTime<Utc>>) -> Option<i64> {
+    t.map(micros)
+}
+
+fn json_text<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("values built from JSON serialize")
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+fn uuid_col(row: &SqliteRow, col: &str) -> Result<Uuid> {
+    let s: String = row.try_get(col)?;
+    Uuid::parse_str(&s).map_err(|e| corrupt(col, e))
+}
+
+fn opt_uuid_col(row: &SqliteRow, col: &str) -> Result<Option<Uuid>> {
+    let s: Option<String> = row.try_get(col)?;
+    s.map(|s| Uuid::parse_str(&s).map_err(|e| corrupt(col, e)))
+        .transpose()
+}
+
+/// Column names of a state: type, name, message, timestamp, scheduled time.
+type StateCols = [&'static str; 5];
+const RUN_STATE: StateCols = [
+    "state_type",
+    "state_name",
+    "state_message",
+    "state_timestamp",
+    "state_scheduled",
+];
+const HISTORY_STATE: StateCols = [
+    "state_type",
+    "state_name",
+    "message",
+    "timestamp",
+    "scheduled",
+];
+
+fn state_from(
+    row: &SqliteRow,
+    [ty, name, message, timestamp, scheduled]: StateCols,
+) -> Result<State> {
+    let ty: String = row.try_get(ty)?;
+    Ok(State {
+        state_type: StateType::from_str(&ty).map_err(|e| corrupt("state_type", e))?,
+        name: row.try_get(name)?,
+        timestamp: from_micros(row.try_get(timestamp)?),
+        message: row.try_get(message)?,
+        scheduled_time: row.try_get::<Option<i64>, _>(scheduled)?.map(from_micros),
+    })
+}
+
+fn flow_from(row: &SqliteRow) -> Result<Flow> {
+    let schema: String = row.try_get("parameter_schema")?;
+    Ok(Flow {
+        id: uuid_col(row, "id")?,
+        name: row.try_get("name")?,
+        version: row.try_get("version")?,
+        description: row.try_get("description")?,
+        parameter_schema: serde_json::from_str(&schema)
+            .map_err(|e| corrupt("parameter_schema", e))?,
+        created: from_micros(row.try_get("created")?),
+        updated: from_micros(row.try_get("updated")?),
+    })
+}
+
+fn flow_run_from(row: &SqliteRow) -> Result<FlowRun> {
+    let params: String = row.try_get("parameters")?;
+    let tags: String = row.try_get("tags")?;
+    Ok(FlowRun {
+        id: uuid_col(row, "id")?,
+        flow_id: uuid_col(row, "flow_id")?,
+        flow_name: row.try_get("flow_name")?,
+        name: row.try_get("name")?,
+        parameters: serde_json::from_str(&params).map_err(|e| corrupt("parameters", e))?,
+        tags: serde_json::from_str(&tags).map_err(|e| corrupt("tags", e))?,
+        state: state_from(row, RUN_STATE)?,
+        parent_flow_run_id: opt_uuid_col(row, "parent_flow_run_id")?,
+        run_count: row.try_get::<i64, _>("run_count")? as u32,
+        start_time: row
+            .try_get::<Option<i64>, _>("start_time")?
+            .map(from_micros),
+        end_time: row.try_get::<Option<i64>, _>("end_time")?.map(from_micros),
+        created: from_micros(row.try_get("created")?),
+    })
+}
+
+fn task_run_from(row: &SqliteRow) -> Result<TaskRun> {
+    let tags: String = row.try_get("tags")?;
+    Ok(TaskRun {
+        id: uuid_col(row, "id")?,
+        flow_run_id: uuid_col(row, "flow_run_id")?,
+        task_name: row.try_get("task_name")?,
+        name: row.try_get("name")?,
+        dynamic_key: row.try_get::<i64, _>("dynamic_key")? as u64,
+        tags: serde_json::from_str(&tags).map_err(|e| corrupt("tags", e))?,
+        state: state_from(row, RUN_STATE)?,
+        run_count: row.try_get::<i64, _>("run_count")? as u32,
+        cache_key: row.try_get("cache_key")?,
+        cache_expiration: row
+            .try_get::<Option<i64>, _>("cache_expiration")?
+            .map(from_micros),
+        start_time: row
+            .try_get::<Option<i64>, _>("start_time")?
+            .map(from_micros),
+        end_time: row.try_get::<Option<i64>, _>("end_time")?.map(from_micros),
+        created: from_micros(row.try_get("created")?),
+    })
+}
+
+const FLOW_RUN_COLS: &str = "id, flow_id, flow_name, name, parameters, tags, state_type, state_name, state_message, \
+     state_timestamp, state_scheduled, parent_flow_run_id, run_count, start_time, end_time, created";
+const TASK_RUN_COLS: &str = "id, flow_run_id, task_name, name, dynamic_key, tags, state_type, state_name, \
+     state_message, state_timestamp, state_scheduled, run_count, cache_key, cache_expiration, start_time, end_time, created";
+
+/// `col = excluded.col` for every column but the key.
+fn upsert_set(cols: &str) -> String {
+    cols.split(',')
+        .map(str::trim)
+        .filter(|c| *c != "id" && *c != "created")
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn chunk_rows(cols: &str) -> usize {
+    (MAX_BINDS / cols.split(',').count()).max(1)
+}
+
+#[async_trait]
+impl RunRecorder for SqliteStore {
+    async fn record(&self, batch: &WriteBatch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+
+        for f in &batch.flows {
+            sqlx::query(
+                "INSERT INTO flows (id, name, version, description, parameter_schema, created, updated) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET version = excluded.version, \
+                 description = excluded.description, parameter_schema = excluded.parameter_schema, updated = excluded.updated",
+            )
+            .bind(f.id.to_string())
+            .bind(&f.name)
+            .bind(&f.version)
+            .bind(&f.description)
+            .bind(json_text(&f.parameter_schema))
+            .bind(micros(f.created))
+            .bind(micros(f.updated))
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        let fr_set = upsert_set(FLOW_RUN_COLS);
+        for chunk in batch.flow_runs.chunks(chunk_rows(FLOW_RUN_COLS)) {
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new(format!("INSERT INTO flow_runs ({FLOW_RUN_COLS}) "));
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(r.id.to_string())
+                    .push_bind(r.flow_id.to_string())
+                    .push_bind(r.flow_name.as_str())
+                    .push_bind(r.name.as_str())
+                    .push_bind(json_text(&r.parameters))
+                    .push_bind(json_text(&r.tags))
+                    .push_bind(r.state.state_type.as_str())
+                    .push_bind(r.state.name.as_str())
+                    .push_bind(r.state.message.as_deref())
+                    .push_bind(micros(r.state.timestamp))
+                    .push_bind(opt_micros(r.state.scheduled_time))
+                    .push_bind(r.parent_flow_run_id.map(|u| u.to_string()))
+                    .push_bind(r.run_count as i64)
+                    .push_bind(opt_micros(r.start_time))
+                    .push_bind(opt_micros(r.end_time))
+                    .push_bind(micros(r.created));
+            });
+            q.push(format!(" ON CONFLICT(id) DO UPDATE SET {fr_set}"));
+            q.build().execute(&mut *tx).await?;
+        }
+
+        let tr_set = upsert_set(TASK_RUN_COLS);
+        for chunk in batch.task_runs.chunks(chunk_rows(TASK_RUN_COLS)) {
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new(format!("INSERT INTO task_runs ({TASK_RUN_COLS}) "));
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(r.id.to_string())
+                    .push_bind(r.flow_run_id.to_string())
+                    .push_bind(r.task_name.as_str())
+                    .push_bind(r.name.as_str())
+                    .push_bind(r.dynamic_key as i64)
+                    .push_bind(json_text(&r.tags))
+                    .push_bind(r.state.state_type.as_str())
+                    .push_bind(r.state.name.as_str())
+                    .push_bind(r.state.message.as_deref())
+                    .push_bind(micros(r.state.timestamp))
+                    .push_bind(opt_micros(r.state.scheduled_time))
+                    .push_bind(r.run_count as i64)
+                    .push_bind(r.cache_key.as_deref())
+                    .push_bind(opt_micros(r.cache_expiration))
+                    .push_bind(opt_micros(r.start_time))
+                    .push_bind(opt_micros(r.end_time))
+                    .push_bind(micros(r.created));
+            });
+            q.push(format!(" ON CONFLICT(id) DO UPDATE SET {tr_set}"));
+            q.build().execute(&mut *tx).await?;
+        }
+
+        const STATE_COLS: &str =
+            "run_id, run_kind, state_type, state_name, message, timestamp, scheduled";
+        for chunk in batch.states.chunks(chunk_rows(STATE_COLS)) {
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new(format!("INSERT INTO run_states ({STATE_COLS}) "));
+            q.push_values(chunk, |mut b, s| {
+                b.push_bind(s.run_id.to_string())
+                    .push_bind(s.kind.as_str())
+                    .push_bind(s.state.state_type.as_str())
+                    .push_bind(s.state.name.as_str())
+                    .push_bind(s.state.message.as_deref())
+                    .push_bind(micros(s.state.timestamp))
+                    .push_bind(opt_micros(s.state.scheduled_time));
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+
+        const LOG_COLS: &str = "flow_run_id, task_run_id, level, timestamp, message";
+        for chunk in batch.logs.chunks(chunk_rows(LOG_COLS)) {
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new(format!("INSERT INTO logs ({LOG_COLS}) "));
+            q.push_values(chunk, |mut b, l| {
+                b.push_bind(l.flow_run_id.to_string())
+                    .push_bind(l.task_run_id.map(|u| u.to_string()))
+                    .push_bind(l.level.number())
+                    .push_bind(micros(l.timestamp))
+                    .push_bind(l.message.as_str());
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RunReader for SqliteStore {
+    async fn list_flows(&self) -> Result<Vec<Flow>> {
+        let rows = sqlx::query("SELECT * FROM flows ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(flow_from).collect()
+    }
+
+    async fn read_flow(&self, name: &str) -> Result<Option<Flow>> {
+        let row = sqlx::query("SELECT * FROM flows WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(flow_from).transpose()
+    }
+
+    async fn read_flow_run(&self, id: Uuid) -> Result<Option<FlowRun>> {
+        let row = sqlx::query(&format!(
+            "SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE id = ?"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(flow_run_from).transpose()
+    }
+
+    async fn resolve_flow_run(&self, id_or_name: &str) -> Result<FlowRun> {
+        let input = id_or_name.trim();
+        if let Ok(id) = Uuid::parse_str(input) {
+            return self
+                .read_flow_run(id)
+                .await?
+                .ok_or_else(|| StoreError::FlowRunNotFound(input.to_string()));
+        }
+        // A prefix of the id (as `git` accepts), else a run name.
+        let prefix = format!("{}%", input.replace(['%', '_'], ""));
+        let mut rows = sqlx::query(&format!(
+            "SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE id LIKE ? LIMIT 2"
+        ))
+        .bind(&prefix)
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.is_empty() {
+            rows = sqlx::query(&format!(
+                "SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE name = ? ORDER BY created DESC LIMIT 2"
+            ))
+            .bind(input)
+            .fetch_all(&self.pool)
+            .await?;
+        }
+        match rows.len() {
+            0 => Err(StoreError::FlowRunNotFound(input.to_string())),
+            1 => flow_run_from(&rows[0]),
+            n => Err(StoreError::Ambiguous {
+                input: input.to_string(),
+                count: n,
+            }),
+        }
+    }
+
+    async fn list_flow_runs(&self, f: &FlowRunFilter) -> Result<Vec<FlowRun>> {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE 1=1"));
+        if !f.states.is_empty() {
+            q.push(" AND state_type IN (");
+            let mut sep = q.separated(", ");
+            for s in &f.states {
+                sep.push_bind(s.as_str());
+            }
+            q.push(")");
+        }
+        if !f.state_names.is_empty() {
+            q.push(" AND state_name IN (");
+            let mut sep = q.separated(", ");
+            for s in &f.state_names {
+                sep.push_bind(s.as_str());
+            }
+            q.push(")");
+        }
+        if let Some(name) = &f.flow_name {
+            q.push(" AND flow_name = ").push_bind(name.as_str());
+        }
+        if let Some(parent) = f.parent_flow_run_id {
+            q.push(" AND parent_flow_run_id = ")
+                .push_bind(parent.to_string());
+        }
+        if let Some((created, id)) = f.before {
+            q.push(" AND (created, id) < (")
+                .push_bind(micros(created))
+                .push(", ")
+                .push_bind(id.to_string())
+                .push(")");
+        }
+        q.push(" ORDER BY created DESC, id DESC LIMIT ")
+            .push_bind(f.limit.max(1) as i64);
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(flow_run_from).collect()
+    }
+
+    async fn list_task_runs(&self, flow_run_id: Uuid) -> Result<Vec<TaskRun>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TASK_RUN_COLS} FROM task_runs WHERE flow_run_id = ? ORDER BY created, dynamic_key"
+        ))
+        .bind(flow_run_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(task_run_from).collect()
+    }
+
+    async fn read_states(&self, run_id: Uuid) -> Result<Vec<StateRecord>> {
+        let rows = sqlx::query("SELECT * FROM run_states WHERE run_id = ? ORDER BY id")
+            .bind(run_id.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = row.try_get("run_kind")?;
+                Ok(StateRecord {
+                    run_id: uuid_col(row, "run_id")?,
+                    kind: RunKind::from_str(&kind).map_err(|e| corrupt("run_kind", e))?,
+                    state: state_from(row, HISTORY_STATE)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn read_logs(&self, f: &LogFilter) -> Result<Vec<LogRecord>> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT id, flow_run_id, task_run_id, level, timestamp, message FROM logs WHERE flow_run_id = ",
+        );
+        q.push_bind(f.flow_run_id.to_string());
+        q.push(" AND id > ").push_bind(f.after_id);
+        if f.min_level > LogLevel::Debug {
+            q.push(" AND level >= ").push_bind(f.min_level.number());
+        }
+        if let Some(t) = f.task_run_id {
+            q.push(" AND task_run_id = ").push_bind(t.to_string());
+        }
+        q.push(" ORDER BY id LIMIT ")
+            .push_bind(f.limit.max(1) as i64);
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(LogRecord {
+                    id: row.try_get("id")?,
+                    flow_run_id: uuid_col(row, "flow_run_id")?,
+                    task_run_id: opt_uuid_col(row, "task_run_id")?,
+                    level: LogLevel::from_number(row.try_get("level")?),
+                    timestamp: from_micros(row.try_get("timestamp")?),
+                    message: row.try_get("message")?,
+                })
+            })
+            .collect()
+    }
+}
