@@ -1,0 +1,211 @@
+//! Tables for people, JSON for scripts.
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+use chrono::{DateTime, Local, Utc};
+use comfy_table::{presets, ContentArrangement, Table};
+use headwater_core::{Flow, FlowRun, LogRecord, StateRecord, TaskRun};
+use serde::Serialize;
+use uuid::Uuid;
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(presets::UTF8_BORDERS_ONLY)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header.to_vec());
+    t
+}
+
+fn json<T: Serialize + ?Sized>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn local(t: DateTime<Utc>) -> String {
+    t.with_timezone(&Local)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+fn opt_local(t: Option<DateTime<Utc>>) -> String {
+    t.map(local).unwrap_or_else(|| "-".into())
+}
+
+fn took(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> String {
+    match (start, end) {
+        (Some(s), Some(e)) => {
+            let ms = (e - s).num_milliseconds().max(0);
+            if ms < 1000 {
+                format!("{ms}ms")
+            } else if ms < 60_000 {
+                format!("{:.1}s", ms as f64 / 1000.0)
+            } else {
+                format!("{}m{:02}s", ms / 60_000, (ms % 60_000) / 1000)
+            }
+        }
+        (Some(_), None) => "running".into(),
+        _ => "-".into(),
+    }
+}
+
+pub fn print_flows(flows: &[Flow], as_json: bool) -> Result<()> {
+    if as_json {
+        return json(flows);
+    }
+    if flows.is_empty() {
+        println!(
+            "No flows yet: run one, e.g. `cargo run -p headwater-examples -- etl-parent-flow`."
+        );
+        return Ok(());
+    }
+    let mut t = table(&["NAME", "VERSION", "DESCRIPTION", "UPDATED"]);
+    for f in flows {
+        t.add_row(vec![
+            f.name.clone(),
+            f.version.clone().unwrap_or_default(),
+            f.description
+                .clone()
+                .unwrap_or_default()
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string(),
+            local(f.updated),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+pub fn print_flow_runs(runs: &[FlowRun], as_json: bool) -> Result<()> {
+    if as_json {
+        return json(runs);
+    }
+    if runs.is_empty() {
+        println!("No flow runs match.");
+        return Ok(());
+    }
+    let mut t = table(&["ID", "NAME", "FLOW", "STATE", "STARTED", "DURATION"]);
+    for r in runs {
+        t.add_row(vec![
+            r.id.to_string(),
+            r.name.clone(),
+            r.flow_name.clone(),
+            r.state.name.clone(),
+            opt_local(r.start_time),
+            took(r.start_time, r.end_time),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+pub fn print_task_runs(tasks: &[TaskRun], as_json: bool) -> Result<()> {
+    if as_json {
+        return json(tasks);
+    }
+    if tasks.is_empty() {
+        println!("This flow run has no task runs.");
+        return Ok(());
+    }
+    let mut t = table(&[
+        "ID", "NAME", "STATE", "RUNS", "STARTED", "DURATION", "MESSAGE",
+    ]);
+    for r in tasks {
+        t.add_row(vec![
+            r.id.to_string(),
+            r.name.clone(),
+            r.state.name.clone(),
+            r.run_count.to_string(),
+            opt_local(r.start_time),
+            took(r.start_time, r.end_time),
+            r.state.message.clone().unwrap_or_default(),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct Inspection<'a> {
+    #[serde(flatten)]
+    run: &'a FlowRun,
+    state_history: Vec<&'a headwater_core::State>,
+    task_runs: &'a [TaskRun],
+    subflow_runs: &'a [FlowRun],
+}
+
+pub fn print_flow_run(
+    run: &FlowRun,
+    history: &[StateRecord],
+    tasks: &[TaskRun],
+    children: &[FlowRun],
+    as_json: bool,
+) -> Result<()> {
+    if as_json {
+        return json(&Inspection {
+            run,
+            state_history: history.iter().map(|s| &s.state).collect(),
+            task_runs: tasks,
+            subflow_runs: children,
+        });
+    }
+    println!("Flow run   {} ({})", run.name, run.id);
+    println!("Flow       {}", run.flow_name);
+    println!("State      {}", run.state);
+    if let Some(p) = run.parent_flow_run_id {
+        println!("Parent     {p}");
+    }
+    println!("Runs       {}", run.run_count);
+    println!("Started    {}", opt_local(run.start_time));
+    println!("Duration   {}", took(run.start_time, run.end_time));
+    if !run.tags.is_empty() {
+        println!("Tags       {}", run.tags.join(", "));
+    }
+    println!("Parameters {}", serde_json::to_string(&run.parameters)?);
+    println!("\nState history:");
+    let mut t = table(&["TIME", "STATE", "TYPE", "MESSAGE"]);
+    for s in history {
+        t.add_row(vec![
+            s.state
+                .timestamp
+                .with_timezone(&Local)
+                .format("%H:%M:%S%.3f")
+                .to_string(),
+            s.state.name.clone(),
+            s.state.state_type.to_string(),
+            s.state.message.clone().unwrap_or_default(),
+        ]);
+    }
+    println!("{t}");
+    if !children.is_empty() {
+        println!("\nSubflow runs:");
+        print_flow_runs(children, false)?;
+    }
+    println!("\nTask runs:");
+    print_task_runs(tasks, false)
+}
+
+pub fn print_log(
+    l: &LogRecord,
+    flow_run: &str,
+    task_names: &HashMap<Uuid, String>,
+    as_json: bool,
+) -> Result<()> {
+    if as_json {
+        println!("{}", serde_json::to_string(l)?);
+        return Ok(());
+    }
+    let who = match l.task_run_id.and_then(|t| task_names.get(&t)) {
+        Some(name) => format!("Task run '{name}'"),
+        None => format!("Flow run '{flow_run}'"),
+    };
+    println!(
+        "{} | {:<7} | {who} - {}",
+        l.timestamp.with_timezone(&Local).format("%H:%M:%S%.3f"),
+        l.level.as_str(),
+        l.message
+    );
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! The per-process engine: settings, the recorder and result storage.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use chrono::Utc;
+use headwater_config::{Overrides, Settings};
+use headwater_core::{flow_id_for_name, Flow, LogLevel};
+use headwater_store::SqliteStore;
+
+use crate::error::{Error, Result};
+use crate::flow::FlowSpec;
+use crate::recorder::{Event, Recorder};
+use crate::results::ResultStore;
+
+/// Where runs are recorded and results kept. One per process is usual
+/// ([`Engine::global`], from the settings); tests and embedders may open
+/// others and run flows inside [`Engine::scope`].
+pub struct Engine {
+    settings: Settings,
+    pub(crate) recorder: Recorder,
+    pub(crate) results: ResultStore,
+    store: Arc<SqliteStore>,
+    registered: Mutex<HashSet<&'static str>>,
+    pub(crate) min_level: LogLevel,
+    pub(crate) handle_signals: bool,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("home", &self.settings.home)
+            .finish()
+    }
+}
+
+static GLOBAL: OnceLock<std::result::Result<Arc<Engine>, String>> = OnceLock::new();
+
+tokio::task_local! {
+    static SCOPED: Arc<Engine>;
+}
+
+impl Engine {
+    /// Opens the embedded store described by `settings`.
+    pub fn open(settings: Settings) -> Result<Arc<Engine>> {
+        if let Some(url) = settings.api_url() {
+            // Client mode arrives with the server; until then say so plainly
+            // rather than quietly recording somewhere the user did not ask.
+            return Err(Error::Open(format!(
+                "HEADWATER_API_URL is set ({url}) but this build records runs only in the embedded store; unset it"
+            )));
+        }
+        let (recorder, store) = Recorder::start_sqlite(settings.database_path())?;
+        let min_level = settings.logging_level().parse().unwrap_or(LogLevel::Info);
+        Ok(Arc::new(Engine {
+            results: ResultStore::new(settings.result_storage()),
+            recorder,
+            store,
+            registered: Mutex::new(HashSet::new()),
+            min_level,
+            handle_signals: true,
+            settings,
+        }))
+    }
+
+    /// An engine whose home folder is `home` (database, results, profiles),
+    /// ignoring the environment: handy for tests and embedding.
+    pub fn with_home(home: &Path) -> Result<Arc<Engine>> {
+        let overrides = Overrides {
+            home: Some(home.to_path_buf()),
+            ..Default::default()
+        };
+        let settings = Settings::resolve(&overrides, |_| None)?;
+        let mut engine = Engine::open(settings)?;
+        Arc::get_mut(&mut engine).expect("fresh").handle_signals = false;
+        Ok(engine)
+    }
+
+    /// The process-wide engine, opened from the settings on first use.
+    pub fn global() -> Result<Arc<Engine>> {
+        GLOBAL
+            .get_or_init(|| {
+                let settings = Settings::load(&Overrides::default()).map_err(|e| e.to_string())?;
+                Engine::open(settings).map_err(|e| e.to_string())
+            })
+            .clone()
+            .map_err(Error::Open)
+    }
+
+    /// The engine a flow started here uses: the scoped one, else the global.
+    pub(crate) fn current() -> Result<Arc<Engine>> {
+        SCOPED.try_with(Arc::clone).or_else(|_| Engine::global())
+    }
+
+    /// Runs `fut` with this engine as the one flows record to.
+    pub async fn scope<F: Future>(self: &Arc<Self>, fut: F) -> F::Output {
+        SCOPED.scope(self.clone(), fut).await
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The embedded store, for reading back what was recorded.
+    pub fn store(&self) -> &SqliteStore {
+        &self.store
+    }
+
+    /// Waits until every event sent so far is written.
+    pub async fn flush(&self) -> Result<()> {
+        self.recorder.flush().await
+    }
+
+    pub(crate) fn result_dir(&self) -> &Path {
+        self.results.dir()
+    }
+
+    /// Records the flow (name, version, parameter schema) once per process.
+    pub(crate) fn register_flow(
+        &self,
+        spec: &'static FlowSpec,
+        schema: impl FnOnce() -> serde_json::Value,
+    ) {
+        let mut seen = self.registered.lock().expect("registry lock");
+        if !seen.insert(spec.name) {
+            return;
+        }
+        let now = Utc::now();
+        self.recorder.send(Event::Flow(Flow {
+            id: flow_id_for_name(spec.name),
+            name: spec.name.to_string(),
+            version: spec.version.map(str::to_string),
+            description: spec.description.map(str::to_string),
+            parameter_schema: schema(),
+            created: now,
+            updated: now,
+        }));
+    }
+}

@@ -1,0 +1,363 @@
+//! Flow runs: what `#[flow]` expands into.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use headwater_core::duration::format_duration;
+use headwater_core::names::{render_run_name, run_name};
+use headwater_core::{flow_id_for_name, FlowRun, RetryPolicy, State};
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use tracing::Level;
+use uuid::Uuid;
+
+use crate::context::{Counters, FlowRunScope, RunContext, CONTEXT};
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::outcome::{error_message, panic_message, run_once, Outcome};
+use crate::tracker::Tracker;
+
+/// A flow's options, fixed at compile time by `#[flow(...)]`.
+#[derive(Debug)]
+pub struct FlowSpec {
+    pub name: &'static str,
+    pub version: Option<&'static str>,
+    pub description: Option<&'static str>,
+    pub retries: u32,
+    pub retry_delays_ms: &'static [u64],
+    pub timeout_ms: Option<u64>,
+    /// A template such as `"{color}-{year}-{month:02}"`.
+    pub run_name: Option<&'static str>,
+    pub tags: &'static [&'static str],
+    /// Default parameter values as a JSON object, used when a run is
+    /// started from JSON (the command line, a deployment) without them.
+    pub defaults: Option<&'static str>,
+}
+
+impl FlowSpec {
+    /// The defaults as a JSON object (empty if none were given).
+    pub fn default_parameters(&self) -> Result<serde_json::Map<String, Value>, Error> {
+        match self.defaults {
+            None => Ok(serde_json::Map::new()),
+            Some(text) => match serde_json::from_str(text) {
+                Ok(Value::Object(m)) => Ok(m),
+                _ => Err(Error::InvalidParameters(format!(
+                    "the defaults of flow '{}' are not a JSON object: {text}",
+                    self.name
+                ))),
+            },
+        }
+    }
+
+    fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            retries: self.retries,
+            delays: self
+                .retry_delays_ms
+                .iter()
+                .map(|ms| Duration::from_millis(*ms))
+                .collect(),
+            ..Default::default()
+        }
+    }
+}
+
+/// The JSON Schema of a parameter type, as stored with the flow.
+///
+/// Subschemas are inlined (no `$ref`s), so a form can be built from the
+/// schema without resolving references.
+pub fn parameter_schema<P: JsonSchema>() -> Value {
+    let settings =
+        schemars::generate::SchemaSettings::draft2020_12().with(|s| s.inline_subschemas = true);
+    let schema = schemars::SchemaGenerator::new(settings).into_root_schema_for::<P>();
+    serde_json::to_value(schema).unwrap_or(Value::Null)
+}
+
+/// Parses JSON parameters into the flow's typed parameters. Errors name the
+/// field and the problem, and happen before any run is created.
+pub fn parse_parameters<P: DeserializeOwned>(value: Value) -> Result<P, Error> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let mut reason = e.into_inner().to_string();
+        if let Some(rest) = reason.strip_prefix("unknown field `") {
+            let expected = rest.split_once(", expected ").map(|(_, r)| r.to_string());
+            reason = match expected {
+                Some(list) => format!("is not a parameter of this flow (expected {list})"),
+                None => "is not a parameter of this flow (it takes none)".into(),
+            };
+            if path != "." && !path.is_empty() {
+                return Error::InvalidParameter {
+                    field: path,
+                    reason,
+                };
+            }
+        }
+        // Errors about the object itself (a missing or unknown field) come
+        // with the root path; the field is named inside the message.
+        if path == "." || path.is_empty() {
+            if let Some(field) = backticked(&reason, "missing field `") {
+                return Error::InvalidParameter {
+                    field,
+                    reason: "is required but was not given".into(),
+                };
+            }
+            return Error::InvalidParameters(reason);
+        }
+        Error::InvalidParameter {
+            field: path,
+            reason,
+        }
+    })
+}
+
+fn backticked(text: &str, after: &str) -> Option<String> {
+    let start = text.find(after)? + after.len();
+    let len = text[start..].find('`')?;
+    Some(text[start..start + len].to_string())
+}
+
+/// Runs the flow body `body(params)` as a recorded flow run: a subflow if
+/// called inside another flow, a root run otherwise.
+pub async fn run_flow<P, T, E, F, Fut>(spec: &'static FlowSpec, params: P, body: F) -> Result<T, E>
+where
+    P: Serialize + JsonSchema + Clone,
+    F: Fn(P) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: From<Error> + Display,
+{
+    crate::logging::init();
+    let parent = RunContext::current();
+    let engine = match &parent {
+        Some(p) => p.engine.clone(),
+        None => Engine::current()?,
+    };
+    engine.register_flow(spec, parameter_schema::<P>);
+    let parameters =
+        serde_json::to_value(&params).map_err(|e| Error::InvalidParameters(e.to_string()))?;
+    let now = Utc::now();
+    let name = match spec.run_name {
+        Some(template) => render_run_name(template, &parameters),
+        None => run_name(rand::random()),
+    };
+    let run = FlowRun {
+        id: Uuid::now_v7(),
+        flow_id: flow_id_for_name(spec.name),
+        flow_name: spec.name.to_string(),
+        name: name.clone(),
+        parameters,
+        tags: spec.tags.iter().map(|t| t.to_string()).collect(),
+        state: State::pending(now),
+        parent_flow_run_id: parent.as_ref().map(|p| p.flow.id),
+        run_count: 0,
+        start_time: None,
+        end_time: None,
+        created: now,
+    };
+    let is_root = parent.is_none();
+    let mut tracker = Tracker::create(engine.clone(), run);
+    let counters = Counters::default();
+    let first = RunContext {
+        engine: engine.clone(),
+        flow: Arc::new(FlowRunScope::new(
+            tracker.run.id,
+            name.clone(),
+            counters.clone(),
+        )),
+        task_run: None,
+    };
+    match &parent {
+        Some(p) => emit(
+            &first,
+            Level::INFO,
+            format!(
+                "Created subflow run '{name}' for flow '{}' in '{}'",
+                spec.name, p.flow.name
+            ),
+        ),
+        None => emit(
+            &first,
+            Level::INFO,
+            format!("Beginning flow run '{name}' for flow '{}'", spec.name),
+        ),
+    }
+
+    let policy = spec.retry_policy();
+    let timeout = spec.timeout_ms.map(Duration::from_millis);
+    let signals = is_root && engine.handle_signals;
+    let mut ctx = first;
+    let result = loop {
+        let attempt = tracker.run.run_count + 1;
+        tracker.run.run_count = attempt;
+        tracker.set(if attempt == 1 {
+            State::running(Utc::now())
+        } else {
+            State::retrying(Utc::now())
+        });
+        let scope = ctx.flow.clone();
+        // If this future is dropped mid-attempt, stop the submitted tasks too.
+        let stop_on_drop = scope.cancel.clone().drop_guard();
+        let body_run = run_once(ctx.clone(), timeout, body(params.clone()));
+        let outcome = if signals {
+            tokio::select! {
+                o = body_run => Ok(o),
+                why = interrupted() => Err(why),
+            }
+        } else {
+            Ok(body_run.await)
+        };
+        let (message, err, timed_out) = match outcome {
+            Err(why) => {
+                scope.stop_tasks().await;
+                tracker.set(State::cancelled(Utc::now(), format!("Flow run was {why}")));
+                emit(
+                    &ctx,
+                    Level::WARN,
+                    format!("Flow run was {why}; finished in state Cancelled"),
+                );
+                break Err(E::from(Error::Cancelled {
+                    what: format!("flow run '{name}'"),
+                    reason: why,
+                }));
+            }
+            Ok(Outcome::Ok(v)) => {
+                // Submitted tasks the body did not await still belong to the run.
+                scope.tracker.close();
+                scope.tracker.wait().await;
+                tracker.set(State::completed(Utc::now()));
+                emit(&ctx, Level::INFO, "Finished in state Completed()".into());
+                break Ok(v);
+            }
+            Ok(Outcome::Panicked(p)) => {
+                scope.stop_tasks().await;
+                let msg = format!("panicked: {}", panic_message(p.as_ref()));
+                tracker.set(State::failed(Utc::now(), msg.clone()));
+                emit(
+                    &ctx,
+                    Level::ERROR,
+                    format!("Finished in state Failed: {msg}"),
+                );
+                drop(tracker);
+                if is_root {
+                    let _ = engine.flush().await;
+                }
+                std::panic::resume_unwind(p);
+            }
+            Ok(Outcome::Err(e)) => (error_message(&e), e, false),
+            Ok(Outcome::TimedOut(after)) => {
+                let e = Error::Timeout {
+                    what: format!("flow run '{name}'"),
+                    after,
+                };
+                (e.to_string(), E::from(e), true)
+            }
+        };
+        scope.stop_tasks().await;
+        drop(stop_on_drop);
+        if !policy.should_retry(attempt) {
+            let state = if timed_out {
+                State::timed_out(Utc::now(), message.clone())
+            } else {
+                State::failed(Utc::now(), message.clone())
+            };
+            let shown = state.name.clone();
+            tracker.set(state);
+            emit(
+                &ctx,
+                Level::ERROR,
+                format!("Finished in state {shown}: {message}"),
+            );
+            break Err(err);
+        }
+        let delay = policy.delay_before(attempt, rand::random());
+        let due = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+        tracker.set(State::awaiting_retry(Utc::now(), due).with_message(message.clone()));
+        emit(
+            &ctx,
+            Level::WARN,
+            format!(
+                "Attempt {attempt} failed: {message}; retrying in {} (retry {attempt} of {})",
+                format_duration(delay),
+                policy.retries
+            ),
+        );
+        if signals {
+            if let Some(why) = tokio::select! {
+                _ = tokio::time::sleep(delay) => None,
+                why = interrupted() => Some(why),
+            } {
+                tracker.set(State::cancelled(Utc::now(), format!("Flow run was {why}")));
+                break Err(E::from(Error::Cancelled {
+                    what: format!("flow run '{name}'"),
+                    reason: why,
+                }));
+            }
+        } else {
+            tokio::time::sleep(delay).await;
+        }
+        // A fresh scope: the old one's submitted tasks were stopped.
+        ctx = RunContext {
+            engine: engine.clone(),
+            flow: Arc::new(FlowRunScope::new(
+                tracker.run.id,
+                name.clone(),
+                counters.clone(),
+            )),
+            task_run: None,
+        };
+    };
+    if is_root {
+        let _ = crate::app::FINAL_STATE.try_with(|c| c.set(Some(tracker.run.state.state_type)));
+    }
+    drop(tracker);
+    if is_root {
+        if let Err(e) = engine.flush().await {
+            eprintln!("headwater: {e}");
+        }
+    }
+    result
+}
+
+/// Emits an engine message as a log of the run `ctx` belongs to.
+pub(crate) fn emit(ctx: &RunContext, level: Level, message: String) {
+    CONTEXT.sync_scope(ctx.clone(), || match level {
+        Level::ERROR => tracing::error!("{message}"),
+        Level::WARN => tracing::warn!("{message}"),
+        Level::INFO => tracing::info!("{message}"),
+        _ => tracing::debug!("{message}"),
+    })
+}
+
+/// Resolves when the process is asked to stop, with how it was asked.
+async fn interrupted() -> String {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = async {
+            match signal(SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => "interrupted by Ctrl-C (SIGINT)".to_string(),
+            _ = term => "terminated by SIGTERM".to_string(),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        ctrl_c.await;
+        "interrupted by Ctrl-C".to_string()
+    }
+}

@@ -1,0 +1,184 @@
+//! Writes what happens to the store off the hot path.
+//!
+//! Runs send events through an unbounded channel (a send is a push onto a
+//! queue, no I/O); one writer thread with its own small runtime drains
+//! whatever has accumulated, folds repeated snapshots of a run into one row,
+//! and writes the lot in a single transaction. Under load the batches grow
+//! by themselves. A flush waits until everything sent before it is written.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use headwater_core::{Flow, FlowRun, LogRecord, RunKind, StateRecord, TaskRun};
+use headwater_store::{RunRecorder, SqliteStore, StoreError, WriteBatch};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::error::Error;
+
+pub(crate) enum Event {
+    Flow(Flow),
+    /// A flow run's latest snapshot; its current state joins the history.
+    FlowRun(FlowRun),
+    TaskRun(TaskRun),
+    Log(LogRecord),
+    Flush(oneshot::Sender<Result<(), String>>),
+}
+
+#[derive(Clone)]
+pub(crate) struct Recorder {
+    tx: mpsc::UnboundedSender<Event>,
+}
+
+const MAX_BATCH_EVENTS: usize = 50_000;
+const WRITE_ATTEMPTS: u32 = 8;
+
+impl Recorder {
+    /// Starts the writer thread on the SQLite database at `path`; returns
+    /// once the database is open and migrated.
+    pub(crate) fn start_sqlite(
+        path: std::path::PathBuf,
+    ) -> Result<(Recorder, Arc<SqliteStore>), Error> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("headwater-recorder".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let store = match SqliteStore::open(&path).await {
+                        Ok(s) => Arc::new(s),
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.to_string()));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(store.clone()));
+                    write_loop(store.as_ref(), rx).await;
+                });
+            })
+            .map_err(|e| Error::Open(e.to_string()))?;
+        let store = ready_rx
+            .recv()
+            .map_err(|_| Error::Open("the recorder thread stopped".into()))?
+            .map_err(Error::Open)?;
+        Ok((Recorder { tx }, store))
+    }
+
+    pub(crate) fn send(&self, event: Event) {
+        // The writer lives as long as the process; a failed send means the
+        // process is shutting down and there is nobody left to tell.
+        let _ = self.tx.send(event);
+    }
+
+    pub(crate) async fn flush(&self) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Event::Flush(tx));
+        rx.await
+            .map_err(|_| Error::Recording("the recorder stopped before writing everything".into()))?
+            .map_err(Error::Recording)
+    }
+}
+
+#[derive(Default)]
+struct Pending {
+    batch: WriteBatch,
+    flow_run_index: HashMap<Uuid, usize>,
+    task_run_index: HashMap<Uuid, usize>,
+    flushes: Vec<oneshot::Sender<Result<(), String>>>,
+}
+
+impl Pending {
+    fn add(&mut self, event: Event) {
+        let b = &mut self.batch;
+        match event {
+            Event::Flow(f) => b.flows.push(f),
+            Event::FlowRun(r) => {
+                b.states.push(StateRecord {
+                    run_id: r.id,
+                    kind: RunKind::Flow,
+                    state: r.state.clone(),
+                });
+                match self.flow_run_index.get(&r.id) {
+                    Some(&i) => b.flow_runs[i] = r,
+                    None => {
+                        self.flow_run_index.insert(r.id, b.flow_runs.len());
+                        b.flow_runs.push(r);
+                    }
+                }
+            }
+            Event::TaskRun(r) => {
+                b.states.push(StateRecord {
+                    run_id: r.id,
+                    kind: RunKind::Task,
+                    state: r.state.clone(),
+                });
+                match self.task_run_index.get(&r.id) {
+                    Some(&i) => b.task_runs[i] = r,
+                    None => {
+                        self.task_run_index.insert(r.id, b.task_runs.len());
+                        b.task_runs.push(r);
+                    }
+                }
+            }
+            Event::Log(l) => b.logs.push(l),
+            Event::Flush(tx) => self.flushes.push(tx),
+        }
+    }
+}
+
+async fn write_loop(store: &dyn RunRecorder, mut rx: mpsc::UnboundedReceiver<Event>) {
+    let mut events = Vec::with_capacity(4096);
+    // The first failure since the last flush, reported to the next flush.
+    let mut failure: Option<String> = None;
+    loop {
+        if rx.recv_many(&mut events, MAX_BATCH_EVENTS).await == 0 {
+            return;
+        }
+        let mut pending = Pending::default();
+        for e in events.drain(..) {
+            pending.add(e);
+        }
+        if let Err(e) = write_with_retries(store, &pending.batch).await {
+            let lost = pending.batch.flow_runs.len()
+                + pending.batch.task_runs.len()
+                + pending.batch.logs.len();
+            let msg = format!("{e} ({lost} records not written)");
+            eprintln!("headwater: could not record runs: {msg}");
+            failure.get_or_insert(msg);
+        }
+        if !pending.flushes.is_empty() {
+            let result = match failure.take() {
+                Some(m) => Err(m),
+                None => Ok(()),
+            };
+            for f in pending.flushes {
+                let _ = f.send(result.clone());
+            }
+        }
+    }
+}
+
+async fn write_with_retries(store: &dyn RunRecorder, batch: &WriteBatch) -> Result<(), StoreError> {
+    let mut attempt = 0;
+    loop {
+        match store.record(batch).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_retryable() && attempt < WRITE_ATTEMPTS => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! Task runs: what `#[task]` expands into, and running tasks concurrently.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::{Stream, StreamExt};
+use headwater_core::cache::{cache_key, expires_at};
+use headwater_core::duration::format_duration;
+use headwater_core::{Backoff, CachePolicy, RetryPolicy, State, TaskRun};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tracing::Level;
+use uuid::Uuid;
+
+use crate::context::{RunContext, CONTEXT};
+use crate::error::Error;
+use crate::flow::emit;
+use crate::outcome::{error_message, panic_message, run_once, Outcome};
+use crate::results::StoredResult;
+use crate::tracker::Tracker;
+
+/// A task's options, fixed at compile time by `#[task(...)]`.
+#[derive(Debug)]
+pub struct TaskSpec {
+    pub name: &'static str,
+    /// blake3 of the task body's tokens, taken when the crate was compiled.
+    pub source_hash: &'static str,
+    pub retries: u32,
+    pub retry_delays_ms: &'static [u64],
+    /// `(base, max)` of an exponential backoff, instead of the listed delays.
+    pub exponential_backoff_ms: Option<(u64, u64)>,
+    pub retry_jitter_factor: f64,
+    pub timeout_ms: Option<u64>,
+    pub tags: &'static [&'static str],
+    pub cache: CachePolicy,
+    pub cache_expiration_ms: Option<u64>,
+    pub refresh_cache: bool,
+}
+
+impl TaskSpec {
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            retries: self.retries,
+            delays: self
+                .retry_delays_ms
+                .iter()
+                .map(|ms| Duration::from_millis(*ms))
+                .collect(),
+            backoff: match self.exponential_backoff_ms {
+                Some((base, max)) => Backoff::Exponential {
+                    base: Duration::from_millis(base),
+                    max: Duration::from_millis(max),
+                },
+                None => Backoff::Listed,
+            },
+            jitter_factor: self.retry_jitter_factor,
+        }
+    }
+}
+
+/// What one call of a task brings besides its body.
+pub struct TaskCall<E> {
+    /// The serialized inputs, when the cache policy uses them.
+    pub inputs: Option<Result<Vec<u8>, String>>,
+    /// The user's cache key, for `cache_key_fn`.
+    pub custom_key: Option<String>,
+    /// Retry only errors for which this returns true.
+    pub retry_if: Option<fn(&E) -> bool>,
+}
+
+impl<E> Default for TaskCall<E> {
+    fn default() -> Self {
+        TaskCall {
+            inputs: None,
+            custom_key: None,
+            retry_if: None,
+        }
+    }
+}
+
+/// Serializes a task's inputs for its cache key.
+pub fn hash_inputs<T: Serialize>(inputs: &T) -> Result<Vec<u8>, String> {
+    serde_json::to_vec(inputs).map_err(|e| e.to_string())
+}
+
+type Encode<T> = fn(&T) -> Result<serde_json::Value, String>;
+type Decode<T> = fn(serde_json::Value) -> Result<T, String>;
+
+/// Runs a task whose results are not cached.
+pub async fn run_task<T, E, F, Fut>(
+    spec: &'static TaskSpec,
+    call: TaskCall<E>,
+    body: F,
+) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: From<Error> + Display,
+{
+    execute(spec, call, body, None).await
+}
+
+/// Runs a task whose results are persisted and reused while fresh. The
+/// bounds make a result that cannot be stored a compile-time error.
+pub async fn run_cached_task<T, E, F, Fut>(
+    spec: &'static TaskSpec,
+    call: TaskCall<E>,
+    body: F,
+) -> Result<T, E>
+where
+    T: Serialize + DeserializeOwned,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: From<Error> + Display,
+{
+    let encode: Encode<T> = |v| serde_json::to_value(v).map_err(|e| e.to_string());
+    let decode: Decode<T> = |v| serde_json::from_value(v).map_err(|e| e.to_string());
+    execute(spec, call, body, Some((encode, decode))).await
+}
+
+async fn execute<T, E, F, Fut>(
+    spec: &'static TaskSpec,
+    call: TaskCall<E>,
+    mut body: F,
+    codec: Option<(Encode<T>, Decode<T>)>,
+) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: From<Error> + Display,
+{
+    // Outside any flow a task is an ordinary function call.
+    let Some(parent) = RunContext::current() else {
+        return body().await;
+    };
+    if parent.flow.cancel.is_cancelled() {
+        return Err(E::from(Error::Cancelled {
+            what: format!("task '{}'", spec.name),
+            reason: "its flow run is stopping".into(),
+        }));
+    }
+    let engine = parent.engine.clone();
+    let key_num = parent.flow.next_key(spec.name);
+    let name = format!("{}-{key_num}", spec.name);
+    let inputs = match call.inputs {
+        Some(Ok(bytes)) => Some(bytes),
+        Some(Err(reason)) => {
+            return Err(E::from(Error::ResultNotPersistable {
+                task: spec.name.into(),
+                reason: format!("its inputs cannot be serialized for the cache key: {reason}"),
+            }))
+        }
+        None => None,
+    };
+    let key = cache_key(
+        spec.name,
+        spec.cache,
+        spec.source_hash,
+        inputs.as_deref(),
+        call.custom_key.as_deref(),
+    );
+    let now = Utc::now();
+    let run = TaskRun {
+        id: Uuid::now_v7(),
+        flow_run_id: parent.flow.id,
+        task_name: spec.name.to_string(),
+        name: name.clone(),
+        dynamic_key: key_num,
+        tags: spec.tags.iter().map(|t| t.to_string()).collect(),
+        state: State::pending(now),
+        run_count: 0,
+        cache_key: key.as_ref().map(|k| k.0.clone()),
+        cache_expiration: None,
+        start_time: None,
+        end_time: None,
+        created: now,
+    };
+    let mut tracker = Tracker::create(engine.clone(), run);
+    let ctx = RunContext {
+        engine: engine.clone(),
+        flow: parent.flow.clone(),
+        task_run: Some((tracker.run.id, Arc::from(name.as_str()))),
+    };
+    emit(&ctx, Level::DEBUG, format!("Created task run '{name}'"));
+
+    if let (Some(key), Some((_, decode)), false) = (&key, codec, spec.refresh_cache) {
+        if let Some(stored) = engine.results.read(key, Utc::now()).await {
+            match decode(stored.value) {
+                Ok(v) => {
+                    tracker.run.cache_expiration = stored.expires;
+                    let since = stored.created.format("%Y-%m-%d %H:%M:%S UTC");
+                    tracker.set(State::cached(Utc::now()).with_message(format!("result cached at {since}")));
+                    emit(&ctx, Level::INFO, "Finished in state Cached(type=COMPLETED)".into());
+                    return Ok(v);
+                }
+                Err(e) => emit(
+                    &ctx,
+                    Level::WARN,
+                    format!("Cached result no longer matches the task's result type ({e}); running again"),
+                ),
+            }
+        }
+    }
+
+    let timeout = spec.timeout_ms.map(Duration::from_millis);
+    let mut policy: Option<RetryPolicy> = None;
+    loop {
+        let attempt = tracker.run.run_count + 1;
+        tracker.run.run_count = attempt;
+        tracker.set(if attempt == 1 {
+            State::running(Utc::now())
+        } else {
+            State::retrying(Utc::now())
+        });
+        let (message, err, timed_out) = match run_once(ctx.clone(), timeout, body()).await {
+            Outcome::Ok(v) => {
+                if let (Some(key), Some((encode, _))) = (&key, codec) {
+                    let created = Utc::now();
+                    let expires =
+                        expires_at(created, spec.cache_expiration_ms.map(Duration::from_millis));
+                    let persisted = match encode(&v) {
+                        Ok(value) => {
+                            let stored = StoredResult {
+                                task: spec.name.into(),
+                                created,
+                                expires,
+                                value,
+                            };
+                            engine.results.write(key, &stored).await.map_err(|e| {
+                                format!("writing to {} failed: {e}", engine.result_dir().display())
+                            })
+                        }
+                        Err(e) => Err(e),
+                    };
+                    if let Err(reason) = persisted {
+                        let e = Error::ResultNotPersistable {
+                            task: spec.name.into(),
+                            reason,
+                        };
+                        let msg = e.to_string();
+                        tracker.set(State::failed(Utc::now(), msg.clone()));
+                        emit(
+                            &ctx,
+                            Level::ERROR,
+                            format!("Finished in state Failed: {msg}"),
+                        );
+                        return Err(E::from(e));
+                    }
+                    tracker.run.cache_expiration = expires;
+                }
+                tracker.set(State::completed(Utc::now()));
+                emit(&ctx, Level::INFO, "Finished in state Completed()".into());
+                return Ok(v);
+            }
+            Outcome::Panicked(p) => {
+                let msg = format!("panicked: {}", panic_message(p.as_ref()));
+                tracker.set(State::failed(Utc::now(), msg.clone()));
+                emit(
+                    &ctx,
+                    Level::ERROR,
+                    format!("Finished in state Failed: {msg}"),
+                );
+                std::panic::resume_unwind(p);
+            }
+            Outcome::Err(e) => (error_message(&e), e, false),
+            Outcome::TimedOut(after) => {
+                let e = Error::Timeout {
+                    what: format!("task run '{name}'"),
+                    after,
+                };
+                (e.to_string(), E::from(e), true)
+            }
+        };
+        let policy = policy.get_or_insert_with(|| spec.retry_policy());
+        let wanted = call.retry_if.is_none_or(|f| f(&err));
+        if !(wanted && policy.should_retry(attempt)) {
+            let state = if timed_out {
+                State::timed_out(Utc::now(), message.clone())
+            } else {
+                State::failed(Utc::now(), message.clone())
+            };
+            let shown = state.name.clone();
+            tracker.set(state);
+            let why = if wanted || spec.retries == 0 {
+                ""
+            } else {
+                " (the retry condition declined this error)"
+            };
+            emit(
+                &ctx,
+                Level::ERROR,
+                format!("Finished in state {shown}: {message}{why}"),
+            );
+            return Err(err);
+        }
+        let delay = policy.delay_before(attempt, rand::random());
+        let due = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+        tracker.set(State::awaiting_retry(Utc::now(), due).with_message(message.clone()));
+        emit(
+            &ctx,
+            Level::WARN,
+            format!(
+                "Task run failed: {message}; retrying in {} (retry {attempt} of {})",
+                format_duration(delay),
+                policy.retries
+            ),
+        );
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// A task submitted to run in the background; await it for its result.
+///
+/// Inside a flow, the flow run waits for its submitted tasks before it
+/// completes, and stops them if it fails or is cancelled.
+pub struct TaskHandle<T> {
+    inner: tokio::task::JoinHandle<Option<T>>,
+}
+
+impl<T> Future for TaskHandle<T> {
+    type Output = Result<T, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match Pin::new(&mut self.inner).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(Some(v))) => Poll::Ready(Ok(v)),
+            Poll::Ready(Ok(None)) => Poll::Ready(Err(Error::Cancelled {
+                what: "submitted task".into(),
+                reason: "its flow run stopped".into(),
+            })),
+            Poll::Ready(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(Error::Cancelled {
+                what: "submitted task".into(),
+                reason: e.to_string(),
+            })),
+        }
+    }
+}
+
+/// Starts `fut` (typically a task call) on the runtime and returns at once,
+/// like Prefect's `task.submit()`. Runs in parallel with the caller.
+pub fn submit<F>(fut: F) -> TaskHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match RunContext::current() {
+        Some(ctx) => {
+            let flow = ctx.flow.clone();
+            let token = flow.cancel.clone();
+            let inner = flow.tracker.spawn(CONTEXT.scope(ctx, async move {
+                tokio::select! {
+                    biased;
+                    _ = token.cancelled() => None,
+                    v = fut => Some(v),
+                }
+            }));
+            TaskHandle { inner }
+        }
+        None => TaskHandle {
+            inner: tokio::spawn(async move { Some(fut.await) }),
+        },
+    }
+}
+
+/// Calls `f` on every input with at most `limit` calls in flight, and
+/// returns the results in input order, like Prefect's `task.map()`.
+pub async fn map<I, F, Fut>(inputs: I, limit: usize, f: F) -> Vec<Fut::Output>
+where
+    I: IntoIterator,
+    F: FnMut(I::Item) -> Fut,
+    Fut: Future,
+{
+    futures::stream::iter(inputs)
+        .map(f)
+        .buffered(limit.max(1))
+        .collect()
+        .await
+}
+
+/// Like [`map`], but yields results as they finish.
+pub fn map_unordered<I, F, Fut>(inputs: I, limit: usize, f: F) -> impl Stream<Item = Fut::Output>
+where
+    I: IntoIterator,
+    F: FnMut(I::Item) -> Fut,
+    Fut: Future,
+{
+    futures::stream::iter(inputs)
+        .map(f)
+        .buffer_unordered(limit.max(1))
+}
