@@ -96,7 +96,7 @@ async fn refreshed(x: u32) -> Result<u32> {
     Ok(x)
 }
 
-fn month_key(color: &String, _when: &u32) -> String {
+fn month_key(color: &str, _when: &u32) -> String {
     color.to_lowercase()
 }
 

@@ -1,0 +1,169 @@
+//! The `headwater` binary against a home filled by real flow runs.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use headwater::prelude::*;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_headwater");
+
+fn hw(home: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("HEADWATER_HOME", home)
+        .env_remove("HEADWATER_API_URL")
+        .env_remove("HEADWATER_PROFILE")
+        .output()
+        .unwrap()
+}
+
+fn ok(home: &Path, args: &[&str]) -> String {
+    let o = hw(home, args);
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn json(home: &Path, args: &[&str]) -> Value {
+    serde_json::from_str(&ok(home, args)).unwrap()
+}
+
+#[task(retries = 1, retry_delay = 0)]
+async fn load_month(month: u32) -> Result<u64> {
+    info!("loading month {month}");
+    if month == 13 {
+        bail!("there is no month 13");
+    }
+    Ok(month as u64 * 100)
+}
+
+#[flow(name = "cli-child", run_name = "month-{month}")]
+async fn child(month: u32) -> Result<u64> {
+    load_month(month).await
+}
+
+#[flow(name = "cli-parent")]
+async fn parent(months: Vec<u32>) -> Result<u64> {
+    let mut total = 0;
+    for m in months {
+        total += child(m).await?;
+    }
+    Ok(total)
+}
+
+async fn fill(home: &Path) {
+    let engine = headwater::Engine::with_home(home).unwrap();
+    engine.scope(parent(vec![1, 2])).await.unwrap();
+    engine.scope(child(13)).await.unwrap_err();
+}
+
+#[tokio::test]
+async fn lists_inspects_and_reads_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    fill(home).await;
+
+    let flows = json(home, &["flow", "ls", "--json"]);
+    let names: Vec<_> = flows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["cli-child", "cli-parent"]);
+    assert!(ok(home, &["flow", "ls"]).contains("cli-parent"));
+
+    let runs = json(home, &["flow-run", "ls", "--json"]);
+    assert_eq!(runs.as_array().unwrap().len(), 4);
+    let failed = json(home, &["flow-run", "ls", "--state", "failed", "--json"]);
+    assert_eq!(failed[0]["name"], "month-13");
+    assert_eq!(failed[0]["state"]["message"], "there is no month 13");
+    let limited = json(home, &["flow-run", "ls", "--limit", "1", "--json"]);
+    assert_eq!(limited.as_array().unwrap().len(), 1);
+    let of_flow = json(home, &["flow-run", "ls", "--flow", "cli-parent", "--json"]);
+    assert_eq!(of_flow.as_array().unwrap().len(), 1);
+    let table = ok(home, &["flow-run", "ls"]);
+    assert!(
+        table.contains("month-13") && table.contains("Failed"),
+        "{table}"
+    );
+
+    // Inspect by name, with history, task runs and subflows.
+    let parent_id = of_flow[0]["id"].as_str().unwrap().to_string();
+    let detail = json(home, &["flow-run", "inspect", &parent_id, "--json"]);
+    assert_eq!(detail["subflow_runs"].as_array().unwrap().len(), 2);
+    let shown = ok(home, &["flow-run", "inspect", "month-13"]);
+    assert!(
+        shown.contains("AwaitingRetry") || shown.contains("Failed"),
+        "{shown}"
+    );
+    assert!(shown.contains("load_month-0"), "{shown}");
+    let by_prefix = json(home, &["flow-run", "inspect", &parent_id[..30], "--json"]);
+    assert_eq!(by_prefix["id"], parent_id.as_str());
+
+    let tasks = json(
+        home,
+        &["task-run", "ls", "--flow-run", "month-13", "--json"],
+    );
+    assert_eq!(tasks[0]["run_count"], 2);
+    assert_eq!(tasks[0]["state"]["name"], "Failed");
+
+    let logs = ok(home, &["flow-run", "logs", "month-13"]);
+    assert!(
+        logs.contains("Task run 'load_month-0' - loading month 13"),
+        "{logs}"
+    );
+    assert!(logs.contains("ERROR"), "{logs}");
+    let errors = ok(home, &["flow-run", "logs", "month-13", "--level", "error"]);
+    assert!(!errors.contains("INFO"), "{errors}");
+    // --follow returns by itself once the run is final.
+    let followed = ok(home, &["flow-run", "logs", "month-2", "--follow"]);
+    assert!(followed.contains("loading month 2"));
+
+    let missing = hw(home, &["flow-run", "inspect", "no-such-run"]);
+    assert!(!missing.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&missing.stderr).trim(),
+        "error: no flow run matches 'no-such-run'"
+    );
+}
+
+#[test]
+fn config_and_profiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    ok(home, &["config", "set", "HEADWATER_LOGGING_LEVEL=DEBUG"]);
+    let view = ok(home, &["config", "view", "--show-sources"]);
+    assert!(
+        view.contains("HEADWATER_LOGGING_LEVEL = DEBUG  (from profile)"),
+        "{view}"
+    );
+    ok(home, &["profile", "create", "prod"]);
+    ok(home, &["profile", "use", "prod"]);
+    assert!(ok(home, &["profile", "ls"]).contains("* prod"));
+    let view = ok(home, &["config", "view"]);
+    assert!(
+        view.contains("HEADWATER_LOGGING_LEVEL = INFO"),
+        "prod starts empty: {view}"
+    );
+    let bad = hw(home, &["config", "set", "HEADWATER_API_URL=localhost"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid value for HEADWATER_API_URL"));
+    let unknown = hw(home, &["config", "set", "HEADWATER_NOPE=1"]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown setting 'HEADWATER_NOPE'"));
+    // Flags beat the environment and the profile.
+    let view = ok(home, &["--profile", "default", "config", "view"]);
+    assert!(view.contains("HEADWATER_LOGGING_LEVEL = DEBUG"), "{view}");
+    let deleted = hw(home, &["profile", "delete", "prod"]);
+    assert!(
+        !deleted.status.success(),
+        "the active profile cannot be deleted"
+    );
+    ok(home, &["profile", "use", "default"]);
+    ok(home, &["profile", "delete", "prod"]);
+    assert!(ok(home, &["version"]).contains("(embedded)"));
+}

@@ -1,0 +1,3 @@
+//! The example program run as real processes against one embedded store.
+
+mod processes;

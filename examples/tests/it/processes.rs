@@ -1,0 +1,268 @@
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use headwater_core::StateType;
+use headwater_store::{FlowRunFilter, RunReader, SqliteStore};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hw-examples");
+
+fn examples(home: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args)
+        .env("HEADWATER_HOME", home)
+        .env_remove("HEADWATER_API_URL")
+        .env_remove("HEADWATER_PROFILE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+fn run(home: &Path, args: &[&str]) -> Output {
+    examples(home, args)
+        .output()
+        .expect("the example program runs")
+}
+
+async fn store(home: &Path) -> SqliteStore {
+    SqliteStore::open(&home.join("headwater.db")).await.unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn a_cached_task_is_not_rerun_by_a_second_process() {
+    let home = tempfile::tempdir().unwrap();
+    let first = run(home.path(), &["caching", "-p", "n=4000"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(stderr(&first).contains("this is not from the cache"));
+    let second = run(home.path(), &["caching", "-p", "n=4000"]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(
+        !stderr(&second).contains("this is not from the cache"),
+        "{}",
+        stderr(&second)
+    );
+    assert!(stderr(&second).contains("sum of 1..=4000 is 8002000"));
+    // A different input runs the body again.
+    let third = run(home.path(), &["caching", "-p", "n=10"]);
+    assert!(stderr(&third).contains("this is not from the cache"));
+
+    let s = store(home.path()).await;
+    let runs = s
+        .list_flow_runs(&FlowRunFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 3);
+    let states: Vec<_> = {
+        let mut v = Vec::new();
+        for r in runs.iter().rev() {
+            v.push(s.list_task_runs(r.id).await.unwrap()[0].state.name.clone());
+        }
+        v
+    };
+    assert_eq!(states, ["Completed", "Cached", "Completed"]);
+}
+
+#[tokio::test]
+async fn refused_parameters_exit_2_and_create_no_run() {
+    let home = tempfile::tempdir().unwrap();
+    let o = run(
+        home.path(),
+        &[
+            "etl-web-to-lake",
+            "-p",
+            "color=yellow",
+            "-p",
+            "year=2021",
+            "-p",
+            "month=13",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("invalid parameter 'month': month must be between 1 and 12, got 13"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(
+        home.path(),
+        &[
+            "etl-web-to-lake",
+            "--params",
+            r#"{"color": "mauve", "year": 2021, "month": 1}"#,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("invalid parameter 'color': unknown variant `mauve`"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(home.path(), &["no-such-flow"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no flow named 'no-such-flow'"));
+    let s = store(home.path()).await;
+    assert!(s
+        .list_flow_runs(&FlowRunFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn a_failing_flow_exits_1_after_its_retries() {
+    let home = tempfile::tempdir().unwrap();
+    let o = run(home.path(), &["always-fails"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("error: flow 'always-fails' failed: the warehouse is unreachable"));
+    let s = store(home.path()).await;
+    let run = &s
+        .list_flow_runs(&FlowRunFilter {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()[0];
+    assert_eq!(run.state.state_type, StateType::Failed);
+    assert_eq!(run.run_count, 2);
+}
+
+/// Ctrl-C ends the run CANCELLED, with its task runs, instead of leaving
+/// them RUNNING; the process exits 130 like an interrupted shell command.
+#[tokio::test]
+async fn ctrl_c_leaves_final_states() {
+    let home = tempfile::tempdir().unwrap();
+    let child = examples(home.path(), &["long-running", "-p", "secs=300"])
+        .spawn()
+        .unwrap();
+    let s = store(home.path()).await;
+    let mut running = false;
+    for _ in 0..500 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let runs = s
+            .list_flow_runs(&FlowRunFilter {
+                limit: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if let Some(r) = runs.first() {
+            let tasks = s.list_task_runs(r.id).await.unwrap();
+            if tasks.len() == 2
+                && tasks
+                    .iter()
+                    .all(|t| t.state.state_type == StateType::Running)
+            {
+                running = true;
+                break;
+            }
+        }
+    }
+    assert!(running, "the flow and both task runs started");
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let run = &s
+        .list_flow_runs(&FlowRunFilter {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()[0];
+    assert_eq!(run.state.state_type, StateType::Cancelled);
+    assert_eq!(
+        run.state.message.as_deref(),
+        Some("Flow run was interrupted by Ctrl-C (SIGINT)")
+    );
+    for t in s.list_task_runs(run.id).await.unwrap() {
+        assert_eq!(t.state.state_type, StateType::Cancelled, "{}", t.name);
+    }
+}
+
+/// Two processes recording thousands of task runs into one database at the
+/// same time: both succeed and every record is there.
+#[tokio::test]
+async fn two_processes_write_one_store_at_once() {
+    let home = tempfile::tempdir().unwrap();
+    // Create the database first so both processes race on writes, not on creation.
+    drop(store(home.path()).await);
+    let a = examples(
+        home.path(),
+        &["bench-tasks", "-p", "n=3000", "-p", "concurrent=true"],
+    )
+    .spawn()
+    .unwrap();
+    let b = examples(home.path(), &["bench-tasks", "-p", "n=3000"])
+        .spawn()
+        .unwrap();
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert!(b.status.success(), "{}", stderr(&b));
+    assert!(!stderr(&a).contains("locked") && !stderr(&b).contains("locked"));
+    let s = store(home.path()).await;
+    let runs = s
+        .list_flow_runs(&FlowRunFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 2);
+    for r in runs {
+        assert_eq!(r.state.state_type, StateType::Completed);
+        let tasks = s.list_task_runs(r.id).await.unwrap();
+        assert_eq!(tasks.len(), 3000);
+        assert!(tasks
+            .iter()
+            .all(|t| t.state.state_type == StateType::Completed));
+    }
+}
+
+#[tokio::test]
+async fn the_parent_flow_runs_a_subflow_per_month() {
+    let home = tempfile::tempdir().unwrap();
+    let o = run(
+        home.path(),
+        &["etl-parent-flow", "-p", "months=[1,2]", "-p", "color=green"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("total rows: "), "{}", stderr(&o));
+    let s = store(home.path()).await;
+    let parent = s
+        .list_flow_runs(&FlowRunFilter {
+            flow_name: Some("etl-parent-flow".into()),
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(parent.parameters["year"], 2021, "default filled in");
+    let children = s
+        .list_flow_runs(&FlowRunFilter {
+            parent_flow_run_id: Some(parent.id),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut names: Vec<_> = children.iter().map(|c| c.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["green-2021-01", "green-2021-02"]);
+}
