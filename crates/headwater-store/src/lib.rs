@@ -4,12 +4,16 @@
 //! takes batches of what happened (runs created, states entered, logs), and
 //! [`RunReader`] answers the questions the CLI, the server and the UI ask.
 //! [`SqliteStore`] implements both for the embedded database; a PostgreSQL
-//! store implements the same traits and passes the same [`conformance`]
-//! suite. No SQL lives outside the store crates.
+//! [`PostgresStore`] implements the same traits and passes the same
+//! [`conformance`] suite. No SQL lives outside the store crates.
 
 pub mod conformance;
 mod error;
+mod postgres;
 mod sqlite;
+
+use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -17,7 +21,21 @@ use headwater_core::{Flow, FlowRun, LogLevel, LogRecord, StateRecord, StateType,
 use uuid::Uuid;
 
 pub use error::{Result, StoreError};
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+
+/// Opens the store a URL names: `postgres://…` (or `postgresql://…`) for
+/// PostgreSQL, `sqlite:PATH` or a plain path for SQLite.
+pub async fn open(url_or_path: &str) -> Result<Arc<dyn Store>> {
+    if url_or_path.starts_with("postgres://") || url_or_path.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::open(url_or_path).await?))
+    } else {
+        let path = url_or_path
+            .trim_start_matches("sqlite://")
+            .trim_start_matches("sqlite:");
+        Ok(Arc::new(SqliteStore::open(Path::new(path)).await?))
+    }
+}
 
 /// Everything one write transaction records. Runs are snapshots (the
 /// latest known row), states and logs are appended.

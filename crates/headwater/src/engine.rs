@@ -52,6 +52,16 @@ impl Engine {
                 "HEADWATER_API_URL is set ({url}) but this build records runs only in the embedded store; unset it"
             )));
         }
+        if let Some(url) = settings
+            .get("HEADWATER_DATABASE_URL")
+            .filter(|u| u.starts_with("postgres"))
+        {
+            return Err(Error::Open(format!(
+                "HEADWATER_DATABASE_URL is a PostgreSQL URL ({}); flows record to PostgreSQL through the server, \
+                 embedded mode uses SQLite: set a file path or unset it",
+                url.split('@').next_back().unwrap_or("…")
+            )));
+        }
         let (recorder, store) = Recorder::start_sqlite(settings.database_path())?;
         let min_level = settings.logging_level().parse().unwrap_or(LogLevel::Info);
         Ok(Arc::new(Engine {

@@ -136,6 +136,7 @@ where
         Some(p) => p.engine.clone(),
         None => Engine::current()?,
     };
+    engine.recorder.throttle().await;
     engine.register_flow(spec, parameter_schema::<P>);
     let parameters =
         serde_json::to_value(&params).map_err(|e| Error::InvalidParameters(e.to_string()))?;
@@ -188,7 +189,8 @@ where
 
     let policy = spec.retry_policy();
     let timeout = spec.timeout_ms.map(Duration::from_millis);
-    let signals = is_root && engine.handle_signals;
+    let mut signals = (is_root && engine.handle_signals && crate::signals::enabled())
+        .then(crate::signals::subscribe);
     let mut ctx = first;
     let result = loop {
         let attempt = tracker.run.run_count + 1;
@@ -201,14 +203,21 @@ where
         let scope = ctx.flow.clone();
         // If this future is dropped mid-attempt, stop the submitted tasks too.
         let stop_on_drop = scope.cancel.clone().drop_guard();
-        let body_run = run_once(ctx.clone(), timeout, body(params.clone()));
-        let outcome = if signals {
-            tokio::select! {
-                o = body_run => Ok(o),
-                why = interrupted() => Err(why),
+        let body_run = async {
+            let outcome = run_once(ctx.clone(), timeout, body(params.clone())).await;
+            if let Outcome::Ok(_) = outcome {
+                // Submitted tasks the body did not await still belong to the run.
+                scope.tracker.close();
+                scope.tracker.wait().await;
             }
-        } else {
-            Ok(body_run.await)
+            outcome
+        };
+        let outcome = match signals.as_mut() {
+            Some(sub) => tokio::select! {
+                o = body_run => Ok(o),
+                why = sub.interrupted() => Err(why),
+            },
+            None => Ok(body_run.await),
         };
         let (message, err, timed_out) = match outcome {
             Err(why) => {
@@ -225,9 +234,6 @@ where
                 }));
             }
             Ok(Outcome::Ok(v)) => {
-                // Submitted tasks the body did not await still belong to the run.
-                scope.tracker.close();
-                scope.tracker.wait().await;
                 tracker.set(State::completed(Utc::now()));
                 emit(&ctx, Level::INFO, "Finished in state Completed()".into());
                 break Ok(v);
@@ -285,10 +291,10 @@ where
                 policy.retries
             ),
         );
-        if signals {
+        if let Some(sub) = signals.as_mut() {
             if let Some(why) = tokio::select! {
                 _ = tokio::time::sleep(delay) => None,
-                why = interrupted() => Some(why),
+                why = sub.interrupted() => Some(why),
             } {
                 tracker.set(State::cancelled(Utc::now(), format!("Flow run was {why}")));
                 break Err(E::from(Error::Cancelled {
@@ -330,34 +336,4 @@ pub(crate) fn emit(ctx: &RunContext, level: Level, message: String) {
         Level::INFO => tracing::info!("{message}"),
         _ => tracing::debug!("{message}"),
     })
-}
-
-/// Resolves when the process is asked to stop, with how it was asked.
-async fn interrupted() -> String {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let term = async {
-            match signal(SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = ctrl_c => "interrupted by Ctrl-C (SIGINT)".to_string(),
-            _ = term => "terminated by SIGTERM".to_string(),
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        ctrl_c.await;
-        "interrupted by Ctrl-C".to_string()
-    }
 }

@@ -27,6 +27,7 @@ mod logging;
 mod outcome;
 mod recorder;
 mod results;
+mod signals;
 mod task;
 mod tracker;
 
@@ -38,6 +39,7 @@ pub use flow::{parameter_schema, parse_parameters, FlowSpec};
 pub use headwater_core::{CachePolicy, LogLevel, State, StateType};
 pub use headwater_macros::{flow, flows, task};
 pub use logging::{init as init_logging, layer as log_layer, HeadwaterLayer};
+pub use signals::disable_signal_handling;
 pub use task::{map, map_unordered, submit, TaskHandle, TaskSpec};
 
 /// What a flow program needs in scope.

@@ -7,12 +7,13 @@
 //! by themselves. A flush waits until everything sent before it is written.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use headwater_core::{Flow, FlowRun, LogRecord, RunKind, StateRecord, TaskRun};
 use headwater_store::{RunRecorder, SqliteStore, StoreError, WriteBatch};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use uuid::Uuid;
 
 use crate::error::Error;
@@ -29,9 +30,20 @@ pub(crate) enum Event {
 #[derive(Clone)]
 pub(crate) struct Recorder {
     tx: mpsc::UnboundedSender<Event>,
+    backlog: Arc<Backlog>,
 }
 
-const MAX_BATCH_EVENTS: usize = 50_000;
+/// Events sent but not yet written. Runs wait while it is above the high
+/// mark, so a flow that creates runs faster than the disk takes them keeps
+/// a bounded amount of memory instead of queueing without end.
+#[derive(Default)]
+struct Backlog {
+    events: AtomicUsize,
+    drained: Notify,
+}
+
+const MAX_BATCH_EVENTS: usize = 20_000;
+const BACKLOG_HIGH_MARK: usize = 40_000;
 const WRITE_ATTEMPTS: u32 = 8;
 
 impl Recorder {
@@ -41,6 +53,8 @@ impl Recorder {
         path: std::path::PathBuf,
     ) -> Result<(Recorder, Arc<SqliteStore>), Error> {
         let (tx, rx) = mpsc::unbounded_channel();
+        let backlog = Arc::new(Backlog::default());
+        let writer_backlog = backlog.clone();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("headwater-recorder".into())
@@ -64,7 +78,7 @@ impl Recorder {
                         }
                     };
                     let _ = ready_tx.send(Ok(store.clone()));
-                    write_loop(store.as_ref(), rx).await;
+                    write_loop(store.as_ref(), rx, &writer_backlog).await;
                 });
             })
             .map_err(|e| Error::Open(e.to_string()))?;
@@ -72,13 +86,31 @@ impl Recorder {
             .recv()
             .map_err(|_| Error::Open("the recorder thread stopped".into()))?
             .map_err(Error::Open)?;
-        Ok((Recorder { tx }, store))
+        Ok((Recorder { tx, backlog }, store))
     }
 
+    /// Queues an event; never blocks (it is called from drop guards and the
+    /// log layer).
     pub(crate) fn send(&self, event: Event) {
+        self.backlog.events.fetch_add(1, Ordering::Relaxed);
         // The writer lives as long as the process; a failed send means the
         // process is shutting down and there is nobody left to tell.
-        let _ = self.tx.send(event);
+        if self.tx.send(event).is_err() {
+            self.backlog.events.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits while the writer is far behind. Called where a run starts.
+    pub(crate) async fn throttle(&self) {
+        loop {
+            let drained = self.backlog.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if self.backlog.events.load(Ordering::Relaxed) < BACKLOG_HIGH_MARK {
+                return;
+            }
+            drained.await;
+        }
     }
 
     pub(crate) async fn flush(&self) -> Result<(), Error> {
@@ -137,12 +169,17 @@ impl Pending {
     }
 }
 
-async fn write_loop(store: &dyn RunRecorder, mut rx: mpsc::UnboundedReceiver<Event>) {
+async fn write_loop(
+    store: &dyn RunRecorder,
+    mut rx: mpsc::UnboundedReceiver<Event>,
+    backlog: &Backlog,
+) {
     let mut events = Vec::with_capacity(4096);
     // The first failure since the last flush, reported to the next flush.
     let mut failure: Option<String> = None;
     loop {
-        if rx.recv_many(&mut events, MAX_BATCH_EVENTS).await == 0 {
+        let received = rx.recv_many(&mut events, MAX_BATCH_EVENTS).await;
+        if received == 0 {
             return;
         }
         let mut pending = Pending::default();
@@ -157,6 +194,8 @@ async fn write_loop(store: &dyn RunRecorder, mut rx: mpsc::UnboundedReceiver<Eve
             eprintln!("headwater: could not record runs: {msg}");
             failure.get_or_insert(msg);
         }
+        backlog.events.fetch_sub(received, Ordering::Relaxed);
+        backlog.drained.notify_waiters();
         if !pending.flushes.is_empty() {
             let result = match failure.take() {
                 Some(m) => Err(m),

@@ -145,6 +145,7 @@ where
         }));
     }
     let engine = parent.engine.clone();
+    engine.recorder.throttle().await;
     let key_num = parent.flow.next_key(spec.name);
     let name = format!("{}-{key_num}", spec.name);
     let inputs = match call.inputs {

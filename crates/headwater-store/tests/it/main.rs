@@ -1,4 +1,5 @@
-//! The store's integration tests: the conformance suite on SQLite, plus the
-//! SQLite-specific promises (several processes' worth of writers at once).
+//! The store's integration tests: the conformance suite on every backend,
+//! plus each backend's own promises.
 
+mod postgres;
 mod sqlite;

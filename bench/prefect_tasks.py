@@ -1,0 +1,73 @@
+"""The benchmark shapes of bench/tasks.py, in Prefect 3.
+
+usage: prefect_tasks.py N sequential|concurrent|one-task
+
+Prints one JSON line: the flow call's wall time ("returned") and the time
+until all N task runs are visible as COMPLETED through the API ("recorded"),
+since Prefect records task runs asynchronously.
+"""
+import json
+import sys
+import time
+
+from prefect import flow, task
+
+
+@task
+def noop(i):
+    return i
+
+
+@flow
+def bench_sequential(n):
+    return sum(noop(i) for i in range(n))
+
+
+@flow
+def bench_concurrent(n):
+    futures = [noop.submit(i) for i in range(n)]
+    return sum(f.result() for f in futures)
+
+
+@flow
+def one_task():
+    return noop(1)
+
+
+def completed_task_runs(flow_run_id):
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        response = client._client.post(
+            "/task_runs/count",
+            json={
+                "flow_runs": {"id": {"any_": [str(flow_run_id)]}},
+                "task_runs": {"state": {"type": {"any_": ["COMPLETED"]}}},
+            },
+        )
+        response.raise_for_status()
+        return response.json()
+
+
+def main():
+    n, mode = int(sys.argv[1]), sys.argv[2]
+    if mode == "one-task":
+        one_task()
+        return
+    fn = bench_sequential if mode == "sequential" else bench_concurrent
+    t0 = time.perf_counter()
+    state = fn(n, return_state=True)
+    returned = time.perf_counter() - t0
+    assert state.is_completed(), state
+    flow_run_id = state.state_details.flow_run_id
+    deadline = time.monotonic() + 600
+    while completed_task_runs(flow_run_id) < n:
+        if time.monotonic() > deadline:
+            raise SystemExit("task runs never all became visible")
+        time.sleep(0.05)
+    recorded = time.perf_counter() - t0
+    print(json.dumps({"n": n, "mode": mode, "returned": returned, "recorded": recorded}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Per-task overhead, one-task process time and peak memory: Headwater
+against Prefect 3, side by side in one run. Run it through bench/run.
+
+Each measurement is a fresh process with a fresh state folder (Headwater's
+HEADWATER_HOME, Prefect's PREFECT_HOME), console logging off for both.
+Peak memory is the process's maximum resident set size (wait4).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def run_measured(cmd, env):
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed with status {proc.returncode}")
+    return out.decode(), wall, usage.ru_maxrss / 1024.0
+
+
+def headwater_env(home):
+    env = dict(os.environ)
+    env.update(HEADWATER_HOME=home, HEADWATER_LOGGING_CONSOLE="false")
+    env.pop("HEADWATER_API_URL", None)
+    return env
+
+
+def prefect_env(home):
+    env = dict(os.environ)
+    env.update(
+        PREFECT_HOME=home,
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_LOGGING_LEVEL="WARNING",
+    )
+    env.pop("PREFECT_API_URL", None)
+    return env
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--headwater-bin", required=True, help="folder with hw-bench and hw-examples")
+    ap.add_argument("--python", required=True, help="python of the venv with Prefect")
+    ap.add_argument("--sizes", default="40,1000,10000")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of the one-task process")
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    hw_bench = os.path.join(args.headwater_bin, "hw-bench")
+    hw_examples = os.path.join(args.headwater_bin, "hw-examples")
+    prefect_script = os.path.join(HERE, "prefect_tasks.py")
+
+    print("| shape | tasks | Headwater µs/task | Prefect µs/task (flow returned) | Prefect µs/task (all recorded) | ratio | Headwater peak RSS | Prefect peak RSS |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|", flush=True)
+    totals = {}
+    for mode in ("sequential", "concurrent"):
+        for n in sizes:
+            with tempfile.TemporaryDirectory() as h1, tempfile.TemporaryDirectory() as h2:
+                out, _, hw_rss = run_measured([hw_bench, str(n), mode], headwater_env(h1))
+                hw = json.loads(out)
+                out, _, pf_rss = run_measured([args.python, prefect_script, str(n), mode], prefect_env(h2))
+                pf = json.loads(out)
+            totals[(mode, n)] = (hw["seconds"], pf["recorded"])
+            hw_us = hw["seconds"] / n * 1e6
+            pf_us = pf["recorded"] / n * 1e6
+            print(
+                f"| {mode} | {n} | {hw_us:.1f} | {pf['returned'] / n * 1e6:.1f} | {pf_us:.1f} | **{pf_us / hw_us:.0f}×** "
+                f"| {hw_rss:.0f} MiB | {pf_rss:.0f} MiB |",
+                flush=True,
+            )
+
+    if len(sizes) >= 2:
+        small, large = sorted(sizes)[-2:]
+        print()
+        print(f"Marginal cost of one more task (between {small} and {large} tasks; cancels start-up costs on both sides):")
+        print()
+        print("| shape | Headwater µs/task | Prefect µs/task | ratio |")
+        print("|---|---:|---:|---:|")
+        for mode in ("sequential", "concurrent"):
+            (hw_s, pf_s), (hw_l, pf_l) = totals[(mode, small)], totals[(mode, large)]
+            hw_m = (hw_l - hw_s) / (large - small) * 1e6
+            pf_m = (pf_l - pf_s) / (large - small) * 1e6
+            print(f"| {mode} | {hw_m:.1f} | {pf_m:.1f} | **{pf_m / hw_m:.0f}×** |", flush=True)
+
+    hw_one, pf_one = [], []
+    for _ in range(args.repeat):
+        with tempfile.TemporaryDirectory() as h1, tempfile.TemporaryDirectory() as h2:
+            hw_one.append(run_measured([hw_examples, "one-task"], headwater_env(h1))[1])
+            pf_one.append(run_measured([args.python, prefect_script, "1", "one-task"], prefect_env(h2))[1])
+    hw_med, pf_med = statistics.median(hw_one), statistics.median(pf_one)
+    print()
+    print("| one-task flow, whole process (median of %d) | Headwater | Prefect | ratio |" % args.repeat)
+    print("|---|---:|---:|---:|")
+    print(f"| wall time | {hw_med * 1000:.0f} ms | {pf_med * 1000:.0f} ms | **{pf_med / hw_med:.0f}×** |")
+
+
+if __name__ == "__main__":
+    main()

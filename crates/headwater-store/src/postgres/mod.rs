@@ -1,0 +1,523 @@
+//! The PostgreSQL store: the same contract as SQLite, in native types
+//! (UUID, TIMESTAMPTZ, JSONB) so the tables read well from plain SQL.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use headwater_core::{
+    Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord, StateType, TaskRun,
+};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::types::Json;
+use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
+use uuid::Uuid;
+
+use crate::error::{Result, StoreError};
+use crate::{FlowRunFilter, LogFilter, RunReader, RunRecorder, WriteBatch};
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_runs.sql"))];
+
+/// PostgreSQL allows 65535 bound values per statement.
+const MAX_BINDS: usize = 60_000;
+
+/// Serialises migrations of concurrent servers (an arbitrary, fixed key).
+const MIGRATION_LOCK: i64 = 0x6865_6164_7761_7465;
+
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user:password@host:port/db`) and brings
+    /// the schema up to date.
+    pub async fn open(url: &str) -> Result<PostgresStore> {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(url)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: redact(url).into(),
+                source,
+            })?;
+        let store = PostgresStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let conn: &mut PgConnection = &mut tx;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied TIMESTAMPTZ NOT NULL)",
+        )
+        .execute(&mut *conn)
+        .await?;
+        let current: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+                .fetch_one(&mut *conn)
+                .await?;
+        let known = MIGRATIONS.last().map_or(0, |m| m.0);
+        if current > known {
+            return Err(StoreError::SchemaTooNew {
+                found: current,
+                known,
+            });
+        }
+        for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+            for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                sqlx::query(statement)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|source| StoreError::Migration {
+                        version: *version,
+                        source,
+                    })?;
+            }
+            sqlx::query("INSERT INTO schema_migrations (version, applied) VALUES ($1, now())")
+                .bind(version)
+                .execute(&mut *conn)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// The URL without its password, for error messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:********{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+type StateCols = [&'static str; 5];
+const RUN_STATE: StateCols = [
+    "state_type",
+    "state_name",
+    "state_message",
+    "state_timestamp",
+    "state_scheduled",
+];
+const HISTORY_STATE: StateCols = [
+    "state_type",
+    "state_name",
+    "message",
+    "timestamp",
+    "scheduled",
+];
+
+fn state_from(row: &PgRow, [ty, name, message, timestamp, scheduled]: StateCols) -> Result<State> {
+    let ty: String = row.try_get(ty)?;
+    Ok(State {
+        state_type: StateType::from_str(&ty).map_err(|e| corrupt("state_type", e))?,
+        name: row.try_get(name)?,
+        timestamp: row.try_get(timestamp)?,
+        message: row.try_get(message)?,
+        scheduled_time: row.try_get(scheduled)?,
+    })
+}
+
+fn flow_from(row: &PgRow) -> Result<Flow> {
+    Ok(Flow {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        version: row.try_get("version")?,
+        description: row.try_get("description")?,
+        parameter_schema: row
+            .try_get::<Json<serde_json::Value>, _>("parameter_schema")?
+            .0,
+        created: row.try_get("created")?,
+        updated: row.try_get("updated")?,
+    })
+}
+
+fn flow_run_from(row: &PgRow) -> Result<FlowRun> {
+    Ok(FlowRun {
+        id: row.try_get("id")?,
+        flow_id: row.try_get("flow_id")?,
+        flow_name: row.try_get("flow_name")?,
+        name: row.try_get("name")?,
+        parameters: row.try_get::<Json<serde_json::Value>, _>("parameters")?.0,
+        tags: row.try_get::<Json<Vec<String>>, _>("tags")?.0,
+        state: state_from(row, RUN_STATE)?,
+        parent_flow_run_id: row.try_get("parent_flow_run_id")?,
+        run_count: row.try_get::<i32, _>("run_count")? as u32,
+        start_time: row.try_get("start_time")?,
+        end_time: row.try_get("end_time")?,
+        created: row.try_get("created")?,
+    })
+}
+
+fn task_run_from(row: &PgRow) -> Result<TaskRun> {
+    Ok(TaskRun {
+        id: row.try_get("id")?,
+        flow_run_id: row.try_get("flow_run_id")?,
+        task_name: row.try_get("task_name")?,
+        name: row.try_get("name")?,
+        dynamic_key: row.try_get::<i64, _>("dynamic_key")? as u64,
+        tags: row.try_get::<Json<Vec<String>>, _>("tags")?.0,
+        state: state_from(row, RUN_STATE)?,
+        run_count: row.try_get::<i32, _>("run_count")? as u32,
+        cache_key: row.try_get("cache_key")?,
+        cache_expiration: row.try_get("cache_expiration")?,
+        start_time: row.try_get("start_time")?,
+        end_time: row.try_get("end_time")?,
+        created: row.try_get("created")?,
+    })
+}
+
+const FLOW_RUN_COLS: &str = "id, flow_id, flow_name, name, parameters, tags, state_type, state_name, state_message, \
+     state_timestamp, state_scheduled, parent_flow_run_id, run_count, start_time, end_time, created";
+const TASK_RUN_COLS: &str = "id, flow_run_id, task_name, name, dynamic_key, tags, state_type, state_name, \
+     state_message, state_timestamp, state_scheduled, run_count, cache_key, cache_expiration, start_time, end_time, created";
+
+fn upsert_set(cols: &str) -> String {
+    cols.split(',')
+        .map(str::trim)
+        .filter(|c| *c != "id" && *c != "created")
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn chunk_rows(cols: &str) -> usize {
+    (MAX_BINDS / cols.split(',').count()).max(1)
+}
+
+/// One row per id, the last snapshot winning: PostgreSQL refuses an upsert
+/// that touches the same row twice in one statement.
+fn last_per_id<T, F: Fn(&T) -> Uuid>(rows: &[T], id: F) -> Vec<&T> {
+    let mut last: HashMap<Uuid, usize> = HashMap::with_capacity(rows.len());
+    for (i, r) in rows.iter().enumerate() {
+        last.insert(id(r), i);
+    }
+    rows.iter()
+        .enumerate()
+        .filter(|(i, r)| last[&id(r)] == *i)
+        .map(|(_, r)| r)
+        .collect()
+}
+
+#[async_trait]
+impl RunRecorder for PostgresStore {
+    async fn record(&self, batch: &WriteBatch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        let conn: &mut PgConnection = &mut tx;
+
+        let mut flows: Vec<&Flow> = Vec::new();
+        for f in &batch.flows {
+            match flows.iter().position(|g| g.name == f.name) {
+                Some(i) => flows[i] = f,
+                None => flows.push(f),
+            }
+        }
+        for f in flows {
+            sqlx::query(
+                "INSERT INTO flows (id, name, version, description, parameter_schema, created, updated) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO UPDATE SET version = excluded.version, \
+                 description = excluded.description, parameter_schema = excluded.parameter_schema, updated = excluded.updated",
+            )
+            .bind(f.id)
+            .bind(&f.name)
+            .bind(&f.version)
+            .bind(&f.description)
+            .bind(Json(&f.parameter_schema))
+            .bind(f.created)
+            .bind(f.updated)
+            .execute(&mut *conn)
+            .await?;
+        }
+
+        let fr_set = upsert_set(FLOW_RUN_COLS);
+        let flow_runs = last_per_id(&batch.flow_runs, |r| r.id);
+        for chunk in flow_runs.chunks(chunk_rows(FLOW_RUN_COLS)) {
+            let mut q: QueryBuilder<Postgres> =
+                QueryBuilder::new(format!("INSERT INTO flow_runs ({FLOW_RUN_COLS}) "));
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(r.id)
+                    .push_bind(r.flow_id)
+                    .push_bind(r.flow_name.as_str())
+                    .push_bind(r.name.as_str())
+                    .push_bind(Json(&r.parameters))
+                    .push_bind(Json(&r.tags))
+                    .push_bind(r.state.state_type.as_str())
+                    .push_bind(r.state.name.as_str())
+                    .push_bind(r.state.message.as_deref())
+                    .push_bind(r.state.timestamp)
+                    .push_bind(r.state.scheduled_time)
+                    .push_bind(r.parent_flow_run_id)
+                    .push_bind(r.run_count as i32)
+                    .push_bind(r.start_time)
+                    .push_bind(r.end_time)
+                    .push_bind(r.created);
+            });
+            q.push(format!(" ON CONFLICT (id) DO UPDATE SET {fr_set}"));
+            q.build().execute(&mut *conn).await?;
+        }
+
+        let tr_set = upsert_set(TASK_RUN_COLS);
+        let task_runs = last_per_id(&batch.task_runs, |r| r.id);
+        for chunk in task_runs.chunks(chunk_rows(TASK_RUN_COLS)) {
+            let mut q: QueryBuilder<Postgres> =
+                QueryBuilder::new(format!("INSERT INTO task_runs ({TASK_RUN_COLS}) "));
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(r.id)
+                    .push_bind(r.flow_run_id)
+                    .push_bind(r.task_name.as_str())
+                    .push_bind(r.name.as_str())
+                    .push_bind(r.dynamic_key as i64)
+                    .push_bind(Json(&r.tags))
+                    .push_bind(r.state.state_type.as_str())
+                    .push_bind(r.state.name.as_str())
+                    .push_bind(r.state.message.as_deref())
+                    .push_bind(r.state.timestamp)
+                    .push_bind(r.state.scheduled_time)
+                    .push_bind(r.run_count as i32)
+                    .push_bind(r.cache_key.as_deref())
+                    .push_bind(r.cache_expiration)
+                    .push_bind(r.start_time)
+                    .push_bind(r.end_time)
+                    .push_bind(r.created);
+            });
+            q.push(format!(" ON CONFLICT (id) DO UPDATE SET {tr_set}"));
+            q.build().execute(&mut *conn).await?;
+        }
+
+        const STATE_COLS: &str =
+            "run_id, run_kind, state_type, state_name, message, timestamp, scheduled";
+        for chunk in batch.states.chunks(chunk_rows(STATE_COLS)) {
+            let mut q: QueryBuilder<Postgres> =
+                QueryBuilder::new(format!("INSERT INTO run_states ({STATE_COLS}) "));
+            q.push_values(chunk, |mut b, s| {
+                b.push_bind(s.run_id)
+                    .push_bind(s.kind.as_str())
+                    .push_bind(s.state.state_type.as_str())
+                    .push_bind(s.state.name.as_str())
+                    .push_bind(s.state.message.as_deref())
+                    .push_bind(s.state.timestamp)
+                    .push_bind(s.state.scheduled_time);
+            });
+            q.build().execute(&mut *conn).await?;
+        }
+
+        const LOG_COLS: &str = "flow_run_id, task_run_id, level, timestamp, message";
+        for chunk in batch.logs.chunks(chunk_rows(LOG_COLS)) {
+            let mut q: QueryBuilder<Postgres> =
+                QueryBuilder::new(format!("INSERT INTO logs ({LOG_COLS}) "));
+            q.push_values(chunk, |mut b, l| {
+                b.push_bind(l.flow_run_id)
+                    .push_bind(l.task_run_id)
+                    .push_bind(l.level.number() as i32)
+                    .push_bind(l.timestamp)
+                    .push_bind(l.message.as_str());
+            });
+            q.build().execute(&mut *conn).await?;
+        }
+
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RunReader for PostgresStore {
+    async fn list_flows(&self) -> Result<Vec<Flow>> {
+        let rows = sqlx::query("SELECT * FROM flows ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(flow_from).collect()
+    }
+
+    async fn read_flow(&self, name: &str) -> Result<Option<Flow>> {
+        let row = sqlx::query("SELECT * FROM flows WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(flow_from).transpose()
+    }
+
+    async fn read_flow_run(&self, id: Uuid) -> Result<Option<FlowRun>> {
+        let row = sqlx::query(&format!(
+            "SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(flow_run_from).transpose()
+    }
+
+    async fn resolve_flow_run(&self, id_or_name: &str) -> Result<FlowRun> {
+        let input = id_or_name.trim();
+        if let Ok(id) = Uuid::parse_str(input) {
+            return self
+                .read_flow_run(id)
+                .await?
+                .ok_or_else(|| StoreError::FlowRunNotFound(input.to_string()));
+        }
+        let prefix = format!("{}%", input.to_ascii_lowercase().replace(['%', '_'], ""));
+        let mut rows = sqlx::query(&format!(
+            "SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE id::text LIKE $1 LIMIT 2"
+        ))
+        .bind(&prefix)
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.is_empty() {
+            rows = sqlx::query(&format!(
+                "SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE name = $1 ORDER BY created DESC LIMIT 2"
+            ))
+            .bind(input)
+            .fetch_all(&self.pool)
+            .await?;
+        }
+        match rows.len() {
+            0 => Err(StoreError::FlowRunNotFound(input.to_string())),
+            1 => flow_run_from(&rows[0]),
+            n => Err(StoreError::Ambiguous {
+                input: input.to_string(),
+                count: n,
+            }),
+        }
+    }
+
+    async fn list_flow_runs(&self, f: &FlowRunFilter) -> Result<Vec<FlowRun>> {
+        let mut q: QueryBuilder<Postgres> =
+            QueryBuilder::new(format!("SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE TRUE"));
+        if !f.states.is_empty() {
+            q.push(" AND state_type = ANY(")
+                .push_bind(
+                    f.states
+                        .iter()
+                        .map(|s| s.as_str().to_string())
+                        .collect::<Vec<_>>(),
+                )
+                .push(")");
+        }
+        if !f.state_names.is_empty() {
+            q.push(" AND state_name = ANY(")
+                .push_bind(f.state_names.clone())
+                .push(")");
+        }
+        if let Some(name) = &f.flow_name {
+            q.push(" AND flow_name = ").push_bind(name.as_str());
+        }
+        if let Some(parent) = f.parent_flow_run_id {
+            q.push(" AND parent_flow_run_id = ").push_bind(parent);
+        }
+        if let Some((created, id)) = f.before {
+            q.push(" AND (created, id) < (")
+                .push_bind(created)
+                .push(", ")
+                .push_bind(id)
+                .push(")");
+        }
+        q.push(" ORDER BY created DESC, id DESC LIMIT ")
+            .push_bind(f.limit.max(1) as i64);
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(flow_run_from).collect()
+    }
+
+    async fn list_task_runs(&self, flow_run_id: Uuid) -> Result<Vec<TaskRun>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TASK_RUN_COLS} FROM task_runs WHERE flow_run_id = $1 ORDER BY created, dynamic_key"
+        ))
+        .bind(flow_run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(task_run_from).collect()
+    }
+
+    async fn read_states(&self, run_id: Uuid) -> Result<Vec<StateRecord>> {
+        let rows = sqlx::query("SELECT * FROM run_states WHERE run_id = $1 ORDER BY id")
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = row.try_get("run_kind")?;
+                Ok(StateRecord {
+                    run_id: row.try_get("run_id")?,
+                    kind: RunKind::from_str(&kind).map_err(|e| corrupt("run_kind", e))?,
+                    state: state_from(row, HISTORY_STATE)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn read_logs(&self, f: &LogFilter) -> Result<Vec<LogRecord>> {
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+            "SELECT id, flow_run_id, task_run_id, level, timestamp, message FROM logs WHERE flow_run_id = ",
+        );
+        q.push_bind(f.flow_run_id);
+        q.push(" AND id > ").push_bind(f.after_id);
+        if f.min_level > LogLevel::Debug {
+            q.push(" AND level >= ")
+                .push_bind(f.min_level.number() as i32);
+        }
+        if let Some(t) = f.task_run_id {
+            q.push(" AND task_run_id = ").push_bind(t);
+        }
+        q.push(" ORDER BY id LIMIT ")
+            .push_bind(f.limit.max(1) as i64);
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(LogRecord {
+                    id: row.try_get("id")?,
+                    flow_run_id: row.try_get("flow_run_id")?,
+                    task_run_id: row.try_get("task_run_id")?,
+                    level: LogLevel::from_number(row.try_get::<i32, _>("level")? as i64),
+                    timestamp: row.try_get::<DateTime<Utc>, _>("timestamp")?,
+                    message: row.try_get("message")?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_error_messages() {
+        assert_eq!(
+            redact("postgres://hw:s3cret@db:5432/hw"),
+            "postgres://hw:********@db:5432/hw"
+        );
+        assert_eq!(
+            redact("postgres:///hw?host=/run/postgresql"),
+            "postgres:///hw?host=/run/postgresql"
+        );
+    }
+}
