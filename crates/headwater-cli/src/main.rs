@@ -4,13 +4,16 @@ mod output;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use headwater_client::ApiClient;
 use headwater_config::{Overrides, Profiles, Settings, KNOWN};
 use headwater_core::{LogLevel, StateType};
-use headwater_store::{FlowRunFilter, LogFilter, RunReader, SqliteStore};
+use headwater_server::ServerConfig;
+use headwater_store::{FlowRunFilter, LogFilter, Store};
 
 use crate::output::{print_flow_run, print_flow_runs, print_flows, print_log, print_task_runs};
 
@@ -50,6 +53,31 @@ enum Command {
     /// Task runs of a flow run.
     #[command(subcommand, name = "task-run")]
     TaskRun(TaskRunCmd),
+    /// Run the Headwater server.
+    #[command(subcommand)]
+    Server(ServerCmd),
+}
+
+#[derive(Subcommand)]
+enum ServerCmd {
+    /// Serve the REST API (and record runs that flows report to it).
+    Start {
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// 0 picks a free port (printed on start).
+        #[arg(long, default_value_t = 4200)]
+        port: u16,
+        /// `postgres://…` or a SQLite path; default: the embedded database
+        /// in the Headwater home, so earlier embedded runs show up.
+        #[arg(long, env = "HEADWATER_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+        /// A file with one API key per line (in addition to HEADWATER_API_KEY).
+        #[arg(long, value_name = "PATH")]
+        api_key_file: Option<PathBuf>,
+        /// Serve a non-loopback address without an API key anyway.
+        #[arg(long)]
+        allow_unauthenticated_remote: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -150,7 +178,7 @@ enum TaskRunCmd {
     },
 }
 
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
@@ -189,23 +217,82 @@ async fn run(cli: Cli) -> Result<()> {
             let store = open(&settings).await?;
             print_flows(&store.list_flows().await?, json)
         }
-        Command::FlowRun(cmd) => flow_run(cmd, &open(&settings).await?).await,
+        Command::FlowRun(cmd) => flow_run(cmd, open(&settings).await?.as_ref()).await,
         Command::TaskRun(TaskRunCmd::Ls { flow_run, out }) => {
             let store = open(&settings).await?;
             let run = store.resolve_flow_run(&flow_run).await?;
             print_task_runs(&store.list_task_runs(run.id).await?, out.json)
         }
+        Command::Server(ServerCmd::Start {
+            host,
+            port,
+            database_url,
+            api_key_file,
+            allow_unauthenticated_remote,
+        }) => {
+            let mut api_keys: Vec<String> = settings
+                .get("HEADWATER_API_KEY")
+                .map(str::to_string)
+                .into_iter()
+                .collect();
+            if let Some(path) = api_key_file {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading the API key file {}", path.display()))?;
+                api_keys.extend(
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                        .map(String::from),
+                );
+            }
+            let database =
+                database_url.unwrap_or_else(|| settings.database_path().display().to_string());
+            let store = headwater_store::open(&database).await?;
+            let config = ServerConfig {
+                host,
+                port,
+                api_keys: api_keys.clone(),
+                allow_unauthenticated_remote,
+            };
+            let listener = headwater_server::bind(&config).await?;
+            let addr = listener.local_addr()?;
+            let shown_db = if database.starts_with("postgres") {
+                "PostgreSQL".to_string()
+            } else {
+                database
+            };
+            println!("Headwater server listening on http://{addr}/api");
+            println!("  API docs:  http://{addr}/api/docs");
+            println!("  database:  {shown_db}");
+            println!(
+                "  API key:   {}",
+                if api_keys.is_empty() {
+                    "none (loopback only)"
+                } else {
+                    "required"
+                }
+            );
+            println!("Point flows and the CLI at it with HEADWATER_API_URL=http://{addr}/api");
+            headwater_server::serve(listener, store, api_keys, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+            Ok(())
+        }
     }
 }
 
-async fn open(settings: &Settings) -> Result<SqliteStore> {
+/// The store the settings point at: the server's API, or the embedded file.
+async fn open(settings: &Settings) -> Result<Arc<dyn Store>> {
     if let Some(url) = settings.api_url() {
-        bail!("HEADWATER_API_URL is set ({url}), but this build reads only the embedded store; unset it");
+        let client = ApiClient::new(url, settings.get("HEADWATER_API_KEY").map(str::to_string))?;
+        return Ok(Arc::new(client));
     }
     let path = settings.database_path();
-    SqliteStore::open(&path)
+    let store = headwater_store::SqliteStore::open(&path)
         .await
-        .with_context(|| format!("opening {}", path.display()))
+        .with_context(|| format!("opening {}", path.display()))?;
+    Ok(Arc::new(store))
 }
 
 fn config(cmd: ConfigCmd, settings: &Settings) -> Result<()> {
@@ -319,7 +406,7 @@ fn profile(cmd: ProfileCmd, settings: &Settings) -> Result<()> {
     Ok(())
 }
 
-async fn flow_run(cmd: FlowRunCmd, store: &SqliteStore) -> Result<()> {
+async fn flow_run(cmd: FlowRunCmd, store: &dyn Store) -> Result<()> {
     match cmd {
         FlowRunCmd::Ls {
             states,

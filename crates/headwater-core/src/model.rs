@@ -6,19 +6,21 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::CoreError;
 use crate::state::{State, StateType};
 
 /// A flow as registered by the program that defines it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Flow {
     pub id: Uuid,
     pub name: String,
     pub version: Option<String>,
     pub description: Option<String>,
     /// JSON Schema of the flow's parameters.
+    #[schema(value_type = Object)]
     pub parameter_schema: Value,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
@@ -33,12 +35,13 @@ pub fn flow_id_for_name(name: &str) -> Uuid {
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FlowRun {
     pub id: Uuid,
     pub flow_id: Uuid,
     pub flow_name: String,
     pub name: String,
+    #[schema(value_type = Object)]
     pub parameters: Value,
     pub tags: Vec<String>,
     pub state: State,
@@ -50,7 +53,7 @@ pub struct FlowRun {
     pub created: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TaskRun {
     pub id: Uuid,
     pub flow_run_id: Uuid,
@@ -68,7 +71,7 @@ pub struct TaskRun {
     pub created: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RunKind {
     Flow,
@@ -96,14 +99,17 @@ impl FromStr for RunKind {
 }
 
 /// One entry of a run's state history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StateRecord {
     pub run_id: Uuid,
     pub kind: RunKind,
     pub state: State,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum LogLevel {
     Debug = 10,
     Info = 20,
@@ -158,7 +164,7 @@ impl FromStr for LogLevel {
 }
 
 /// A log line emitted while a run was executing.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LogRecord {
     /// Assigned by the store, in write order; 0 before it is stored.
     pub id: i64,

@@ -214,7 +214,7 @@ pub async fn filters_and_keyset_pagination(store: &dyn Store) {
     let last = page1.last().unwrap();
     let page2 = store
         .list_flow_runs(&FlowRunFilter {
-            before: Some((last.created, last.id)),
+            before: Some(last.into()),
             ..base.clone()
         })
         .await
@@ -224,7 +224,7 @@ pub async fn filters_and_keyset_pagination(store: &dyn Store) {
     let last = page2.last().unwrap();
     let page3 = store
         .list_flow_runs(&FlowRunFilter {
-            before: Some((last.created, last.id)),
+            before: Some(last.into()),
             ..base.clone()
         })
         .await

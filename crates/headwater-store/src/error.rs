@@ -16,6 +16,12 @@ pub enum StoreError {
     Ambiguous { input: String, count: usize },
     #[error("stored row is corrupt: {0}")]
     Corrupt(String),
+    /// A remote store (the Headwater server) refused or could not be reached.
+    #[error("{message}")]
+    Remote {
+        status: Option<u16>,
+        message: String,
+    },
 }
 
 impl StoreError {
@@ -28,6 +34,8 @@ impl StoreError {
                 msg.contains("locked") || msg.contains("busy")
             }
             StoreError::Database(sqlx::Error::PoolTimedOut) => true,
+            // Unreachable, or the server's own trouble: worth another try.
+            StoreError::Remote { status, .. } => status.is_none_or(|s| s >= 500 || s == 429),
             _ => false,
         }
     }

@@ -18,6 +18,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use headwater_core::{Flow, FlowRun, LogLevel, LogRecord, StateRecord, StateType, TaskRun};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 pub use error::{Result, StoreError};
@@ -39,7 +41,8 @@ pub async fn open(url_or_path: &str) -> Result<Arc<dyn Store>> {
 
 /// Everything one write transaction records. Runs are snapshots (the
 /// latest known row), states and logs are appended.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
 pub struct WriteBatch {
     pub flows: Vec<Flow>,
     pub flow_runs: Vec<FlowRun>,
@@ -58,28 +61,71 @@ impl WriteBatch {
     }
 }
 
+/// A place in a listing: the (created, id) of the last row seen.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Cursor {
+    pub created: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+impl From<&FlowRun> for Cursor {
+    fn from(r: &FlowRun) -> Self {
+        Cursor {
+            created: r.created,
+            id: r.id,
+        }
+    }
+}
+
 /// Which flow runs to list, newest first.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
 pub struct FlowRunFilter {
     pub states: Vec<StateType>,
     /// State names such as `Late` or `TimedOut`.
     pub state_names: Vec<String>,
     pub flow_name: Option<String>,
     pub parent_flow_run_id: Option<Uuid>,
-    /// Keyset pagination: only runs created before this (created, id).
-    pub before: Option<(DateTime<Utc>, Uuid)>,
+    /// Keyset pagination: only runs listed after this one.
+    pub before: Option<Cursor>,
+    /// At most this many runs (default 200).
     pub limit: u32,
 }
 
+impl Default for FlowRunFilter {
+    fn default() -> Self {
+        FlowRunFilter {
+            states: Vec::new(),
+            state_names: Vec::new(),
+            flow_name: None,
+            parent_flow_run_id: None,
+            before: None,
+            limit: 200,
+        }
+    }
+}
+
 /// Which logs of a flow run to read, oldest first.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LogFilter {
     pub flow_run_id: Uuid,
+    #[serde(default)]
     pub task_run_id: Option<Uuid>,
+    #[serde(default = "lowest_level")]
     pub min_level: LogLevel,
     /// Only logs with an id greater than this (for following).
+    #[serde(default)]
     pub after_id: i64,
+    #[serde(default = "default_log_limit")]
     pub limit: u32,
+}
+
+fn lowest_level() -> LogLevel {
+    LogLevel::Debug
+}
+
+fn default_log_limit() -> u32 {
+    10_000
 }
 
 impl LogFilter {

@@ -6,9 +6,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::Utc;
+use futures::FutureExt;
+use headwater_client::ApiClient;
 use headwater_config::{Overrides, Settings};
 use headwater_core::{flow_id_for_name, Flow, LogLevel};
-use headwater_store::SqliteStore;
+use headwater_store::{RunReader, SqliteStore, Store};
 
 use crate::error::{Error, Result};
 use crate::flow::FlowSpec;
@@ -22,7 +24,7 @@ pub struct Engine {
     settings: Settings,
     pub(crate) recorder: Recorder,
     pub(crate) results: ResultStore,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
     registered: Mutex<HashSet<&'static str>>,
     pub(crate) min_level: LogLevel,
     pub(crate) handle_signals: bool,
@@ -43,26 +45,26 @@ tokio::task_local! {
 }
 
 impl Engine {
-    /// Opens the embedded store described by `settings`.
+    /// Opens the store `settings` describe: the server at
+    /// `HEADWATER_API_URL` if set (client mode), else the embedded database.
     pub fn open(settings: Settings) -> Result<Arc<Engine>> {
-        if let Some(url) = settings.api_url() {
-            // Client mode arrives with the server; until then say so plainly
-            // rather than quietly recording somewhere the user did not ask.
-            return Err(Error::Open(format!(
-                "HEADWATER_API_URL is set ({url}) but this build records runs only in the embedded store; unset it"
-            )));
-        }
-        if let Some(url) = settings
-            .get("HEADWATER_DATABASE_URL")
-            .filter(|u| u.starts_with("postgres"))
-        {
-            return Err(Error::Open(format!(
-                "HEADWATER_DATABASE_URL is a PostgreSQL URL ({}); flows record to PostgreSQL through the server, \
-                 embedded mode uses SQLite: set a file path or unset it",
-                url.split('@').next_back().unwrap_or("…")
-            )));
-        }
-        let (recorder, store) = Recorder::start_sqlite(settings.database_path())?;
+        let (recorder, store) = match settings.api_url() {
+            Some(url) => {
+                let client =
+                    ApiClient::new(url, settings.get("HEADWATER_API_KEY").map(str::to_string))
+                        .map_err(|e| Error::Open(e.to_string()))?;
+                // Find out now, not after the flow ran, that nobody is listening.
+                Recorder::start(move || {
+                    async move {
+                        client.health().await.map_err(|e| e.to_string())?;
+                        client.list_flows().await.map_err(|e| e.to_string())?;
+                        Ok(Arc::new(client) as Arc<dyn Store>)
+                    }
+                    .boxed()
+                })?
+            }
+            None => Engine::open_embedded(&settings)?,
+        };
         let min_level = settings.logging_level().parse().unwrap_or(LogLevel::Info);
         Ok(Arc::new(Engine {
             results: ResultStore::new(settings.result_storage()),
@@ -75,11 +77,44 @@ impl Engine {
         }))
     }
 
+    fn open_embedded(settings: &Settings) -> Result<(Recorder, Arc<dyn Store>)> {
+        if let Some(url) = settings
+            .get("HEADWATER_DATABASE_URL")
+            .filter(|u| u.starts_with("postgres"))
+        {
+            return Err(Error::Open(format!(
+                "HEADWATER_DATABASE_URL is a PostgreSQL URL ({}); flows record to PostgreSQL through the server, \
+                 embedded mode uses SQLite: set a file path or unset it",
+                url.split('@').next_back().unwrap_or("…")
+            )));
+        }
+        let path = settings.database_path();
+        Recorder::start(move || {
+            async move {
+                SqliteStore::open(&path)
+                    .await
+                    .map(|s| Arc::new(s) as Arc<dyn Store>)
+                    .map_err(|e| e.to_string())
+            }
+            .boxed()
+        })
+    }
+
     /// An engine whose home folder is `home` (database, results, profiles),
     /// ignoring the environment: handy for tests and embedding.
     pub fn with_home(home: &Path) -> Result<Arc<Engine>> {
+        Engine::with_settings(home, &[])
+    }
+
+    /// Like [`Engine::with_home`], with settings given as `(KEY, value)`
+    /// pairs (for example `HEADWATER_API_URL` for client mode).
+    pub fn with_settings(home: &Path, values: &[(&str, &str)]) -> Result<Arc<Engine>> {
         let overrides = Overrides {
             home: Some(home.to_path_buf()),
+            values: values
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             ..Default::default()
         };
         let settings = Settings::resolve(&overrides, |_| None)?;
@@ -113,9 +148,10 @@ impl Engine {
         &self.settings
     }
 
-    /// The embedded store, for reading back what was recorded.
-    pub fn store(&self) -> &SqliteStore {
-        &self.store
+    /// Where runs are recorded (the embedded database or the server), for
+    /// reading them back.
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
     }
 
     /// Waits until every event sent so far is written.

@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use headwater_core::{Flow, FlowRun, LogRecord, RunKind, StateRecord, TaskRun};
-use headwater_store::{RunRecorder, SqliteStore, StoreError, WriteBatch};
+use headwater_store::{RunRecorder, Store, StoreError, WriteBatch};
 use tokio::sync::{mpsc, oneshot, Notify};
 use uuid::Uuid;
 
@@ -47,11 +48,11 @@ const BACKLOG_HIGH_MARK: usize = 40_000;
 const WRITE_ATTEMPTS: u32 = 8;
 
 impl Recorder {
-    /// Starts the writer thread on the SQLite database at `path`; returns
-    /// once the database is open and migrated.
-    pub(crate) fn start_sqlite(
-        path: std::path::PathBuf,
-    ) -> Result<(Recorder, Arc<SqliteStore>), Error> {
+    /// Starts the writer thread on the store `open` opens (in the thread's
+    /// own runtime); returns once the store is ready, or its error.
+    pub(crate) fn start(
+        open: impl FnOnce() -> BoxFuture<'static, Result<Arc<dyn Store>, String>> + Send + 'static,
+    ) -> Result<(Recorder, Arc<dyn Store>), Error> {
         let (tx, rx) = mpsc::unbounded_channel();
         let backlog = Arc::new(Backlog::default());
         let writer_backlog = backlog.clone();
@@ -70,15 +71,15 @@ impl Recorder {
                     }
                 };
                 rt.block_on(async move {
-                    let store = match SqliteStore::open(&path).await {
-                        Ok(s) => Arc::new(s),
+                    let store = match open().await {
+                        Ok(s) => s,
                         Err(e) => {
-                            let _ = ready_tx.send(Err(e.to_string()));
+                            let _ = ready_tx.send(Err(e));
                             return;
                         }
                     };
                     let _ = ready_tx.send(Ok(store.clone()));
-                    write_loop(store.as_ref(), rx, &writer_backlog).await;
+                    write_loop(store.as_ref() as &dyn RunRecorder, rx, &writer_backlog).await;
                 });
             })
             .map_err(|e| Error::Open(e.to_string()))?;

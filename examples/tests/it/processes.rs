@@ -266,3 +266,32 @@ async fn the_parent_flow_runs_a_subflow_per_month() {
     names.sort();
     assert_eq!(names, ["green-2021-01", "green-2021-02"]);
 }
+
+/// The example program with HEADWATER_API_URL: every run goes to the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_program_reports_to_a_server_when_told_to() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let server_store = std::sync::Arc::new(store(server_dir.path()).await);
+    let server = headwater_server::RunningServer::start(server_store.clone(), vec![])
+        .await
+        .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let o = examples(home.path(), &["etl-parent-flow", "-p", "months=[4]"])
+        .env("HEADWATER_API_URL", server.api_url())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let runs = server_store
+        .list_flow_runs(&FlowRunFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 2, "parent and one subflow");
+    assert!(runs
+        .iter()
+        .all(|r| r.state.state_type == StateType::Completed));
+    assert!(
+        !home.path().join("headwater.db").exists(),
+        "nothing recorded locally"
+    );
+    server.stop().await.unwrap();
+}

@@ -167,3 +167,91 @@ fn config_and_profiles() {
     ok(home, &["profile", "delete", "prod"]);
     assert!(ok(home, &["version"]).contains("(embedded)"));
 }
+
+/// `headwater server start` as a real process: runs recorded embedded
+/// before show up, flows report to it, the CLI reads through it, and the
+/// API key is enforced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_start_serves_runs_to_the_cli() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    fill(home).await; // embedded runs, before the server exists
+    let mut server = Command::new(BIN)
+        .args(["server", "start", "--port", "0"])
+        .env("HEADWATER_HOME", home)
+        .env("HEADWATER_API_KEY", "s3cret-key")
+        .env_remove("HEADWATER_API_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let url = first.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.ends_with("/api"),
+        "{first}"
+    );
+
+    let client_home = tempfile::tempdir().unwrap();
+    let engine = headwater::Engine::with_settings(
+        client_home.path(),
+        &[
+            ("HEADWATER_API_URL", &url),
+            ("HEADWATER_API_KEY", "s3cret-key"),
+        ],
+    )
+    .unwrap();
+    engine.scope(child(42)).await.unwrap();
+
+    let via_api = |args: &[&str], key: Option<&str>| {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .env("HEADWATER_HOME", client_home.path())
+            .env("HEADWATER_API_URL", &url);
+        match key {
+            Some(k) => c.env("HEADWATER_API_KEY", k),
+            None => c.env_remove("HEADWATER_API_KEY"),
+        };
+        c.output().unwrap()
+    };
+    let o = via_api(&["flow-run", "ls", "--json"], Some("s3cret-key"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let runs: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<_> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names.len(),
+        5,
+        "4 embedded runs and 1 reported to the server: {names:?}"
+    );
+    assert!(names.contains(&"month-42") && names.contains(&"month-13"));
+    let logs = via_api(&["flow-run", "logs", "month-42"], Some("s3cret-key"));
+    assert!(String::from_utf8_lossy(&logs.stdout).contains("loading month 42"));
+
+    let refused = via_api(&["flow-run", "ls"], None);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("requires an API key") && err.contains("HEADWATER_API_KEY"),
+        "{err}"
+    );
+
+    let _ = Command::new("kill")
+        .args(["-INT", &server.id().to_string()])
+        .status();
+    let status = server.wait().unwrap();
+    assert!(
+        status.success(),
+        "Ctrl-C stops the server cleanly: {status:?}"
+    );
+}

@@ -434,7 +434,7 @@ impl RunReader for PostgresStore {
         if let Some(parent) = f.parent_flow_run_id {
             q.push(" AND parent_flow_run_id = ").push_bind(parent);
         }
-        if let Some((created, id)) = f.before {
+        if let Some(crate::Cursor { created, id }) = f.before {
             q.push(" AND (created, id) < (")
                 .push_bind(created)
                 .push(", ")

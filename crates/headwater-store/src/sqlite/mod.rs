@@ -460,7 +460,7 @@ impl RunReader for SqliteStore {
             q.push(" AND parent_flow_run_id = ")
                 .push_bind(parent.to_string());
         }
-        if let Some((created, id)) = f.before {
+        if let Some(crate::Cursor { created, id }) = f.before {
             q.push(" AND (created, id) < (")
                 .push_bind(micros(created))
                 .push(", ")

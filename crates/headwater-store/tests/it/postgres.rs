@@ -1,77 +1,13 @@
-//! PostgreSQL tests run against a real server: `HEADWATER_TEST_POSTGRES_URL`
-//! (scripts/test starts the machine's PostgreSQL and sets it). Without one
-//! they say they were skipped and why; under CI they fail instead.
+//! PostgreSQL tests against a real server (see `headwater_test_support`).
 
 use std::sync::Arc;
 
 use chrono::Utc;
 use headwater_core::{flow_id_for_name, Flow, FlowRun, LogLevel, LogRecord, State};
 use headwater_store::{conformance, LogFilter, PostgresStore, RunReader, RunRecorder, WriteBatch};
+use headwater_test_support::PgTestDb as TestDb;
 use serde_json::json;
-use sqlx::Connection;
 use uuid::Uuid;
-
-/// A fresh database on the test server, dropped when the guard goes.
-struct TestDb {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl TestDb {
-    async fn create() -> Option<TestDb> {
-        let admin_url = match std::env::var("HEADWATER_TEST_POSTGRES_URL") {
-            Ok(u) if !u.is_empty() => u,
-            _ => {
-                assert!(
-                    std::env::var("CI").is_err(),
-                    "CI must run the PostgreSQL tests: scripts/test sets HEADWATER_TEST_POSTGRES_URL"
-                );
-                eprintln!("SKIPPED: HEADWATER_TEST_POSTGRES_URL is not set (run ./scripts/test, which starts PostgreSQL)");
-                return None;
-            }
-        };
-        let name = format!("hw_test_{}", Uuid::now_v7().simple());
-        let mut conn = sqlx::PgConnection::connect(&admin_url)
-            .await
-            .expect("the test PostgreSQL answers");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        let base = admin_url
-            .rsplit_once('/')
-            .map(|(b, _)| b)
-            .unwrap_or(&admin_url);
-        let url = format!("{base}/{name}");
-        Some(TestDb {
-            admin_url,
-            name,
-            url,
-        })
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let (admin, name) = (self.admin_url.clone(), self.name.clone());
-        // Best effort, on its own thread: Drop cannot await.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut c)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
 
 #[tokio::test]
 async fn postgres_passes_the_conformance_suite() {

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use headwater::prelude::*;
 use headwater_core::StateType;
-use headwater_store::{FlowRunFilter, RunReader};
+use headwater_store::FlowRunFilter;
 
 use crate::support::{home, names};
 

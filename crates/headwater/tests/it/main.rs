@@ -2,6 +2,7 @@
 //! in a temporary home and reads back what was recorded.
 
 mod caching;
+mod client_mode;
 mod concurrency;
 mod flows;
 mod parameters;

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use headwater::Engine;
 use headwater_core::{FlowRun, StateRecord, TaskRun};
-use headwater_store::{FlowRunFilter, LogFilter, RunReader};
+use headwater_store::{FlowRunFilter, LogFilter};
 
 pub struct Home {
     pub engine: Arc<Engine>,

@@ -1,0 +1,251 @@
+//! A client of the Headwater server's REST API.
+//!
+//! [`ApiClient`] implements the store traits, so the SDK (recording runs)
+//! and the CLI (reading them) work the same against the embedded database
+//! and against a server: only the store they are given changes.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use headwater_core::{Flow, FlowRun, LogRecord, StateRecord, TaskRun};
+use headwater_store::{
+    FlowRunFilter, LogFilter, Result, RunReader, RunRecorder, StoreError, WriteBatch,
+};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use uuid::Uuid;
+
+#[derive(Clone)]
+pub struct ApiClient {
+    base: String,
+    http: reqwest::Client,
+    api_key: Option<String>,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("ApiClient")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The error body the server sends.
+#[derive(serde::Deserialize)]
+struct Detail {
+    detail: String,
+}
+
+impl ApiClient {
+    /// `api_url` is the API root, e.g. `http://127.0.0.1:4200/api`.
+    pub fn new(api_url: &str, api_key: Option<String>) -> Result<ApiClient> {
+        install_tls_provider();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(120))
+            .user_agent(concat!("headwater/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| StoreError::Remote {
+                status: None,
+                message: format!("cannot build the HTTP client: {e}"),
+            })?;
+        Ok(ApiClient {
+            base: api_url.trim_end_matches('/').to_string(),
+            http,
+            api_key,
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<Option<T>> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.request(method, &url);
+        if let Some(key) = &self.api_key {
+            req = req.bearer_auth(key);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|e| StoreError::Remote {
+            status: None,
+            message: format!(
+                "cannot reach the Headwater server at {}: {}",
+                self.base,
+                root_cause(&e)
+            ),
+        })?;
+        let status = resp.status();
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if status == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            let detail = serde_json::from_str::<Detail>(&text)
+                .map(|d| d.detail)
+                .unwrap_or(text);
+            let message = match status {
+                StatusCode::UNAUTHORIZED => format!(
+                    "the Headwater server at {} refused the request: {detail} (set HEADWATER_API_KEY or `headwater config set HEADWATER_API_KEY=…`)",
+                    self.base
+                ),
+                _ => format!("the Headwater server answered {status}: {detail}"),
+            };
+            return Err(StoreError::Remote {
+                status: Some(status.as_u16()),
+                message,
+            });
+        }
+        resp.json::<T>()
+            .await
+            .map(Some)
+            .map_err(|e| StoreError::Remote {
+                status: Some(status.as_u16()),
+                message: format!("unreadable answer from the Headwater server: {e}"),
+            })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>> {
+        self.call::<(), T>(Method::GET, path, None).await
+    }
+
+    async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<Option<T>> {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    /// The server's health endpoint answers.
+    pub async fn health(&self) -> Result<()> {
+        self.get::<serde_json::Value>("/health").await.map(|_| ())
+    }
+}
+
+/// Installs the process-wide TLS provider (ring) that HTTPS clients built
+/// with this workspace's reqwest need. Idempotent.
+pub fn install_tls_provider() {
+    // A second install reports an error and changes nothing.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+fn missing(what: &str) -> StoreError {
+    StoreError::Remote {
+        status: Some(404),
+        message: format!("the server has no {what}"),
+    }
+}
+
+fn encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[async_trait]
+impl RunRecorder for ApiClient {
+    async fn record(&self, batch: &WriteBatch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.post::<_, serde_json::Value>("/batches", batch)
+            .await
+            .map(|_| ())
+    }
+}
+
+#[async_trait]
+impl RunReader for ApiClient {
+    async fn list_flows(&self) -> Result<Vec<Flow>> {
+        self.get("/flows")
+            .await?
+            .ok_or_else(|| missing("flows endpoint"))
+    }
+
+    async fn read_flow(&self, name: &str) -> Result<Option<Flow>> {
+        self.get(&format!("/flows/name/{}", encode(name))).await
+    }
+
+    async fn read_flow_run(&self, id: Uuid) -> Result<Option<FlowRun>> {
+        self.get(&format!("/flow_runs/{id}")).await
+    }
+
+    async fn resolve_flow_run(&self, id_or_name: &str) -> Result<FlowRun> {
+        match self
+            .get(&format!("/flow_runs/resolve/{}", encode(id_or_name.trim())))
+            .await
+        {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => Err(StoreError::FlowRunNotFound(id_or_name.trim().to_string())),
+            Err(StoreError::Remote {
+                status: Some(409), ..
+            }) => Err(StoreError::Ambiguous {
+                input: id_or_name.trim().to_string(),
+                count: 2,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list_flow_runs(&self, filter: &FlowRunFilter) -> Result<Vec<FlowRun>> {
+        self.post("/flow_runs/filter", filter)
+            .await?
+            .ok_or_else(|| missing("flow run filter endpoint"))
+    }
+
+    async fn list_task_runs(&self, flow_run_id: Uuid) -> Result<Vec<TaskRun>> {
+        Ok(self
+            .get(&format!("/flow_runs/{flow_run_id}/task_runs"))
+            .await?
+            .unwrap_or_default())
+    }
+
+    async fn read_states(&self, run_id: Uuid) -> Result<Vec<StateRecord>> {
+        Ok(self
+            .get(&format!("/states/{run_id}"))
+            .await?
+            .unwrap_or_default())
+    }
+
+    async fn read_logs(&self, filter: &LogFilter) -> Result<Vec<LogRecord>> {
+        self.post("/logs/filter", filter)
+            .await?
+            .ok_or_else(|| missing("log filter endpoint"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(super::encode("yellow-2021-01"), "yellow-2021-01");
+        assert_eq!(super::encode("a b/c"), "a%20b%2Fc");
+    }
+}

@@ -1,0 +1,223 @@
+//! The routes under `/api`, one small handler each.
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::response::Html;
+use axum::{Json, Router};
+use headwater_core::{Flow, FlowRun, LogRecord, StateRecord, TaskRun};
+use headwater_store::{Cursor, FlowRunFilter, LogFilter, Store, WriteBatch};
+use serde::Serialize;
+use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+type Db = State<Arc<dyn Store>>;
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Headwater API", description = "Flows, runs, states and logs of the Headwater orchestrator."),
+    servers((url = "/api")),
+    components(schemas(Cursor, StateRecord))
+)]
+struct ApiDoc;
+
+fn api_router() -> OpenApiRouter<Arc<dyn Store>> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(version))
+        .routes(routes!(list_flows))
+        .routes(routes!(read_flow))
+        .routes(routes!(filter_flow_runs))
+        .routes(routes!(read_flow_run))
+        .routes(routes!(resolve_flow_run))
+        .routes(routes!(list_task_runs))
+        .routes(routes!(read_states))
+        .routes(routes!(filter_logs))
+        .routes(routes!(record_batch))
+}
+
+/// The OpenAPI document of the API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_router().split_for_parts().1
+}
+
+pub(crate) fn router(store: Arc<dyn Store>) -> Router {
+    let (api, doc) = api_router().split_for_parts();
+    let doc = Arc::new(doc);
+    let api = api
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || async move { Json((*doc).clone()) }),
+        )
+        .route("/docs", axum::routing::get(|| async { Html(DOCS_PAGE) }))
+        // Recorded batches from busy flows can be large.
+        .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
+        .with_state(store);
+    Router::new()
+        .nest("/api", api)
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+#[derive(Serialize, ToSchema)]
+struct Health {
+    status: &'static str,
+}
+
+/// Whether the server is up. Needs no API key.
+#[utoipa::path(get, path = "/health", tag = "meta", responses((status = 200, body = Health)))]
+async fn health() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+#[derive(Serialize, ToSchema)]
+struct Version {
+    version: &'static str,
+    api_version: &'static str,
+}
+
+#[utoipa::path(get, path = "/version", tag = "meta", responses((status = 200, body = Version)))]
+async fn version() -> Json<Version> {
+    Json(Version {
+        version: env!("CARGO_PKG_VERSION"),
+        api_version: "1",
+    })
+}
+
+/// Every flow that has run, by name.
+#[utoipa::path(get, path = "/flows", tag = "flows", responses((status = 200, body = Vec<Flow>)))]
+async fn list_flows(State(db): Db) -> ApiResult<Vec<Flow>> {
+    Ok(Json(db.list_flows().await?))
+}
+
+#[utoipa::path(
+    get, path = "/flows/name/{name}", tag = "flows",
+    params(("name" = String, Path, description = "the flow's name")),
+    responses((status = 200, body = Flow), (status = 404, description = "no such flow"))
+)]
+async fn read_flow(State(db): Db, Path(name): Path<String>) -> ApiResult<Flow> {
+    db.read_flow(&name)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no flow named '{name}'")))
+}
+
+/// Flow runs, newest first, filtered; page with `before` (the last run's
+/// `created` and `id`).
+#[utoipa::path(
+    post, path = "/flow_runs/filter", tag = "flow_runs", request_body = FlowRunFilter,
+    responses((status = 200, body = Vec<FlowRun>))
+)]
+async fn filter_flow_runs(
+    State(db): Db,
+    Json(filter): Json<FlowRunFilter>,
+) -> ApiResult<Vec<FlowRun>> {
+    let filter = FlowRunFilter {
+        limit: filter.limit.clamp(1, 10_000),
+        ..filter
+    };
+    Ok(Json(db.list_flow_runs(&filter).await?))
+}
+
+#[utoipa::path(
+    get, path = "/flow_runs/{id}", tag = "flow_runs",
+    params(("id" = Uuid, Path, description = "flow run id")),
+    responses((status = 200, body = FlowRun), (status = 404, description = "no such flow run"))
+)]
+async fn read_flow_run(State(db): Db, Path(id): Path<Uuid>) -> ApiResult<FlowRun> {
+    db.read_flow_run(id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no flow run with id {id}")))
+}
+
+/// A flow run by id, unique id prefix, or unique name.
+#[utoipa::path(
+    get, path = "/flow_runs/resolve/{id_or_name}", tag = "flow_runs",
+    params(("id_or_name" = String, Path)),
+    responses(
+        (status = 200, body = FlowRun),
+        (status = 404, description = "nothing matches"),
+        (status = 409, description = "several runs match")
+    )
+)]
+async fn resolve_flow_run(State(db): Db, Path(id_or_name): Path<String>) -> ApiResult<FlowRun> {
+    Ok(Json(db.resolve_flow_run(&id_or_name).await?))
+}
+
+#[utoipa::path(
+    get, path = "/flow_runs/{id}/task_runs", tag = "task_runs",
+    params(("id" = Uuid, Path, description = "flow run id")),
+    responses((status = 200, body = Vec<TaskRun>))
+)]
+async fn list_task_runs(State(db): Db, Path(id): Path<Uuid>) -> ApiResult<Vec<TaskRun>> {
+    Ok(Json(db.list_task_runs(id).await?))
+}
+
+/// The state history of a flow run or task run, oldest first.
+#[utoipa::path(
+    get, path = "/states/{run_id}", tag = "states",
+    params(("run_id" = Uuid, Path, description = "flow run or task run id")),
+    responses((status = 200, body = Vec<StateRecord>))
+)]
+async fn read_states(State(db): Db, Path(run_id): Path<Uuid>) -> ApiResult<Vec<StateRecord>> {
+    Ok(Json(db.read_states(run_id).await?))
+}
+
+/// A flow run's logs, oldest first; follow with `after_id`.
+#[utoipa::path(
+    post, path = "/logs/filter", tag = "logs", request_body = LogFilter,
+    responses((status = 200, body = Vec<LogRecord>))
+)]
+async fn filter_logs(State(db): Db, Json(filter): Json<LogFilter>) -> ApiResult<Vec<LogRecord>> {
+    let filter = LogFilter {
+        limit: filter.limit.clamp(1, 50_000),
+        ..filter
+    };
+    Ok(Json(db.read_logs(&filter).await?))
+}
+
+/// Records what flows reported (runs, states, logs) in one transaction. The
+/// SDK sends these in client mode.
+#[utoipa::path(
+    post, path = "/batches", tag = "runs", request_body = WriteBatch,
+    responses((status = 204, description = "recorded"))
+)]
+async fn record_batch(
+    State(db): Db,
+    Json(batch): Json<WriteBatch>,
+) -> Result<StatusCode, ApiError> {
+    db.record(&batch).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Lists the API from its own OpenAPI document; no external assets, so it
+/// works offline.
+const DOCS_PAGE: &str = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>Headwater API</title>
+<style>
+body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1b2733}
+@media (prefers-color-scheme:dark){body{background:#11161c;color:#dde5ee}code{background:#1f2a36}}
+h1{font-size:1.4rem} .op{border-bottom:1px solid #8884;padding:.6rem 0}
+.m{display:inline-block;width:4.5rem;font-weight:600;text-transform:uppercase}
+code{background:#eef2f6;padding:.1rem .3rem;border-radius:3px} .d{margin:.2rem 0 0 4.5rem;opacity:.8}
+</style></head><body>
+<h1>Headwater API</h1><p>Machine-readable: <a href="openapi.json"><code>/api/openapi.json</code></a></p>
+<div id="ops">Loading…</div>
+<script>
+fetch('openapi.json').then(r=>r.json()).then(doc=>{
+  const ops=document.getElementById('ops'); ops.textContent='';
+  for(const [path,item] of Object.entries(doc.paths)){for(const [m,op] of Object.entries(item)){
+    const d=document.createElement('div'); d.className='op';
+    const s=document.createElement('span'); s.className='m'; s.textContent=m; d.appendChild(s);
+    const c=document.createElement('code'); c.textContent='/api'+path; d.appendChild(c);
+    const p=document.createElement('div'); p.className='d'; p.textContent=(op.summary||'')+' '+(op.description||''); d.appendChild(p);
+    ops.appendChild(d);}}
+});
+</script></body></html>"#;

@@ -1,0 +1,142 @@
+//! The Headwater server: a REST API under `/api` over any store.
+//!
+//! Handlers are thin: they extract, call the store through its traits and
+//! map errors. The OpenAPI document is generated from the handlers and
+//! served at `/api/openapi.json`, with a page to browse it at `/api/docs`.
+
+mod api;
+mod auth;
+mod error;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use headwater_store::Store;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use api::openapi;
+pub use error::{ApiError, ServerError};
+
+/// How the server listens and whom it lets in.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    /// Valid API keys; empty means no key is required.
+    pub api_keys: Vec<String>,
+    /// Serve a non-loopback address without API keys anyway.
+    pub allow_unauthenticated_remote: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: "127.0.0.1".into(),
+            port: 4200,
+            api_keys: Vec::new(),
+            allow_unauthenticated_remote: false,
+        }
+    }
+}
+
+/// Binds the listener, refusing to expose an unauthenticated API beyond
+/// this machine unless told to.
+pub async fn bind(config: &ServerConfig) -> Result<TcpListener, ServerError> {
+    let addr = format!("{}:{}", config.host, config.port);
+    let listener = TcpListener::bind(&addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    if !local.ip().is_loopback()
+        && config.api_keys.is_empty()
+        && !config.allow_unauthenticated_remote
+    {
+        return Err(ServerError::UnauthenticatedRemote { addr: local });
+    }
+    Ok(listener)
+}
+
+/// The whole application: `/api/...` behind the key check.
+pub fn app(store: Arc<dyn Store>, api_keys: Vec<String>) -> axum::Router {
+    api::router(store).layer(axum::middleware::from_fn_with_state(
+        Arc::new(api_keys),
+        auth::require_key,
+    ))
+}
+
+/// Serves until `shutdown` resolves, then finishes the requests in flight.
+pub async fn serve(
+    listener: TcpListener,
+    store: Arc<dyn Store>,
+    api_keys: Vec<String>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    axum::serve(listener, app(store, api_keys))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(ServerError::Serve)
+}
+
+/// A server running in the background of this process (for tests and
+/// embedding). Dropping it stops the server.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+    handle: Option<tokio::task::JoinHandle<Result<(), ServerError>>>,
+}
+
+impl RunningServer {
+    /// Starts a server on an ephemeral loopback port.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        api_keys: Vec<String>,
+    ) -> Result<RunningServer, ServerError> {
+        let config = ServerConfig {
+            port: 0,
+            api_keys: api_keys.clone(),
+            ..Default::default()
+        };
+        let listener = bind(&config).await?;
+        let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: "127.0.0.1:0".into(),
+            source,
+        })?;
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        let handle = tokio::spawn(serve(listener, store, api_keys, async move {
+            token.cancelled().await
+        }));
+        Ok(RunningServer {
+            addr,
+            stop,
+            handle: Some(handle),
+        })
+    }
+
+    /// The API root clients use, e.g. `http://127.0.0.1:4711/api`.
+    pub fn api_url(&self) -> String {
+        format!("http://{}/api", self.addr)
+    }
+
+    /// Stops accepting requests and waits for the ones in flight.
+    pub async fn stop(mut self) -> Result<(), ServerError> {
+        self.stop.cancel();
+        match self.handle.take() {
+            Some(h) => h.await.unwrap_or(Ok(())),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}

@@ -1,0 +1,159 @@
+use std::sync::Arc;
+
+use headwater_client::ApiClient;
+use headwater_server::{bind, RunningServer, ServerConfig, ServerError};
+use headwater_store::{conformance, RunReader, SqliteStore, Store, StoreError};
+use headwater_test_support::PgTestDb;
+
+async fn sqlite_server(keys: Vec<String>) -> (RunningServer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("hw.db")).await.unwrap());
+    (RunningServer::start(store, keys).await.unwrap(), dir)
+}
+
+/// The API passes the same suite as the stores themselves: whatever a flow
+/// records through the server reads back exactly as it would locally.
+#[tokio::test]
+async fn the_api_over_sqlite_passes_the_conformance_suite() {
+    let (server, _dir) = sqlite_server(vec![]).await;
+    let client = ApiClient::new(&server.api_url(), None).unwrap();
+    conformance::run_all(&client).await;
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_api_over_postgres_passes_the_conformance_suite() {
+    let Some(db) = PgTestDb::create().await else {
+        return;
+    };
+    let store: Arc<dyn Store> = headwater_store::open(&db.url).await.unwrap();
+    let server = RunningServer::start(store, vec![]).await.unwrap();
+    let client = ApiClient::new(&server.api_url(), None).unwrap();
+    conformance::run_all(&client).await;
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn api_keys_are_required_when_configured() {
+    let (server, _dir) = sqlite_server(vec!["k-123".into(), "k-456".into()]).await;
+    let anonymous = ApiClient::new(&server.api_url(), None).unwrap();
+    anonymous.health().await.expect("health needs no key");
+    let err = anonymous.list_flows().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Remote {
+                status: Some(401),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("requires an API key"), "{err}");
+    let wrong = ApiClient::new(&server.api_url(), Some("k-999".into())).unwrap();
+    assert!(wrong
+        .list_flows()
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("invalid API key"));
+    for key in ["k-123", "k-456"] {
+        let ok = ApiClient::new(&server.api_url(), Some(key.into())).unwrap();
+        assert!(ok.list_flows().await.unwrap().is_empty());
+    }
+    // The X-API-Key header works too.
+    let resp = reqwest::Client::new()
+        .get(format!("{}/flows", server.api_url()))
+        .header("x-api-key", "k-456")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn a_non_loopback_address_needs_a_key_or_an_explicit_yes() {
+    let config = ServerConfig {
+        host: "0.0.0.0".into(),
+        port: 0,
+        ..Default::default()
+    };
+    let err = bind(&config).await.unwrap_err();
+    assert!(matches!(err, ServerError::UnauthenticatedRemote { .. }));
+    assert!(err.to_string().contains("Set HEADWATER_API_KEY"), "{err}");
+    bind(&ServerConfig {
+        api_keys: vec!["k".into()],
+        ..config.clone()
+    })
+    .await
+    .unwrap();
+    bind(&ServerConfig {
+        allow_unauthenticated_remote: true,
+        ..config
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let (server, _dir) = sqlite_server(vec!["secret".into()]).await;
+    headwater_client::install_tls_provider();
+    let http = reqwest::Client::new();
+    let doc: serde_json::Value = http
+        .get(format!("{}/openapi.json", server.api_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    for p in [
+        "/health",
+        "/flows",
+        "/flow_runs/filter",
+        "/flow_runs/{id}",
+        "/logs/filter",
+        "/batches",
+        "/states/{run_id}",
+    ] {
+        assert!(paths.contains(&p), "{p} missing from {paths:?}");
+    }
+    assert!(doc["components"]["schemas"]["FlowRun"].is_object());
+    let page = http
+        .get(format!("{}/docs", server.api_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("Headwater API"));
+    // Unknown flow runs are a 404 with a detail the CLI can show.
+    let resp = http
+        .get(format!("{}/flow_runs/resolve/nope", server.api_url()))
+        .bearer_auth("secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["detail"], "no flow run matches 'nope'");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_a_clear_retryable_error() {
+    let client = ApiClient::new("http://127.0.0.1:9/api", None).unwrap();
+    let err = client.list_flows().await.unwrap_err();
+    assert!(err.is_retryable());
+    assert!(
+        err.to_string()
+            .starts_with("cannot reach the Headwater server at http://127.0.0.1:9/api"),
+        "{err}"
+    );
+}

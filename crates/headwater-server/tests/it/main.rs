@@ -1,0 +1,3 @@
+//! The server over HTTP, on ephemeral loopback ports, with real stores.
+
+mod api;

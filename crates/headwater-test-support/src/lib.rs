@@ -1,0 +1,73 @@
+//! Helpers shared by integration tests.
+
+use sqlx::Connection;
+use uuid::Uuid;
+
+/// A fresh database on the test PostgreSQL server, dropped with the guard.
+///
+/// The server comes from `HEADWATER_TEST_POSTGRES_URL` (scripts/test starts
+/// the machine's PostgreSQL and sets it). Without it, [`PgTestDb::create`]
+/// says the test is skipped and why, and returns `None`; under CI (`CI` set)
+/// it fails instead, because CI must never skip these tests.
+pub struct PgTestDb {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+impl PgTestDb {
+    pub async fn create() -> Option<PgTestDb> {
+        let admin_url = match std::env::var("HEADWATER_TEST_POSTGRES_URL") {
+            Ok(u) if !u.is_empty() => u,
+            _ => {
+                assert!(
+                    std::env::var("CI").is_err(),
+                    "CI must run the PostgreSQL tests: scripts/test sets HEADWATER_TEST_POSTGRES_URL"
+                );
+                eprintln!("SKIPPED: HEADWATER_TEST_POSTGRES_URL is not set (./scripts/test starts PostgreSQL and sets it)");
+                return None;
+            }
+        };
+        let name = format!("hw_test_{}", Uuid::now_v7().simple());
+        let mut conn = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("the test PostgreSQL answers");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("can create a test database");
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(b, _)| b)
+            .unwrap_or(&admin_url);
+        let url = format!("{base}/{name}");
+        Some(PgTestDb {
+            admin_url,
+            name,
+            url,
+        })
+    }
+}
+
+impl Drop for PgTestDb {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop cannot await: a short-lived runtime on its own thread.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut c)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
