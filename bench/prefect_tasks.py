@@ -60,13 +60,18 @@ def main():
     returned = time.perf_counter() - t0
     assert state.is_completed(), state
     flow_run_id = state.state_details.flow_run_id
-    deadline = time.monotonic() + 600
-    while completed_task_runs(flow_run_id) < n:
-        if time.monotonic() > deadline:
-            raise SystemExit("task runs never all became visible")
-        time.sleep(0.05)
-    recorded = time.perf_counter() - t0
-    print(json.dumps({"n": n, "mode": mode, "returned": returned, "recorded": recorded}))
+    # Wait for all N task runs, or until the count has not grown for 60 s:
+    # under load Prefect's in-memory event queue drops messages, and the
+    # missing task runs then never appear.
+    seen, last_growth = 0, time.monotonic()
+    while seen < n and time.monotonic() - last_growth < 60:
+        count = completed_task_runs(flow_run_id)
+        if count > seen:
+            seen, last_growth = count, time.monotonic()
+        else:
+            time.sleep(0.1)
+    recorded = time.perf_counter() - t0 if seen >= n else None
+    print(json.dumps({"n": n, "mode": mode, "returned": returned, "recorded": recorded, "visible": seen}))
 
 
 if __name__ == "__main__":

@@ -155,6 +155,15 @@ impl State {
         s.scheduled_time = Some(due);
         s
     }
+    /// Waiting `delay` before the next attempt.
+    pub fn awaiting_retry_after(at: DateTime<Utc>, delay: std::time::Duration) -> Self {
+        let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        State::awaiting_retry(
+            at,
+            at.checked_add_signed(delay)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        )
+    }
     pub fn completed(at: DateTime<Utc>) -> Self {
         State::new(StateType::Completed, "Completed", at)
     }
@@ -167,6 +176,15 @@ impl State {
     }
     pub fn timed_out(at: DateTime<Utc>, message: impl Into<String>) -> Self {
         State::new(StateType::Failed, "TimedOut", at).with_message(message)
+    }
+    /// The final state of a failed attempt: `TimedOut` if it ran out of
+    /// time, `Failed` otherwise.
+    pub fn failure(at: DateTime<Utc>, message: impl Into<String>, timed_out: bool) -> Self {
+        if timed_out {
+            State::timed_out(at, message)
+        } else {
+            State::failed(at, message)
+        }
     }
     pub fn cancelling(at: DateTime<Utc>) -> Self {
         State::new(StateType::Cancelling, "Cancelling", at)
@@ -232,6 +250,17 @@ mod tests {
             "TimedOut (FAILED): after 5m"
         );
         assert_eq!(State::completed(now).to_string(), "Completed");
+    }
+
+    #[test]
+    fn retry_due_times_never_overflow() {
+        let now = Utc::now();
+        let s = State::awaiting_retry_after(now, std::time::Duration::from_secs(90));
+        assert_eq!(s.scheduled_time, Some(now + chrono::Duration::seconds(90)));
+        let far = State::awaiting_retry_after(now, std::time::Duration::MAX);
+        assert_eq!(far.scheduled_time, Some(DateTime::<Utc>::MAX_UTC));
+        assert_eq!(State::failure(now, "x", true).name, "TimedOut");
+        assert_eq!(State::failure(now, "x", false).name, "Failed");
     }
 
     #[test]

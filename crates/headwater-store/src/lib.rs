@@ -7,6 +7,7 @@
 //! [`PostgresStore`] implements the same traits and passes the same
 //! [`conformance`] suite. No SQL lives outside the store crates.
 
+mod columns;
 pub mod conformance;
 mod error;
 mod postgres;

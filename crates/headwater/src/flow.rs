@@ -265,11 +265,7 @@ where
         scope.stop_tasks().await;
         drop(stop_on_drop);
         if !policy.should_retry(attempt) {
-            let state = if timed_out {
-                State::timed_out(Utc::now(), message.clone())
-            } else {
-                State::failed(Utc::now(), message.clone())
-            };
+            let state = State::failure(Utc::now(), message.clone(), timed_out);
             let shown = state.name.clone();
             tracker.set(state);
             emit(
@@ -280,8 +276,7 @@ where
             break Err(err);
         }
         let delay = policy.delay_before(attempt, rand::random());
-        let due = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-        tracker.set(State::awaiting_retry(Utc::now(), due).with_message(message.clone()));
+        tracker.set(State::awaiting_retry_after(Utc::now(), delay).with_message(message.clone()));
         emit(
             &ctx,
             Level::WARN,

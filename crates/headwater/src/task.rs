@@ -280,11 +280,7 @@ where
         let policy = policy.get_or_insert_with(|| spec.retry_policy());
         let wanted = call.retry_if.is_none_or(|f| f(&err));
         if !(wanted && policy.should_retry(attempt)) {
-            let state = if timed_out {
-                State::timed_out(Utc::now(), message.clone())
-            } else {
-                State::failed(Utc::now(), message.clone())
-            };
+            let state = State::failure(Utc::now(), message.clone(), timed_out);
             let shown = state.name.clone();
             tracker.set(state);
             let why = if wanted || spec.retries == 0 {
@@ -300,8 +296,7 @@ where
             return Err(err);
         }
         let delay = policy.delay_before(attempt, rand::random());
-        let due = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-        tracker.set(State::awaiting_retry(Utc::now(), due).with_message(message.clone()));
+        tracker.set(State::awaiting_retry_after(Utc::now(), delay).with_message(message.clone()));
         emit(
             &ctx,
             Level::WARN,

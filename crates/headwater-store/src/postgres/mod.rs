@@ -15,6 +15,10 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
+use crate::columns::{
+    corrupt, rows_per_statement, upsert_set, StateCols, FLOW_RUN_COLS, HISTORY_STATE, LOG_COLS,
+    RUN_STATE, STATE_COLS, TASK_RUN_COLS,
+};
 use crate::error::{Result, StoreError};
 use crate::{FlowRunFilter, LogFilter, RunReader, RunRecorder, WriteBatch};
 
@@ -114,26 +118,6 @@ fn redact(url: &str) -> String {
     }
 }
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("{what}: {e}"))
-}
-
-type StateCols = [&'static str; 5];
-const RUN_STATE: StateCols = [
-    "state_type",
-    "state_name",
-    "state_message",
-    "state_timestamp",
-    "state_scheduled",
-];
-const HISTORY_STATE: StateCols = [
-    "state_type",
-    "state_name",
-    "message",
-    "timestamp",
-    "scheduled",
-];
-
 fn state_from(row: &PgRow, [ty, name, message, timestamp, scheduled]: StateCols) -> Result<State> {
     let ty: String = row.try_get(ty)?;
     Ok(State {
@@ -194,24 +178,6 @@ fn task_run_from(row: &PgRow) -> Result<TaskRun> {
     })
 }
 
-const FLOW_RUN_COLS: &str = "id, flow_id, flow_name, name, parameters, tags, state_type, state_name, state_message, \
-     state_timestamp, state_scheduled, parent_flow_run_id, run_count, start_time, end_time, created";
-const TASK_RUN_COLS: &str = "id, flow_run_id, task_name, name, dynamic_key, tags, state_type, state_name, \
-     state_message, state_timestamp, state_scheduled, run_count, cache_key, cache_expiration, start_time, end_time, created";
-
-fn upsert_set(cols: &str) -> String {
-    cols.split(',')
-        .map(str::trim)
-        .filter(|c| *c != "id" && *c != "created")
-        .map(|c| format!("{c} = excluded.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn chunk_rows(cols: &str) -> usize {
-    (MAX_BINDS / cols.split(',').count()).max(1)
-}
-
 /// One row per id, the last snapshot winning: PostgreSQL refuses an upsert
 /// that touches the same row twice in one statement.
 fn last_per_id<T, F: Fn(&T) -> Uuid>(rows: &[T], id: F) -> Vec<&T> {
@@ -261,7 +227,7 @@ impl RunRecorder for PostgresStore {
 
         let fr_set = upsert_set(FLOW_RUN_COLS);
         let flow_runs = last_per_id(&batch.flow_runs, |r| r.id);
-        for chunk in flow_runs.chunks(chunk_rows(FLOW_RUN_COLS)) {
+        for chunk in flow_runs.chunks(rows_per_statement(FLOW_RUN_COLS, MAX_BINDS)) {
             let mut q: QueryBuilder<Postgres> =
                 QueryBuilder::new(format!("INSERT INTO flow_runs ({FLOW_RUN_COLS}) "));
             q.push_values(chunk, |mut b, r| {
@@ -288,7 +254,7 @@ impl RunRecorder for PostgresStore {
 
         let tr_set = upsert_set(TASK_RUN_COLS);
         let task_runs = last_per_id(&batch.task_runs, |r| r.id);
-        for chunk in task_runs.chunks(chunk_rows(TASK_RUN_COLS)) {
+        for chunk in task_runs.chunks(rows_per_statement(TASK_RUN_COLS, MAX_BINDS)) {
             let mut q: QueryBuilder<Postgres> =
                 QueryBuilder::new(format!("INSERT INTO task_runs ({TASK_RUN_COLS}) "));
             q.push_values(chunk, |mut b, r| {
@@ -314,9 +280,10 @@ impl RunRecorder for PostgresStore {
             q.build().execute(&mut *conn).await?;
         }
 
-        const STATE_COLS: &str =
-            "run_id, run_kind, state_type, state_name, message, timestamp, scheduled";
-        for chunk in batch.states.chunks(chunk_rows(STATE_COLS)) {
+        for chunk in batch
+            .states
+            .chunks(rows_per_statement(STATE_COLS, MAX_BINDS))
+        {
             let mut q: QueryBuilder<Postgres> =
                 QueryBuilder::new(format!("INSERT INTO run_states ({STATE_COLS}) "));
             q.push_values(chunk, |mut b, s| {
@@ -331,8 +298,7 @@ impl RunRecorder for PostgresStore {
             q.build().execute(&mut *conn).await?;
         }
 
-        const LOG_COLS: &str = "flow_run_id, task_run_id, level, timestamp, message";
-        for chunk in batch.logs.chunks(chunk_rows(LOG_COLS)) {
+        for chunk in batch.logs.chunks(rows_per_statement(LOG_COLS, MAX_BINDS)) {
             let mut q: QueryBuilder<Postgres> =
                 QueryBuilder::new(format!("INSERT INTO logs ({LOG_COLS}) "));
             q.push_values(chunk, |mut b, l| {

@@ -18,6 +18,10 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
+use crate::columns::{
+    corrupt, rows_per_statement, upsert_set, StateCols, FLOW_RUN_COLS, HISTORY_STATE, LOG_COLS,
+    RUN_STATE, STATE_COLS, TASK_RUN_COLS,
+};
 use crate::error::{Result, StoreError};
 use crate::{FlowRunFilter, LogFilter, RunReader, RunRecorder, WriteBatch};
 
@@ -136,10 +140,6 @@ fn json_text<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("values built from JSON serialize")
 }
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("{what}: {e}"))
-}
-
 fn uuid_col(row: &SqliteRow, col: &str) -> Result<Uuid> {
     let s: String = row.try_get(col)?;
     Uuid::parse_str(&s).map_err(|e| corrupt(col, e))
@@ -150,23 +150,6 @@ fn opt_uuid_col(row: &SqliteRow, col: &str) -> Result<Option<Uuid>> {
     s.map(|s| Uuid::parse_str(&s).map_err(|e| corrupt(col, e)))
         .transpose()
 }
-
-/// Column names of a state: type, name, message, timestamp, scheduled time.
-type StateCols = [&'static str; 5];
-const RUN_STATE: StateCols = [
-    "state_type",
-    "state_name",
-    "state_message",
-    "state_timestamp",
-    "state_scheduled",
-];
-const HISTORY_STATE: StateCols = [
-    "state_type",
-    "state_name",
-    "message",
-    "timestamp",
-    "scheduled",
-];
 
 fn state_from(
     row: &SqliteRow,
@@ -240,25 +223,6 @@ fn task_run_from(row: &SqliteRow) -> Result<TaskRun> {
     })
 }
 
-const FLOW_RUN_COLS: &str = "id, flow_id, flow_name, name, parameters, tags, state_type, state_name, state_message, \
-     state_timestamp, state_scheduled, parent_flow_run_id, run_count, start_time, end_time, created";
-const TASK_RUN_COLS: &str = "id, flow_run_id, task_name, name, dynamic_key, tags, state_type, state_name, \
-     state_message, state_timestamp, state_scheduled, run_count, cache_key, cache_expiration, start_time, end_time, created";
-
-/// `col = excluded.col` for every column but the key.
-fn upsert_set(cols: &str) -> String {
-    cols.split(',')
-        .map(str::trim)
-        .filter(|c| *c != "id" && *c != "created")
-        .map(|c| format!("{c} = excluded.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn chunk_rows(cols: &str) -> usize {
-    (MAX_BINDS / cols.split(',').count()).max(1)
-}
-
 #[async_trait]
 impl RunRecorder for SqliteStore {
     async fn record(&self, batch: &WriteBatch) -> Result<()> {
@@ -285,7 +249,10 @@ impl RunRecorder for SqliteStore {
         }
 
         let fr_set = upsert_set(FLOW_RUN_COLS);
-        for chunk in batch.flow_runs.chunks(chunk_rows(FLOW_RUN_COLS)) {
+        for chunk in batch
+            .flow_runs
+            .chunks(rows_per_statement(FLOW_RUN_COLS, MAX_BINDS))
+        {
             let mut q: QueryBuilder<Sqlite> =
                 QueryBuilder::new(format!("INSERT INTO flow_runs ({FLOW_RUN_COLS}) "));
             q.push_values(chunk, |mut b, r| {
@@ -311,7 +278,10 @@ impl RunRecorder for SqliteStore {
         }
 
         let tr_set = upsert_set(TASK_RUN_COLS);
-        for chunk in batch.task_runs.chunks(chunk_rows(TASK_RUN_COLS)) {
+        for chunk in batch
+            .task_runs
+            .chunks(rows_per_statement(TASK_RUN_COLS, MAX_BINDS))
+        {
             let mut q: QueryBuilder<Sqlite> =
                 QueryBuilder::new(format!("INSERT INTO task_runs ({TASK_RUN_COLS}) "));
             q.push_values(chunk, |mut b, r| {
@@ -337,9 +307,10 @@ impl RunRecorder for SqliteStore {
             q.build().execute(&mut *tx).await?;
         }
 
-        const STATE_COLS: &str =
-            "run_id, run_kind, state_type, state_name, message, timestamp, scheduled";
-        for chunk in batch.states.chunks(chunk_rows(STATE_COLS)) {
+        for chunk in batch
+            .states
+            .chunks(rows_per_statement(STATE_COLS, MAX_BINDS))
+        {
             let mut q: QueryBuilder<Sqlite> =
                 QueryBuilder::new(format!("INSERT INTO run_states ({STATE_COLS}) "));
             q.push_values(chunk, |mut b, s| {
@@ -354,8 +325,7 @@ impl RunRecorder for SqliteStore {
             q.build().execute(&mut *tx).await?;
         }
 
-        const LOG_COLS: &str = "flow_run_id, task_run_id, level, timestamp, message";
-        for chunk in batch.logs.chunks(chunk_rows(LOG_COLS)) {
+        for chunk in batch.logs.chunks(rows_per_statement(LOG_COLS, MAX_BINDS)) {
             let mut q: QueryBuilder<Sqlite> =
                 QueryBuilder::new(format!("INSERT INTO logs ({LOG_COLS}) "));
             q.push_values(chunk, |mut b, l| {

@@ -1,0 +1,63 @@
+//! What both SQL dialects share: column lists and batching arithmetic, so
+//! the two stores cannot drift apart on what a row is.
+
+use crate::error::StoreError;
+
+pub(crate) const FLOW_RUN_COLS: &str = "id, flow_id, flow_name, name, parameters, tags, state_type, state_name, \
+     state_message, state_timestamp, state_scheduled, parent_flow_run_id, run_count, start_time, end_time, created";
+pub(crate) const TASK_RUN_COLS: &str = "id, flow_run_id, task_name, name, dynamic_key, tags, state_type, state_name, \
+     state_message, state_timestamp, state_scheduled, run_count, cache_key, cache_expiration, start_time, end_time, created";
+pub(crate) const STATE_COLS: &str =
+    "run_id, run_kind, state_type, state_name, message, timestamp, scheduled";
+pub(crate) const LOG_COLS: &str = "flow_run_id, task_run_id, level, timestamp, message";
+
+/// Column names of a state: type, name, message, timestamp, scheduled time.
+pub(crate) type StateCols = [&'static str; 5];
+/// The current state, stored on a run's row.
+pub(crate) const RUN_STATE: StateCols = [
+    "state_type",
+    "state_name",
+    "state_message",
+    "state_timestamp",
+    "state_scheduled",
+];
+/// A row of the state history.
+pub(crate) const HISTORY_STATE: StateCols = [
+    "state_type",
+    "state_name",
+    "message",
+    "timestamp",
+    "scheduled",
+];
+
+/// `col = excluded.col` for every column but the key and the creation time.
+pub(crate) fn upsert_set(cols: &str) -> String {
+    cols.split(',')
+        .map(str::trim)
+        .filter(|c| *c != "id" && *c != "created")
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// How many rows of `cols` fit in one statement under `max_binds`.
+pub(crate) fn rows_per_statement(cols: &str, max_binds: usize) -> usize {
+    (max_binds / cols.split(',').count()).max(1)
+}
+
+pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upserts_keep_id_and_created() {
+        let set = upsert_set(FLOW_RUN_COLS);
+        assert!(set.starts_with("flow_id = excluded.flow_id"));
+        assert!(!set.contains("id = excluded.id,") && !set.contains("created = "));
+        assert_eq!(rows_per_statement(LOG_COLS, 30_000), 6000);
+    }
+}
