@@ -15,6 +15,8 @@ pub enum CoreError {
     InvalidDuration { input: String, reason: String },
     #[error("unknown log level '{0}' (expected DEBUG, INFO, WARNING, ERROR or CRITICAL)")]
     UnknownLogLevel(String),
+    #[error("invalid schedule '{schedule}': {reason}")]
+    InvalidSchedule { schedule: String, reason: String },
 }
 
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;

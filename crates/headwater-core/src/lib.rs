@@ -11,6 +11,7 @@ pub mod error;
 pub mod model;
 pub mod names;
 pub mod retry;
+pub mod schedule;
 pub mod state;
 pub mod transition;
 
@@ -20,5 +21,6 @@ pub use model::{
     flow_id_for_name, Flow, FlowRun, LogLevel, LogRecord, RunKind, StateRecord, TaskRun,
 };
 pub use retry::{Backoff, RetryPolicy};
+pub use schedule::Schedule;
 pub use state::{State, StateType};
 pub use transition::validate_transition;
