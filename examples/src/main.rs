@@ -28,8 +28,7 @@ async fn flaky_download(url: String) -> Result<String> {
 /// A task that fails twice and succeeds on its third attempt.
 #[flow(name = "retries")]
 async fn retries_demo() -> Result<usize> {
-    let body =
-        flaky_download("https://example.invalid/yellow_tripdata_2021-01.csv.gz".into()).await?;
+    let body = flaky_download("https://example.invalid/yellow_tripdata_2021-01.csv.gz".into()).await?;
     Ok(body.len())
 }
 
@@ -89,14 +88,8 @@ async fn square(x: u64) -> Result<u64> {
 /// Runs tasks concurrently: a bounded `map`, then `submit` + `join_all`.
 #[flow(name = "concurrent", defaults = r#"{"n": 20, "limit": 4}"#)]
 async fn concurrent_demo(n: u64, limit: usize) -> Result<u64> {
-    let mapped: Vec<u64> = map(0..n, limit, square)
-        .await
-        .into_iter()
-        .collect::<Result<_>>()?;
-    info!(
-        "map over {n} inputs with at most {limit} at once; peak in flight: {}",
-        PEAK.load(Ordering::SeqCst)
-    );
+    let mapped: Vec<u64> = map(0..n, limit, square).await.into_iter().collect::<Result<_>>()?;
+    info!("map over {n} inputs with at most {limit} at once; peak in flight: {}", PEAK.load(Ordering::SeqCst));
     let handles: Vec<_> = (0..4).map(|x| submit(square(100 + x))).collect();
     let submitted: u64 = join_all(handles)
         .await
@@ -141,8 +134,7 @@ impl From<Month> for u32 {
 /// the lake collection): a deterministic row count per month.
 #[task(retries = 2, retry_delay = 1, cache = inputs, cache_expiration = "1d", tags = ["extract"])]
 async fn extract(color: Color, year: i32, month: Month) -> Result<u64> {
-    let rows =
-        1_000_000 + (year as u64 % 100) * 1000 + month.0 as u64 * 12_345 + (color as u64) * 7;
+    let rows = 1_000_000 + (year as u64 % 100) * 1000 + month.0 as u64 * 12_345 + (color as u64) * 7;
     info!("fetched {color:?} {year}-{:02}: {rows} rows", month.0);
     Ok(rows)
 }
@@ -162,10 +154,7 @@ async fn etl_web_to_lake(color: Color, year: i32, month: Month) -> Result<u64> {
 }
 
 /// The course's parent flow: one subflow per month, then the total.
-#[flow(
-    name = "etl-parent-flow",
-    defaults = r#"{"months": [1, 2, 3], "year": 2021, "color": "yellow"}"#
-)]
+#[flow(name = "etl-parent-flow", defaults = r#"{"months": [1, 2, 3], "year": 2021, "color": "yellow"}"#)]
 async fn etl_parent_flow(months: Vec<Month>, year: i32, color: Color) -> Result<u64> {
     let mut total = 0;
     for month in months {

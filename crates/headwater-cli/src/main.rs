@@ -13,16 +13,12 @@ use headwater_client::ApiClient;
 use headwater_config::{Overrides, Profiles, Settings, KNOWN};
 use headwater_core::{LogLevel, StateType};
 use headwater_server::ServerConfig;
-use headwater_store::{FlowRunFilter, LogFilter, Store};
+use headwater_store::{FlowRunFilter, LogFilter, RunReaper, Store};
 
 use crate::output::{print_flow_run, print_flow_runs, print_flows, print_log, print_task_runs};
 
 #[derive(Parser)]
-#[command(
-    name = "headwater",
-    version,
-    about = "Headwater: flows, runs and logs from the command line"
-)]
+#[command(name = "headwater", version, about = "Headwater: flows, runs and logs from the command line")]
 struct Cli {
     /// Headwater home folder (database, results, profiles). Overrides HEADWATER_HOME.
     #[arg(long, global = true, value_name = "DIR")]
@@ -191,11 +187,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let overrides = Overrides {
-        home: cli.home.clone(),
-        profile: cli.profile.clone(),
-        ..Default::default()
-    };
+    let overrides = Overrides { home: cli.home.clone(), profile: cli.profile.clone(), ..Default::default() };
     let settings = Settings::load(&overrides)?;
     match cli.command {
         Command::Version => {
@@ -204,10 +196,7 @@ async fn run(cli: Cli) -> Result<()> {
             println!("profile:  {}", settings.profile);
             match settings.api_url() {
                 Some(url) => println!("server:   {url}"),
-                None => println!(
-                    "database: {} (embedded)",
-                    settings.database_path().display()
-                ),
+                None => println!("database: {} (embedded)", settings.database_path().display()),
             }
             Ok(())
         }
@@ -223,57 +212,37 @@ async fn run(cli: Cli) -> Result<()> {
             let run = store.resolve_flow_run(&flow_run).await?;
             print_task_runs(&store.list_task_runs(run.id).await?, out.json)
         }
-        Command::Server(ServerCmd::Start {
-            host,
-            port,
-            database_url,
-            api_key_file,
-            allow_unauthenticated_remote,
-        }) => {
-            let mut api_keys: Vec<String> = settings
-                .get("HEADWATER_API_KEY")
-                .map(str::to_string)
-                .into_iter()
-                .collect();
+        Command::Server(ServerCmd::Start { host, port, database_url, api_key_file, allow_unauthenticated_remote }) => {
+            let mut api_keys: Vec<String> = settings.get("HEADWATER_API_KEY").map(str::to_string).into_iter().collect();
             if let Some(path) = api_key_file {
                 let text = std::fs::read_to_string(&path)
                     .with_context(|| format!("reading the API key file {}", path.display()))?;
                 api_keys.extend(
-                    text.lines()
-                        .map(str::trim)
-                        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                        .map(String::from),
+                    text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from),
                 );
             }
-            let database =
-                database_url.unwrap_or_else(|| settings.database_path().display().to_string());
+            let database = database_url.unwrap_or_else(|| settings.database_path().display().to_string());
             let store = headwater_store::open(&database).await?;
+            let heartbeat_timeout = settings.heartbeat_timeout();
             let config = ServerConfig {
                 host,
                 port,
                 api_keys: api_keys.clone(),
                 allow_unauthenticated_remote,
+                heartbeat_timeout,
             };
             let listener = headwater_server::bind(&config).await?;
             let addr = listener.local_addr()?;
-            let shown_db = if database.starts_with("postgres") {
-                "PostgreSQL".to_string()
-            } else {
-                database
-            };
-            println!("Headwater server listening on http://{addr}/api");
-            println!("  API docs:  http://{addr}/api/docs");
-            println!("  database:  {shown_db}");
-            println!(
-                "  API key:   {}",
-                if api_keys.is_empty() {
-                    "none (loopback only)"
-                } else {
-                    "required"
-                }
+            let shown_db = if database.starts_with("postgres") { "PostgreSQL".to_string() } else { database };
+            // The banner must not take the server down if nobody reads stdout.
+            let banner = format!(
+                "Headwater server listening on http://{addr}/api\n  API docs:  http://{addr}/api/docs\n  \
+                 database:  {shown_db}\n  API key:   {}\nPoint flows and the CLI at it with \
+                 HEADWATER_API_URL=http://{addr}/api\n",
+                if api_keys.is_empty() { "none (loopback only)" } else { "required" }
             );
-            println!("Point flows and the CLI at it with HEADWATER_API_URL=http://{addr}/api");
-            headwater_server::serve(listener, store, api_keys, async {
+            let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), banner.as_bytes());
+            headwater_server::serve(listener, store, &config, async {
                 let _ = tokio::signal::ctrl_c().await;
             })
             .await?;
@@ -289,9 +258,14 @@ async fn open(settings: &Settings) -> Result<Arc<dyn Store>> {
         return Ok(Arc::new(client));
     }
     let path = settings.database_path();
-    let store = headwater_store::SqliteStore::open(&path)
-        .await
-        .with_context(|| format!("opening {}", path.display()))?;
+    let store =
+        headwater_store::SqliteStore::open(&path).await.with_context(|| format!("opening {}", path.display()))?;
+    // With no server watching, whoever opens the store marks the runs of
+    // processes that died (kill -9, a lost machine) as CRASHED.
+    let cutoff = chrono::Utc::now() - chrono::Duration::from_std(settings.heartbeat_timeout())?;
+    for r in store.crash_stale_runs(cutoff).await.unwrap_or_default() {
+        eprintln!("note: flow run '{}' marked CRASHED: {}", r.name, r.state.message.unwrap_or_default());
+    }
     Ok(Arc::new(store))
 }
 
@@ -300,10 +274,8 @@ fn config(cmd: ConfigCmd, settings: &Settings) -> Result<()> {
         ConfigCmd::View { show_sources, json } => {
             let view = settings.view();
             if json {
-                let map: serde_json::Map<String, serde_json::Value> = view
-                    .into_iter()
-                    .map(|(k, v, s)| (k, serde_json::json!({"value": v, "source": s})))
-                    .collect();
+                let map: serde_json::Map<String, serde_json::Value> =
+                    view.into_iter().map(|(k, v, s)| (k, serde_json::json!({"value": v, "source": s}))).collect();
                 println!("{}", serde_json::to_string_pretty(&map)?);
                 return Ok(());
             }
@@ -320,17 +292,12 @@ fn config(cmd: ConfigCmd, settings: &Settings) -> Result<()> {
         ConfigCmd::Set { pairs } => {
             let mut profiles = load_profiles(settings)?;
             for pair in &pairs {
-                let (k, v) = pair
-                    .split_once('=')
-                    .with_context(|| format!("'{pair}' is not KEY=VALUE"))?;
+                let (k, v) = pair.split_once('=').with_context(|| format!("'{pair}' is not KEY=VALUE"))?;
                 profiles.set(k.trim(), v.trim())?;
             }
             profiles.save(&settings.home)?;
             for pair in pairs {
-                let key = pair
-                    .split_once('=')
-                    .map(|(k, _)| k.trim())
-                    .unwrap_or_default();
+                let key = pair.split_once('=').map(|(k, _)| k.trim()).unwrap_or_default();
                 println!("Set {key} in profile '{}'", profiles.active);
             }
             Ok(())
@@ -394,11 +361,7 @@ fn profile(cmd: ProfileCmd, settings: &Settings) -> Result<()> {
                 }
             }
             for (k, v) in values {
-                let shown = if k == "HEADWATER_API_KEY" {
-                    "********"
-                } else {
-                    v
-                };
+                let shown = if k == "HEADWATER_API_KEY" { "********" } else { v };
                 println!("{k} = {shown}");
             }
         }
@@ -408,17 +371,8 @@ fn profile(cmd: ProfileCmd, settings: &Settings) -> Result<()> {
 
 async fn flow_run(cmd: FlowRunCmd, store: &dyn Store) -> Result<()> {
     match cmd {
-        FlowRunCmd::Ls {
-            states,
-            flow,
-            limit,
-            out,
-        } => {
-            let mut filter = FlowRunFilter {
-                flow_name: flow,
-                limit,
-                ..Default::default()
-            };
+        FlowRunCmd::Ls { states, flow, limit, out } => {
+            let mut filter = FlowRunFilter { flow_name: flow, limit, ..Default::default() };
             for s in states {
                 match s.parse::<StateType>() {
                     Ok(t) => filter.states.push(t),
@@ -433,45 +387,21 @@ async fn flow_run(cmd: FlowRunCmd, store: &dyn Store) -> Result<()> {
             let history = store.read_states(run.id).await?;
             let tasks = store.list_task_runs(run.id).await?;
             let children = store
-                .list_flow_runs(&FlowRunFilter {
-                    parent_flow_run_id: Some(run.id),
-                    limit: 1000,
-                    ..Default::default()
-                })
+                .list_flow_runs(&FlowRunFilter { parent_flow_run_id: Some(run.id), limit: 1000, ..Default::default() })
                 .await?;
             print_flow_run(&run, &history, &tasks, &children, out.json)
         }
-        FlowRunCmd::Logs {
-            id,
-            follow,
-            level,
-            out,
-        } => {
+        FlowRunCmd::Logs { id, follow, level, out } => {
             let min_level: LogLevel = level.parse()?;
             let run = store.resolve_flow_run(&id).await?;
-            let names: std::collections::HashMap<_, _> = store
-                .list_task_runs(run.id)
-                .await?
-                .into_iter()
-                .map(|t| (t.id, t.name))
-                .collect();
+            let names: std::collections::HashMap<_, _> =
+                store.list_task_runs(run.id).await?.into_iter().map(|t| (t.id, t.name)).collect();
             let mut names = names;
-            let mut filter = LogFilter {
-                min_level,
-                ..LogFilter::for_flow_run(run.id)
-            };
+            let mut filter = LogFilter { min_level, ..LogFilter::for_flow_run(run.id) };
             loop {
                 let logs = store.read_logs(&filter).await?;
-                if logs
-                    .iter()
-                    .any(|l| l.task_run_id.is_some_and(|t| !names.contains_key(&t)))
-                {
-                    names = store
-                        .list_task_runs(run.id)
-                        .await?
-                        .into_iter()
-                        .map(|t| (t.id, t.name))
-                        .collect();
+                if logs.iter().any(|l| l.task_run_id.is_some_and(|t| !names.contains_key(&t))) {
+                    names = store.list_task_runs(run.id).await?.into_iter().map(|t| (t.id, t.name)).collect();
                 }
                 for l in &logs {
                     print_log(l, &run.name, &names, out.json)?;
@@ -485,10 +415,7 @@ async fn flow_run(cmd: FlowRunCmd, store: &dyn Store) -> Result<()> {
                     }
                     continue;
                 }
-                let now = store
-                    .read_flow_run(run.id)
-                    .await?
-                    .context("the flow run was deleted")?;
+                let now = store.read_flow_run(run.id).await?.context("the flow run was deleted")?;
                 if now.is_finished() {
                     // One last read: logs written just before the final state.
                     for l in store.read_logs(&filter).await? {

@@ -23,9 +23,7 @@ fn json<T: Serialize + ?Sized>(v: &T) -> Result<()> {
 }
 
 fn local(t: DateTime<Utc>) -> String {
-    t.with_timezone(&Local)
-        .format("%Y-%m-%d %H:%M:%S")
-        .to_string()
+    t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
 fn opt_local(t: Option<DateTime<Utc>>) -> String {
@@ -54,9 +52,7 @@ pub fn print_flows(flows: &[Flow], as_json: bool) -> Result<()> {
         return json(flows);
     }
     if flows.is_empty() {
-        println!(
-            "No flows yet: run one, e.g. `cargo run -p headwater-examples -- etl-parent-flow`."
-        );
+        println!("No flows yet: run one, e.g. `cargo run -p headwater-examples -- etl-parent-flow`.");
         return Ok(());
     }
     let mut t = table(&["NAME", "VERSION", "DESCRIPTION", "UPDATED"]);
@@ -64,13 +60,7 @@ pub fn print_flows(flows: &[Flow], as_json: bool) -> Result<()> {
         t.add_row(vec![
             f.name.clone(),
             f.version.clone().unwrap_or_default(),
-            f.description
-                .clone()
-                .unwrap_or_default()
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_string(),
+            f.description.clone().unwrap_or_default().lines().next().unwrap_or("").to_string(),
             local(f.updated),
         ]);
     }
@@ -109,9 +99,7 @@ pub fn print_task_runs(tasks: &[TaskRun], as_json: bool) -> Result<()> {
         println!("This flow run has no task runs.");
         return Ok(());
     }
-    let mut t = table(&[
-        "ID", "NAME", "STATE", "RUNS", "STARTED", "DURATION", "MESSAGE",
-    ]);
+    let mut t = table(&["ID", "NAME", "STATE", "RUNS", "STARTED", "DURATION", "MESSAGE"]);
     for r in tasks {
         t.add_row(vec![
             r.id.to_string(),
@@ -168,11 +156,7 @@ pub fn print_flow_run(
     let mut t = table(&["TIME", "STATE", "TYPE", "MESSAGE"]);
     for s in history {
         t.add_row(vec![
-            s.state
-                .timestamp
-                .with_timezone(&Local)
-                .format("%H:%M:%S%.3f")
-                .to_string(),
+            s.state.timestamp.with_timezone(&Local).format("%H:%M:%S%.3f").to_string(),
             s.state.name.clone(),
             s.state.state_type.to_string(),
             s.state.message.clone().unwrap_or_default(),
@@ -187,12 +171,7 @@ pub fn print_flow_run(
     print_task_runs(tasks, false)
 }
 
-pub fn print_log(
-    l: &LogRecord,
-    flow_run: &str,
-    task_names: &HashMap<Uuid, String>,
-    as_json: bool,
-) -> Result<()> {
+pub fn print_log(l: &LogRecord, flow_run: &str, task_names: &HashMap<Uuid, String>, as_json: bool) -> Result<()> {
     if as_json {
         println!("{}", serde_json::to_string(l)?);
         return Ok(());

@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use headwater_core::{Flow, FlowRun, LogRecord, StateRecord, TaskRun};
-use headwater_store::{
-    FlowRunFilter, LogFilter, Result, RunReader, RunRecorder, StoreError, WriteBatch,
-};
+use headwater_store::{FlowRunFilter, LogFilter, Result, RunReader, RunReaper, RunRecorder, StoreError, WriteBatch};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -26,9 +24,7 @@ pub struct ApiClient {
 impl std::fmt::Debug for ApiClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the key.
-        f.debug_struct("ApiClient")
-            .field("base", &self.base)
-            .finish_non_exhaustive()
+        f.debug_struct("ApiClient").field("base", &self.base).finish_non_exhaustive()
     }
 }
 
@@ -47,15 +43,8 @@ impl ApiClient {
             .timeout(Duration::from_secs(120))
             .user_agent(concat!("headwater/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| StoreError::Remote {
-                status: None,
-                message: format!("cannot build the HTTP client: {e}"),
-            })?;
-        Ok(ApiClient {
-            base: api_url.trim_end_matches('/').to_string(),
-            http,
-            api_key,
-        })
+            .map_err(|e| StoreError::Remote { status: None, message: format!("cannot build the HTTP client: {e}") })?;
+        Ok(ApiClient { base: api_url.trim_end_matches('/').to_string(), http, api_key })
     }
 
     pub fn base(&self) -> &str {
@@ -78,11 +67,7 @@ impl ApiClient {
         }
         let resp = req.send().await.map_err(|e| StoreError::Remote {
             status: None,
-            message: format!(
-                "cannot reach the Headwater server at {}: {}",
-                self.base,
-                root_cause(&e)
-            ),
+            message: format!("cannot reach the Headwater server at {}: {}", self.base, root_cause(&e)),
         })?;
         let status = resp.status();
         if status == StatusCode::NOT_FOUND {
@@ -93,9 +78,7 @@ impl ApiClient {
         }
         if !status.is_success() {
             let text = resp.text().await.unwrap_or_default();
-            let detail = serde_json::from_str::<Detail>(&text)
-                .map(|d| d.detail)
-                .unwrap_or(text);
+            let detail = serde_json::from_str::<Detail>(&text).map(|d| d.detail).unwrap_or(text);
             let message = match status {
                 StatusCode::UNAUTHORIZED => format!(
                     "the Headwater server at {} refused the request: {detail} (set HEADWATER_API_KEY or `headwater config set HEADWATER_API_KEY=…`)",
@@ -103,29 +86,19 @@ impl ApiClient {
                 ),
                 _ => format!("the Headwater server answered {status}: {detail}"),
             };
-            return Err(StoreError::Remote {
-                status: Some(status.as_u16()),
-                message,
-            });
+            return Err(StoreError::Remote { status: Some(status.as_u16()), message });
         }
-        resp.json::<T>()
-            .await
-            .map(Some)
-            .map_err(|e| StoreError::Remote {
-                status: Some(status.as_u16()),
-                message: format!("unreadable answer from the Headwater server: {e}"),
-            })
+        resp.json::<T>().await.map(Some).map_err(|e| StoreError::Remote {
+            status: Some(status.as_u16()),
+            message: format!("unreadable answer from the Headwater server: {e}"),
+        })
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>> {
         self.call::<(), T>(Method::GET, path, None).await
     }
 
-    async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> Result<Option<T>> {
+    async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<Option<T>> {
         self.call(Method::POST, path, Some(body)).await
     }
 
@@ -151,19 +124,14 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 fn missing(what: &str) -> StoreError {
-    StoreError::Remote {
-        status: Some(404),
-        message: format!("the server has no {what}"),
-    }
+    StoreError::Remote { status: Some(404), message: format!("the server has no {what}") }
 }
 
 fn encode(segment: &str) -> String {
     segment
         .bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -175,18 +143,22 @@ impl RunRecorder for ApiClient {
         if batch.is_empty() {
             return Ok(());
         }
-        self.post::<_, serde_json::Value>("/batches", batch)
-            .await
-            .map(|_| ())
+        self.post::<_, serde_json::Value>("/batches", batch).await.map(|_| ())
+    }
+}
+
+#[async_trait]
+impl RunReaper for ApiClient {
+    async fn crash_stale_runs(&self, cutoff: chrono::DateTime<chrono::Utc>) -> Result<Vec<FlowRun>> {
+        let body = serde_json::json!({ "cutoff": cutoff });
+        Ok(self.post("/flow_runs/crash_stale", &body).await?.unwrap_or_default())
     }
 }
 
 #[async_trait]
 impl RunReader for ApiClient {
     async fn list_flows(&self) -> Result<Vec<Flow>> {
-        self.get("/flows")
-            .await?
-            .ok_or_else(|| missing("flows endpoint"))
+        self.get("/flows").await?.ok_or_else(|| missing("flows endpoint"))
     }
 
     async fn read_flow(&self, name: &str) -> Result<Option<Flow>> {
@@ -198,46 +170,30 @@ impl RunReader for ApiClient {
     }
 
     async fn resolve_flow_run(&self, id_or_name: &str) -> Result<FlowRun> {
-        match self
-            .get(&format!("/flow_runs/resolve/{}", encode(id_or_name.trim())))
-            .await
-        {
+        match self.get(&format!("/flow_runs/resolve/{}", encode(id_or_name.trim()))).await {
             Ok(Some(r)) => Ok(r),
             Ok(None) => Err(StoreError::FlowRunNotFound(id_or_name.trim().to_string())),
-            Err(StoreError::Remote {
-                status: Some(409), ..
-            }) => Err(StoreError::Ambiguous {
-                input: id_or_name.trim().to_string(),
-                count: 2,
-            }),
+            Err(StoreError::Remote { status: Some(409), .. }) => {
+                Err(StoreError::Ambiguous { input: id_or_name.trim().to_string(), count: 2 })
+            }
             Err(e) => Err(e),
         }
     }
 
     async fn list_flow_runs(&self, filter: &FlowRunFilter) -> Result<Vec<FlowRun>> {
-        self.post("/flow_runs/filter", filter)
-            .await?
-            .ok_or_else(|| missing("flow run filter endpoint"))
+        self.post("/flow_runs/filter", filter).await?.ok_or_else(|| missing("flow run filter endpoint"))
     }
 
     async fn list_task_runs(&self, flow_run_id: Uuid) -> Result<Vec<TaskRun>> {
-        Ok(self
-            .get(&format!("/flow_runs/{flow_run_id}/task_runs"))
-            .await?
-            .unwrap_or_default())
+        Ok(self.get(&format!("/flow_runs/{flow_run_id}/task_runs")).await?.unwrap_or_default())
     }
 
     async fn read_states(&self, run_id: Uuid) -> Result<Vec<StateRecord>> {
-        Ok(self
-            .get(&format!("/states/{run_id}"))
-            .await?
-            .unwrap_or_default())
+        Ok(self.get(&format!("/states/{run_id}")).await?.unwrap_or_default())
     }
 
     async fn read_logs(&self, filter: &LogFilter) -> Result<Vec<LogRecord>> {
-        self.post("/logs/filter", filter)
-            .await?
-            .ok_or_else(|| missing("log filter endpoint"))
+        self.post("/logs/filter", filter).await?.ok_or_else(|| missing("log filter endpoint"))
     }
 }
 

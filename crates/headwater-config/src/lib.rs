@@ -22,15 +22,9 @@ pub enum ConfigError {
     #[error("cannot delete the active profile '{0}'; switch with `headwater profile use` first")]
     ActiveProfile(String),
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a valid profiles file: {reason}")]
     Parse { path: PathBuf, reason: String },
     #[error("cannot find a home folder: set HEADWATER_HOME")]
@@ -59,11 +53,7 @@ pub const KNOWN: &[SettingInfo] = &[
         help: "URL of a Headwater server; unset means embedded mode",
         in_profile: true,
     },
-    SettingInfo {
-        name: "HEADWATER_API_KEY",
-        help: "API key sent to the server",
-        in_profile: true,
-    },
+    SettingInfo { name: "HEADWATER_API_KEY", help: "API key sent to the server", in_profile: true },
     SettingInfo {
         name: "HEADWATER_DATABASE_URL",
         help: "database for the embedded store (default sqlite in the home)",
@@ -84,13 +74,20 @@ pub const KNOWN: &[SettingInfo] = &[
         help: "print run logs to the console: true or false",
         in_profile: true,
     },
+    SettingInfo {
+        name: "HEADWATER_HEARTBEAT_SECONDS",
+        help: "how often a flow process reports its live runs (default 10)",
+        in_profile: true,
+    },
+    SettingInfo {
+        name: "HEADWATER_HEARTBEAT_TIMEOUT_SECONDS",
+        help: "a live run silent this long is marked CRASHED (default 60)",
+        in_profile: true,
+    },
 ];
 
 fn info(name: &str) -> Result<&'static SettingInfo> {
-    KNOWN
-        .iter()
-        .find(|k| k.name == name)
-        .ok_or_else(|| ConfigError::UnknownSetting(name.to_string()))
+    KNOWN.iter().find(|k| k.name == name).ok_or_else(|| ConfigError::UnknownSetting(name.to_string()))
 }
 
 /// Where a resolved value came from.
@@ -126,10 +123,7 @@ impl Default for Profiles {
     fn default() -> Self {
         let mut profiles = BTreeMap::new();
         profiles.insert("default".to_string(), BTreeMap::new());
-        Profiles {
-            active: "default".into(),
-            profiles,
-        }
+        Profiles { active: "default".into(), profiles }
     }
 }
 
@@ -141,10 +135,7 @@ impl Profiles {
     pub fn load(home: &Path) -> Result<Profiles> {
         let path = Profiles::path(home);
         match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text).map_err(|e| ConfigError::Parse {
-                path,
-                reason: e.to_string(),
-            }),
+            Ok(text) => toml::from_str(&text).map_err(|e| ConfigError::Parse { path, reason: e.to_string() }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Profiles::default()),
             Err(source) => Err(ConfigError::Read { path, source }),
         }
@@ -154,22 +145,15 @@ impl Profiles {
     /// leaves a truncated profiles file.
     pub fn save(&self, home: &Path) -> Result<()> {
         let path = Profiles::path(home);
-        let write = |p: &Path, bytes: &[u8]| {
-            std::fs::create_dir_all(home).and_then(|_| std::fs::write(p, bytes))
-        };
+        let write = |p: &Path, bytes: &[u8]| std::fs::create_dir_all(home).and_then(|_| std::fs::write(p, bytes));
         let text = toml::to_string_pretty(self).expect("profiles serialize");
         let tmp = path.with_extension("toml.tmp");
-        write(&tmp, text.as_bytes()).map_err(|source| ConfigError::Write {
-            path: tmp.clone(),
-            source,
-        })?;
+        write(&tmp, text.as_bytes()).map_err(|source| ConfigError::Write { path: tmp.clone(), source })?;
         std::fs::rename(&tmp, &path).map_err(|source| ConfigError::Write { path, source })
     }
 
     pub fn active_settings(&self) -> Result<&BTreeMap<String, String>> {
-        self.profiles
-            .get(&self.active)
-            .ok_or_else(|| ConfigError::UnknownProfile(self.active.clone()))
+        self.profiles.get(&self.active).ok_or_else(|| ConfigError::UnknownProfile(self.active.clone()))
     }
 
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
@@ -192,12 +176,7 @@ impl Profiles {
     pub fn unset(&mut self, key: &str) -> Result<bool> {
         info(key)?;
         let active = self.active.clone();
-        Ok(self
-            .profiles
-            .get_mut(&active)
-            .ok_or(ConfigError::UnknownProfile(active))?
-            .remove(key)
-            .is_some())
+        Ok(self.profiles.get_mut(&active).ok_or(ConfigError::UnknownProfile(active))?.remove(key).is_some())
     }
 
     pub fn create(&mut self, name: &str) -> Result<()> {
@@ -220,18 +199,12 @@ impl Profiles {
         if self.active == name {
             return Err(ConfigError::ActiveProfile(name.into()));
         }
-        self.profiles
-            .remove(name)
-            .map(|_| ())
-            .ok_or_else(|| ConfigError::UnknownProfile(name.into()))
+        self.profiles.remove(name).map(|_| ()).ok_or_else(|| ConfigError::UnknownProfile(name.into()))
     }
 }
 
 fn validate(key: &str, value: &str) -> Result<()> {
-    let bad = |reason: &str| ConfigError::InvalidValue {
-        setting: key.into(),
-        reason: reason.into(),
-    };
+    let bad = |reason: &str| ConfigError::InvalidValue { setting: key.into(), reason: reason.into() };
     match key {
         "HEADWATER_API_URL" if !(value.starts_with("http://") || value.starts_with("https://")) => {
             Err(bad(&format!("'{value}' is not an http:// or https:// URL")))
@@ -240,12 +213,15 @@ fn validate(key: &str, value: &str) -> Result<()> {
             if !["DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL"]
                 .contains(&value.to_ascii_uppercase().as_str()) =>
         {
-            Err(bad(&format!(
-                "'{value}' is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
-            )))
+            Err(bad(&format!("'{value}' is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL")))
         }
         "HEADWATER_LOGGING_CONSOLE" if value.parse::<bool>().is_err() => {
             Err(bad(&format!("'{value}' is not true or false")))
+        }
+        "HEADWATER_HEARTBEAT_SECONDS" | "HEADWATER_HEARTBEAT_TIMEOUT_SECONDS"
+            if !value.parse::<f64>().is_ok_and(|v| v.is_finite() && v > 0.0) =>
+        {
+            Err(bad(&format!("'{value}' is not a positive number of seconds")))
         }
         _ => Ok(()),
     }
@@ -270,22 +246,15 @@ pub struct Settings {
 impl Settings {
     /// Resolves settings from the process environment.
     pub fn load(overrides: &Overrides) -> Result<Settings> {
-        Settings::resolve(overrides, |k| {
-            std::env::var(k).ok().filter(|v| !v.is_empty())
-        })
+        Settings::resolve(overrides, |k| std::env::var(k).ok().filter(|v| !v.is_empty()))
     }
 
     /// Resolves settings with an explicit environment (for tests).
-    pub fn resolve(
-        overrides: &Overrides,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Settings> {
+    pub fn resolve(overrides: &Overrides, env: impl Fn(&str) -> Option<String>) -> Result<Settings> {
         let home = match (&overrides.home, env("HEADWATER_HOME")) {
             (Some(h), _) => h.clone(),
             (None, Some(h)) => PathBuf::from(h),
-            (None, None) => env("HOME")
-                .map(|h| PathBuf::from(h).join(".headwater"))
-                .ok_or(ConfigError::NoHome)?,
+            (None, None) => env("HOME").map(|h| PathBuf::from(h).join(".headwater")).ok_or(ConfigError::NoHome)?,
         };
         let mut profiles = Profiles::load(&home)?;
         if let Some(p) = &overrides.profile {
@@ -296,10 +265,7 @@ impl Settings {
         let mut values = BTreeMap::new();
         let defaults = [
             ("HEADWATER_HOME", home.display().to_string()),
-            (
-                "HEADWATER_RESULT_STORAGE",
-                home.join("storage").display().to_string(),
-            ),
+            ("HEADWATER_RESULT_STORAGE", home.join("storage").display().to_string()),
             ("HEADWATER_LOGGING_LEVEL", "INFO".to_string()),
             ("HEADWATER_LOGGING_CONSOLE", "true".to_string()),
         ];
@@ -318,21 +284,14 @@ impl Settings {
             }
         }
         if overrides.home.is_some() {
-            values.insert(
-                "HEADWATER_HOME".into(),
-                (home.display().to_string(), Source::Flag),
-            );
+            values.insert("HEADWATER_HOME".into(), (home.display().to_string(), Source::Flag));
         }
         for (k, v) in &overrides.values {
             info(k)?;
             validate(k, v)?;
             values.insert(k.clone(), (v.clone(), Source::Flag));
         }
-        Ok(Settings {
-            home,
-            profile: profiles.active,
-            values,
-        })
+        Ok(Settings { home, profile: profiles.active, values })
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
@@ -348,11 +307,7 @@ impl Settings {
         self.values
             .iter()
             .map(|(k, (v, s))| {
-                let shown = if k == "HEADWATER_API_KEY" {
-                    "********".to_string()
-                } else {
-                    v.clone()
-                };
+                let shown = if k == "HEADWATER_API_KEY" { "********".to_string() } else { v.clone() };
                 (k.clone(), shown, *s)
             })
             .collect()
@@ -369,10 +324,7 @@ impl Settings {
     /// The embedded SQLite database file.
     pub fn database_path(&self) -> PathBuf {
         match self.get("HEADWATER_DATABASE_URL") {
-            Some(url) => PathBuf::from(
-                url.trim_start_matches("sqlite://")
-                    .trim_start_matches("sqlite:"),
-            ),
+            Some(url) => PathBuf::from(url.trim_start_matches("sqlite://").trim_start_matches("sqlite:")),
             None => self.home.join("headwater.db"),
         }
     }
@@ -381,9 +333,23 @@ impl Settings {
         self.get("HEADWATER_LOGGING_LEVEL").unwrap_or("INFO")
     }
 
+    /// How often flow processes send heartbeats for their live runs.
+    pub fn heartbeat_interval(&self) -> std::time::Duration {
+        self.seconds("HEADWATER_HEARTBEAT_SECONDS", 10.0)
+    }
+
+    /// How long a live run may stay silent before it is marked CRASHED.
+    pub fn heartbeat_timeout(&self) -> std::time::Duration {
+        self.seconds("HEADWATER_HEARTBEAT_TIMEOUT_SECONDS", 60.0)
+    }
+
+    fn seconds(&self, key: &str, default: f64) -> std::time::Duration {
+        let v = self.get(key).and_then(|v| v.parse::<f64>().ok()).unwrap_or(default);
+        std::time::Duration::from_secs_f64(v)
+    }
+
     pub fn logging_console(&self) -> bool {
-        self.get("HEADWATER_LOGGING_CONSOLE")
-            .is_none_or(|v| v.parse().unwrap_or(true))
+        self.get("HEADWATER_LOGGING_CONSOLE").is_none_or(|v| v.parse().unwrap_or(true))
     }
 }
 
@@ -392,10 +358,7 @@ mod tests {
     use super::*;
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: BTreeMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |k| map.get(k).cloned()
     }
 
@@ -404,32 +367,22 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let mut p = Profiles::default();
         p.set("HEADWATER_LOGGING_LEVEL", "DEBUG").unwrap();
-        p.set("HEADWATER_API_URL", "http://profile:4200/api")
-            .unwrap();
+        p.set("HEADWATER_API_URL", "http://profile:4200/api").unwrap();
         p.set("HEADWATER_API_KEY", "from-profile").unwrap();
         p.save(home.path()).unwrap();
 
-        let ov = Overrides {
-            home: Some(home.path().into()),
-            ..Default::default()
-        };
-        let s = Settings::resolve(&ov, env_of(&[("HEADWATER_API_URL", "http://env:4200/api")]))
-            .unwrap();
+        let ov = Overrides { home: Some(home.path().into()), ..Default::default() };
+        let s = Settings::resolve(&ov, env_of(&[("HEADWATER_API_URL", "http://env:4200/api")])).unwrap();
         assert_eq!(s.logging_level(), "DEBUG");
         assert_eq!(s.source("HEADWATER_LOGGING_LEVEL"), Some(Source::Profile));
         assert_eq!(s.api_url(), Some("http://env:4200/api"));
         assert_eq!(s.source("HEADWATER_API_URL"), Some(Source::Env));
         assert_eq!(s.source("HEADWATER_RESULT_STORAGE"), Some(Source::Default));
-        assert!(s
-            .view()
-            .iter()
-            .any(|(k, v, _)| k == "HEADWATER_API_KEY" && v == "********"));
+        assert!(s.view().iter().any(|(k, v, _)| k == "HEADWATER_API_KEY" && v == "********"));
 
         let mut ov = ov;
-        ov.values
-            .insert("HEADWATER_API_URL".into(), "http://flag:1/api".into());
-        let s = Settings::resolve(&ov, env_of(&[("HEADWATER_API_URL", "http://env:4200/api")]))
-            .unwrap();
+        ov.values.insert("HEADWATER_API_URL".into(), "http://flag:1/api".into());
+        let s = Settings::resolve(&ov, env_of(&[("HEADWATER_API_URL", "http://env:4200/api")])).unwrap();
         assert_eq!(s.api_url(), Some("http://flag:1/api"));
         assert_eq!(s.source("HEADWATER_API_URL"), Some(Source::Flag));
     }
@@ -438,44 +391,39 @@ mod tests {
     fn home_from_env_then_default() {
         let s = Settings::resolve(&Overrides::default(), env_of(&[("HOME", "/home/ann")])).unwrap();
         assert_eq!(s.home, PathBuf::from("/home/ann/.headwater"));
-        assert_eq!(
-            s.database_path(),
-            PathBuf::from("/home/ann/.headwater/headwater.db")
-        );
-        assert_eq!(
-            s.result_storage(),
-            PathBuf::from("/home/ann/.headwater/storage")
-        );
-        let s = Settings::resolve(
-            &Overrides::default(),
-            env_of(&[("HEADWATER_HOME", "/srv/hw")]),
-        )
-        .unwrap();
+        assert_eq!(s.database_path(), PathBuf::from("/home/ann/.headwater/headwater.db"));
+        assert_eq!(s.result_storage(), PathBuf::from("/home/ann/.headwater/storage"));
+        let s = Settings::resolve(&Overrides::default(), env_of(&[("HEADWATER_HOME", "/srv/hw")])).unwrap();
         assert_eq!(s.home, PathBuf::from("/srv/hw"));
+    }
+
+    #[test]
+    fn heartbeat_settings() {
+        let s =
+            Settings::resolve(&Overrides::default(), env_of(&[("HOME", "/h"), ("HEADWATER_HEARTBEAT_SECONDS", "0.5")]))
+                .unwrap();
+        assert_eq!(s.heartbeat_interval(), std::time::Duration::from_millis(500));
+        assert_eq!(s.heartbeat_timeout(), std::time::Duration::from_secs(60));
+        let e =
+            Settings::resolve(&Overrides::default(), env_of(&[("HOME", "/h"), ("HEADWATER_HEARTBEAT_SECONDS", "0")]))
+                .unwrap_err();
+        assert!(e.to_string().contains("not a positive number of seconds"), "{e}");
     }
 
     #[test]
     fn errors_name_the_setting() {
         let mut p = Profiles::default();
-        let e = p
-            .set("HEADWATER_API_URL", "localhost:4200")
-            .unwrap_err()
-            .to_string();
+        let e = p.set("HEADWATER_API_URL", "localhost:4200").unwrap_err().to_string();
         assert_eq!(e, "invalid value for HEADWATER_API_URL: 'localhost:4200' is not an http:// or https:// URL");
         let e = p.set("HEADWATER_APIURL", "x").unwrap_err().to_string();
         assert!(e.starts_with("unknown setting 'HEADWATER_APIURL'"), "{e}");
         let e = p.set("HEADWATER_HOME", "/x").unwrap_err().to_string();
         assert!(e.contains("cannot be stored in a profile"), "{e}");
-        let e = Settings::resolve(
-            &Overrides::default(),
-            env_of(&[("HOME", "/h"), ("HEADWATER_LOGGING_LEVEL", "loud")]),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            e.starts_with("invalid value for HEADWATER_LOGGING_LEVEL"),
-            "{e}"
-        );
+        let e =
+            Settings::resolve(&Overrides::default(), env_of(&[("HOME", "/h"), ("HEADWATER_LOGGING_LEVEL", "loud")]))
+                .unwrap_err()
+                .to_string();
+        assert!(e.starts_with("invalid value for HEADWATER_LOGGING_LEVEL"), "{e}");
     }
 
     #[test]
@@ -483,47 +431,26 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let mut p = Profiles::load(home.path()).unwrap();
         p.create("prod").unwrap();
-        assert!(matches!(
-            p.create("prod"),
-            Err(ConfigError::ProfileExists(_))
-        ));
+        assert!(matches!(p.create("prod"), Err(ConfigError::ProfileExists(_))));
         p.use_profile("prod").unwrap();
-        p.set("HEADWATER_API_URL", "https://hw.example/api")
-            .unwrap();
-        assert!(matches!(
-            p.delete("prod"),
-            Err(ConfigError::ActiveProfile(_))
-        ));
+        p.set("HEADWATER_API_URL", "https://hw.example/api").unwrap();
+        assert!(matches!(p.delete("prod"), Err(ConfigError::ActiveProfile(_))));
         p.save(home.path()).unwrap();
         let loaded = Profiles::load(home.path()).unwrap();
         assert_eq!(loaded, p);
-        let s = Settings::resolve(
-            &Overrides {
-                home: Some(home.path().into()),
-                ..Default::default()
-            },
-            env_of(&[]),
-        )
-        .unwrap();
+        let s = Settings::resolve(&Overrides { home: Some(home.path().into()), ..Default::default() }, env_of(&[]))
+            .unwrap();
         assert_eq!(s.profile, "prod");
         assert_eq!(s.api_url(), Some("https://hw.example/api"));
         let s = Settings::resolve(
-            &Overrides {
-                home: Some(home.path().into()),
-                profile: Some("default".into()),
-                ..Default::default()
-            },
+            &Overrides { home: Some(home.path().into()), profile: Some("default".into()), ..Default::default() },
             env_of(&[]),
         )
         .unwrap();
         assert_eq!(s.api_url(), None);
         assert!(matches!(
             Settings::resolve(
-                &Overrides {
-                    home: Some(home.path().into()),
-                    profile: Some("nope".into()),
-                    ..Default::default()
-                },
+                &Overrides { home: Some(home.path().into()), profile: Some("nope".into()), ..Default::default() },
                 env_of(&[])
             ),
             Err(ConfigError::UnknownProfile(_))

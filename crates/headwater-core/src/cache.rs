@@ -92,10 +92,7 @@ mod tests {
 
     #[test]
     fn no_policy_no_key() {
-        assert_eq!(
-            cache_key("t", CachePolicy::None, "s", Some(b"1"), None),
-            None
-        );
+        assert_eq!(cache_key("t", CachePolicy::None, "s", Some(b"1"), None), None);
     }
 
     #[test]
@@ -131,15 +128,10 @@ mod tests {
 
     #[test]
     fn expiry() {
-        let t0 = DateTime::parse_from_rfc3339("2021-01-01T00:00:00Z")
-            .unwrap()
-            .to_utc();
+        let t0 = DateTime::parse_from_rfc3339("2021-01-01T00:00:00Z").unwrap().to_utc();
         let exp = expires_at(t0, Some(Duration::from_secs(86_400)));
         assert!(is_fresh(exp, t0 + chrono::Duration::hours(23)));
         assert!(!is_fresh(exp, t0 + chrono::Duration::hours(24)));
-        assert!(is_fresh(
-            expires_at(t0, None),
-            t0 + chrono::Duration::days(9999)
-        ));
+        assert!(is_fresh(expires_at(t0, None), t0 + chrono::Duration::days(9999)));
     }
 }

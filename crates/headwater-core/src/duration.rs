@@ -5,10 +5,7 @@ use std::time::Duration;
 use crate::error::CoreError;
 
 pub fn parse_duration(input: &str) -> Result<Duration, CoreError> {
-    let err = |reason: &str| CoreError::InvalidDuration {
-        input: input.to_string(),
-        reason: reason.to_string(),
-    };
+    let err = |reason: &str| CoreError::InvalidDuration { input: input.to_string(), reason: reason.to_string() };
     let s = input.trim();
     if s.is_empty() {
         return Err(err("it is empty"));
@@ -30,9 +27,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, CoreError> {
         }
         let value: f64 = rest[..num_len].parse().map_err(|_| err("bad number"))?;
         rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let unit = rest[..unit_len].trim();
         rest = rest[unit_len..].trim_start();
         let seconds = match unit {
@@ -81,10 +76,7 @@ mod tests {
         assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86_400));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
-        assert_eq!(
-            parse_duration("2 h 5 m").unwrap(),
-            Duration::from_secs(7500)
-        );
+        assert_eq!(parse_duration("2 h 5 m").unwrap(), Duration::from_secs(7500));
     }
 
     #[test]

@@ -4,11 +4,7 @@ use crate::state::StateType;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CoreError {
     #[error("illegal state transition for {run}: {from} -> {to}")]
-    IllegalTransition {
-        run: String,
-        from: String,
-        to: StateType,
-    },
+    IllegalTransition { run: String, from: String, to: StateType },
     #[error("unknown state type '{0}' (expected one of SCHEDULED, PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, CRASHED, PAUSED, CANCELLING)")]
     UnknownStateType(String),
     #[error("invalid duration '{input}': {reason} (examples: 30s, 5m, 1h30m, 1d, 250ms)")]

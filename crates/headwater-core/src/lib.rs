@@ -18,7 +18,7 @@ pub mod transition;
 pub use cache::{CacheKey, CachePolicy};
 pub use error::{CoreError, Result};
 pub use model::{
-    flow_id_for_name, Flow, FlowRun, LogLevel, LogRecord, RunKind, StateRecord, TaskRun,
+    crash_message, flow_id_for_name, Flow, FlowRun, Heartbeat, LogLevel, LogRecord, RunKind, StateRecord, TaskRun,
 };
 pub use retry::{Backoff, RetryPolicy};
 pub use schedule::Schedule;

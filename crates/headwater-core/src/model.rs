@@ -51,6 +51,25 @@ pub struct FlowRun {
     pub start_time: Option<DateTime<Utc>>,
     pub end_time: Option<DateTime<Utc>>,
     pub created: DateTime<Utc>,
+    /// The last sign of life from the process running it. A live run whose
+    /// heartbeat is older than the timeout is marked CRASHED.
+    #[serde(default)]
+    pub heartbeat: Option<DateTime<Utc>>,
+}
+
+/// A live flow run's process saying it is still there.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Heartbeat {
+    pub flow_run_id: Uuid,
+    pub at: DateTime<Utc>,
+}
+
+/// The message of a run marked CRASHED for lack of heartbeats.
+pub fn crash_message(last_heartbeat: DateTime<Utc>) -> String {
+    format!(
+        "no heartbeat since {}: the process running it stopped without finishing (killed, or its machine lost)",
+        last_heartbeat.format("%Y-%m-%d %H:%M:%S UTC")
+    )
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -106,9 +125,7 @@ pub struct StateRecord {
     pub state: State,
 }
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum LogLevel {
     Debug = 10,
@@ -197,10 +214,7 @@ mod tests {
     #[test]
     fn log_levels_parse_and_number() {
         assert_eq!("warn".parse::<LogLevel>().unwrap(), LogLevel::Warning);
-        assert_eq!(
-            LogLevel::from_number(LogLevel::Error.number()),
-            LogLevel::Error
-        );
+        assert_eq!(LogLevel::from_number(LogLevel::Error.number()), LogLevel::Error);
         assert!("loud".parse::<LogLevel>().is_err());
     }
 }

@@ -215,19 +215,15 @@ mod tests {
     fn names_are_adjective_animal() {
         let n = run_name(0x0000_0013_0000_0005);
         assert_eq!(n, format!("{}-{}", ADJECTIVES[5], ANIMALS[0x13]));
-        let distinct: std::collections::HashSet<_> = (0..1000u64)
-            .map(|i| run_name(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
-            .collect();
+        let distinct: std::collections::HashSet<_> =
+            (0..1000u64).map(|i| run_name(i.wrapping_mul(0x9E37_79B9_7F4A_7C15))).collect();
         assert!(distinct.len() > 500, "{}", distinct.len());
     }
 
     #[test]
     fn templates_use_parameters() {
         let p = json!({"color": "yellow", "year": 2021, "month": 1});
-        assert_eq!(
-            render_run_name("{color}-{year}-{month:02}", &p),
-            "yellow-2021-01"
-        );
+        assert_eq!(render_run_name("{color}-{year}-{month:02}", &p), "yellow-2021-01");
         assert_eq!(render_run_name("load {colour}", &p), "load {colour}");
         assert_eq!(render_run_name("open {brace", &p), "open {brace");
     }

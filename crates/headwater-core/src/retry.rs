@@ -34,11 +34,7 @@ impl RetryPolicy {
     }
 
     pub fn fixed(retries: u32, delay: Duration) -> Self {
-        RetryPolicy {
-            retries,
-            delays: vec![delay],
-            ..Default::default()
-        }
+        RetryPolicy { retries, delays: vec![delay], ..Default::default() }
     }
 
     /// Whether a run that has now failed `attempts` times may try again.
@@ -51,12 +47,9 @@ impl RetryPolicy {
     pub fn delay_before(&self, retry: u32, jitter_sample: f64) -> Duration {
         let retry = retry.max(1);
         let base = match &self.backoff {
-            Backoff::Listed => self
-                .delays
-                .get(retry as usize - 1)
-                .or(self.delays.last())
-                .copied()
-                .unwrap_or(Duration::ZERO),
+            Backoff::Listed => {
+                self.delays.get(retry as usize - 1).or(self.delays.last()).copied().unwrap_or(Duration::ZERO)
+            }
             Backoff::Exponential { base, max } => {
                 let factor = 2u32.saturating_pow(retry - 1);
                 base.checked_mul(factor).unwrap_or(*max).min(*max)
@@ -72,9 +65,7 @@ impl RetryPolicy {
 
     /// The whole schedule without jitter, for display and tests.
     pub fn schedule(&self) -> Vec<Duration> {
-        (1..=self.retries)
-            .map(|n| self.delay_before(n, 0.0))
-            .collect()
+        (1..=self.retries).map(|n| self.delay_before(n, 0.0)).collect()
     }
 }
 
@@ -88,20 +79,13 @@ mod tests {
 
     #[test]
     fn listed_delays_repeat_the_last() {
-        let p = RetryPolicy {
-            retries: 5,
-            delays: secs(&[1, 10, 60]),
-            ..Default::default()
-        };
+        let p = RetryPolicy { retries: 5, delays: secs(&[1, 10, 60]), ..Default::default() };
         assert_eq!(p.schedule(), secs(&[1, 10, 60, 60, 60]));
     }
 
     #[test]
     fn no_delays_means_immediate_retries() {
-        let p = RetryPolicy {
-            retries: 2,
-            ..Default::default()
-        };
+        let p = RetryPolicy { retries: 2, ..Default::default() };
         assert_eq!(p.schedule(), secs(&[0, 0]));
     }
 
@@ -109,10 +93,7 @@ mod tests {
     fn exponential_backoff_doubles_and_caps() {
         let p = RetryPolicy {
             retries: 6,
-            backoff: Backoff::Exponential {
-                base: Duration::from_secs(10),
-                max: Duration::from_secs(120),
-            },
+            backoff: Backoff::Exponential { base: Duration::from_secs(10), max: Duration::from_secs(120) },
             ..Default::default()
         };
         assert_eq!(p.schedule(), secs(&[10, 20, 40, 80, 120, 120]));
@@ -122,12 +103,7 @@ mod tests {
 
     #[test]
     fn jitter_only_lengthens_within_the_factor() {
-        let p = RetryPolicy {
-            retries: 1,
-            delays: secs(&[10]),
-            jitter_factor: 0.5,
-            ..Default::default()
-        };
+        let p = RetryPolicy { retries: 1, delays: secs(&[10]), jitter_factor: 0.5, ..Default::default() };
         assert_eq!(p.delay_before(1, 0.0), Duration::from_secs(10));
         assert_eq!(p.delay_before(1, 0.5), Duration::from_millis(12_500));
         assert!(p.delay_before(1, 0.999) < Duration::from_secs(15));

@@ -26,41 +26,24 @@ use crate::error::CoreError;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Schedule {
-    Cron {
-        cron: String,
-        timezone: String,
-    },
-    Interval {
-        every_ms: u64,
-        anchor: DateTime<Utc>,
-        timezone: String,
-    },
-    Rrule {
-        rrule: String,
-        timezone: String,
-    },
+    Cron { cron: String, timezone: String },
+    Interval { every_ms: u64, anchor: DateTime<Utc>, timezone: String },
+    Rrule { rrule: String, timezone: String },
 }
 
 fn invalid(schedule: &str, reason: impl Into<String>) -> CoreError {
-    CoreError::InvalidSchedule {
-        schedule: schedule.to_string(),
-        reason: reason.into(),
-    }
+    CoreError::InvalidSchedule { schedule: schedule.to_string(), reason: reason.into() }
 }
 
 fn zone(name: &str) -> Result<Tz, CoreError> {
     Tz::from_str(name).map_err(|_| {
-        invalid(
-            name,
-            "unknown time zone; use an IANA name such as UTC, Europe/Berlin or America/New_York",
-        )
+        invalid(name, "unknown time zone; use an IANA name such as UTC, Europe/Berlin or America/New_York")
     })
 }
 
 /// The default anchor of intervals and rrules without one.
 fn default_anchor(tz: Tz) -> DateTime<Utc> {
-    let naive = NaiveDateTime::parse_from_str("2020-01-01 00:00:00", "%Y-%m-%d %H:%M:%S")
-        .expect("valid literal");
+    let naive = NaiveDateTime::parse_from_str("2020-01-01 00:00:00", "%Y-%m-%d %H:%M:%S").expect("valid literal");
     resolve_local(tz, naive).with_timezone(&Utc)
 }
 
@@ -85,28 +68,21 @@ impl Schedule {
         zone(timezone)?;
         let fields = expr.split_whitespace().count();
         if fields != 5 && !expr.trim_start().starts_with('@') {
-            return Err(invalid(expr, format!("a cron expression has 5 fields (minute hour day month weekday), this has {fields}")));
+            return Err(invalid(
+                expr,
+                format!("a cron expression has 5 fields (minute hour day month weekday), this has {fields}"),
+            ));
         }
         croner::Cron::from_str(expr).map_err(|e| invalid(expr, e.to_string()))?;
-        Ok(Schedule::Cron {
-            cron: expr.trim().to_string(),
-            timezone: timezone.to_string(),
-        })
+        Ok(Schedule::Cron { cron: expr.trim().to_string(), timezone: timezone.to_string() })
     }
 
     /// Every `every`, counted from `anchor` (default 2020-01-01 00:00 in
     /// `timezone`).
-    pub fn interval(
-        every: Duration,
-        anchor: Option<DateTime<Utc>>,
-        timezone: &str,
-    ) -> Result<Schedule, CoreError> {
+    pub fn interval(every: Duration, anchor: Option<DateTime<Utc>>, timezone: &str) -> Result<Schedule, CoreError> {
         let tz = zone(timezone)?;
         if every < Duration::from_secs(1) {
-            return Err(invalid(
-                &format_duration(every),
-                "an interval must be at least one second",
-            ));
+            return Err(invalid(&format_duration(every), "an interval must be at least one second"));
         }
         Ok(Schedule::Interval {
             every_ms: every.as_millis() as u64,
@@ -119,10 +95,7 @@ impl Schedule {
     /// its own `DTSTART` line; without one it starts at 2020-01-01 00:00 in
     /// `timezone`.
     pub fn rrule(rule: &str, timezone: &str) -> Result<Schedule, CoreError> {
-        let s = Schedule::Rrule {
-            rrule: rule.trim().to_string(),
-            timezone: timezone.to_string(),
-        };
+        let s = Schedule::Rrule { rrule: rule.trim().to_string(), timezone: timezone.to_string() };
         s.rrule_set()?;
         Ok(s)
     }
@@ -136,25 +109,16 @@ impl Schedule {
     }
 
     fn rrule_set(&self) -> Result<rrule::RRuleSet, CoreError> {
-        let Schedule::Rrule {
-            rrule: rule,
-            timezone,
-        } = self
-        else {
-            unreachable!("only for rrules")
-        };
+        let Schedule::Rrule { rrule: rule, timezone } = self else { unreachable!("only for rrules") };
         let tz = zone(timezone)?;
         if rule.contains("DTSTART") {
             return rrule::RRuleSet::from_str(rule).map_err(|e| invalid(rule, e.to_string()));
         }
         let body = rule.trim_start_matches("RRULE:");
-        let parsed: rrule::RRule<rrule::Unvalidated> = body
-            .parse()
-            .map_err(|e: rrule::RRuleError| invalid(rule, e.to_string()))?;
+        let parsed: rrule::RRule<rrule::Unvalidated> =
+            body.parse().map_err(|e: rrule::RRuleError| invalid(rule, e.to_string()))?;
         let start = default_anchor(tz).with_timezone(&rrule::Tz::Tz(tz));
-        parsed
-            .build(start)
-            .map_err(|e| invalid(rule, e.to_string()))
+        parsed.build(start).map_err(|e| invalid(rule, e.to_string()))
     }
 
     /// The first `count` due times strictly after `after`.
@@ -177,11 +141,7 @@ impl Schedule {
                 }
                 out
             }
-            Schedule::Interval {
-                every_ms,
-                anchor,
-                timezone,
-            } => {
+            Schedule::Interval { every_ms, anchor, timezone } => {
                 let Ok(tz) = zone(timezone) else {
                     return Vec::new();
                 };
@@ -192,32 +152,16 @@ impl Schedule {
                     return Vec::new();
                 };
                 let tz = set.get_dt_start().timezone();
-                let result = set
-                    .after(after.with_timezone(&tz))
-                    .all(count.min(u16::MAX as usize) as u16);
-                result
-                    .dates
-                    .into_iter()
-                    .map(|d| d.with_timezone(&Utc))
-                    .filter(|d| *d > after)
-                    .take(count)
-                    .collect()
+                let result = set.after(after.with_timezone(&tz)).all(count.min(u16::MAX as usize) as u16);
+                result.dates.into_iter().map(|d| d.with_timezone(&Utc)).filter(|d| *d > after).take(count).collect()
             }
         }
     }
 
     /// Due times in `[start, end)`, at most `limit` of them.
-    pub fn between(
-        &self,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-        limit: usize,
-    ) -> Vec<DateTime<Utc>> {
+    pub fn between(&self, start: DateTime<Utc>, end: DateTime<Utc>, limit: usize) -> Vec<DateTime<Utc>> {
         let from = start - chrono::Duration::microseconds(1);
-        self.next_after(from, limit)
-            .into_iter()
-            .filter(|t| *t >= start && *t < end)
-            .collect()
+        self.next_after(from, limit).into_iter().filter(|t| *t >= start && *t < end).collect()
     }
 
     /// The schedule in words, for people.
@@ -227,17 +171,10 @@ impl Schedule {
                 Ok(c) => format!("{} ({timezone})", c.describe()),
                 Err(_) => format!("cron '{cron}' ({timezone})"),
             },
-            Schedule::Interval {
-                every_ms,
-                anchor,
-                timezone,
-            } => {
+            Schedule::Interval { every_ms, anchor, timezone } => {
                 let every = format_duration(Duration::from_millis(*every_ms));
                 let tz = zone(timezone).unwrap_or(Tz::UTC);
-                format!(
-                    "Every {every} from {} ({timezone})",
-                    anchor.with_timezone(&tz).format("%Y-%m-%d %H:%M")
-                )
+                format!("Every {every} from {} ({timezone})", anchor.with_timezone(&tz).format("%Y-%m-%d %H:%M"))
             }
             Schedule::Rrule { rrule, timezone } => format!("{rrule} ({timezone})"),
         }
@@ -259,15 +196,9 @@ fn interval_after(
         let days = (every_ms / DAY_MS) as i64;
         let local_anchor = anchor.with_timezone(&tz).naive_local();
         let elapsed_days = (after.with_timezone(&tz).naive_local() - local_anchor).num_days();
-        let mut k = if elapsed_days > 0 {
-            elapsed_days / days - 1
-        } else {
-            0
-        }
-        .max(0);
+        let mut k = if elapsed_days > 0 { elapsed_days / days - 1 } else { 0 }.max(0);
         while out.len() < count {
-            let t = resolve_local(tz, local_anchor + chrono::Duration::days(k * days))
-                .with_timezone(&Utc);
+            let t = resolve_local(tz, local_anchor + chrono::Duration::days(k * days)).with_timezone(&Utc);
             if t > after {
                 out.push(t);
             }
@@ -297,9 +228,7 @@ mod tests {
     }
 
     fn times(v: &[DateTime<Utc>]) -> Vec<String> {
-        v.iter()
-            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-            .collect()
+        v.iter().map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()).collect()
     }
 
     #[test]
@@ -307,14 +236,7 @@ mod tests {
         // 05:00 on the 1st of every month.
         let s = Schedule::cron("0 5 1 * *", "UTC").unwrap();
         let next = s.next_after(utc("2021-01-15T12:00:00Z"), 3);
-        assert_eq!(
-            times(&next),
-            [
-                "2021-02-01T05:00:00Z",
-                "2021-03-01T05:00:00Z",
-                "2021-04-01T05:00:00Z"
-            ]
-        );
+        assert_eq!(times(&next), ["2021-02-01T05:00:00Z", "2021-03-01T05:00:00Z", "2021-04-01T05:00:00Z"]);
         // Strictly after: a due time equal to `after` is not repeated.
         let again = s.next_after(utc("2021-02-01T05:00:00Z"), 1);
         assert_eq!(times(&again), ["2021-03-01T05:00:00Z"]);
@@ -362,90 +284,44 @@ mod tests {
     #[test]
     fn daily_intervals_keep_the_local_hour_across_dst() {
         let anchor = utc("2021-03-10T14:00:00Z"); // 09:00 EST
-        let s = Schedule::interval(
-            Duration::from_secs(86_400),
-            Some(anchor),
-            "America/New_York",
-        )
-        .unwrap();
+        let s = Schedule::interval(Duration::from_secs(86_400), Some(anchor), "America/New_York").unwrap();
         let next = s.next_after(utc("2021-03-12T00:00:00Z"), 4);
         assert_eq!(
             times(&next),
-            [
-                "2021-03-12T14:00:00Z",
-                "2021-03-13T14:00:00Z",
-                "2021-03-14T13:00:00Z",
-                "2021-03-15T13:00:00Z"
-            ]
+            ["2021-03-12T14:00:00Z", "2021-03-13T14:00:00Z", "2021-03-14T13:00:00Z", "2021-03-15T13:00:00Z"]
         );
     }
 
     #[test]
     fn hourly_intervals_are_elapsed_time_across_dst() {
         let anchor = utc("2021-11-07T00:00:00Z");
-        let s = Schedule::interval(Duration::from_secs(3600), Some(anchor), "America/New_York")
-            .unwrap();
+        let s = Schedule::interval(Duration::from_secs(3600), Some(anchor), "America/New_York").unwrap();
         // The local day of the fall-back has 25 hours, so 25 hourly runs.
         let tz: Tz = "America/New_York".parse().unwrap();
-        let start = tz
-            .with_ymd_and_hms(2021, 11, 7, 0, 0, 0)
-            .unwrap()
-            .with_timezone(&Utc);
-        let end = tz
-            .with_ymd_and_hms(2021, 11, 8, 0, 0, 0)
-            .unwrap()
-            .with_timezone(&Utc);
+        let start = tz.with_ymd_and_hms(2021, 11, 7, 0, 0, 0).unwrap().with_timezone(&Utc);
+        let end = tz.with_ymd_and_hms(2021, 11, 8, 0, 0, 0).unwrap().with_timezone(&Utc);
         let runs = s.between(start, end, 100);
         assert_eq!(runs.len(), 25);
-        assert!(runs
-            .windows(2)
-            .all(|w| w[1] - w[0] == chrono::Duration::hours(1)));
+        assert!(runs.windows(2).all(|w| w[1] - w[0] == chrono::Duration::hours(1)));
     }
 
     #[test]
     fn intervals_far_from_their_anchor_are_exact() {
-        let s = Schedule::interval(
-            Duration::from_secs(90),
-            Some(utc("2020-01-01T00:00:00Z")),
-            "UTC",
-        )
-        .unwrap();
+        let s = Schedule::interval(Duration::from_secs(90), Some(utc("2020-01-01T00:00:00Z")), "UTC").unwrap();
         let next = s.next_after(utc("2026-11-21T06:00:00Z"), 2);
-        assert_eq!(
-            times(&next),
-            ["2026-11-21T06:01:30Z", "2026-11-21T06:03:00Z"]
-        );
+        assert_eq!(times(&next), ["2026-11-21T06:01:30Z", "2026-11-21T06:03:00Z"]);
         let before_anchor = s.next_after(utc("2019-01-01T00:00:00Z"), 1);
         assert_eq!(times(&before_anchor), ["2020-01-01T00:00:00Z"]);
     }
 
     #[test]
     fn rrules_in_their_zone() {
-        let s = Schedule::rrule(
-            "FREQ=WEEKLY;BYDAY=MO;BYHOUR=9;BYMINUTE=0;BYSECOND=0",
-            "America/New_York",
-        )
-        .unwrap();
+        let s = Schedule::rrule("FREQ=WEEKLY;BYDAY=MO;BYHOUR=9;BYMINUTE=0;BYSECOND=0", "America/New_York").unwrap();
         let next = s.next_after(utc("2021-03-01T00:00:00Z"), 3);
-        assert_eq!(
-            times(&next),
-            [
-                "2021-03-01T14:00:00Z",
-                "2021-03-08T14:00:00Z",
-                "2021-03-15T13:00:00Z"
-            ]
-        );
-        let with_start =
-            Schedule::rrule("DTSTART:20210101T120000Z\nRRULE:FREQ=DAILY;COUNT=3", "UTC").unwrap();
+        assert_eq!(times(&next), ["2021-03-01T14:00:00Z", "2021-03-08T14:00:00Z", "2021-03-15T13:00:00Z"]);
+        let with_start = Schedule::rrule("DTSTART:20210101T120000Z\nRRULE:FREQ=DAILY;COUNT=3", "UTC").unwrap();
         let all = with_start.next_after(utc("2020-01-01T00:00:00Z"), 10);
-        assert_eq!(
-            times(&all),
-            [
-                "2021-01-01T12:00:00Z",
-                "2021-01-02T12:00:00Z",
-                "2021-01-03T12:00:00Z"
-            ]
-        );
+        assert_eq!(times(&all), ["2021-01-01T12:00:00Z", "2021-01-02T12:00:00Z", "2021-01-03T12:00:00Z"]);
     }
 
     #[test]
@@ -454,14 +330,10 @@ mod tests {
         assert!(e.contains("'0 5 1 *'") && e.contains("5 fields"), "{e}");
         let e = Schedule::cron("0 25 * * *", "UTC").unwrap_err().to_string();
         assert!(e.starts_with("invalid schedule '0 25 * * *'"), "{e}");
-        let e = Schedule::cron("0 5 * * *", "Mars/Olympus")
-            .unwrap_err()
-            .to_string();
+        let e = Schedule::cron("0 5 * * *", "Mars/Olympus").unwrap_err().to_string();
         assert!(e.contains("unknown time zone"), "{e}");
         assert!(Schedule::interval(Duration::ZERO, None, "UTC").is_err());
-        let e = Schedule::rrule("FREQ=SOMETIMES", "UTC")
-            .unwrap_err()
-            .to_string();
+        let e = Schedule::rrule("FREQ=SOMETIMES", "UTC").unwrap_err().to_string();
         assert!(e.starts_with("invalid schedule 'FREQ=SOMETIMES'"), "{e}");
     }
 
@@ -471,12 +343,7 @@ mod tests {
         let words = s.describe();
         assert!(words.contains("05:00") || words.contains("5:00"), "{words}");
         assert!(words.ends_with("(UTC)"), "{words}");
-        let i = Schedule::interval(
-            Duration::from_secs(3600),
-            Some(utc("2021-01-01T00:00:00Z")),
-            "UTC",
-        )
-        .unwrap();
+        let i = Schedule::interval(Duration::from_secs(3600), Some(utc("2021-01-01T00:00:00Z")), "UTC").unwrap();
         assert_eq!(i.describe(), "Every 1h from 2021-01-01 00:00 (UTC)");
     }
 }

@@ -13,9 +13,7 @@ use utoipa::ToSchema;
 
 use crate::error::CoreError;
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord, ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum StateType {
     Scheduled,
@@ -44,10 +42,7 @@ impl StateType {
 
     /// Final states: the run is over and will not change unless retried.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            StateType::Completed | StateType::Failed | StateType::Cancelled | StateType::Crashed
-        )
+        matches!(self, StateType::Completed | StateType::Failed | StateType::Cancelled | StateType::Crashed)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -115,13 +110,7 @@ pub struct State {
 
 impl State {
     pub fn new(state_type: StateType, name: &str, at: DateTime<Utc>) -> Self {
-        State {
-            state_type,
-            name: name.to_string(),
-            timestamp: at,
-            message: None,
-            scheduled_time: None,
-        }
+        State { state_type, name: name.to_string(), timestamp: at, message: None, scheduled_time: None }
     }
 
     pub fn with_message(mut self, message: impl Into<String>) -> Self {
@@ -158,11 +147,7 @@ impl State {
     /// Waiting `delay` before the next attempt.
     pub fn awaiting_retry_after(at: DateTime<Utc>, delay: std::time::Duration) -> Self {
         let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-        State::awaiting_retry(
-            at,
-            at.checked_add_signed(delay)
-                .unwrap_or(DateTime::<Utc>::MAX_UTC),
-        )
+        State::awaiting_retry(at, at.checked_add_signed(delay).unwrap_or(DateTime::<Utc>::MAX_UTC))
     }
     pub fn completed(at: DateTime<Utc>) -> Self {
         State::new(StateType::Completed, "Completed", at)
@@ -239,16 +224,10 @@ mod tests {
         let now = Utc::now();
         assert_eq!(State::cached(now).state_type, StateType::Completed);
         assert_eq!(State::timed_out(now, "x").state_type, StateType::Failed);
-        assert_eq!(
-            State::awaiting_retry(now, now).state_type,
-            StateType::Scheduled
-        );
+        assert_eq!(State::awaiting_retry(now, now).state_type, StateType::Scheduled);
         assert_eq!(State::retrying(now).state_type, StateType::Running);
         assert_eq!(State::late(now, now).state_type, StateType::Scheduled);
-        assert_eq!(
-            State::timed_out(now, "after 5m").to_string(),
-            "TimedOut (FAILED): after 5m"
-        );
+        assert_eq!(State::timed_out(now, "after 5m").to_string(), "TimedOut (FAILED): after 5m");
         assert_eq!(State::completed(now).to_string(), "Completed");
     }
 
@@ -265,18 +244,7 @@ mod tests {
 
     #[test]
     fn terminal_types() {
-        let terminal: Vec<_> = StateType::ALL
-            .into_iter()
-            .filter(|t| t.is_terminal())
-            .collect();
-        assert_eq!(
-            terminal,
-            vec![
-                StateType::Completed,
-                StateType::Failed,
-                StateType::Cancelled,
-                StateType::Crashed
-            ]
-        );
+        let terminal: Vec<_> = StateType::ALL.into_iter().filter(|t| t.is_terminal()).collect();
+        assert_eq!(terminal, vec![StateType::Completed, StateType::Failed, StateType::Cancelled, StateType::Crashed]);
     }
 }

@@ -20,18 +20,11 @@ pub fn is_legal(from: Option<StateType>, to: StateType) -> bool {
             // Late and rescheduled runs stay SCHEDULED with another name.
             (Scheduled, Scheduled | Pending | Running | Cancelling | Cancelled | Paused) => true,
             (Scheduled, Crashed) => true,
-            (Pending, Running | Cancelling | Cancelled | Crashed | Failed | Paused | Scheduled) => {
-                true
-            }
+            (Pending, Running | Cancelling | Cancelled | Crashed | Failed | Paused | Scheduled) => true,
             // Completed from PENDING: the result was cached.
             (Pending, Completed) => true,
-            (
-                Running,
-                Completed | Failed | Crashed | Cancelling | Cancelled | Paused | Scheduled,
-            ) => true,
-            (Paused, Running | Pending | Scheduled | Cancelling | Cancelled | Crashed | Failed) => {
-                true
-            }
+            (Running, Completed | Failed | Crashed | Cancelling | Cancelled | Paused | Scheduled) => true,
+            (Paused, Running | Pending | Scheduled | Cancelling | Cancelled | Crashed | Failed) => true,
             // A run may finish on its own before a cancellation reaches it.
             (Cancelling, Cancelled | Crashed | Completed | Failed) => true,
             // Final states are left only by a retry.
@@ -42,11 +35,7 @@ pub fn is_legal(from: Option<StateType>, to: StateType) -> bool {
 }
 
 /// [`is_legal`] as a `Result` that names the run in its error.
-pub fn validate_transition(
-    run: &str,
-    from: Option<StateType>,
-    to: StateType,
-) -> Result<(), CoreError> {
+pub fn validate_transition(run: &str, from: Option<StateType>, to: StateType) -> Result<(), CoreError> {
     if is_legal(from, to) {
         Ok(())
     } else {
@@ -111,17 +100,10 @@ mod tests {
         assert!(!is_legal(Some(Scheduled), Failed));
         assert!(!is_legal(None, Failed));
         assert!(!is_legal(None, Cancelling));
-        let err =
-            validate_transition("flow run 'brave-heron'", Some(Completed), Running).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "illegal state transition for flow run 'brave-heron': COMPLETED -> RUNNING"
-        );
+        let err = validate_transition("flow run 'brave-heron'", Some(Completed), Running).unwrap_err();
+        assert_eq!(err.to_string(), "illegal state transition for flow run 'brave-heron': COMPLETED -> RUNNING");
         let err = validate_transition("task run 'fetch-0'", None, Failed).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "illegal state transition for task run 'fetch-0': (new run) -> FAILED"
-        );
+        assert_eq!(err.to_string(), "illegal state transition for task run 'fetch-0': (new run) -> FAILED");
     }
 
     #[test]

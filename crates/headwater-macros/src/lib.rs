@@ -24,23 +24,14 @@ fn parse_options(attr: TokenStream) -> syn::Result<Options> {
         .into_iter()
         .map(|m| match m {
             Meta::NameValue(nv) => {
-                let ident = nv
-                    .path
-                    .get_ident()
-                    .cloned()
-                    .ok_or_else(|| syn::Error::new(nv.path.span(), "expected a name"))?;
+                let ident =
+                    nv.path.get_ident().cloned().ok_or_else(|| syn::Error::new(nv.path.span(), "expected a name"))?;
                 Ok((ident, nv.value))
             }
             // A bare flag such as `refresh_cache` means `= true`.
             Meta::Path(p) => {
-                let ident = p
-                    .get_ident()
-                    .cloned()
-                    .ok_or_else(|| syn::Error::new(p.span(), "expected a name"))?;
-                Ok((
-                    ident.clone(),
-                    syn::parse_quote_spanned!(ident.span() => true),
-                ))
+                let ident = p.get_ident().cloned().ok_or_else(|| syn::Error::new(p.span(), "expected a name"))?;
+                Ok((ident.clone(), syn::parse_quote_spanned!(ident.span() => true)))
             }
             Meta::List(l) => Err(syn::Error::new(l.span(), "expected `name = value`")),
         })
@@ -53,39 +44,29 @@ fn err<T>(e: &impl Spanned, msg: impl std::fmt::Display) -> syn::Result<T> {
 
 fn lit_str(e: &Expr) -> syn::Result<String> {
     match e {
-        Expr::Lit(ExprLit {
-            lit: Lit::Str(s), ..
-        }) => Ok(s.value()),
+        Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => Ok(s.value()),
         _ => err(e, "expected a string literal"),
     }
 }
 
 fn lit_u32(e: &Expr) -> syn::Result<u32> {
     match e {
-        Expr::Lit(ExprLit {
-            lit: Lit::Int(i), ..
-        }) => i.base10_parse(),
+        Expr::Lit(ExprLit { lit: Lit::Int(i), .. }) => i.base10_parse(),
         _ => err(e, "expected a whole number"),
     }
 }
 
 fn lit_f64(e: &Expr) -> syn::Result<f64> {
     match e {
-        Expr::Lit(ExprLit {
-            lit: Lit::Int(i), ..
-        }) => i.base10_parse::<u64>().map(|v| v as f64),
-        Expr::Lit(ExprLit {
-            lit: Lit::Float(f), ..
-        }) => f.base10_parse(),
+        Expr::Lit(ExprLit { lit: Lit::Int(i), .. }) => i.base10_parse::<u64>().map(|v| v as f64),
+        Expr::Lit(ExprLit { lit: Lit::Float(f), .. }) => f.base10_parse(),
         _ => err(e, "expected a number"),
     }
 }
 
 fn lit_bool(e: &Expr) -> syn::Result<bool> {
     match e {
-        Expr::Lit(ExprLit {
-            lit: Lit::Bool(b), ..
-        }) => Ok(b.value),
+        Expr::Lit(ExprLit { lit: Lit::Bool(b), .. }) => Ok(b.value),
         _ => err(e, "expected true or false"),
     }
 }
@@ -93,11 +74,9 @@ fn lit_bool(e: &Expr) -> syn::Result<bool> {
 /// A duration as a number of seconds (`5`, `0.5`) or text (`"5m"`, `"1d"`).
 fn duration_ms(e: &Expr) -> syn::Result<u64> {
     match e {
-        Expr::Lit(ExprLit {
-            lit: Lit::Str(s), ..
-        }) => parse_duration(&s.value())
-            .map(|d| d.as_millis() as u64)
-            .or_else(|x| err(e, x)),
+        Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => {
+            parse_duration(&s.value()).map(|d| d.as_millis() as u64).or_else(|x| err(e, x))
+        }
         _ => {
             let secs = lit_f64(e)?;
             if secs < 0.0 {
@@ -161,23 +140,13 @@ fn arguments(f: &ItemFn, what: &str) -> syn::Result<(Vec<Ident>, syn::Signature)
     let mut names = Vec::new();
     for arg in outer.inputs.iter_mut() {
         match arg {
-            FnArg::Receiver(r) => {
-                return err(
-                    r,
-                    format!("#[{what}] goes on a free function, not a method"),
-                )
-            }
+            FnArg::Receiver(r) => return err(r, format!("#[{what}] goes on a free function, not a method")),
             FnArg::Typed(pt) => match &mut *pt.pat {
                 Pat::Ident(pi) => {
                     pi.mutability = None;
                     names.push(pi.ident.clone());
                 }
-                other => {
-                    return err(
-                        other,
-                        format!("#[{what}] arguments need plain names (no patterns)"),
-                    )
-                }
+                other => return err(other, format!("#[{what}] arguments need plain names (no patterns)")),
             },
         }
     }
@@ -197,9 +166,7 @@ fn inner_fn(f: &ItemFn) -> TokenStream2 {
 #[proc_macro_attribute]
 pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
     let f = syn::parse_macro_input!(item as ItemFn);
-    expand_task(attr, f)
-        .unwrap_or_else(|e| e.to_compile_error())
-        .into()
+    expand_task(attr, f).unwrap_or_else(|e| e.to_compile_error()).into()
 }
 
 fn expand_task(attr: TokenStream, f: ItemFn) -> syn::Result<TokenStream2> {
@@ -272,23 +239,15 @@ fn expand_task(attr: TokenStream, f: ItemFn) -> syn::Result<TokenStream2> {
         }
     }
     if expiration.is_some() && !cached {
-        return err(
-            &f.sig.ident,
-            "cache_expiration needs a cache policy (cache = inputs, task_source, …)",
-        );
+        return err(&f.sig.ident, "cache_expiration needs a cache policy (cache = inputs, task_source, …)");
     }
     if backoff.is_some() && !delays.is_empty() {
-        return err(
-            &f.sig.ident,
-            "give either retry_delay or exponential_backoff, not both",
-        );
+        return err(&f.sig.ident, "give either retry_delay or exponential_backoff, not both");
     }
 
-    let source_hash = blake3::hash(
-        format!("{}{}", f.sig.to_token_stream(), f.block.to_token_stream()).as_bytes(),
-    )
-    .to_hex()
-    .to_string();
+    let source_hash = blake3::hash(format!("{}{}", f.sig.to_token_stream(), f.block.to_token_stream()).as_bytes())
+        .to_hex()
+        .to_string();
     let backoff = opt_tokens(&backoff.map(|b| quote!((#b, #max_delay))));
     let timeout = opt_tokens(&timeout);
     let expiration = opt_tokens(&expiration);
@@ -307,11 +266,7 @@ fn expand_task(attr: TokenStream, f: ItemFn) -> syn::Result<TokenStream2> {
         Some(p) => quote!(::core::option::Option::Some(#p as fn(&_) -> bool)),
         None => quote!(::core::option::Option::None),
     };
-    let runner = if cached {
-        quote!(run_cached_task)
-    } else {
-        quote!(run_task)
-    };
+    let runner = if cached { quote!(run_cached_task) } else { quote!(run_task) };
     // Only a task that may run its body more than once needs Clone inputs.
     let call_body = if retries > 0 {
         quote! {
@@ -364,9 +319,7 @@ fn expand_task(attr: TokenStream, f: ItemFn) -> syn::Result<TokenStream2> {
 #[proc_macro_attribute]
 pub fn flow(attr: TokenStream, item: TokenStream) -> TokenStream {
     let f = syn::parse_macro_input!(item as ItemFn);
-    expand_flow(attr, f)
-        .unwrap_or_else(|e| e.to_compile_error())
-        .into()
+    expand_flow(attr, f).unwrap_or_else(|e| e.to_compile_error()).into()
 }
 
 fn to_camel(s: &str) -> String {
@@ -374,9 +327,7 @@ fn to_camel(s: &str) -> String {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let mut c = p.chars();
-            c.next()
-                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-                .unwrap_or_default()
+            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
         })
         .collect()
 }
@@ -384,10 +335,7 @@ fn to_camel(s: &str) -> String {
 fn expand_flow(attr: TokenStream, f: ItemFn) -> syn::Result<TokenStream2> {
     let (names, outer_sig) = arguments(&f, "flow")?;
     if !f.sig.generics.params.is_empty() {
-        return err(
-            &f.sig.generics,
-            "#[flow] functions cannot be generic: their parameters are stored as JSON",
-        );
+        return err(&f.sig.generics, "#[flow] functions cannot be generic: their parameters are stored as JSON");
     }
     let fn_name = &f.sig.ident;
     let mut name = fn_name.to_string().replace('_', "-");
@@ -434,10 +382,7 @@ fn expand_flow(attr: TokenStream, f: ItemFn) -> syn::Result<TokenStream2> {
         }
     }
     let params_ident = format_ident!("{}Params", to_camel(&fn_name.to_string()));
-    let spec_ident = format_ident!(
-        "__HEADWATER_FLOW_SPEC_{}",
-        fn_name.to_string().to_uppercase()
-    );
+    let spec_ident = format_ident!("__HEADWATER_FLOW_SPEC_{}", fn_name.to_string().to_uppercase());
     let handle_fn = format_ident!("__headwater_flow_{}", fn_name);
     let version = opt_tokens(&version);
     let description = opt_tokens(&description);

@@ -40,6 +40,7 @@ fn api_router() -> OpenApiRouter<Arc<dyn Store>> {
         .routes(routes!(read_states))
         .routes(routes!(filter_logs))
         .routes(routes!(record_batch))
+        .routes(routes!(crash_stale_runs))
 }
 
 /// The OpenAPI document of the API.
@@ -51,17 +52,12 @@ pub(crate) fn router(store: Arc<dyn Store>) -> Router {
     let (api, doc) = api_router().split_for_parts();
     let doc = Arc::new(doc);
     let api = api
-        .route(
-            "/openapi.json",
-            axum::routing::get(move || async move { Json((*doc).clone()) }),
-        )
+        .route("/openapi.json", axum::routing::get(move || async move { Json((*doc).clone()) }))
         .route("/docs", axum::routing::get(|| async { Html(DOCS_PAGE) }))
         // Recorded batches from busy flows can be large.
         .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
         .with_state(store);
-    Router::new()
-        .nest("/api", api)
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+    Router::new().nest("/api", api).layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
 #[derive(Serialize, ToSchema)]
@@ -83,10 +79,7 @@ struct Version {
 
 #[utoipa::path(get, path = "/version", tag = "meta", responses((status = 200, body = Version)))]
 async fn version() -> Json<Version> {
-    Json(Version {
-        version: env!("CARGO_PKG_VERSION"),
-        api_version: "1",
-    })
+    Json(Version { version: env!("CARGO_PKG_VERSION"), api_version: "1" })
 }
 
 /// Every flow that has run, by name.
@@ -101,10 +94,7 @@ async fn list_flows(State(db): Db) -> ApiResult<Vec<Flow>> {
     responses((status = 200, body = Flow), (status = 404, description = "no such flow"))
 )]
 async fn read_flow(State(db): Db, Path(name): Path<String>) -> ApiResult<Flow> {
-    db.read_flow(&name)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no flow named '{name}'")))
+    db.read_flow(&name).await?.map(Json).ok_or_else(|| ApiError::not_found(format!("no flow named '{name}'")))
 }
 
 /// Flow runs, newest first, filtered; page with `before` (the last run's
@@ -113,14 +103,8 @@ async fn read_flow(State(db): Db, Path(name): Path<String>) -> ApiResult<Flow> {
     post, path = "/flow_runs/filter", tag = "flow_runs", request_body = FlowRunFilter,
     responses((status = 200, body = Vec<FlowRun>))
 )]
-async fn filter_flow_runs(
-    State(db): Db,
-    Json(filter): Json<FlowRunFilter>,
-) -> ApiResult<Vec<FlowRun>> {
-    let filter = FlowRunFilter {
-        limit: filter.limit.clamp(1, 10_000),
-        ..filter
-    };
+async fn filter_flow_runs(State(db): Db, Json(filter): Json<FlowRunFilter>) -> ApiResult<Vec<FlowRun>> {
+    let filter = FlowRunFilter { limit: filter.limit.clamp(1, 10_000), ..filter };
     Ok(Json(db.list_flow_runs(&filter).await?))
 }
 
@@ -130,10 +114,7 @@ async fn filter_flow_runs(
     responses((status = 200, body = FlowRun), (status = 404, description = "no such flow run"))
 )]
 async fn read_flow_run(State(db): Db, Path(id): Path<Uuid>) -> ApiResult<FlowRun> {
-    db.read_flow_run(id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no flow run with id {id}")))
+    db.read_flow_run(id).await?.map(Json).ok_or_else(|| ApiError::not_found(format!("no flow run with id {id}")))
 }
 
 /// A flow run by id, unique id prefix, or unique name.
@@ -175,10 +156,7 @@ async fn read_states(State(db): Db, Path(run_id): Path<Uuid>) -> ApiResult<Vec<S
     responses((status = 200, body = Vec<LogRecord>))
 )]
 async fn filter_logs(State(db): Db, Json(filter): Json<LogFilter>) -> ApiResult<Vec<LogRecord>> {
-    let filter = LogFilter {
-        limit: filter.limit.clamp(1, 50_000),
-        ..filter
-    };
+    let filter = LogFilter { limit: filter.limit.clamp(1, 50_000), ..filter };
     Ok(Json(db.read_logs(&filter).await?))
 }
 
@@ -188,12 +166,25 @@ async fn filter_logs(State(db): Db, Json(filter): Json<LogFilter>) -> ApiResult<
     post, path = "/batches", tag = "runs", request_body = WriteBatch,
     responses((status = 204, description = "recorded"))
 )]
-async fn record_batch(
-    State(db): Db,
-    Json(batch): Json<WriteBatch>,
-) -> Result<StatusCode, ApiError> {
+async fn record_batch(State(db): Db, Json(batch): Json<WriteBatch>) -> Result<StatusCode, ApiError> {
     db.record(&batch).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+struct CrashStale {
+    /// Live runs whose last heartbeat is older than this are crashed.
+    cutoff: chrono::DateTime<chrono::Utc>,
+}
+
+/// Marks CRASHED the live flow runs whose heartbeat is older than `cutoff`
+/// (the server also does this by itself on a timer).
+#[utoipa::path(
+    post, path = "/flow_runs/crash_stale", tag = "flow_runs", request_body = CrashStale,
+    responses((status = 200, body = Vec<FlowRun>, description = "the runs marked CRASHED"))
+)]
+async fn crash_stale_runs(State(db): Db, Json(req): Json<CrashStale>) -> ApiResult<Vec<FlowRun>> {
+    Ok(Json(db.crash_stale_runs(req.cutoff).await?))
 }
 
 /// Lists the API from its own OpenAPI document; no external assets, so it

@@ -12,11 +12,7 @@ use crate::error::ApiError;
 
 const OPEN_PATHS: &[&str] = &["/api/health", "/api/openapi.json", "/api/docs"];
 
-pub(crate) async fn require_key(
-    State(keys): State<Arc<Vec<String>>>,
-    req: Request,
-    next: Next,
-) -> Response {
+pub(crate) async fn require_key(State(keys): State<Arc<Vec<String>>>, req: Request, next: Next) -> Response {
     if keys.is_empty() || OPEN_PATHS.contains(&req.uri().path()) {
         return next.run(req).await;
     }
@@ -27,19 +23,10 @@ pub(crate) async fn require_key(
         .and_then(|v| v.strip_prefix("Bearer "))
         .or_else(|| req.headers().get("x-api-key").and_then(|v| v.to_str().ok()));
     match given {
-        Some(k)
-            if keys
-                .iter()
-                .any(|valid| same(valid.as_bytes(), k.trim().as_bytes())) =>
-        {
-            next.run(req).await
-        }
+        Some(k) if keys.iter().any(|valid| same(valid.as_bytes(), k.trim().as_bytes())) => next.run(req).await,
         Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "invalid API key").into_response(),
-        None => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "this server requires an API key (Authorization: Bearer …)",
-        )
-        .into_response(),
+        None => ApiError::new(StatusCode::UNAUTHORIZED, "this server requires an API key (Authorization: Bearer …)")
+            .into_response(),
     }
 }
 

@@ -8,10 +8,7 @@ use headwater_store::StoreError;
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: String,
-        source: std::io::Error,
-    },
+    Bind { addr: String, source: std::io::Error },
     #[error(
         "refusing to serve {addr} without an API key: anyone who can reach it could read and change runs. \
          Set HEADWATER_API_KEY (or --api-key-file), bind 127.0.0.1, or pass --allow-unauthenticated-remote"
@@ -30,10 +27,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            detail: detail.into(),
-        }
+        ApiError { status, detail: detail.into() }
     }
     pub fn not_found(detail: impl Into<String>) -> Self {
         ApiError::new(StatusCode::NOT_FOUND, detail)
@@ -58,10 +52,6 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(serde_json::json!({ "detail": self.detail })),
-        )
-            .into_response()
+        (self.status, Json(serde_json::json!({ "detail": self.detail }))).into_response()
     }
 }

@@ -11,6 +11,7 @@ mod error;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use headwater_store::Store;
 use tokio::net::TcpListener;
@@ -28,6 +29,8 @@ pub struct ServerConfig {
     pub api_keys: Vec<String>,
     /// Serve a non-loopback address without API keys anyway.
     pub allow_unauthenticated_remote: bool,
+    /// Live runs silent for this long are marked CRASHED.
+    pub heartbeat_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -37,6 +40,7 @@ impl Default for ServerConfig {
             port: 4200,
             api_keys: Vec::new(),
             allow_unauthenticated_remote: false,
+            heartbeat_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -45,19 +49,9 @@ impl Default for ServerConfig {
 /// this machine unless told to.
 pub async fn bind(config: &ServerConfig) -> Result<TcpListener, ServerError> {
     let addr = format!("{}:{}", config.host, config.port);
-    let listener = TcpListener::bind(&addr)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: addr.clone(),
-            source,
-        })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| ServerError::Bind { addr, source })?;
-    if !local.ip().is_loopback()
-        && config.api_keys.is_empty()
-        && !config.allow_unauthenticated_remote
-    {
+    let listener = TcpListener::bind(&addr).await.map_err(|source| ServerError::Bind { addr: addr.clone(), source })?;
+    let local = listener.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
+    if !local.ip().is_loopback() && config.api_keys.is_empty() && !config.allow_unauthenticated_remote {
         return Err(ServerError::UnauthenticatedRemote { addr: local });
     }
     Ok(listener)
@@ -65,23 +59,53 @@ pub async fn bind(config: &ServerConfig) -> Result<TcpListener, ServerError> {
 
 /// The whole application: `/api/...` behind the key check.
 pub fn app(store: Arc<dyn Store>, api_keys: Vec<String>) -> axum::Router {
-    api::router(store).layer(axum::middleware::from_fn_with_state(
-        Arc::new(api_keys),
-        auth::require_key,
-    ))
+    api::router(store).layer(axum::middleware::from_fn_with_state(Arc::new(api_keys), auth::require_key))
 }
 
 /// Serves until `shutdown` resolves, then finishes the requests in flight.
+/// Alongside the API, a reaper marks CRASHED the runs whose process went
+/// silent for `config.heartbeat_timeout`.
 pub async fn serve(
     listener: TcpListener,
     store: Arc<dyn Store>,
-    api_keys: Vec<String>,
+    config: &ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    axum::serve(listener, app(store, api_keys))
+    let stop = CancellationToken::new();
+    let reaper = tokio::spawn(reap_loop(store.clone(), config.heartbeat_timeout, stop.clone()));
+    let served = axum::serve(listener, app(store, config.api_keys.clone()))
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(ServerError::Serve)
+        .map_err(ServerError::Serve);
+    stop.cancel();
+    let _ = reaper.await;
+    served
+}
+
+/// Background work of the server, stopped by `stop`: every few seconds,
+/// crash the live runs whose heartbeat is older than `timeout`.
+async fn reap_loop(store: Arc<dyn Store>, timeout: Duration, stop: CancellationToken) {
+    let every = (timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(15));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let cutoff = chrono::Utc::now() - chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
+        match store.crash_stale_runs(cutoff).await {
+            Ok(crashed) => {
+                for r in crashed {
+                    tracing::warn!(
+                        "flow run '{}' ({}) marked CRASHED: {}",
+                        r.name,
+                        r.id,
+                        r.state.message.unwrap_or_default()
+                    );
+                }
+            }
+            Err(e) => tracing::error!("could not look for crashed runs: {e}"),
+        }
+    }
 }
 
 /// A server running in the background of this process (for tests and
@@ -94,30 +118,20 @@ pub struct RunningServer {
 
 impl RunningServer {
     /// Starts a server on an ephemeral loopback port.
-    pub async fn start(
-        store: Arc<dyn Store>,
-        api_keys: Vec<String>,
-    ) -> Result<RunningServer, ServerError> {
-        let config = ServerConfig {
-            port: 0,
-            api_keys: api_keys.clone(),
-            ..Default::default()
-        };
+    pub async fn start(store: Arc<dyn Store>, api_keys: Vec<String>) -> Result<RunningServer, ServerError> {
+        let config = ServerConfig { port: 0, api_keys, ..Default::default() };
+        RunningServer::start_with(store, config).await
+    }
+
+    /// Starts a server as `config` says (host and port included).
+    pub async fn start_with(store: Arc<dyn Store>, config: ServerConfig) -> Result<RunningServer, ServerError> {
         let listener = bind(&config).await?;
-        let addr = listener.local_addr().map_err(|source| ServerError::Bind {
-            addr: "127.0.0.1:0".into(),
-            source,
-        })?;
+        let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: config.host.clone(), source })?;
         let stop = CancellationToken::new();
         let token = stop.clone();
-        let handle = tokio::spawn(serve(listener, store, api_keys, async move {
-            token.cancelled().await
-        }));
-        Ok(RunningServer {
-            addr,
-            stop,
-            handle: Some(handle),
-        })
+        let handle =
+            tokio::spawn(async move { serve(listener, store, &config, async move { token.cancelled().await }).await });
+        Ok(RunningServer { addr, stop, handle: Some(handle) })
     }
 
     /// The API root clients use, e.g. `http://127.0.0.1:4711/api`.

@@ -4,31 +4,49 @@
 use crate::error::StoreError;
 
 pub(crate) const FLOW_RUN_COLS: &str = "id, flow_id, flow_name, name, parameters, tags, state_type, state_name, \
-     state_message, state_timestamp, state_scheduled, parent_flow_run_id, run_count, start_time, end_time, created";
+     state_message, state_timestamp, state_scheduled, parent_flow_run_id, run_count, start_time, end_time, created, heartbeat";
 pub(crate) const TASK_RUN_COLS: &str = "id, flow_run_id, task_name, name, dynamic_key, tags, state_type, state_name, \
      state_message, state_timestamp, state_scheduled, run_count, cache_key, cache_expiration, start_time, end_time, created";
-pub(crate) const STATE_COLS: &str =
-    "run_id, run_kind, state_type, state_name, message, timestamp, scheduled";
+pub(crate) const STATE_COLS: &str = "run_id, run_kind, state_type, state_name, message, timestamp, scheduled";
 pub(crate) const LOG_COLS: &str = "flow_run_id, task_run_id, level, timestamp, message";
+
+/// The state types of a run that is not over (and so may crash).
+pub(crate) const LIVE_STATES: &str = "'PENDING', 'RUNNING', 'CANCELLING'";
+/// The state types a run never leaves on its own.
+pub(crate) const FINAL_STATES: &str = "'COMPLETED', 'FAILED', 'CANCELLED', 'CRASHED'";
+
+/// The snapshots and history rows that mark `runs` (and their unfinished
+/// `tasks`) CRASHED at `now`.
+pub(crate) fn crash_batch(
+    runs: Vec<headwater_core::FlowRun>,
+    tasks: Vec<headwater_core::TaskRun>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> crate::WriteBatch {
+    use headwater_core::{crash_message, RunKind, State, StateRecord};
+    let mut batch = crate::WriteBatch::default();
+    for mut r in runs {
+        let last = r.heartbeat.unwrap_or(r.state.timestamp);
+        r.state = State::crashed(now, crash_message(last));
+        r.end_time = Some(now);
+        batch.states.push(StateRecord { run_id: r.id, kind: RunKind::Flow, state: r.state.clone() });
+        batch.flow_runs.push(r);
+    }
+    for mut t in tasks {
+        t.state = State::crashed(now, "its flow run crashed");
+        t.end_time = Some(now);
+        batch.states.push(StateRecord { run_id: t.id, kind: RunKind::Task, state: t.state.clone() });
+        batch.task_runs.push(t);
+    }
+    batch
+}
 
 /// Column names of a state: type, name, message, timestamp, scheduled time.
 pub(crate) type StateCols = [&'static str; 5];
 /// The current state, stored on a run's row.
-pub(crate) const RUN_STATE: StateCols = [
-    "state_type",
-    "state_name",
-    "state_message",
-    "state_timestamp",
-    "state_scheduled",
-];
+pub(crate) const RUN_STATE: StateCols =
+    ["state_type", "state_name", "state_message", "state_timestamp", "state_scheduled"];
 /// A row of the state history.
-pub(crate) const HISTORY_STATE: StateCols = [
-    "state_type",
-    "state_name",
-    "message",
-    "timestamp",
-    "scheduled",
-];
+pub(crate) const HISTORY_STATE: StateCols = ["state_type", "state_name", "message", "timestamp", "scheduled"];
 
 /// `col = excluded.col` for every column but the key and the creation time.
 pub(crate) fn upsert_set(cols: &str) -> String {

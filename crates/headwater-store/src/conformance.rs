@@ -4,15 +4,15 @@
 //! done when it passes. Names are made unique per call so the suite also
 //! runs against a shared database.
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, SubsecRound, TimeZone, Utc};
 use headwater_core::{
-    flow_id_for_name, Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord, StateType,
-    TaskRun,
+    flow_id_for_name, Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord, StateType, TaskRun,
 };
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::{FlowRunFilter, LogFilter, Store, StoreError, WriteBatch};
+use headwater_core::Heartbeat;
 
 fn t(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_700_000_000 + secs, 123_000).unwrap()
@@ -44,6 +44,7 @@ fn flow_run(flow: &Flow, name: &str, at: i64, state: State) -> FlowRun {
         start_time: None,
         end_time: None,
         created: t(at),
+        heartbeat: None,
     }
 }
 
@@ -66,14 +67,7 @@ fn task_run(fr: &FlowRun, task: &str, key: u64, at: i64) -> TaskRun {
 }
 
 fn log(fr: &FlowRun, task: Option<Uuid>, level: LogLevel, msg: &str) -> LogRecord {
-    LogRecord {
-        id: 0,
-        flow_run_id: fr.id,
-        task_run_id: task,
-        level,
-        timestamp: t(5),
-        message: msg.into(),
-    }
+    LogRecord { id: 0, flow_run_id: fr.id, task_run_id: task, level, timestamp: t(5), message: msg.into() }
 }
 
 pub async fn run_all(store: &dyn Store) {
@@ -82,50 +76,88 @@ pub async fn run_all(store: &dyn Store) {
     filters_and_keyset_pagination(store).await;
     task_runs_and_logs(store).await;
     resolve_by_id_prefix_and_name(store).await;
+    stale_runs_crash_with_their_tasks(store).await;
     empty_batch_is_fine(store).await;
 }
 
-pub async fn flows_upsert_by_name(store: &dyn Store) {
-    let name = format!("etl-{}", Uuid::now_v7().simple());
-    let batch = WriteBatch {
-        flows: vec![flow(&name, "1")],
-        ..Default::default()
-    };
-    store.record(&batch).await.unwrap();
-    let mut f2 = flow(&name, "2");
-    f2.updated = t(10);
+pub async fn stale_runs_crash_with_their_tasks(store: &dyn Store) {
+    let f = flow(&format!("reap-{}", Uuid::now_v7().simple()), "1");
+    // Stores keep microseconds.
+    let now = Utc::now().trunc_subsecs(6);
+    let ago = |s: i64| now - Duration::seconds(s);
+    let mut dead = flow_run(&f, "killed", 0, State::running(ago(600)));
+    dead.heartbeat = Some(ago(300));
+    let mut alive = flow_run(&f, "alive", 1, State::running(ago(600)));
+    alive.heartbeat = Some(ago(300));
+    let mut done = flow_run(&f, "done", 2, State::completed(ago(400)));
+    done.heartbeat = Some(ago(400));
+    let mut dead_task = task_run(&dead, "load", 0, 0);
+    dead_task.state = State::running(ago(500));
+    dead_task.end_time = None;
+    let finished_task = task_run(&dead, "fetch", 0, 0);
     store
         .record(&WriteBatch {
-            flows: vec![f2],
+            flows: vec![f],
+            flow_runs: vec![dead.clone(), alive.clone(), done.clone()],
+            task_runs: vec![dead_task.clone(), finished_task.clone()],
             ..Default::default()
         })
         .await
         .unwrap();
+    // The live run's process is still beating.
+    store
+        .record(&WriteBatch { heartbeats: vec![Heartbeat { flow_run_id: alive.id, at: ago(1) }], ..Default::default() })
+        .await
+        .unwrap();
+    // An older heartbeat never moves the clock back.
+    store
+        .record(&WriteBatch {
+            heartbeats: vec![Heartbeat { flow_run_id: alive.id, at: ago(200) }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let crashed = store.crash_stale_runs(ago(60)).await.unwrap();
+    let crashed_ids: Vec<_> = crashed.iter().map(|r| r.id).collect();
+    assert!(crashed_ids.contains(&dead.id));
+    assert!(!crashed_ids.contains(&alive.id) && !crashed_ids.contains(&done.id));
+
+    let got = store.read_flow_run(dead.id).await.unwrap().unwrap();
+    assert_eq!(got.state.state_type, StateType::Crashed);
+    assert!(got.state.message.as_deref().unwrap().starts_with("no heartbeat since"), "{:?}", got.state.message);
+    assert!(got.end_time.is_some());
+    assert_eq!(store.read_states(dead.id).await.unwrap().last().unwrap().state.state_type, StateType::Crashed);
+    let tasks = store.list_task_runs(dead.id).await.unwrap();
+    let by_name = |n: &str| tasks.iter().find(|t| t.task_name == n).unwrap().state.state_type;
+    assert_eq!(by_name("load"), StateType::Crashed);
+    assert_eq!(by_name("fetch"), StateType::Completed, "finished task runs keep their state");
+    let alive_now = store.read_flow_run(alive.id).await.unwrap().unwrap();
+    assert_eq!(alive_now.state.state_type, StateType::Running);
+    assert_eq!(alive_now.heartbeat, Some(ago(1)));
+    assert!(store.crash_stale_runs(ago(60)).await.unwrap().iter().all(|r| r.id != dead.id), "crashed once");
+}
+
+pub async fn flows_upsert_by_name(store: &dyn Store) {
+    let name = format!("etl-{}", Uuid::now_v7().simple());
+    let batch = WriteBatch { flows: vec![flow(&name, "1")], ..Default::default() };
+    store.record(&batch).await.unwrap();
+    let mut f2 = flow(&name, "2");
+    f2.updated = t(10);
+    store.record(&WriteBatch { flows: vec![f2], ..Default::default() }).await.unwrap();
     let got = store.read_flow(&name).await.unwrap().expect("flow stored");
     assert_eq!(got.version.as_deref(), Some("2"));
     assert_eq!(got.created, t(0), "created is kept on re-registration");
     assert_eq!(got.updated, t(10));
-    assert_eq!(
-        got.parameter_schema["properties"]["month"]["type"],
-        "integer"
-    );
-    assert!(store
-        .list_flows()
-        .await
-        .unwrap()
-        .iter()
-        .any(|f| f.name == name));
+    assert_eq!(got.parameter_schema["properties"]["month"]["type"], "integer");
+    assert!(store.list_flows().await.unwrap().iter().any(|f| f.name == name));
     assert!(store.read_flow("no-such-flow").await.unwrap().is_none());
 }
 
 pub async fn runs_round_trip_with_history(store: &dyn Store) {
     let f = flow(&format!("hist-{}", Uuid::now_v7().simple()), "1");
     let mut run = flow_run(&f, "brave-heron", 1, State::pending(t(1)));
-    let mut states = vec![StateRecord {
-        run_id: run.id,
-        kind: RunKind::Flow,
-        state: run.state.clone(),
-    }];
+    let mut states = vec![StateRecord { run_id: run.id, kind: RunKind::Flow, state: run.state.clone() }];
     store
         .record(&WriteBatch {
             flows: vec![f.clone()],
@@ -138,40 +170,20 @@ pub async fn runs_round_trip_with_history(store: &dyn Store) {
     // Later snapshots replace the row; history is appended.
     run.state = State::running(t(2));
     run.start_time = Some(t(2));
-    states.push(StateRecord {
-        run_id: run.id,
-        kind: RunKind::Flow,
-        state: run.state.clone(),
-    });
+    states.push(StateRecord { run_id: run.id, kind: RunKind::Flow, state: run.state.clone() });
     let mut ar = State::awaiting_retry(t(3), t(13));
     ar.message = Some("retry 1 of 2".into());
-    states.push(StateRecord {
-        run_id: run.id,
-        kind: RunKind::Flow,
-        state: ar,
-    });
+    states.push(StateRecord { run_id: run.id, kind: RunKind::Flow, state: ar });
     run.state = State::failed(t(20), "boom: connection reset");
     run.end_time = Some(t(20));
     run.run_count = 2;
-    states.push(StateRecord {
-        run_id: run.id,
-        kind: RunKind::Flow,
-        state: run.state.clone(),
-    });
+    states.push(StateRecord { run_id: run.id, kind: RunKind::Flow, state: run.state.clone() });
     store
-        .record(&WriteBatch {
-            flow_runs: vec![run.clone()],
-            states: states[1..].to_vec(),
-            ..Default::default()
-        })
+        .record(&WriteBatch { flow_runs: vec![run.clone()], states: states[1..].to_vec(), ..Default::default() })
         .await
         .unwrap();
 
-    let got = store
-        .read_flow_run(run.id)
-        .await
-        .unwrap()
-        .expect("run stored");
+    let got = store.read_flow_run(run.id).await.unwrap().expect("run stored");
     assert_eq!(got, run);
     let history = store.read_states(run.id).await.unwrap();
     assert_eq!(history, states);
@@ -194,62 +206,29 @@ pub async fn filters_and_keyset_pagination(store: &dyn Store) {
     let parent = runs[0].id;
     runs[1].parent_flow_run_id = Some(parent);
     runs[2].parent_flow_run_id = Some(parent);
-    store
-        .record(&WriteBatch {
-            flows: vec![f.clone()],
-            flow_runs: runs.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    store.record(&WriteBatch { flows: vec![f.clone()], flow_runs: runs.clone(), ..Default::default() }).await.unwrap();
 
-    let base = FlowRunFilter {
-        flow_name: Some(f.name.clone()),
-        limit: 10,
-        ..Default::default()
-    };
+    let base = FlowRunFilter { flow_name: Some(f.name.clone()), limit: 10, ..Default::default() };
     let page1 = store.list_flow_runs(&base).await.unwrap();
     assert_eq!(page1.len(), 10);
     assert_eq!(page1[0].name, "run-24", "newest first");
     let last = page1.last().unwrap();
-    let page2 = store
-        .list_flow_runs(&FlowRunFilter {
-            before: Some(last.into()),
-            ..base.clone()
-        })
-        .await
-        .unwrap();
+    let page2 = store.list_flow_runs(&FlowRunFilter { before: Some(last.into()), ..base.clone() }).await.unwrap();
     assert_eq!(page2.len(), 10);
     assert_eq!(page2[0].name, "run-14");
     let last = page2.last().unwrap();
-    let page3 = store
-        .list_flow_runs(&FlowRunFilter {
-            before: Some(last.into()),
-            ..base.clone()
-        })
-        .await
-        .unwrap();
+    let page3 = store.list_flow_runs(&FlowRunFilter { before: Some(last.into()), ..base.clone() }).await.unwrap();
     assert_eq!(page3.len(), 5);
     assert_eq!(page3.last().unwrap().name, "run-0");
 
     let failed = store
-        .list_flow_runs(&FlowRunFilter {
-            states: vec![StateType::Failed],
-            limit: 100,
-            ..base.clone()
-        })
+        .list_flow_runs(&FlowRunFilter { states: vec![StateType::Failed], limit: 100, ..base.clone() })
         .await
         .unwrap();
     assert_eq!(failed.len(), 8);
-    assert!(failed
-        .iter()
-        .all(|r| r.state.state_type == StateType::Failed));
+    assert!(failed.iter().all(|r| r.state.state_type == StateType::Failed));
     let late = store
-        .list_flow_runs(&FlowRunFilter {
-            state_names: vec!["Late".into()],
-            limit: 100,
-            ..base.clone()
-        })
+        .list_flow_runs(&FlowRunFilter { state_names: vec!["Late".into()], limit: 100, ..base.clone() })
         .await
         .unwrap();
     assert_eq!(late.len(), 8);
@@ -263,34 +242,20 @@ pub async fn filters_and_keyset_pagination(store: &dyn Store) {
         .unwrap();
     assert_eq!(two.len(), 17);
     let children = store
-        .list_flow_runs(&FlowRunFilter {
-            parent_flow_run_id: Some(parent),
-            limit: 100,
-            ..Default::default()
-        })
+        .list_flow_runs(&FlowRunFilter { parent_flow_run_id: Some(parent), limit: 100, ..Default::default() })
         .await
         .unwrap();
-    assert_eq!(
-        children.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
-        vec!["run-2", "run-1"]
-    );
+    assert_eq!(children.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), vec!["run-2", "run-1"]);
 }
 
 pub async fn task_runs_and_logs(store: &dyn Store) {
     let f = flow(&format!("tasks-{}", Uuid::now_v7().simple()), "1");
     let fr = flow_run(&f, "calm-otter", 0, State::completed(t(9)));
-    let tasks: Vec<TaskRun> = (0..3)
-        .map(|k| task_run(&fr, "fetch", k, k as i64))
-        .collect();
+    let tasks: Vec<TaskRun> = (0..3).map(|k| task_run(&fr, "fetch", k, k as i64)).collect();
     let logs = vec![
         log(&fr, None, LogLevel::Info, "Created flow run 'calm-otter'"),
         log(&fr, Some(tasks[0].id), LogLevel::Debug, "debug detail"),
-        log(
-            &fr,
-            Some(tasks[1].id),
-            LogLevel::Warning,
-            "rows: 1369765 — 'quoted' \"text\"",
-        ),
+        log(&fr, Some(tasks[1].id), LogLevel::Warning, "rows: 1369765 — 'quoted' \"text\""),
         log(&fr, None, LogLevel::Error, "final error"),
     ];
     store
@@ -306,51 +271,20 @@ pub async fn task_runs_and_logs(store: &dyn Store) {
     let got = store.list_task_runs(fr.id).await.unwrap();
     assert_eq!(got, tasks);
 
-    let all = store
-        .read_logs(&LogFilter::for_flow_run(fr.id))
-        .await
-        .unwrap();
+    let all = store.read_logs(&LogFilter::for_flow_run(fr.id)).await.unwrap();
     assert_eq!(all.len(), 4);
-    assert!(
-        all.windows(2).all(|w| w[0].id < w[1].id),
-        "ids increase in write order"
-    );
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id), "ids increase in write order");
     assert_eq!(all[2].message, logs[2].message);
     assert_eq!(all[1].task_run_id, Some(tasks[0].id));
-    let warn_up = store
-        .read_logs(&LogFilter {
-            min_level: LogLevel::Warning,
-            ..LogFilter::for_flow_run(fr.id)
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        warn_up.iter().map(|l| l.level).collect::<Vec<_>>(),
-        vec![LogLevel::Warning, LogLevel::Error]
-    );
-    let after = store
-        .read_logs(&LogFilter {
-            after_id: all[1].id,
-            ..LogFilter::for_flow_run(fr.id)
-        })
-        .await
-        .unwrap();
+    let warn_up =
+        store.read_logs(&LogFilter { min_level: LogLevel::Warning, ..LogFilter::for_flow_run(fr.id) }).await.unwrap();
+    assert_eq!(warn_up.iter().map(|l| l.level).collect::<Vec<_>>(), vec![LogLevel::Warning, LogLevel::Error]);
+    let after = store.read_logs(&LogFilter { after_id: all[1].id, ..LogFilter::for_flow_run(fr.id) }).await.unwrap();
     assert_eq!(after.len(), 2);
-    let of_task = store
-        .read_logs(&LogFilter {
-            task_run_id: Some(tasks[1].id),
-            ..LogFilter::for_flow_run(fr.id)
-        })
-        .await
-        .unwrap();
+    let of_task =
+        store.read_logs(&LogFilter { task_run_id: Some(tasks[1].id), ..LogFilter::for_flow_run(fr.id) }).await.unwrap();
     assert_eq!(of_task.len(), 1);
-    let limited = store
-        .read_logs(&LogFilter {
-            limit: 3,
-            ..LogFilter::for_flow_run(fr.id)
-        })
-        .await
-        .unwrap();
+    let limited = store.read_logs(&LogFilter { limit: 3, ..LogFilter::for_flow_run(fr.id) }).await.unwrap();
     assert_eq!(limited.len(), 3);
 }
 
@@ -361,39 +295,15 @@ pub async fn resolve_by_id_prefix_and_name(store: &dyn Store) {
     let dup = format!("dup-{}", Uuid::now_v7().simple());
     let b = flow_run(&f, &dup, 1, State::completed(t(1)));
     let c = flow_run(&f, &dup, 2, State::completed(t(1)));
-    store
-        .record(&WriteBatch {
-            flows: vec![f],
-            flow_runs: vec![a.clone(), b, c],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        store.resolve_flow_run(&a.id.to_string()).await.unwrap().id,
-        a.id
-    );
-    assert_eq!(
-        store
-            .resolve_flow_run(&a.id.to_string()[..36])
-            .await
-            .unwrap()
-            .id,
-        a.id
-    );
+    store.record(&WriteBatch { flows: vec![f], flow_runs: vec![a.clone(), b, c], ..Default::default() }).await.unwrap();
+    assert_eq!(store.resolve_flow_run(&a.id.to_string()).await.unwrap().id, a.id);
+    assert_eq!(store.resolve_flow_run(&a.id.to_string()[..36]).await.unwrap().id, a.id);
     assert_eq!(store.resolve_flow_run(&unique).await.unwrap().id, a.id);
-    assert!(matches!(
-        store.resolve_flow_run(&dup).await,
-        Err(StoreError::Ambiguous { count: 2, .. })
-    ));
+    assert!(matches!(store.resolve_flow_run(&dup).await, Err(StoreError::Ambiguous { count: 2, .. })));
     let missing = store.resolve_flow_run("no-such-run").await.unwrap_err();
     assert_eq!(missing.to_string(), "no flow run matches 'no-such-run'");
-    let err = store
-        .resolve_flow_run(&Uuid::now_v7().to_string())
-        .await
-        .unwrap_err();
+    let err = store.resolve_flow_run(&Uuid::now_v7().to_string()).await.unwrap_err();
     assert!(matches!(err, StoreError::FlowRunNotFound(_)));
-    let _ = Duration::zero();
 }
 
 pub async fn empty_batch_is_fine(store: &dyn Store) {

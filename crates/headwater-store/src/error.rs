@@ -18,10 +18,7 @@ pub enum StoreError {
     Corrupt(String),
     /// A remote store (the Headwater server) refused or could not be reached.
     #[error("{message}")]
-    Remote {
-        status: Option<u16>,
-        message: String,
-    },
+    Remote { status: Option<u16>, message: String },
 }
 
 impl StoreError {

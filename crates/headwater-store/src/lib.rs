@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use headwater_core::{Flow, FlowRun, LogLevel, LogRecord, StateRecord, StateType, TaskRun};
+use headwater_core::{Flow, FlowRun, Heartbeat, LogLevel, LogRecord, StateRecord, StateType, TaskRun};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -33,9 +33,7 @@ pub async fn open(url_or_path: &str) -> Result<Arc<dyn Store>> {
     if url_or_path.starts_with("postgres://") || url_or_path.starts_with("postgresql://") {
         Ok(Arc::new(PostgresStore::open(url_or_path).await?))
     } else {
-        let path = url_or_path
-            .trim_start_matches("sqlite://")
-            .trim_start_matches("sqlite:");
+        let path = url_or_path.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
         Ok(Arc::new(SqliteStore::open(Path::new(path)).await?))
     }
 }
@@ -50,6 +48,7 @@ pub struct WriteBatch {
     pub task_runs: Vec<TaskRun>,
     pub states: Vec<StateRecord>,
     pub logs: Vec<LogRecord>,
+    pub heartbeats: Vec<Heartbeat>,
 }
 
 impl WriteBatch {
@@ -59,6 +58,7 @@ impl WriteBatch {
             && self.task_runs.is_empty()
             && self.states.is_empty()
             && self.logs.is_empty()
+            && self.heartbeats.is_empty()
     }
 }
 
@@ -71,10 +71,7 @@ pub struct Cursor {
 
 impl From<&FlowRun> for Cursor {
     fn from(r: &FlowRun) -> Self {
-        Cursor {
-            created: r.created,
-            id: r.id,
-        }
+        Cursor { created: r.created, id: r.id }
     }
 }
 
@@ -131,13 +128,7 @@ fn default_log_limit() -> u32 {
 
 impl LogFilter {
     pub fn for_flow_run(flow_run_id: Uuid) -> Self {
-        LogFilter {
-            flow_run_id,
-            task_run_id: None,
-            min_level: LogLevel::Debug,
-            after_id: 0,
-            limit: 10_000,
-        }
+        LogFilter { flow_run_id, task_run_id: None, min_level: LogLevel::Debug, after_id: 0, limit: 10_000 }
     }
 }
 
@@ -163,6 +154,15 @@ pub trait RunReader: Send + Sync {
     async fn read_logs(&self, filter: &LogFilter) -> Result<Vec<LogRecord>>;
 }
 
+/// Finds runs whose process died.
+#[async_trait]
+pub trait RunReaper: Send + Sync {
+    /// Marks CRASHED every live flow run (PENDING, RUNNING, CANCELLING)
+    /// whose last heartbeat is older than `cutoff`, with its unfinished task
+    /// runs, in one transaction. Returns the runs it crashed.
+    async fn crash_stale_runs(&self, cutoff: DateTime<Utc>) -> Result<Vec<FlowRun>>;
+}
+
 /// A complete store.
-pub trait Store: RunRecorder + RunReader {}
-impl<T: RunRecorder + RunReader> Store for T {}
+pub trait Store: RunRecorder + RunReader + RunReaper {}
+impl<T: RunRecorder + RunReader + RunReaper> Store for T {}

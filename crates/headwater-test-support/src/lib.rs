@@ -24,28 +24,18 @@ impl PgTestDb {
                     std::env::var("CI").is_err(),
                     "CI must run the PostgreSQL tests: scripts/test sets HEADWATER_TEST_POSTGRES_URL"
                 );
-                eprintln!("SKIPPED: HEADWATER_TEST_POSTGRES_URL is not set (./scripts/test starts PostgreSQL and sets it)");
+                eprintln!(
+                    "SKIPPED: HEADWATER_TEST_POSTGRES_URL is not set (./scripts/test starts PostgreSQL and sets it)"
+                );
                 return None;
             }
         };
         let name = format!("hw_test_{}", Uuid::now_v7().simple());
-        let mut conn = sqlx::PgConnection::connect(&admin_url)
-            .await
-            .expect("the test PostgreSQL answers");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .expect("can create a test database");
-        let base = admin_url
-            .rsplit_once('/')
-            .map(|(b, _)| b)
-            .unwrap_or(&admin_url);
+        let mut conn = sqlx::PgConnection::connect(&admin_url).await.expect("the test PostgreSQL answers");
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("can create a test database");
+        let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url);
         let url = format!("{base}/{name}");
-        Some(PgTestDb {
-            admin_url,
-            name,
-            url,
-        })
+        Some(PgTestDb { admin_url, name, url })
     }
 }
 
@@ -54,17 +44,12 @@ impl Drop for PgTestDb {
         let (admin, name) = (self.admin_url.clone(), self.name.clone());
         // Drop cannot await: a short-lived runtime on its own thread.
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                 return;
             };
             rt.block_on(async {
                 if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut c)
-                        .await;
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut c).await;
                 }
             });
         })

@@ -82,11 +82,7 @@ impl FlowHandle {
         match given {
             Value::Object(m) => merged.extend(m),
             Value::Null => {}
-            other => {
-                return Err(Error::InvalidParameters(format!(
-                    "parameters must be a JSON object, got {other}"
-                )))
-            }
+            other => return Err(Error::InvalidParameters(format!("parameters must be a JSON object, got {other}"))),
         }
         Ok(Value::Object(merged))
     }
@@ -151,10 +147,7 @@ impl App {
             }
         };
         if inv.schema {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&flow.parameter_schema()).unwrap_or_default()
-            );
+            println!("{}", serde_json::to_string_pretty(&flow.parameter_schema()).unwrap_or_default());
             return ExitCode::SUCCESS;
         }
         let outcome = FINAL_STATE
@@ -180,19 +173,13 @@ impl App {
     }
 
     fn pick(&self, name: Option<&str>) -> Result<&FlowHandle, String> {
-        let names = || {
-            self.flows
-                .iter()
-                .map(|f| f.name())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let names = || self.flows.iter().map(|f| f.name()).collect::<Vec<_>>().join(", ");
         match name {
-            Some(n) => {
-                self.flows.iter().find(|f| f.name() == n).ok_or_else(|| {
-                    format!("no flow named '{n}' in this program (flows: {})", names())
-                })
-            }
+            Some(n) => self
+                .flows
+                .iter()
+                .find(|f| f.name() == n)
+                .ok_or_else(|| format!("no flow named '{n}' in this program (flows: {})", names())),
             None if self.flows.len() == 1 => Ok(&self.flows[0]),
             None => Err(format!("name the flow to run (flows: {})", names())),
         }
@@ -209,28 +196,17 @@ impl App {
              --params-file PATH parameters from a JSON file\n\nflows:\n"
         );
         for f in &self.flows {
-            s.push_str(&format!(
-                "  {:<28} {}\n",
-                f.name(),
-                f.description().unwrap_or("")
-            ));
+            s.push_str(&format!("  {:<28} {}\n", f.name(), f.description().unwrap_or("")));
         }
         s
     }
 }
 
 fn parse_args(args: &[String]) -> Result<Invocation, String> {
-    let mut inv = Invocation {
-        flow: None,
-        params: Map::new(),
-        list: false,
-        schema: false,
-        help: false,
-    };
+    let mut inv = Invocation { flow: None, params: Map::new(), list: false, schema: false, help: false };
     let mut explicit = Map::new();
     let mut it = args.iter();
-    let value_of =
-        |flag: &str, v: Option<&String>| v.cloned().ok_or_else(|| format!("{flag} needs a value"));
+    let value_of = |flag: &str, v: Option<&String>| v.cloned().ok_or_else(|| format!("{flag} needs a value"));
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "-h" | "--help" => inv.help = true,
@@ -238,11 +214,8 @@ fn parse_args(args: &[String]) -> Result<Invocation, String> {
             "--schema" => inv.schema = true,
             "-p" | "--param" => {
                 let kv = value_of(arg, it.next())?;
-                let (k, v) = kv
-                    .split_once('=')
-                    .ok_or_else(|| format!("-p takes NAME=VALUE, got '{kv}'"))?;
-                let value =
-                    serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
+                let (k, v) = kv.split_once('=').ok_or_else(|| format!("-p takes NAME=VALUE, got '{kv}'"))?;
+                let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
                 explicit.insert(k.trim().to_string(), value);
             }
             "--params" => {
@@ -251,8 +224,7 @@ fn parse_args(args: &[String]) -> Result<Invocation, String> {
             }
             "--params-file" => {
                 let path = value_of(arg, it.next())?;
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| format!("cannot read {path}: {e}"))?;
+                let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
                 merge_object(&mut inv.params, &text, &path)?;
             }
             other if other.starts_with('-') => return Err(format!("unknown option '{other}'")),
@@ -271,9 +243,7 @@ fn merge_object(into: &mut Map<String, Value>, text: &str, origin: &str) -> Resu
             into.extend(m);
             Ok(())
         }
-        Ok(_) => Err(format!(
-            "{origin} must be a JSON object such as {{\"month\": 1}}"
-        )),
+        Ok(_) => Err(format!("{origin} must be a JSON object such as {{\"month\": 1}}")),
         Err(e) => Err(format!("{origin} is not valid JSON: {e}")),
     }
 }
@@ -307,25 +277,10 @@ mod tests {
 
     #[test]
     fn bad_arguments_say_what_is_wrong() {
-        assert_eq!(
-            parse_args(&args(&["-p", "month"])).err().unwrap(),
-            "-p takes NAME=VALUE, got 'month'"
-        );
-        assert!(parse_args(&args(&["--params", "[1]"]))
-            .err()
-            .unwrap()
-            .contains("must be a JSON object"));
-        assert!(parse_args(&args(&["--params", "{"]))
-            .err()
-            .unwrap()
-            .contains("not valid JSON"));
-        assert_eq!(
-            parse_args(&args(&["--frobnicate"])).err().unwrap(),
-            "unknown option '--frobnicate'"
-        );
-        assert_eq!(
-            parse_args(&args(&["-p"])).err().unwrap(),
-            "-p needs a value"
-        );
+        assert_eq!(parse_args(&args(&["-p", "month"])).err().unwrap(), "-p takes NAME=VALUE, got 'month'");
+        assert!(parse_args(&args(&["--params", "[1]"])).err().unwrap().contains("must be a JSON object"));
+        assert!(parse_args(&args(&["--params", "{"])).err().unwrap().contains("not valid JSON"));
+        assert_eq!(parse_args(&args(&["--frobnicate"])).err().unwrap(), "unknown option '--frobnicate'");
+        assert_eq!(parse_args(&args(&["-p"])).err().unwrap(), "-p needs a value");
     }
 }

@@ -32,13 +32,7 @@ pub(crate) struct FlowRunScope {
 
 impl FlowRunScope {
     pub fn new(id: Uuid, name: String, counters: Counters) -> Self {
-        FlowRunScope {
-            id,
-            name,
-            counters,
-            cancel: CancellationToken::new(),
-            tracker: TaskTracker::new(),
-        }
+        FlowRunScope { id, name, counters, cancel: CancellationToken::new(), tracker: TaskTracker::new() }
     }
 
     /// Cancels the submitted tasks still running and waits until they have
@@ -87,8 +81,5 @@ pub fn current_flow_run() -> Option<(Uuid, String)> {
 
 /// The id and name of the task run the caller is inside, if any.
 pub fn current_task_run() -> Option<(Uuid, String)> {
-    CONTEXT
-        .try_with(|c| c.task_run.as_ref().map(|(id, n)| (*id, n.to_string())))
-        .ok()
-        .flatten()
+    CONTEXT.try_with(|c| c.task_run.as_ref().map(|(id, n)| (*id, n.to_string()))).ok().flatten()
 }

@@ -10,11 +10,11 @@ use futures::FutureExt;
 use headwater_client::ApiClient;
 use headwater_config::{Overrides, Settings};
 use headwater_core::{flow_id_for_name, Flow, LogLevel};
-use headwater_store::{RunReader, SqliteStore, Store};
+use headwater_store::{RunReader, RunReaper, SqliteStore, Store};
 
 use crate::error::{Error, Result};
 use crate::flow::FlowSpec;
-use crate::recorder::{Event, Recorder};
+use crate::recorder::{Event, LiveRuns, Recorder};
 use crate::results::ResultStore;
 
 /// Where runs are recorded and results kept. One per process is usual
@@ -26,15 +26,15 @@ pub struct Engine {
     pub(crate) results: ResultStore,
     store: Arc<dyn Store>,
     registered: Mutex<HashSet<&'static str>>,
+    /// Flow runs in progress in this process (heartbeats go out for them).
+    pub(crate) live: LiveRuns,
     pub(crate) min_level: LogLevel,
     pub(crate) handle_signals: bool,
 }
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine")
-            .field("home", &self.settings.home)
-            .finish()
+        f.debug_struct("Engine").field("home", &self.settings.home).finish()
     }
 }
 
@@ -48,22 +48,27 @@ impl Engine {
     /// Opens the store `settings` describe: the server at
     /// `HEADWATER_API_URL` if set (client mode), else the embedded database.
     pub fn open(settings: Settings) -> Result<Arc<Engine>> {
+        let live = LiveRuns::default();
+        let beat = settings.heartbeat_interval();
         let (recorder, store) = match settings.api_url() {
             Some(url) => {
-                let client =
-                    ApiClient::new(url, settings.get("HEADWATER_API_KEY").map(str::to_string))
-                        .map_err(|e| Error::Open(e.to_string()))?;
+                let client = ApiClient::new(url, settings.get("HEADWATER_API_KEY").map(str::to_string))
+                    .map_err(|e| Error::Open(e.to_string()))?;
                 // Find out now, not after the flow ran, that nobody is listening.
-                Recorder::start(move || {
-                    async move {
-                        client.health().await.map_err(|e| e.to_string())?;
-                        client.list_flows().await.map_err(|e| e.to_string())?;
-                        Ok(Arc::new(client) as Arc<dyn Store>)
-                    }
-                    .boxed()
-                })?
+                Recorder::start(
+                    move || {
+                        async move {
+                            client.health().await.map_err(|e| e.to_string())?;
+                            client.list_flows().await.map_err(|e| e.to_string())?;
+                            Ok(Arc::new(client) as Arc<dyn Store>)
+                        }
+                        .boxed()
+                    },
+                    live.clone(),
+                    beat,
+                )?
             }
-            None => Engine::open_embedded(&settings)?,
+            None => Engine::open_embedded(&settings, live.clone())?,
         };
         let min_level = settings.logging_level().parse().unwrap_or(LogLevel::Info);
         Ok(Arc::new(Engine {
@@ -71,17 +76,15 @@ impl Engine {
             recorder,
             store,
             registered: Mutex::new(HashSet::new()),
+            live,
             min_level,
             handle_signals: true,
             settings,
         }))
     }
 
-    fn open_embedded(settings: &Settings) -> Result<(Recorder, Arc<dyn Store>)> {
-        if let Some(url) = settings
-            .get("HEADWATER_DATABASE_URL")
-            .filter(|u| u.starts_with("postgres"))
-        {
+    fn open_embedded(settings: &Settings, live: LiveRuns) -> Result<(Recorder, Arc<dyn Store>)> {
+        if let Some(url) = settings.get("HEADWATER_DATABASE_URL").filter(|u| u.starts_with("postgres")) {
             return Err(Error::Open(format!(
                 "HEADWATER_DATABASE_URL is a PostgreSQL URL ({}); flows record to PostgreSQL through the server, \
                  embedded mode uses SQLite: set a file path or unset it",
@@ -89,15 +92,28 @@ impl Engine {
             )));
         }
         let path = settings.database_path();
-        Recorder::start(move || {
-            async move {
-                SqliteStore::open(&path)
-                    .await
-                    .map(|s| Arc::new(s) as Arc<dyn Store>)
-                    .map_err(|e| e.to_string())
-            }
-            .boxed()
-        })
+        let timeout = chrono::Duration::from_std(settings.heartbeat_timeout()).unwrap_or(chrono::Duration::MAX);
+        Recorder::start(
+            move || {
+                async move {
+                    let store = SqliteStore::open(&path).await.map_err(|e| e.to_string())?;
+                    // No server watches an embedded store: whoever opens it
+                    // marks the runs of processes that died as CRASHED.
+                    let cutoff = Utc::now() - timeout;
+                    for r in store.crash_stale_runs(cutoff).await.unwrap_or_default() {
+                        eprintln!(
+                            "headwater: flow run '{}' marked CRASHED: {}",
+                            r.name,
+                            r.state.message.unwrap_or_default()
+                        );
+                    }
+                    Ok(Arc::new(store) as Arc<dyn Store>)
+                }
+                .boxed()
+            },
+            live,
+            settings.heartbeat_interval(),
+        )
     }
 
     /// An engine whose home folder is `home` (database, results, profiles),
@@ -111,10 +127,7 @@ impl Engine {
     pub fn with_settings(home: &Path, values: &[(&str, &str)]) -> Result<Arc<Engine>> {
         let overrides = Overrides {
             home: Some(home.to_path_buf()),
-            values: values
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            values: values.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             ..Default::default()
         };
         let settings = Settings::resolve(&overrides, |_| None)?;
@@ -164,11 +177,7 @@ impl Engine {
     }
 
     /// Records the flow (name, version, parameter schema) once per process.
-    pub(crate) fn register_flow(
-        &self,
-        spec: &'static FlowSpec,
-        schema: impl FnOnce() -> serde_json::Value,
-    ) {
+    pub(crate) fn register_flow(&self, spec: &'static FlowSpec, schema: impl FnOnce() -> serde_json::Value) {
         let mut seen = self.registered.lock().expect("registry lock");
         if !seen.insert(spec.name) {
             return;

@@ -57,11 +57,7 @@ impl FlowSpec {
     fn retry_policy(&self) -> RetryPolicy {
         RetryPolicy {
             retries: self.retries,
-            delays: self
-                .retry_delays_ms
-                .iter()
-                .map(|ms| Duration::from_millis(*ms))
-                .collect(),
+            delays: self.retry_delays_ms.iter().map(|ms| Duration::from_millis(*ms)).collect(),
             ..Default::default()
         }
     }
@@ -72,8 +68,7 @@ impl FlowSpec {
 /// Subschemas are inlined (no `$ref`s), so a form can be built from the
 /// schema without resolving references.
 pub fn parameter_schema<P: JsonSchema>() -> Value {
-    let settings =
-        schemars::generate::SchemaSettings::draft2020_12().with(|s| s.inline_subschemas = true);
+    let settings = schemars::generate::SchemaSettings::draft2020_12().with(|s| s.inline_subschemas = true);
     let schema = schemars::SchemaGenerator::new(settings).into_root_schema_for::<P>();
     serde_json::to_value(schema).unwrap_or(Value::Null)
 }
@@ -91,27 +86,18 @@ pub fn parse_parameters<P: DeserializeOwned>(value: Value) -> Result<P, Error> {
                 None => "is not a parameter of this flow (it takes none)".into(),
             };
             if path != "." && !path.is_empty() {
-                return Error::InvalidParameter {
-                    field: path,
-                    reason,
-                };
+                return Error::InvalidParameter { field: path, reason };
             }
         }
         // Errors about the object itself (a missing or unknown field) come
         // with the root path; the field is named inside the message.
         if path == "." || path.is_empty() {
             if let Some(field) = backticked(&reason, "missing field `") {
-                return Error::InvalidParameter {
-                    field,
-                    reason: "is required but was not given".into(),
-                };
+                return Error::InvalidParameter { field, reason: "is required but was not given".into() };
             }
             return Error::InvalidParameters(reason);
         }
-        Error::InvalidParameter {
-            field: path,
-            reason,
-        }
+        Error::InvalidParameter { field: path, reason }
     })
 }
 
@@ -138,8 +124,7 @@ where
     };
     engine.recorder.throttle().await;
     engine.register_flow(spec, parameter_schema::<P>);
-    let parameters =
-        serde_json::to_value(&params).map_err(|e| Error::InvalidParameters(e.to_string()))?;
+    let parameters = serde_json::to_value(&params).map_err(|e| Error::InvalidParameters(e.to_string()))?;
     let now = Utc::now();
     let name = match spec.run_name {
         Some(template) => render_run_name(template, &parameters),
@@ -158,48 +143,34 @@ where
         start_time: None,
         end_time: None,
         created: now,
+        heartbeat: Some(now),
     };
     let is_root = parent.is_none();
     let mut tracker = Tracker::create(engine.clone(), run);
+    let _beating = LiveGuard::new(&engine, tracker.run.id);
     let counters = Counters::default();
     let first = RunContext {
         engine: engine.clone(),
-        flow: Arc::new(FlowRunScope::new(
-            tracker.run.id,
-            name.clone(),
-            counters.clone(),
-        )),
+        flow: Arc::new(FlowRunScope::new(tracker.run.id, name.clone(), counters.clone())),
         task_run: None,
     };
     match &parent {
         Some(p) => emit(
             &first,
             Level::INFO,
-            format!(
-                "Created subflow run '{name}' for flow '{}' in '{}'",
-                spec.name, p.flow.name
-            ),
+            format!("Created subflow run '{name}' for flow '{}' in '{}'", spec.name, p.flow.name),
         ),
-        None => emit(
-            &first,
-            Level::INFO,
-            format!("Beginning flow run '{name}' for flow '{}'", spec.name),
-        ),
+        None => emit(&first, Level::INFO, format!("Beginning flow run '{name}' for flow '{}'", spec.name)),
     }
 
     let policy = spec.retry_policy();
     let timeout = spec.timeout_ms.map(Duration::from_millis);
-    let mut signals = (is_root && engine.handle_signals && crate::signals::enabled())
-        .then(crate::signals::subscribe);
+    let mut signals = (is_root && engine.handle_signals && crate::signals::enabled()).then(crate::signals::subscribe);
     let mut ctx = first;
     let result = loop {
         let attempt = tracker.run.run_count + 1;
         tracker.run.run_count = attempt;
-        tracker.set(if attempt == 1 {
-            State::running(Utc::now())
-        } else {
-            State::retrying(Utc::now())
-        });
+        tracker.set(if attempt == 1 { State::running(Utc::now()) } else { State::retrying(Utc::now()) });
         let scope = ctx.flow.clone();
         // If this future is dropped mid-attempt, stop the submitted tasks too.
         let stop_on_drop = scope.cancel.clone().drop_guard();
@@ -223,15 +194,8 @@ where
             Err(why) => {
                 scope.stop_tasks().await;
                 tracker.set(State::cancelled(Utc::now(), format!("Flow run was {why}")));
-                emit(
-                    &ctx,
-                    Level::WARN,
-                    format!("Flow run was {why}; finished in state Cancelled"),
-                );
-                break Err(E::from(Error::Cancelled {
-                    what: format!("flow run '{name}'"),
-                    reason: why,
-                }));
+                emit(&ctx, Level::WARN, format!("Flow run was {why}; finished in state Cancelled"));
+                break Err(E::from(Error::Cancelled { what: format!("flow run '{name}'"), reason: why }));
             }
             Ok(Outcome::Ok(v)) => {
                 tracker.set(State::completed(Utc::now()));
@@ -242,11 +206,7 @@ where
                 scope.stop_tasks().await;
                 let msg = format!("panicked: {}", panic_message(p.as_ref()));
                 tracker.set(State::failed(Utc::now(), msg.clone()));
-                emit(
-                    &ctx,
-                    Level::ERROR,
-                    format!("Finished in state Failed: {msg}"),
-                );
+                emit(&ctx, Level::ERROR, format!("Finished in state Failed: {msg}"));
                 drop(tracker);
                 if is_root {
                     let _ = engine.flush().await;
@@ -255,10 +215,7 @@ where
             }
             Ok(Outcome::Err(e)) => (error_message(&e), e, false),
             Ok(Outcome::TimedOut(after)) => {
-                let e = Error::Timeout {
-                    what: format!("flow run '{name}'"),
-                    after,
-                };
+                let e = Error::Timeout { what: format!("flow run '{name}'"), after };
                 (e.to_string(), E::from(e), true)
             }
         };
@@ -268,11 +225,7 @@ where
             let state = State::failure(Utc::now(), message.clone(), timed_out);
             let shown = state.name.clone();
             tracker.set(state);
-            emit(
-                &ctx,
-                Level::ERROR,
-                format!("Finished in state {shown}: {message}"),
-            );
+            emit(&ctx, Level::ERROR, format!("Finished in state {shown}: {message}"));
             break Err(err);
         }
         let delay = policy.delay_before(attempt, rand::random());
@@ -292,10 +245,7 @@ where
                 why = sub.interrupted() => Some(why),
             } {
                 tracker.set(State::cancelled(Utc::now(), format!("Flow run was {why}")));
-                break Err(E::from(Error::Cancelled {
-                    what: format!("flow run '{name}'"),
-                    reason: why,
-                }));
+                break Err(E::from(Error::Cancelled { what: format!("flow run '{name}'"), reason: why }));
             }
         } else {
             tokio::time::sleep(delay).await;
@@ -303,11 +253,7 @@ where
         // A fresh scope: the old one's submitted tasks were stopped.
         ctx = RunContext {
             engine: engine.clone(),
-            flow: Arc::new(FlowRunScope::new(
-                tracker.run.id,
-                name.clone(),
-                counters.clone(),
-            )),
+            flow: Arc::new(FlowRunScope::new(tracker.run.id, name.clone(), counters.clone())),
             task_run: None,
         };
     };
@@ -321,6 +267,30 @@ where
         }
     }
     result
+}
+
+/// Keeps a flow run in the engine's live set (so heartbeats go out for it)
+/// for as long as it runs, however it ends.
+struct LiveGuard {
+    engine: Arc<Engine>,
+    id: Uuid,
+}
+
+impl LiveGuard {
+    fn new(engine: &Arc<Engine>, id: Uuid) -> Self {
+        if let Ok(mut live) = engine.live.lock() {
+            live.insert(id);
+        }
+        LiveGuard { engine: engine.clone(), id }
+    }
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        if let Ok(mut live) = self.engine.live.lock() {
+            live.remove(&self.id);
+        }
+    }
 }
 
 /// Emits an engine message as a log of the run `ctx` belongs to.

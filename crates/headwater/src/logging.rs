@@ -30,10 +30,7 @@ pub fn layer() -> HeadwaterLayer {
     let settings = Settings::load(&Overrides::default()).ok();
     HeadwaterLayer {
         console: settings.as_ref().is_none_or(|s| s.logging_console()),
-        console_level: settings
-            .as_ref()
-            .and_then(|s| s.logging_level().parse().ok())
-            .unwrap_or(LogLevel::Info),
+        console_level: settings.as_ref().and_then(|s| s.logging_level().parse().ok()).unwrap_or(LogLevel::Info),
     }
 }
 
@@ -80,9 +77,7 @@ impl<S: Subscriber> Layer<S> for HeadwaterLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let level = level_of(event);
         let run = RunContext::current();
-        let record_level = run
-            .as_ref()
-            .map_or(LogLevel::Critical, |r| r.engine.min_level);
+        let record_level = run.as_ref().map_or(LogLevel::Critical, |r| r.engine.min_level);
         let wanted_on_console = self.console && level >= self.console_level;
         if level < record_level && !wanted_on_console {
             return;
@@ -97,11 +92,8 @@ impl<S: Subscriber> Layer<S> for HeadwaterLayer {
                 Some(r) => r.label(),
                 None => event.metadata().target().to_string(),
             };
-            let line = format!(
-                "{} | {:<7} | {label} - {message}\n",
-                Local::now().format("%H:%M:%S%.3f"),
-                level.as_str()
-            );
+            let line =
+                format!("{} | {:<7} | {label} - {message}\n", Local::now().format("%H:%M:%S%.3f"), level.as_str());
             let _ = std::io::stderr().lock().write_all(line.as_bytes());
         }
         if let Some(r) = run {

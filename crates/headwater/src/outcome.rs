@@ -17,11 +17,7 @@ pub(crate) enum Outcome<T, E> {
     Panicked(Box<dyn Any + Send>),
 }
 
-pub(crate) async fn run_once<T, E, Fut>(
-    ctx: RunContext,
-    timeout: Option<Duration>,
-    fut: Fut,
-) -> Outcome<T, E>
+pub(crate) async fn run_once<T, E, Fut>(ctx: RunContext, timeout: Option<Duration>, fut: Fut) -> Outcome<T, E>
 where
     Fut: Future<Output = Result<T, E>>,
 {

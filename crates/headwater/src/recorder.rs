@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::Utc;
 use futures::future::BoxFuture;
-use headwater_core::{Flow, FlowRun, LogRecord, RunKind, StateRecord, TaskRun};
+use headwater_core::{Flow, FlowRun, Heartbeat, LogRecord, RunKind, StateRecord, TaskRun};
 use headwater_store::{RunRecorder, Store, StoreError, WriteBatch};
 use tokio::sync::{mpsc, oneshot, Notify};
 use uuid::Uuid;
@@ -25,6 +26,7 @@ pub(crate) enum Event {
     FlowRun(FlowRun),
     TaskRun(TaskRun),
     Log(LogRecord),
+    Heartbeats(Vec<Heartbeat>),
     Flush(oneshot::Sender<Result<(), String>>),
 }
 
@@ -49,21 +51,24 @@ const WRITE_ATTEMPTS: u32 = 8;
 
 impl Recorder {
     /// Starts the writer thread on the store `open` opens (in the thread's
-    /// own runtime); returns once the store is ready, or its error.
+    /// own runtime); returns once the store is ready, or its error. While
+    /// it runs, it sends a heartbeat for the runs in `live` every
+    /// `heartbeat` interval.
     pub(crate) fn start(
         open: impl FnOnce() -> BoxFuture<'static, Result<Arc<dyn Store>, String>> + Send + 'static,
+        live: LiveRuns,
+        heartbeat: Duration,
     ) -> Result<(Recorder, Arc<dyn Store>), Error> {
         let (tx, rx) = mpsc::unbounded_channel();
         let backlog = Arc::new(Backlog::default());
-        let writer_backlog = backlog.clone();
+        let recorder = Recorder { tx, backlog };
+        let beating = recorder.clone();
+        let writer_backlog = recorder.backlog.clone();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("headwater-recorder".into())
             .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
+                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                     Ok(rt) => rt,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e.to_string()));
@@ -83,11 +88,13 @@ impl Recorder {
                 });
             })
             .map_err(|e| Error::Open(e.to_string()))?;
-        let store = ready_rx
-            .recv()
-            .map_err(|_| Error::Open("the recorder thread stopped".into()))?
-            .map_err(Error::Open)?;
-        Ok((Recorder { tx, backlog }, store))
+        std::thread::Builder::new()
+            .name("headwater-heartbeat".into())
+            .spawn(move || heartbeat_loop(beating, live, heartbeat))
+            .map_err(|e| Error::Open(e.to_string()))?;
+        let store =
+            ready_rx.recv().map_err(|_| Error::Open("the recorder thread stopped".into()))?.map_err(Error::Open)?;
+        Ok((recorder, store))
     }
 
     /// Queues an event; never blocks (it is called from drop guards and the
@@ -137,11 +144,7 @@ impl Pending {
         match event {
             Event::Flow(f) => b.flows.push(f),
             Event::FlowRun(r) => {
-                b.states.push(StateRecord {
-                    run_id: r.id,
-                    kind: RunKind::Flow,
-                    state: r.state.clone(),
-                });
+                b.states.push(StateRecord { run_id: r.id, kind: RunKind::Flow, state: r.state.clone() });
                 match self.flow_run_index.get(&r.id) {
                     Some(&i) => b.flow_runs[i] = r,
                     None => {
@@ -151,11 +154,7 @@ impl Pending {
                 }
             }
             Event::TaskRun(r) => {
-                b.states.push(StateRecord {
-                    run_id: r.id,
-                    kind: RunKind::Task,
-                    state: r.state.clone(),
-                });
+                b.states.push(StateRecord { run_id: r.id, kind: RunKind::Task, state: r.state.clone() });
                 match self.task_run_index.get(&r.id) {
                     Some(&i) => b.task_runs[i] = r,
                     None => {
@@ -165,16 +164,34 @@ impl Pending {
                 }
             }
             Event::Log(l) => b.logs.push(l),
+            Event::Heartbeats(h) => b.heartbeats.extend(h),
             Event::Flush(tx) => self.flushes.push(tx),
         }
     }
 }
 
-async fn write_loop(
-    store: &dyn RunRecorder,
-    mut rx: mpsc::UnboundedReceiver<Event>,
-    backlog: &Backlog,
-) {
+/// The flow runs this process is running, for heartbeats.
+pub(crate) type LiveRuns = Arc<std::sync::Mutex<std::collections::HashSet<Uuid>>>;
+
+/// Tells the store every `every` that this process's live runs are alive;
+/// a run whose process dies stops beating and is later marked CRASHED. A
+/// plain thread, so that beats go out whatever the async runtimes are doing.
+fn heartbeat_loop(recorder: Recorder, live: LiveRuns, every: Duration) {
+    loop {
+        std::thread::sleep(every);
+        let ids: Vec<Uuid> = live.lock().map(|l| l.iter().copied().collect()).unwrap_or_default();
+        if ids.is_empty() {
+            continue;
+        }
+        let at = Utc::now();
+        if recorder.tx.is_closed() {
+            return;
+        }
+        recorder.send(Event::Heartbeats(ids.into_iter().map(|flow_run_id| Heartbeat { flow_run_id, at }).collect()));
+    }
+}
+
+async fn write_loop(store: &dyn RunRecorder, mut rx: mpsc::UnboundedReceiver<Event>, backlog: &Backlog) {
     let mut events = Vec::with_capacity(4096);
     // The first failure since the last flush, reported to the next flush.
     let mut failure: Option<String> = None;
@@ -188,9 +205,7 @@ async fn write_loop(
             pending.add(e);
         }
         if let Err(e) = write_with_retries(store, &pending.batch).await {
-            let lost = pending.batch.flow_runs.len()
-                + pending.batch.task_runs.len()
-                + pending.batch.logs.len();
+            let lost = pending.batch.flow_runs.len() + pending.batch.task_runs.len() + pending.batch.logs.len();
             let msg = format!("{e} ({lost} records not written)");
             eprintln!("headwater: could not record runs: {msg}");
             failure.get_or_insert(msg);

@@ -47,9 +47,7 @@ impl ResultStore {
     pub(crate) async fn write(&self, key: &CacheKey, result: &StoredResult) -> std::io::Result<()> {
         tokio::fs::create_dir_all(&self.dir).await?;
         let path = self.path(key);
-        let tmp = self
-            .dir
-            .join(format!(".{key}.{}.tmp", uuid::Uuid::now_v7().simple()));
+        let tmp = self.dir.join(format!(".{key}.{}.tmp", uuid::Uuid::now_v7().simple()));
         let bytes = serde_json::to_vec(result).map_err(std::io::Error::other)?;
         tokio::fs::write(&tmp, bytes).await?;
         tokio::fs::rename(&tmp, &path).await

@@ -50,19 +50,14 @@ pub(crate) fn subscribe() -> Subscription {
         tokio::spawn(async move {
             loop {
                 let (why, code) = next_signal().await;
-                let w = WATCHER
-                    .get()
-                    .expect("initialised before the watcher starts");
+                let w = WATCHER.get().expect("initialised before the watcher starts");
                 if w.active.load(Ordering::SeqCst) == 0 {
                     std::process::exit(code);
                 }
                 let _ = sender.send(why.to_string());
             }
         });
-        Watcher {
-            active: AtomicUsize::new(0),
-            tx,
-        }
+        Watcher { active: AtomicUsize::new(0), tx }
     });
     let rx = watcher.tx.subscribe();
     watcher.active.fetch_add(1, Ordering::SeqCst);

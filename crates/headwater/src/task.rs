@@ -46,16 +46,11 @@ impl TaskSpec {
     pub fn retry_policy(&self) -> RetryPolicy {
         RetryPolicy {
             retries: self.retries,
-            delays: self
-                .retry_delays_ms
-                .iter()
-                .map(|ms| Duration::from_millis(*ms))
-                .collect(),
+            delays: self.retry_delays_ms.iter().map(|ms| Duration::from_millis(*ms)).collect(),
             backoff: match self.exponential_backoff_ms {
-                Some((base, max)) => Backoff::Exponential {
-                    base: Duration::from_millis(base),
-                    max: Duration::from_millis(max),
-                },
+                Some((base, max)) => {
+                    Backoff::Exponential { base: Duration::from_millis(base), max: Duration::from_millis(max) }
+                }
                 None => Backoff::Listed,
             },
             jitter_factor: self.retry_jitter_factor,
@@ -75,11 +70,7 @@ pub struct TaskCall<E> {
 
 impl<E> Default for TaskCall<E> {
     fn default() -> Self {
-        TaskCall {
-            inputs: None,
-            custom_key: None,
-            retry_if: None,
-        }
+        TaskCall { inputs: None, custom_key: None, retry_if: None }
     }
 }
 
@@ -92,11 +83,7 @@ type Encode<T> = fn(&T) -> Result<serde_json::Value, String>;
 type Decode<T> = fn(serde_json::Value) -> Result<T, String>;
 
 /// Runs a task whose results are not cached.
-pub async fn run_task<T, E, F, Fut>(
-    spec: &'static TaskSpec,
-    call: TaskCall<E>,
-    body: F,
-) -> Result<T, E>
+pub async fn run_task<T, E, F, Fut>(spec: &'static TaskSpec, call: TaskCall<E>, body: F) -> Result<T, E>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
@@ -107,11 +94,7 @@ where
 
 /// Runs a task whose results are persisted and reused while fresh. The
 /// bounds make a result that cannot be stored a compile-time error.
-pub async fn run_cached_task<T, E, F, Fut>(
-    spec: &'static TaskSpec,
-    call: TaskCall<E>,
-    body: F,
-) -> Result<T, E>
+pub async fn run_cached_task<T, E, F, Fut>(spec: &'static TaskSpec, call: TaskCall<E>, body: F) -> Result<T, E>
 where
     T: Serialize + DeserializeOwned,
     F: FnMut() -> Fut,
@@ -158,13 +141,7 @@ where
         }
         None => None,
     };
-    let key = cache_key(
-        spec.name,
-        spec.cache,
-        spec.source_hash,
-        inputs.as_deref(),
-        call.custom_key.as_deref(),
-    );
+    let key = cache_key(spec.name, spec.cache, spec.source_hash, inputs.as_deref(), call.custom_key.as_deref());
     let now = Utc::now();
     let run = TaskRun {
         id: Uuid::now_v7(),
@@ -213,43 +190,28 @@ where
     loop {
         let attempt = tracker.run.run_count + 1;
         tracker.run.run_count = attempt;
-        tracker.set(if attempt == 1 {
-            State::running(Utc::now())
-        } else {
-            State::retrying(Utc::now())
-        });
+        tracker.set(if attempt == 1 { State::running(Utc::now()) } else { State::retrying(Utc::now()) });
         let (message, err, timed_out) = match run_once(ctx.clone(), timeout, body()).await {
             Outcome::Ok(v) => {
                 if let (Some(key), Some((encode, _))) = (&key, codec) {
                     let created = Utc::now();
-                    let expires =
-                        expires_at(created, spec.cache_expiration_ms.map(Duration::from_millis));
+                    let expires = expires_at(created, spec.cache_expiration_ms.map(Duration::from_millis));
                     let persisted = match encode(&v) {
                         Ok(value) => {
-                            let stored = StoredResult {
-                                task: spec.name.into(),
-                                created,
-                                expires,
-                                value,
-                            };
-                            engine.results.write(key, &stored).await.map_err(|e| {
-                                format!("writing to {} failed: {e}", engine.result_dir().display())
-                            })
+                            let stored = StoredResult { task: spec.name.into(), created, expires, value };
+                            engine
+                                .results
+                                .write(key, &stored)
+                                .await
+                                .map_err(|e| format!("writing to {} failed: {e}", engine.result_dir().display()))
                         }
                         Err(e) => Err(e),
                     };
                     if let Err(reason) = persisted {
-                        let e = Error::ResultNotPersistable {
-                            task: spec.name.into(),
-                            reason,
-                        };
+                        let e = Error::ResultNotPersistable { task: spec.name.into(), reason };
                         let msg = e.to_string();
                         tracker.set(State::failed(Utc::now(), msg.clone()));
-                        emit(
-                            &ctx,
-                            Level::ERROR,
-                            format!("Finished in state Failed: {msg}"),
-                        );
+                        emit(&ctx, Level::ERROR, format!("Finished in state Failed: {msg}"));
                         return Err(E::from(e));
                     }
                     tracker.run.cache_expiration = expires;
@@ -261,19 +223,12 @@ where
             Outcome::Panicked(p) => {
                 let msg = format!("panicked: {}", panic_message(p.as_ref()));
                 tracker.set(State::failed(Utc::now(), msg.clone()));
-                emit(
-                    &ctx,
-                    Level::ERROR,
-                    format!("Finished in state Failed: {msg}"),
-                );
+                emit(&ctx, Level::ERROR, format!("Finished in state Failed: {msg}"));
                 std::panic::resume_unwind(p);
             }
             Outcome::Err(e) => (error_message(&e), e, false),
             Outcome::TimedOut(after) => {
-                let e = Error::Timeout {
-                    what: format!("task run '{name}'"),
-                    after,
-                };
+                let e = Error::Timeout { what: format!("task run '{name}'"), after };
                 (e.to_string(), E::from(e), true)
             }
         };
@@ -283,16 +238,8 @@ where
             let state = State::failure(Utc::now(), message.clone(), timed_out);
             let shown = state.name.clone();
             tracker.set(state);
-            let why = if wanted || spec.retries == 0 {
-                ""
-            } else {
-                " (the retry condition declined this error)"
-            };
-            emit(
-                &ctx,
-                Level::ERROR,
-                format!("Finished in state {shown}: {message}{why}"),
-            );
+            let why = if wanted || spec.retries == 0 { "" } else { " (the retry condition declined this error)" };
+            emit(&ctx, Level::ERROR, format!("Finished in state {shown}: {message}{why}"));
             return Err(err);
         }
         let delay = policy.delay_before(attempt, rand::random());
@@ -330,10 +277,9 @@ impl<T> Future for TaskHandle<T> {
                 reason: "its flow run stopped".into(),
             })),
             Poll::Ready(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Poll::Ready(Err(e)) => Poll::Ready(Err(Error::Cancelled {
-                what: "submitted task".into(),
-                reason: e.to_string(),
-            })),
+            Poll::Ready(Err(e)) => {
+                Poll::Ready(Err(Error::Cancelled { what: "submitted task".into(), reason: e.to_string() }))
+            }
         }
     }
 }
@@ -358,9 +304,7 @@ where
             }));
             TaskHandle { inner }
         }
-        None => TaskHandle {
-            inner: tokio::spawn(async move { Some(fut.await) }),
-        },
+        None => TaskHandle { inner: tokio::spawn(async move { Some(fut.await) }) },
     }
 }
 
@@ -372,11 +316,7 @@ where
     F: FnMut(I::Item) -> Fut,
     Fut: Future,
 {
-    futures::stream::iter(inputs)
-        .map(f)
-        .buffered(limit.max(1))
-        .collect()
-        .await
+    futures::stream::iter(inputs).map(f).buffered(limit.max(1)).collect().await
 }
 
 /// Like [`map`], but yields results as they finish.
@@ -386,7 +326,5 @@ where
     F: FnMut(I::Item) -> Fut,
     Fut: Future,
 {
-    futures::stream::iter(inputs)
-        .map(f)
-        .buffer_unordered(limit.max(1))
+    futures::stream::iter(inputs).map(f).buffer_unordered(limit.max(1))
 }

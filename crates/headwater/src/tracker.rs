@@ -22,11 +22,7 @@ pub(crate) trait Trackable: Clone {
     fn event(self) -> Event;
 }
 
-fn stamp_times(
-    state: &State,
-    start: &mut Option<chrono::DateTime<Utc>>,
-    end: &mut Option<chrono::DateTime<Utc>>,
-) {
+fn stamp_times(state: &State, start: &mut Option<chrono::DateTime<Utc>>, end: &mut Option<chrono::DateTime<Utc>>) {
     if state.state_type == StateType::Running && start.is_none() {
         *start = Some(state.timestamp);
     }
@@ -41,6 +37,8 @@ impl Trackable for FlowRun {
     }
     fn apply(&mut self, state: State) {
         stamp_times(&state, &mut self.start_time, &mut self.end_time);
+        // A state change is itself a sign of life.
+        self.heartbeat = Some(state.timestamp);
         self.state = state;
     }
     fn label(&self) -> String {

@@ -37,10 +37,7 @@ async fn concurrent(n: u64) -> Result<u64> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (Some(n), Some(mode)) = (
-        args.first().and_then(|n| n.parse::<u64>().ok()),
-        args.get(1),
-    ) else {
+    let (Some(n), Some(mode)) = (args.first().and_then(|n| n.parse::<u64>().ok()), args.get(1)) else {
         eprintln!("usage: hw-bench N sequential|concurrent");
         return ExitCode::from(2);
     };

@@ -19,9 +19,7 @@ fn examples(home: &Path, args: &[&str]) -> Command {
 }
 
 fn run(home: &Path, args: &[&str]) -> Output {
-    examples(home, args)
-        .output()
-        .expect("the example program runs")
+    examples(home, args).output().expect("the example program runs")
 }
 
 async fn store(home: &Path) -> SqliteStore {
@@ -40,24 +38,14 @@ async fn a_cached_task_is_not_rerun_by_a_second_process() {
     assert!(stderr(&first).contains("this is not from the cache"));
     let second = run(home.path(), &["caching", "-p", "n=4000"]);
     assert!(second.status.success(), "{}", stderr(&second));
-    assert!(
-        !stderr(&second).contains("this is not from the cache"),
-        "{}",
-        stderr(&second)
-    );
+    assert!(!stderr(&second).contains("this is not from the cache"), "{}", stderr(&second));
     assert!(stderr(&second).contains("sum of 1..=4000 is 8002000"));
     // A different input runs the body again.
     let third = run(home.path(), &["caching", "-p", "n=10"]);
     assert!(stderr(&third).contains("this is not from the cache"));
 
     let s = store(home.path()).await;
-    let runs = s
-        .list_flow_runs(&FlowRunFilter {
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let runs = s.list_flow_runs(&FlowRunFilter { limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(runs.len(), 3);
     let states: Vec<_> = {
         let mut v = Vec::new();
@@ -72,50 +60,17 @@ async fn a_cached_task_is_not_rerun_by_a_second_process() {
 #[tokio::test]
 async fn refused_parameters_exit_2_and_create_no_run() {
     let home = tempfile::tempdir().unwrap();
-    let o = run(
-        home.path(),
-        &[
-            "etl-web-to-lake",
-            "-p",
-            "color=yellow",
-            "-p",
-            "year=2021",
-            "-p",
-            "month=13",
-        ],
-    );
+    let o = run(home.path(), &["etl-web-to-lake", "-p", "color=yellow", "-p", "year=2021", "-p", "month=13"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("invalid parameter 'month': month must be between 1 and 12, got 13"),
-        "{}",
-        stderr(&o)
-    );
-    let o = run(
-        home.path(),
-        &[
-            "etl-web-to-lake",
-            "--params",
-            r#"{"color": "mauve", "year": 2021, "month": 1}"#,
-        ],
-    );
+    assert!(stderr(&o).contains("invalid parameter 'month': month must be between 1 and 12, got 13"), "{}", stderr(&o));
+    let o = run(home.path(), &["etl-web-to-lake", "--params", r#"{"color": "mauve", "year": 2021, "month": 1}"#]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("invalid parameter 'color': unknown variant `mauve`"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("invalid parameter 'color': unknown variant `mauve`"), "{}", stderr(&o));
     let o = run(home.path(), &["no-such-flow"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("no flow named 'no-such-flow'"));
     let s = store(home.path()).await;
-    assert!(s
-        .list_flow_runs(&FlowRunFilter {
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(s.list_flow_runs(&FlowRunFilter { limit: 10, ..Default::default() }).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -125,13 +80,7 @@ async fn a_failing_flow_exits_1_after_its_retries() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("error: flow 'always-fails' failed: the warehouse is unreachable"));
     let s = store(home.path()).await;
-    let run = &s
-        .list_flow_runs(&FlowRunFilter {
-            limit: 1,
-            ..Default::default()
-        })
-        .await
-        .unwrap()[0];
+    let run = &s.list_flow_runs(&FlowRunFilter { limit: 1, ..Default::default() }).await.unwrap()[0];
     assert_eq!(run.state.state_type, StateType::Failed);
     assert_eq!(run.run_count, 2);
 }
@@ -141,55 +90,28 @@ async fn a_failing_flow_exits_1_after_its_retries() {
 #[tokio::test]
 async fn ctrl_c_leaves_final_states() {
     let home = tempfile::tempdir().unwrap();
-    let child = examples(home.path(), &["long-running", "-p", "secs=300"])
-        .spawn()
-        .unwrap();
+    let child = examples(home.path(), &["long-running", "-p", "secs=300"]).spawn().unwrap();
     let s = store(home.path()).await;
     let mut running = false;
     for _ in 0..500 {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let runs = s
-            .list_flow_runs(&FlowRunFilter {
-                limit: 1,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        let runs = s.list_flow_runs(&FlowRunFilter { limit: 1, ..Default::default() }).await.unwrap();
         if let Some(r) = runs.first() {
             let tasks = s.list_task_runs(r.id).await.unwrap();
-            if tasks.len() == 2
-                && tasks
-                    .iter()
-                    .all(|t| t.state.state_type == StateType::Running)
-            {
+            if tasks.len() == 2 && tasks.iter().all(|t| t.state.state_type == StateType::Running) {
                 running = true;
                 break;
             }
         }
     }
     assert!(running, "the flow and both task runs started");
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(kill.success());
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
-    let run = &s
-        .list_flow_runs(&FlowRunFilter {
-            limit: 1,
-            ..Default::default()
-        })
-        .await
-        .unwrap()[0];
+    let run = &s.list_flow_runs(&FlowRunFilter { limit: 1, ..Default::default() }).await.unwrap()[0];
     assert_eq!(run.state.state_type, StateType::Cancelled);
-    assert_eq!(
-        run.state.message.as_deref(),
-        Some("Flow run was interrupted by Ctrl-C (SIGINT)")
-    );
+    assert_eq!(run.state.message.as_deref(), Some("Flow run was interrupted by Ctrl-C (SIGINT)"));
     for t in s.list_task_runs(run.id).await.unwrap() {
         assert_eq!(t.state.state_type, StateType::Cancelled, "{}", t.name);
     }
@@ -202,64 +124,38 @@ async fn two_processes_write_one_store_at_once() {
     let home = tempfile::tempdir().unwrap();
     // Create the database first so both processes race on writes, not on creation.
     drop(store(home.path()).await);
-    let a = examples(
-        home.path(),
-        &["bench-tasks", "-p", "n=3000", "-p", "concurrent=true"],
-    )
-    .spawn()
-    .unwrap();
-    let b = examples(home.path(), &["bench-tasks", "-p", "n=3000"])
-        .spawn()
-        .unwrap();
+    let a = examples(home.path(), &["bench-tasks", "-p", "n=3000", "-p", "concurrent=true"]).spawn().unwrap();
+    let b = examples(home.path(), &["bench-tasks", "-p", "n=3000"]).spawn().unwrap();
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     assert!(a.status.success(), "{}", stderr(&a));
     assert!(b.status.success(), "{}", stderr(&b));
     assert!(!stderr(&a).contains("locked") && !stderr(&b).contains("locked"));
     let s = store(home.path()).await;
-    let runs = s
-        .list_flow_runs(&FlowRunFilter {
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let runs = s.list_flow_runs(&FlowRunFilter { limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(runs.len(), 2);
     for r in runs {
         assert_eq!(r.state.state_type, StateType::Completed);
         let tasks = s.list_task_runs(r.id).await.unwrap();
         assert_eq!(tasks.len(), 3000);
-        assert!(tasks
-            .iter()
-            .all(|t| t.state.state_type == StateType::Completed));
+        assert!(tasks.iter().all(|t| t.state.state_type == StateType::Completed));
     }
 }
 
 #[tokio::test]
 async fn the_parent_flow_runs_a_subflow_per_month() {
     let home = tempfile::tempdir().unwrap();
-    let o = run(
-        home.path(),
-        &["etl-parent-flow", "-p", "months=[1,2]", "-p", "color=green"],
-    );
+    let o = run(home.path(), &["etl-parent-flow", "-p", "months=[1,2]", "-p", "color=green"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("total rows: "), "{}", stderr(&o));
     let s = store(home.path()).await;
     let parent = s
-        .list_flow_runs(&FlowRunFilter {
-            flow_name: Some("etl-parent-flow".into()),
-            limit: 1,
-            ..Default::default()
-        })
+        .list_flow_runs(&FlowRunFilter { flow_name: Some("etl-parent-flow".into()), limit: 1, ..Default::default() })
         .await
         .unwrap()
         .remove(0);
     assert_eq!(parent.parameters["year"], 2021, "default filled in");
     let children = s
-        .list_flow_runs(&FlowRunFilter {
-            parent_flow_run_id: Some(parent.id),
-            limit: 10,
-            ..Default::default()
-        })
+        .list_flow_runs(&FlowRunFilter { parent_flow_run_id: Some(parent.id), limit: 10, ..Default::default() })
         .await
         .unwrap();
     let mut names: Vec<_> = children.iter().map(|c| c.name.as_str()).collect();
@@ -272,26 +168,65 @@ async fn the_parent_flow_runs_a_subflow_per_month() {
 async fn the_program_reports_to_a_server_when_told_to() {
     let server_dir = tempfile::tempdir().unwrap();
     let server_store = std::sync::Arc::new(store(server_dir.path()).await);
-    let server = headwater_server::RunningServer::start(server_store.clone(), vec![])
-        .await
-        .unwrap();
+    let server = headwater_server::RunningServer::start(server_store.clone(), vec![]).await.unwrap();
     let home = tempfile::tempdir().unwrap();
     let o = examples(home.path(), &["etl-parent-flow", "-p", "months=[4]"])
         .env("HEADWATER_API_URL", server.api_url())
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    let runs = server_store
-        .list_flow_runs(&FlowRunFilter::default())
-        .await
-        .unwrap();
+    let runs = server_store.list_flow_runs(&FlowRunFilter::default()).await.unwrap();
     assert_eq!(runs.len(), 2, "parent and one subflow");
-    assert!(runs
-        .iter()
-        .all(|r| r.state.state_type == StateType::Completed));
-    assert!(
-        !home.path().join("headwater.db").exists(),
-        "nothing recorded locally"
-    );
+    assert!(runs.iter().all(|r| r.state.state_type == StateType::Completed));
+    assert!(!home.path().join("headwater.db").exists(), "nothing recorded locally");
     server.stop().await.unwrap();
+}
+
+/// kill -9 gives a process no chance to record anything. Its runs stop
+/// beating, and the next process to open the store marks them CRASHED,
+/// with their unfinished task runs: none stays RUNNING.
+#[tokio::test]
+async fn a_killed_process_leaves_its_runs_crashed_not_running() {
+    let home = tempfile::tempdir().unwrap();
+    let beat = [("HEADWATER_HEARTBEAT_SECONDS", "0.2"), ("HEADWATER_HEARTBEAT_TIMEOUT_SECONDS", "1.5")];
+    let mut child = examples(home.path(), &["long-running", "-p", "secs=300"]).envs(beat).spawn().unwrap();
+    let s = store(home.path()).await;
+    let mut run = None;
+    for _ in 0..500 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if let Some(r) = s.list_flow_runs(&FlowRunFilter { limit: 1, ..Default::default() }).await.unwrap().pop() {
+            let tasks = s.list_task_runs(r.id).await.unwrap();
+            if tasks.len() == 2 && tasks.iter().all(|t| t.state.state_type == StateType::Running) {
+                run = Some(r);
+                break;
+            }
+        }
+    }
+    let run = run.expect("the flow and both task runs started");
+    // While it lives, its heartbeat moves.
+    let first = run.heartbeat.unwrap();
+    let mut later = first;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        later = s.read_flow_run(run.id).await.unwrap().unwrap().heartbeat.unwrap();
+        if later > first {
+            break;
+        }
+    }
+    assert!(later > first, "heartbeats are recorded while the process runs");
+
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(s.read_flow_run(run.id).await.unwrap().unwrap().state.state_type, StateType::Running);
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    // Any later process that opens the store looks for dead runs.
+    let o = examples(home.path(), &["one-task"]).envs(beat).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("marked CRASHED"), "{}", stderr(&o));
+    let crashed = s.read_flow_run(run.id).await.unwrap().unwrap();
+    assert_eq!(crashed.state.state_type, StateType::Crashed);
+    assert!(crashed.state.message.as_deref().unwrap().starts_with("no heartbeat since"));
+    for t in s.list_task_runs(run.id).await.unwrap() {
+        assert_eq!(t.state.state_type, StateType::Crashed, "{}", t.name);
+    }
 }

@@ -20,11 +20,7 @@ fn hw(home: &Path, args: &[&str]) -> Output {
 
 fn ok(home: &Path, args: &[&str]) -> String {
     let o = hw(home, args);
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8(o.stdout).unwrap()
 }
 
@@ -68,12 +64,7 @@ async fn lists_inspects_and_reads_logs() {
     fill(home).await;
 
     let flows = json(home, &["flow", "ls", "--json"]);
-    let names: Vec<_> = flows
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<_> = flows.as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["cli-child", "cli-parent"]);
     assert!(ok(home, &["flow", "ls"]).contains("cli-parent"));
 
@@ -87,36 +78,24 @@ async fn lists_inspects_and_reads_logs() {
     let of_flow = json(home, &["flow-run", "ls", "--flow", "cli-parent", "--json"]);
     assert_eq!(of_flow.as_array().unwrap().len(), 1);
     let table = ok(home, &["flow-run", "ls"]);
-    assert!(
-        table.contains("month-13") && table.contains("Failed"),
-        "{table}"
-    );
+    assert!(table.contains("month-13") && table.contains("Failed"), "{table}");
 
     // Inspect by name, with history, task runs and subflows.
     let parent_id = of_flow[0]["id"].as_str().unwrap().to_string();
     let detail = json(home, &["flow-run", "inspect", &parent_id, "--json"]);
     assert_eq!(detail["subflow_runs"].as_array().unwrap().len(), 2);
     let shown = ok(home, &["flow-run", "inspect", "month-13"]);
-    assert!(
-        shown.contains("AwaitingRetry") || shown.contains("Failed"),
-        "{shown}"
-    );
+    assert!(shown.contains("AwaitingRetry") || shown.contains("Failed"), "{shown}");
     assert!(shown.contains("load_month-0"), "{shown}");
     let by_prefix = json(home, &["flow-run", "inspect", &parent_id[..30], "--json"]);
     assert_eq!(by_prefix["id"], parent_id.as_str());
 
-    let tasks = json(
-        home,
-        &["task-run", "ls", "--flow-run", "month-13", "--json"],
-    );
+    let tasks = json(home, &["task-run", "ls", "--flow-run", "month-13", "--json"]);
     assert_eq!(tasks[0]["run_count"], 2);
     assert_eq!(tasks[0]["state"]["name"], "Failed");
 
     let logs = ok(home, &["flow-run", "logs", "month-13"]);
-    assert!(
-        logs.contains("Task run 'load_month-0' - loading month 13"),
-        "{logs}"
-    );
+    assert!(logs.contains("Task run 'load_month-0' - loading month 13"), "{logs}");
     assert!(logs.contains("ERROR"), "{logs}");
     let errors = ok(home, &["flow-run", "logs", "month-13", "--level", "error"]);
     assert!(!errors.contains("INFO"), "{errors}");
@@ -126,10 +105,7 @@ async fn lists_inspects_and_reads_logs() {
 
     let missing = hw(home, &["flow-run", "inspect", "no-such-run"]);
     assert!(!missing.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&missing.stderr).trim(),
-        "error: no flow run matches 'no-such-run'"
-    );
+    assert_eq!(String::from_utf8_lossy(&missing.stderr).trim(), "error: no flow run matches 'no-such-run'");
 }
 
 #[test]
@@ -138,18 +114,12 @@ fn config_and_profiles() {
     let home = dir.path();
     ok(home, &["config", "set", "HEADWATER_LOGGING_LEVEL=DEBUG"]);
     let view = ok(home, &["config", "view", "--show-sources"]);
-    assert!(
-        view.contains("HEADWATER_LOGGING_LEVEL = DEBUG  (from profile)"),
-        "{view}"
-    );
+    assert!(view.contains("HEADWATER_LOGGING_LEVEL = DEBUG  (from profile)"), "{view}");
     ok(home, &["profile", "create", "prod"]);
     ok(home, &["profile", "use", "prod"]);
     assert!(ok(home, &["profile", "ls"]).contains("* prod"));
     let view = ok(home, &["config", "view"]);
-    assert!(
-        view.contains("HEADWATER_LOGGING_LEVEL = INFO"),
-        "prod starts empty: {view}"
-    );
+    assert!(view.contains("HEADWATER_LOGGING_LEVEL = INFO"), "prod starts empty: {view}");
     let bad = hw(home, &["config", "set", "HEADWATER_API_URL=localhost"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid value for HEADWATER_API_URL"));
@@ -159,10 +129,7 @@ fn config_and_profiles() {
     let view = ok(home, &["--profile", "default", "config", "view"]);
     assert!(view.contains("HEADWATER_LOGGING_LEVEL = DEBUG"), "{view}");
     let deleted = hw(home, &["profile", "delete", "prod"]);
-    assert!(
-        !deleted.status.success(),
-        "the active profile cannot be deleted"
-    );
+    assert!(!deleted.status.success(), "the active profile cannot be deleted");
     ok(home, &["profile", "use", "default"]);
     ok(home, &["profile", "delete", "prod"]);
     assert!(ok(home, &["version"]).contains("(embedded)"));
@@ -189,31 +156,23 @@ async fn server_start_serves_runs_to_the_cli() {
         .spawn()
         .unwrap();
     let mut first = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+    // Kept open until the end: the server writes its banner to it.
+    let mut banner = BufReader::new(server.stdout.take().unwrap());
+    banner.read_line(&mut first).unwrap();
     let url = first.trim().rsplit(' ').next().unwrap().to_string();
-    assert!(
-        url.starts_with("http://127.0.0.1:") && url.ends_with("/api"),
-        "{first}"
-    );
+    assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/api"), "{first}");
 
     let client_home = tempfile::tempdir().unwrap();
     let engine = headwater::Engine::with_settings(
         client_home.path(),
-        &[
-            ("HEADWATER_API_URL", &url),
-            ("HEADWATER_API_KEY", "s3cret-key"),
-        ],
+        &[("HEADWATER_API_URL", &url), ("HEADWATER_API_KEY", "s3cret-key")],
     )
     .unwrap();
     engine.scope(child(42)).await.unwrap();
 
     let via_api = |args: &[&str], key: Option<&str>| {
         let mut c = Command::new(BIN);
-        c.args(args)
-            .env("HEADWATER_HOME", client_home.path())
-            .env("HEADWATER_API_URL", &url);
+        c.args(args).env("HEADWATER_HOME", client_home.path()).env("HEADWATER_API_URL", &url);
         match key {
             Some(k) => c.env("HEADWATER_API_KEY", k),
             None => c.env_remove("HEADWATER_API_KEY"),
@@ -223,17 +182,8 @@ async fn server_start_serves_runs_to_the_cli() {
     let o = via_api(&["flow-run", "ls", "--json"], Some("s3cret-key"));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let runs: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let names: Vec<_> = runs
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        names.len(),
-        5,
-        "4 embedded runs and 1 reported to the server: {names:?}"
-    );
+    let names: Vec<_> = runs.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 5, "4 embedded runs and 1 reported to the server: {names:?}");
     assert!(names.contains(&"month-42") && names.contains(&"month-13"));
     let logs = via_api(&["flow-run", "logs", "month-42"], Some("s3cret-key"));
     assert!(String::from_utf8_lossy(&logs.stdout).contains("loading month 42"));
@@ -241,17 +191,9 @@ async fn server_start_serves_runs_to_the_cli() {
     let refused = via_api(&["flow-run", "ls"], None);
     assert!(!refused.status.success());
     let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        err.contains("requires an API key") && err.contains("HEADWATER_API_KEY"),
-        "{err}"
-    );
+    assert!(err.contains("requires an API key") && err.contains("HEADWATER_API_KEY"), "{err}");
 
-    let _ = Command::new("kill")
-        .args(["-INT", &server.id().to_string()])
-        .status();
+    let _ = Command::new("kill").args(["-INT", &server.id().to_string()]).status();
     let status = server.wait().unwrap();
-    assert!(
-        status.success(),
-        "Ctrl-C stops the server cleanly: {status:?}"
-    );
+    assert!(status.success(), "Ctrl-C stops the server cleanly: {status:?}");
 }

@@ -7,8 +7,7 @@ use headwater_test_support::PgTestDb;
 
 async fn sqlite_server(keys: Vec<String>) -> (RunningServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&dir.path().join("hw.db")).await.unwrap());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("hw.db")).await.unwrap());
     (RunningServer::start(store, keys).await.unwrap(), dir)
 }
 
@@ -40,24 +39,10 @@ async fn api_keys_are_required_when_configured() {
     let anonymous = ApiClient::new(&server.api_url(), None).unwrap();
     anonymous.health().await.expect("health needs no key");
     let err = anonymous.list_flows().await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Remote {
-                status: Some(401),
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(err, StoreError::Remote { status: Some(401), .. }), "{err:?}");
     assert!(err.to_string().contains("requires an API key"), "{err}");
     let wrong = ApiClient::new(&server.api_url(), Some("k-999".into())).unwrap();
-    assert!(wrong
-        .list_flows()
-        .await
-        .unwrap_err()
-        .to_string()
-        .contains("invalid API key"));
+    assert!(wrong.list_flows().await.unwrap_err().to_string().contains("invalid API key"));
     for key in ["k-123", "k-456"] {
         let ok = ApiClient::new(&server.api_url(), Some(key.into())).unwrap();
         assert!(ok.list_flows().await.unwrap().is_empty());
@@ -74,26 +59,12 @@ async fn api_keys_are_required_when_configured() {
 
 #[tokio::test]
 async fn a_non_loopback_address_needs_a_key_or_an_explicit_yes() {
-    let config = ServerConfig {
-        host: "0.0.0.0".into(),
-        port: 0,
-        ..Default::default()
-    };
+    let config = ServerConfig { host: "0.0.0.0".into(), port: 0, ..Default::default() };
     let err = bind(&config).await.unwrap_err();
     assert!(matches!(err, ServerError::UnauthenticatedRemote { .. }));
     assert!(err.to_string().contains("Set HEADWATER_API_KEY"), "{err}");
-    bind(&ServerConfig {
-        api_keys: vec!["k".into()],
-        ..config.clone()
-    })
-    .await
-    .unwrap();
-    bind(&ServerConfig {
-        allow_unauthenticated_remote: true,
-        ..config
-    })
-    .await
-    .unwrap();
+    bind(&ServerConfig { api_keys: vec!["k".into()], ..config.clone() }).await.unwrap();
+    bind(&ServerConfig { allow_unauthenticated_remote: true, ..config }).await.unwrap();
 }
 
 #[tokio::test]
@@ -101,46 +72,21 @@ async fn the_openapi_document_describes_every_route() {
     let (server, _dir) = sqlite_server(vec!["secret".into()]).await;
     headwater_client::install_tls_provider();
     let http = reqwest::Client::new();
-    let doc: serde_json::Value = http
-        .get(format!("{}/openapi.json", server.api_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let paths: Vec<&str> = doc["paths"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(|k| k.as_str())
-        .collect();
-    for p in [
-        "/health",
-        "/flows",
-        "/flow_runs/filter",
-        "/flow_runs/{id}",
-        "/logs/filter",
-        "/batches",
-        "/states/{run_id}",
-    ] {
+    let doc: serde_json::Value =
+        http.get(format!("{}/openapi.json", server.api_url())).send().await.unwrap().json().await.unwrap();
+    let paths: Vec<&str> = doc["paths"].as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    for p in
+        ["/health", "/flows", "/flow_runs/filter", "/flow_runs/{id}", "/logs/filter", "/batches", "/states/{run_id}"]
+    {
         assert!(paths.contains(&p), "{p} missing from {paths:?}");
     }
     assert!(doc["components"]["schemas"]["FlowRun"].is_object());
-    let page = http
-        .get(format!("{}/docs", server.api_url()))
-        .send()
-        .await
-        .unwrap();
+    let page = http.get(format!("{}/docs", server.api_url())).send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("Headwater API"));
     // Unknown flow runs are a 404 with a detail the CLI can show.
-    let resp = http
-        .get(format!("{}/flow_runs/resolve/nope", server.api_url()))
-        .bearer_auth("secret")
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        http.get(format!("{}/flow_runs/resolve/nope", server.api_url())).bearer_auth("secret").send().await.unwrap();
     assert_eq!(resp.status(), 404);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["detail"], "no flow run matches 'nope'");
@@ -151,9 +97,47 @@ async fn an_unreachable_server_is_a_clear_retryable_error() {
     let client = ApiClient::new("http://127.0.0.1:9/api", None).unwrap();
     let err = client.list_flows().await.unwrap_err();
     assert!(err.is_retryable());
-    assert!(
-        err.to_string()
-            .starts_with("cannot reach the Headwater server at http://127.0.0.1:9/api"),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("cannot reach the Headwater server at http://127.0.0.1:9/api"), "{err}");
+}
+
+/// The server looks for runs whose process went silent by itself.
+#[tokio::test]
+async fn the_server_marks_silent_runs_crashed() {
+    use chrono::Utc;
+    use headwater_core::{flow_id_for_name, FlowRun, State, StateType};
+    use headwater_store::{RunRecorder, WriteBatch};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("hw.db")).await.unwrap());
+    let config =
+        ServerConfig { port: 0, heartbeat_timeout: std::time::Duration::from_millis(500), ..Default::default() };
+    let server = RunningServer::start_with(store.clone(), config).await.unwrap();
+    let silent = Utc::now() - chrono::Duration::seconds(10);
+    let run = FlowRun {
+        id: uuid::Uuid::now_v7(),
+        flow_id: flow_id_for_name("silent"),
+        flow_name: "silent".into(),
+        name: "quiet-wren".into(),
+        parameters: serde_json::json!({}),
+        tags: vec![],
+        state: State::running(silent),
+        parent_flow_run_id: None,
+        run_count: 1,
+        start_time: Some(silent),
+        end_time: None,
+        created: silent,
+        heartbeat: Some(silent),
+    };
+    let client = ApiClient::new(&server.api_url(), None).unwrap();
+    client.record(&WriteBatch { flow_runs: vec![run.clone()], ..Default::default() }).await.unwrap();
+    let mut state = StateType::Running;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        state = store.read_flow_run(run.id).await.unwrap().unwrap().state.state_type;
+        if state == StateType::Crashed {
+            break;
+        }
+    }
+    assert_eq!(state, StateType::Crashed);
+    server.stop().await.unwrap();
 }

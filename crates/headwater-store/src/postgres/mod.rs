@@ -7,22 +7,21 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use headwater_core::{
-    Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord, StateType, TaskRun,
-};
+use headwater_core::{Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord, StateType, TaskRun};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use crate::columns::{
-    corrupt, rows_per_statement, upsert_set, StateCols, FLOW_RUN_COLS, HISTORY_STATE, LOG_COLS,
-    RUN_STATE, STATE_COLS, TASK_RUN_COLS,
+    corrupt, crash_batch, rows_per_statement, upsert_set, StateCols, FINAL_STATES, FLOW_RUN_COLS, HISTORY_STATE,
+    LIVE_STATES, LOG_COLS, RUN_STATE, STATE_COLS, TASK_RUN_COLS,
 };
 use crate::error::{Result, StoreError};
-use crate::{FlowRunFilter, LogFilter, RunReader, RunRecorder, WriteBatch};
+use crate::{FlowRunFilter, LogFilter, RunReader, RunReaper, RunRecorder, WriteBatch};
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_runs.sql"))];
+const MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("migrations/0001_runs.sql")), (2, include_str!("migrations/0002_heartbeats.sql"))];
 
 /// PostgreSQL allows 65535 bound values per statement.
 const MAX_BINDS: usize = 60_000;
@@ -50,10 +49,7 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect(url)
             .await
-            .map_err(|source| StoreError::Open {
-                path: redact(url).into(),
-                source,
-            })?;
+            .map_err(|source| StoreError::Open { path: redact(url).into(), source })?;
         let store = PostgresStore { pool };
         store.migrate().await?;
         Ok(store)
@@ -62,35 +58,24 @@ impl PostgresStore {
     async fn migrate(&self) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         let conn: &mut PgConnection = &mut tx;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(MIGRATION_LOCK)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *conn).await?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied TIMESTAMPTZ NOT NULL)",
         )
         .execute(&mut *conn)
         .await?;
         let current: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-                .fetch_one(&mut *conn)
-                .await?;
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetch_one(&mut *conn).await?;
         let known = MIGRATIONS.last().map_or(0, |m| m.0);
         if current > known {
-            return Err(StoreError::SchemaTooNew {
-                found: current,
-                known,
-            });
+            return Err(StoreError::SchemaTooNew { found: current, known });
         }
         for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
             for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
                 sqlx::query(statement)
                     .execute(&mut *conn)
                     .await
-                    .map_err(|source| StoreError::Migration {
-                        version: *version,
-                        source,
-                    })?;
+                    .map_err(|source| StoreError::Migration { version: *version, source })?;
             }
             sqlx::query("INSERT INTO schema_migrations (version, applied) VALUES ($1, now())")
                 .bind(version)
@@ -135,9 +120,7 @@ fn flow_from(row: &PgRow) -> Result<Flow> {
         name: row.try_get("name")?,
         version: row.try_get("version")?,
         description: row.try_get("description")?,
-        parameter_schema: row
-            .try_get::<Json<serde_json::Value>, _>("parameter_schema")?
-            .0,
+        parameter_schema: row.try_get::<Json<serde_json::Value>, _>("parameter_schema")?.0,
         created: row.try_get("created")?,
         updated: row.try_get("updated")?,
     })
@@ -157,6 +140,7 @@ fn flow_run_from(row: &PgRow) -> Result<FlowRun> {
         start_time: row.try_get("start_time")?,
         end_time: row.try_get("end_time")?,
         created: row.try_get("created")?,
+        heartbeat: row.try_get("heartbeat")?,
     })
 }
 
@@ -185,11 +169,7 @@ fn last_per_id<T, F: Fn(&T) -> Uuid>(rows: &[T], id: F) -> Vec<&T> {
     for (i, r) in rows.iter().enumerate() {
         last.insert(id(r), i);
     }
-    rows.iter()
-        .enumerate()
-        .filter(|(i, r)| last[&id(r)] == *i)
-        .map(|(_, r)| r)
-        .collect()
+    rows.iter().enumerate().filter(|(i, r)| last[&id(r)] == *i).map(|(_, r)| r).collect()
 }
 
 #[async_trait]
@@ -199,8 +179,46 @@ impl RunRecorder for PostgresStore {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        let conn: &mut PgConnection = &mut tx;
+        write_batch(&mut tx, batch).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
 
+#[async_trait]
+impl RunReaper for PostgresStore {
+    async fn crash_stale_runs(&self, cutoff: DateTime<Utc>) -> Result<Vec<FlowRun>> {
+        let mut tx = self.pool.begin().await?;
+        let conn: &mut PgConnection = &mut tx;
+        // SKIP LOCKED: two servers reaping at once never crash a run twice.
+        let rows = sqlx::query(&format!(
+            "SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE state_type IN ({LIVE_STATES}) \
+             AND heartbeat IS NOT NULL AND heartbeat < $1 FOR UPDATE SKIP LOCKED"
+        ))
+        .bind(cutoff)
+        .fetch_all(&mut *conn)
+        .await?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let runs: Vec<FlowRun> = rows.iter().map(flow_run_from).collect::<Result<_>>()?;
+        let ids: Vec<Uuid> = runs.iter().map(|r| r.id).collect();
+        let rows = sqlx::query(&format!(
+            "SELECT {TASK_RUN_COLS} FROM task_runs WHERE flow_run_id = ANY($1) AND state_type NOT IN ({FINAL_STATES})"
+        ))
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+        let tasks: Vec<TaskRun> = rows.iter().map(task_run_from).collect::<Result<_>>()?;
+        let batch = crash_batch(runs, tasks, Utc::now());
+        write_batch(conn, &batch).await?;
+        tx.commit().await?;
+        Ok(batch.flow_runs)
+    }
+}
+
+async fn write_batch(conn: &mut PgConnection, batch: &WriteBatch) -> Result<()> {
+    {
         let mut flows: Vec<&Flow> = Vec::new();
         for f in &batch.flows {
             match flows.iter().position(|g| g.name == f.name) {
@@ -228,8 +246,7 @@ impl RunRecorder for PostgresStore {
         let fr_set = upsert_set(FLOW_RUN_COLS);
         let flow_runs = last_per_id(&batch.flow_runs, |r| r.id);
         for chunk in flow_runs.chunks(rows_per_statement(FLOW_RUN_COLS, MAX_BINDS)) {
-            let mut q: QueryBuilder<Postgres> =
-                QueryBuilder::new(format!("INSERT INTO flow_runs ({FLOW_RUN_COLS}) "));
+            let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!("INSERT INTO flow_runs ({FLOW_RUN_COLS}) "));
             q.push_values(chunk, |mut b, r| {
                 b.push_bind(r.id)
                     .push_bind(r.flow_id)
@@ -246,7 +263,8 @@ impl RunRecorder for PostgresStore {
                     .push_bind(r.run_count as i32)
                     .push_bind(r.start_time)
                     .push_bind(r.end_time)
-                    .push_bind(r.created);
+                    .push_bind(r.created)
+                    .push_bind(r.heartbeat);
             });
             q.push(format!(" ON CONFLICT (id) DO UPDATE SET {fr_set}"));
             q.build().execute(&mut *conn).await?;
@@ -255,8 +273,7 @@ impl RunRecorder for PostgresStore {
         let tr_set = upsert_set(TASK_RUN_COLS);
         let task_runs = last_per_id(&batch.task_runs, |r| r.id);
         for chunk in task_runs.chunks(rows_per_statement(TASK_RUN_COLS, MAX_BINDS)) {
-            let mut q: QueryBuilder<Postgres> =
-                QueryBuilder::new(format!("INSERT INTO task_runs ({TASK_RUN_COLS}) "));
+            let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!("INSERT INTO task_runs ({TASK_RUN_COLS}) "));
             q.push_values(chunk, |mut b, r| {
                 b.push_bind(r.id)
                     .push_bind(r.flow_run_id)
@@ -280,12 +297,8 @@ impl RunRecorder for PostgresStore {
             q.build().execute(&mut *conn).await?;
         }
 
-        for chunk in batch
-            .states
-            .chunks(rows_per_statement(STATE_COLS, MAX_BINDS))
-        {
-            let mut q: QueryBuilder<Postgres> =
-                QueryBuilder::new(format!("INSERT INTO run_states ({STATE_COLS}) "));
+        for chunk in batch.states.chunks(rows_per_statement(STATE_COLS, MAX_BINDS)) {
+            let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!("INSERT INTO run_states ({STATE_COLS}) "));
             q.push_values(chunk, |mut b, s| {
                 b.push_bind(s.run_id)
                     .push_bind(s.kind.as_str())
@@ -299,8 +312,7 @@ impl RunRecorder for PostgresStore {
         }
 
         for chunk in batch.logs.chunks(rows_per_statement(LOG_COLS, MAX_BINDS)) {
-            let mut q: QueryBuilder<Postgres> =
-                QueryBuilder::new(format!("INSERT INTO logs ({LOG_COLS}) "));
+            let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!("INSERT INTO logs ({LOG_COLS}) "));
             q.push_values(chunk, |mut b, l| {
                 b.push_bind(l.flow_run_id)
                     .push_bind(l.task_run_id)
@@ -311,53 +323,47 @@ impl RunRecorder for PostgresStore {
             q.build().execute(&mut *conn).await?;
         }
 
-        tx.commit().await?;
-        Ok(())
+        for h in &batch.heartbeats {
+            sqlx::query("UPDATE flow_runs SET heartbeat = $1 WHERE id = $2 AND (heartbeat IS NULL OR heartbeat < $1)")
+                .bind(h.at)
+                .bind(h.flow_run_id)
+                .execute(&mut *conn)
+                .await?;
+        }
     }
+    Ok(())
 }
 
 #[async_trait]
 impl RunReader for PostgresStore {
     async fn list_flows(&self) -> Result<Vec<Flow>> {
-        let rows = sqlx::query("SELECT * FROM flows ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query("SELECT * FROM flows ORDER BY name").fetch_all(&self.pool).await?;
         rows.iter().map(flow_from).collect()
     }
 
     async fn read_flow(&self, name: &str) -> Result<Option<Flow>> {
-        let row = sqlx::query("SELECT * FROM flows WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query("SELECT * FROM flows WHERE name = $1").bind(name).fetch_optional(&self.pool).await?;
         row.as_ref().map(flow_from).transpose()
     }
 
     async fn read_flow_run(&self, id: Uuid) -> Result<Option<FlowRun>> {
-        let row = sqlx::query(&format!(
-            "SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(&format!("SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(flow_run_from).transpose()
     }
 
     async fn resolve_flow_run(&self, id_or_name: &str) -> Result<FlowRun> {
         let input = id_or_name.trim();
         if let Ok(id) = Uuid::parse_str(input) {
-            return self
-                .read_flow_run(id)
-                .await?
-                .ok_or_else(|| StoreError::FlowRunNotFound(input.to_string()));
+            return self.read_flow_run(id).await?.ok_or_else(|| StoreError::FlowRunNotFound(input.to_string()));
         }
         let prefix = format!("{}%", input.to_ascii_lowercase().replace(['%', '_'], ""));
-        let mut rows = sqlx::query(&format!(
-            "SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE id::text LIKE $1 LIMIT 2"
-        ))
-        .bind(&prefix)
-        .fetch_all(&self.pool)
-        .await?;
+        let mut rows = sqlx::query(&format!("SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE id::text LIKE $1 LIMIT 2"))
+            .bind(&prefix)
+            .fetch_all(&self.pool)
+            .await?;
         if rows.is_empty() {
             rows = sqlx::query(&format!(
                 "SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE name = $1 ORDER BY created DESC LIMIT 2"
@@ -369,10 +375,7 @@ impl RunReader for PostgresStore {
         match rows.len() {
             0 => Err(StoreError::FlowRunNotFound(input.to_string())),
             1 => flow_run_from(&rows[0]),
-            n => Err(StoreError::Ambiguous {
-                input: input.to_string(),
-                count: n,
-            }),
+            n => Err(StoreError::Ambiguous { input: input.to_string(), count: n }),
         }
     }
 
@@ -381,18 +384,11 @@ impl RunReader for PostgresStore {
             QueryBuilder::new(format!("SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE TRUE"));
         if !f.states.is_empty() {
             q.push(" AND state_type = ANY(")
-                .push_bind(
-                    f.states
-                        .iter()
-                        .map(|s| s.as_str().to_string())
-                        .collect::<Vec<_>>(),
-                )
+                .push_bind(f.states.iter().map(|s| s.as_str().to_string()).collect::<Vec<_>>())
                 .push(")");
         }
         if !f.state_names.is_empty() {
-            q.push(" AND state_name = ANY(")
-                .push_bind(f.state_names.clone())
-                .push(")");
+            q.push(" AND state_name = ANY(").push_bind(f.state_names.clone()).push(")");
         }
         if let Some(name) = &f.flow_name {
             q.push(" AND flow_name = ").push_bind(name.as_str());
@@ -401,14 +397,9 @@ impl RunReader for PostgresStore {
             q.push(" AND parent_flow_run_id = ").push_bind(parent);
         }
         if let Some(crate::Cursor { created, id }) = f.before {
-            q.push(" AND (created, id) < (")
-                .push_bind(created)
-                .push(", ")
-                .push_bind(id)
-                .push(")");
+            q.push(" AND (created, id) < (").push_bind(created).push(", ").push_bind(id).push(")");
         }
-        q.push(" ORDER BY created DESC, id DESC LIMIT ")
-            .push_bind(f.limit.max(1) as i64);
+        q.push(" ORDER BY created DESC, id DESC LIMIT ").push_bind(f.limit.max(1) as i64);
         let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter().map(flow_run_from).collect()
     }
@@ -447,14 +438,12 @@ impl RunReader for PostgresStore {
         q.push_bind(f.flow_run_id);
         q.push(" AND id > ").push_bind(f.after_id);
         if f.min_level > LogLevel::Debug {
-            q.push(" AND level >= ")
-                .push_bind(f.min_level.number() as i32);
+            q.push(" AND level >= ").push_bind(f.min_level.number() as i32);
         }
         if let Some(t) = f.task_run_id {
             q.push(" AND task_run_id = ").push_bind(t);
         }
-        q.push(" ORDER BY id LIMIT ")
-            .push_bind(f.limit.max(1) as i64);
+        q.push(" ORDER BY id LIMIT ").push_bind(f.limit.max(1) as i64);
         let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
@@ -477,13 +466,7 @@ mod tests {
 
     #[test]
     fn passwords_never_reach_error_messages() {
-        assert_eq!(
-            redact("postgres://hw:s3cret@db:5432/hw"),
-            "postgres://hw:********@db:5432/hw"
-        );
-        assert_eq!(
-            redact("postgres:///hw?host=/run/postgresql"),
-            "postgres:///hw?host=/run/postgresql"
-        );
+        assert_eq!(redact("postgres://hw:s3cret@db:5432/hw"), "postgres://hw:********@db:5432/hw");
+        assert_eq!(redact("postgres:///hw?host=/run/postgresql"), "postgres:///hw?host=/run/postgresql");
     }
 }

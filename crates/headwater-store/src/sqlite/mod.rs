@@ -8,24 +8,22 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use headwater_core::{
-    Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord, StateType, TaskRun,
-};
+use headwater_core::{Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord, StateType, TaskRun};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
 use crate::columns::{
-    corrupt, rows_per_statement, upsert_set, StateCols, FLOW_RUN_COLS, HISTORY_STATE, LOG_COLS,
-    RUN_STATE, STATE_COLS, TASK_RUN_COLS,
+    corrupt, crash_batch, rows_per_statement, upsert_set, StateCols, FINAL_STATES, FLOW_RUN_COLS, HISTORY_STATE,
+    LIVE_STATES, LOG_COLS, RUN_STATE, STATE_COLS, TASK_RUN_COLS,
 };
 use crate::error::{Result, StoreError};
-use crate::{FlowRunFilter, LogFilter, RunReader, RunRecorder, WriteBatch};
+use crate::{FlowRunFilter, LogFilter, RunReader, RunReaper, RunRecorder, WriteBatch};
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_runs.sql"))];
+const MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("migrations/0001_runs.sql")), (2, include_str!("migrations/0002_heartbeats.sql"))];
 
 /// SQLite allows 32766 bound values per statement; stay well below it.
 const MAX_BINDS: usize = 30_000;
@@ -38,9 +36,7 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("path", &self.path)
-            .finish()
+        f.debug_struct("SqliteStore").field("path", &self.path).finish()
     }
 }
 
@@ -65,14 +61,8 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(120))
             .connect_with(opts)
             .await
-            .map_err(|source| StoreError::Open {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        let store = SqliteStore {
-            pool,
-            path: path.to_path_buf(),
-        };
+            .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+        let store = SqliteStore { pool, path: path.to_path_buf() };
         store.migrate().await?;
         Ok(store)
     }
@@ -85,29 +75,23 @@ impl SqliteStore {
         // The write lock serialises processes that open a new database at once.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let conn: &mut SqliteConnection = &mut tx;
-        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied INTEGER NOT NULL)")
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied INTEGER NOT NULL)",
+        )
+        .execute(&mut *conn)
+        .await?;
         let current: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-                .fetch_one(&mut *conn)
-                .await?;
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetch_one(&mut *conn).await?;
         let known = MIGRATIONS.last().map_or(0, |m| m.0);
         if current > known {
-            return Err(StoreError::SchemaTooNew {
-                found: current,
-                known,
-            });
+            return Err(StoreError::SchemaTooNew { found: current, known });
         }
         for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
             for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
                 sqlx::query(statement)
                     .execute(&mut *conn)
                     .await
-                    .map_err(|source| StoreError::Migration {
-                        version: *version,
-                        source,
-                    })?;
+                    .map_err(|source| StoreError::Migration { version: *version, source })?;
             }
             sqlx::query("INSERT INTO schema_migrations (version, applied) VALUES (?, ?)")
                 .bind(version)
@@ -147,14 +131,10 @@ fn uuid_col(row: &SqliteRow, col: &str) -> Result<Uuid> {
 
 fn opt_uuid_col(row: &SqliteRow, col: &str) -> Result<Option<Uuid>> {
     let s: Option<String> = row.try_get(col)?;
-    s.map(|s| Uuid::parse_str(&s).map_err(|e| corrupt(col, e)))
-        .transpose()
+    s.map(|s| Uuid::parse_str(&s).map_err(|e| corrupt(col, e))).transpose()
 }
 
-fn state_from(
-    row: &SqliteRow,
-    [ty, name, message, timestamp, scheduled]: StateCols,
-) -> Result<State> {
+fn state_from(row: &SqliteRow, [ty, name, message, timestamp, scheduled]: StateCols) -> Result<State> {
     let ty: String = row.try_get(ty)?;
     Ok(State {
         state_type: StateType::from_str(&ty).map_err(|e| corrupt("state_type", e))?,
@@ -172,8 +152,7 @@ fn flow_from(row: &SqliteRow) -> Result<Flow> {
         name: row.try_get("name")?,
         version: row.try_get("version")?,
         description: row.try_get("description")?,
-        parameter_schema: serde_json::from_str(&schema)
-            .map_err(|e| corrupt("parameter_schema", e))?,
+        parameter_schema: serde_json::from_str(&schema).map_err(|e| corrupt("parameter_schema", e))?,
         created: from_micros(row.try_get("created")?),
         updated: from_micros(row.try_get("updated")?),
     })
@@ -192,11 +171,10 @@ fn flow_run_from(row: &SqliteRow) -> Result<FlowRun> {
         state: state_from(row, RUN_STATE)?,
         parent_flow_run_id: opt_uuid_col(row, "parent_flow_run_id")?,
         run_count: row.try_get::<i64, _>("run_count")? as u32,
-        start_time: row
-            .try_get::<Option<i64>, _>("start_time")?
-            .map(from_micros),
+        start_time: row.try_get::<Option<i64>, _>("start_time")?.map(from_micros),
         end_time: row.try_get::<Option<i64>, _>("end_time")?.map(from_micros),
         created: from_micros(row.try_get("created")?),
+        heartbeat: row.try_get::<Option<i64>, _>("heartbeat")?.map(from_micros),
     })
 }
 
@@ -212,12 +190,8 @@ fn task_run_from(row: &SqliteRow) -> Result<TaskRun> {
         state: state_from(row, RUN_STATE)?,
         run_count: row.try_get::<i64, _>("run_count")? as u32,
         cache_key: row.try_get("cache_key")?,
-        cache_expiration: row
-            .try_get::<Option<i64>, _>("cache_expiration")?
-            .map(from_micros),
-        start_time: row
-            .try_get::<Option<i64>, _>("start_time")?
-            .map(from_micros),
+        cache_expiration: row.try_get::<Option<i64>, _>("cache_expiration")?.map(from_micros),
+        start_time: row.try_get::<Option<i64>, _>("start_time")?.map(from_micros),
         end_time: row.try_get::<Option<i64>, _>("end_time")?.map(from_micros),
         created: from_micros(row.try_get("created")?),
     })
@@ -230,7 +204,49 @@ impl RunRecorder for SqliteStore {
             return Ok(());
         }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        write_batch(&mut tx, batch).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
 
+#[async_trait]
+impl RunReaper for SqliteStore {
+    async fn crash_stale_runs(&self, cutoff: DateTime<Utc>) -> Result<Vec<FlowRun>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let conn: &mut SqliteConnection = &mut tx;
+        let rows = sqlx::query(&format!(
+            "SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE state_type IN ({LIVE_STATES}) \
+             AND heartbeat IS NOT NULL AND heartbeat < ?"
+        ))
+        .bind(micros(cutoff))
+        .fetch_all(&mut *conn)
+        .await?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let runs: Vec<FlowRun> = rows.iter().map(flow_run_from).collect::<Result<_>>()?;
+        let mut tasks = Vec::new();
+        for r in &runs {
+            let rows = sqlx::query(&format!(
+                "SELECT {TASK_RUN_COLS} FROM task_runs WHERE flow_run_id = ? AND state_type NOT IN ({FINAL_STATES})"
+            ))
+            .bind(r.id.to_string())
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in &rows {
+                tasks.push(task_run_from(row)?);
+            }
+        }
+        let batch = crash_batch(runs, tasks, Utc::now());
+        write_batch(conn, &batch).await?;
+        tx.commit().await?;
+        Ok(batch.flow_runs)
+    }
+}
+
+async fn write_batch(tx: &mut SqliteConnection, batch: &WriteBatch) -> Result<()> {
+    {
         for f in &batch.flows {
             sqlx::query(
                 "INSERT INTO flows (id, name, version, description, parameter_schema, created, updated) \
@@ -249,12 +265,8 @@ impl RunRecorder for SqliteStore {
         }
 
         let fr_set = upsert_set(FLOW_RUN_COLS);
-        for chunk in batch
-            .flow_runs
-            .chunks(rows_per_statement(FLOW_RUN_COLS, MAX_BINDS))
-        {
-            let mut q: QueryBuilder<Sqlite> =
-                QueryBuilder::new(format!("INSERT INTO flow_runs ({FLOW_RUN_COLS}) "));
+        for chunk in batch.flow_runs.chunks(rows_per_statement(FLOW_RUN_COLS, MAX_BINDS)) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO flow_runs ({FLOW_RUN_COLS}) "));
             q.push_values(chunk, |mut b, r| {
                 b.push_bind(r.id.to_string())
                     .push_bind(r.flow_id.to_string())
@@ -271,19 +283,16 @@ impl RunRecorder for SqliteStore {
                     .push_bind(r.run_count as i64)
                     .push_bind(opt_micros(r.start_time))
                     .push_bind(opt_micros(r.end_time))
-                    .push_bind(micros(r.created));
+                    .push_bind(micros(r.created))
+                    .push_bind(opt_micros(r.heartbeat));
             });
             q.push(format!(" ON CONFLICT(id) DO UPDATE SET {fr_set}"));
             q.build().execute(&mut *tx).await?;
         }
 
         let tr_set = upsert_set(TASK_RUN_COLS);
-        for chunk in batch
-            .task_runs
-            .chunks(rows_per_statement(TASK_RUN_COLS, MAX_BINDS))
-        {
-            let mut q: QueryBuilder<Sqlite> =
-                QueryBuilder::new(format!("INSERT INTO task_runs ({TASK_RUN_COLS}) "));
+        for chunk in batch.task_runs.chunks(rows_per_statement(TASK_RUN_COLS, MAX_BINDS)) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO task_runs ({TASK_RUN_COLS}) "));
             q.push_values(chunk, |mut b, r| {
                 b.push_bind(r.id.to_string())
                     .push_bind(r.flow_run_id.to_string())
@@ -307,12 +316,8 @@ impl RunRecorder for SqliteStore {
             q.build().execute(&mut *tx).await?;
         }
 
-        for chunk in batch
-            .states
-            .chunks(rows_per_statement(STATE_COLS, MAX_BINDS))
-        {
-            let mut q: QueryBuilder<Sqlite> =
-                QueryBuilder::new(format!("INSERT INTO run_states ({STATE_COLS}) "));
+        for chunk in batch.states.chunks(rows_per_statement(STATE_COLS, MAX_BINDS)) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO run_states ({STATE_COLS}) "));
             q.push_values(chunk, |mut b, s| {
                 b.push_bind(s.run_id.to_string())
                     .push_bind(s.kind.as_str())
@@ -326,8 +331,7 @@ impl RunRecorder for SqliteStore {
         }
 
         for chunk in batch.logs.chunks(rows_per_statement(LOG_COLS, MAX_BINDS)) {
-            let mut q: QueryBuilder<Sqlite> =
-                QueryBuilder::new(format!("INSERT INTO logs ({LOG_COLS}) "));
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO logs ({LOG_COLS}) "));
             q.push_values(chunk, |mut b, l| {
                 b.push_bind(l.flow_run_id.to_string())
                     .push_bind(l.task_run_id.map(|u| u.to_string()))
@@ -338,54 +342,49 @@ impl RunRecorder for SqliteStore {
             q.build().execute(&mut *tx).await?;
         }
 
-        tx.commit().await?;
-        Ok(())
+        for h in &batch.heartbeats {
+            sqlx::query("UPDATE flow_runs SET heartbeat = ? WHERE id = ? AND (heartbeat IS NULL OR heartbeat < ?)")
+                .bind(micros(h.at))
+                .bind(h.flow_run_id.to_string())
+                .bind(micros(h.at))
+                .execute(&mut *tx)
+                .await?;
+        }
     }
+    Ok(())
 }
 
 #[async_trait]
 impl RunReader for SqliteStore {
     async fn list_flows(&self) -> Result<Vec<Flow>> {
-        let rows = sqlx::query("SELECT * FROM flows ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query("SELECT * FROM flows ORDER BY name").fetch_all(&self.pool).await?;
         rows.iter().map(flow_from).collect()
     }
 
     async fn read_flow(&self, name: &str) -> Result<Option<Flow>> {
-        let row = sqlx::query("SELECT * FROM flows WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query("SELECT * FROM flows WHERE name = ?").bind(name).fetch_optional(&self.pool).await?;
         row.as_ref().map(flow_from).transpose()
     }
 
     async fn read_flow_run(&self, id: Uuid) -> Result<Option<FlowRun>> {
-        let row = sqlx::query(&format!(
-            "SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE id = ?"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(&format!("SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE id = ?"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(flow_run_from).transpose()
     }
 
     async fn resolve_flow_run(&self, id_or_name: &str) -> Result<FlowRun> {
         let input = id_or_name.trim();
         if let Ok(id) = Uuid::parse_str(input) {
-            return self
-                .read_flow_run(id)
-                .await?
-                .ok_or_else(|| StoreError::FlowRunNotFound(input.to_string()));
+            return self.read_flow_run(id).await?.ok_or_else(|| StoreError::FlowRunNotFound(input.to_string()));
         }
         // A prefix of the id (as `git` accepts), else a run name.
         let prefix = format!("{}%", input.replace(['%', '_'], ""));
-        let mut rows = sqlx::query(&format!(
-            "SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE id LIKE ? LIMIT 2"
-        ))
-        .bind(&prefix)
-        .fetch_all(&self.pool)
-        .await?;
+        let mut rows = sqlx::query(&format!("SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE id LIKE ? LIMIT 2"))
+            .bind(&prefix)
+            .fetch_all(&self.pool)
+            .await?;
         if rows.is_empty() {
             rows = sqlx::query(&format!(
                 "SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE name = ? ORDER BY created DESC LIMIT 2"
@@ -397,16 +396,12 @@ impl RunReader for SqliteStore {
         match rows.len() {
             0 => Err(StoreError::FlowRunNotFound(input.to_string())),
             1 => flow_run_from(&rows[0]),
-            n => Err(StoreError::Ambiguous {
-                input: input.to_string(),
-                count: n,
-            }),
+            n => Err(StoreError::Ambiguous { input: input.to_string(), count: n }),
         }
     }
 
     async fn list_flow_runs(&self, f: &FlowRunFilter) -> Result<Vec<FlowRun>> {
-        let mut q: QueryBuilder<Sqlite> =
-            QueryBuilder::new(format!("SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE 1=1"));
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE 1=1"));
         if !f.states.is_empty() {
             q.push(" AND state_type IN (");
             let mut sep = q.separated(", ");
@@ -427,18 +422,12 @@ impl RunReader for SqliteStore {
             q.push(" AND flow_name = ").push_bind(name.as_str());
         }
         if let Some(parent) = f.parent_flow_run_id {
-            q.push(" AND parent_flow_run_id = ")
-                .push_bind(parent.to_string());
+            q.push(" AND parent_flow_run_id = ").push_bind(parent.to_string());
         }
         if let Some(crate::Cursor { created, id }) = f.before {
-            q.push(" AND (created, id) < (")
-                .push_bind(micros(created))
-                .push(", ")
-                .push_bind(id.to_string())
-                .push(")");
+            q.push(" AND (created, id) < (").push_bind(micros(created)).push(", ").push_bind(id.to_string()).push(")");
         }
-        q.push(" ORDER BY created DESC, id DESC LIMIT ")
-            .push_bind(f.limit.max(1) as i64);
+        q.push(" ORDER BY created DESC, id DESC LIMIT ").push_bind(f.limit.max(1) as i64);
         let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter().map(flow_run_from).collect()
     }
@@ -482,8 +471,7 @@ impl RunReader for SqliteStore {
         if let Some(t) = f.task_run_id {
             q.push(" AND task_run_id = ").push_bind(t.to_string());
         }
-        q.push(" ORDER BY id LIMIT ")
-            .push_bind(f.limit.max(1) as i64);
+        q.push(" ORDER BY id LIMIT ").push_bind(f.limit.max(1) as i64);
         let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {

@@ -59,6 +59,7 @@ async fn concurrent_writers_and_snapshots_of_one_run_in_a_batch() {
         start_time: None,
         end_time: None,
         created: Utc::now(),
+        heartbeat: None,
     };
     // Two snapshots of one run in a batch: the last wins.
     let mut done = run.clone();
@@ -90,26 +91,14 @@ async fn concurrent_writers_and_snapshots_of_one_run_in_a_batch() {
                         message: format!("writer {w} batch {i} line {j}"),
                     })
                     .collect();
-                store
-                    .record(&WriteBatch {
-                        logs,
-                        ..Default::default()
-                    })
-                    .await
-                    .unwrap();
+                store.record(&WriteBatch { logs, ..Default::default() }).await.unwrap();
             }
         }));
     }
     for h in handles {
         h.await.unwrap();
     }
-    let logs = store
-        .read_logs(&LogFilter {
-            limit: 100_000,
-            ..LogFilter::for_flow_run(run.id)
-        })
-        .await
-        .unwrap();
+    let logs = store.read_logs(&LogFilter { limit: 100_000, ..LogFilter::for_flow_run(run.id) }).await.unwrap();
     assert_eq!(logs.len(), 6000);
     store.close().await;
 }

@@ -58,13 +58,10 @@ async fn concurrent_writers_never_see_database_is_locked() {
                 start_time: None,
                 end_time: None,
                 created: Utc::now(),
+                heartbeat: None,
             };
             store
-                .record(&WriteBatch {
-                    flows: vec![flow],
-                    flow_runs: vec![run.clone()],
-                    ..Default::default()
-                })
+                .record(&WriteBatch { flows: vec![flow], flow_runs: vec![run.clone()], ..Default::default() })
                 .await
                 .unwrap();
             for i in 0..100 {
@@ -78,13 +75,7 @@ async fn concurrent_writers_never_see_database_is_locked() {
                         message: format!("batch {i} line {j}"),
                     })
                     .collect();
-                store
-                    .record(&WriteBatch {
-                        logs,
-                        ..Default::default()
-                    })
-                    .await
-                    .unwrap();
+                store.record(&WriteBatch { logs, ..Default::default() }).await.unwrap();
             }
             run.id
         }));

@@ -41,11 +41,7 @@ async fn same_inputs_hit_the_cache_and_others_run() {
     // A second engine on the same home (as a second process would be) also hits.
     let again = headwater::Engine::with_home(&h.engine.settings().home).unwrap();
     again.scope(download_three()).await.unwrap();
-    assert_eq!(
-        RAN.load(Ordering::SeqCst),
-        2,
-        "both URLs came from the cache"
-    );
+    assert_eq!(RAN.load(Ordering::SeqCst), 2, "both URLs came from the cache");
 }
 
 static SHORT: AtomicU32 = AtomicU32::new(0);
@@ -71,12 +67,7 @@ async fn expired_entries_run_again() {
     h.engine.scope(twice_with_a_pause()).await.unwrap();
     assert_eq!(SHORT.load(Ordering::SeqCst), 2);
     let run = h.run_named("twice-with-a-pause").await;
-    let states: Vec<_> = h
-        .tasks(&run)
-        .await
-        .into_iter()
-        .map(|t| t.state.name)
-        .collect();
+    let states: Vec<_> = h.tasks(&run).await.into_iter().map(|t| t.state.name).collect();
     assert_eq!(states, ["Completed", "Cached", "Completed"]);
 }
 
@@ -125,11 +116,7 @@ async fn source_refresh_and_custom_key_policies() {
     let h = home();
     h.engine.scope(policies()).await.unwrap();
     assert_eq!(SOURCE.load(Ordering::SeqCst), 1);
-    assert_eq!(
-        REFRESH.load(Ordering::SeqCst),
-        2,
-        "refresh_cache always runs"
-    );
+    assert_eq!(REFRESH.load(Ordering::SeqCst), 2, "refresh_cache always runs");
     assert_eq!(CUSTOM.load(Ordering::SeqCst), 2);
 }
 
@@ -149,10 +136,7 @@ async fn unpersistable_results_fail_clearly() {
     let h = home();
     let err = h.engine.scope(persists_badly()).await.unwrap_err();
     let msg = err.to_string();
-    assert!(
-        msg.starts_with("result of task 'unstorable' cannot be cached: "),
-        "{msg}"
-    );
+    assert!(msg.starts_with("result of task 'unstorable' cannot be cached: "), "{msg}");
     let run = h.run_named("persists-badly").await;
     assert_eq!(h.tasks(&run).await[0].state.state_type, StateType::Failed);
 }

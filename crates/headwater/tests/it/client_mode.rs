@@ -32,52 +32,25 @@ async fn remote_parent(xs: Vec<u64>) -> Result<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flows_record_to_the_server() {
     let server_dir = tempfile::tempdir().unwrap();
-    let server_store = Arc::new(
-        SqliteStore::open(&server_dir.path().join("server.db"))
-            .await
-            .unwrap(),
-    );
-    let server = RunningServer::start(server_store.clone() as Arc<dyn Store>, vec!["key-1".into()])
-        .await
-        .unwrap();
+    let server_store = Arc::new(SqliteStore::open(&server_dir.path().join("server.db")).await.unwrap());
+    let server = RunningServer::start(server_store.clone() as Arc<dyn Store>, vec!["key-1".into()]).await.unwrap();
     let home = tempfile::tempdir().unwrap();
     let url = server.api_url();
-    let engine = Engine::with_settings(
-        home.path(),
-        &[("HEADWATER_API_URL", &url), ("HEADWATER_API_KEY", "key-1")],
-    )
-    .unwrap();
+    let engine =
+        Engine::with_settings(home.path(), &[("HEADWATER_API_URL", &url), ("HEADWATER_API_KEY", "key-1")]).unwrap();
 
-    assert_eq!(
-        engine.scope(remote_parent(vec![1, 2, 3])).await.unwrap(),
-        12
-    );
+    assert_eq!(engine.scope(remote_parent(vec![1, 2, 3])).await.unwrap(), 12);
 
     // The root flow returned only after everything reached the server.
-    let runs = server_store
-        .list_flow_runs(&FlowRunFilter::default())
-        .await
-        .unwrap();
+    let runs = server_store.list_flow_runs(&FlowRunFilter::default()).await.unwrap();
     assert_eq!(runs.len(), 4);
-    assert!(runs
-        .iter()
-        .all(|r| r.state.state_type == StateType::Completed));
-    let parent = runs
-        .iter()
-        .find(|r| r.flow_name == "remote-parent")
-        .unwrap();
-    let children: Vec<_> = runs
-        .iter()
-        .filter(|r| r.parent_flow_run_id == Some(parent.id))
-        .collect();
+    assert!(runs.iter().all(|r| r.state.state_type == StateType::Completed));
+    let parent = runs.iter().find(|r| r.flow_name == "remote-parent").unwrap();
+    let children: Vec<_> = runs.iter().filter(|r| r.parent_flow_run_id == Some(parent.id)).collect();
     assert_eq!(children.len(), 3);
     let tasks = server_store.list_task_runs(children[0].id).await.unwrap();
     assert_eq!(tasks[0].name, "double-0");
-    let flow = server_store
-        .read_flow("remote-parent")
-        .await
-        .unwrap()
-        .unwrap();
+    let flow = server_store.read_flow("remote-parent").await.unwrap().unwrap();
     assert_eq!(flow.parameter_schema["properties"]["xs"]["type"], "array");
     // Nothing was written locally.
     assert!(!home.path().join("headwater.db").exists());
@@ -87,16 +60,9 @@ async fn flows_record_to_the_server() {
 #[tokio::test]
 async fn an_unreachable_server_is_reported_before_any_flow_runs() {
     let home = tempfile::tempdir().unwrap();
-    let err = Engine::with_settings(
-        home.path(),
-        &[("HEADWATER_API_URL", "http://127.0.0.1:9/api")],
-    )
-    .unwrap_err();
+    let err = Engine::with_settings(home.path(), &[("HEADWATER_API_URL", "http://127.0.0.1:9/api")]).unwrap_err();
     let msg = err.to_string();
-    assert!(
-        msg.contains("cannot reach the Headwater server at http://127.0.0.1:9/api"),
-        "{msg}"
-    );
+    assert!(msg.contains("cannot reach the Headwater server at http://127.0.0.1:9/api"), "{msg}");
 }
 
 // Opening an engine waits for its recorder, so the in-process server needs
@@ -104,13 +70,9 @@ async fn an_unreachable_server_is_reported_before_any_flow_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_api_key_is_reported_before_any_flow_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&dir.path().join("s.db")).await.unwrap());
-    let server = RunningServer::start(store, vec!["right".into()])
-        .await
-        .unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).await.unwrap());
+    let server = RunningServer::start(store, vec!["right".into()]).await.unwrap();
     let home = tempfile::tempdir().unwrap();
-    let err = Engine::with_settings(home.path(), &[("HEADWATER_API_URL", &server.api_url())])
-        .unwrap_err();
+    let err = Engine::with_settings(home.path(), &[("HEADWATER_API_URL", &server.api_url())]).unwrap_err();
     assert!(err.to_string().contains("requires an API key"), "{err}");
 }

@@ -37,9 +37,7 @@ async fn map_runs_concurrently_within_its_bound_and_keeps_order() {
     assert_eq!(tasks.len(), 20);
     let keys: HashSet<_> = tasks.iter().map(|t| t.name.clone()).collect();
     assert_eq!(keys, (0..20).map(|k| format!("fetch_page-{k}")).collect());
-    assert!(tasks
-        .iter()
-        .all(|t| t.state.state_type == StateType::Completed));
+    assert!(tasks.iter().all(|t| t.state.state_type == StateType::Completed));
     assert!(tasks.iter().all(|t| t.tags == ["extract"]));
 }
 
@@ -69,15 +67,8 @@ async fn submitted_tasks_run_in_parallel_and_the_flow_waits_for_all() {
     let run = h.run_named("submitted").await;
     let tasks = h.tasks(&run).await;
     assert_eq!(tasks.len(), 50);
-    assert!(
-        tasks
-            .iter()
-            .all(|t| t.state.state_type == StateType::Completed),
-        "the unawaited one too"
-    );
-    assert!(tasks
-        .iter()
-        .all(|t| t.end_time.unwrap() <= run.end_time.unwrap()));
+    assert!(tasks.iter().all(|t| t.state.state_type == StateType::Completed), "the unawaited one too");
+    assert!(tasks.iter().all(|t| t.end_time.unwrap() <= run.end_time.unwrap()));
 }
 
 static SLEEPY_STARTED: tokio::sync::Notify = tokio::sync::Notify::const_new();
@@ -109,18 +100,7 @@ async fn failing_flow_cancels_its_submitted_tasks() {
     h.engine.scope(one_fails()).await.unwrap_err();
     let run = h.run_named("one-fails").await;
     assert_eq!(run.state.state_type, StateType::Failed);
-    let mut states: Vec<_> = h
-        .tasks(&run)
-        .await
-        .into_iter()
-        .map(|t| (t.task_name, t.state.state_type))
-        .collect();
+    let mut states: Vec<_> = h.tasks(&run).await.into_iter().map(|t| (t.task_name, t.state.state_type)).collect();
     states.sort();
-    assert_eq!(
-        states,
-        [
-            ("fails_fast".to_string(), StateType::Failed),
-            ("sleepy".to_string(), StateType::Cancelled)
-        ]
-    );
+    assert_eq!(states, [("fails_fast".to_string(), StateType::Failed), ("sleepy".to_string(), StateType::Cancelled)]);
 }

@@ -31,10 +31,7 @@ async fn etl_parent(months: Vec<u32>) -> Result<u64> {
 #[tokio::test]
 async fn subflows_are_linked_to_their_parent() {
     let h = home();
-    assert_eq!(
-        h.engine.scope(etl_parent(vec![1, 2, 3])).await.unwrap(),
-        6000
-    );
+    assert_eq!(h.engine.scope(etl_parent(vec![1, 2, 3])).await.unwrap(), 6000);
     let parent = h.run_named("etl-parent").await;
     assert_eq!(parent.parameters, serde_json::json!({"months": [1, 2, 3]}));
     assert_eq!(parent.state.state_type, StateType::Completed);
@@ -42,19 +39,12 @@ async fn subflows_are_linked_to_their_parent() {
     let children = h
         .engine
         .store()
-        .list_flow_runs(&FlowRunFilter {
-            parent_flow_run_id: Some(parent.id),
-            limit: 10,
-            ..Default::default()
-        })
+        .list_flow_runs(&FlowRunFilter { parent_flow_run_id: Some(parent.id), limit: 10, ..Default::default() })
         .await
         .unwrap();
     let mut child_names: Vec<_> = children.iter().map(|c| c.name.clone()).collect();
     child_names.sort();
-    assert_eq!(
-        child_names,
-        ["yellow-2021-01", "yellow-2021-02", "yellow-2021-03"]
-    );
+    assert_eq!(child_names, ["yellow-2021-01", "yellow-2021-02", "yellow-2021-03"]);
     for c in &children {
         assert_eq!(c.flow_name, "etl-month");
         assert_eq!(c.state.state_type, StateType::Completed);
@@ -62,22 +52,10 @@ async fn subflows_are_linked_to_their_parent() {
         assert_eq!(tasks.len(), 1);
         assert_eq!(tasks[0].name, "count_rows-0", "keys count per flow run");
     }
-    let flow = h
-        .engine
-        .store()
-        .read_flow("etl-parent")
-        .await
-        .unwrap()
-        .unwrap();
+    let flow = h.engine.store().read_flow("etl-parent").await.unwrap().unwrap();
     assert_eq!(flow.version.as_deref(), Some("2.1"));
-    assert_eq!(
-        flow.description.as_deref(),
-        Some("The parent of the course: one subflow per month.")
-    );
-    assert_eq!(
-        flow.parameter_schema["properties"]["months"]["type"],
-        "array"
-    );
+    assert_eq!(flow.description.as_deref(), Some("The parent of the course: one subflow per month."));
+    assert_eq!(flow.parameter_schema["properties"]["months"]["type"], "array");
 }
 
 #[tokio::test]
@@ -86,22 +64,12 @@ async fn logs_are_captured_with_their_task() {
     h.engine.scope(etl_parent(vec![7])).await.unwrap();
     let parent = h.run_named("etl-parent").await;
     let logs = h.log_messages(&parent).await;
-    assert!(
-        logs.iter()
-            .any(|(t, m)| t.is_none() && m == "total rows: 7000"),
-        "{logs:?}"
-    );
+    assert!(logs.iter().any(|(t, m)| t.is_none() && m == "total rows: 7000"), "{logs:?}");
     let child = h.run_named("etl-month").await;
     let task = &h.tasks(&child).await[0];
     let logs = h.log_messages(&child).await;
-    assert!(
-        logs.iter()
-            .any(|(t, m)| *t == Some(task.id) && m == "rows: 7000"),
-        "{logs:?}"
-    );
-    assert!(logs
-        .iter()
-        .any(|(t, m)| t.is_none() && m == "Finished in state Completed()"));
+    assert!(logs.iter().any(|(t, m)| *t == Some(task.id) && m == "rows: 7000"), "{logs:?}");
+    assert!(logs.iter().any(|(t, m)| t.is_none() && m == "Finished in state Completed()"));
 }
 
 #[flow]
@@ -117,14 +85,8 @@ async fn a_failing_flow_records_the_error_chain() {
     assert_eq!(e.to_string(), "loading month 1");
     let run = h.run_named("breaks").await;
     assert_eq!(run.state.state_type, StateType::Failed);
-    assert_eq!(
-        run.state.message.as_deref(),
-        Some("loading month 1: no such table: yellow_taxi_trips")
-    );
-    assert_eq!(
-        names(&h.history(run.id).await),
-        ["Pending", "Running", "Failed"]
-    );
+    assert_eq!(run.state.message.as_deref(), Some("loading month 1: no such table: yellow_taxi_trips"));
+    assert_eq!(names(&h.history(run.id).await), ["Pending", "Running", "Failed"]);
 }
 
 #[task]
@@ -153,11 +115,7 @@ async fn dropping_a_running_flow_cancels_it_and_its_tasks() {
         let runs = h.runs().await;
         if let Some(r) = runs.first() {
             let tasks = h.tasks(r).await;
-            if tasks.len() == 2
-                && tasks
-                    .iter()
-                    .all(|t| t.state.state_type == StateType::Running)
-            {
+            if tasks.len() == 2 && tasks.iter().all(|t| t.state.state_type == StateType::Running) {
                 break;
             }
         }
@@ -199,12 +157,7 @@ async fn a_panicking_task_is_recorded_failed_and_the_panic_goes_on() {
     assert!(joined.unwrap_err().is_panic());
     let run = h.run_named("with-panic").await;
     assert_eq!(run.state.state_type, StateType::Failed);
-    assert!(run
-        .state
-        .message
-        .as_deref()
-        .unwrap()
-        .starts_with("panicked: index out of bounds"));
+    assert!(run.state.message.as_deref().unwrap().starts_with("panicked: index out of bounds"));
     let t = &h.tasks(&run).await[0];
     assert_eq!(t.state.state_type, StateType::Failed);
 }

@@ -42,23 +42,11 @@ async fn listed_retry_delays_are_followed_and_recorded() {
     let hist = h.history(tasks[0].id).await;
     assert_eq!(
         names(&hist),
-        [
-            "Pending",
-            "Running",
-            "AwaitingRetry",
-            "Retrying",
-            "AwaitingRetry",
-            "Retrying",
-            "Completed"
-        ]
+        ["Pending", "Running", "AwaitingRetry", "Retrying", "AwaitingRetry", "Retrying", "Completed"]
     );
     let waiting = &hist[2].state;
     assert_eq!(waiting.state_type, StateType::Scheduled);
-    assert!(waiting
-        .message
-        .as_deref()
-        .unwrap()
-        .contains("connection reset (attempt 1)"));
+    assert!(waiting.message.as_deref().unwrap().contains("connection reset (attempt 1)"));
     assert!(waiting.scheduled_time.unwrap() > waiting.timestamp);
 }
 
@@ -112,11 +100,7 @@ static COND: AtomicU32 = AtomicU32::new(0);
 #[task(retries = 5, retry_if = is_transient)]
 async fn load(kind: u8) -> Result<(), LoadError> {
     COND.fetch_add(1, Ordering::SeqCst);
-    Err(if kind == 0 {
-        LoadError::Schema
-    } else {
-        LoadError::Transient
-    })
+    Err(if kind == 0 { LoadError::Schema } else { LoadError::Transient })
 }
 
 #[flow]
@@ -129,17 +113,9 @@ async fn retry_condition_decides_which_errors_are_retried() {
     let h = home();
     let e = h.engine.scope(conditional(0)).await.unwrap_err();
     assert!(matches!(e, LoadError::Schema));
-    assert_eq!(
-        COND.swap(0, Ordering::SeqCst),
-        1,
-        "a schema error is not retried"
-    );
+    assert_eq!(COND.swap(0, Ordering::SeqCst), 1, "a schema error is not retried");
     h.engine.scope(conditional(1)).await.unwrap_err();
-    assert_eq!(
-        COND.load(Ordering::SeqCst),
-        6,
-        "a transient error is retried 5 times"
-    );
+    assert_eq!(COND.load(Ordering::SeqCst), 6, "a transient error is retried 5 times");
 }
 
 #[task(timeout = "2s", retries = 1)]
@@ -158,20 +134,11 @@ async fn timeouts_end_in_timed_out_and_are_retried() {
     let h = home();
     let started = tokio::time::Instant::now();
     let err = h.engine.scope(times_out()).await.unwrap_err();
-    assert_eq!(
-        started.elapsed(),
-        Duration::from_secs(4),
-        "two attempts of 2 s, no delay"
-    );
+    assert_eq!(started.elapsed(), Duration::from_secs(4), "two attempts of 2 s, no delay");
     tokio::time::resume();
-    let engine_err = err
-        .downcast_ref::<headwater::Error>()
-        .expect("the engine's timeout error");
+    let engine_err = err.downcast_ref::<headwater::Error>().expect("the engine's timeout error");
     assert!(matches!(engine_err, headwater::Error::Timeout { .. }));
-    assert_eq!(
-        err.to_string(),
-        "task run 'hangs-0' exceeded its timeout of 2s"
-    );
+    assert_eq!(err.to_string(), "task run 'hangs-0' exceeded its timeout of 2s");
     let run = h.run_named("times-out").await;
     let tasks = h.tasks(&run).await;
     assert_eq!(tasks[0].state.name, "TimedOut");
@@ -200,14 +167,6 @@ async fn flows_retry_as_a_whole() {
     assert_eq!(run.state.state_type, StateType::Completed);
     assert_eq!(
         names(&h.history(run.id).await),
-        [
-            "Pending",
-            "Running",
-            "AwaitingRetry",
-            "Retrying",
-            "AwaitingRetry",
-            "Retrying",
-            "Completed"
-        ]
+        ["Pending", "Running", "AwaitingRetry", "Retrying", "AwaitingRetry", "Retrying", "Completed"]
     );
 }

@@ -18,14 +18,7 @@ pub fn home() -> Home {
 impl Home {
     pub async fn runs(&self) -> Vec<FlowRun> {
         self.engine.flush().await.unwrap();
-        self.engine
-            .store()
-            .list_flow_runs(&FlowRunFilter {
-                limit: 1000,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
+        self.engine.store().list_flow_runs(&FlowRunFilter { limit: 1000, ..Default::default() }).await.unwrap()
     }
 
     pub async fn run_named(&self, flow: &str) -> FlowRun {

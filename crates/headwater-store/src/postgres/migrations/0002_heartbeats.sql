@@ -1,0 +1,2 @@
+ALTER TABLE flow_runs ADD COLUMN heartbeat TIMESTAMPTZ;
+CREATE INDEX flow_runs_live_heartbeat ON flow_runs (state_type, heartbeat) WHERE heartbeat IS NOT NULL;
