@@ -191,7 +191,7 @@ fn interval_after(
     count: usize,
 ) -> Vec<DateTime<Utc>> {
     let mut out = Vec::with_capacity(count);
-    if every_ms % DAY_MS == 0 {
+    if every_ms.is_multiple_of(DAY_MS) {
         // Whole days: step in wall-clock time so the local hour is kept.
         let days = (every_ms / DAY_MS) as i64;
         let local_anchor = anchor.with_timezone(&tz).naive_local();
