@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use anyhow::Result;
 use chrono::{DateTime, Local, Utc};
 use comfy_table::{presets, ContentArrangement, Table};
-use headwater_core::{Flow, FlowRun, LogRecord, StateRecord, TaskRun};
+use headwater_core::{Deployment, Flow, FlowRun, LogRecord, StateRecord, TaskRun};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -187,4 +187,50 @@ pub fn print_log(l: &LogRecord, flow_run: &str, task_names: &HashMap<Uuid, Strin
         l.message
     );
     Ok(())
+}
+
+pub fn print_deployments(all: &[Deployment]) {
+    let mut t = table(&["NAME", "FLOW", "SCHEDULES", "WORK POOL", "STATUS"]);
+    for d in all {
+        let active = d.schedules.iter().filter(|s| s.active).count();
+        let schedules = match d.schedules.first() {
+            None => "none".to_string(),
+            Some(first) if d.schedules.len() == 1 => first.schedule.describe(),
+            Some(first) => format!("{} (+{} more, {active} active)", first.schedule.describe(), d.schedules.len() - 1),
+        };
+        t.add_row(vec![
+            d.name.clone(),
+            d.flow_name.clone(),
+            schedules,
+            d.work_pool.clone().unwrap_or_else(|| "-".into()),
+            if d.paused { "paused".into() } else { "active".into() },
+        ]);
+    }
+    println!("{t}");
+}
+
+pub fn print_deployment(d: &Deployment, now: DateTime<Utc>) {
+    println!("Deployment  {} ({})", d.name, d.id);
+    println!("Flow        {}", d.flow_name);
+    println!("Entrypoint  {}", d.entrypoint.join(" "));
+    if let Some(desc) = &d.description {
+        println!("About       {desc}");
+    }
+    println!("Status      {}", if d.paused { "paused" } else { "active" });
+    println!("Parameters  {}", d.parameters);
+    if let Some(pool) = &d.work_pool {
+        println!("Work pool   {pool}{}", d.work_queue.as_deref().map(|q| format!(" / {q}")).unwrap_or_default());
+    }
+    if let Some(limit) = d.concurrency_limit {
+        println!("Limit       {limit} at once ({:?})", d.collision_strategy);
+    }
+    for (i, s) in d.schedules.iter().enumerate() {
+        println!("\nSchedule {i} ({}): {}", if s.active { "active" } else { "paused" }, s.schedule.describe());
+        if s.parameters.as_object().is_some_and(|m| !m.is_empty()) {
+            println!("  parameters {}", s.parameters);
+        }
+        for t in s.schedule.next_after(now, 3) {
+            println!("  next       {}", local(t));
+        }
+    }
 }

@@ -7,8 +7,10 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use headwater_core::{Flow, FlowRun, LogRecord, StateRecord, TaskRun};
-use headwater_store::{FlowRunFilter, LogFilter, Result, RunReader, RunReaper, RunRecorder, StoreError, WriteBatch};
+use headwater_core::{Deployment, Flow, FlowRun, LogRecord, StateRecord, TaskRun};
+use headwater_store::{
+    DeploymentStore, FlowRunFilter, LogFilter, Result, RunReader, RunReaper, RunRecorder, StoreError, WriteBatch,
+};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -144,6 +146,31 @@ impl RunRecorder for ApiClient {
             return Ok(());
         }
         self.post::<_, serde_json::Value>("/batches", batch).await.map(|_| ())
+    }
+}
+
+#[async_trait]
+impl DeploymentStore for ApiClient {
+    async fn apply_deployment(&self, deployment: &Deployment) -> Result<Deployment> {
+        self.call(Method::PUT, "/deployments", Some(deployment)).await?.ok_or_else(|| missing("deployments endpoint"))
+    }
+
+    async fn list_deployments(&self) -> Result<Vec<Deployment>> {
+        self.get("/deployments").await?.ok_or_else(|| missing("deployments endpoint"))
+    }
+
+    async fn read_deployment(&self, name: &str) -> Result<Option<Deployment>> {
+        self.get(&format!("/deployments/name/{}", encode(name))).await
+    }
+
+    async fn delete_deployment(&self, name: &str) -> Result<bool> {
+        // 204 and 404 both come back as "no body": ask first which it is.
+        if self.read_deployment(name).await?.is_none() {
+            return Ok(false);
+        }
+        let path = format!("/deployments/name/{}", encode(name));
+        self.call::<(), serde_json::Value>(Method::DELETE, &path, None).await?;
+        Ok(true)
     }
 }
 

@@ -6,6 +6,7 @@
 //! the time and the randomness they want, which keeps every rule testable.
 
 pub mod cache;
+pub mod deployment;
 pub mod duration;
 pub mod error;
 pub mod model;
@@ -16,6 +17,7 @@ pub mod state;
 pub mod transition;
 
 pub use cache::{CacheKey, CachePolicy};
+pub use deployment::{parse_manifest, CollisionStrategy, Deployment, DeploymentSchedule, ManifestError, PullStep};
 pub use error::{CoreError, Result};
 pub use model::{
     crash_message, flow_id_for_name, Flow, FlowRun, Heartbeat, LogLevel, LogRecord, RunKind, StateRecord, TaskRun,

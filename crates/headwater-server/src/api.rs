@@ -6,7 +6,7 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::Html;
 use axum::{Json, Router};
-use headwater_core::{Flow, FlowRun, LogRecord, StateRecord, TaskRun};
+use headwater_core::{Deployment, Flow, FlowRun, LogRecord, StateRecord, TaskRun};
 use headwater_store::{Cursor, FlowRunFilter, LogFilter, Store, WriteBatch};
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
@@ -41,6 +41,8 @@ fn api_router() -> OpenApiRouter<Arc<dyn Store>> {
         .routes(routes!(filter_logs))
         .routes(routes!(record_batch))
         .routes(routes!(crash_stale_runs))
+        .routes(routes!(list_deployments, apply_deployment))
+        .routes(routes!(read_deployment, delete_deployment))
 }
 
 /// The OpenAPI document of the API.
@@ -185,6 +187,49 @@ struct CrashStale {
 )]
 async fn crash_stale_runs(State(db): Db, Json(req): Json<CrashStale>) -> ApiResult<Vec<FlowRun>> {
     Ok(Json(db.crash_stale_runs(req.cutoff).await?))
+}
+
+/// Every deployment, by name.
+#[utoipa::path(get, path = "/deployments", tag = "deployments", responses((status = 200, body = Vec<Deployment>)))]
+async fn list_deployments(State(db): Db) -> ApiResult<Vec<Deployment>> {
+    Ok(Json(db.list_deployments().await?))
+}
+
+/// Creates or replaces a deployment (what `headwater deploy` sends).
+#[utoipa::path(
+    put, path = "/deployments", tag = "deployments", request_body = Deployment,
+    responses((status = 200, body = Deployment))
+)]
+async fn apply_deployment(State(db): Db, Json(d): Json<Deployment>) -> ApiResult<Deployment> {
+    if d.id != headwater_core::deployment::deployment_id_for_name(&d.name) {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "a deployment's id must be derived from its name"));
+    }
+    Ok(Json(db.apply_deployment(&d).await?))
+}
+
+#[utoipa::path(
+    get, path = "/deployments/name/{name}", tag = "deployments",
+    params(("name" = String, Path)),
+    responses((status = 200, body = Deployment), (status = 404, description = "no such deployment"))
+)]
+async fn read_deployment(State(db): Db, Path(name): Path<String>) -> ApiResult<Deployment> {
+    db.read_deployment(&name)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no deployment named '{name}'")))
+}
+
+#[utoipa::path(
+    delete, path = "/deployments/name/{name}", tag = "deployments",
+    params(("name" = String, Path)),
+    responses((status = 204, description = "deleted"), (status = 404, description = "no such deployment"))
+)]
+async fn delete_deployment(State(db): Db, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    if db.delete_deployment(&name).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("no deployment named '{name}'")))
+    }
 }
 
 /// Lists the API from its own OpenAPI document; no external assets, so it

@@ -77,7 +77,36 @@ pub async fn run_all(store: &dyn Store) {
     task_runs_and_logs(store).await;
     resolve_by_id_prefix_and_name(store).await;
     stale_runs_crash_with_their_tasks(store).await;
+    deployments_apply_list_and_delete(store).await;
     empty_batch_is_fine(store).await;
+}
+
+pub async fn deployments_apply_list_and_delete(store: &dyn Store) {
+    let name = format!("taxi-{}", Uuid::now_v7().simple());
+    let doc = json!({"deployments": [{
+        "name": name, "flow": "etl-parent-flow", "entrypoint": ["hw-examples", "etl-parent-flow"],
+        "parameters": {"year": 2021},
+        "schedules": [{"cron": "0 5 1 * *", "timezone": "Europe/Berlin"}, {"interval": 3600}],
+        "concurrency_limit": 2
+    }]});
+    let first = headwater_core::parse_manifest("headwater.yaml", doc.clone(), &|_| None, t(0)).unwrap().remove(0);
+    let stored = store.apply_deployment(&first).await.unwrap();
+    assert_eq!(stored, first);
+    assert_eq!(store.read_deployment(&name).await.unwrap().unwrap(), first);
+    // Re-applying (later, paused) replaces the content and keeps the creation time.
+    let mut again = headwater_core::parse_manifest("headwater.yaml", doc, &|_| None, t(60)).unwrap().remove(0);
+    again.paused = true;
+    let stored = store.apply_deployment(&again).await.unwrap();
+    assert_eq!(stored.created, t(0));
+    assert_eq!(stored.updated, t(60));
+    let read = store.read_deployment(&name).await.unwrap().unwrap();
+    assert!(read.paused);
+    assert_eq!(read.schedules.len(), 2);
+    assert_eq!(read.schedules[0].schedule.timezone(), "Europe/Berlin");
+    assert!(store.list_deployments().await.unwrap().iter().any(|d| d.name == name));
+    assert!(store.delete_deployment(&name).await.unwrap());
+    assert!(!store.delete_deployment(&name).await.unwrap());
+    assert!(store.read_deployment(&name).await.unwrap().is_none());
 }
 
 pub async fn stale_runs_crash_with_their_tasks(store: &dyn Store) {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use headwater_core::{Flow, FlowRun, Heartbeat, LogLevel, LogRecord, StateRecord, StateType, TaskRun};
+use headwater_core::{Deployment, Flow, FlowRun, Heartbeat, LogLevel, LogRecord, StateRecord, StateType, TaskRun};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -163,6 +163,18 @@ pub trait RunReaper: Send + Sync {
     async fn crash_stale_runs(&self, cutoff: DateTime<Utc>) -> Result<Vec<FlowRun>>;
 }
 
+/// Keeps deployments (a flow with its parameters, schedules and work pool).
+#[async_trait]
+pub trait DeploymentStore: Send + Sync {
+    /// Creates or replaces the deployment of that name; its creation time
+    /// survives a re-apply.
+    async fn apply_deployment(&self, deployment: &Deployment) -> Result<Deployment>;
+    async fn list_deployments(&self) -> Result<Vec<Deployment>>;
+    async fn read_deployment(&self, name: &str) -> Result<Option<Deployment>>;
+    /// Whether there was such a deployment.
+    async fn delete_deployment(&self, name: &str) -> Result<bool>;
+}
+
 /// A complete store.
-pub trait Store: RunRecorder + RunReader + RunReaper {}
-impl<T: RunRecorder + RunReader + RunReaper> Store for T {}
+pub trait Store: RunRecorder + RunReader + RunReaper + DeploymentStore {}
+impl<T: RunRecorder + RunReader + RunReaper + DeploymentStore> Store for T {}

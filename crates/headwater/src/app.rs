@@ -27,12 +27,14 @@ tokio::task_local! {
 }
 
 type ErasedRun = Box<dyn Fn(Value) -> Result<LocalBoxFuture<'static, Result<(), String>>, Error>>;
+type ErasedCheck = fn(Value) -> Result<(), Error>;
 
 /// A flow, with its parameter types erased so it can be run from JSON.
 /// Made by `headwater::flows![...]`.
 pub struct FlowHandle {
     spec: &'static FlowSpec,
     schema: fn() -> Value,
+    check: ErasedCheck,
     run: ErasedRun,
 }
 
@@ -46,6 +48,7 @@ impl FlowHandle {
         FlowHandle {
             spec,
             schema: parameter_schema::<P>,
+            check: |value| parse_parameters::<P>(value).map(|_| ()),
             run: Box::new(move |value| {
                 let params: P = parse_parameters(value)?;
                 Ok(Box::pin(f(params)))
@@ -87,6 +90,12 @@ impl FlowHandle {
         Ok(Value::Object(merged))
     }
 
+    /// Validates `params` (after filling in defaults) without running
+    /// anything: what `--check` and `headwater deploy` use.
+    pub fn check_json(&self, params: Value) -> Result<(), Error> {
+        (self.check)(self.resolve_parameters(params)?)
+    }
+
     /// Validates `params` (after filling in defaults) and runs the flow.
     /// The outer error means the parameters were refused and no run was
     /// created.
@@ -106,6 +115,7 @@ struct Invocation {
     params: Map<String, Value>,
     list: bool,
     schema: bool,
+    check: bool,
     help: bool,
 }
 
@@ -150,6 +160,18 @@ impl App {
             println!("{}", serde_json::to_string_pretty(&flow.parameter_schema()).unwrap_or_default());
             return ExitCode::SUCCESS;
         }
+        if inv.check {
+            return match flow.check_json(Value::Object(inv.params)) {
+                Ok(()) => {
+                    println!("parameters are valid for flow '{}'", flow.name());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         let outcome = FINAL_STATE
             .scope(Cell::new(None), async {
                 let r = flow.run_json(Value::Object(inv.params)).await;
@@ -190,7 +212,7 @@ impl App {
         let prog = prog.rsplit('/').next().unwrap_or("flows").to_string();
         let mut s = format!(
             "usage: {prog} [FLOW] [-p NAME=VALUE]... [--params JSON] [--params-file PATH]\n       \
-             {prog} --list | --schema [FLOW]\n\n\
+             {prog} --list | --schema [FLOW] | --check [FLOW] [-p …]\n\n\
              -p NAME=VALUE      one parameter; VALUE is read as JSON if it parses, else as text\n\
              --params JSON      parameters as a JSON object\n\
              --params-file PATH parameters from a JSON file\n\nflows:\n"
@@ -203,7 +225,7 @@ impl App {
 }
 
 fn parse_args(args: &[String]) -> Result<Invocation, String> {
-    let mut inv = Invocation { flow: None, params: Map::new(), list: false, schema: false, help: false };
+    let mut inv = Invocation { flow: None, params: Map::new(), list: false, schema: false, check: false, help: false };
     let mut explicit = Map::new();
     let mut it = args.iter();
     let value_of = |flag: &str, v: Option<&String>| v.cloned().ok_or_else(|| format!("{flag} needs a value"));
@@ -212,6 +234,7 @@ fn parse_args(args: &[String]) -> Result<Invocation, String> {
             "-h" | "--help" => inv.help = true,
             "--list" => inv.list = true,
             "--schema" => inv.schema = true,
+            "--check" => inv.check = true,
             "-p" | "--param" => {
                 let kv = value_of(arg, it.next())?;
                 let (k, v) = kv.split_once('=').ok_or_else(|| format!("-p takes NAME=VALUE, got '{kv}'"))?;

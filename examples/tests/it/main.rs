@@ -1,3 +1,4 @@
 //! The example program run as real processes against one embedded store.
 
+mod deploy;
 mod processes;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use headwater_core::{Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord, StateType, TaskRun};
+use headwater_core::{Deployment, Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord, StateType, TaskRun};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
@@ -18,10 +18,13 @@ use crate::columns::{
     LIVE_STATES, LOG_COLS, RUN_STATE, STATE_COLS, TASK_RUN_COLS,
 };
 use crate::error::{Result, StoreError};
-use crate::{FlowRunFilter, LogFilter, RunReader, RunReaper, RunRecorder, WriteBatch};
+use crate::{DeploymentStore, FlowRunFilter, LogFilter, RunReader, RunReaper, RunRecorder, WriteBatch};
 
-const MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("migrations/0001_runs.sql")), (2, include_str!("migrations/0002_heartbeats.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_runs.sql")),
+    (2, include_str!("migrations/0002_heartbeats.sql")),
+    (3, include_str!("migrations/0003_deployments.sql")),
+];
 
 /// PostgreSQL allows 65535 bound values per statement.
 const MAX_BINDS: usize = 60_000;
@@ -214,6 +217,58 @@ impl RunReaper for PostgresStore {
         write_batch(conn, &batch).await?;
         tx.commit().await?;
         Ok(batch.flow_runs)
+    }
+}
+
+#[async_trait]
+impl DeploymentStore for PostgresStore {
+    async fn apply_deployment(&self, d: &Deployment) -> Result<Deployment> {
+        let mut tx = self.pool.begin().await?;
+        let conn: &mut PgConnection = &mut tx;
+        let created: Option<DateTime<Utc>> =
+            sqlx::query_scalar("SELECT created FROM deployments WHERE name = $1 FOR UPDATE")
+                .bind(&d.name)
+                .fetch_optional(&mut *conn)
+                .await?;
+        let mut stored = d.clone();
+        if let Some(c) = created {
+            stored.created = c;
+        }
+        sqlx::query(
+            "INSERT INTO deployments (id, name, flow_name, paused, spec, created, updated) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO UPDATE SET flow_name = excluded.flow_name, \
+             paused = excluded.paused, spec = excluded.spec, updated = excluded.updated",
+        )
+        .bind(stored.id)
+        .bind(&stored.name)
+        .bind(&stored.flow_name)
+        .bind(stored.paused)
+        .bind(Json(&stored))
+        .bind(stored.created)
+        .bind(stored.updated)
+        .execute(&mut *conn)
+        .await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn list_deployments(&self) -> Result<Vec<Deployment>> {
+        let specs: Vec<Json<Deployment>> =
+            sqlx::query_scalar("SELECT spec FROM deployments ORDER BY name").fetch_all(&self.pool).await?;
+        Ok(specs.into_iter().map(|j| j.0).collect())
+    }
+
+    async fn read_deployment(&self, name: &str) -> Result<Option<Deployment>> {
+        let spec: Option<Json<Deployment>> = sqlx::query_scalar("SELECT spec FROM deployments WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(spec.map(|j| j.0))
+    }
+
+    async fn delete_deployment(&self, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM deployments WHERE name = $1").bind(name).execute(&self.pool).await?;
+        Ok(done.rows_affected() > 0)
     }
 }
 

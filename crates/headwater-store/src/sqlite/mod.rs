@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use headwater_core::{Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord, StateType, TaskRun};
+use headwater_core::{Deployment, Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord, StateType, TaskRun};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
@@ -20,10 +20,13 @@ use crate::columns::{
     LIVE_STATES, LOG_COLS, RUN_STATE, STATE_COLS, TASK_RUN_COLS,
 };
 use crate::error::{Result, StoreError};
-use crate::{FlowRunFilter, LogFilter, RunReader, RunReaper, RunRecorder, WriteBatch};
+use crate::{DeploymentStore, FlowRunFilter, LogFilter, RunReader, RunReaper, RunRecorder, WriteBatch};
 
-const MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("migrations/0001_runs.sql")), (2, include_str!("migrations/0002_heartbeats.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_runs.sql")),
+    (2, include_str!("migrations/0002_heartbeats.sql")),
+    (3, include_str!("migrations/0003_deployments.sql")),
+];
 
 /// SQLite allows 32766 bound values per statement; stay well below it.
 const MAX_BINDS: usize = 30_000;
@@ -242,6 +245,56 @@ impl RunReaper for SqliteStore {
         write_batch(conn, &batch).await?;
         tx.commit().await?;
         Ok(batch.flow_runs)
+    }
+}
+
+#[async_trait]
+impl DeploymentStore for SqliteStore {
+    async fn apply_deployment(&self, d: &Deployment) -> Result<Deployment> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let created: Option<i64> = sqlx::query_scalar("SELECT created FROM deployments WHERE name = ?")
+            .bind(&d.name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let mut stored = d.clone();
+        if let Some(c) = created {
+            stored.created = from_micros(c);
+        }
+        sqlx::query(
+            "INSERT INTO deployments (id, name, flow_name, paused, spec, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT(name) DO UPDATE SET flow_name = excluded.flow_name, paused = excluded.paused, \
+             spec = excluded.spec, updated = excluded.updated",
+        )
+        .bind(stored.id.to_string())
+        .bind(&stored.name)
+        .bind(&stored.flow_name)
+        .bind(stored.paused)
+        .bind(json_text(&stored))
+        .bind(micros(stored.created))
+        .bind(micros(stored.updated))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn list_deployments(&self) -> Result<Vec<Deployment>> {
+        let specs: Vec<String> =
+            sqlx::query_scalar("SELECT spec FROM deployments ORDER BY name").fetch_all(&self.pool).await?;
+        specs.iter().map(|s| serde_json::from_str(s).map_err(|e| corrupt("deployment", e))).collect()
+    }
+
+    async fn read_deployment(&self, name: &str) -> Result<Option<Deployment>> {
+        let spec: Option<String> = sqlx::query_scalar("SELECT spec FROM deployments WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        spec.map(|s| serde_json::from_str(&s).map_err(|e| corrupt("deployment", e))).transpose()
+    }
+
+    async fn delete_deployment(&self, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM deployments WHERE name = ?").bind(name).execute(&self.pool).await?;
+        Ok(done.rows_affected() > 0)
     }
 }
 

@@ -1,0 +1,217 @@
+//! `headwater deploy` and `headwater deployment …`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use chrono::Utc;
+use clap::{Args, Subcommand};
+use headwater_core::{parse_manifest, Deployment};
+use headwater_store::Store;
+use serde_json::Value;
+
+#[derive(Args)]
+pub struct DeployArgs {
+    /// Deployments to apply (default: the only one in the file).
+    names: Vec<String>,
+    /// Apply every deployment in the file.
+    #[arg(long, conflicts_with = "names")]
+    all: bool,
+    /// The manifest.
+    #[arg(long, short, default_value = "headwater.yaml")]
+    file: PathBuf,
+    /// Do not run the entrypoint to check the parameters (for example when
+    /// the flow program only exists inside a container image).
+    #[arg(long)]
+    no_check: bool,
+}
+
+#[derive(Subcommand)]
+pub enum DeploymentCmd {
+    /// List deployments.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a deployment, its schedules in words and their next runs.
+    Inspect {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop scheduling runs of a deployment.
+    Pause { name: String },
+    /// Schedule runs of a deployment again.
+    Resume { name: String },
+    /// Remove a deployment (its past runs stay).
+    Delete { name: String },
+    /// A deployment's schedules.
+    #[command(subcommand)]
+    Schedule(ScheduleCmd),
+}
+
+#[derive(Subcommand)]
+pub enum ScheduleCmd {
+    /// List a deployment's schedules (numbered from 0).
+    Ls { name: String },
+    /// Pause one schedule.
+    Pause { name: String, index: usize },
+    /// Resume one schedule.
+    Resume { name: String, index: usize },
+}
+
+/// Reads, validates and applies the manifest's deployments.
+pub async fn deploy(args: DeployArgs, store: &dyn Store) -> Result<()> {
+    let shown = args.file.display().to_string();
+    let text = std::fs::read_to_string(&args.file).with_context(|| {
+        format!("cannot read {shown} (run `headwater deploy` where headwater.yaml is, or pass --file)")
+    })?;
+    let document: Value = serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
+    let env = |k: &str| std::env::var(k).ok();
+    let deployments = parse_manifest(&shown, document, &env, Utc::now())?;
+    let chosen: Vec<Deployment> = if args.all {
+        deployments
+    } else if args.names.is_empty() {
+        match deployments.len() {
+            1 => deployments,
+            0 => bail!("{shown} declares no deployments"),
+            _ => bail!(
+                "{shown} declares several deployments ({}); name the ones to apply or pass --all",
+                deployments.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        }
+    } else {
+        let mut out = Vec::new();
+        for n in &args.names {
+            match deployments.iter().find(|d| &d.name == n) {
+                Some(d) => out.push(d.clone()),
+                None => bail!("{shown} has no deployment named '{n}'"),
+            }
+        }
+        out
+    };
+    let base = args.file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !args.no_check {
+        for d in &chosen {
+            check_parameters(d, base)?;
+        }
+    }
+    for d in chosen {
+        let stored = store.apply_deployment(&d).await?;
+        println!("Deployment '{}' applied (flow '{}')", stored.name, stored.flow_name);
+        for s in &stored.schedules {
+            let state = if s.active { "" } else { " (paused)" };
+            println!("  schedule: {}{state}", s.schedule.describe());
+        }
+        if stored.paused {
+            println!("  the deployment is paused: `headwater deployment resume {}`", stored.name);
+        }
+    }
+    Ok(())
+}
+
+/// Asks the flow program itself whether the parameters fit its types: the
+/// same check a run makes, with the same messages.
+fn check_parameters(d: &Deployment, base: &Path) -> Result<()> {
+    let mut sets = vec![("parameters".to_string(), d.parameters.clone())];
+    for (i, s) in d.schedules.iter().enumerate() {
+        let mut merged = d.parameters.as_object().cloned().unwrap_or_default();
+        merged.extend(s.parameters.as_object().cloned().unwrap_or_default());
+        sets.push((format!("schedules[{i}].parameters"), Value::Object(merged)));
+    }
+    for (field, params) in sets {
+        let program = &d.entrypoint[0];
+        let resolved =
+            if program.contains('/') && Path::new(program).is_relative() { base.join(program) } else { program.into() };
+        let out = Command::new(&resolved)
+            .args(&d.entrypoint[1..])
+            .args(["--check", "--params", &params.to_string()])
+            .current_dir(base)
+            .output()
+            .with_context(|| {
+                format!(
+                    "deployment '{}': cannot run its entrypoint '{}' to check the parameters \
+                     (build it first, or pass --no-check)",
+                    d.name,
+                    resolved.display()
+                )
+            })?;
+        if !out.status.success() {
+            let why = String::from_utf8_lossy(&out.stderr);
+            let why = why.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim_start_matches("error: ");
+            bail!("deployment '{}', {field}: {why}", d.name);
+        }
+    }
+    Ok(())
+}
+
+async fn read(store: &dyn Store, name: &str) -> Result<Deployment> {
+    store
+        .read_deployment(name)
+        .await?
+        .with_context(|| format!("no deployment named '{name}' (see `headwater deployment ls`)"))
+}
+
+pub async fn deployment(cmd: DeploymentCmd, store: &dyn Store) -> Result<()> {
+    match cmd {
+        DeploymentCmd::Ls { json } => {
+            let all = store.list_deployments().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else if all.is_empty() {
+                println!("No deployments yet: declare them in headwater.yaml and run `headwater deploy`.");
+            } else {
+                crate::output::print_deployments(&all);
+            }
+        }
+        DeploymentCmd::Inspect { name, json } => {
+            let d = read(store, &name).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&d)?);
+            } else {
+                crate::output::print_deployment(&d, Utc::now());
+            }
+        }
+        DeploymentCmd::Pause { name } => set_paused(store, &name, true).await?,
+        DeploymentCmd::Resume { name } => set_paused(store, &name, false).await?,
+        DeploymentCmd::Delete { name } => {
+            if !store.delete_deployment(&name).await? {
+                bail!("no deployment named '{name}'");
+            }
+            println!("Deleted deployment '{name}'");
+        }
+        DeploymentCmd::Schedule(ScheduleCmd::Ls { name }) => {
+            let d = read(store, &name).await?;
+            for (i, s) in d.schedules.iter().enumerate() {
+                let state = if s.active { "active" } else { "paused" };
+                println!("{i}  {state:<6}  {}", s.schedule.describe());
+            }
+        }
+        DeploymentCmd::Schedule(ScheduleCmd::Pause { name, index }) => set_schedule(store, &name, index, false).await?,
+        DeploymentCmd::Schedule(ScheduleCmd::Resume { name, index }) => set_schedule(store, &name, index, true).await?,
+    }
+    Ok(())
+}
+
+async fn set_paused(store: &dyn Store, name: &str, paused: bool) -> Result<()> {
+    let mut d = read(store, name).await?;
+    d.paused = paused;
+    d.updated = Utc::now();
+    store.apply_deployment(&d).await?;
+    println!("Deployment '{name}' {}", if paused { "paused" } else { "resumed" });
+    Ok(())
+}
+
+async fn set_schedule(store: &dyn Store, name: &str, index: usize, active: bool) -> Result<()> {
+    let mut d = read(store, name).await?;
+    let count = d.schedules.len();
+    let s = d
+        .schedules
+        .get_mut(index)
+        .with_context(|| format!("deployment '{name}' has {count} schedule(s), numbered from 0"))?;
+    s.active = active;
+    d.updated = Utc::now();
+    store.apply_deployment(&d).await?;
+    println!("Schedule {index} of '{name}' {}", if active { "resumed" } else { "paused" });
+    Ok(())
+}

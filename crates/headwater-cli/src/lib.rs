@@ -1,0 +1,460 @@
+//! `headwater`: inspect flows, runs and logs, manage settings and
+//! deployments, run the server. A library so it can be driven in-process
+//! (`run_from`); `main.rs` is the binary.
+
+mod deploy;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use headwater_client::ApiClient;
+use headwater_config::{Overrides, Profiles, Settings, KNOWN};
+use headwater_core::{LogLevel, StateType};
+use headwater_server::ServerConfig;
+use headwater_store::{FlowRunFilter, LogFilter, RunReaper, Store};
+
+use crate::output::{print_flow_run, print_flow_runs, print_flows, print_log, print_task_runs};
+
+#[derive(Parser)]
+#[command(name = "headwater", version, about = "Headwater: flows, runs and logs from the command line")]
+struct Cli {
+    /// Headwater home folder (database, results, profiles). Overrides HEADWATER_HOME.
+    #[arg(long, global = true, value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// Use this profile instead of the active one.
+    #[arg(long, global = true)]
+    profile: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the version and where state is kept.
+    Version,
+    /// View and change settings of the active profile.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Manage profiles (named sets of settings).
+    #[command(subcommand)]
+    Profile(ProfileCmd),
+    /// Flows that have been run.
+    #[command(subcommand)]
+    Flow(FlowCmd),
+    /// Flow runs: list, inspect, read logs.
+    #[command(subcommand, name = "flow-run")]
+    FlowRun(FlowRunCmd),
+    /// Task runs of a flow run.
+    #[command(subcommand, name = "task-run")]
+    TaskRun(TaskRunCmd),
+    /// Run the Headwater server.
+    #[command(subcommand)]
+    Server(ServerCmd),
+    /// Validate and apply deployments from headwater.yaml.
+    Deploy(deploy::DeployArgs),
+    /// Deployments: list, inspect, pause, resume, delete, schedules.
+    #[command(subcommand)]
+    Deployment(deploy::DeploymentCmd),
+}
+
+#[derive(Subcommand)]
+enum ServerCmd {
+    /// Serve the REST API (and record runs that flows report to it).
+    Start {
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// 0 picks a free port (printed on start).
+        #[arg(long, default_value_t = 4200)]
+        port: u16,
+        /// `postgres://…` or a SQLite path; default: the embedded database
+        /// in the Headwater home, so earlier embedded runs show up.
+        #[arg(long, env = "HEADWATER_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+        /// A file with one API key per line (in addition to HEADWATER_API_KEY).
+        #[arg(long, value_name = "PATH")]
+        api_key_file: Option<PathBuf>,
+        /// Serve a non-loopback address without an API key anyway.
+        #[arg(long)]
+        allow_unauthenticated_remote: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Show the resolved settings and where each comes from.
+    View {
+        #[arg(long)]
+        show_sources: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set settings in the active profile: `headwater config set KEY=VALUE...`.
+    Set {
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        pairs: Vec<String>,
+    },
+    /// Remove settings from the active profile.
+    Unset {
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProfileCmd {
+    /// List profiles; the active one is marked.
+    Ls,
+    /// Create an empty profile.
+    Create { name: String },
+    /// Make a profile the active one.
+    Use { name: String },
+    /// Delete a profile (not the active one).
+    Delete { name: String },
+    /// Show a profile's settings.
+    Inspect { name: Option<String> },
+}
+
+#[derive(Subcommand)]
+enum FlowCmd {
+    /// List flows.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct JsonFlag {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum FlowRunCmd {
+    /// List flow runs, newest first.
+    Ls {
+        /// Only runs in these states (type like FAILED or name like Late); repeatable.
+        #[arg(long = "state", value_name = "STATE")]
+        states: Vec<String>,
+        /// Only runs of this flow.
+        #[arg(long)]
+        flow: Option<String>,
+        #[arg(long, default_value_t = 25)]
+        limit: u32,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Show a flow run: parameters, state history, task runs, subflows.
+    Inspect {
+        /// Run id, id prefix, or run name.
+        id: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Print a flow run's logs.
+    Logs {
+        id: String,
+        /// Keep printing new logs until the run finishes.
+        #[arg(long, short)]
+        follow: bool,
+        /// Lowest level to show: DEBUG, INFO, WARNING, ERROR.
+        #[arg(long, default_value = "DEBUG")]
+        level: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+#[derive(Subcommand)]
+enum TaskRunCmd {
+    /// List the task runs of a flow run.
+    Ls {
+        #[arg(long = "flow-run", value_name = "ID")]
+        flow_run: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+/// Runs the command line `args` (the first is the program name).
+pub async fn run_from<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Like [`run_from`], returning the error instead of printing it (for
+/// embedding and tests). Argument errors come back as errors too.
+pub async fn try_run_from<I, T>(args: I) -> Result<()>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    run(Cli::try_parse_from(args)?).await
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let overrides = Overrides { home: cli.home.clone(), profile: cli.profile.clone(), ..Default::default() };
+    let settings = Settings::load(&overrides)?;
+    match cli.command {
+        Command::Version => {
+            println!("headwater {}", env!("CARGO_PKG_VERSION"));
+            println!("home:     {}", settings.home.display());
+            println!("profile:  {}", settings.profile);
+            match settings.api_url() {
+                Some(url) => println!("server:   {url}"),
+                None => println!("database: {} (embedded)", settings.database_path().display()),
+            }
+            Ok(())
+        }
+        Command::Config(cmd) => config(cmd, &settings),
+        Command::Profile(cmd) => profile(cmd, &settings),
+        Command::Flow(FlowCmd::Ls { json }) => {
+            let store = open(&settings).await?;
+            print_flows(&store.list_flows().await?, json)
+        }
+        Command::FlowRun(cmd) => flow_run(cmd, open(&settings).await?.as_ref()).await,
+        Command::Deploy(args) => deploy::deploy(args, open(&settings).await?.as_ref()).await,
+        Command::Deployment(cmd) => deploy::deployment(cmd, open(&settings).await?.as_ref()).await,
+        Command::TaskRun(TaskRunCmd::Ls { flow_run, out }) => {
+            let store = open(&settings).await?;
+            let run = store.resolve_flow_run(&flow_run).await?;
+            print_task_runs(&store.list_task_runs(run.id).await?, out.json)
+        }
+        Command::Server(ServerCmd::Start { host, port, database_url, api_key_file, allow_unauthenticated_remote }) => {
+            let mut api_keys: Vec<String> = settings.get("HEADWATER_API_KEY").map(str::to_string).into_iter().collect();
+            if let Some(path) = api_key_file {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading the API key file {}", path.display()))?;
+                api_keys.extend(
+                    text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from),
+                );
+            }
+            let database = database_url.unwrap_or_else(|| settings.database_path().display().to_string());
+            let store = headwater_store::open(&database).await?;
+            let heartbeat_timeout = settings.heartbeat_timeout();
+            let config = ServerConfig {
+                host,
+                port,
+                api_keys: api_keys.clone(),
+                allow_unauthenticated_remote,
+                heartbeat_timeout,
+            };
+            let listener = headwater_server::bind(&config).await?;
+            let addr = listener.local_addr()?;
+            let shown_db = if database.starts_with("postgres") { "PostgreSQL".to_string() } else { database };
+            // The banner must not take the server down if nobody reads stdout.
+            let banner = format!(
+                "Headwater server listening on http://{addr}/api\n  API docs:  http://{addr}/api/docs\n  \
+                 database:  {shown_db}\n  API key:   {}\nPoint flows and the CLI at it with \
+                 HEADWATER_API_URL=http://{addr}/api\n",
+                if api_keys.is_empty() { "none (loopback only)" } else { "required" }
+            );
+            let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), banner.as_bytes());
+            headwater_server::serve(listener, store, &config, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+            Ok(())
+        }
+    }
+}
+
+/// The store the settings point at: the server's API, or the embedded file.
+async fn open(settings: &Settings) -> Result<Arc<dyn Store>> {
+    if let Some(url) = settings.api_url() {
+        let client = ApiClient::new(url, settings.get("HEADWATER_API_KEY").map(str::to_string))?;
+        return Ok(Arc::new(client));
+    }
+    let path = settings.database_path();
+    let store =
+        headwater_store::SqliteStore::open(&path).await.with_context(|| format!("opening {}", path.display()))?;
+    // With no server watching, whoever opens the store marks the runs of
+    // processes that died (kill -9, a lost machine) as CRASHED.
+    let cutoff = chrono::Utc::now() - chrono::Duration::from_std(settings.heartbeat_timeout())?;
+    for r in store.crash_stale_runs(cutoff).await.unwrap_or_default() {
+        eprintln!("note: flow run '{}' marked CRASHED: {}", r.name, r.state.message.unwrap_or_default());
+    }
+    Ok(Arc::new(store))
+}
+
+fn config(cmd: ConfigCmd, settings: &Settings) -> Result<()> {
+    match cmd {
+        ConfigCmd::View { show_sources, json } => {
+            let view = settings.view();
+            if json {
+                let map: serde_json::Map<String, serde_json::Value> =
+                    view.into_iter().map(|(k, v, s)| (k, serde_json::json!({"value": v, "source": s}))).collect();
+                println!("{}", serde_json::to_string_pretty(&map)?);
+                return Ok(());
+            }
+            println!("PROFILE = {}", settings.profile);
+            for (k, v, s) in view {
+                if show_sources {
+                    println!("{k} = {v}  (from {s})");
+                } else {
+                    println!("{k} = {v}");
+                }
+            }
+            Ok(())
+        }
+        ConfigCmd::Set { pairs } => {
+            let mut profiles = load_profiles(settings)?;
+            for pair in &pairs {
+                let (k, v) = pair.split_once('=').with_context(|| format!("'{pair}' is not KEY=VALUE"))?;
+                profiles.set(k.trim(), v.trim())?;
+            }
+            profiles.save(&settings.home)?;
+            for pair in pairs {
+                let key = pair.split_once('=').map(|(k, _)| k.trim()).unwrap_or_default();
+                println!("Set {key} in profile '{}'", profiles.active);
+            }
+            Ok(())
+        }
+        ConfigCmd::Unset { keys } => {
+            let mut profiles = load_profiles(settings)?;
+            for k in &keys {
+                if profiles.unset(k)? {
+                    println!("Unset {k} in profile '{}'", profiles.active);
+                } else {
+                    println!("{k} was not set in profile '{}'", profiles.active);
+                }
+            }
+            profiles.save(&settings.home)?;
+            Ok(())
+        }
+    }
+}
+
+/// The profiles file, with the `--profile` choice applied for this command.
+fn load_profiles(settings: &Settings) -> Result<Profiles> {
+    let mut p = Profiles::load(&settings.home)?;
+    p.active = settings.profile.clone();
+    Ok(p)
+}
+
+fn profile(cmd: ProfileCmd, settings: &Settings) -> Result<()> {
+    let mut profiles = Profiles::load(&settings.home)?;
+    match cmd {
+        ProfileCmd::Ls => {
+            for name in profiles.profiles.keys() {
+                let mark = if *name == profiles.active { "*" } else { " " };
+                println!("{mark} {name}");
+            }
+        }
+        ProfileCmd::Create { name } => {
+            profiles.create(&name)?;
+            profiles.save(&settings.home)?;
+            println!("Created profile '{name}'; switch to it with `headwater profile use {name}`");
+        }
+        ProfileCmd::Use { name } => {
+            profiles.use_profile(&name)?;
+            profiles.save(&settings.home)?;
+            println!("Now using profile '{name}'");
+        }
+        ProfileCmd::Delete { name } => {
+            profiles.delete(&name)?;
+            profiles.save(&settings.home)?;
+            println!("Deleted profile '{name}'");
+        }
+        ProfileCmd::Inspect { name } => {
+            let name = name.unwrap_or_else(|| profiles.active.clone());
+            let values = profiles
+                .profiles
+                .get(&name)
+                .ok_or_else(|| headwater_config::ConfigError::UnknownProfile(name.clone()))?;
+            if values.is_empty() {
+                println!("Profile '{name}' is empty (defaults apply). Known settings:");
+                for k in KNOWN.iter().filter(|k| k.in_profile) {
+                    println!("  {:<26} {}", k.name, k.help);
+                }
+            }
+            for (k, v) in values {
+                let shown = if k == "HEADWATER_API_KEY" { "********" } else { v };
+                println!("{k} = {shown}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn flow_run(cmd: FlowRunCmd, store: &dyn Store) -> Result<()> {
+    match cmd {
+        FlowRunCmd::Ls { states, flow, limit, out } => {
+            let mut filter = FlowRunFilter { flow_name: flow, limit, ..Default::default() };
+            for s in states {
+                match s.parse::<StateType>() {
+                    Ok(t) => filter.states.push(t),
+                    // Not a type: a state name such as Late or TimedOut.
+                    Err(_) => filter.state_names.push(s),
+                }
+            }
+            print_flow_runs(&store.list_flow_runs(&filter).await?, out.json)
+        }
+        FlowRunCmd::Inspect { id, out } => {
+            let run = store.resolve_flow_run(&id).await?;
+            let history = store.read_states(run.id).await?;
+            let tasks = store.list_task_runs(run.id).await?;
+            let children = store
+                .list_flow_runs(&FlowRunFilter { parent_flow_run_id: Some(run.id), limit: 1000, ..Default::default() })
+                .await?;
+            print_flow_run(&run, &history, &tasks, &children, out.json)
+        }
+        FlowRunCmd::Logs { id, follow, level, out } => {
+            let min_level: LogLevel = level.parse()?;
+            let run = store.resolve_flow_run(&id).await?;
+            let names: std::collections::HashMap<_, _> =
+                store.list_task_runs(run.id).await?.into_iter().map(|t| (t.id, t.name)).collect();
+            let mut names = names;
+            let mut filter = LogFilter { min_level, ..LogFilter::for_flow_run(run.id) };
+            loop {
+                let logs = store.read_logs(&filter).await?;
+                if logs.iter().any(|l| l.task_run_id.is_some_and(|t| !names.contains_key(&t))) {
+                    names = store.list_task_runs(run.id).await?.into_iter().map(|t| (t.id, t.name)).collect();
+                }
+                for l in &logs {
+                    print_log(l, &run.name, &names, out.json)?;
+                }
+                if let Some(last) = logs.last() {
+                    filter.after_id = last.id;
+                }
+                if !follow || logs.len() as u32 == filter.limit {
+                    if !follow {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                let now = store.read_flow_run(run.id).await?.context("the flow run was deleted")?;
+                if now.is_finished() {
+                    // One last read: logs written just before the final state.
+                    for l in store.read_logs(&filter).await? {
+                        print_log(&l, &run.name, &names, out.json)?;
+                    }
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,458 @@
+//! Deployments: a flow with its parameters, schedules and where it runs,
+//! as declared in `headwater.yaml`.
+//!
+//! Parsing here is pure: the caller reads the file and passes the process
+//! environment in, so every rule is testable. Errors name the deployment and
+//! the field (`deployments[0].schedules[1].cron`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::duration::parse_duration;
+use crate::schedule::Schedule;
+
+/// What to do with a new run when the deployment is at its concurrency limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CollisionStrategy {
+    /// Wait for a slot.
+    #[default]
+    Enqueue,
+    /// Cancel the new run.
+    CancelNew,
+}
+
+/// A step run before the flow, to fetch its code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum PullStep {
+    GitClone {
+        repository: String,
+        #[serde(default)]
+        branch: Option<String>,
+        /// A commit, tag or branch to check out after cloning.
+        #[serde(default, rename = "ref")]
+        reference: Option<String>,
+    },
+    SetWorkingDirectory {
+        directory: String,
+    },
+}
+
+/// One schedule of a deployment, with its own parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeploymentSchedule {
+    pub id: Uuid,
+    #[schema(value_type = Object)]
+    pub schedule: Schedule,
+    /// Merged over the deployment's parameters for runs of this schedule.
+    #[schema(value_type = Object)]
+    pub parameters: Value,
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Deployment {
+    pub id: Uuid,
+    pub name: String,
+    pub flow_name: String,
+    /// The command that runs the flow program, e.g. `["./target/release/etl"]`.
+    pub entrypoint: Vec<String>,
+    pub description: Option<String>,
+    pub version: Option<String>,
+    pub tags: Vec<String>,
+    #[schema(value_type = Object)]
+    pub parameters: Value,
+    pub work_pool: Option<String>,
+    pub work_queue: Option<String>,
+    pub schedules: Vec<DeploymentSchedule>,
+    pub concurrency_limit: Option<u32>,
+    pub collision_strategy: CollisionStrategy,
+    pub env: BTreeMap<String, String>,
+    pub pull_steps: Vec<PullStep>,
+    pub paused: bool,
+    pub created: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+}
+
+/// Deployment ids are derived from the name, so applying the same manifest
+/// twice updates rather than duplicates.
+pub fn deployment_id_for_name(name: &str) -> Uuid {
+    let digest = blake3::hash(format!("headwater-deployment:{name}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest.as_bytes()[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+fn schedule_id(deployment: &str, index: usize) -> Uuid {
+    deployment_id_for_name(&format!("{deployment}#schedule{index}"))
+}
+
+/// An error in a manifest, with where it is.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{file}: {location}: {reason}")]
+pub struct ManifestError {
+    pub file: String,
+    /// `deployments[0] (taxi-monthly).schedules[1].cron`, or `line 3` for YAML syntax.
+    pub location: String,
+    pub reason: String,
+}
+
+// ---- the file's shape ------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestFile {
+    deployments: Vec<DeploymentSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeploymentSpec {
+    name: String,
+    flow: String,
+    entrypoint: Entrypoint,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    parameters: serde_json::Map<String, Value>,
+    #[serde(default)]
+    work_pool: Option<WorkPoolSpec>,
+    #[serde(default)]
+    schedules: Vec<ScheduleSpec>,
+    #[serde(default)]
+    concurrency_limit: Option<ConcurrencySpec>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    pull: Vec<PullStep>,
+    #[serde(default)]
+    paused: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Entrypoint {
+    Command(String),
+    Argv(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkPoolSpec {
+    name: String,
+    #[serde(default)]
+    queue: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ConcurrencySpec {
+    Limit(u32),
+    Full {
+        limit: u32,
+        #[serde(default)]
+        collision_strategy: CollisionStrategy,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleSpec {
+    #[serde(default)]
+    cron: Option<String>,
+    #[serde(default)]
+    interval: Option<Value>,
+    #[serde(default)]
+    rrule: Option<String>,
+    #[serde(default = "utc")]
+    timezone: String,
+    #[serde(default)]
+    anchor_date: Option<DateTime<Utc>>,
+    #[serde(default)]
+    parameters: serde_json::Map<String, Value>,
+    #[serde(default = "yes")]
+    active: bool,
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Parses a manifest already read as JSON-like data (the YAML reader lives
+/// at the edge). `{{ env.NAME }}` in any string is replaced from `env`; a
+/// missing variable is an error naming it.
+pub fn parse_manifest(
+    file: &str,
+    document: Value,
+    env: &dyn Fn(&str) -> Option<String>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Deployment>, ManifestError> {
+    let err = |location: String, reason: String| ManifestError { file: file.to_string(), location, reason };
+    let document = substitute(document, env, "").map_err(|(loc, reason)| err(loc, reason))?;
+    let parsed: ManifestFile = serde_path_to_error::deserialize(document).map_err(|e| {
+        let path = e.path().to_string();
+        err(if path == "." { "the top level".into() } else { path }, e.into_inner().to_string())
+    })?;
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for (i, spec) in parsed.deployments.into_iter().enumerate() {
+        let at = |field: &str| format!("deployments[{i}] ({}).{field}", spec.name);
+        if spec.name.trim().is_empty() || spec.name.contains(char::is_whitespace) {
+            return Err(err(
+                format!("deployments[{i}].name"),
+                "a deployment name is one word, e.g. taxi-monthly".into(),
+            ));
+        }
+        if !seen.insert(spec.name.clone()) {
+            return Err(err(at("name"), format!("the name '{}' is used twice", spec.name)));
+        }
+        let entrypoint = match spec.entrypoint {
+            Entrypoint::Command(c) => c.split_whitespace().map(str::to_string).collect(),
+            Entrypoint::Argv(v) => v,
+        };
+        if entrypoint.is_empty() {
+            return Err(err(at("entrypoint"), "the command that runs the flow program is empty".into()));
+        }
+        let mut schedules = Vec::new();
+        for (j, s) in spec.schedules.into_iter().enumerate() {
+            let loc = at(&format!("schedules[{j}]"));
+            let kinds = [s.cron.is_some(), s.interval.is_some(), s.rrule.is_some()].iter().filter(|k| **k).count();
+            if kinds != 1 {
+                return Err(err(loc, "give exactly one of cron, interval or rrule".into()));
+            }
+            let schedule = if let Some(c) = &s.cron {
+                Schedule::cron(c, &s.timezone)
+            } else if let Some(r) = &s.rrule {
+                Schedule::rrule(r, &s.timezone)
+            } else {
+                let every = match s.interval.as_ref().expect("counted above") {
+                    Value::Number(n) => {
+                        n.as_f64().filter(|v| *v > 0.0).map(Duration::from_secs_f64).ok_or_else(|| {
+                            err(
+                                format!("{loc}.interval"),
+                                "an interval is a positive number of seconds or text like 1h".into(),
+                            )
+                        })?
+                    }
+                    Value::String(text) => {
+                        parse_duration(text).map_err(|e| err(format!("{loc}.interval"), e.to_string()))?
+                    }
+                    other => {
+                        return Err(err(
+                            format!("{loc}.interval"),
+                            format!("expected seconds or text like 1h, got {other}"),
+                        ))
+                    }
+                };
+                Schedule::interval(every, s.anchor_date, &s.timezone)
+            }
+            .map_err(|e| err(loc.clone(), e.to_string()))?;
+            schedules.push(DeploymentSchedule {
+                id: schedule_id(&spec.name, j),
+                schedule,
+                parameters: Value::Object(s.parameters),
+                active: s.active,
+            });
+        }
+        let (concurrency_limit, collision_strategy) = match spec.concurrency_limit {
+            None => (None, CollisionStrategy::Enqueue),
+            Some(ConcurrencySpec::Limit(0)) | Some(ConcurrencySpec::Full { limit: 0, .. }) => {
+                return Err(err(at("concurrency_limit"), "a limit of 0 would never run anything".into()))
+            }
+            Some(ConcurrencySpec::Limit(n)) => (Some(n), CollisionStrategy::Enqueue),
+            Some(ConcurrencySpec::Full { limit, collision_strategy }) => (Some(limit), collision_strategy),
+        };
+        out.push(Deployment {
+            id: deployment_id_for_name(&spec.name),
+            name: spec.name,
+            flow_name: spec.flow,
+            entrypoint,
+            description: spec.description,
+            version: spec.version,
+            tags: spec.tags,
+            parameters: Value::Object(spec.parameters),
+            work_pool: spec.work_pool.as_ref().map(|w| w.name.clone()),
+            work_queue: spec.work_pool.and_then(|w| w.queue),
+            schedules,
+            concurrency_limit,
+            collision_strategy,
+            env: spec.env,
+            pull_steps: spec.pull,
+            paused: spec.paused,
+            created: now,
+            updated: now,
+        });
+    }
+    Ok(out)
+}
+
+/// Replaces `{{ env.NAME }}` in every string of `v`.
+fn substitute(v: Value, env: &dyn Fn(&str) -> Option<String>, path: &str) -> Result<Value, (String, String)> {
+    Ok(match v {
+        Value::String(s) => Value::String(render(&s, env).map_err(|r| (path_or_top(path), r))?),
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, x)| substitute(x, env, &format!("{path}[{i}]")))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, x)| {
+                    let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                    substitute(x, env, &p).map(|x| (k, x))
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        other => other,
+    })
+}
+
+fn path_or_top(p: &str) -> String {
+    if p.is_empty() {
+        "the top level".into()
+    } else {
+        p.to_string()
+    }
+}
+
+fn render(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(open) = rest.find("{{") {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 2..];
+        let close = after.find("}}").ok_or_else(|| format!("unclosed '{{{{' in '{s}'"))?;
+        let expr = after[..close].trim();
+        match expr.strip_prefix("env.") {
+            Some(name) => {
+                out.push_str(&env(name).ok_or_else(|| format!("the environment variable {name} is not set"))?)
+            }
+            None => {
+                return Err(format!(
+                    "'{{{{ {expr} }}}}' is not something Headwater can fill in here (supported: {{{{ env.NAME }}}})"
+                ))
+            }
+        }
+        rest = &after[close + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().to_utc()
+    }
+
+    #[test]
+    fn a_full_deployment() {
+        let doc = json!({"deployments": [{
+            "name": "taxi-monthly",
+            "flow": "etl-parent-flow",
+            "entrypoint": "./target/release/hw-examples etl-parent-flow",
+            "description": "NYC taxi, monthly",
+            "version": "1.2",
+            "tags": ["taxi"],
+            "parameters": {"color": "yellow", "year": 2021},
+            "work_pool": {"name": "local", "queue": "high"},
+            "schedules": [
+                {"cron": "0 5 1 * *", "timezone": "America/New_York", "parameters": {"months": [1]}},
+                {"interval": "1h", "active": false},
+                {"rrule": "FREQ=WEEKLY;BYDAY=MO;BYHOUR=9"}
+            ],
+            "concurrency_limit": {"limit": 1, "collision_strategy": "cancel_new"},
+            "env": {"PGPASSWORD": "{{ env.TAXI_PG_PASSWORD }}"},
+            "pull": [{"git_clone": {"repository": "https://example.invalid/taxi.git", "branch": "main"}},
+                     {"set_working_directory": {"directory": "taxi"}}]
+        }]});
+        let d = parse_manifest("headwater.yaml", doc, &env(&[("TAXI_PG_PASSWORD", "s3cret")]), now()).unwrap();
+        let d = &d[0];
+        assert_eq!(d.id, deployment_id_for_name("taxi-monthly"));
+        assert_eq!(d.entrypoint, ["./target/release/hw-examples", "etl-parent-flow"]);
+        assert_eq!(d.work_pool.as_deref(), Some("local"));
+        assert_eq!(d.work_queue.as_deref(), Some("high"));
+        assert_eq!(d.schedules.len(), 3);
+        assert_eq!(d.schedules[0].schedule.timezone(), "America/New_York");
+        assert_eq!(d.schedules[0].parameters, json!({"months": [1]}));
+        assert!(!d.schedules[1].active);
+        assert_eq!(d.concurrency_limit, Some(1));
+        assert_eq!(d.collision_strategy, CollisionStrategy::CancelNew);
+        assert_eq!(d.env["PGPASSWORD"], "s3cret");
+        assert_eq!(d.pull_steps.len(), 2);
+        // Ids are stable, so re-applying updates in place.
+        let again = parse_manifest(
+            "headwater.yaml",
+            json!({"deployments": [{"name": "taxi-monthly", "flow": "f", "entrypoint": ["x"], "schedules": [{"cron": "* * * * *"}]}]}),
+            &env(&[]),
+            now(),
+        )
+        .unwrap();
+        assert_eq!(again[0].id, d.id);
+        assert_eq!(again[0].schedules[0].id, d.schedules[0].id);
+    }
+
+    fn refused(doc: Value) -> String {
+        parse_manifest("headwater.yaml", doc, &env(&[]), now()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_point_at_the_file_deployment_and_field() {
+        let e = refused(
+            json!({"deployments": [{"name": "a", "flow": "f", "entrypoint": "x", "schedules": [{"cron": "0 5 1 *"}]}]}),
+        );
+        assert!(e.starts_with("headwater.yaml: deployments[0] (a).schedules[0]: invalid schedule '0 5 1 *'"), "{e}");
+        let e = refused(
+            json!({"deployments": [{"name": "a", "flow": "f", "entrypoint": "x", "schedules": [{"cron": "* * * * *", "interval": 5}]}]}),
+        );
+        assert!(e.ends_with("give exactly one of cron, interval or rrule"), "{e}");
+        let e = refused(
+            json!({"deployments": [{"name": "a", "flow": "f", "entrypoint": "x", "schedules": [{"interval": "5 parsecs"}]}]}),
+        );
+        assert!(e.contains("schedules[0].interval") && e.contains("unknown unit"), "{e}");
+        let e = refused(
+            json!({"deployments": [{"name": "a", "flow": "f", "entrypoint": "x", "env": {"K": "{{ env.NOPE }}"}}]}),
+        );
+        assert_eq!(e, "headwater.yaml: deployments[0].env.K: the environment variable NOPE is not set");
+        let e = refused(json!({"deployments": [{"name": "a", "flow": "f", "entrypoint": "x", "schedule": []}]}));
+        assert!(
+            e.starts_with("headwater.yaml: deployments[0].schedule: unknown field `schedule`, expected one of"),
+            "{e}"
+        );
+        let e = refused(json!({"deployments": [{"name": "a", "entrypoint": "x"}]}));
+        assert!(e.contains("missing field `flow`"), "{e}");
+        let e = refused(
+            json!({"deployments": [{"name": "a", "flow": "f", "entrypoint": "x"}, {"name": "a", "flow": "g", "entrypoint": "y"}]}),
+        );
+        assert!(e.ends_with("the name 'a' is used twice"), "{e}");
+        let e =
+            refused(json!({"deployments": [{"name": "a", "flow": "f", "entrypoint": "x", "concurrency_limit": 0}]}));
+        assert!(e.contains("concurrency_limit"), "{e}");
+        let e = refused(json!({"deployments": [{"name": "a", "flow": "f", "entrypoint": "{{ variables.x }}"}]}));
+        assert!(e.contains("supported: {{ env.NAME }}"), "{e}");
+    }
+}
