@@ -45,6 +45,19 @@ pub enum DeploymentCmd {
     Resume { name: String },
     /// Remove a deployment (its past runs stay).
     Delete { name: String },
+    /// Start a run now, with custom parameters: a worker of its pool runs it.
+    Run {
+        name: String,
+        /// One parameter, NAME=VALUE (VALUE read as JSON if it parses).
+        #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        /// Parameters as a JSON object.
+        #[arg(long = "params", value_name = "JSON")]
+        json: Option<String>,
+        /// Do not run the entrypoint to check the parameters first.
+        #[arg(long)]
+        no_check: bool,
+    },
     /// A deployment's schedules.
     #[command(subcommand)]
     Schedule(ScheduleCmd),
@@ -120,6 +133,19 @@ fn check_parameters(d: &Deployment, base: &Path) -> Result<()> {
         sets.push((format!("schedules[{i}].parameters"), Value::Object(merged)));
     }
     for (field, params) in sets {
+        check_one(d, base, &field, &params)?;
+    }
+    Ok(())
+}
+
+fn rand_seed() -> u64 {
+    let (hi, lo) = uuid::Uuid::now_v7().as_u64_pair();
+    hi ^ lo.rotate_left(29)
+}
+
+/// Runs `<entrypoint> --check --params …` for one parameter set.
+fn check_one(d: &Deployment, base: &Path, field: &str, params: &Value) -> Result<()> {
+    {
         let program = &d.entrypoint[0];
         let resolved =
             if program.contains('/') && Path::new(program).is_relative() { base.join(program) } else { program.into() };
@@ -174,6 +200,30 @@ pub async fn deployment(cmd: DeploymentCmd, store: &dyn Store) -> Result<()> {
         }
         DeploymentCmd::Pause { name } => set_paused(store, &name, true).await?,
         DeploymentCmd::Resume { name } => set_paused(store, &name, false).await?,
+        DeploymentCmd::Run { name, params, json, no_check } => {
+            let d = read(store, &name).await?;
+            let mut given = match json {
+                Some(text) => match serde_json::from_str::<Value>(&text) {
+                    Ok(Value::Object(m)) => m,
+                    _ => bail!("--params must be a JSON object such as {{\"month\": 1}}"),
+                },
+                None => serde_json::Map::new(),
+            };
+            for kv in params {
+                let (k, v) = kv.split_once('=').with_context(|| format!("-p takes NAME=VALUE, got '{kv}'"))?;
+                given.insert(k.trim().into(), serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.into())));
+            }
+            let given = Value::Object(given);
+            if !no_check {
+                check_one(&d, Path::new("."), "parameters", &d.merged_parameters(&given))?;
+            }
+            let now = Utc::now();
+            let run = d.manual_run(&given, now, now, rand_seed());
+            store.enqueue_runs(std::slice::from_ref(&run)).await?;
+            let pool = run.work_pool.clone().unwrap_or_default();
+            println!("Created flow run '{}' ({}) of deployment '{name}'", run.name, run.id);
+            println!("A worker of pool '{pool}' will run it: `headwater worker start --pool {pool}`");
+        }
         DeploymentCmd::Delete { name } => {
             if !store.delete_deployment(&name).await? {
                 bail!("no deployment named '{name}'");

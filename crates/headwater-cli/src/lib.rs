@@ -4,6 +4,7 @@
 
 mod deploy;
 mod output;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,9 +58,18 @@ enum Command {
     Server(ServerCmd),
     /// Validate and apply deployments from headwater.yaml.
     Deploy(deploy::DeployArgs),
-    /// Deployments: list, inspect, pause, resume, delete, schedules.
+    /// Deployments: list, inspect, run, pause, resume, delete, schedules.
     #[command(subcommand)]
     Deployment(deploy::DeploymentCmd),
+    /// Workers run the flow runs of a work pool.
+    #[command(subcommand)]
+    Worker(WorkerCmd),
+}
+
+#[derive(Subcommand)]
+enum WorkerCmd {
+    /// Take due runs of a pool and run them as processes.
+    Start(worker::WorkerArgs),
 }
 
 #[derive(Subcommand)]
@@ -237,6 +247,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::FlowRun(cmd) => flow_run(cmd, open(&settings).await?.as_ref()).await,
         Command::Deploy(args) => deploy::deploy(args, open(&settings).await?.as_ref()).await,
         Command::Deployment(cmd) => deploy::deployment(cmd, open(&settings).await?.as_ref()).await,
+        Command::Worker(WorkerCmd::Start(args)) => {
+            worker::start(args, open(&settings).await?.as_ref(), &settings).await
+        }
         Command::TaskRun(TaskRunCmd::Ls { flow_run, out }) => {
             let store = open(&settings).await?;
             let run = store.resolve_flow_run(&flow_run).await?;

@@ -9,7 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use headwater_core::{Deployment, Flow, FlowRun, LogRecord, StateRecord, TaskRun};
 use headwater_store::{
-    DeploymentStore, FlowRunFilter, LogFilter, Result, RunReader, RunReaper, RunRecorder, StoreError, WriteBatch,
+    DeploymentStore, FlowRunFilter, LogFilter, Result, RunQueue, RunReader, RunReaper, RunRecorder, StoreError,
+    WriteBatch,
 };
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -171,6 +172,18 @@ impl DeploymentStore for ApiClient {
         let path = format!("/deployments/name/{}", encode(name));
         self.call::<(), serde_json::Value>(Method::DELETE, &path, None).await?;
         Ok(true)
+    }
+}
+
+#[async_trait]
+impl RunQueue for ApiClient {
+    async fn enqueue_runs(&self, runs: &[FlowRun]) -> Result<usize> {
+        Ok(self.post("/flow_runs/enqueue", runs).await?.unwrap_or(0))
+    }
+
+    async fn claim_due_run(&self, work_pool: &str, now: chrono::DateTime<chrono::Utc>) -> Result<Option<FlowRun>> {
+        let body = serde_json::json!({ "now": now });
+        self.post(&format!("/work_pools/{}/claim", encode(work_pool)), &body).await
     }
 }
 

@@ -15,7 +15,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::duration::parse_duration;
+use crate::model::{flow_id_for_name, FlowRun};
+use crate::names::run_name;
 use crate::schedule::Schedule;
+use crate::state::State;
 
 /// What to do with a new run when the deployment is at its concurrency limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
@@ -80,6 +83,79 @@ pub struct Deployment {
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
 }
+
+impl Deployment {
+    /// The deployment's parameters with `extra` merged over them.
+    pub fn merged_parameters(&self, extra: &Value) -> Value {
+        let mut merged = self.parameters.as_object().cloned().unwrap_or_default();
+        if let Some(m) = extra.as_object() {
+            merged.extend(m.clone());
+        }
+        Value::Object(merged)
+    }
+
+    fn new_run(
+        &self,
+        parameters: Value,
+        due: DateTime<Utc>,
+        now: DateTime<Utc>,
+        seed: u64,
+        key: Option<String>,
+    ) -> FlowRun {
+        FlowRun {
+            id: Uuid::now_v7(),
+            flow_id: flow_id_for_name(&self.flow_name),
+            flow_name: self.flow_name.clone(),
+            name: run_name(seed),
+            parameters,
+            tags: self.tags.clone(),
+            state: State::scheduled(now, due),
+            parent_flow_run_id: None,
+            run_count: 0,
+            start_time: None,
+            end_time: None,
+            created: now,
+            heartbeat: None,
+            deployment_id: Some(self.id),
+            work_pool: Some(self.work_pool.clone().unwrap_or_else(|| DEFAULT_WORK_POOL.to_string())),
+            idempotency_key: key,
+        }
+    }
+
+    /// The runs of the active schedules due in `[from, to)`, at most
+    /// `per_schedule` each. Each has an idempotency key made of the
+    /// deployment, the schedule and the due time, so asking twice (two
+    /// schedulers, a restart) never creates a run twice. None if paused.
+    pub fn scheduled_runs(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        per_schedule: usize,
+        now: DateTime<Utc>,
+        seed: &mut dyn FnMut() -> u64,
+    ) -> Vec<FlowRun> {
+        if self.paused {
+            return Vec::new();
+        }
+        let mut runs = Vec::new();
+        for s in self.schedules.iter().filter(|s| s.active) {
+            for due in s.schedule.between(from, to, per_schedule) {
+                let key = format!("scheduled:{}:{}:{}", self.id, s.id, due.timestamp_micros());
+                runs.push(self.new_run(self.merged_parameters(&s.parameters), due, now, seed(), Some(key)));
+            }
+        }
+        runs
+    }
+
+    /// A run started by hand, due at `due`, with `parameters` over the
+    /// deployment's.
+    pub fn manual_run(&self, parameters: &Value, due: DateTime<Utc>, now: DateTime<Utc>, seed: u64) -> FlowRun {
+        self.new_run(self.merged_parameters(parameters), due, now, seed, None)
+    }
+}
+
+/// The pool of deployments that name none.
+pub const DEFAULT_WORK_POOL: &str = "default";
 
 /// Deployment ids are derived from the name, so applying the same manifest
 /// twice updates rather than duplicates.
@@ -418,6 +494,39 @@ mod tests {
 
     fn refused(doc: Value) -> String {
         parse_manifest("headwater.yaml", doc, &env(&[]), now()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn schedules_become_runs_with_stable_keys() {
+        let doc = json!({"deployments": [{
+            "name": "every-minute", "flow": "caching", "entrypoint": "x", "parameters": {"n": 5},
+            "work_pool": {"name": "local"},
+            "schedules": [{"interval": 60, "anchor_date": "2026-01-01T00:00:00Z", "parameters": {"n": 6}},
+                          {"cron": "0 * * * *", "active": false}]
+        }]});
+        let d = parse_manifest("headwater.yaml", doc, &env(&[]), now()).unwrap().remove(0);
+        let from = now();
+        let to = from + chrono::Duration::minutes(3);
+        let mut n = 0u64;
+        let mut seed = || {
+            n += 1;
+            n
+        };
+        let runs = d.scheduled_runs(from, to, 100, now(), &mut seed);
+        assert_eq!(runs.len(), 3, "the paused cron schedule makes none");
+        assert!(runs.iter().all(|r| r.parameters == json!({"n": 6}) && r.work_pool.as_deref() == Some("local")));
+        assert_eq!(runs[0].state.scheduled_time, Some(from));
+        let again = d.scheduled_runs(from, to, 100, now(), &mut seed);
+        let keys: Vec<_> = runs.iter().map(|r| r.idempotency_key.clone()).collect();
+        assert_eq!(keys, again.iter().map(|r| r.idempotency_key.clone()).collect::<Vec<_>>());
+        assert_ne!(runs[0].id, again[0].id);
+        let mut paused = d.clone();
+        paused.paused = true;
+        assert!(paused.scheduled_runs(from, to, 100, now(), &mut seed).is_empty());
+        let manual = d.manual_run(&json!({"n": 9}), from, now(), 7);
+        assert_eq!(manual.parameters, json!({"n": 9}));
+        assert_eq!(manual.idempotency_key, None);
+        assert_eq!(manual.state.state_type, crate::StateType::Scheduled);
     }
 
     #[test]

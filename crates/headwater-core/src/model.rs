@@ -55,6 +55,15 @@ pub struct FlowRun {
     /// heartbeat is older than the timeout is marked CRASHED.
     #[serde(default)]
     pub heartbeat: Option<DateTime<Utc>>,
+    /// The deployment that created the run, if any.
+    #[serde(default)]
+    pub deployment_id: Option<Uuid>,
+    /// The work pool whose workers may pick the run up.
+    #[serde(default)]
+    pub work_pool: Option<String>,
+    /// A run with the same key is never created twice (scheduled runs).
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
 /// A live flow run's process saying it is still there.

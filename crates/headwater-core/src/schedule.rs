@@ -205,11 +205,13 @@ fn interval_after(
             k += 1;
         }
     } else {
-        let every = every_ms as i64;
-        let since = (after - anchor).num_milliseconds();
-        let mut k = if since < 0 { 0 } else { since / every + 1 };
+        // Microseconds and floor division: an `after` just before a due
+        // time (as `between` asks) must still find it.
+        let every = every_ms as i64 * 1000;
+        let since = (after - anchor).num_microseconds().unwrap_or(i64::MAX);
+        let mut k = (since.div_euclid(every) + 1).max(0);
         while out.len() < count {
-            let t = anchor + chrono::Duration::milliseconds(k * every);
+            let t = anchor + chrono::Duration::microseconds(k * every);
             if t > after {
                 out.push(t);
             }
@@ -312,6 +314,20 @@ mod tests {
         assert_eq!(times(&next), ["2026-11-21T06:01:30Z", "2026-11-21T06:03:00Z"]);
         let before_anchor = s.next_after(utc("2019-01-01T00:00:00Z"), 1);
         assert_eq!(times(&before_anchor), ["2020-01-01T00:00:00Z"]);
+    }
+
+    #[test]
+    fn between_includes_a_run_due_exactly_at_its_start() {
+        let anchor = utc("2026-01-01T00:00:00Z");
+        let s = Schedule::interval(Duration::from_secs(60), Some(anchor), "UTC").unwrap();
+        let runs = s.between(anchor, anchor + chrono::Duration::minutes(3), 10);
+        assert_eq!(times(&runs), ["2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z", "2026-01-01T00:02:00Z"]);
+        let c = Schedule::cron("0 * * * *", "UTC").unwrap();
+        let hour = utc("2026-01-01T05:00:00Z");
+        assert_eq!(
+            times(&c.between(hour, hour + chrono::Duration::hours(2), 10)),
+            ["2026-01-01T05:00:00Z", "2026-01-01T06:00:00Z"]
+        );
     }
 
     #[test]

@@ -43,6 +43,8 @@ fn api_router() -> OpenApiRouter<Arc<dyn Store>> {
         .routes(routes!(crash_stale_runs))
         .routes(routes!(list_deployments, apply_deployment))
         .routes(routes!(read_deployment, delete_deployment))
+        .routes(routes!(enqueue_runs))
+        .routes(routes!(claim_due_run))
 }
 
 /// The OpenAPI document of the API.
@@ -230,6 +232,36 @@ async fn delete_deployment(State(db): Db, Path(name): Path<String>) -> Result<St
     } else {
         Err(ApiError::not_found(format!("no deployment named '{name}'")))
     }
+}
+
+/// Creates SCHEDULED runs, skipping those whose idempotency key exists;
+/// answers how many were created.
+#[utoipa::path(
+    post, path = "/flow_runs/enqueue", tag = "flow_runs", request_body = Vec<FlowRun>,
+    responses((status = 200, body = usize))
+)]
+async fn enqueue_runs(State(db): Db, Json(runs): Json<Vec<FlowRun>>) -> ApiResult<usize> {
+    if let Some(bad) = runs.iter().find(|r| r.state.state_type != headwater_core::StateType::Scheduled) {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("run '{}' is not SCHEDULED", bad.name)));
+    }
+    Ok(Json(db.enqueue_runs(&runs).await?))
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+struct Claim {
+    /// Runs due by this time may be claimed.
+    now: chrono::DateTime<chrono::Utc>,
+}
+
+/// A worker takes the next due run of its pool (moved to PENDING); no run
+/// is handed out twice. 404 when none is due.
+#[utoipa::path(
+    post, path = "/work_pools/{pool}/claim", tag = "work_pools", request_body = Claim,
+    params(("pool" = String, Path)),
+    responses((status = 200, body = FlowRun), (status = 404, description = "nothing due"))
+)]
+async fn claim_due_run(State(db): Db, Path(pool): Path<String>, Json(req): Json<Claim>) -> ApiResult<FlowRun> {
+    db.claim_due_run(&pool, req.now).await?.map(Json).ok_or_else(|| ApiError::not_found("no run is due"))
 }
 
 /// Lists the API from its own OpenAPI document; no external assets, so it

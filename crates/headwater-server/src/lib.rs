@@ -7,6 +7,7 @@
 mod api;
 mod auth;
 mod error;
+pub mod scheduler;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -73,13 +74,31 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     let stop = CancellationToken::new();
     let reaper = tokio::spawn(reap_loop(store.clone(), config.heartbeat_timeout, stop.clone()));
+    let scheduling = tokio::spawn(schedule_loop(store.clone(), stop.clone()));
     let served = axum::serve(listener, app(store, config.api_keys.clone()))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(ServerError::Serve);
     stop.cancel();
     let _ = reaper.await;
+    let _ = scheduling.await;
     served
+}
+
+/// Background work of the server, stopped by `stop`: creates the runs of
+/// the deployments' schedules ahead of time.
+async fn schedule_loop(store: Arc<dyn Store>, stop: CancellationToken) {
+    loop {
+        match scheduler::schedule_due(store.as_ref(), chrono::Utc::now(), None).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("scheduled {n} flow run(s)"),
+            Err(e) => tracing::error!("could not schedule runs: {e}"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
 }
 
 /// Background work of the server, stopped by `stop`: every few seconds,

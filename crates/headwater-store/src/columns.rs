@@ -4,7 +4,8 @@
 use crate::error::StoreError;
 
 pub(crate) const FLOW_RUN_COLS: &str = "id, flow_id, flow_name, name, parameters, tags, state_type, state_name, \
-     state_message, state_timestamp, state_scheduled, parent_flow_run_id, run_count, start_time, end_time, created, heartbeat";
+     state_message, state_timestamp, state_scheduled, parent_flow_run_id, run_count, start_time, end_time, created, heartbeat, \
+     deployment_id, work_pool, idempotency_key";
 pub(crate) const TASK_RUN_COLS: &str = "id, flow_run_id, task_name, name, dynamic_key, tags, state_type, state_name, \
      state_message, state_timestamp, state_scheduled, run_count, cache_key, cache_expiration, start_time, end_time, created";
 pub(crate) const STATE_COLS: &str = "run_id, run_kind, state_type, state_name, message, timestamp, scheduled";
@@ -14,6 +15,17 @@ pub(crate) const LOG_COLS: &str = "flow_run_id, task_run_id, level, timestamp, m
 pub(crate) const LIVE_STATES: &str = "'PENDING', 'RUNNING', 'CANCELLING'";
 /// The state types a run never leaves on its own.
 pub(crate) const FINAL_STATES: &str = "'COMPLETED', 'FAILED', 'CANCELLED', 'CRASHED'";
+
+/// The snapshot and history row of a run a worker has just claimed.
+pub(crate) fn claim_batch(mut run: headwater_core::FlowRun, now: chrono::DateTime<chrono::Utc>) -> crate::WriteBatch {
+    use headwater_core::{RunKind, State, StateRecord};
+    run.state = State::pending(now);
+    crate::WriteBatch {
+        states: vec![StateRecord { run_id: run.id, kind: RunKind::Flow, state: run.state.clone() }],
+        flow_runs: vec![run],
+        ..Default::default()
+    }
+}
 
 /// The snapshots and history rows that mark `runs` (and their unfinished
 /// `tasks`) CRASHED at `now`.
@@ -48,12 +60,22 @@ pub(crate) const RUN_STATE: StateCols =
 /// A row of the state history.
 pub(crate) const HISTORY_STATE: StateCols = ["state_type", "state_name", "message", "timestamp", "scheduled"];
 
+/// Columns a later snapshot without them must not erase: a flow process
+/// adopting a run a worker claimed does not know its deployment.
+const KEPT_WHEN_NULL: &[&str] = &["deployment_id", "work_pool", "idempotency_key", "heartbeat"];
+
 /// `col = excluded.col` for every column but the key and the creation time.
-pub(crate) fn upsert_set(cols: &str) -> String {
+pub(crate) fn upsert_set(table: &str, cols: &str) -> String {
     cols.split(',')
         .map(str::trim)
         .filter(|c| *c != "id" && *c != "created")
-        .map(|c| format!("{c} = excluded.{c}"))
+        .map(|c| {
+            if KEPT_WHEN_NULL.contains(&c) {
+                format!("{c} = COALESCE(excluded.{c}, {table}.{c})")
+            } else {
+                format!("{c} = excluded.{c}")
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -73,8 +95,9 @@ mod tests {
 
     #[test]
     fn upserts_keep_id_and_created() {
-        let set = upsert_set(FLOW_RUN_COLS);
+        let set = upsert_set("flow_runs", FLOW_RUN_COLS);
         assert!(set.starts_with("flow_id = excluded.flow_id"));
+        assert!(set.contains("work_pool = COALESCE(excluded.work_pool, flow_runs.work_pool)"));
         assert!(!set.contains("id = excluded.id,") && !set.contains("created = "));
         assert_eq!(rows_per_statement(LOG_COLS, 30_000), 6000);
     }

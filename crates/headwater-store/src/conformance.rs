@@ -45,6 +45,9 @@ fn flow_run(flow: &Flow, name: &str, at: i64, state: State) -> FlowRun {
         end_time: None,
         created: t(at),
         heartbeat: None,
+        deployment_id: None,
+        work_pool: None,
+        idempotency_key: None,
     }
 }
 
@@ -78,7 +81,69 @@ pub async fn run_all(store: &dyn Store) {
     resolve_by_id_prefix_and_name(store).await;
     stale_runs_crash_with_their_tasks(store).await;
     deployments_apply_list_and_delete(store).await;
+    runs_are_enqueued_once_and_claimed_once(store).await;
     empty_batch_is_fine(store).await;
+}
+
+pub async fn runs_are_enqueued_once_and_claimed_once(store: &dyn Store) {
+    let pool = format!("pool-{}", Uuid::now_v7().simple());
+    let name = format!("queue-{}", Uuid::now_v7().simple());
+    let doc = json!({"deployments": [{
+        "name": name, "flow": "f", "entrypoint": "x", "work_pool": {"name": pool},
+        "schedules": [{"interval": 1, "anchor_date": "2026-01-01T00:00:00Z"}]
+    }]});
+    let now = Utc::now().trunc_subsecs(6);
+    let d = headwater_core::parse_manifest("headwater.yaml", doc, &|_| None, now).unwrap().remove(0);
+    let mut seed = 0u64;
+    let mut next = || {
+        seed += 1;
+        seed
+    };
+    // 40 runs due over the last 40 seconds; asking twice creates them once.
+    let runs = d.scheduled_runs(now - Duration::seconds(40), now, 100, now, &mut next);
+    assert_eq!(runs.len(), 40);
+    assert_eq!(store.enqueue_runs(&runs).await.unwrap(), 40);
+    let again = d.scheduled_runs(now - Duration::seconds(40), now, 100, now, &mut next);
+    assert_eq!(store.enqueue_runs(&again).await.unwrap(), 0, "idempotency keys hold");
+    // A future run is not due yet.
+    let future = d.manual_run(&json!({}), now + Duration::hours(1), now, 1);
+    assert_eq!(store.enqueue_runs(std::slice::from_ref(&future)).await.unwrap(), 1);
+
+    // Four claimers at once: every due run exactly once, oldest first.
+    let mut claimed = Vec::new();
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        let (a, b, c, e) = futures_join4(store, &pool, now).await;
+        let got: Vec<FlowRun> = [a, b, c, e].into_iter().flatten().collect();
+        if got.is_empty() {
+            break;
+        }
+        claimed.extend(got);
+        assert!(rounds < 100);
+    }
+    let mut ids: Vec<Uuid> = claimed.iter().map(|r| r.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 40, "each due run handed out once");
+    assert_eq!(claimed.len(), 40);
+    assert!(claimed.iter().all(|r| r.state.state_type == StateType::Pending && r.deployment_id == Some(d.id)));
+    let stored = store.read_flow_run(claimed[0].id).await.unwrap().unwrap();
+    assert_eq!(stored.state.state_type, StateType::Pending);
+    assert_eq!(stored.work_pool.as_deref(), Some(pool.as_str()));
+    let history: Vec<_> = store.read_states(stored.id).await.unwrap().into_iter().map(|s| s.state.name).collect();
+    assert_eq!(history, ["Scheduled", "Pending"]);
+    assert!(store.claim_due_run(&pool, now + Duration::hours(2)).await.unwrap().is_some(), "the future run, once due");
+    assert!(store.claim_due_run("no-such-pool", now).await.unwrap().is_none());
+}
+
+async fn futures_join4(
+    store: &dyn Store,
+    pool: &str,
+    now: DateTime<Utc>,
+) -> (Option<FlowRun>, Option<FlowRun>, Option<FlowRun>, Option<FlowRun>) {
+    let claim = || async { store.claim_due_run(pool, now).await.unwrap() };
+    tokio::join!(claim(), claim(), claim(), claim())
 }
 
 pub async fn deployments_apply_list_and_delete(store: &dyn Store) {

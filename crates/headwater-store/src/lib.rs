@@ -175,6 +175,17 @@ pub trait DeploymentStore: Send + Sync {
     async fn delete_deployment(&self, name: &str) -> Result<bool>;
 }
 
+/// Runs waiting for a worker.
+#[async_trait]
+pub trait RunQueue: Send + Sync {
+    /// Creates these SCHEDULED runs, except those whose idempotency key an
+    /// existing run already has. Returns how many were created.
+    async fn enqueue_runs(&self, runs: &[FlowRun]) -> Result<usize>;
+    /// Takes the earliest SCHEDULED run of `work_pool` due by `now` and moves
+    /// it to PENDING, atomically: no run is ever handed out twice.
+    async fn claim_due_run(&self, work_pool: &str, now: DateTime<Utc>) -> Result<Option<FlowRun>>;
+}
+
 /// A complete store.
-pub trait Store: RunRecorder + RunReader + RunReaper + DeploymentStore {}
-impl<T: RunRecorder + RunReader + RunReaper + DeploymentStore> Store for T {}
+pub trait Store: RunRecorder + RunReader + RunReaper + DeploymentStore + RunQueue {}
+impl<T: RunRecorder + RunReader + RunReaper + DeploymentStore + RunQueue> Store for T {}

@@ -130,8 +130,11 @@ where
         Some(template) => render_run_name(template, &parameters),
         None => run_name(rand::random()),
     };
+    // A worker that claimed a run starts the program to execute *that* run.
+    let adopted = if parent.is_none() { adopt_claimed_run() } else { None };
+    let name = adopted.as_ref().and_then(|(_, n)| n.clone()).unwrap_or(name);
     let run = FlowRun {
-        id: Uuid::now_v7(),
+        id: adopted.as_ref().map_or_else(Uuid::now_v7, |(id, _)| *id),
         flow_id: flow_id_for_name(spec.name),
         flow_name: spec.name.to_string(),
         name: name.clone(),
@@ -144,6 +147,9 @@ where
         end_time: None,
         created: now,
         heartbeat: Some(now),
+        deployment_id: None,
+        work_pool: None,
+        idempotency_key: None,
     };
     let is_root = parent.is_none();
     let mut tracker = Tracker::create(engine.clone(), run);
@@ -267,6 +273,18 @@ where
         }
     }
     result
+}
+
+/// The run a worker handed this process (`HEADWATER_FLOW_RUN_ID`, and
+/// `HEADWATER_FLOW_RUN_NAME`), taken by the first root flow only.
+fn adopt_claimed_run() -> Option<(Uuid, Option<String>)> {
+    static CLAIMED: std::sync::Mutex<Option<bool>> = std::sync::Mutex::new(None);
+    let mut taken = CLAIMED.lock().ok()?;
+    if taken.replace(true).is_some() {
+        return None;
+    }
+    let id = Uuid::parse_str(&std::env::var("HEADWATER_FLOW_RUN_ID").ok()?).ok()?;
+    Some((id, std::env::var("HEADWATER_FLOW_RUN_NAME").ok().filter(|n| !n.is_empty())))
 }
 
 /// Keeps a flow run in the engine's live set (so heartbeats go out for it)

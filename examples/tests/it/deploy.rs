@@ -114,3 +114,71 @@ async fn manifest_errors_name_the_file_and_field() {
     assert!(e.contains("cannot run its entrypoint") && e.contains("--no-check"), "{e}");
     hw(home.path(), &["deploy", "--no-check", "--file", file.to_str().unwrap()]).await.unwrap();
 }
+
+/// Deploy on a 1-second interval, let a worker run it: each scheduled run is
+/// executed once, by the example program adopting the run the worker claimed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_runs_scheduled_and_manual_runs() {
+    use headwater_core::StateType;
+    use headwater_store::{FlowRunFilter, RunReader};
+
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("headwater.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"deployments:
+  - name: every-second
+    flow: caching
+    entrypoint: ["{BIN}", "caching"]
+    parameters: {{n: 5}}
+    work_pool: {{name: local}}
+    schedules:
+      - interval: 1
+  - name: on-demand
+    flow: caching
+    entrypoint: ["{BIN}", "caching"]
+    work_pool: {{name: manual}}
+"#
+        ),
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    hw(home.path(), &["deploy", "--all", "--file", f]).await.unwrap();
+
+    hw(home.path(), &["worker", "start", "--pool", "local", "--max-runs", "3", "--poll-ms", "100"]).await.unwrap();
+    let store = SqliteStore::open(&home.path().join("headwater.db")).await.unwrap();
+    let d = store.read_deployment("every-second").await.unwrap().unwrap();
+    let runs = store.list_flow_runs(&FlowRunFilter { limit: 1000, ..Default::default() }).await.unwrap();
+    let done: Vec<_> = runs.iter().filter(|r| r.state.state_type == StateType::Completed).collect();
+    assert_eq!(done.len(), 3, "{:?}", runs.iter().map(|r| (&r.name, &r.state.name)).collect::<Vec<_>>());
+    for r in &done {
+        assert_eq!(r.deployment_id, Some(d.id));
+        assert_eq!(r.parameters["n"], 5);
+        assert_eq!(r.run_count, 1, "run once");
+        let history: Vec<_> = store.read_states(r.id).await.unwrap().into_iter().map(|s| s.state.name).collect();
+        assert_eq!(history.first().map(String::as_str), Some("Scheduled"));
+        assert_eq!(history.iter().filter(|n| *n == "Running").count(), 1, "{history:?}");
+        assert_eq!(history.last().map(String::as_str), Some("Completed"));
+        assert_eq!(store.list_task_runs(r.id).await.unwrap().len(), 1);
+    }
+    assert!(runs.iter().all(|r| r.state.state_type != StateType::Running && r.state.state_type != StateType::Pending));
+
+    // A run with custom parameters, started by hand.
+    let e = hw(home.path(), &["deployment", "run", "on-demand", "-p", "n=oops"]).await.unwrap_err().to_string();
+    assert!(e.contains("invalid parameter 'n'"), "{e}");
+    hw(home.path(), &["deployment", "run", "on-demand", "-p", "n=7"]).await.unwrap();
+    hw(home.path(), &["worker", "start", "--pool", "manual", "--max-runs", "1"]).await.unwrap();
+    let on_demand = store.read_deployment("on-demand").await.unwrap().unwrap();
+    let manual: Vec<_> = store
+        .list_flow_runs(&FlowRunFilter { limit: 1000, ..Default::default() })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.deployment_id == Some(on_demand.id))
+        .collect();
+    assert_eq!(manual.len(), 1, "the refused run was never created");
+    assert_eq!(manual[0].state.state_type, StateType::Completed);
+    assert_eq!(manual[0].parameters["n"], 7);
+}

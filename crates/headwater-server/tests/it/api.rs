@@ -127,6 +127,9 @@ async fn the_server_marks_silent_runs_crashed() {
         end_time: None,
         created: silent,
         heartbeat: Some(silent),
+        deployment_id: None,
+        work_pool: None,
+        idempotency_key: None,
     };
     let client = ApiClient::new(&server.api_url(), None).unwrap();
     client.record(&WriteBatch { flow_runs: vec![run.clone()], ..Default::default() }).await.unwrap();

@@ -14,16 +14,17 @@ use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use crate::columns::{
-    corrupt, crash_batch, rows_per_statement, upsert_set, StateCols, FINAL_STATES, FLOW_RUN_COLS, HISTORY_STATE,
-    LIVE_STATES, LOG_COLS, RUN_STATE, STATE_COLS, TASK_RUN_COLS,
+    claim_batch, corrupt, crash_batch, rows_per_statement, upsert_set, StateCols, FINAL_STATES, FLOW_RUN_COLS,
+    HISTORY_STATE, LIVE_STATES, LOG_COLS, RUN_STATE, STATE_COLS, TASK_RUN_COLS,
 };
 use crate::error::{Result, StoreError};
-use crate::{DeploymentStore, FlowRunFilter, LogFilter, RunReader, RunReaper, RunRecorder, WriteBatch};
+use crate::{DeploymentStore, FlowRunFilter, LogFilter, RunQueue, RunReader, RunReaper, RunRecorder, WriteBatch};
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_runs.sql")),
     (2, include_str!("migrations/0002_heartbeats.sql")),
     (3, include_str!("migrations/0003_deployments.sql")),
+    (4, include_str!("migrations/0004_deployment_runs.sql")),
 ];
 
 /// PostgreSQL allows 65535 bound values per statement.
@@ -144,6 +145,9 @@ fn flow_run_from(row: &PgRow) -> Result<FlowRun> {
         end_time: row.try_get("end_time")?,
         created: row.try_get("created")?,
         heartbeat: row.try_get("heartbeat")?,
+        deployment_id: row.try_get("deployment_id")?,
+        work_pool: row.try_get("work_pool")?,
+        idempotency_key: row.try_get("idempotency_key")?,
     })
 }
 
@@ -272,6 +276,70 @@ impl DeploymentStore for PostgresStore {
     }
 }
 
+#[async_trait]
+impl RunQueue for PostgresStore {
+    async fn enqueue_runs(&self, runs: &[FlowRun]) -> Result<usize> {
+        let mut tx = self.pool.begin().await?;
+        let conn: &mut PgConnection = &mut tx;
+        let mut created = Vec::new();
+        for r in runs {
+            let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!("INSERT INTO flow_runs ({FLOW_RUN_COLS}) "));
+            q.push_values(std::iter::once(r), push_flow_run);
+            q.push(" ON CONFLICT DO NOTHING");
+            if q.build().execute(&mut *conn).await?.rows_affected() == 1 {
+                created.push(StateRecord { run_id: r.id, kind: RunKind::Flow, state: r.state.clone() });
+            }
+        }
+        let n = created.len();
+        write_batch(conn, &WriteBatch { states: created, ..Default::default() }).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn claim_due_run(&self, work_pool: &str, now: DateTime<Utc>) -> Result<Option<FlowRun>> {
+        let mut tx = self.pool.begin().await?;
+        let conn: &mut PgConnection = &mut tx;
+        // SKIP LOCKED: concurrent workers each take a different run.
+        let row = sqlx::query(&format!(
+            "SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE work_pool = $1 AND state_type = 'SCHEDULED' \
+             AND state_scheduled <= $2 ORDER BY state_scheduled, created LIMIT 1 FOR UPDATE SKIP LOCKED"
+        ))
+        .bind(work_pool)
+        .bind(now)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let batch = claim_batch(flow_run_from(&row)?, now);
+        write_batch(conn, &batch).await?;
+        tx.commit().await?;
+        Ok(batch.flow_runs.into_iter().next())
+    }
+}
+
+/// Binds one flow run's columns, in `FLOW_RUN_COLS` order.
+fn push_flow_run<'q>(mut b: sqlx::query_builder::Separated<'_, 'q, Postgres, &'static str>, r: &'q FlowRun) {
+    b.push_bind(r.id)
+        .push_bind(r.flow_id)
+        .push_bind(r.flow_name.as_str())
+        .push_bind(r.name.as_str())
+        .push_bind(Json(&r.parameters))
+        .push_bind(Json(&r.tags))
+        .push_bind(r.state.state_type.as_str())
+        .push_bind(r.state.name.as_str())
+        .push_bind(r.state.message.as_deref())
+        .push_bind(r.state.timestamp)
+        .push_bind(r.state.scheduled_time)
+        .push_bind(r.parent_flow_run_id)
+        .push_bind(r.run_count as i32)
+        .push_bind(r.start_time)
+        .push_bind(r.end_time)
+        .push_bind(r.created)
+        .push_bind(r.heartbeat)
+        .push_bind(r.deployment_id)
+        .push_bind(r.work_pool.as_deref())
+        .push_bind(r.idempotency_key.as_deref());
+}
+
 async fn write_batch(conn: &mut PgConnection, batch: &WriteBatch) -> Result<()> {
     {
         let mut flows: Vec<&Flow> = Vec::new();
@@ -298,34 +366,16 @@ async fn write_batch(conn: &mut PgConnection, batch: &WriteBatch) -> Result<()> 
             .await?;
         }
 
-        let fr_set = upsert_set(FLOW_RUN_COLS);
+        let fr_set = upsert_set("flow_runs", FLOW_RUN_COLS);
         let flow_runs = last_per_id(&batch.flow_runs, |r| r.id);
         for chunk in flow_runs.chunks(rows_per_statement(FLOW_RUN_COLS, MAX_BINDS)) {
             let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!("INSERT INTO flow_runs ({FLOW_RUN_COLS}) "));
-            q.push_values(chunk, |mut b, r| {
-                b.push_bind(r.id)
-                    .push_bind(r.flow_id)
-                    .push_bind(r.flow_name.as_str())
-                    .push_bind(r.name.as_str())
-                    .push_bind(Json(&r.parameters))
-                    .push_bind(Json(&r.tags))
-                    .push_bind(r.state.state_type.as_str())
-                    .push_bind(r.state.name.as_str())
-                    .push_bind(r.state.message.as_deref())
-                    .push_bind(r.state.timestamp)
-                    .push_bind(r.state.scheduled_time)
-                    .push_bind(r.parent_flow_run_id)
-                    .push_bind(r.run_count as i32)
-                    .push_bind(r.start_time)
-                    .push_bind(r.end_time)
-                    .push_bind(r.created)
-                    .push_bind(r.heartbeat);
-            });
+            q.push_values(chunk.iter().copied(), push_flow_run);
             q.push(format!(" ON CONFLICT (id) DO UPDATE SET {fr_set}"));
             q.build().execute(&mut *conn).await?;
         }
 
-        let tr_set = upsert_set(TASK_RUN_COLS);
+        let tr_set = upsert_set("task_runs", TASK_RUN_COLS);
         let task_runs = last_per_id(&batch.task_runs, |r| r.id);
         for chunk in task_runs.chunks(rows_per_statement(TASK_RUN_COLS, MAX_BINDS)) {
             let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!("INSERT INTO task_runs ({TASK_RUN_COLS}) "));

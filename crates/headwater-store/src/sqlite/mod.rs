@@ -16,16 +16,17 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
 use crate::columns::{
-    corrupt, crash_batch, rows_per_statement, upsert_set, StateCols, FINAL_STATES, FLOW_RUN_COLS, HISTORY_STATE,
-    LIVE_STATES, LOG_COLS, RUN_STATE, STATE_COLS, TASK_RUN_COLS,
+    claim_batch, corrupt, crash_batch, rows_per_statement, upsert_set, StateCols, FINAL_STATES, FLOW_RUN_COLS,
+    HISTORY_STATE, LIVE_STATES, LOG_COLS, RUN_STATE, STATE_COLS, TASK_RUN_COLS,
 };
 use crate::error::{Result, StoreError};
-use crate::{DeploymentStore, FlowRunFilter, LogFilter, RunReader, RunReaper, RunRecorder, WriteBatch};
+use crate::{DeploymentStore, FlowRunFilter, LogFilter, RunQueue, RunReader, RunReaper, RunRecorder, WriteBatch};
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_runs.sql")),
     (2, include_str!("migrations/0002_heartbeats.sql")),
     (3, include_str!("migrations/0003_deployments.sql")),
+    (4, include_str!("migrations/0004_deployment_runs.sql")),
 ];
 
 /// SQLite allows 32766 bound values per statement; stay well below it.
@@ -47,6 +48,22 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file and brings its schema up
     /// to date.
     pub async fn open(path: &Path) -> Result<SqliteStore> {
+        // Processes that open a new database at the same moment race to
+        // switch it to WAL, and SQLite reports the loser busy without
+        // waiting; such a race is worth another try, not an error.
+        let mut attempt = 0u32;
+        loop {
+            match SqliteStore::open_once(path).await {
+                Err(e) if attempt < 40 && is_locked(&e) => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt.min(20)))).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn open_once(path: &Path) -> Result<SqliteStore> {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
@@ -109,6 +126,14 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+fn is_locked(e: &StoreError) -> bool {
+    let source = match e {
+        StoreError::Open { source, .. } | StoreError::Migration { source, .. } | StoreError::Database(source) => source,
+        _ => return false,
+    };
+    matches!(source, sqlx::Error::Database(d) if d.message().contains("locked") || d.message().contains("busy"))
 }
 
 fn micros(t: DateTime<Utc>) -> i64 {
@@ -178,6 +203,9 @@ fn flow_run_from(row: &SqliteRow) -> Result<FlowRun> {
         end_time: row.try_get::<Option<i64>, _>("end_time")?.map(from_micros),
         created: from_micros(row.try_get("created")?),
         heartbeat: row.try_get::<Option<i64>, _>("heartbeat")?.map(from_micros),
+        deployment_id: opt_uuid_col(row, "deployment_id")?,
+        work_pool: row.try_get("work_pool")?,
+        idempotency_key: row.try_get("idempotency_key")?,
     })
 }
 
@@ -298,6 +326,68 @@ impl DeploymentStore for SqliteStore {
     }
 }
 
+#[async_trait]
+impl RunQueue for SqliteStore {
+    async fn enqueue_runs(&self, runs: &[FlowRun]) -> Result<usize> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut created = Vec::new();
+        for r in runs {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO flow_runs ({FLOW_RUN_COLS}) "));
+            q.push_values(std::iter::once(r), push_flow_run);
+            q.push(" ON CONFLICT DO NOTHING");
+            if q.build().execute(&mut *tx).await?.rows_affected() == 1 {
+                created.push(StateRecord { run_id: r.id, kind: RunKind::Flow, state: r.state.clone() });
+            }
+        }
+        let n = created.len();
+        write_batch(&mut tx, &WriteBatch { states: created, ..Default::default() }).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn claim_due_run(&self, work_pool: &str, now: DateTime<Utc>) -> Result<Option<FlowRun>> {
+        // The write lock is taken first, so two workers serialise here.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query(&format!(
+            "SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE work_pool = ? AND state_type = 'SCHEDULED' \
+             AND state_scheduled <= ? ORDER BY state_scheduled, created LIMIT 1"
+        ))
+        .bind(work_pool)
+        .bind(micros(now))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let batch = claim_batch(flow_run_from(&row)?, now);
+        write_batch(&mut tx, &batch).await?;
+        tx.commit().await?;
+        Ok(batch.flow_runs.into_iter().next())
+    }
+}
+
+/// Binds one flow run's columns, in `FLOW_RUN_COLS` order.
+fn push_flow_run<'q>(mut b: sqlx::query_builder::Separated<'_, 'q, Sqlite, &'static str>, r: &'q FlowRun) {
+    b.push_bind(r.id.to_string())
+        .push_bind(r.flow_id.to_string())
+        .push_bind(r.flow_name.as_str())
+        .push_bind(r.name.as_str())
+        .push_bind(json_text(&r.parameters))
+        .push_bind(json_text(&r.tags))
+        .push_bind(r.state.state_type.as_str())
+        .push_bind(r.state.name.as_str())
+        .push_bind(r.state.message.as_deref())
+        .push_bind(micros(r.state.timestamp))
+        .push_bind(opt_micros(r.state.scheduled_time))
+        .push_bind(r.parent_flow_run_id.map(|u| u.to_string()))
+        .push_bind(r.run_count as i64)
+        .push_bind(opt_micros(r.start_time))
+        .push_bind(opt_micros(r.end_time))
+        .push_bind(micros(r.created))
+        .push_bind(opt_micros(r.heartbeat))
+        .push_bind(r.deployment_id.map(|u| u.to_string()))
+        .push_bind(r.work_pool.as_deref())
+        .push_bind(r.idempotency_key.as_deref());
+}
+
 async fn write_batch(tx: &mut SqliteConnection, batch: &WriteBatch) -> Result<()> {
     {
         for f in &batch.flows {
@@ -317,33 +407,15 @@ async fn write_batch(tx: &mut SqliteConnection, batch: &WriteBatch) -> Result<()
             .await?;
         }
 
-        let fr_set = upsert_set(FLOW_RUN_COLS);
+        let fr_set = upsert_set("flow_runs", FLOW_RUN_COLS);
         for chunk in batch.flow_runs.chunks(rows_per_statement(FLOW_RUN_COLS, MAX_BINDS)) {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO flow_runs ({FLOW_RUN_COLS}) "));
-            q.push_values(chunk, |mut b, r| {
-                b.push_bind(r.id.to_string())
-                    .push_bind(r.flow_id.to_string())
-                    .push_bind(r.flow_name.as_str())
-                    .push_bind(r.name.as_str())
-                    .push_bind(json_text(&r.parameters))
-                    .push_bind(json_text(&r.tags))
-                    .push_bind(r.state.state_type.as_str())
-                    .push_bind(r.state.name.as_str())
-                    .push_bind(r.state.message.as_deref())
-                    .push_bind(micros(r.state.timestamp))
-                    .push_bind(opt_micros(r.state.scheduled_time))
-                    .push_bind(r.parent_flow_run_id.map(|u| u.to_string()))
-                    .push_bind(r.run_count as i64)
-                    .push_bind(opt_micros(r.start_time))
-                    .push_bind(opt_micros(r.end_time))
-                    .push_bind(micros(r.created))
-                    .push_bind(opt_micros(r.heartbeat));
-            });
+            q.push_values(chunk, push_flow_run);
             q.push(format!(" ON CONFLICT(id) DO UPDATE SET {fr_set}"));
             q.build().execute(&mut *tx).await?;
         }
 
-        let tr_set = upsert_set(TASK_RUN_COLS);
+        let tr_set = upsert_set("task_runs", TASK_RUN_COLS);
         for chunk in batch.task_runs.chunks(rows_per_statement(TASK_RUN_COLS, MAX_BINDS)) {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO task_runs ({TASK_RUN_COLS}) "));
             q.push_values(chunk, |mut b, r| {

@@ -60,6 +60,9 @@ async fn concurrent_writers_and_snapshots_of_one_run_in_a_batch() {
         end_time: None,
         created: Utc::now(),
         heartbeat: None,
+        deployment_id: None,
+        work_pool: None,
+        idempotency_key: None,
     };
     // Two snapshots of one run in a batch: the last wins.
     let mut done = run.clone();

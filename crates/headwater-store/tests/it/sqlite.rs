@@ -59,6 +59,9 @@ async fn concurrent_writers_never_see_database_is_locked() {
                 end_time: None,
                 created: Utc::now(),
                 heartbeat: None,
+                deployment_id: None,
+                work_pool: None,
+                idempotency_key: None,
             };
             store
                 .record(&WriteBatch { flows: vec![flow], flow_runs: vec![run.clone()], ..Default::default() })

@@ -1,0 +1,139 @@
+//! `headwater worker start`: runs the flow runs of a work pool as processes.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+use clap::Args;
+use headwater_config::Settings;
+use headwater_core::{FlowRun, RunKind, State, StateRecord};
+use headwater_server::scheduler::schedule_due;
+use headwater_store::{Store, WriteBatch};
+use tokio::process::{Child, Command};
+
+#[derive(Args)]
+pub struct WorkerArgs {
+    /// The work pool to take runs from.
+    #[arg(long, default_value = headwater_core::deployment::DEFAULT_WORK_POOL)]
+    pool: String,
+    /// At most this many runs at once.
+    #[arg(long, default_value_t = 4)]
+    limit: usize,
+    /// Stop after starting this many runs (and waiting for them).
+    #[arg(long)]
+    max_runs: Option<usize>,
+    /// How often to look for due runs, in milliseconds.
+    #[arg(long, default_value_t = 250)]
+    poll_ms: u64,
+}
+
+struct Running {
+    run: FlowRun,
+    child: Child,
+}
+
+/// Where the flow processes must record: the worker's own store.
+fn child_settings(settings: &Settings) -> Vec<(&'static str, String)> {
+    let mut env = vec![("HEADWATER_HOME", settings.home.display().to_string())];
+    for key in ["HEADWATER_API_URL", "HEADWATER_API_KEY", "HEADWATER_DATABASE_URL", "HEADWATER_RESULT_STORAGE"] {
+        if let Some(v) = settings.get(key) {
+            env.push((key, v.to_string()));
+        }
+    }
+    env
+}
+
+pub async fn start(args: WorkerArgs, store: &dyn Store, settings: &Settings) -> Result<()> {
+    let inherited = child_settings(settings);
+    println!("Worker started on pool '{}' (at most {} at once)", args.pool, args.limit.max(1));
+    let mut running: Vec<Running> = Vec::new();
+    let mut started = 0usize;
+    let mut stopping = false;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        // Finished processes: a run they left unfinished crashed.
+        let mut still = Vec::new();
+        for mut r in running.drain(..) {
+            match r.child.try_wait()? {
+                Some(status) => finish(store, &r.run, status).await?,
+                None => still.push(r),
+            }
+        }
+        running = still;
+        let budget_left = args.max_runs.is_none_or(|m| started < m);
+        if (stopping || !budget_left) && running.is_empty() {
+            println!("Worker stopped after {started} run(s)");
+            return Ok(());
+        }
+        if !stopping && budget_left {
+            let now = Utc::now();
+            schedule_due(store, now, Some(&args.pool)).await?;
+            let deployments: HashMap<_, _> = store.list_deployments().await?.into_iter().map(|d| (d.id, d)).collect();
+            while running.len() < args.limit.max(1) && args.max_runs.is_none_or(|m| started < m) {
+                let Some(run) = store.claim_due_run(&args.pool, now).await? else { break };
+                started += 1;
+                let Some(d) = run.deployment_id.and_then(|id| deployments.get(&id)) else {
+                    crash(store, &run, "its deployment no longer exists").await?;
+                    continue;
+                };
+                if !d.pull_steps.is_empty() {
+                    eprintln!("warning: deployment '{}' has pull steps; this worker does not run them yet", d.name);
+                }
+                let child = Command::new(&d.entrypoint[0])
+                    .args(&d.entrypoint[1..])
+                    .args(["--params", &run.parameters.to_string()])
+                    .envs(inherited.iter().map(|(k, v)| (k, v)))
+                    .envs(&d.env)
+                    .env("HEADWATER_FLOW_RUN_ID", run.id.to_string())
+                    .env("HEADWATER_FLOW_RUN_NAME", &run.name)
+                    .kill_on_drop(false)
+                    .spawn();
+                match child {
+                    Ok(child) => {
+                        println!("Started flow run '{}' ({}) of deployment '{}'", run.name, run.id, d.name);
+                        running.push(Running { run, child });
+                    }
+                    Err(e) => {
+                        crash(store, &run, &format!("its entrypoint '{}' could not start: {e}", d.entrypoint[0]))
+                            .await?
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(args.poll_ms.max(10))) => {}
+            _ = &mut ctrl_c, if !stopping => {
+                println!("Stopping: no new runs; waiting for {} running", running.len());
+                stopping = true;
+            }
+        }
+    }
+}
+
+/// Records the end of a run's process: nothing to do if the flow recorded
+/// its own final state, CRASHED if it did not.
+async fn finish(store: &dyn Store, run: &FlowRun, status: std::process::ExitStatus) -> Result<()> {
+    let now = store.read_flow_run(run.id).await?.context("a claimed run disappeared")?;
+    println!("Flow run '{}' finished: {}", run.name, now.state);
+    if !now.state.is_terminal() {
+        crash(store, &now, &format!("its process exited ({status}) without finishing the run")).await?;
+    }
+    Ok(())
+}
+
+async fn crash(store: &dyn Store, run: &FlowRun, why: &str) -> Result<()> {
+    let mut run = run.clone();
+    run.state = State::crashed(Utc::now(), why);
+    run.end_time = Some(run.state.timestamp);
+    eprintln!("Flow run '{}' crashed: {why}", run.name);
+    store
+        .record(&WriteBatch {
+            states: vec![StateRecord { run_id: run.id, kind: RunKind::Flow, state: run.state.clone() }],
+            flow_runs: vec![run],
+            ..Default::default()
+        })
+        .await?;
+    Ok(())
+}

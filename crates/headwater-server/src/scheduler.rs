@@ -1,0 +1,44 @@
+//! Turning deployments' schedules into runs.
+
+use chrono::{DateTime, Duration, Utc};
+use headwater_core::deployment::DEFAULT_WORK_POOL;
+use headwater_store::{Result, Store};
+
+/// How far ahead runs are created; they are claimable only once due.
+pub const LOOKAHEAD_SECONDS: i64 = 30;
+/// How far back a due time may lie and still get a run (a short pause of
+/// the scheduler loses nothing; a long outage does not flood the queue).
+pub const CATCH_UP_SECONDS: i64 = 10;
+
+/// Creates the runs of every active schedule due around `now` (of the
+/// deployments in `pool`, or all). Idempotent: any number of schedulers,
+/// any number of times, create each run once. Returns how many were new.
+pub async fn schedule_due(store: &dyn Store, now: DateTime<Utc>, pool: Option<&str>) -> Result<usize> {
+    let mut seed = || rand_seed();
+    let mut created = 0;
+    for d in store.list_deployments().await? {
+        let its_pool = d.work_pool.as_deref().unwrap_or(DEFAULT_WORK_POOL);
+        if pool.is_some_and(|p| p != its_pool) {
+            continue;
+        }
+        let runs = d.scheduled_runs(
+            now - Duration::seconds(CATCH_UP_SECONDS),
+            now + Duration::seconds(LOOKAHEAD_SECONDS),
+            50,
+            now,
+            &mut seed,
+        );
+        if !runs.is_empty() {
+            created += store.enqueue_runs(&runs).await?;
+        }
+    }
+    Ok(created)
+}
+
+fn rand_seed() -> u64 {
+    // Run names only need variety, not quality.
+    let nanos = Utc::now().timestamp_subsec_nanos() as u64;
+    let id = uuid::Uuid::now_v7();
+    let (hi, lo) = id.as_u64_pair();
+    hi ^ lo.rotate_left(17) ^ nanos.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
