@@ -26,6 +26,9 @@ pub struct WorkerArgs {
     /// How often to look for due runs, in milliseconds.
     #[arg(long, default_value_t = 250)]
     poll_ms: u64,
+    /// Stop once nothing is due and nothing is running (drain the pool).
+    #[arg(long)]
+    exit_when_idle: bool,
 }
 
 struct Running {
@@ -67,12 +70,14 @@ pub async fn start(args: WorkerArgs, store: &dyn Store, settings: &Settings) -> 
             println!("Worker stopped after {started} run(s)");
             return Ok(());
         }
+        let mut idle = true;
         if !stopping && budget_left {
             let now = Utc::now();
             schedule_due(store, now, Some(&args.pool)).await?;
             let deployments: HashMap<_, _> = store.list_deployments().await?.into_iter().map(|d| (d.id, d)).collect();
             while running.len() < args.limit.max(1) && args.max_runs.is_none_or(|m| started < m) {
                 let Some(run) = store.claim_due_run(&args.pool, now).await? else { break };
+                idle = false;
                 started += 1;
                 let Some(d) = run.deployment_id.and_then(|id| deployments.get(&id)) else {
                     crash(store, &run, "its deployment no longer exists").await?;
@@ -101,6 +106,10 @@ pub async fn start(args: WorkerArgs, store: &dyn Store, settings: &Settings) -> 
                     }
                 }
             }
+        }
+        if args.exit_when_idle && idle && running.is_empty() {
+            println!("Worker stopped after {started} run(s): nothing left to do");
+            return Ok(());
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(args.poll_ms.max(10))) => {}

@@ -185,6 +185,11 @@ impl RunQueue for ApiClient {
         let body = serde_json::json!({ "now": now });
         self.post(&format!("/work_pools/{}/claim", encode(work_pool)), &body).await
     }
+
+    async fn mark_late_runs(&self, cutoff: chrono::DateTime<chrono::Utc>) -> Result<Vec<FlowRun>> {
+        let body = serde_json::json!({ "cutoff": cutoff });
+        Ok(self.post("/flow_runs/mark_late", &body).await?.unwrap_or_default())
+    }
 }
 
 #[async_trait]

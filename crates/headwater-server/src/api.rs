@@ -45,6 +45,7 @@ fn api_router() -> OpenApiRouter<Arc<dyn Store>> {
         .routes(routes!(read_deployment, delete_deployment))
         .routes(routes!(enqueue_runs))
         .routes(routes!(claim_due_run))
+        .routes(routes!(mark_late_runs))
 }
 
 /// The OpenAPI document of the API.
@@ -262,6 +263,16 @@ struct Claim {
 )]
 async fn claim_due_run(State(db): Db, Path(pool): Path<String>, Json(req): Json<Claim>) -> ApiResult<FlowRun> {
     db.claim_due_run(&pool, req.now).await?.map(Json).ok_or_else(|| ApiError::not_found("no run is due"))
+}
+
+/// Renames `Late` the scheduled runs due before `cutoff` that no worker has
+/// started (the server also does this on its own).
+#[utoipa::path(
+    post, path = "/flow_runs/mark_late", tag = "flow_runs", request_body = CrashStale,
+    responses((status = 200, body = Vec<FlowRun>, description = "the runs marked Late"))
+)]
+async fn mark_late_runs(State(db): Db, Json(req): Json<CrashStale>) -> ApiResult<Vec<FlowRun>> {
+    Ok(Json(db.mark_late_runs(req.cutoff).await?))
 }
 
 /// Lists the API from its own OpenAPI document; no external assets, so it

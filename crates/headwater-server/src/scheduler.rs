@@ -6,6 +6,9 @@ use headwater_store::{Result, Store};
 
 /// How far ahead runs are created; they are claimable only once due.
 pub const LOOKAHEAD_SECONDS: i64 = 30;
+/// A scheduled run not started this long after it was due is `Late`.
+pub const LATE_AFTER_SECONDS: i64 = 15;
+
 /// How far back a due time may lie and still get a run (a short pause of
 /// the scheduler loses nothing; a long outage does not flood the queue).
 pub const CATCH_UP_SECONDS: i64 = 10;
@@ -31,6 +34,9 @@ pub async fn schedule_due(store: &dyn Store, now: DateTime<Utc>, pool: Option<&s
         if !runs.is_empty() {
             created += store.enqueue_runs(&runs).await?;
         }
+    }
+    for r in store.mark_late_runs(now - Duration::seconds(LATE_AFTER_SECONDS)).await? {
+        tracing::warn!("flow run '{}' is late: due {}", r.name, r.state.scheduled_time.unwrap_or(r.state.timestamp));
     }
     Ok(created)
 }

@@ -27,6 +27,20 @@ pub(crate) fn claim_batch(mut run: headwater_core::FlowRun, now: chrono::DateTim
     }
 }
 
+/// Late runs keep their type (SCHEDULED) and due time; only the name says
+/// nobody has picked them up yet.
+pub(crate) fn late_batch(runs: Vec<headwater_core::FlowRun>, now: chrono::DateTime<chrono::Utc>) -> crate::WriteBatch {
+    use headwater_core::{RunKind, State, StateRecord};
+    let mut batch = crate::WriteBatch::default();
+    for mut r in runs {
+        let due = r.state.scheduled_time.unwrap_or(r.state.timestamp);
+        r.state = State::late(now, due);
+        batch.states.push(StateRecord { run_id: r.id, kind: RunKind::Flow, state: r.state.clone() });
+        batch.flow_runs.push(r);
+    }
+    batch
+}
+
 /// The snapshots and history rows that mark `runs` (and their unfinished
 /// `tasks`) CRASHED at `now`.
 pub(crate) fn crash_batch(

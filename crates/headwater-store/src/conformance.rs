@@ -133,6 +133,16 @@ pub async fn runs_are_enqueued_once_and_claimed_once(store: &dyn Store) {
     assert_eq!(stored.work_pool.as_deref(), Some(pool.as_str()));
     let history: Vec<_> = store.read_states(stored.id).await.unwrap().into_iter().map(|s| s.state.name).collect();
     assert_eq!(history, ["Scheduled", "Pending"]);
+    // A run nobody picked up in time becomes Late, and can still be claimed.
+    let overdue = d.manual_run(&json!({}), now - Duration::minutes(5), now, 2);
+    store.enqueue_runs(std::slice::from_ref(&overdue)).await.unwrap();
+    let late = store.mark_late_runs(now - Duration::minutes(1)).await.unwrap();
+    assert!(late.iter().any(|r| r.id == overdue.id));
+    let stored = store.read_flow_run(overdue.id).await.unwrap().unwrap();
+    assert_eq!((stored.state.state_type, stored.state.name.as_str()), (StateType::Scheduled, "Late"));
+    assert_eq!(stored.state.scheduled_time, overdue.state.scheduled_time);
+    assert!(store.mark_late_runs(now - Duration::minutes(1)).await.unwrap().iter().all(|r| r.id != overdue.id));
+    assert_eq!(store.claim_due_run(&pool, now).await.unwrap().map(|r| r.id), Some(overdue.id));
     assert!(store.claim_due_run(&pool, now + Duration::hours(2)).await.unwrap().is_some(), "the future run, once due");
     assert!(store.claim_due_run("no-such-pool", now).await.unwrap().is_none());
 }

@@ -184,6 +184,9 @@ pub trait RunQueue: Send + Sync {
     /// Takes the earliest SCHEDULED run of `work_pool` due by `now` and moves
     /// it to PENDING, atomically: no run is ever handed out twice.
     async fn claim_due_run(&self, work_pool: &str, now: DateTime<Utc>) -> Result<Option<FlowRun>>;
+    /// Renames `Late` the SCHEDULED runs due before `cutoff` that no worker
+    /// has started. Returns them.
+    async fn mark_late_runs(&self, cutoff: DateTime<Utc>) -> Result<Vec<FlowRun>>;
 }
 
 /// A complete store.

@@ -182,3 +182,37 @@ async fn a_worker_runs_scheduled_and_manual_runs() {
     assert_eq!(manual[0].state.state_type, StateType::Completed);
     assert_eq!(manual[0].parameters["n"], 7);
 }
+
+/// Two workers draining one pool of 500 due runs at the same time: every
+/// run is executed exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_never_run_the_same_run_twice() {
+    use headwater_core::{parse_manifest, StateType};
+    use headwater_store::{FlowRunFilter, RunQueue, RunReader};
+
+    let home = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&home.path().join("headwater.db")).await.unwrap();
+    let doc = serde_json::json!({"deployments": [{
+        "name": "burst", "flow": "one-task", "entrypoint": [BIN, "one-task"], "work_pool": {"name": "burst"}
+    }]});
+    let now = chrono::Utc::now();
+    let d = parse_manifest("headwater.yaml", doc, &|_| None, now).unwrap().remove(0);
+    store.apply_deployment(&d).await.unwrap();
+    let runs: Vec<_> = (0..500).map(|i| d.manual_run(&serde_json::json!({}), now, now, i)).collect();
+    assert_eq!(store.enqueue_runs(&runs).await.unwrap(), 500);
+
+    let worker = || {
+        hw(home.path(), &["worker", "start", "--pool", "burst", "--limit", "4", "--exit-when-idle", "--poll-ms", "20"])
+    };
+    let (a, b) = tokio::join!(worker(), worker());
+    a.unwrap();
+    b.unwrap();
+
+    let all = store.list_flow_runs(&FlowRunFilter { limit: 1000, ..Default::default() }).await.unwrap();
+    assert_eq!(all.len(), 500, "no run was created twice");
+    for r in &all {
+        assert_eq!(r.state.state_type, StateType::Completed, "{} is {}", r.name, r.state);
+        let history = store.read_states(r.id).await.unwrap();
+        assert_eq!(history.iter().filter(|s| s.state.name == "Running").count(), 1, "{} ran more than once", r.name);
+    }
+}

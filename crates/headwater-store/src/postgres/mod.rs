@@ -14,8 +14,8 @@ use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use crate::columns::{
-    claim_batch, corrupt, crash_batch, rows_per_statement, upsert_set, StateCols, FINAL_STATES, FLOW_RUN_COLS,
-    HISTORY_STATE, LIVE_STATES, LOG_COLS, RUN_STATE, STATE_COLS, TASK_RUN_COLS,
+    claim_batch, corrupt, crash_batch, late_batch, rows_per_statement, upsert_set, StateCols, FINAL_STATES,
+    FLOW_RUN_COLS, HISTORY_STATE, LIVE_STATES, LOG_COLS, RUN_STATE, STATE_COLS, TASK_RUN_COLS,
 };
 use crate::error::{Result, StoreError};
 use crate::{DeploymentStore, FlowRunFilter, LogFilter, RunQueue, RunReader, RunReaper, RunRecorder, WriteBatch};
@@ -313,6 +313,22 @@ impl RunQueue for PostgresStore {
         write_batch(conn, &batch).await?;
         tx.commit().await?;
         Ok(batch.flow_runs.into_iter().next())
+    }
+    async fn mark_late_runs(&self, cutoff: DateTime<Utc>) -> Result<Vec<FlowRun>> {
+        let mut tx = self.pool.begin().await?;
+        let conn: &mut PgConnection = &mut tx;
+        let rows = sqlx::query(&format!(
+            "SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE state_type = 'SCHEDULED' AND state_name = 'Scheduled' \
+             AND state_scheduled < $1 LIMIT 1000 FOR UPDATE SKIP LOCKED"
+        ))
+        .bind(cutoff)
+        .fetch_all(&mut *conn)
+        .await?;
+        let runs: Vec<FlowRun> = rows.iter().map(flow_run_from).collect::<Result<_>>()?;
+        let batch = late_batch(runs, Utc::now());
+        write_batch(conn, &batch).await?;
+        tx.commit().await?;
+        Ok(batch.flow_runs)
     }
 }
 
