@@ -167,6 +167,9 @@ enum FlowRunCmd {
         #[command(flatten)]
         out: JsonFlag,
     },
+    /// Cancel a flow run: a scheduled one at once; a running one is asked to
+    /// stop (CANCELLING), and ends CANCELLED when its process has stopped it.
+    Cancel { id: String },
     /// Print a flow run's logs.
     Logs {
         id: String,
@@ -433,6 +436,43 @@ async fn flow_run(cmd: FlowRunCmd, store: &dyn Store) -> Result<()> {
                 .list_flow_runs(&FlowRunFilter { parent_flow_run_id: Some(run.id), limit: 1000, ..Default::default() })
                 .await?;
             print_flow_run(&run, &history, &tasks, &children, out.json)
+        }
+        FlowRunCmd::Cancel { id } => {
+            let mut run = store.resolve_flow_run(&id).await?;
+            let now = chrono::Utc::now();
+            let state = match run.state.state_type {
+                StateType::Scheduled | StateType::Paused => {
+                    headwater_core::State::cancelled(now, "cancelled before it started")
+                }
+                StateType::Pending | StateType::Running => headwater_core::State::cancelling(now),
+                other => anyhow::bail!("flow run '{}' is {other}: there is nothing to cancel", run.name),
+            };
+            headwater_core::validate_transition(
+                &format!("flow run '{}'", run.name),
+                Some(run.state.state_type),
+                state.state_type,
+            )?;
+            run.state = state;
+            if run.state.is_terminal() {
+                run.end_time = Some(now);
+            }
+            let record = headwater_core::StateRecord {
+                run_id: run.id,
+                kind: headwater_core::RunKind::Flow,
+                state: run.state.clone(),
+            };
+            store
+                .record(&headwater_store::WriteBatch {
+                    flow_runs: vec![run.clone()],
+                    states: vec![record],
+                    ..Default::default()
+                })
+                .await?;
+            match run.state.state_type {
+                StateType::Cancelled => println!("Flow run '{}' cancelled", run.name),
+                _ => println!("Flow run '{}' is CANCELLING: its process will stop it", run.name),
+            }
+            Ok(())
         }
         FlowRunCmd::Logs { id, follow, level, out } => {
             let min_level: LogLevel = level.parse()?;

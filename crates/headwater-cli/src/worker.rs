@@ -29,6 +29,10 @@ pub struct WorkerArgs {
     /// Stop once nothing is due and nothing is running (drain the pool).
     #[arg(long)]
     exit_when_idle: bool,
+    /// A run asked to cancel whose process has not stopped after this many
+    /// seconds is killed.
+    #[arg(long, default_value_t = 30)]
+    cancel_grace_secs: u64,
 }
 
 struct Running {
@@ -65,6 +69,9 @@ pub async fn start(args: WorkerArgs, store: &dyn Store, settings: &Settings) -> 
             }
         }
         running = still;
+        for r in running.iter_mut() {
+            enforce_cancel(store, r, Duration::from_secs(args.cancel_grace_secs)).await?;
+        }
         let budget_left = args.max_runs.is_none_or(|m| started < m);
         if (stopping || !budget_left) && running.is_empty() {
             println!("Worker stopped after {started} run(s)");
@@ -121,12 +128,52 @@ pub async fn start(args: WorkerArgs, store: &dyn Store, settings: &Settings) -> 
     }
 }
 
+/// A run asked to cancel gets `grace` to stop by itself (the flow process
+/// notices within a heartbeat); then its process is killed.
+async fn enforce_cancel(store: &dyn Store, r: &mut Running, grace: Duration) -> Result<()> {
+    let Some(now) = store.read_flow_run(r.run.id).await? else { return Ok(()) };
+    if now.state.state_type != headwater_core::StateType::Cancelling {
+        return Ok(());
+    }
+    let waited = (Utc::now() - now.state.timestamp).to_std().unwrap_or_default();
+    if waited >= grace {
+        let _ = r.child.start_kill();
+        let _ = r.child.wait().await;
+        let mut run = now;
+        run.state = State::cancelled(
+            Utc::now(),
+            format!("its process did not stop within {}s and was killed", grace.as_secs()),
+        );
+        run.end_time = Some(run.state.timestamp);
+        store
+            .record(&WriteBatch {
+                states: vec![StateRecord { run_id: run.id, kind: RunKind::Flow, state: run.state.clone() }],
+                flow_runs: vec![run],
+                ..Default::default()
+            })
+            .await?;
+    }
+    Ok(())
+}
+
 /// Records the end of a run's process: nothing to do if the flow recorded
 /// its own final state, CRASHED if it did not.
 async fn finish(store: &dyn Store, run: &FlowRun, status: std::process::ExitStatus) -> Result<()> {
     let now = store.read_flow_run(run.id).await?.context("a claimed run disappeared")?;
     println!("Flow run '{}' finished: {}", run.name, now.state);
-    if !now.state.is_terminal() {
+    if now.state.state_type == headwater_core::StateType::Cancelling {
+        let mut run = now;
+        run.state =
+            State::cancelled(Utc::now(), format!("its process stopped ({status}) after a cancellation request"));
+        run.end_time = Some(run.state.timestamp);
+        store
+            .record(&WriteBatch {
+                states: vec![StateRecord { run_id: run.id, kind: RunKind::Flow, state: run.state.clone() }],
+                flow_runs: vec![run],
+                ..Default::default()
+            })
+            .await?;
+    } else if !now.state.is_terminal() {
         crash(store, &now, &format!("its process exited ({status}) without finishing the run")).await?;
     }
     Ok(())

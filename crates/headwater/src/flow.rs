@@ -153,7 +153,7 @@ where
     };
     let is_root = parent.is_none();
     let mut tracker = Tracker::create(engine.clone(), run);
-    let _beating = LiveGuard::new(&engine, tracker.run.id);
+    let beating = LiveGuard::new(&engine, tracker.run.id);
     let counters = Counters::default();
     let first = RunContext {
         engine: engine.clone(),
@@ -189,12 +189,20 @@ where
             }
             outcome
         };
-        let outcome = match signals.as_mut() {
-            Some(sub) => tokio::select! {
-                o = body_run => Ok(o),
-                why = sub.interrupted() => Err(why),
-            },
-            None => Ok(body_run.await),
+        let interrupted = async {
+            match signals.as_mut() {
+                Some(sub) => sub.interrupted().await,
+                None => std::future::pending().await,
+            }
+        };
+        let requested = async {
+            beating.cancel.cancelled().await;
+            "cancelled on request".to_string()
+        };
+        let outcome = tokio::select! {
+            o = body_run => Ok(o),
+            why = interrupted => Err(why),
+            why = requested => Err(why),
         };
         let (message, err, timed_out) = match outcome {
             Err(why) => {
@@ -245,16 +253,19 @@ where
                 policy.retries
             ),
         );
-        if let Some(sub) = signals.as_mut() {
-            if let Some(why) = tokio::select! {
-                _ = tokio::time::sleep(delay) => None,
-                why = sub.interrupted() => Some(why),
-            } {
-                tracker.set(State::cancelled(Utc::now(), format!("Flow run was {why}")));
-                break Err(E::from(Error::Cancelled { what: format!("flow run '{name}'"), reason: why }));
+        let interrupted = async {
+            match signals.as_mut() {
+                Some(sub) => sub.interrupted().await,
+                None => std::future::pending().await,
             }
-        } else {
-            tokio::time::sleep(delay).await;
+        };
+        if let Some(why) = tokio::select! {
+            _ = tokio::time::sleep(delay) => None,
+            why = interrupted => Some(why),
+            _ = beating.cancel.cancelled() => Some("cancelled on request".to_string()),
+        } {
+            tracker.set(State::cancelled(Utc::now(), format!("Flow run was {why}")));
+            break Err(E::from(Error::Cancelled { what: format!("flow run '{name}'"), reason: why }));
         }
         // A fresh scope: the old one's submitted tasks were stopped.
         ctx = RunContext {
@@ -292,14 +303,17 @@ fn adopt_claimed_run() -> Option<(Uuid, Option<String>)> {
 struct LiveGuard {
     engine: Arc<Engine>,
     id: Uuid,
+    /// Cancelled when someone asks for this run to be cancelled.
+    cancel: tokio_util::sync::CancellationToken,
 }
 
 impl LiveGuard {
     fn new(engine: &Arc<Engine>, id: Uuid) -> Self {
+        let cancel = tokio_util::sync::CancellationToken::new();
         if let Ok(mut live) = engine.live.lock() {
-            live.insert(id);
+            live.insert(id, cancel.clone());
         }
-        LiveGuard { engine: engine.clone(), id }
+        LiveGuard { engine: engine.clone(), id, cancel }
     }
 }
 

@@ -64,6 +64,7 @@ impl Recorder {
         let recorder = Recorder { tx, backlog };
         let beating = recorder.clone();
         let writer_backlog = recorder.backlog.clone();
+        let live_for_beats = live.clone();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("headwater-recorder".into())
@@ -84,13 +85,14 @@ impl Recorder {
                         }
                     };
                     let _ = ready_tx.send(Ok(store.clone()));
+                    tokio::spawn(cancel_watch(store.clone(), live, heartbeat));
                     write_loop(store.as_ref() as &dyn RunRecorder, rx, &writer_backlog).await;
                 });
             })
             .map_err(|e| Error::Open(e.to_string()))?;
         std::thread::Builder::new()
             .name("headwater-heartbeat".into())
-            .spawn(move || heartbeat_loop(beating, live, heartbeat))
+            .spawn(move || heartbeat_loop(beating, live_for_beats, heartbeat))
             .map_err(|e| Error::Open(e.to_string()))?;
         let store =
             ready_rx.recv().map_err(|_| Error::Open("the recorder thread stopped".into()))?.map_err(Error::Open)?;
@@ -171,7 +173,8 @@ impl Pending {
 }
 
 /// The flow runs this process is running, for heartbeats.
-pub(crate) type LiveRuns = Arc<std::sync::Mutex<std::collections::HashSet<Uuid>>>;
+/// Each with the token that stops it when a cancellation is requested.
+pub(crate) type LiveRuns = Arc<std::sync::Mutex<HashMap<Uuid, tokio_util::sync::CancellationToken>>>;
 
 /// Tells the store every `every` that this process's live runs are alive;
 /// a run whose process dies stops beating and is later marked CRASHED. A
@@ -179,7 +182,7 @@ pub(crate) type LiveRuns = Arc<std::sync::Mutex<std::collections::HashSet<Uuid>>
 fn heartbeat_loop(recorder: Recorder, live: LiveRuns, every: Duration) {
     loop {
         std::thread::sleep(every);
-        let ids: Vec<Uuid> = live.lock().map(|l| l.iter().copied().collect()).unwrap_or_default();
+        let ids: Vec<Uuid> = live.lock().map(|l| l.keys().copied().collect()).unwrap_or_default();
         if ids.is_empty() {
             continue;
         }
@@ -188,6 +191,23 @@ fn heartbeat_loop(recorder: Recorder, live: LiveRuns, every: Duration) {
             return;
         }
         recorder.send(Event::Heartbeats(ids.into_iter().map(|flow_run_id| Heartbeat { flow_run_id, at }).collect()));
+    }
+}
+
+/// Looks, at the heartbeat's pace, for cancellations requested for this
+/// process's live runs (`headwater flow-run cancel`, the API) and stops them.
+async fn cancel_watch(store: Arc<dyn Store>, live: LiveRuns, every: Duration) {
+    use headwater_core::StateType;
+    loop {
+        tokio::time::sleep(every).await;
+        let runs: Vec<_> = live.lock().map(|l| l.iter().map(|(id, t)| (*id, t.clone())).collect()).unwrap_or_default();
+        for (id, token) in runs {
+            if let Ok(Some(r)) = store.read_flow_run(id).await {
+                if matches!(r.state.state_type, StateType::Cancelling | StateType::Cancelled) {
+                    token.cancel();
+                }
+            }
+        }
     }
 }
 

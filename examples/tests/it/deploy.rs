@@ -216,3 +216,68 @@ async fn two_workers_never_run_the_same_run_twice() {
         assert_eq!(history.iter().filter(|s| s.state.name == "Running").count(), 1, "{} ran more than once", r.name);
     }
 }
+
+/// Cancelling: a scheduled run ends CANCELLED at once and is never started;
+/// a running one is stopped by its own process, tasks included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_scheduled_and_running_runs() {
+    use headwater_core::StateType;
+    use headwater_store::{FlowRunFilter, RunReader};
+
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("headwater.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"deployments:
+  - name: slow
+    flow: long-running
+    entrypoint: ["{BIN}", "long-running"]
+    parameters: {{secs: 300}}
+    work_pool: {{name: slow}}
+    env: {{HEADWATER_HEARTBEAT_SECONDS: "0.2"}}
+"#
+        ),
+    )
+    .unwrap();
+    hw(home.path(), &["deploy", "--file", file.to_str().unwrap()]).await.unwrap();
+    let store = SqliteStore::open(&home.path().join("headwater.db")).await.unwrap();
+    let newest =
+        || async { store.list_flow_runs(&FlowRunFilter { limit: 1, ..Default::default() }).await.unwrap().remove(0) };
+
+    hw(home.path(), &["deployment", "run", "slow"]).await.unwrap();
+    let waiting = newest().await;
+    hw(home.path(), &["flow-run", "cancel", &waiting.id.to_string()]).await.unwrap();
+    let waiting = store.read_flow_run(waiting.id).await.unwrap().unwrap();
+    assert_eq!(waiting.state.state_type, StateType::Cancelled);
+    let e = hw(home.path(), &["flow-run", "cancel", &waiting.id.to_string()]).await.unwrap_err();
+    assert!(e.to_string().contains("nothing to cancel"), "{e}");
+
+    hw(home.path(), &["deployment", "run", "slow"]).await.unwrap();
+    let run = newest().await;
+    let worker_home = home.path().to_path_buf();
+    let worker = tokio::spawn(async move {
+        hw(&worker_home, &["worker", "start", "--pool", "slow", "--exit-when-idle", "--poll-ms", "50"]).await
+    });
+    let mut started = false;
+    for _ in 0..400 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let tasks = store.list_task_runs(run.id).await.unwrap();
+        if tasks.len() == 2 && tasks.iter().all(|t| t.state.state_type == StateType::Running) {
+            started = true;
+            break;
+        }
+    }
+    assert!(started, "the worker started the run");
+    hw(home.path(), &["flow-run", "cancel", &run.id.to_string()]).await.unwrap();
+    worker.await.unwrap().unwrap();
+    let done = store.read_flow_run(run.id).await.unwrap().unwrap();
+    assert_eq!(done.state.state_type, StateType::Cancelled, "{}", done.state);
+    assert_eq!(done.state.message.as_deref(), Some("Flow run was cancelled on request"));
+    for t in store.list_task_runs(run.id).await.unwrap() {
+        assert_eq!(t.state.state_type, StateType::Cancelled, "{}", t.name);
+    }
+    let history: Vec<_> = store.read_states(run.id).await.unwrap().into_iter().map(|s| s.state.name).collect();
+    assert!(history.contains(&"Cancelling".to_string()), "{history:?}");
+}
