@@ -154,6 +154,29 @@ impl Deployment {
     }
 }
 
+/// What a worker may do with a due run, given its deployment's limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Start it.
+    Start,
+    /// Leave it queued until a slot frees.
+    Wait,
+    /// Cancel it: the deployment is full and says `cancel_new`.
+    Cancel,
+}
+
+/// Decides whether one more run of a deployment may start while `active`
+/// of its runs are pending or running.
+pub fn admit(limit: Option<u32>, strategy: CollisionStrategy, active: usize) -> Admission {
+    match limit {
+        Some(l) if active >= l as usize => match strategy {
+            CollisionStrategy::Enqueue => Admission::Wait,
+            CollisionStrategy::CancelNew => Admission::Cancel,
+        },
+        _ => Admission::Start,
+    }
+}
+
 /// The pool of deployments that name none.
 pub const DEFAULT_WORK_POOL: &str = "default";
 
@@ -494,6 +517,16 @@ mod tests {
 
     fn refused(doc: Value) -> String {
         parse_manifest("headwater.yaml", doc, &env(&[]), now()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn concurrency_admission() {
+        use CollisionStrategy::*;
+        assert_eq!(admit(None, Enqueue, 1000), Admission::Start);
+        assert_eq!(admit(Some(2), Enqueue, 1), Admission::Start);
+        assert_eq!(admit(Some(2), Enqueue, 2), Admission::Wait);
+        assert_eq!(admit(Some(2), CancelNew, 2), Admission::Cancel);
+        assert_eq!(admit(Some(2), CancelNew, 3), Admission::Cancel);
     }
 
     #[test]

@@ -27,6 +27,34 @@ pub(crate) fn claim_batch(mut run: headwater_core::FlowRun, now: chrono::DateTim
     }
 }
 
+/// Runs cancelled because their deployment was full (`cancel_new`).
+pub(crate) fn limit_cancel_batch(
+    runs: Vec<headwater_core::FlowRun>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> crate::WriteBatch {
+    use headwater_core::{RunKind, State, StateRecord};
+    let mut batch = crate::WriteBatch::default();
+    for mut r in runs {
+        r.state = State::cancelled(now, "its deployment was at its concurrency limit (collision strategy cancel_new)");
+        r.end_time = Some(now);
+        batch.states.push(StateRecord { run_id: r.id, kind: RunKind::Flow, state: r.state.clone() });
+        batch.flow_runs.push(r);
+    }
+    batch
+}
+
+/// Decides a due run against its deployment's limit, with the deployment's
+/// spec (`None`: deleted or no deployment) and how many of its runs are active.
+pub(crate) fn admission(
+    spec: Option<&headwater_core::Deployment>,
+    active: usize,
+) -> headwater_core::deployment::Admission {
+    match spec {
+        Some(d) => headwater_core::deployment::admit(d.concurrency_limit, d.collision_strategy, active),
+        None => headwater_core::deployment::Admission::Start,
+    }
+}
+
 /// Late runs keep their type (SCHEDULED) and due time; only the name says
 /// nobody has picked them up yet.
 pub(crate) fn late_batch(runs: Vec<headwater_core::FlowRun>, now: chrono::DateTime<chrono::Utc>) -> crate::WriteBatch {

@@ -82,7 +82,47 @@ pub async fn run_all(store: &dyn Store) {
     stale_runs_crash_with_their_tasks(store).await;
     deployments_apply_list_and_delete(store).await;
     runs_are_enqueued_once_and_claimed_once(store).await;
+    deployment_limits_hold_at_claim_time(store).await;
     empty_batch_is_fine(store).await;
+}
+
+pub async fn deployment_limits_hold_at_claim_time(store: &dyn Store) {
+    let now = Utc::now().trunc_subsecs(6);
+    for (strategy, expect_cancel) in [("enqueue", false), ("cancel_new", true)] {
+        let pool = format!("limited-{}", Uuid::now_v7().simple());
+        let doc = json!({"deployments": [{
+            "name": format!("one-at-a-time-{}", Uuid::now_v7().simple()), "flow": "f", "entrypoint": "x",
+            "work_pool": {"name": pool}, "concurrency_limit": {"limit": 1, "collision_strategy": strategy}
+        }]});
+        let d = headwater_core::parse_manifest("headwater.yaml", doc, &|_| None, now).unwrap().remove(0);
+        store.apply_deployment(&d).await.unwrap();
+        let runs: Vec<_> =
+            (0..3).map(|i| d.manual_run(&json!({}), now - Duration::seconds(10 - i), now, i as u64)).collect();
+        store.enqueue_runs(&runs).await.unwrap();
+        let first = store.claim_due_run(&pool, now).await.unwrap().expect("a free slot");
+        assert_eq!(first.id, runs[0].id);
+        assert!(store.claim_due_run(&pool, now).await.unwrap().is_none(), "{strategy}: the deployment is full");
+        let second = store.read_flow_run(runs[1].id).await.unwrap().unwrap();
+        if expect_cancel {
+            assert_eq!(second.state.state_type, StateType::Cancelled);
+            assert!(second.state.message.as_deref().unwrap().contains("concurrency limit"));
+        } else {
+            assert_eq!(second.state.state_type, StateType::Scheduled, "enqueue: it waits");
+        }
+        // The slot frees when the running one finishes.
+        let mut done = first.clone();
+        done.state = State::completed(now);
+        store.record(&WriteBatch { flow_runs: vec![done], ..Default::default() }).await.unwrap();
+        let next = store.claim_due_run(&pool, now).await.unwrap();
+        if expect_cancel {
+            // Every run that came due while it was full was cancelled.
+            assert!(next.is_none());
+            let third = store.read_flow_run(runs[2].id).await.unwrap().unwrap();
+            assert_eq!(third.state.state_type, StateType::Cancelled);
+        } else {
+            assert_eq!(next.expect("the slot is free again").id, runs[1].id, "oldest waiting run first");
+        }
+    }
 }
 
 pub async fn runs_are_enqueued_once_and_claimed_once(store: &dyn Store) {

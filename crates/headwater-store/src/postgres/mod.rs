@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use headwater_core::deployment::Admission;
 use headwater_core::{Deployment, Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord, StateType, TaskRun};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
@@ -14,8 +15,8 @@ use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use crate::columns::{
-    claim_batch, corrupt, crash_batch, late_batch, rows_per_statement, upsert_set, StateCols, FINAL_STATES,
-    FLOW_RUN_COLS, HISTORY_STATE, LIVE_STATES, LOG_COLS, RUN_STATE, STATE_COLS, TASK_RUN_COLS,
+    admission, claim_batch, corrupt, crash_batch, late_batch, limit_cancel_batch, rows_per_statement, upsert_set,
+    StateCols, FINAL_STATES, FLOW_RUN_COLS, HISTORY_STATE, LIVE_STATES, LOG_COLS, RUN_STATE, STATE_COLS, TASK_RUN_COLS,
 };
 use crate::error::{Result, StoreError};
 use crate::{DeploymentStore, FlowRunFilter, LogFilter, RunQueue, RunReader, RunReaper, RunRecorder, WriteBatch};
@@ -300,19 +301,66 @@ impl RunQueue for PostgresStore {
         let mut tx = self.pool.begin().await?;
         let conn: &mut PgConnection = &mut tx;
         // SKIP LOCKED: concurrent workers each take a different run.
-        let row = sqlx::query(&format!(
+        let rows = sqlx::query(&format!(
             "SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE work_pool = $1 AND state_type = 'SCHEDULED' \
-             AND state_scheduled <= $2 ORDER BY state_scheduled, created LIMIT 1 FOR UPDATE SKIP LOCKED"
+             AND state_scheduled <= $2 ORDER BY state_scheduled, created LIMIT 50 FOR UPDATE SKIP LOCKED"
         ))
         .bind(work_pool)
         .bind(now)
-        .fetch_optional(&mut *conn)
+        .fetch_all(&mut *conn)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let batch = claim_batch(flow_run_from(&row)?, now);
+        let mut specs: HashMap<Uuid, Option<Deployment>> = HashMap::new();
+        let mut cancelled = Vec::new();
+        let mut claimed = None;
+        for row in &rows {
+            let run = flow_run_from(row)?;
+            let decision = match run.deployment_id {
+                None => Admission::Start,
+                Some(dep) => {
+                    if let std::collections::hash_map::Entry::Vacant(slot) = specs.entry(dep) {
+                        // Locking the deployment's row serialises claims of its
+                        // runs, so two workers cannot both take its last slot.
+                        let spec: Option<Json<Deployment>> =
+                            sqlx::query_scalar("SELECT spec FROM deployments WHERE id = $1 FOR UPDATE")
+                                .bind(dep)
+                                .fetch_optional(&mut *conn)
+                                .await?;
+                        slot.insert(spec.map(|j| j.0));
+                    }
+                    let spec = specs[&dep].as_ref();
+                    let active: i64 = if spec.is_some_and(|d| d.concurrency_limit.is_some()) {
+                        sqlx::query_scalar(
+                            "SELECT COUNT(*) FROM flow_runs WHERE deployment_id = $1 \
+                             AND state_type IN ('PENDING', 'RUNNING', 'CANCELLING')",
+                        )
+                        .bind(dep)
+                        .fetch_one(&mut *conn)
+                        .await?
+                    } else {
+                        0
+                    };
+                    admission(spec, active as usize)
+                }
+            };
+            match decision {
+                Admission::Start => {
+                    claimed = Some(run);
+                    break;
+                }
+                Admission::Wait => {}
+                Admission::Cancel => cancelled.push(run),
+            }
+        }
+        let mut batch = limit_cancel_batch(cancelled, now);
+        let claimed = claimed.map(|run| {
+            let b = claim_batch(run, now);
+            batch.states.extend(b.states);
+            batch.flow_runs.extend(b.flow_runs.iter().cloned());
+            b.flow_runs.into_iter().next().expect("one run")
+        });
         write_batch(conn, &batch).await?;
         tx.commit().await?;
-        Ok(batch.flow_runs.into_iter().next())
+        Ok(claimed)
     }
     async fn mark_late_runs(&self, cutoff: DateTime<Utc>) -> Result<Vec<FlowRun>> {
         let mut tx = self.pool.begin().await?;

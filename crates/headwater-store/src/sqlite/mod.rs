@@ -2,12 +2,14 @@
 //! IMMEDIATE` writes, so several flow processes can write one database at
 //! once without "database is locked" failures.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use headwater_core::deployment::Admission;
 use headwater_core::{Deployment, Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord, StateType, TaskRun};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -16,8 +18,8 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
 use crate::columns::{
-    claim_batch, corrupt, crash_batch, late_batch, rows_per_statement, upsert_set, StateCols, FINAL_STATES,
-    FLOW_RUN_COLS, HISTORY_STATE, LIVE_STATES, LOG_COLS, RUN_STATE, STATE_COLS, TASK_RUN_COLS,
+    admission, claim_batch, corrupt, crash_batch, late_batch, limit_cancel_batch, rows_per_statement, upsert_set,
+    StateCols, FINAL_STATES, FLOW_RUN_COLS, HISTORY_STATE, LIVE_STATES, LOG_COLS, RUN_STATE, STATE_COLS, TASK_RUN_COLS,
 };
 use crate::error::{Result, StoreError};
 use crate::{DeploymentStore, FlowRunFilter, LogFilter, RunQueue, RunReader, RunReaper, RunRecorder, WriteBatch};
@@ -348,19 +350,63 @@ impl RunQueue for SqliteStore {
     async fn claim_due_run(&self, work_pool: &str, now: DateTime<Utc>) -> Result<Option<FlowRun>> {
         // The write lock is taken first, so two workers serialise here.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query(&format!(
+        let rows = sqlx::query(&format!(
             "SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE work_pool = ? AND state_type = 'SCHEDULED' \
-             AND state_scheduled <= ? ORDER BY state_scheduled, created LIMIT 1"
+             AND state_scheduled <= ? ORDER BY state_scheduled, created LIMIT 50"
         ))
         .bind(work_pool)
         .bind(micros(now))
-        .fetch_optional(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let batch = claim_batch(flow_run_from(&row)?, now);
+        let mut specs: HashMap<Uuid, Option<Deployment>> = HashMap::new();
+        let mut cancelled = Vec::new();
+        let mut claimed = None;
+        for row in &rows {
+            let run = flow_run_from(row)?;
+            let decision = match run.deployment_id {
+                None => Admission::Start,
+                Some(dep) => {
+                    if let std::collections::hash_map::Entry::Vacant(slot) = specs.entry(dep) {
+                        let spec: Option<String> = sqlx::query_scalar("SELECT spec FROM deployments WHERE id = ?")
+                            .bind(dep.to_string())
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        slot.insert(spec.and_then(|s| serde_json::from_str(&s).ok()));
+                    }
+                    let spec = specs[&dep].as_ref();
+                    let active: i64 = if spec.is_some_and(|d| d.concurrency_limit.is_some()) {
+                        sqlx::query_scalar(
+                            "SELECT COUNT(*) FROM flow_runs WHERE deployment_id = ? \
+                             AND state_type IN ('PENDING', 'RUNNING', 'CANCELLING')",
+                        )
+                        .bind(dep.to_string())
+                        .fetch_one(&mut *tx)
+                        .await?
+                    } else {
+                        0
+                    };
+                    admission(spec, active as usize)
+                }
+            };
+            match decision {
+                Admission::Start => {
+                    claimed = Some(run);
+                    break;
+                }
+                Admission::Wait => {}
+                Admission::Cancel => cancelled.push(run),
+            }
+        }
+        let mut batch = limit_cancel_batch(cancelled, now);
+        let claimed = claimed.map(|run| {
+            let b = claim_batch(run, now);
+            batch.states.extend(b.states);
+            batch.flow_runs.extend(b.flow_runs.iter().cloned());
+            b.flow_runs.into_iter().next().expect("one run")
+        });
         write_batch(&mut tx, &batch).await?;
         tx.commit().await?;
-        Ok(batch.flow_runs.into_iter().next())
+        Ok(claimed)
     }
     async fn mark_late_runs(&self, cutoff: DateTime<Utc>) -> Result<Vec<FlowRun>> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
