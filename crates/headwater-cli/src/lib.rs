@@ -250,9 +250,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::FlowRun(cmd) => flow_run(cmd, open(&settings).await?.as_ref()).await,
         Command::Deploy(args) => deploy::deploy(args, open(&settings).await?.as_ref()).await,
         Command::Deployment(cmd) => deploy::deployment(cmd, open(&settings).await?.as_ref()).await,
-        Command::Worker(WorkerCmd::Start(args)) => {
-            worker::start(args, open(&settings).await?.as_ref(), &settings).await
-        }
+        Command::Worker(WorkerCmd::Start(args)) => worker::start(args, open(&settings).await?, &settings).await,
         Command::TaskRun(TaskRunCmd::Ls { flow_run, out }) => {
             let store = open(&settings).await?;
             let run = store.resolve_flow_run(&flow_run).await?;

@@ -7,7 +7,9 @@ use anyhow::{Context, Result};
 use chrono::Utc;
 use clap::Args;
 use headwater_config::Settings;
-use headwater_core::{FlowRun, RunKind, State, StateRecord};
+use std::sync::Arc;
+
+use headwater_core::{FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord};
 use headwater_server::scheduler::schedule_due;
 use headwater_store::{Store, WriteBatch};
 use tokio::process::{Child, Command};
@@ -38,6 +40,8 @@ pub struct WorkerArgs {
 struct Running {
     run: FlowRun,
     child: Child,
+    /// The tasks copying its output into the run's logs.
+    output: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Where the flow processes must record: the worker's own store.
@@ -51,7 +55,9 @@ fn child_settings(settings: &Settings) -> Vec<(&'static str, String)> {
     env
 }
 
-pub async fn start(args: WorkerArgs, store: &dyn Store, settings: &Settings) -> Result<()> {
+pub async fn start(args: WorkerArgs, store: Arc<dyn Store>, settings: &Settings) -> Result<()> {
+    let store_handle = store.clone();
+    let store = store.as_ref();
     let inherited = child_settings(settings);
     println!("Worker started on pool '{}' (at most {} at once)", args.pool, args.limit.max(1));
     let mut running: Vec<Running> = Vec::new();
@@ -64,7 +70,13 @@ pub async fn start(args: WorkerArgs, store: &dyn Store, settings: &Settings) -> 
         let mut still = Vec::new();
         for mut r in running.drain(..) {
             match r.child.try_wait()? {
-                Some(status) => finish(store, &r.run, status).await?,
+                Some(status) => {
+                    // Everything it printed is recorded before the run is judged.
+                    for h in r.output.drain(..) {
+                        let _ = h.await;
+                    }
+                    finish(store, &r.run, status).await?
+                }
                 None => still.push(r),
             }
         }
@@ -97,15 +109,21 @@ pub async fn start(args: WorkerArgs, store: &dyn Store, settings: &Settings) -> 
                     .args(&d.entrypoint[1..])
                     .args(["--params", &run.parameters.to_string()])
                     .envs(inherited.iter().map(|(k, v)| (k, v)))
+                    // The flow records its own logs; its console copy would
+                    // come back through the pipe and be recorded twice.
+                    .env("HEADWATER_LOGGING_CONSOLE", "false")
                     .envs(&d.env)
                     .env("HEADWATER_FLOW_RUN_ID", run.id.to_string())
                     .env("HEADWATER_FLOW_RUN_NAME", &run.name)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
                     .kill_on_drop(false)
                     .spawn();
                 match child {
-                    Ok(child) => {
+                    Ok(mut child) => {
+                        let output = stream_output(store_handle.clone(), &run, &mut child);
                         println!("Started flow run '{}' ({}) of deployment '{}'", run.name, run.id, d.name);
-                        running.push(Running { run, child });
+                        running.push(Running { run, child, output });
                     }
                     Err(e) => {
                         crash(store, &run, &format!("its entrypoint '{}' could not start: {e}", d.entrypoint[0]))
@@ -126,6 +144,41 @@ pub async fn start(args: WorkerArgs, store: &dyn Store, settings: &Settings) -> 
             }
         }
     }
+}
+
+/// Copies what the child prints into its run's logs (stdout as INFO,
+/// stderr as WARNING) and onto the worker's console.
+fn stream_output(store: Arc<dyn Store>, run: &FlowRun, child: &mut Child) -> Vec<tokio::task::JoinHandle<()>> {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let pipes: Vec<(Box<dyn tokio::io::AsyncRead + Unpin + Send>, LogLevel)> = [
+        child.stdout.take().map(|p| (Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>, LogLevel::Info)),
+        child.stderr.take().map(|p| (Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>, LogLevel::Warning)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let mut handles = Vec::new();
+    for (pipe, level) in pipes {
+        let (store, id, name) = (store.clone(), run.id, run.name.clone());
+        handles.push(tokio::spawn(async move {
+            let mut lines = BufReader::new(pipe).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                println!("[{name}] {line}");
+                let log = LogRecord {
+                    id: 0,
+                    flow_run_id: id,
+                    task_run_id: None,
+                    level,
+                    timestamp: Utc::now(),
+                    message: line,
+                };
+                if let Err(e) = store.record(&WriteBatch { logs: vec![log], ..Default::default() }).await {
+                    eprintln!("warning: could not record output of '{name}': {e}");
+                }
+            }
+        }));
+    }
+    handles
 }
 
 /// A run asked to cancel gets `grace` to stop by itself (the flow process

@@ -281,3 +281,32 @@ async fn cancel_scheduled_and_running_runs() {
     let history: Vec<_> = store.read_states(run.id).await.unwrap().into_iter().map(|s| s.state.name).collect();
     assert!(history.contains(&"Cancelling".to_string()), "{history:?}");
 }
+
+/// A program that fails before any flow starts cannot record anything
+/// itself: the worker records what it printed and marks the run CRASHED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_records_the_output_of_a_program_that_fails_early() {
+    use headwater_core::StateType;
+    use headwater_store::{FlowRunFilter, LogFilter, RunReader};
+
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("headwater.yaml");
+    std::fs::write(
+        &file,
+        format!("deployments:\n  - name: typo\n    flow: f\n    entrypoint: [\"{BIN}\", \"no-such-flow\"]\n"),
+    )
+    .unwrap();
+    hw(home.path(), &["deploy", "--no-check", "--file", file.to_str().unwrap()]).await.unwrap();
+    hw(home.path(), &["deployment", "run", "typo", "--no-check"]).await.unwrap();
+    hw(home.path(), &["worker", "start", "--exit-when-idle", "--poll-ms", "50"]).await.unwrap();
+    let store = SqliteStore::open(&home.path().join("headwater.db")).await.unwrap();
+    let run = store.list_flow_runs(&FlowRunFilter { limit: 1, ..Default::default() }).await.unwrap().remove(0);
+    assert_eq!(run.state.state_type, StateType::Crashed);
+    assert!(run.state.message.as_deref().unwrap().contains("exited"), "{}", run.state);
+    let logs = store.read_logs(&LogFilter::for_flow_run(run.id)).await.unwrap();
+    assert!(
+        logs.iter().any(|l| l.message.contains("no flow named 'no-such-flow'") && l.level == headwater_core::LogLevel::Warning),
+        "{logs:?}"
+    );
+}
