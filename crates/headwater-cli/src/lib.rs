@@ -4,6 +4,7 @@
 
 mod deploy;
 mod output;
+mod work_pool;
 mod worker;
 
 use std::path::PathBuf;
@@ -64,6 +65,9 @@ enum Command {
     /// Workers run the flow runs of a work pool.
     #[command(subcommand)]
     Worker(WorkerCmd),
+    /// Work pools: where deployments' runs wait for workers.
+    #[command(subcommand, name = "work-pool")]
+    WorkPool(work_pool::WorkPoolCmd),
 }
 
 #[derive(Subcommand)]
@@ -250,6 +254,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::FlowRun(cmd) => flow_run(cmd, open(&settings).await?.as_ref()).await,
         Command::Deploy(args) => deploy::deploy(args, open(&settings).await?.as_ref()).await,
         Command::Deployment(cmd) => deploy::deployment(cmd, open(&settings).await?.as_ref()).await,
+        Command::WorkPool(cmd) => work_pool::run(cmd, open(&settings).await?.as_ref()).await,
         Command::Worker(WorkerCmd::Start(args)) => worker::start(args, open(&settings).await?, &settings).await,
         Command::TaskRun(TaskRunCmd::Ls { flow_run, out }) => {
             let store = open(&settings).await?;

@@ -31,6 +31,10 @@ pub struct WorkerArgs {
     /// Stop once nothing is due and nothing is running (drain the pool).
     #[arg(long)]
     exit_when_idle: bool,
+    /// This worker's name, shown in `headwater work-pool inspect`
+    /// (default: host and process id).
+    #[arg(long)]
+    name: Option<String>,
     /// A run asked to cancel whose process has not stopped after this many
     /// seconds is killed.
     #[arg(long, default_value_t = 30)]
@@ -59,6 +63,23 @@ pub async fn start(args: WorkerArgs, store: Arc<dyn Store>, settings: &Settings)
     let store_handle = store.clone();
     let store = store.as_ref();
     let inherited = child_settings(settings);
+    let worker_name = args.name.clone().unwrap_or_else(|| {
+        let host =
+            std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "worker".into());
+        format!("{host}-{}", std::process::id())
+    });
+    // Like Prefect, a worker creates its pool if nobody has yet.
+    match store.read_work_pool(&args.pool).await? {
+        Some(p) if p.kind != headwater_core::WorkPoolKind::Process => {
+            anyhow::bail!("work pool '{}' is a {} pool; this worker runs process pools", p.name, p.kind)
+        }
+        Some(_) => {}
+        None => {
+            let pool = headwater_core::WorkPool::new(&args.pool, headwater_core::WorkPoolKind::Process, Utc::now());
+            store.apply_work_pool(&pool).await?;
+        }
+    }
+    let mut last_beat: Option<std::time::Instant> = None;
     println!("Worker started on pool '{}' (at most {} at once)", args.pool, args.limit.max(1));
     let mut running: Vec<Running> = Vec::new();
     let mut started = 0usize;
@@ -88,6 +109,10 @@ pub async fn start(args: WorkerArgs, store: Arc<dyn Store>, settings: &Settings)
         if (stopping || !budget_left) && running.is_empty() {
             println!("Worker stopped after {started} run(s)");
             return Ok(());
+        }
+        if last_beat.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+            store.worker_heartbeat(&args.pool, &worker_name, Utc::now()).await?;
+            last_beat = Some(std::time::Instant::now());
         }
         let mut idle = true;
         if !stopping && budget_left {

@@ -7,10 +7,10 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use headwater_core::{Deployment, Flow, FlowRun, LogRecord, StateRecord, TaskRun};
+use headwater_core::{Deployment, Flow, FlowRun, LogRecord, StateRecord, TaskRun, WorkPool, WorkerStatus};
 use headwater_store::{
     DeploymentStore, FlowRunFilter, LogFilter, Result, RunQueue, RunReader, RunReaper, RunRecorder, StoreError,
-    WriteBatch,
+    WorkPoolStore, WriteBatch,
 };
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -189,6 +189,43 @@ impl RunQueue for ApiClient {
     async fn mark_late_runs(&self, cutoff: chrono::DateTime<chrono::Utc>) -> Result<Vec<FlowRun>> {
         let body = serde_json::json!({ "cutoff": cutoff });
         Ok(self.post("/flow_runs/mark_late", &body).await?.unwrap_or_default())
+    }
+}
+
+#[async_trait]
+impl WorkPoolStore for ApiClient {
+    async fn apply_work_pool(&self, pool: &WorkPool) -> Result<WorkPool> {
+        self.call(Method::PUT, "/work_pools", Some(pool)).await?.ok_or_else(|| missing("work pools endpoint"))
+    }
+
+    async fn list_work_pools(&self) -> Result<Vec<WorkPool>> {
+        self.get("/work_pools").await?.ok_or_else(|| missing("work pools endpoint"))
+    }
+
+    async fn read_work_pool(&self, name: &str) -> Result<Option<WorkPool>> {
+        self.get(&format!("/work_pools/{}", encode(name))).await
+    }
+
+    async fn delete_work_pool(&self, name: &str) -> Result<bool> {
+        if self.read_work_pool(name).await?.is_none() {
+            return Ok(false);
+        }
+        self.call::<(), serde_json::Value>(Method::DELETE, &format!("/work_pools/{}", encode(name)), None).await?;
+        Ok(true)
+    }
+
+    async fn worker_heartbeat(&self, work_pool: &str, worker: &str, at: chrono::DateTime<chrono::Utc>) -> Result<()> {
+        let body = serde_json::json!({ "at": at });
+        let path = format!("/work_pools/{}/workers/{}/heartbeat", encode(work_pool), encode(worker));
+        self.post::<_, serde_json::Value>(&path, &body).await.map(|_| ())
+    }
+
+    async fn list_workers(&self, work_pool: Option<&str>) -> Result<Vec<WorkerStatus>> {
+        let path = match work_pool {
+            Some(p) => format!("/workers?work_pool={}", encode(p)),
+            None => "/workers".to_string(),
+        };
+        Ok(self.get(&path).await?.unwrap_or_default())
     }
 }
 

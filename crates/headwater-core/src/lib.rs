@@ -15,6 +15,7 @@ pub mod retry;
 pub mod schedule;
 pub mod state;
 pub mod transition;
+pub mod work_pool;
 
 pub use cache::{CacheKey, CachePolicy};
 pub use deployment::{parse_manifest, CollisionStrategy, Deployment, DeploymentSchedule, ManifestError, PullStep};
@@ -26,3 +27,4 @@ pub use retry::{Backoff, RetryPolicy};
 pub use schedule::Schedule;
 pub use state::{State, StateType};
 pub use transition::validate_transition;
+pub use work_pool::{pool_status, PoolStatus, WorkPool, WorkPoolKind, WorkerStatus};

@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Html;
 use axum::{Json, Router};
-use headwater_core::{Deployment, Flow, FlowRun, LogRecord, StateRecord, TaskRun};
+use headwater_core::{Deployment, Flow, FlowRun, LogRecord, StateRecord, TaskRun, WorkPool, WorkerStatus};
 use headwater_store::{Cursor, FlowRunFilter, LogFilter, Store, WriteBatch};
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
@@ -46,6 +46,10 @@ fn api_router() -> OpenApiRouter<Arc<dyn Store>> {
         .routes(routes!(enqueue_runs))
         .routes(routes!(claim_due_run))
         .routes(routes!(mark_late_runs))
+        .routes(routes!(list_work_pools, apply_work_pool))
+        .routes(routes!(read_work_pool, delete_work_pool))
+        .routes(routes!(worker_heartbeat))
+        .routes(routes!(list_workers))
 }
 
 /// The OpenAPI document of the API.
@@ -273,6 +277,67 @@ async fn claim_due_run(State(db): Db, Path(pool): Path<String>, Json(req): Json<
 )]
 async fn mark_late_runs(State(db): Db, Json(req): Json<CrashStale>) -> ApiResult<Vec<FlowRun>> {
     Ok(Json(db.mark_late_runs(req.cutoff).await?))
+}
+
+#[utoipa::path(get, path = "/work_pools", tag = "work_pools", responses((status = 200, body = Vec<WorkPool>)))]
+async fn list_work_pools(State(db): Db) -> ApiResult<Vec<WorkPool>> {
+    Ok(Json(db.list_work_pools().await?))
+}
+
+/// Creates or replaces a work pool.
+#[utoipa::path(put, path = "/work_pools", tag = "work_pools", request_body = WorkPool, responses((status = 200, body = WorkPool)))]
+async fn apply_work_pool(State(db): Db, Json(pool): Json<WorkPool>) -> ApiResult<WorkPool> {
+    Ok(Json(db.apply_work_pool(&pool).await?))
+}
+
+#[utoipa::path(
+    get, path = "/work_pools/{name}", tag = "work_pools", params(("name" = String, Path)),
+    responses((status = 200, body = WorkPool), (status = 404, description = "no such pool"))
+)]
+async fn read_work_pool(State(db): Db, Path(name): Path<String>) -> ApiResult<WorkPool> {
+    db.read_work_pool(&name).await?.map(Json).ok_or_else(|| ApiError::not_found(format!("no work pool named '{name}'")))
+}
+
+#[utoipa::path(
+    delete, path = "/work_pools/{name}", tag = "work_pools", params(("name" = String, Path)),
+    responses((status = 204, description = "deleted"), (status = 404, description = "no such pool"))
+)]
+async fn delete_work_pool(State(db): Db, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    if db.delete_work_pool(&name).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("no work pool named '{name}'")))
+    }
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+struct Beat {
+    at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A worker of the pool is alive.
+#[utoipa::path(
+    post, path = "/work_pools/{pool}/workers/{worker}/heartbeat", tag = "work_pools", request_body = Beat,
+    params(("pool" = String, Path), ("worker" = String, Path)),
+    responses((status = 204, description = "recorded"))
+)]
+async fn worker_heartbeat(
+    State(db): Db,
+    Path((pool, worker)): Path<(String, String)>,
+    Json(beat): Json<Beat>,
+) -> Result<StatusCode, ApiError> {
+    db.worker_heartbeat(&pool, &worker, beat.at).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+struct WorkersQuery {
+    work_pool: Option<String>,
+}
+
+#[utoipa::path(get, path = "/workers", tag = "work_pools", params(WorkersQuery), responses((status = 200, body = Vec<WorkerStatus>)))]
+async fn list_workers(State(db): Db, Query(q): Query<WorkersQuery>) -> ApiResult<Vec<WorkerStatus>> {
+    Ok(Json(db.list_workers(q.work_pool.as_deref()).await?))
 }
 
 /// Lists the API from its own OpenAPI document; no external assets, so it

@@ -83,7 +83,51 @@ pub async fn run_all(store: &dyn Store) {
     deployments_apply_list_and_delete(store).await;
     runs_are_enqueued_once_and_claimed_once(store).await;
     deployment_limits_hold_at_claim_time(store).await;
+    work_pools_pause_limit_and_workers(store).await;
     empty_batch_is_fine(store).await;
+}
+
+pub async fn work_pools_pause_limit_and_workers(store: &dyn Store) {
+    use headwater_core::{WorkPool, WorkPoolKind};
+    let now = Utc::now().trunc_subsecs(6);
+    let name = format!("pool-{}", Uuid::now_v7().simple());
+    let mut pool = WorkPool::new(&name, WorkPoolKind::Process, t(0));
+    pool.concurrency_limit = Some(1);
+    assert_eq!(store.apply_work_pool(&pool).await.unwrap(), pool);
+    assert!(store.list_work_pools().await.unwrap().iter().any(|p| p.name == name));
+
+    let doc = json!({"deployments": [{"name": format!("d-{name}"), "flow": "f", "entrypoint": "x", "work_pool": {"name": name}}]});
+    let d = headwater_core::parse_manifest("headwater.yaml", doc, &|_| None, now).unwrap().remove(0);
+    let runs: Vec<_> =
+        (0..2).map(|i| d.manual_run(&json!({}), now - Duration::seconds(5 - i), now, i as u64)).collect();
+    store.enqueue_runs(&runs).await.unwrap();
+    let first = store.claim_due_run(&name, now).await.unwrap().expect("a free slot");
+    assert!(store.claim_due_run(&name, now).await.unwrap().is_none(), "the pool is at its limit");
+    let mut done = first.clone();
+    done.state = State::completed(now);
+    store.record(&WriteBatch { flow_runs: vec![done], ..Default::default() }).await.unwrap();
+    // Paused: nothing handed out even with a free slot.
+    pool.paused = true;
+    pool.updated = t(5);
+    let stored = store.apply_work_pool(&pool).await.unwrap();
+    assert!(stored.paused);
+    assert_eq!(stored.created, t(0));
+    assert!(store.claim_due_run(&name, now).await.unwrap().is_none(), "a paused pool hands out nothing");
+    pool.paused = false;
+    store.apply_work_pool(&pool).await.unwrap();
+    assert_eq!(store.claim_due_run(&name, now).await.unwrap().map(|r| r.id), Some(runs[1].id));
+
+    store.worker_heartbeat(&name, "w1", now - Duration::seconds(10)).await.unwrap();
+    store.worker_heartbeat(&name, "w1", now).await.unwrap();
+    store.worker_heartbeat(&name, "w1", now - Duration::seconds(20)).await.unwrap();
+    store.worker_heartbeat(&name, "w2", now).await.unwrap();
+    let workers = store.list_workers(Some(&name)).await.unwrap();
+    assert_eq!(workers.len(), 2);
+    assert_eq!(workers[0].last_heartbeat, now, "a heartbeat never moves back");
+    assert!(store.list_workers(None).await.unwrap().len() >= 2);
+    assert!(store.delete_work_pool(&name).await.unwrap());
+    assert!(store.read_work_pool(&name).await.unwrap().is_none());
+    assert!(store.list_workers(Some(&name)).await.unwrap().is_empty());
 }
 
 pub async fn deployment_limits_hold_at_claim_time(store: &dyn Store) {

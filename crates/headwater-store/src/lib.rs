@@ -18,7 +18,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use headwater_core::{Deployment, Flow, FlowRun, Heartbeat, LogLevel, LogRecord, StateRecord, StateType, TaskRun};
+use headwater_core::{
+    Deployment, Flow, FlowRun, Heartbeat, LogLevel, LogRecord, StateRecord, StateType, TaskRun, WorkPool, WorkerStatus,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -182,13 +184,27 @@ pub trait RunQueue: Send + Sync {
     /// existing run already has. Returns how many were created.
     async fn enqueue_runs(&self, runs: &[FlowRun]) -> Result<usize>;
     /// Takes the earliest SCHEDULED run of `work_pool` due by `now` and moves
-    /// it to PENDING, atomically: no run is ever handed out twice.
+    /// it to PENDING, atomically: no run is ever handed out twice. A paused
+    /// pool, or one at its concurrency limit, hands out nothing.
     async fn claim_due_run(&self, work_pool: &str, now: DateTime<Utc>) -> Result<Option<FlowRun>>;
     /// Renames `Late` the SCHEDULED runs due before `cutoff` that no worker
     /// has started. Returns them.
     async fn mark_late_runs(&self, cutoff: DateTime<Utc>) -> Result<Vec<FlowRun>>;
 }
 
+/// Work pools and their workers' heartbeats.
+#[async_trait]
+pub trait WorkPoolStore: Send + Sync {
+    /// Creates or replaces the pool of that name (its creation time stays).
+    async fn apply_work_pool(&self, pool: &WorkPool) -> Result<WorkPool>;
+    async fn list_work_pools(&self) -> Result<Vec<WorkPool>>;
+    async fn read_work_pool(&self, name: &str) -> Result<Option<WorkPool>>;
+    async fn delete_work_pool(&self, name: &str) -> Result<bool>;
+    async fn worker_heartbeat(&self, work_pool: &str, worker: &str, at: DateTime<Utc>) -> Result<()>;
+    /// Workers of one pool, or of all.
+    async fn list_workers(&self, work_pool: Option<&str>) -> Result<Vec<WorkerStatus>>;
+}
+
 /// A complete store.
-pub trait Store: RunRecorder + RunReader + RunReaper + DeploymentStore + RunQueue {}
-impl<T: RunRecorder + RunReader + RunReaper + DeploymentStore + RunQueue> Store for T {}
+pub trait Store: RunRecorder + RunReader + RunReaper + DeploymentStore + RunQueue + WorkPoolStore {}
+impl<T: RunRecorder + RunReader + RunReaper + DeploymentStore + RunQueue + WorkPoolStore> Store for T {}

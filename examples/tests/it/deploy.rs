@@ -310,3 +310,50 @@ async fn a_worker_records_the_output_of_a_program_that_fails_early() {
         "{logs:?}"
     );
 }
+
+/// Work pools from the CLI: a paused pool holds its runs back; workers
+/// register themselves, so the pool shows who serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_pools_pause_and_show_their_workers() {
+    use headwater_core::{StateType, WorkPoolKind};
+    use headwater_store::{FlowRunFilter, RunReader, WorkPoolStore};
+
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("headwater.yaml");
+    std::fs::write(
+        &file,
+        format!("deployments:\n  - name: quick\n    flow: one-task\n    entrypoint: [\"{BIN}\", \"one-task\"]\n    work_pool: {{name: etl}}\n"),
+    )
+    .unwrap();
+    hw(home.path(), &["work-pool", "create", "etl", "--limit", "2"]).await.unwrap();
+    let e = hw(home.path(), &["work-pool", "create", "etl"]).await.unwrap_err();
+    assert!(e.to_string().contains("already exists"), "{e}");
+    hw(home.path(), &["deploy", "--file", file.to_str().unwrap()]).await.unwrap();
+    hw(home.path(), &["work-pool", "pause", "etl"]).await.unwrap();
+    hw(home.path(), &["deployment", "run", "quick"]).await.unwrap();
+
+    let worker = ["worker", "start", "--pool", "etl", "--name", "w-test", "--exit-when-idle", "--poll-ms", "20"];
+    hw(home.path(), &worker).await.unwrap();
+    let store = SqliteStore::open(&home.path().join("headwater.db")).await.unwrap();
+    let run = store.list_flow_runs(&FlowRunFilter { limit: 1, ..Default::default() }).await.unwrap().remove(0);
+    assert_eq!(run.state.state_type, StateType::Scheduled, "a paused pool hands out nothing");
+
+    hw(home.path(), &["work-pool", "resume", "etl"]).await.unwrap();
+    hw(home.path(), &worker).await.unwrap();
+    let run = store.read_flow_run(run.id).await.unwrap().unwrap();
+    assert_eq!(run.state.state_type, StateType::Completed);
+
+    let pool = store.read_work_pool("etl").await.unwrap().unwrap();
+    assert_eq!((pool.kind, pool.concurrency_limit, pool.paused), (WorkPoolKind::Process, Some(2), false));
+    let workers = store.list_workers(Some("etl")).await.unwrap();
+    assert_eq!(workers.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(), ["w-test"]);
+    hw(home.path(), &["work-pool", "ls"]).await.unwrap();
+    hw(home.path(), &["work-pool", "inspect", "etl"]).await.unwrap();
+    hw(home.path(), &["work-pool", "set-limit", "etl", "--clear"]).await.unwrap();
+    assert_eq!(store.read_work_pool("etl").await.unwrap().unwrap().concurrency_limit, None);
+    // A worker of a pool that did not exist creates it.
+    hw(home.path(), &["worker", "start", "--pool", "fresh", "--exit-when-idle"]).await.unwrap();
+    assert!(store.read_work_pool("fresh").await.unwrap().is_some());
+    hw(home.path(), &["work-pool", "delete", "fresh"]).await.unwrap();
+}

@@ -8,7 +8,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use headwater_core::deployment::Admission;
-use headwater_core::{Deployment, Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord, StateType, TaskRun};
+use headwater_core::{
+    Deployment, Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord, StateType, TaskRun, WorkPool,
+    WorkerStatus,
+};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
@@ -19,13 +22,16 @@ use crate::columns::{
     StateCols, FINAL_STATES, FLOW_RUN_COLS, HISTORY_STATE, LIVE_STATES, LOG_COLS, RUN_STATE, STATE_COLS, TASK_RUN_COLS,
 };
 use crate::error::{Result, StoreError};
-use crate::{DeploymentStore, FlowRunFilter, LogFilter, RunQueue, RunReader, RunReaper, RunRecorder, WriteBatch};
+use crate::{
+    DeploymentStore, FlowRunFilter, LogFilter, RunQueue, RunReader, RunReaper, RunRecorder, WorkPoolStore, WriteBatch,
+};
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_runs.sql")),
     (2, include_str!("migrations/0002_heartbeats.sql")),
     (3, include_str!("migrations/0003_deployments.sql")),
     (4, include_str!("migrations/0004_deployment_runs.sql")),
+    (5, include_str!("migrations/0005_work_pools.sql")),
 ];
 
 /// PostgreSQL allows 65535 bound values per statement.
@@ -300,6 +306,30 @@ impl RunQueue for PostgresStore {
     async fn claim_due_run(&self, work_pool: &str, now: DateTime<Utc>) -> Result<Option<FlowRun>> {
         let mut tx = self.pool.begin().await?;
         let conn: &mut PgConnection = &mut tx;
+        // Locking the pool's row serialises claims within the pool, so its
+        // limit holds with several workers.
+        let pool_row = sqlx::query("SELECT paused, concurrency_limit FROM work_pools WHERE name = $1 FOR UPDATE")
+            .bind(work_pool)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if let Some(row) = pool_row {
+            let paused: bool = row.try_get("paused")?;
+            let limit: Option<i32> = row.try_get("concurrency_limit")?;
+            if paused {
+                return Ok(None);
+            }
+            if let Some(limit) = limit {
+                let active: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM flow_runs WHERE work_pool = $1 AND state_type IN ('PENDING', 'RUNNING', 'CANCELLING')",
+                )
+                .bind(work_pool)
+                .fetch_one(&mut *conn)
+                .await?;
+                if active >= i64::from(limit) {
+                    return Ok(None);
+                }
+            }
+        }
         // SKIP LOCKED: concurrent workers each take a different run.
         let rows = sqlx::query(&format!(
             "SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE work_pool = $1 AND state_type = 'SCHEDULED' \
@@ -377,6 +407,88 @@ impl RunQueue for PostgresStore {
         write_batch(conn, &batch).await?;
         tx.commit().await?;
         Ok(batch.flow_runs)
+    }
+}
+
+fn work_pool_from(row: &PgRow) -> Result<WorkPool> {
+    let kind: String = row.try_get("kind")?;
+    Ok(WorkPool {
+        name: row.try_get("name")?,
+        kind: kind.parse().map_err(|e: String| corrupt("work pool kind", e))?,
+        paused: row.try_get("paused")?,
+        concurrency_limit: row.try_get::<Option<i32>, _>("concurrency_limit")?.map(|l| l as u32),
+        created: row.try_get("created")?,
+        updated: row.try_get("updated")?,
+    })
+}
+
+#[async_trait]
+impl WorkPoolStore for PostgresStore {
+    async fn apply_work_pool(&self, p: &WorkPool) -> Result<WorkPool> {
+        sqlx::query(
+            "INSERT INTO work_pools (name, kind, paused, concurrency_limit, created, updated) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, paused = excluded.paused, \
+             concurrency_limit = excluded.concurrency_limit, updated = excluded.updated",
+        )
+        .bind(&p.name)
+        .bind(p.kind.to_string())
+        .bind(p.paused)
+        .bind(p.concurrency_limit.map(|l| l as i32))
+        .bind(p.created)
+        .bind(p.updated)
+        .execute(&self.pool)
+        .await?;
+        self.read_work_pool(&p.name).await?.ok_or_else(|| corrupt("work pool", "vanished after writing"))
+    }
+
+    async fn list_work_pools(&self) -> Result<Vec<WorkPool>> {
+        let rows = sqlx::query("SELECT * FROM work_pools ORDER BY name").fetch_all(&self.pool).await?;
+        rows.iter().map(work_pool_from).collect()
+    }
+
+    async fn read_work_pool(&self, name: &str) -> Result<Option<WorkPool>> {
+        let row = sqlx::query("SELECT * FROM work_pools WHERE name = $1").bind(name).fetch_optional(&self.pool).await?;
+        row.as_ref().map(work_pool_from).transpose()
+    }
+
+    async fn delete_work_pool(&self, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM work_pools WHERE name = $1").bind(name).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM workers WHERE work_pool = $1").bind(name).execute(&self.pool).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn worker_heartbeat(&self, work_pool: &str, worker: &str, at: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO workers (work_pool, name, last_heartbeat) VALUES ($1, $2, $3) \
+             ON CONFLICT (work_pool, name) DO UPDATE SET last_heartbeat = GREATEST(workers.last_heartbeat, excluded.last_heartbeat)",
+        )
+        .bind(work_pool)
+        .bind(worker)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_workers(&self, work_pool: Option<&str>) -> Result<Vec<WorkerStatus>> {
+        let rows = match work_pool {
+            Some(p) => {
+                sqlx::query("SELECT * FROM workers WHERE work_pool = $1 ORDER BY name")
+                    .bind(p)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => sqlx::query("SELECT * FROM workers ORDER BY work_pool, name").fetch_all(&self.pool).await?,
+        };
+        rows.iter()
+            .map(|r| {
+                Ok(WorkerStatus {
+                    name: r.try_get("name")?,
+                    work_pool: r.try_get("work_pool")?,
+                    last_heartbeat: r.try_get("last_heartbeat")?,
+                })
+            })
+            .collect()
     }
 }
 
