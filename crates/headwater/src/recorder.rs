@@ -47,7 +47,9 @@ struct Backlog {
 
 const MAX_BATCH_EVENTS: usize = 20_000;
 const BACKLOG_HIGH_MARK: usize = 40_000;
-const WRITE_ATTEMPTS: u32 = 8;
+/// How long a batch is retried while the store is unreachable or busy (a
+/// server restart, a network blip) before it is given up and reported.
+const WRITE_PATIENCE: Duration = Duration::from_secs(600);
 
 impl Recorder {
     /// Starts the writer thread on the store `open` opens (in the thread's
@@ -245,13 +247,23 @@ async fn write_loop(store: &dyn RunRecorder, mut rx: mpsc::UnboundedReceiver<Eve
 }
 
 async fn write_with_retries(store: &dyn RunRecorder, batch: &WriteBatch) -> Result<(), StoreError> {
-    let mut attempt = 0;
+    let started = std::time::Instant::now();
+    let mut attempt = 0u32;
     loop {
         match store.record(batch).await {
-            Ok(()) => return Ok(()),
-            Err(e) if e.is_retryable() && attempt < WRITE_ATTEMPTS => {
+            Ok(()) => {
+                if attempt > 0 {
+                    eprintln!("headwater: recording again after {attempt} retries");
+                }
+                return Ok(());
+            }
+            Err(e) if e.is_retryable() && started.elapsed() < WRITE_PATIENCE => {
+                if attempt == 0 {
+                    eprintln!("headwater: {e}; holding the records and retrying");
+                }
                 attempt += 1;
-                tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
+                // 100 ms doubling, capped at 5 s.
+                tokio::time::sleep(Duration::from_millis((50u64 << attempt.min(7)).min(5000))).await;
             }
             Err(e) => return Err(e),
         }

@@ -76,3 +76,58 @@ async fn a_missing_api_key_is_reported_before_any_flow_runs() {
     let err = Engine::with_settings(home.path(), &[("HEADWATER_API_URL", &server.api_url())]).unwrap_err();
     assert!(err.to_string().contains("requires an API key"), "{err}");
 }
+
+#[task]
+async fn tick(i: u32) -> Result<u32> {
+    Ok(i)
+}
+
+#[flow(name = "through-a-restart")]
+async fn through_a_restart(n: u32) -> Result<u32> {
+    let mut sum = 0;
+    for i in 0..n {
+        sum += tick(i).await?;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Ok(sum)
+}
+
+/// The server goes away in the middle of a run and comes back on the same
+/// address 8 s later: the flow carries on, and nothing it reported is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restart_mid_run_loses_nothing() {
+    use headwater_server::ServerConfig;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("server.db");
+    let first: Arc<dyn Store> = Arc::new(SqliteStore::open(&db).await.unwrap());
+    let server = RunningServer::start(first, vec![]).await.unwrap();
+    let addr = server.addr;
+    let home = tempfile::tempdir().unwrap();
+    let engine = Engine::with_settings(home.path(), &[("HEADWATER_API_URL", &server.api_url())]).unwrap();
+    let flow = tokio::spawn(async move { engine.scope(through_a_restart(30)).await });
+
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    server.stop().await.unwrap();
+    // Longer than the run itself: the flow ends while the server is away,
+    // and its final flush must wait for it rather than drop anything.
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    assert!(!flow.is_finished(), "the root flow waits until its records are on the server");
+    let second: Arc<dyn Store> = Arc::new(SqliteStore::open(&db).await.unwrap());
+    let config = ServerConfig { host: addr.ip().to_string(), port: addr.port(), ..Default::default() };
+    let again = RunningServer::start_with(second.clone(), config).await.unwrap();
+
+    assert_eq!(flow.await.unwrap().unwrap(), (0..30).sum::<u32>());
+    let run = second
+        .list_flow_runs(&FlowRunFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.flow_name == "through-a-restart")
+        .expect("the run reached the server");
+    assert_eq!(run.state.state_type, StateType::Completed);
+    let tasks = second.list_task_runs(run.id).await.unwrap();
+    assert_eq!(tasks.len(), 30);
+    assert!(tasks.iter().all(|t| t.state.state_type == StateType::Completed));
+    again.stop().await.unwrap();
+}
