@@ -1,15 +1,16 @@
 //! `headwater worker start`: runs the flow runs of a work pool as processes.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chrono::Utc;
 use clap::Args;
 use headwater_config::Settings;
-use std::sync::Arc;
 
-use headwater_core::{FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord};
+use headwater_core::{Deployment, FlowRun, LogLevel, LogRecord, PullStep, RunKind, State, StateRecord};
 use headwater_server::scheduler::schedule_due;
 use headwater_store::{Store, WriteBatch};
 use tokio::process::{Child, Command};
@@ -44,6 +45,8 @@ pub struct WorkerArgs {
 struct Running {
     run: FlowRun,
     child: Child,
+    /// The folder the pull steps filled, removed when the run is over.
+    scratch: Option<std::path::PathBuf>,
     /// The tasks copying its output into the run's logs.
     output: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -96,6 +99,9 @@ pub async fn start(args: WorkerArgs, store: Arc<dyn Store>, settings: &Settings)
                     for h in r.output.drain(..) {
                         let _ = h.await;
                     }
+                    if let Some(dir) = &r.scratch {
+                        let _ = std::fs::remove_dir_all(dir);
+                    }
                     finish(store, &r.run, status).await?
                 }
                 None => still.push(r),
@@ -127,10 +133,21 @@ pub async fn start(args: WorkerArgs, store: Arc<dyn Store>, settings: &Settings)
                     crash(store, &run, "its deployment no longer exists").await?;
                     continue;
                 };
-                if !d.pull_steps.is_empty() {
-                    eprintln!("warning: deployment '{}' has pull steps; this worker does not run them yet", d.name);
-                }
-                let child = Command::new(&d.entrypoint[0])
+                let (cwd, scratch) = match pull(d, &run).await {
+                    Ok(found) => found,
+                    Err(why) => {
+                        crash(store, &run, &why).await?;
+                        continue;
+                    }
+                };
+                let program = &d.entrypoint[0];
+                let program = if program.contains('/') && Path::new(program).is_relative() {
+                    cwd.join(program)
+                } else {
+                    program.into()
+                };
+                let child = Command::new(&program)
+                    .current_dir(&cwd)
                     .args(&d.entrypoint[1..])
                     .args(["--params", &run.parameters.to_string()])
                     .envs(inherited.iter().map(|(k, v)| (k, v)))
@@ -148,10 +165,13 @@ pub async fn start(args: WorkerArgs, store: Arc<dyn Store>, settings: &Settings)
                     Ok(mut child) => {
                         let output = stream_output(store_handle.clone(), &run, &mut child);
                         println!("Started flow run '{}' ({}) of deployment '{}'", run.name, run.id, d.name);
-                        running.push(Running { run, child, output });
+                        running.push(Running { run, child, scratch, output });
                     }
                     Err(e) => {
-                        crash(store, &run, &format!("its entrypoint '{}' could not start: {e}", d.entrypoint[0]))
+                        if let Some(dir) = &scratch {
+                            let _ = std::fs::remove_dir_all(dir);
+                        }
+                        crash(store, &run, &format!("its entrypoint '{}' could not start: {e}", program.display()))
                             .await?
                     }
                 }
@@ -168,6 +188,72 @@ pub async fn start(args: WorkerArgs, store: Arc<dyn Store>, settings: &Settings)
                 stopping = true;
             }
         }
+    }
+}
+
+/// Runs the deployment's pull steps for one run: clones go to a scratch
+/// folder of its own. Returns the directory to start the entrypoint in, and
+/// the scratch folder to remove afterwards.
+async fn pull(d: &Deployment, run: &FlowRun) -> Result<(PathBuf, Option<PathBuf>), String> {
+    let cwd = std::env::current_dir().map_err(|e| format!("no working directory: {e}"))?;
+    if d.pull_steps.is_empty() {
+        return Ok((cwd, None));
+    }
+    let scratch = std::env::temp_dir().join(format!("headwater-run-{}", run.id));
+    std::fs::create_dir_all(&scratch).map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
+    match run_pull_steps(d, &scratch, cwd).await {
+        Ok(cwd) => Ok((cwd, Some(scratch))),
+        Err(why) => {
+            let _ = std::fs::remove_dir_all(&scratch);
+            Err(why)
+        }
+    }
+}
+
+async fn run_pull_steps(d: &Deployment, scratch: &Path, mut cwd: PathBuf) -> Result<PathBuf, String> {
+    for (i, step) in d.pull_steps.iter().enumerate() {
+        match step {
+            PullStep::GitClone { repository, branch, reference } => {
+                let name = repository
+                    .trim_end_matches('/')
+                    .trim_end_matches(".git")
+                    .rsplit(['/', ':'])
+                    .next()
+                    .unwrap_or("repo");
+                let dest = scratch.join(if name.is_empty() { "repo" } else { name });
+                let mut clone = Command::new("git");
+                clone.arg("clone").arg("--quiet");
+                if reference.is_none() {
+                    clone.args(["--depth", "1"]);
+                }
+                if let Some(b) = branch {
+                    clone.args(["--branch", b]);
+                }
+                git(clone.arg(repository).arg(&dest), i, "git clone").await?;
+                if let Some(r) = reference {
+                    git(Command::new("git").arg("-C").arg(&dest).args(["checkout", "--quiet", r]), i, "git checkout")
+                        .await?;
+                }
+                cwd = dest;
+            }
+            PullStep::SetWorkingDirectory { directory } => {
+                cwd = cwd.join(directory);
+                if !cwd.is_dir() {
+                    return Err(format!("pull step {i} (set_working_directory): {} is not a directory", cwd.display()));
+                }
+            }
+        }
+    }
+    Ok(cwd)
+}
+
+async fn git(cmd: &mut Command, step: usize, what: &str) -> Result<(), String> {
+    let out = cmd.output().await.map_err(|e| format!("pull step {step} ({what}): cannot run git: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        Err(format!("pull step {step} ({what}) failed: {}", err.trim()))
     }
 }
 

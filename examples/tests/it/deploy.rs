@@ -357,3 +357,67 @@ async fn work_pools_pause_and_show_their_workers() {
     assert!(store.read_work_pool("fresh").await.unwrap().is_some());
     hw(home.path(), &["work-pool", "delete", "fresh"]).await.unwrap();
 }
+
+/// Code from a repository: the worker clones it for the run, moves into the
+/// folder the manifest says, and starts the entrypoint found there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_steps_clone_the_code_for_each_run() {
+    use headwater_core::StateType;
+    use headwater_store::{FlowRunFilter, LogFilter, RunReader};
+    use std::process::Command;
+
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::create_dir(repo.path().join("flows")).unwrap();
+    let script = repo.path().join("flows/run.sh");
+    std::fs::write(&script, "#!/bin/sh\necho \"running from $(pwd)\"\nexec \"$HW_BIN\" \"$@\"\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let git = |args: &[&str]| {
+        let ok = Command::new("git")
+            .args(["-c", "user.email=t@example.invalid", "-c", "user.name=t", "-c", "init.defaultBranch=main"])
+            .args(args)
+            .current_dir(repo.path())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "git {args:?}");
+    };
+    git(&["init", "--quiet"]);
+    git(&["add", "."]);
+    git(&["commit", "--quiet", "-m", "flows"]);
+
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("headwater.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"deployments:
+  - name: from-git
+    flow: one-task
+    entrypoint: ["./run.sh", "one-task"]
+    env: {{HW_BIN: "{BIN}"}}
+    pull:
+      - git_clone: {{repository: "{repo}", branch: main}}
+      - set_working_directory: {{directory: flows}}
+  - name: bad-repo
+    flow: one-task
+    entrypoint: ["./run.sh", "one-task"]
+    pull:
+      - git_clone: {{repository: "{repo}/nope"}}
+"#,
+            repo = repo.path().display()
+        ),
+    )
+    .unwrap();
+    hw(home.path(), &["deploy", "--all", "--no-check", "--file", file.to_str().unwrap()]).await.unwrap();
+    hw(home.path(), &["deployment", "run", "from-git", "--no-check"]).await.unwrap();
+    hw(home.path(), &["deployment", "run", "bad-repo", "--no-check"]).await.unwrap();
+    hw(home.path(), &["worker", "start", "--exit-when-idle", "--poll-ms", "20"]).await.unwrap();
+
+    let store = SqliteStore::open(&home.path().join("headwater.db")).await.unwrap();
+    let runs = store.list_flow_runs(&FlowRunFilter::default()).await.unwrap();
+    let good = runs.iter().find(|r| r.state.state_type == StateType::Completed).expect("cloned and ran");
+    let logs = store.read_logs(&LogFilter::for_flow_run(good.id)).await.unwrap();
+    assert!(logs.iter().any(|l| l.message.starts_with("running from") && l.message.ends_with("/flows")), "{logs:?}");
+    let bad = runs.iter().find(|r| r.state.state_type == StateType::Crashed).expect("the bad clone crashed its run");
+    assert!(bad.state.message.as_deref().unwrap().starts_with("pull step 0 (git clone) failed"), "{}", bad.state);
+}
