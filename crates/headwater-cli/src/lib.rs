@@ -442,22 +442,13 @@ async fn flow_run(cmd: FlowRunCmd, store: &dyn Store) -> Result<()> {
         }
         FlowRunCmd::Cancel { id } => {
             let mut run = store.resolve_flow_run(&id).await?;
-            let now = chrono::Utc::now();
-            let state = match run.state.state_type {
-                StateType::Scheduled | StateType::Paused => {
-                    headwater_core::State::cancelled(now, "cancelled before it started")
-                }
-                StateType::Pending | StateType::Running => headwater_core::State::cancelling(now),
-                other => anyhow::bail!("flow run '{}' is {other}: there is nothing to cancel", run.name),
-            };
-            headwater_core::validate_transition(
+            run.state = headwater_core::transition::cancellation(
                 &format!("flow run '{}'", run.name),
-                Some(run.state.state_type),
-                state.state_type,
+                run.state.state_type,
+                chrono::Utc::now(),
             )?;
-            run.state = state;
             if run.state.is_terminal() {
-                run.end_time = Some(now);
+                run.end_time = Some(run.state.timestamp);
             }
             let record = headwater_core::StateRecord {
                 run_id: run.id,

@@ -11,6 +11,8 @@ pub enum CoreError {
     InvalidDuration { input: String, reason: String },
     #[error("unknown log level '{0}' (expected DEBUG, INFO, WARNING, ERROR or CRITICAL)")]
     UnknownLogLevel(String),
+    #[error("{run} is {state}: there is nothing to cancel")]
+    NothingToCancel { run: String, state: StateType },
     #[error("invalid schedule '{schedule}': {reason}")]
     InvalidSchedule { schedule: String, reason: String },
 }

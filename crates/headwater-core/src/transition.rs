@@ -47,6 +47,25 @@ pub fn validate_transition(run: &str, from: Option<StateType>, to: StateType) ->
     }
 }
 
+/// The state a cancellation request moves a run to: CANCELLED if it had not
+/// started, CANCELLING (its process stops it) if it had. Final runs have
+/// nothing to cancel.
+pub fn cancellation(
+    run: &str,
+    current: StateType,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<crate::State, CoreError> {
+    let next = match current {
+        Scheduled | Paused => crate::State::cancelled(at, "cancelled before it started"),
+        Pending | Running => crate::State::cancelling(at),
+        other => {
+            return Err(CoreError::NothingToCancel { run: run.to_string(), state: other });
+        }
+    };
+    validate_transition(run, Some(current), next.state_type)?;
+    Ok(next)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +123,17 @@ mod tests {
         assert_eq!(err.to_string(), "illegal state transition for flow run 'brave-heron': COMPLETED -> RUNNING");
         let err = validate_transition("task run 'fetch-0'", None, Failed).unwrap_err();
         assert_eq!(err.to_string(), "illegal state transition for task run 'fetch-0': (new run) -> FAILED");
+    }
+
+    #[test]
+    fn cancellation_targets() {
+        let now = chrono::Utc::now();
+        assert_eq!(cancellation("r", Scheduled, now).unwrap().state_type, Cancelled);
+        assert_eq!(cancellation("r", Running, now).unwrap().state_type, Cancelling);
+        assert_eq!(cancellation("r", Pending, now).unwrap().state_type, Cancelling);
+        let e = cancellation("flow run 'x'", Completed, now).unwrap_err().to_string();
+        assert_eq!(e, "flow run 'x' is COMPLETED: there is nothing to cancel");
+        assert!(cancellation("r", Cancelling, now).is_err());
     }
 
     #[test]

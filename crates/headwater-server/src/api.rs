@@ -50,6 +50,7 @@ fn api_router() -> OpenApiRouter<Arc<dyn Store>> {
         .routes(routes!(read_work_pool, delete_work_pool))
         .routes(routes!(worker_heartbeat))
         .routes(routes!(list_workers))
+        .routes(routes!(cancel_flow_run))
 }
 
 /// The OpenAPI document of the API.
@@ -338,6 +339,34 @@ struct WorkersQuery {
 #[utoipa::path(get, path = "/workers", tag = "work_pools", params(WorkersQuery), responses((status = 200, body = Vec<WorkerStatus>)))]
 async fn list_workers(State(db): Db, Query(q): Query<WorkersQuery>) -> ApiResult<Vec<WorkerStatus>> {
     Ok(Json(db.list_workers(q.work_pool.as_deref()).await?))
+}
+
+/// Cancels a flow run: a scheduled one at once (CANCELLED), a running one is
+/// asked to stop (CANCELLING) and its process ends it CANCELLED.
+#[utoipa::path(
+    post, path = "/flow_runs/{id}/cancel", tag = "flow_runs",
+    params(("id" = Uuid, Path, description = "flow run id")),
+    responses(
+        (status = 200, body = FlowRun, description = "the run in its new state"),
+        (status = 404, description = "no such flow run"),
+        (status = 409, description = "the run is already over")
+    )
+)]
+async fn cancel_flow_run(State(db): Db, Path(id): Path<Uuid>) -> ApiResult<FlowRun> {
+    let mut run =
+        db.read_flow_run(id).await?.ok_or_else(|| ApiError::not_found(format!("no flow run with id {id}")))?;
+    run.state = headwater_core::transition::cancellation(
+        &format!("flow run '{}'", run.name),
+        run.state.state_type,
+        chrono::Utc::now(),
+    )
+    .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
+    if run.state.is_terminal() {
+        run.end_time = Some(run.state.timestamp);
+    }
+    let record = StateRecord { run_id: run.id, kind: headwater_core::RunKind::Flow, state: run.state.clone() };
+    db.record(&WriteBatch { flow_runs: vec![run.clone()], states: vec![record], ..Default::default() }).await?;
+    Ok(Json(run))
 }
 
 /// Lists the API from its own OpenAPI document; no external assets, so it

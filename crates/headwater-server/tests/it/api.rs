@@ -144,3 +144,44 @@ async fn the_server_marks_silent_runs_crashed() {
     assert_eq!(state, StateType::Crashed);
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn runs_can_be_cancelled_through_the_api() {
+    use headwater_core::{flow_id_for_name, FlowRun, State};
+    use headwater_store::{RunRecorder, WriteBatch};
+
+    let (server, _dir) = sqlite_server(vec![]).await;
+    let client = ApiClient::new(&server.api_url(), None).unwrap();
+    let now = chrono::Utc::now();
+    let make = |state: State| FlowRun {
+        id: uuid::Uuid::now_v7(),
+        flow_id: flow_id_for_name("f"),
+        flow_name: "f".into(),
+        name: "r".into(),
+        parameters: serde_json::json!({}),
+        tags: vec![],
+        state,
+        parent_flow_run_id: None,
+        run_count: 1,
+        start_time: None,
+        end_time: None,
+        created: now,
+        heartbeat: None,
+        deployment_id: None,
+        work_pool: None,
+        idempotency_key: None,
+    };
+    let running = make(State::running(now));
+    let done = make(State::completed(now));
+    client.record(&WriteBatch { flow_runs: vec![running.clone(), done.clone()], ..Default::default() }).await.unwrap();
+    let http = reqwest::Client::new();
+    let resp = http.post(format!("{}/flow_runs/{}/cancel", server.api_url(), running.id)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["state"]["type"], "CANCELLING");
+    assert_eq!(client.read_flow_run(running.id).await.unwrap().unwrap().state.name, "Cancelling");
+    let resp = http.post(format!("{}/flow_runs/{}/cancel", server.api_url(), done.id)).send().await.unwrap();
+    assert_eq!(resp.status(), 409);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["detail"], "flow run 'r' is COMPLETED: there is nothing to cancel");
+}
