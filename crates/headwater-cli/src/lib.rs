@@ -3,6 +3,7 @@
 //! (`run_from`); `main.rs` is the binary.
 
 mod deploy;
+mod docker;
 mod output;
 mod work_pool;
 mod worker;

@@ -12,6 +12,8 @@ use headwater_config::Settings;
 
 use headwater_core::{Deployment, FlowRun, LogLevel, LogRecord, PullStep, RunKind, State, StateRecord};
 use headwater_server::scheduler::schedule_due;
+
+use crate::docker::{Docker, JobSpec};
 use headwater_store::{Store, WriteBatch};
 use tokio::process::{Child, Command};
 
@@ -42,9 +44,55 @@ pub struct WorkerArgs {
     cancel_grace_secs: u64,
 }
 
+/// What executes a claimed run.
+enum Job {
+    Process(Child),
+    /// The task driving the container; the container's id once created.
+    Container {
+        id: Arc<std::sync::Mutex<Option<String>>>,
+        task: tokio::task::JoinHandle<Result<i64>>,
+        docker: Docker,
+    },
+}
+
+/// How a job ended.
+enum Ended {
+    Exited(String),
+    Failed(String),
+}
+
+impl Job {
+    async fn poll_end(&mut self) -> Result<Option<Ended>> {
+        match self {
+            Job::Process(child) => Ok(child.try_wait()?.map(|s| Ended::Exited(s.to_string()))),
+            Job::Container { task, .. } if task.is_finished() => Ok(Some(match task.await {
+                Ok(Ok(code)) => Ended::Exited(format!("container exit code: {code}")),
+                Ok(Err(e)) => Ended::Failed(format!("{e:#}")),
+                Err(e) => Ended::Failed(format!("the container task failed: {e}")),
+            })),
+            Job::Container { .. } => Ok(None),
+        }
+    }
+
+    async fn kill(&mut self) {
+        match self {
+            Job::Process(child) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+            }
+            Job::Container { id, docker, .. } => {
+                let known = id.lock().ok().and_then(|i| i.clone());
+                if let Some(id) = known {
+                    let _ = docker.kill(&id).await;
+                }
+            }
+        }
+    }
+}
+
 struct Running {
     run: FlowRun,
-    child: Child,
+    job: Job,
     /// The folder the pull steps filled, removed when the run is over.
     scratch: Option<std::path::PathBuf>,
     /// The tasks copying its output into the run's logs.
@@ -72,16 +120,18 @@ pub async fn start(args: WorkerArgs, store: Arc<dyn Store>, settings: &Settings)
         format!("{host}-{}", std::process::id())
     });
     // Like Prefect, a worker creates its pool if nobody has yet.
-    match store.read_work_pool(&args.pool).await? {
-        Some(p) if p.kind != headwater_core::WorkPoolKind::Process => {
-            anyhow::bail!("work pool '{}' is a {} pool; this worker runs process pools", p.name, p.kind)
-        }
-        Some(_) => {}
+    let kind = match store.read_work_pool(&args.pool).await? {
+        Some(p) => p.kind,
         None => {
             let pool = headwater_core::WorkPool::new(&args.pool, headwater_core::WorkPoolKind::Process, Utc::now());
             store.apply_work_pool(&pool).await?;
+            pool.kind
         }
-    }
+    };
+    let docker = match kind {
+        headwater_core::WorkPoolKind::Docker => Some(Docker::from_env()?),
+        headwater_core::WorkPoolKind::Process => None,
+    };
     let mut last_beat: Option<std::time::Instant> = None;
     println!("Worker started on pool '{}' (at most {} at once)", args.pool, args.limit.max(1));
     let mut running: Vec<Running> = Vec::new();
@@ -93,8 +143,8 @@ pub async fn start(args: WorkerArgs, store: Arc<dyn Store>, settings: &Settings)
         // Finished processes: a run they left unfinished crashed.
         let mut still = Vec::new();
         for mut r in running.drain(..) {
-            match r.child.try_wait()? {
-                Some(status) => {
+            match r.job.poll_end().await? {
+                Some(ended) => {
                     // Everything it printed is recorded before the run is judged.
                     for h in r.output.drain(..) {
                         let _ = h.await;
@@ -102,7 +152,10 @@ pub async fn start(args: WorkerArgs, store: Arc<dyn Store>, settings: &Settings)
                     if let Some(dir) = &r.scratch {
                         let _ = std::fs::remove_dir_all(dir);
                     }
-                    finish(store, &r.run, status).await?
+                    match ended {
+                        Ended::Exited(status) => finish(store, &r.run, &status).await?,
+                        Ended::Failed(why) => crash(store, &r.run, &why).await?,
+                    }
                 }
                 None => still.push(r),
             }
@@ -133,6 +186,27 @@ pub async fn start(args: WorkerArgs, store: Arc<dyn Store>, settings: &Settings)
                     crash(store, &run, "its deployment no longer exists").await?;
                     continue;
                 };
+                let mut env: Vec<(String, String)> =
+                    inherited.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+                // The flow records its own logs; its console copy would come
+                // back through the output and be recorded twice.
+                env.push(("HEADWATER_LOGGING_CONSOLE".into(), "false".into()));
+                env.extend(d.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+                env.push(("HEADWATER_FLOW_RUN_ID".into(), run.id.to_string()));
+                env.push(("HEADWATER_FLOW_RUN_NAME".into(), run.name.clone()));
+                if let Some(docker) = &docker {
+                    match container_job(docker, d, &run, &env, settings, store_handle.clone()) {
+                        Ok(job) => {
+                            println!(
+                                "Started flow run '{}' ({}) of deployment '{}' in a container",
+                                run.name, run.id, d.name
+                            );
+                            running.push(Running { run, job, scratch: None, output: Vec::new() });
+                        }
+                        Err(e) => crash(store, &run, &format!("{e:#}")).await?,
+                    }
+                    continue;
+                }
                 let (cwd, scratch) = match pull(d, &run).await {
                     Ok(found) => found,
                     Err(why) => {
@@ -150,13 +224,7 @@ pub async fn start(args: WorkerArgs, store: Arc<dyn Store>, settings: &Settings)
                     .current_dir(&cwd)
                     .args(&d.entrypoint[1..])
                     .args(["--params", &run.parameters.to_string()])
-                    .envs(inherited.iter().map(|(k, v)| (k, v)))
-                    // The flow records its own logs; its console copy would
-                    // come back through the pipe and be recorded twice.
-                    .env("HEADWATER_LOGGING_CONSOLE", "false")
-                    .envs(&d.env)
-                    .env("HEADWATER_FLOW_RUN_ID", run.id.to_string())
-                    .env("HEADWATER_FLOW_RUN_NAME", &run.name)
+                    .envs(env.iter().map(|(k, v)| (k, v)))
                     .stdout(std::process::Stdio::piped())
                     .stderr(std::process::Stdio::piped())
                     .kill_on_drop(false)
@@ -165,7 +233,7 @@ pub async fn start(args: WorkerArgs, store: Arc<dyn Store>, settings: &Settings)
                     Ok(mut child) => {
                         let output = stream_output(store_handle.clone(), &run, &mut child);
                         println!("Started flow run '{}' ({}) of deployment '{}'", run.name, run.id, d.name);
-                        running.push(Running { run, child, scratch, output });
+                        running.push(Running { run, job: Job::Process(child), scratch, output });
                     }
                     Err(e) => {
                         if let Some(dir) = &scratch {
@@ -189,6 +257,78 @@ pub async fn start(args: WorkerArgs, store: Arc<dyn Store>, settings: &Settings)
             }
         }
     }
+}
+
+/// Starts a run in a container: the image (pulled per its policy), the
+/// entrypoint as the command, the run's settings in the environment, and,
+/// in embedded mode, the Headwater home mounted at the same path so the
+/// flow records where the worker reads.
+fn container_job(
+    docker: &Docker,
+    d: &Deployment,
+    run: &FlowRun,
+    env: &[(String, String)],
+    settings: &Settings,
+    store: Arc<dyn Store>,
+) -> Result<Job> {
+    let spec = JobSpec::from_variables(&d.job_variables)
+        .with_context(|| format!("deployment '{}' cannot run in its Docker pool", d.name))?;
+    let mut cmd = d.entrypoint.clone();
+    cmd.extend(["--params".to_string(), run.parameters.to_string()]);
+    let binds = match settings.api_url() {
+        Some(_) => Vec::new(),
+        None => {
+            let home = settings.home.display().to_string();
+            vec![format!("{home}:{home}")]
+        }
+    };
+    let container = spec.container(&cmd, env, &binds);
+    let id = Arc::new(std::sync::Mutex::new(None));
+    let (docker2, id2, run) = (docker.clone(), id.clone(), run.clone());
+    let task = tokio::spawn(async move {
+        let present = docker2.image_exists(&spec.image).await?;
+        match spec.pull_policy.as_str() {
+            "never" if !present => {
+                anyhow::bail!("image '{}' is not on this Docker engine and its pull_policy is never", spec.image)
+            }
+            "always" => docker2.pull(&spec.image).await?,
+            "if_not_present" if !present => docker2.pull(&spec.image).await?,
+            _ => {}
+        }
+        let cid = docker2.create(&format!("headwater-{}", run.id), container).await?;
+        if let Ok(mut slot) = id2.lock() {
+            *slot = Some(cid.clone());
+        }
+        let outcome = async {
+            docker2.start(&cid).await?;
+            let code = docker2.wait(&cid).await?;
+            let out = docker2.logs(&cid).await?;
+            let mut logs = Vec::new();
+            for (lines, level) in [(out.stdout, LogLevel::Info), (out.stderr, LogLevel::Warning)] {
+                for line in lines {
+                    println!("[{}] {line}", run.name);
+                    logs.push(LogRecord {
+                        id: 0,
+                        flow_run_id: run.id,
+                        task_run_id: None,
+                        level,
+                        timestamp: Utc::now(),
+                        message: line,
+                    });
+                }
+            }
+            if !logs.is_empty() {
+                store.record(&WriteBatch { logs, ..Default::default() }).await?;
+            }
+            Ok::<i64, anyhow::Error>(code)
+        }
+        .await;
+        if spec.auto_remove {
+            let _ = docker2.remove(&cid).await;
+        }
+        outcome
+    });
+    Ok(Job::Container { id, task, docker: docker.clone() })
 }
 
 /// Runs the deployment's pull steps for one run: clones go to a scratch
@@ -301,8 +441,7 @@ async fn enforce_cancel(store: &dyn Store, r: &mut Running, grace: Duration) -> 
     }
     let waited = (Utc::now() - now.state.timestamp).to_std().unwrap_or_default();
     if waited >= grace {
-        let _ = r.child.start_kill();
-        let _ = r.child.wait().await;
+        r.job.kill().await;
         let mut run = now;
         run.state = State::cancelled(
             Utc::now(),
@@ -322,7 +461,7 @@ async fn enforce_cancel(store: &dyn Store, r: &mut Running, grace: Duration) -> 
 
 /// Records the end of a run's process: nothing to do if the flow recorded
 /// its own final state, CRASHED if it did not.
-async fn finish(store: &dyn Store, run: &FlowRun, status: std::process::ExitStatus) -> Result<()> {
+async fn finish(store: &dyn Store, run: &FlowRun, status: &str) -> Result<()> {
     let now = store.read_flow_run(run.id).await?.context("a claimed run disappeared")?;
     println!("Flow run '{}' finished: {}", run.name, now.state);
     if now.state.state_type == headwater_core::StateType::Cancelling {

@@ -74,6 +74,11 @@ pub struct Deployment {
     pub parameters: Value,
     pub work_pool: Option<String>,
     pub work_queue: Option<String>,
+    /// Settings for the pool's kind of worker (a Docker pool: image,
+    /// pull_policy, network_mode, volumes, env, auto_remove).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub job_variables: Value,
     pub schedules: Vec<DeploymentSchedule>,
     pub concurrency_limit: Option<u32>,
     pub collision_strategy: CollisionStrategy,
@@ -252,6 +257,8 @@ struct WorkPoolSpec {
     name: String,
     #[serde(default)]
     queue: Option<String>,
+    #[serde(default)]
+    job_variables: serde_json::Map<String, Value>,
 }
 
 #[derive(Deserialize)]
@@ -386,6 +393,7 @@ pub fn parse_manifest(
             tags: spec.tags,
             parameters: Value::Object(spec.parameters),
             work_pool: spec.work_pool.as_ref().map(|w| w.name.clone()),
+            job_variables: Value::Object(spec.work_pool.as_ref().map(|w| w.job_variables.clone()).unwrap_or_default()),
             work_queue: spec.work_pool.and_then(|w| w.queue),
             schedules,
             concurrency_limit,

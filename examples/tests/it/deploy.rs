@@ -421,3 +421,93 @@ async fn pull_steps_clone_the_code_for_each_run() {
     let bad = runs.iter().find(|r| r.state.state_type == StateType::Crashed).expect("the bad clone crashed its run");
     assert!(bad.state.message.as_deref().unwrap().starts_with("pull step 0 (git clone) failed"), "{}", bad.state);
 }
+
+/// A `FROM scratch` image around the example binary and the few libraries
+/// it links (this machine's Docker has no registry, so nothing is pulled).
+fn build_scratch_image(tag: &str) {
+    use std::process::Command;
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::copy(BIN, ctx.path().join("hw-examples")).unwrap();
+    let ldd = Command::new("ldd").arg(BIN).output().unwrap();
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        let path = line.split_whitespace().find(|w| w.starts_with('/'));
+        if let Some(lib) = path {
+            let dest = ctx.path().join(lib.trim_start_matches('/'));
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(lib, &dest).unwrap();
+        }
+    }
+    std::fs::write(ctx.path().join("Dockerfile"), "FROM scratch\nCOPY . /\n").unwrap();
+    let built = Command::new("docker").args(["build", "--quiet", "-t", tag]).arg(ctx.path()).output().unwrap();
+    assert!(built.status.success(), "docker build: {}", String::from_utf8_lossy(&built.stderr));
+}
+
+/// Docker is part of these machines and of CI; elsewhere the test says so.
+fn docker_available() -> bool {
+    let ok = std::process::Command::new("docker").arg("version").output().is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(std::env::var("CI").is_err(), "CI runs the Docker worker test: the Docker engine must be running");
+        eprintln!("SKIPPED: no Docker engine answers `docker version`");
+    }
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_docker_pool_runs_flows_in_containers() {
+    use headwater_core::StateType;
+    use headwater_store::{FlowRunFilter, RunReader};
+
+    if !docker_available() {
+        return;
+    }
+    let tag = format!("headwater-examples-test:{}", uuid::Uuid::now_v7().simple());
+    build_scratch_image(&tag);
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("headwater.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"deployments:
+  - name: boxed
+    flow: caching
+    entrypoint: ["/hw-examples", "caching"]
+    parameters: {{n: 12}}
+    work_pool:
+      name: dock
+      job_variables: {{image: "{tag}", pull_policy: never}}
+  - name: no-image
+    flow: one-task
+    entrypoint: ["/hw-examples", "one-task"]
+    work_pool:
+      name: dock
+      job_variables: {{image: "headwater-absent:none", pull_policy: never}}
+"#
+        ),
+    )
+    .unwrap();
+    hw(home.path(), &["work-pool", "create", "dock", "--type", "docker"]).await.unwrap();
+    hw(home.path(), &["deploy", "--all", "--no-check", "--file", file.to_str().unwrap()]).await.unwrap();
+    hw(home.path(), &["deployment", "run", "boxed", "--no-check"]).await.unwrap();
+    hw(home.path(), &["deployment", "run", "no-image", "--no-check"]).await.unwrap();
+    hw(home.path(), &["worker", "start", "--pool", "dock", "--exit-when-idle", "--poll-ms", "50"]).await.unwrap();
+
+    let store = SqliteStore::open(&home.path().join("headwater.db")).await.unwrap();
+    let runs = store.list_flow_runs(&FlowRunFilter::default()).await.unwrap();
+    let boxed = runs.iter().find(|r| r.flow_name == "caching").unwrap();
+    assert_eq!(boxed.state.state_type, StateType::Completed, "{}", boxed.state);
+    assert_eq!(boxed.parameters["n"], 12);
+    let tasks = store.list_task_runs(boxed.id).await.unwrap();
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0].state.state_type, StateType::Completed);
+    let missing = runs.iter().find(|r| r.flow_name == "one-task").unwrap();
+    assert_eq!(missing.state.state_type, StateType::Crashed);
+    assert!(missing.state.message.as_deref().unwrap().contains("is not on this Docker engine"), "{}", missing.state);
+    // Containers are removed after their run.
+    let left = std::process::Command::new("docker")
+        .args(["ps", "-a", "-q", "--filter", &format!("name=headwater-{}", boxed.id)])
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "the container was removed");
+    let _ = std::process::Command::new("docker").args(["rmi", "-f", &tag]).output();
+}

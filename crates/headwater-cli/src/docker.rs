@@ -1,0 +1,233 @@
+//! The few Docker Engine API calls a worker needs, over the engine's unix
+//! socket: check or pull an image, create, start, wait for, read the logs
+//! of, kill and remove a container.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context, Result};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+
+const API: &str = "/v1.41";
+
+#[derive(Clone)]
+pub struct Docker {
+    socket: PathBuf,
+}
+
+/// A container's output, by stream.
+pub struct Output {
+    pub stdout: Vec<String>,
+    pub stderr: Vec<String>,
+}
+
+impl Docker {
+    /// The engine at `DOCKER_HOST` (`unix://…`) or the default socket.
+    pub fn from_env() -> Result<Docker> {
+        let socket = match std::env::var("DOCKER_HOST") {
+            Ok(h) if h.starts_with("unix://") => PathBuf::from(h.trim_start_matches("unix://")),
+            Ok(h) if !h.is_empty() => bail!("DOCKER_HOST={h}: only unix:// sockets are supported"),
+            _ => PathBuf::from("/var/run/docker.sock"),
+        };
+        Ok(Docker { socket })
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<(StatusCode, Bytes)> {
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .with_context(|| format!("cannot reach the Docker engine at {}", self.socket.display()))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("{API}{path}"))
+            .header("Host", "docker")
+            .header("Content-Type", "application/json")
+            .body(Full::new(Bytes::from(body)))?;
+        let resp = sender.send_request(req).await?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        Ok((status, bytes))
+    }
+
+    fn error(what: &str, status: StatusCode, body: &Bytes) -> anyhow::Error {
+        let message = serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+        anyhow!("{what}: the Docker engine answered {status}: {message}")
+    }
+
+    pub async fn image_exists(&self, image: &str) -> Result<bool> {
+        let (status, body) = self.call(Method::GET, &format!("/images/{image}/json"), None).await?;
+        match status {
+            StatusCode::OK => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            s => Err(Docker::error("inspecting the image", s, &body)),
+        }
+    }
+
+    pub async fn pull(&self, image: &str) -> Result<()> {
+        let (status, body) = self.call(Method::POST, &format!("/images/create?fromImage={image}"), None).await?;
+        // The engine streams progress; an error can come as a 200 with an
+        // "error" entry in the stream.
+        let text = String::from_utf8_lossy(&body);
+        if !status.is_success() || text.contains("\"error\"") {
+            return Err(Docker::error(&format!("pulling {image}"), status, &body));
+        }
+        Ok(())
+    }
+
+    pub async fn create(&self, name: &str, spec: Value) -> Result<String> {
+        let (status, body) = self.call(Method::POST, &format!("/containers/create?name={name}"), Some(spec)).await?;
+        if status != StatusCode::CREATED {
+            return Err(Docker::error("creating the container", status, &body));
+        }
+        let v: Value = serde_json::from_slice(&body)?;
+        v["Id"].as_str().map(str::to_string).context("the engine returned no container id")
+    }
+
+    pub async fn start(&self, id: &str) -> Result<()> {
+        let (status, body) = self.call(Method::POST, &format!("/containers/{id}/start"), None).await?;
+        if !status.is_success() {
+            return Err(Docker::error("starting the container", status, &body));
+        }
+        Ok(())
+    }
+
+    /// Waits for the container to stop; returns its exit code.
+    pub async fn wait(&self, id: &str) -> Result<i64> {
+        let (status, body) = self.call(Method::POST, &format!("/containers/{id}/wait"), None).await?;
+        if !status.is_success() {
+            return Err(Docker::error("waiting for the container", status, &body));
+        }
+        let v: Value = serde_json::from_slice(&body)?;
+        Ok(v["StatusCode"].as_i64().unwrap_or(-1))
+    }
+
+    pub async fn logs(&self, id: &str) -> Result<Output> {
+        let (status, body) = self.call(Method::GET, &format!("/containers/{id}/logs?stdout=1&stderr=1"), None).await?;
+        if !status.is_success() {
+            return Err(Docker::error("reading the container's output", status, &body));
+        }
+        Ok(demultiplex(&body))
+    }
+
+    pub async fn kill(&self, id: &str) -> Result<()> {
+        let (status, body) = self.call(Method::POST, &format!("/containers/{id}/kill"), None).await?;
+        if !status.is_success() && status != StatusCode::CONFLICT {
+            return Err(Docker::error("killing the container", status, &body));
+        }
+        Ok(())
+    }
+
+    pub async fn remove(&self, id: &str) -> Result<()> {
+        let (status, body) = self.call(Method::DELETE, &format!("/containers/{id}?force=1"), None).await?;
+        if !status.is_success() && status != StatusCode::NOT_FOUND {
+            return Err(Docker::error("removing the container", status, &body));
+        }
+        Ok(())
+    }
+}
+
+/// The engine's log stream without a TTY: frames of an 8-byte header
+/// (stream, 0, 0, 0, big-endian length) and the payload.
+fn demultiplex(bytes: &[u8]) -> Output {
+    let (mut out, mut err) = (String::new(), String::new());
+    let mut rest = bytes;
+    while rest.len() >= 8 {
+        let len = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
+        let end = (8 + len).min(rest.len());
+        let text = String::from_utf8_lossy(&rest[8..end]);
+        if rest[0] == 2 {
+            err.push_str(&text);
+        } else {
+            out.push_str(&text);
+        }
+        rest = &rest[end..];
+    }
+    let lines = |s: String| s.lines().map(str::to_string).collect();
+    Output { stdout: lines(out), stderr: lines(err) }
+}
+
+/// What a Docker deployment's `job_variables` say, with defaults.
+#[derive(Debug)]
+pub struct JobSpec {
+    pub image: String,
+    pub pull_policy: String,
+    pub network_mode: Option<String>,
+    pub volumes: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub auto_remove: bool,
+}
+
+impl JobSpec {
+    pub fn from_variables(vars: &Value) -> Result<JobSpec> {
+        let image =
+            vars["image"].as_str().context("a Docker deployment needs work_pool.job_variables.image")?.to_string();
+        let pull_policy = vars["pull_policy"].as_str().unwrap_or("if_not_present").to_string();
+        if !["always", "if_not_present", "never"].contains(&pull_policy.as_str()) {
+            bail!("job_variables.pull_policy is '{pull_policy}'; expected always, if_not_present or never");
+        }
+        let volumes =
+            vars["volumes"].as_array().map(|v| v.iter().filter_map(|s| s.as_str().map(String::from)).collect());
+        let env = vars["env"].as_object().map(|m| {
+            m.iter().map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), String::from))).collect()
+        });
+        Ok(JobSpec {
+            image,
+            pull_policy,
+            network_mode: vars["network_mode"].as_str().map(String::from),
+            volumes: volumes.unwrap_or_default(),
+            env: env.unwrap_or_default(),
+            auto_remove: vars["auto_remove"].as_bool().unwrap_or(true),
+        })
+    }
+
+    /// The engine's container spec for `cmd` with `env`.
+    pub fn container(&self, cmd: &[String], env: &[(String, String)], binds: &[String]) -> Value {
+        let env: Vec<String> = env.iter().chain(self.env.iter()).map(|(k, v)| format!("{k}={v}")).collect();
+        let mut all_binds = self.volumes.clone();
+        all_binds.extend(binds.iter().cloned());
+        let mut host = json!({ "Binds": all_binds });
+        if let Some(mode) = &self.network_mode {
+            host["NetworkMode"] = json!(mode);
+        }
+        json!({ "Image": self.image, "Cmd": cmd, "Env": env, "HostConfig": host, "Tty": false })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_frames_split_by_stream() {
+        let mut bytes = vec![1, 0, 0, 0, 0, 0, 0, 6];
+        bytes.extend_from_slice(b"hello\n");
+        bytes.extend_from_slice(&[2, 0, 0, 0, 0, 0, 0, 4]);
+        bytes.extend_from_slice(b"bad\n");
+        let out = demultiplex(&bytes);
+        assert_eq!(out.stdout, ["hello"]);
+        assert_eq!(out.stderr, ["bad"]);
+    }
+
+    #[test]
+    fn job_variables_are_checked() {
+        assert!(JobSpec::from_variables(&json!({})).unwrap_err().to_string().contains("job_variables.image"));
+        let e = JobSpec::from_variables(&json!({"image": "x", "pull_policy": "sometimes"})).unwrap_err();
+        assert!(e.to_string().contains("pull_policy"));
+        let spec = JobSpec::from_variables(&json!({"image": "flows:1", "volumes": ["/data:/data"], "env": {"A": "1"}}))
+            .unwrap();
+        let c = spec.container(&["/flows".into()], &[("B".into(), "2".into())], &["/h:/h".into()]);
+        assert_eq!(c["Image"], "flows:1");
+        assert_eq!(c["Env"], json!(["B=2", "A=1"]));
+        assert_eq!(c["HostConfig"]["Binds"], json!(["/data:/data", "/h:/h"]));
+    }
+}
