@@ -187,6 +187,24 @@ async fn long_running(secs: u64) -> Result<()> {
     background.await?
 }
 
+#[task(cache = inputs, cache_expiration = "1h")]
+async fn extract_for_load(month: u32) -> Result<u64> {
+    info!("extracting month {month} (not from the cache)");
+    Ok(1000 + u64::from(month))
+}
+
+/// Extracts (cached), then loads; the load fails while `down_flag` names an
+/// existing file. For trying `headwater flow-run retry`.
+#[flow(name = "load-when-up")]
+async fn load_when_up(down_flag: String) -> Result<u64> {
+    let rows = extract_for_load(7).await?;
+    if std::path::Path::new(&down_flag).exists() {
+        bail!("the warehouse is down ({down_flag} exists)");
+    }
+    info!("loaded {rows} rows");
+    Ok(rows)
+}
+
 // ------------------------------------------------------------ benchmark
 
 #[task]
@@ -229,6 +247,7 @@ async fn main() -> ExitCode {
         timeout_demo,
         concurrent_demo,
         always_fails,
+        load_when_up,
         long_running,
         bench_tasks,
         one_task,

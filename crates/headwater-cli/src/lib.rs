@@ -175,6 +175,9 @@ enum FlowRunCmd {
     /// Cancel a flow run: a scheduled one at once; a running one is asked to
     /// stop (CANCELLING), and ends CANCELLED when its process has stopped it.
     Cancel { id: String },
+    /// Run a finished deployment run again (a worker of its pool picks it
+    /// up); tasks whose results were persisted come from storage.
+    Retry { id: String },
     /// Print a flow run's logs.
     Logs {
         id: String,
@@ -440,6 +443,39 @@ async fn flow_run(cmd: FlowRunCmd, store: &dyn Store) -> Result<()> {
                 .list_flow_runs(&FlowRunFilter { parent_flow_run_id: Some(run.id), limit: 1000, ..Default::default() })
                 .await?;
             print_flow_run(&run, &history, &tasks, &children, out.json)
+        }
+        FlowRunCmd::Retry { id } => {
+            let mut run = store.resolve_flow_run(&id).await?;
+            if run.work_pool.is_none() {
+                anyhow::bail!(
+                    "flow run '{}' was not started by a deployment, so no worker can run it again; run its program again",
+                    run.name
+                );
+            }
+            run.state = headwater_core::transition::manual_retry(
+                &format!("flow run '{}'", run.name),
+                run.state.state_type,
+                chrono::Utc::now(),
+            )?;
+            run.end_time = None;
+            let record = headwater_core::StateRecord {
+                run_id: run.id,
+                kind: headwater_core::RunKind::Flow,
+                state: run.state.clone(),
+            };
+            store
+                .record(&headwater_store::WriteBatch {
+                    flow_runs: vec![run.clone()],
+                    states: vec![record],
+                    ..Default::default()
+                })
+                .await?;
+            println!(
+                "Flow run '{}' will run again: a worker of pool '{}' picks it up",
+                run.name,
+                run.work_pool.as_deref().unwrap_or_default()
+            );
+            Ok(())
         }
         FlowRunCmd::Cancel { id } => {
             let mut run = store.resolve_flow_run(&id).await?;

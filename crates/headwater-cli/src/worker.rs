@@ -194,6 +194,7 @@ pub async fn start(args: WorkerArgs, store: Arc<dyn Store>, settings: &Settings)
                 env.extend(d.env.iter().map(|(k, v)| (k.clone(), v.clone())));
                 env.push(("HEADWATER_FLOW_RUN_ID".into(), run.id.to_string()));
                 env.push(("HEADWATER_FLOW_RUN_NAME".into(), run.name.clone()));
+                env.push(("HEADWATER_FLOW_RUN_COUNT".into(), run.run_count.to_string()));
                 if let Some(docker) = &docker {
                     match container_job(docker, d, &run, &env, settings, store_handle.clone()) {
                         Ok(job) => {

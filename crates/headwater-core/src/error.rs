@@ -11,6 +11,8 @@ pub enum CoreError {
     InvalidDuration { input: String, reason: String },
     #[error("unknown log level '{0}' (expected DEBUG, INFO, WARNING, ERROR or CRITICAL)")]
     UnknownLogLevel(String),
+    #[error("{run} is {state}: only a finished run can be retried")]
+    NotFinished { run: String, state: StateType },
     #[error("{run} is {state}: there is nothing to cancel")]
     NothingToCancel { run: String, state: StateType },
     #[error("invalid schedule '{schedule}': {reason}")]

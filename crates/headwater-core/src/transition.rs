@@ -66,6 +66,21 @@ pub fn cancellation(
     Ok(next)
 }
 
+/// A finished run asked to run again: back to SCHEDULED (`AwaitingRetry`),
+/// due at `at`. Only final runs can be retried.
+pub fn manual_retry(
+    run: &str,
+    current: StateType,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<crate::State, CoreError> {
+    if !current.is_terminal() {
+        return Err(CoreError::NotFinished { run: run.to_string(), state: current });
+    }
+    let next = crate::State::awaiting_retry(at, at).with_message("retried by request");
+    validate_transition(run, Some(current), next.state_type)?;
+    Ok(next)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +138,16 @@ mod tests {
         assert_eq!(err.to_string(), "illegal state transition for flow run 'brave-heron': COMPLETED -> RUNNING");
         let err = validate_transition("task run 'fetch-0'", None, Failed).unwrap_err();
         assert_eq!(err.to_string(), "illegal state transition for task run 'fetch-0': (new run) -> FAILED");
+    }
+
+    #[test]
+    fn manual_retries_only_of_finished_runs() {
+        let now = chrono::Utc::now();
+        let s = manual_retry("r", Failed, now).unwrap();
+        assert_eq!((s.state_type, s.name.as_str()), (Scheduled, "AwaitingRetry"));
+        assert!(manual_retry("r", Crashed, now).is_ok());
+        let e = manual_retry("flow run 'x'", Running, now).unwrap_err().to_string();
+        assert_eq!(e, "flow run 'x' is RUNNING: only a finished run can be retried");
     }
 
     #[test]

@@ -51,6 +51,7 @@ fn api_router() -> OpenApiRouter<Arc<dyn Store>> {
         .routes(routes!(worker_heartbeat))
         .routes(routes!(list_workers))
         .routes(routes!(cancel_flow_run))
+        .routes(routes!(retry_flow_run))
 }
 
 /// The OpenAPI document of the API.
@@ -364,6 +365,37 @@ async fn cancel_flow_run(State(db): Db, Path(id): Path<Uuid>) -> ApiResult<FlowR
     if run.state.is_terminal() {
         run.end_time = Some(run.state.timestamp);
     }
+    let record = StateRecord { run_id: run.id, kind: headwater_core::RunKind::Flow, state: run.state.clone() };
+    db.record(&WriteBatch { flow_runs: vec![run.clone()], states: vec![record], ..Default::default() }).await?;
+    Ok(Json(run))
+}
+
+/// Runs a finished deployment run again: back in its pool as AwaitingRetry.
+#[utoipa::path(
+    post, path = "/flow_runs/{id}/retry", tag = "flow_runs",
+    params(("id" = Uuid, Path, description = "flow run id")),
+    responses(
+        (status = 200, body = FlowRun, description = "the run, scheduled again"),
+        (status = 404, description = "no such flow run"),
+        (status = 409, description = "the run is not finished, or no deployment started it")
+    )
+)]
+async fn retry_flow_run(State(db): Db, Path(id): Path<Uuid>) -> ApiResult<FlowRun> {
+    let mut run =
+        db.read_flow_run(id).await?.ok_or_else(|| ApiError::not_found(format!("no flow run with id {id}")))?;
+    if run.work_pool.is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "this run was not started by a deployment; no worker can run it again",
+        ));
+    }
+    run.state = headwater_core::transition::manual_retry(
+        &format!("flow run '{}'", run.name),
+        run.state.state_type,
+        chrono::Utc::now(),
+    )
+    .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
+    run.end_time = None;
     let record = StateRecord { run_id: run.id, kind: headwater_core::RunKind::Flow, state: run.state.clone() };
     db.record(&WriteBatch { flow_runs: vec![run.clone()], states: vec![record], ..Default::default() }).await?;
     Ok(Json(run))

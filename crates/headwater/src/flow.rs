@@ -142,7 +142,7 @@ where
         tags: spec.tags.iter().map(|t| t.to_string()).collect(),
         state: State::pending(now),
         parent_flow_run_id: parent.as_ref().map(|p| p.flow.id),
-        run_count: 0,
+        run_count: if adopted.is_some() { adopted_run_count() } else { 0 },
         start_time: None,
         end_time: None,
         created: now,
@@ -296,6 +296,12 @@ fn adopt_claimed_run() -> Option<(Uuid, Option<String>)> {
     }
     let id = Uuid::parse_str(&std::env::var("HEADWATER_FLOW_RUN_ID").ok()?).ok()?;
     Some((id, std::env::var("HEADWATER_FLOW_RUN_NAME").ok().filter(|n| !n.is_empty())))
+}
+
+/// How many times an adopted run has already run (a retried run continues
+/// counting).
+fn adopted_run_count() -> u32 {
+    std::env::var("HEADWATER_FLOW_RUN_COUNT").ok().and_then(|c| c.parse().ok()).unwrap_or(0)
 }
 
 /// Keeps a flow run in the engine's live set (so heartbeats go out for it)

@@ -511,3 +511,51 @@ async fn a_docker_pool_runs_flows_in_containers() {
     assert!(left.stdout.is_empty(), "the container was removed");
     let _ = std::process::Command::new("docker").args(["rmi", "-f", &tag]).output();
 }
+
+/// A failed deployment run, retried: the same run runs again (its run count
+/// continues), and the cached extract is not redone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retrying_a_failed_run_reuses_cached_tasks() {
+    use headwater_core::StateType;
+    use headwater_store::{FlowRunFilter, RunReader};
+
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("down");
+    std::fs::write(&flag, "").unwrap();
+    let file = dir.path().join("headwater.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "deployments:\n  - name: loader\n    flow: load-when-up\n    entrypoint: [\"{BIN}\", \"load-when-up\"]\n    parameters: {{down_flag: \"{}\"}}\n",
+            flag.display()
+        ),
+    )
+    .unwrap();
+    hw(home.path(), &["deploy", "--file", file.to_str().unwrap()]).await.unwrap();
+    hw(home.path(), &["deployment", "run", "loader"]).await.unwrap();
+    let worker = ["worker", "start", "--exit-when-idle", "--poll-ms", "20"];
+    hw(home.path(), &worker).await.unwrap();
+    let store = SqliteStore::open(&home.path().join("headwater.db")).await.unwrap();
+    let run = store.list_flow_runs(&FlowRunFilter { limit: 1, ..Default::default() }).await.unwrap().remove(0);
+    assert_eq!(run.state.state_type, StateType::Failed);
+    assert!(run.state.message.as_deref().unwrap().contains("the warehouse is down"));
+
+    let e = hw(home.path(), &["flow-run", "retry", "no-such-run"]).await.unwrap_err();
+    assert!(e.to_string().contains("no flow run matches"), "{e}");
+    std::fs::remove_file(&flag).unwrap();
+    hw(home.path(), &["flow-run", "retry", &run.id.to_string()]).await.unwrap();
+    hw(home.path(), &worker).await.unwrap();
+
+    let again = store.read_flow_run(run.id).await.unwrap().unwrap();
+    assert_eq!(again.state.state_type, StateType::Completed, "{}", again.state);
+    assert_eq!(again.run_count, 2, "the same run, run a second time");
+    let tasks = store.list_task_runs(run.id).await.unwrap();
+    let extracts: Vec<_> =
+        tasks.iter().filter(|t| t.task_name == "extract_for_load").map(|t| t.state.name.as_str()).collect();
+    assert_eq!(extracts, ["Completed", "Cached"], "the extract is not redone");
+    let history: Vec<_> = store.read_states(run.id).await.unwrap().into_iter().map(|s| s.state.name).collect();
+    assert!(history.contains(&"AwaitingRetry".to_string()) && history.last().unwrap() == "Completed", "{history:?}");
+    let e = hw(home.path(), &["flow-run", "retry", &run.id.to_string()]).await;
+    assert!(e.is_ok(), "a completed run can be run again too");
+}
