@@ -7,7 +7,8 @@
 mod api;
 mod auth;
 mod error;
-pub mod scheduler;
+/// Scheduling lives with the store so that workers and `serve` share it.
+pub use headwater_store::scheduling as scheduler;
 
 use std::future::Future;
 use std::net::SocketAddr;

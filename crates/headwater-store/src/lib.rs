@@ -11,6 +11,7 @@ mod columns;
 pub mod conformance;
 mod error;
 mod postgres;
+pub mod scheduling;
 mod sqlite;
 
 use std::path::Path;

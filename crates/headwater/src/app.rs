@@ -111,6 +111,7 @@ pub struct App {
 }
 
 struct Invocation {
+    serve: Option<crate::serve::ServeOptions>,
     flow: Option<String>,
     params: Map<String, Value>,
     list: bool,
@@ -159,6 +160,19 @@ impl App {
         if inv.schema {
             println!("{}", serde_json::to_string_pretty(&flow.parameter_schema()).unwrap_or_default());
             return ExitCode::SUCCESS;
+        }
+        if let Some(opts) = inv.serve {
+            let params = Value::Object(inv.params);
+            let chosen = flow.name();
+            let mut flows = self.flows;
+            let index = flows.iter().position(|f| f.name() == chosen).expect("picked from the list");
+            return match crate::serve::serve(flows.swap_remove(index), params, opts).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            };
         }
         if inv.check {
             return match flow.check_json(Value::Object(inv.params)) {
@@ -212,7 +226,8 @@ impl App {
         let prog = prog.rsplit('/').next().unwrap_or("flows").to_string();
         let mut s = format!(
             "usage: {prog} [FLOW] [-p NAME=VALUE]... [--params JSON] [--params-file PATH]\n       \
-             {prog} --list | --schema [FLOW] | --check [FLOW] [-p …]\n\n\
+             {prog} --list | --schema [FLOW] | --check [FLOW] [-p …]\n       \
+             {prog} serve FLOW [--cron EXPR | --interval 1h] [--timezone TZ] [--name NAME] [--limit N] [-p …]\n\n\
              -p NAME=VALUE      one parameter; VALUE is read as JSON if it parses, else as text\n\
              --params JSON      parameters as a JSON object\n\
              --params-file PATH parameters from a JSON file\n\nflows:\n"
@@ -225,7 +240,20 @@ impl App {
 }
 
 fn parse_args(args: &[String]) -> Result<Invocation, String> {
-    let mut inv = Invocation { flow: None, params: Map::new(), list: false, schema: false, check: false, help: false };
+    let mut inv = Invocation {
+        serve: None,
+        flow: None,
+        params: Map::new(),
+        list: false,
+        schema: false,
+        check: false,
+        help: false,
+    };
+    let mut args = args;
+    if args.first().map(String::as_str) == Some("serve") {
+        inv.serve = Some(crate::serve::ServeOptions::default());
+        args = &args[1..];
+    }
     let mut explicit = Map::new();
     let mut it = args.iter();
     let value_of = |flag: &str, v: Option<&String>| v.cloned().ok_or_else(|| format!("{flag} needs a value"));
@@ -235,6 +263,17 @@ fn parse_args(args: &[String]) -> Result<Invocation, String> {
             "--list" => inv.list = true,
             "--schema" => inv.schema = true,
             "--check" => inv.check = true,
+            "--cron" | "--interval" | "--timezone" | "--name" | "--limit" => {
+                let v = value_of(arg, it.next())?;
+                let Some(s) = inv.serve.as_mut() else { return Err(format!("{arg} goes with `serve`")) };
+                match arg.as_str() {
+                    "--cron" => s.cron = Some(v),
+                    "--interval" => s.interval = Some(v),
+                    "--timezone" => s.timezone = Some(v),
+                    "--name" => s.name = Some(v),
+                    _ => s.limit = Some(v.parse().map_err(|_| format!("--limit takes a number, got '{v}'"))?),
+                }
+            }
             "-p" | "--param" => {
                 let kv = value_of(arg, it.next())?;
                 let (k, v) = kv.split_once('=').ok_or_else(|| format!("-p takes NAME=VALUE, got '{kv}'"))?;

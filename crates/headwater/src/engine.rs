@@ -167,6 +167,10 @@ impl Engine {
         self.store.as_ref()
     }
 
+    pub(crate) fn store_handle(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
     /// Waits until every event sent so far is written.
     pub async fn flush(&self) -> Result<()> {
         self.recorder.flush().await

@@ -286,9 +286,19 @@ where
     result
 }
 
-/// The run a worker handed this process (`HEADWATER_FLOW_RUN_ID`, and
-/// `HEADWATER_FLOW_RUN_NAME`), taken by the first root flow only.
+tokio::task_local! {
+    /// A claimed run (id, name, runs so far) that the root flow started in
+    /// this scope executes: how `serve` runs its runs in-process.
+    pub(crate) static ADOPT: (Uuid, String, u32);
+}
+
+/// The run this root flow executes, if it was claimed for it: from
+/// `serve` (a task-local), or from a worker (`HEADWATER_FLOW_RUN_ID` and
+/// `HEADWATER_FLOW_RUN_NAME`, taken by the first root flow of the process).
 fn adopt_claimed_run() -> Option<(Uuid, Option<String>)> {
+    if let Ok((id, name, _)) = ADOPT.try_with(Clone::clone) {
+        return Some((id, Some(name)));
+    }
     static CLAIMED: std::sync::Mutex<Option<bool>> = std::sync::Mutex::new(None);
     let mut taken = CLAIMED.lock().ok()?;
     if taken.replace(true).is_some() {
@@ -301,6 +311,9 @@ fn adopt_claimed_run() -> Option<(Uuid, Option<String>)> {
 /// How many times an adopted run has already run (a retried run continues
 /// counting).
 fn adopted_run_count() -> u32 {
+    if let Ok(count) = ADOPT.try_with(|a| a.2) {
+        return count;
+    }
     std::env::var("HEADWATER_FLOW_RUN_COUNT").ok().and_then(|c| c.parse().ok()).unwrap_or(0)
 }
 

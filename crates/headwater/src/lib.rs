@@ -27,6 +27,7 @@ mod logging;
 mod outcome;
 mod recorder;
 mod results;
+mod serve;
 mod signals;
 mod task;
 mod tracker;

@@ -230,3 +230,69 @@ async fn a_killed_process_leaves_its_runs_crashed_not_running() {
         assert_eq!(t.state.state_type, StateType::Crashed, "{}", t.name);
     }
 }
+
+/// `serve`: the program deploys its flow and runs that deployment's runs
+/// itself — scheduled ones and one started by hand — until Ctrl-C.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_its_own_scheduled_and_manual_runs() {
+    use headwater_store::DeploymentStore;
+
+    let home = tempfile::tempdir().unwrap();
+    let child = examples(home.path(), &["serve", "one-task", "--interval", "1s", "--name", "served"]).spawn().unwrap();
+    let s = store(home.path()).await;
+    let mut deployment = None;
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Some(d) = s.read_deployment("served").await.unwrap() {
+            deployment = Some(d);
+            break;
+        }
+    }
+    let d = deployment.expect("serve registered its deployment");
+    assert_eq!(d.schedules.len(), 1);
+    let of_deployment = || async {
+        s.list_flow_runs(&FlowRunFilter { limit: 1000, ..Default::default() })
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.deployment_id == Some(d.id))
+            .collect::<Vec<_>>()
+    };
+    let mut scheduled_done = 0;
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        scheduled_done = of_deployment()
+            .await
+            .iter()
+            .filter(|r| r.idempotency_key.is_some() && r.state.state_type == StateType::Completed)
+            .count();
+        if scheduled_done >= 2 {
+            break;
+        }
+    }
+    assert!(scheduled_done >= 2, "scheduled runs completed: {scheduled_done}");
+
+    headwater_cli::try_run_from(["headwater", "--home", home.path().to_str().unwrap(), "deployment", "run", "served"])
+        .await
+        .unwrap();
+    let mut manual_done = false;
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        manual_done = of_deployment()
+            .await
+            .iter()
+            .any(|r| r.idempotency_key.is_none() && r.state.state_type == StateType::Completed);
+        if manual_done {
+            break;
+        }
+    }
+    assert!(manual_done, "the run started by hand was served too");
+
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    for r in of_deployment().await {
+        assert!(!matches!(r.state.state_type, StateType::Running | StateType::Pending), "{} is {}", r.name, r.state);
+    }
+}

@@ -1,8 +1,9 @@
-//! Turning deployments' schedules into runs.
+//! Turning deployments' schedules into runs, and marking the ones nobody
+//! started in time Late. Used by the server, workers and `serve`.
 
+use crate::{Result, Store};
 use chrono::{DateTime, Duration, Utc};
 use headwater_core::deployment::DEFAULT_WORK_POOL;
-use headwater_store::{Result, Store};
 
 /// How far ahead runs are created; they are claimable only once due.
 pub const LOOKAHEAD_SECONDS: i64 = 30;
@@ -24,20 +25,15 @@ pub async fn schedule_due(store: &dyn Store, now: DateTime<Utc>, pool: Option<&s
         if pool.is_some_and(|p| p != its_pool) {
             continue;
         }
-        let runs = d.scheduled_runs(
-            now - Duration::seconds(CATCH_UP_SECONDS),
-            now + Duration::seconds(LOOKAHEAD_SECONDS),
-            50,
-            now,
-            &mut seed,
-        );
+        // No run is due before the deployment existed (a new deployment
+        // does not catch up on its schedule's past).
+        let from = (now - Duration::seconds(CATCH_UP_SECONDS)).max(d.created);
+        let runs = d.scheduled_runs(from, now + Duration::seconds(LOOKAHEAD_SECONDS), 50, now, &mut seed);
         if !runs.is_empty() {
             created += store.enqueue_runs(&runs).await?;
         }
     }
-    for r in store.mark_late_runs(now - Duration::seconds(LATE_AFTER_SECONDS)).await? {
-        tracing::warn!("flow run '{}' is late: due {}", r.name, r.state.scheduled_time.unwrap_or(r.state.timestamp));
-    }
+    store.mark_late_runs(now - Duration::seconds(LATE_AFTER_SECONDS)).await?;
     Ok(created)
 }
 
