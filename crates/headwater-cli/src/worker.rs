@@ -133,6 +133,7 @@ pub async fn start(args: WorkerArgs, store: Arc<dyn Store>, settings: &Settings)
         headwater_core::WorkPoolKind::Process => None,
     };
     let mut last_beat: Option<std::time::Instant> = None;
+    let poll = Duration::from_millis(args.poll_ms.max(10));
     println!("Worker started on pool '{}' (at most {} at once)", args.pool, args.limit.max(1));
     let mut running: Vec<Running> = Vec::new();
     let mut started = 0usize;
@@ -174,15 +175,37 @@ pub async fn start(args: WorkerArgs, store: Arc<dyn Store>, settings: &Settings)
             last_beat = Some(std::time::Instant::now());
         }
         let mut idle = true;
+        let mut waited = Duration::ZERO;
         if !stopping && budget_left {
             let now = Utc::now();
             schedule_due(store, now, Some(&args.pool)).await?;
-            let deployments: HashMap<_, _> = store.list_deployments().await?.into_iter().map(|d| (d.id, d)).collect();
+            let mut deployments: HashMap<_, _> =
+                store.list_deployments().await?.into_iter().map(|d| (d.id, d)).collect();
+            let mut first = true;
             while running.len() < args.limit.max(1) && args.max_runs.is_none_or(|m| started < m) {
-                let Some(run) = store.claim_due_run(&args.pool, now).await? else { break };
+                // The first claim of a round may wait for work (a server wakes
+                // it as soon as a run arrives); the rest only take what is due.
+                let claimed = if first {
+                    let t0 = std::time::Instant::now();
+                    let got = store.claim_or_wait(&args.pool, poll).await?;
+                    waited = t0.elapsed();
+                    got
+                } else {
+                    store.claim_due_run(&args.pool, now).await?
+                };
+                first = false;
+                let Some(run) = claimed else { break };
                 idle = false;
                 started += 1;
-                let Some(d) = run.deployment_id.and_then(|id| deployments.get(&id)) else {
+                let Some(dep_id) = run.deployment_id else {
+                    crash(store, &run, "it has no deployment to run").await?;
+                    continue;
+                };
+                if !deployments.contains_key(&dep_id) {
+                    // Created after this round began, perhaps.
+                    deployments = store.list_deployments().await?.into_iter().map(|d| (d.id, d)).collect();
+                }
+                let Some(d) = deployments.get(&dep_id) else {
                     crash(store, &run, "its deployment no longer exists").await?;
                     continue;
                 };
@@ -251,7 +274,7 @@ pub async fn start(args: WorkerArgs, store: Arc<dyn Store>, settings: &Settings)
             return Ok(());
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(args.poll_ms.max(10))) => {}
+            _ = tokio::time::sleep(poll.saturating_sub(waited)) => {}
             _ = &mut ctrl_c, if !stopping => {
                 println!("Stopping: no new runs; waiting for {} running", running.len());
                 stopping = true;

@@ -186,6 +186,12 @@ impl RunQueue for ApiClient {
         self.post(&format!("/work_pools/{}/claim", encode(work_pool)), &body).await
     }
 
+    async fn claim_or_wait(&self, work_pool: &str, wait: std::time::Duration) -> Result<Option<FlowRun>> {
+        // The server holds the request until work arrives or `wait` ends.
+        let body = serde_json::json!({ "wait_ms": wait.as_millis() as u64 });
+        self.post(&format!("/work_pools/{}/claim", encode(work_pool)), &body).await
+    }
+
     async fn mark_late_runs(&self, cutoff: chrono::DateTime<chrono::Utc>) -> Result<Vec<FlowRun>> {
         let body = serde_json::json!({ "cutoff": cutoff });
         Ok(self.post("/flow_runs/mark_late", &body).await?.unwrap_or_default())

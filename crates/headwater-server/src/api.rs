@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Html;
+use axum::Extension;
 use axum::{Json, Router};
 use headwater_core::{Deployment, Flow, FlowRun, LogRecord, StateRecord, TaskRun, WorkPool, WorkerStatus};
 use headwater_store::{Cursor, FlowRunFilter, LogFilter, Store, WriteBatch};
@@ -59,7 +60,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api_router().split_for_parts().1
 }
 
-pub(crate) fn router(store: Arc<dyn Store>) -> Router {
+pub(crate) fn router(store: Arc<dyn Store>, wake: Wake) -> Router {
     let (api, doc) = api_router().split_for_parts();
     let doc = Arc::new(doc);
     let api = api
@@ -67,6 +68,7 @@ pub(crate) fn router(store: Arc<dyn Store>) -> Router {
         .route("/docs", axum::routing::get(|| async { Html(DOCS_PAGE) }))
         // Recorded batches from busy flows can be large.
         .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
+        .layer(Extension(wake))
         .with_state(store);
     Router::new().nest("/api", api).layer(tower_http::trace::TraceLayer::new_for_http())
 }
@@ -177,8 +179,20 @@ async fn filter_logs(State(db): Db, Json(filter): Json<LogFilter>) -> ApiResult<
     post, path = "/batches", tag = "runs", request_body = WriteBatch,
     responses((status = 204, description = "recorded"))
 )]
-async fn record_batch(State(db): Db, Json(batch): Json<WriteBatch>) -> Result<StatusCode, ApiError> {
+async fn record_batch(
+    State(db): Db,
+    Extension(wake): Extension<Wake>,
+    Json(batch): Json<WriteBatch>,
+) -> Result<StatusCode, ApiError> {
     db.record(&batch).await?;
+    // A run rescheduled, or one ending and freeing a slot: waiting workers look again.
+    if batch
+        .flow_runs
+        .iter()
+        .any(|r| r.state.state_type == headwater_core::StateType::Scheduled || r.state.is_terminal())
+    {
+        wake.notify_waiters();
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -247,28 +261,70 @@ async fn delete_deployment(State(db): Db, Path(name): Path<String>) -> Result<St
     post, path = "/flow_runs/enqueue", tag = "flow_runs", request_body = Vec<FlowRun>,
     responses((status = 200, body = usize))
 )]
-async fn enqueue_runs(State(db): Db, Json(runs): Json<Vec<FlowRun>>) -> ApiResult<usize> {
+async fn enqueue_runs(
+    State(db): Db,
+    Extension(wake): Extension<Wake>,
+    Json(runs): Json<Vec<FlowRun>>,
+) -> ApiResult<usize> {
     if let Some(bad) = runs.iter().find(|r| r.state.state_type != headwater_core::StateType::Scheduled) {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("run '{}' is not SCHEDULED", bad.name)));
     }
-    Ok(Json(db.enqueue_runs(&runs).await?))
+    let created = db.enqueue_runs(&runs).await?;
+    if created > 0 {
+        wake.notify_waiters();
+    }
+    Ok(Json(created))
 }
 
 #[derive(serde::Deserialize, ToSchema)]
 struct Claim {
-    /// Runs due by this time may be claimed.
-    now: chrono::DateTime<chrono::Utc>,
+    /// Runs due by this time may be claimed (default: the server's now).
+    #[serde(default)]
+    now: Option<chrono::DateTime<chrono::Utc>>,
+    /// When nothing is due, wait up to this long for work to arrive (at
+    /// most 30 s) instead of answering at once.
+    #[serde(default)]
+    wait_ms: u64,
 }
 
+/// Wakes claims that are waiting for work.
+pub(crate) type Wake = Arc<tokio::sync::Notify>;
+
 /// A worker takes the next due run of its pool (moved to PENDING); no run
-/// is handed out twice. 404 when none is due.
+/// is handed out twice. With `wait_ms`, the request is held until a run
+/// arrives — workers are woken by new work instead of polling. 404 when
+/// none is due.
 #[utoipa::path(
     post, path = "/work_pools/{pool}/claim", tag = "work_pools", request_body = Claim,
     params(("pool" = String, Path)),
     responses((status = 200, body = FlowRun), (status = 404, description = "nothing due"))
 )]
-async fn claim_due_run(State(db): Db, Path(pool): Path<String>, Json(req): Json<Claim>) -> ApiResult<FlowRun> {
-    db.claim_due_run(&pool, req.now).await?.map(Json).ok_or_else(|| ApiError::not_found("no run is due"))
+async fn claim_due_run(
+    State(db): Db,
+    Extension(wake): Extension<Wake>,
+    Path(pool): Path<String>,
+    Json(req): Json<Claim>,
+) -> ApiResult<FlowRun> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(req.wait_ms.min(30_000));
+    loop {
+        // Registered before looking, so a wake between the look and the wait is not lost.
+        let woken = wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let now = req.now.unwrap_or_else(chrono::Utc::now);
+        if let Some(run) = db.claim_due_run(&pool, now).await? {
+            return Ok(Json(run));
+        }
+        if req.now.is_some() || tokio::time::Instant::now() >= deadline {
+            return Err(ApiError::not_found("no run is due"));
+        }
+        // Scheduled runs also become due by the clock alone: look again soon.
+        let next_look = (tokio::time::Instant::now() + std::time::Duration::from_millis(250)).min(deadline);
+        tokio::select! {
+            _ = woken => {}
+            _ = tokio::time::sleep_until(next_look) => {}
+        }
+    }
 }
 
 /// Renames `Late` the scheduled runs due before `cutoff` that no worker has
@@ -380,7 +436,7 @@ async fn cancel_flow_run(State(db): Db, Path(id): Path<Uuid>) -> ApiResult<FlowR
         (status = 409, description = "the run is not finished, or no deployment started it")
     )
 )]
-async fn retry_flow_run(State(db): Db, Path(id): Path<Uuid>) -> ApiResult<FlowRun> {
+async fn retry_flow_run(State(db): Db, Extension(wake): Extension<Wake>, Path(id): Path<Uuid>) -> ApiResult<FlowRun> {
     let mut run =
         db.read_flow_run(id).await?.ok_or_else(|| ApiError::not_found(format!("no flow run with id {id}")))?;
     if run.work_pool.is_none() {
@@ -398,6 +454,7 @@ async fn retry_flow_run(State(db): Db, Path(id): Path<Uuid>) -> ApiResult<FlowRu
     run.end_time = None;
     let record = StateRecord { run_id: run.id, kind: headwater_core::RunKind::Flow, state: run.state.clone() };
     db.record(&WriteBatch { flow_runs: vec![run.clone()], states: vec![record], ..Default::default() }).await?;
+    wake.notify_waiters();
     Ok(Json(run))
 }
 

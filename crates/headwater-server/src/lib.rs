@@ -61,7 +61,11 @@ pub async fn bind(config: &ServerConfig) -> Result<TcpListener, ServerError> {
 
 /// The whole application: `/api/...` behind the key check.
 pub fn app(store: Arc<dyn Store>, api_keys: Vec<String>) -> axum::Router {
-    api::router(store).layer(axum::middleware::from_fn_with_state(Arc::new(api_keys), auth::require_key))
+    app_with_wake(store, api_keys, Arc::default())
+}
+
+fn app_with_wake(store: Arc<dyn Store>, api_keys: Vec<String>, wake: api::Wake) -> axum::Router {
+    api::router(store, wake).layer(axum::middleware::from_fn_with_state(Arc::new(api_keys), auth::require_key))
 }
 
 /// Serves until `shutdown` resolves, then finishes the requests in flight.
@@ -75,8 +79,9 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     let stop = CancellationToken::new();
     let reaper = tokio::spawn(reap_loop(store.clone(), config.heartbeat_timeout, stop.clone()));
-    let scheduling = tokio::spawn(schedule_loop(store.clone(), stop.clone()));
-    let served = axum::serve(listener, app(store, config.api_keys.clone()))
+    let wake = api::Wake::default();
+    let scheduling = tokio::spawn(schedule_loop(store.clone(), wake.clone(), stop.clone()));
+    let served = axum::serve(listener, app_with_wake(store, config.api_keys.clone(), wake))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(ServerError::Serve);
@@ -88,11 +93,14 @@ pub async fn serve(
 
 /// Background work of the server, stopped by `stop`: creates the runs of
 /// the deployments' schedules ahead of time.
-async fn schedule_loop(store: Arc<dyn Store>, stop: CancellationToken) {
+async fn schedule_loop(store: Arc<dyn Store>, wake: api::Wake, stop: CancellationToken) {
     loop {
         match scheduler::schedule_due(store.as_ref(), chrono::Utc::now(), None).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!("scheduled {n} flow run(s)"),
+            Ok(n) => {
+                tracing::info!("scheduled {n} flow run(s)");
+                wake.notify_waiters();
+            }
             Err(e) => tracing::error!("could not schedule runs: {e}"),
         }
         tokio::select! {

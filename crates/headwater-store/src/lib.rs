@@ -188,6 +188,13 @@ pub trait RunQueue: Send + Sync {
     /// it to PENDING, atomically: no run is ever handed out twice. A paused
     /// pool, or one at its concurrency limit, hands out nothing.
     async fn claim_due_run(&self, work_pool: &str, now: DateTime<Utc>) -> Result<Option<FlowRun>>;
+    /// Like [`RunQueue::claim_due_run`] at the current time, but a store
+    /// that can be told of new work (the server) waits up to `wait` for
+    /// some instead of answering "nothing" at once. Others answer at once.
+    async fn claim_or_wait(&self, work_pool: &str, wait: std::time::Duration) -> Result<Option<FlowRun>> {
+        let _ = wait;
+        self.claim_due_run(work_pool, Utc::now()).await
+    }
     /// Renames `Late` the SCHEDULED runs due before `cutoff` that no worker
     /// has started. Returns them.
     async fn mark_late_runs(&self, cutoff: DateTime<Utc>) -> Result<Vec<FlowRun>>;

@@ -559,3 +559,36 @@ async fn retrying_a_failed_run_reuses_cached_tasks() {
     let e = hw(home.path(), &["flow-run", "retry", &run.id.to_string()]).await;
     assert!(e.is_ok(), "a completed run can be run again too");
 }
+
+/// The whole path through a server: deploy, start a run and work it with
+/// HEADWATER_API_URL set; the flow process reports to the server too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_run_and_work_through_a_server() {
+    use headwater_core::StateType;
+    use headwater_store::{FlowRunFilter, RunReader};
+
+    let server_dir = tempfile::tempdir().unwrap();
+    let server_store = std::sync::Arc::new(SqliteStore::open(&server_dir.path().join("server.db")).await.unwrap());
+    let server = headwater_server::RunningServer::start(server_store.clone(), vec![]).await.unwrap();
+    // This test runs in its own process (nextest), so its environment is its own.
+    std::env::set_var("HEADWATER_API_URL", server.api_url());
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("headwater.yaml");
+    std::fs::write(
+        &file,
+        format!("deployments:\n  - name: remote\n    flow: one-task\n    entrypoint: [\"{BIN}\", \"one-task\"]\n    work_pool: {{name: remote}}\n"),
+    )
+    .unwrap();
+    hw(home.path(), &["deploy", "--file", file.to_str().unwrap()]).await.unwrap();
+    hw(home.path(), &["deployment", "run", "remote"]).await.unwrap();
+    hw(home.path(), &["worker", "start", "--pool", "remote", "--exit-when-idle"]).await.unwrap();
+    std::env::remove_var("HEADWATER_API_URL");
+
+    let runs = server_store.list_flow_runs(&FlowRunFilter::default()).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].state.state_type, StateType::Completed);
+    assert_eq!(server_store.list_task_runs(runs[0].id).await.unwrap().len(), 1);
+    assert!(!home.path().join("headwater.db").exists(), "everything went to the server");
+    server.stop().await.unwrap();
+}

@@ -185,3 +185,29 @@ async fn runs_can_be_cancelled_through_the_api() {
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["detail"], "flow run 'r' is COMPLETED: there is nothing to cancel");
 }
+
+/// A worker's claim can wait for work: a run enqueued while it waits is
+/// handed to it; with nothing arriving, the wait ends with 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_wait_for_work_to_arrive() {
+    use headwater_store::RunQueue;
+
+    let (server, _dir) = sqlite_server(vec![]).await;
+    let client = ApiClient::new(&server.api_url(), None).unwrap();
+    let doc = serde_json::json!({"deployments": [{"name": "waited", "flow": "f", "entrypoint": "x", "work_pool": {"name": "wp"}}]});
+    let now = chrono::Utc::now();
+    let d = headwater_core::parse_manifest("headwater.yaml", doc, &|_| None, now).unwrap().remove(0);
+
+    let waiting = {
+        let client = client.clone();
+        tokio::spawn(async move { client.claim_or_wait("wp", std::time::Duration::from_secs(10)).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let run = d.manual_run(&serde_json::json!({}), chrono::Utc::now(), chrono::Utc::now(), 1);
+    assert_eq!(client.enqueue_runs(std::slice::from_ref(&run)).await.unwrap(), 1);
+    let got = waiting.await.unwrap().unwrap().expect("the waiting claim got the new run");
+    assert_eq!(got.id, run.id);
+
+    let nothing = client.claim_or_wait("wp", std::time::Duration::from_millis(300)).await.unwrap();
+    assert!(nothing.is_none());
+}
