@@ -283,6 +283,7 @@ async fn run(cli: Cli) -> Result<()> {
                 api_keys: api_keys.clone(),
                 allow_unauthenticated_remote,
                 heartbeat_timeout,
+                late_after: settings.late_after(),
             };
             let listener = headwater_server::bind(&config).await?;
             let addr = listener.local_addr()?;

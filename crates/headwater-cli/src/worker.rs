@@ -178,7 +178,7 @@ pub async fn start(args: WorkerArgs, store: Arc<dyn Store>, settings: &Settings)
         let mut waited = Duration::ZERO;
         if !stopping && budget_left {
             let now = Utc::now();
-            schedule_due(store, now, Some(&args.pool)).await?;
+            schedule_due(store, now, Some(&args.pool), settings.late_after()).await?;
             let mut deployments: HashMap<_, _> =
                 store.list_deployments().await?.into_iter().map(|d| (d.id, d)).collect();
             let mut first = true;

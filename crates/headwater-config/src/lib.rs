@@ -80,6 +80,11 @@ pub const KNOWN: &[SettingInfo] = &[
         in_profile: true,
     },
     SettingInfo {
+        name: "HEADWATER_LATE_AFTER_SECONDS",
+        help: "a scheduled run not started this long after it was due is Late (default 15)",
+        in_profile: true,
+    },
+    SettingInfo {
         name: "HEADWATER_HEARTBEAT_TIMEOUT_SECONDS",
         help: "a live run silent this long is marked CRASHED (default 60)",
         in_profile: true,
@@ -218,7 +223,7 @@ fn validate(key: &str, value: &str) -> Result<()> {
         "HEADWATER_LOGGING_CONSOLE" if value.parse::<bool>().is_err() => {
             Err(bad(&format!("'{value}' is not true or false")))
         }
-        "HEADWATER_HEARTBEAT_SECONDS" | "HEADWATER_HEARTBEAT_TIMEOUT_SECONDS"
+        "HEADWATER_HEARTBEAT_SECONDS" | "HEADWATER_HEARTBEAT_TIMEOUT_SECONDS" | "HEADWATER_LATE_AFTER_SECONDS"
             if !value.parse::<f64>().is_ok_and(|v| v.is_finite() && v > 0.0) =>
         {
             Err(bad(&format!("'{value}' is not a positive number of seconds")))
@@ -341,6 +346,11 @@ impl Settings {
     /// How long a live run may stay silent before it is marked CRASHED.
     pub fn heartbeat_timeout(&self) -> std::time::Duration {
         self.seconds("HEADWATER_HEARTBEAT_TIMEOUT_SECONDS", 60.0)
+    }
+
+    /// How long after its due time a scheduled run not yet started is Late.
+    pub fn late_after(&self) -> std::time::Duration {
+        self.seconds("HEADWATER_LATE_AFTER_SECONDS", 15.0)
     }
 
     fn seconds(&self, key: &str, default: f64) -> std::time::Duration {

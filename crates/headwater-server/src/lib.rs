@@ -33,6 +33,8 @@ pub struct ServerConfig {
     pub allow_unauthenticated_remote: bool,
     /// Live runs silent for this long are marked CRASHED.
     pub heartbeat_timeout: Duration,
+    /// Scheduled runs not started this long after they were due are Late.
+    pub late_after: Duration,
 }
 
 impl Default for ServerConfig {
@@ -43,6 +45,7 @@ impl Default for ServerConfig {
             api_keys: Vec::new(),
             allow_unauthenticated_remote: false,
             heartbeat_timeout: Duration::from_secs(60),
+            late_after: Duration::from_secs(scheduler::LATE_AFTER_SECONDS),
         }
     }
 }
@@ -80,7 +83,7 @@ pub async fn serve(
     let stop = CancellationToken::new();
     let reaper = tokio::spawn(reap_loop(store.clone(), config.heartbeat_timeout, stop.clone()));
     let wake = api::Wake::default();
-    let scheduling = tokio::spawn(schedule_loop(store.clone(), wake.clone(), stop.clone()));
+    let scheduling = tokio::spawn(schedule_loop(store.clone(), wake.clone(), config.late_after, stop.clone()));
     let served = axum::serve(listener, app_with_wake(store, config.api_keys.clone(), wake))
         .with_graceful_shutdown(shutdown)
         .await
@@ -93,9 +96,9 @@ pub async fn serve(
 
 /// Background work of the server, stopped by `stop`: creates the runs of
 /// the deployments' schedules ahead of time.
-async fn schedule_loop(store: Arc<dyn Store>, wake: api::Wake, stop: CancellationToken) {
+async fn schedule_loop(store: Arc<dyn Store>, wake: api::Wake, late_after: Duration, stop: CancellationToken) {
     loop {
-        match scheduler::schedule_due(store.as_ref(), chrono::Utc::now(), None).await {
+        match scheduler::schedule_due(store.as_ref(), chrono::Utc::now(), None, late_after).await {
             Ok(0) => {}
             Ok(n) => {
                 tracing::info!("scheduled {n} flow run(s)");

@@ -7,17 +7,24 @@ use headwater_core::deployment::DEFAULT_WORK_POOL;
 
 /// How far ahead runs are created; they are claimable only once due.
 pub const LOOKAHEAD_SECONDS: i64 = 30;
-/// A scheduled run not started this long after it was due is `Late`.
-pub const LATE_AFTER_SECONDS: i64 = 15;
+/// By default, a scheduled run not started this long after it was due is
+/// `Late` (the `HEADWATER_LATE_AFTER_SECONDS` setting).
+pub const LATE_AFTER_SECONDS: u64 = 15;
 
 /// How far back a due time may lie and still get a run (a short pause of
 /// the scheduler loses nothing; a long outage does not flood the queue).
 pub const CATCH_UP_SECONDS: i64 = 10;
 
 /// Creates the runs of every active schedule due around `now` (of the
-/// deployments in `pool`, or all). Idempotent: any number of schedulers,
+/// deployments in `pool`, or all), and marks `Late` the scheduled runs due
+/// more than `late_after` ago that nobody has started. Idempotent: any number of schedulers,
 /// any number of times, create each run once. Returns how many were new.
-pub async fn schedule_due(store: &dyn Store, now: DateTime<Utc>, pool: Option<&str>) -> Result<usize> {
+pub async fn schedule_due(
+    store: &dyn Store,
+    now: DateTime<Utc>,
+    pool: Option<&str>,
+    late_after: std::time::Duration,
+) -> Result<usize> {
     let mut seed = || rand_seed();
     let mut created = 0;
     for d in store.list_deployments().await? {
@@ -33,7 +40,7 @@ pub async fn schedule_due(store: &dyn Store, now: DateTime<Utc>, pool: Option<&s
             created += store.enqueue_runs(&runs).await?;
         }
     }
-    store.mark_late_runs(now - Duration::seconds(LATE_AFTER_SECONDS)).await?;
+    store.mark_late_runs(now - Duration::from_std(late_after).unwrap_or(Duration::MAX)).await?;
     Ok(created)
 }
 

@@ -31,6 +31,7 @@ pub(crate) async fn serve(flow: FlowHandle, params: Value, opts: ServeOptions) -
     crate::signals::disable_signal_handling();
     let engine = Engine::current().map_err(|e| e.to_string())?;
     let store = engine.store_handle();
+    let late_after = engine.settings().late_after();
     let params = flow.resolve_parameters(params).map_err(|e| e.to_string())?;
     flow.check_json(params.clone()).map_err(|e| e.to_string())?;
     let name = opts.name.clone().unwrap_or_else(|| flow.name().to_string());
@@ -94,7 +95,7 @@ pub(crate) async fn serve(flow: FlowHandle, params: Value, opts: ServeOptions) -
             tokio::pin!(ctrl_c);
             loop {
                 let now = Utc::now();
-                if let Err(e) = schedule_due(store.as_ref(), now, Some(&pool)).await {
+                if let Err(e) = schedule_due(store.as_ref(), now, Some(&pool), late_after).await {
                     eprintln!("headwater: could not schedule runs: {e}");
                 }
                 while in_flight.get() < limit {
