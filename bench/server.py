@@ -69,6 +69,19 @@ def pct(values, p):
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
+def post(http, url, **kw):
+    """POST, retrying 503/429 with backoff as Prefect's own client does; the
+    retries count in the measured time."""
+    for attempt in range(20):
+        r = http.post(url, **kw)
+        if r.status_code not in (429, 503):
+            r.raise_for_status()
+            return r
+        time.sleep(min(0.05 * 2**attempt, 2))
+    r.raise_for_status()
+    return r
+
+
 def stop(proc):
     proc.terminate()
     try:
@@ -141,18 +154,18 @@ def headwater(bin_dir, runs, logs, latency_runs, many):
 
         t0 = time.perf_counter()
         for _ in range(runs):
-            http.post("/batches", json={"flow_runs": [flow_run()]}).raise_for_status()
+            post(http, "/batches", json={"flow_runs": [flow_run()]})
         out["runs_per_s"] = runs / (time.perf_counter() - t0)
         target = flow_run()
-        http.post("/batches", json={"flow_runs": [target]}).raise_for_status()
+        post(http, "/batches", json={"flow_runs": [target]})
         t0 = time.perf_counter()
         for b in range(logs // 100):
             batch = [{"id": 0, "flow_run_id": target["id"], "task_run_id": None, "level": "INFO", "timestamp": now,
                       "message": f"log {b}-{i}"} for i in range(100)]
-            http.post("/batches", json={"logs": batch}).raise_for_status()
+            post(http, "/batches", json={"logs": batch})
         out["logs_per_s"] = logs / (time.perf_counter() - t0)
         for _ in range(many // 1000):
-            http.post("/batches", json={"flow_runs": [flow_run() for _ in range(1000)]}).raise_for_status()
+            post(http, "/batches", json={"flow_runs": [flow_run() for _ in range(1000)]})
         time.sleep(1)
         out["after_runs_mib"] = tree_rss_mib(server.pid)
     finally:
@@ -190,7 +203,7 @@ def prefect(python, runs, logs, latency_runs, many):
         dep = http.get("/deployments/name/noop-flow/lat").json()
         lat = []
         for _ in range(latency_runs):
-            run = http.post(f"/deployments/{dep['id']}/create_flow_run", json={}).json()
+            run = post(http, f"/deployments/{dep['id']}/create_flow_run", json={}).json()
             while True:
                 r = http.get(f"/flow_runs/{run['id']}").json()
                 if r["state_type"] == "COMPLETED" and r.get("start_time"):
@@ -204,27 +217,29 @@ def prefect(python, runs, logs, latency_runs, many):
                                       check=True, capture_output=True, text=True).stdout)
         out["flow40_s"] = t["recorded"] if t["recorded"] is not None else t["returned"]
 
-        flow = http.post("/flows/", json={"name": "api-bench"}).json()
+        flow = post(http, "/flows/", json={"name": "api-bench"}).json()
         t0 = time.perf_counter()
         for _ in range(runs):
-            http.post("/flow_runs/", json={"flow_id": flow["id"], "state": {"type": "PENDING"}}).raise_for_status()
+            post(http, "/flow_runs/", json={"flow_id": flow["id"], "state": {"type": "PENDING"}})
         out["runs_per_s"] = runs / (time.perf_counter() - t0)
-        target = http.post("/flow_runs/", json={"flow_id": flow["id"]}).json()
+        target = post(http, "/flow_runs/", json={"flow_id": flow["id"]}).json()
         now = datetime.now(timezone.utc).isoformat()
         t0 = time.perf_counter()
         for b in range(logs // 100):
             batch = [{"name": "bench", "level": 20, "message": f"log {b}-{i}", "timestamp": now,
                       "flow_run_id": target["id"]} for i in range(100)]
-            http.post("/logs/", json=batch).raise_for_status()
+            post(http, "/logs/", json=batch)
         out["logs_per_s"] = logs / (time.perf_counter() - t0)
         # Prefect has no bulk create for flow runs: one request each.
         for _ in range(many - runs - 1):
-            http.post("/flow_runs/", json={"flow_id": flow["id"], "state": {"type": "PENDING"}}).raise_for_status()
+            post(http, "/flow_runs/", json={"flow_id": flow["id"], "state": {"type": "PENDING"}})
         time.sleep(1)
         out["after_runs_mib"] = tree_rss_mib(server.pid)
     finally:
         stop(server)
-        subprocess.run(["pkill", "-f", f"--port {port}"], check=False)
+        # Prefect's server runs uvicorn in a child that can outlive it.
+        subprocess.run(["pkill", "-f", f"prefect.server.api.server:create_app .*--port {port}"], check=False)
+        subprocess.run(["pkill", "-f", f"server start --port {port}"], check=False)
     return out
 
 
@@ -237,6 +252,8 @@ def main():
     ap.add_argument("--latency-runs", type=int, default=10)
     ap.add_argument("--many", type=int, default=10000)
     a = ap.parse_args()
+    a.python = os.path.abspath(a.python)
+    a.headwater_bin = os.path.abspath(a.headwater_bin)
     hw = headwater(a.headwater_bin, a.runs, a.logs, a.latency_runs, a.many)
     print(f"  headwater: {hw}", file=sys.stderr)
     pf = prefect(a.python, a.runs, a.logs, a.latency_runs, a.many)
