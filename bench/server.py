@@ -251,13 +251,18 @@ def main():
     ap.add_argument("--logs", type=int, default=10000)
     ap.add_argument("--latency-runs", type=int, default=10)
     ap.add_argument("--many", type=int, default=10000)
+    ap.add_argument("--only", choices=["headwater", "prefect"], help="measure one side (for checking a change)")
     a = ap.parse_args()
     a.python = os.path.abspath(a.python)
     a.headwater_bin = os.path.abspath(a.headwater_bin)
-    hw = headwater(a.headwater_bin, a.runs, a.logs, a.latency_runs, a.many)
-    print(f"  headwater: {hw}", file=sys.stderr)
-    pf = prefect(a.python, a.runs, a.logs, a.latency_runs, a.many)
-    print(f"  prefect: {pf}", file=sys.stderr)
+    if a.only != "prefect":
+        hw = headwater(a.headwater_bin, a.runs, a.logs, a.latency_runs, a.many)
+        print(f"  headwater: {hw}", file=sys.stderr)
+    if a.only != "headwater":
+        pf = prefect(a.python, a.runs, a.logs, a.latency_runs, a.many)
+        print(f"  prefect: {pf}", file=sys.stderr)
+    if a.only:
+        return
     rows = [
         ("server memory, idle", f"{hw['idle_mib']:.0f} MiB", f"{pf['idle_mib']:.0f} MiB", pf["idle_mib"] / hw["idle_mib"]),
         ("dispatch latency p50 (created → RUNNING)", f"{statistics.median(hw['dispatch_ms']):.0f} ms",

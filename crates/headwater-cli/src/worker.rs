@@ -273,8 +273,11 @@ pub async fn start(args: WorkerArgs, store: Arc<dyn Store>, settings: &Settings)
             println!("Worker stopped after {started} run(s): nothing left to do");
             return Ok(());
         }
+        // After taking work, look again at once (the next claim waits for
+        // work itself); otherwise rest for whatever the claim did not wait.
+        let rest = if idle { poll.saturating_sub(waited) } else { Duration::ZERO };
         tokio::select! {
-            _ = tokio::time::sleep(poll.saturating_sub(waited)) => {}
+            _ = tokio::time::sleep(rest) => {}
             _ = &mut ctrl_c, if !stopping => {
                 println!("Stopping: no new runs; waiting for {} running", running.len());
                 stopping = true;

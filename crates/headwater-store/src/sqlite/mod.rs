@@ -44,6 +44,12 @@ const MAX_BINDS: usize = 30_000;
 pub struct SqliteStore {
     pool: SqlitePool,
     path: PathBuf,
+    /// One writer at a time within this process. SQLite allows one anyway;
+    /// queueing here instead of in SQLite's busy handler (which sleeps in
+    /// steps of tens of milliseconds) keeps writes such as a worker's claim
+    /// from waiting long after the lock is free. Other processes still
+    /// meet the busy handler.
+    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -90,7 +96,7 @@ impl SqliteStore {
             .connect_with(opts)
             .await
             .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
-        let store = SqliteStore { pool, path: path.to_path_buf() };
+        let store = SqliteStore { pool, path: path.to_path_buf(), writer: Default::default() };
         store.migrate().await?;
         Ok(store)
     }
@@ -101,6 +107,7 @@ impl SqliteStore {
 
     async fn migrate(&self) -> Result<()> {
         // The write lock serialises processes that open a new database at once.
+        let _writing = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let conn: &mut SqliteConnection = &mut tx;
         sqlx::query(
@@ -242,6 +249,7 @@ impl RunRecorder for SqliteStore {
         if batch.is_empty() {
             return Ok(());
         }
+        let _writing = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         write_batch(&mut tx, batch).await?;
         tx.commit().await?;
@@ -252,6 +260,7 @@ impl RunRecorder for SqliteStore {
 #[async_trait]
 impl RunReaper for SqliteStore {
     async fn crash_stale_runs(&self, cutoff: DateTime<Utc>) -> Result<Vec<FlowRun>> {
+        let _writing = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let conn: &mut SqliteConnection = &mut tx;
         let rows = sqlx::query(&format!(
@@ -287,6 +296,7 @@ impl RunReaper for SqliteStore {
 #[async_trait]
 impl DeploymentStore for SqliteStore {
     async fn apply_deployment(&self, d: &Deployment) -> Result<Deployment> {
+        let _writing = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let created: Option<i64> = sqlx::query_scalar("SELECT created FROM deployments WHERE name = ?")
             .bind(&d.name)
@@ -329,6 +339,7 @@ impl DeploymentStore for SqliteStore {
     }
 
     async fn delete_deployment(&self, name: &str) -> Result<bool> {
+        let _writing = self.writer.lock().await;
         let done = sqlx::query("DELETE FROM deployments WHERE name = ?").bind(name).execute(&self.pool).await?;
         Ok(done.rows_affected() > 0)
     }
@@ -337,6 +348,7 @@ impl DeploymentStore for SqliteStore {
 #[async_trait]
 impl RunQueue for SqliteStore {
     async fn enqueue_runs(&self, runs: &[FlowRun]) -> Result<usize> {
+        let _writing = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut created = Vec::new();
         for r in runs {
@@ -355,6 +367,7 @@ impl RunQueue for SqliteStore {
 
     async fn claim_due_run(&self, work_pool: &str, now: DateTime<Utc>) -> Result<Option<FlowRun>> {
         // The write lock is taken first, so two workers serialise here.
+        let _writing = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let pool_row = sqlx::query("SELECT paused, concurrency_limit FROM work_pools WHERE name = ?")
             .bind(work_pool)
@@ -437,6 +450,7 @@ impl RunQueue for SqliteStore {
         Ok(claimed)
     }
     async fn mark_late_runs(&self, cutoff: DateTime<Utc>) -> Result<Vec<FlowRun>> {
+        let _writing = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let rows = sqlx::query(&format!(
             "SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE state_type = 'SCHEDULED' AND state_name = 'Scheduled' \
@@ -468,6 +482,7 @@ fn work_pool_from(row: &SqliteRow) -> Result<WorkPool> {
 #[async_trait]
 impl WorkPoolStore for SqliteStore {
     async fn apply_work_pool(&self, p: &WorkPool) -> Result<WorkPool> {
+        let writing = self.writer.lock().await;
         sqlx::query(
             "INSERT INTO work_pools (name, kind, paused, concurrency_limit, created, updated) VALUES (?, ?, ?, ?, ?, ?) \
              ON CONFLICT(name) DO UPDATE SET kind = excluded.kind, paused = excluded.paused, \
@@ -481,6 +496,7 @@ impl WorkPoolStore for SqliteStore {
         .bind(micros(p.updated))
         .execute(&self.pool)
         .await?;
+        drop(writing);
         self.read_work_pool(&p.name).await?.ok_or_else(|| corrupt("work pool", "vanished after writing"))
     }
 
@@ -495,12 +511,14 @@ impl WorkPoolStore for SqliteStore {
     }
 
     async fn delete_work_pool(&self, name: &str) -> Result<bool> {
+        let _writing = self.writer.lock().await;
         let done = sqlx::query("DELETE FROM work_pools WHERE name = ?").bind(name).execute(&self.pool).await?;
         sqlx::query("DELETE FROM workers WHERE work_pool = ?").bind(name).execute(&self.pool).await?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn worker_heartbeat(&self, work_pool: &str, worker: &str, at: DateTime<Utc>) -> Result<()> {
+        let _writing = self.writer.lock().await;
         sqlx::query(
             "INSERT INTO workers (work_pool, name, last_heartbeat) VALUES (?, ?, ?) \
              ON CONFLICT(work_pool, name) DO UPDATE SET last_heartbeat = MAX(last_heartbeat, excluded.last_heartbeat)",
