@@ -446,31 +446,19 @@ async fn flow_run(cmd: FlowRunCmd, store: &dyn Store) -> Result<()> {
             print_flow_run(&run, &history, &tasks, &children, out.json)
         }
         FlowRunCmd::Retry { id } => {
-            let mut run = store.resolve_flow_run(&id).await?;
+            let run = store.resolve_flow_run(&id).await?;
             if run.work_pool.is_none() {
                 anyhow::bail!(
                     "flow run '{}' was not started by a deployment, so no worker can run it again; run its program again",
                     run.name
                 );
             }
-            run.state = headwater_core::transition::manual_retry(
+            let state = headwater_core::transition::manual_retry(
                 &format!("flow run '{}'", run.name),
                 run.state.state_type,
                 chrono::Utc::now(),
             )?;
-            run.end_time = None;
-            let record = headwater_core::StateRecord {
-                run_id: run.id,
-                kind: headwater_core::RunKind::Flow,
-                state: run.state.clone(),
-            };
-            store
-                .record(&headwater_store::WriteBatch {
-                    flow_runs: vec![run.clone()],
-                    states: vec![record],
-                    ..Default::default()
-                })
-                .await?;
+            let run = headwater_store::record_flow_run_state(store, run, state).await?;
             println!(
                 "Flow run '{}' will run again: a worker of pool '{}' picks it up",
                 run.name,
@@ -479,27 +467,13 @@ async fn flow_run(cmd: FlowRunCmd, store: &dyn Store) -> Result<()> {
             Ok(())
         }
         FlowRunCmd::Cancel { id } => {
-            let mut run = store.resolve_flow_run(&id).await?;
-            run.state = headwater_core::transition::cancellation(
+            let run = store.resolve_flow_run(&id).await?;
+            let state = headwater_core::transition::cancellation(
                 &format!("flow run '{}'", run.name),
                 run.state.state_type,
                 chrono::Utc::now(),
             )?;
-            if run.state.is_terminal() {
-                run.end_time = Some(run.state.timestamp);
-            }
-            let record = headwater_core::StateRecord {
-                run_id: run.id,
-                kind: headwater_core::RunKind::Flow,
-                state: run.state.clone(),
-            };
-            store
-                .record(&headwater_store::WriteBatch {
-                    flow_runs: vec![run.clone()],
-                    states: vec![record],
-                    ..Default::default()
-                })
-                .await?;
+            let run = headwater_store::record_flow_run_state(store, run, state).await?;
             match run.state.state_type {
                 StateType::Cancelled => println!("Flow run '{}' cancelled", run.name),
                 _ => println!("Flow run '{}' is CANCELLING: its process will stop it", run.name),

@@ -10,11 +10,11 @@ use chrono::Utc;
 use clap::Args;
 use headwater_config::Settings;
 
-use headwater_core::{Deployment, FlowRun, LogLevel, LogRecord, PullStep, RunKind, State, StateRecord};
+use headwater_core::{Deployment, FlowRun, LogLevel, LogRecord, PullStep, State};
 use headwater_server::scheduler::schedule_due;
 
 use crate::docker::{Docker, JobSpec};
-use headwater_store::{Store, WriteBatch};
+use headwater_store::{record_flow_run_state, Store, WriteBatch};
 use tokio::process::{Child, Command};
 
 #[derive(Args)]
@@ -153,9 +153,14 @@ pub async fn start(args: WorkerArgs, store: Arc<dyn Store>, settings: &Settings)
                     if let Some(dir) = &r.scratch {
                         let _ = std::fs::remove_dir_all(dir);
                     }
-                    match ended {
-                        Ended::Exited(status) => finish(store, &r.run, &status).await?,
-                        Ended::Failed(why) => crash(store, &r.run, &why).await?,
+                    let judged = match ended {
+                        Ended::Exited(status) => finish(store, &r.run, &status).await,
+                        Ended::Failed(why) => crash(store, &r.run, &why).await,
+                    };
+                    // If this cannot be recorded now, the run's missing
+                    // heartbeat settles it later; the worker carries on.
+                    if let Err(e) = judged {
+                        eprintln!("warning: could not record the end of '{}': {e:#}", r.run.name);
                     }
                 }
                 None => still.push(r),
@@ -163,111 +168,124 @@ pub async fn start(args: WorkerArgs, store: Arc<dyn Store>, settings: &Settings)
         }
         running = still;
         for r in running.iter_mut() {
-            enforce_cancel(store, r, Duration::from_secs(args.cancel_grace_secs)).await?;
+            if let Err(e) = enforce_cancel(store, r, Duration::from_secs(args.cancel_grace_secs)).await {
+                eprintln!("warning: could not check '{}' for cancellation: {e:#}", r.run.name);
+            }
         }
         let budget_left = args.max_runs.is_none_or(|m| started < m);
         if (stopping || !budget_left) && running.is_empty() {
             println!("Worker stopped after {started} run(s)");
             return Ok(());
         }
-        if last_beat.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
-            store.worker_heartbeat(&args.pool, &worker_name, Utc::now()).await?;
-            last_beat = Some(std::time::Instant::now());
-        }
         let mut idle = true;
         let mut waited = Duration::ZERO;
-        if !stopping && budget_left {
-            let now = Utc::now();
-            schedule_due(store, now, Some(&args.pool), settings.late_after()).await?;
-            let mut deployments: HashMap<_, _> =
-                store.list_deployments().await?.into_iter().map(|d| (d.id, d)).collect();
-            let mut first = true;
-            while running.len() < args.limit.max(1) && args.max_runs.is_none_or(|m| started < m) {
-                // The first claim of a round may wait for work (a server wakes
-                // it as soon as a run arrives); the rest only take what is due.
-                let claimed = if first {
-                    let t0 = std::time::Instant::now();
-                    let got = store.claim_or_wait(&args.pool, poll).await?;
-                    waited = t0.elapsed();
-                    got
-                } else {
-                    store.claim_due_run(&args.pool, now).await?
-                };
-                first = false;
-                let Some(run) = claimed else { break };
-                idle = false;
-                started += 1;
-                let Some(dep_id) = run.deployment_id else {
-                    crash(store, &run, "it has no deployment to run").await?;
-                    continue;
-                };
-                if !deployments.contains_key(&dep_id) {
-                    // Created after this round began, perhaps.
-                    deployments = store.list_deployments().await?.into_iter().map(|d| (d.id, d)).collect();
-                }
-                let Some(d) = deployments.get(&dep_id) else {
-                    crash(store, &run, "its deployment no longer exists").await?;
-                    continue;
-                };
-                let mut env: Vec<(String, String)> =
-                    inherited.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-                // The flow records its own logs; its console copy would come
-                // back through the output and be recorded twice.
-                env.push(("HEADWATER_LOGGING_CONSOLE".into(), "false".into()));
-                env.extend(d.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-                env.push(("HEADWATER_FLOW_RUN_ID".into(), run.id.to_string()));
-                env.push(("HEADWATER_FLOW_RUN_NAME".into(), run.name.clone()));
-                env.push(("HEADWATER_FLOW_RUN_COUNT".into(), run.run_count.to_string()));
-                if let Some(docker) = &docker {
-                    match container_job(docker, d, &run, &env, settings, store_handle.clone()) {
-                        Ok(job) => {
-                            println!(
-                                "Started flow run '{}' ({}) of deployment '{}' in a container",
-                                run.name, run.id, d.name
-                            );
-                            running.push(Running { run, job, scratch: None, output: Vec::new() });
-                        }
-                        Err(e) => crash(store, &run, &format!("{e:#}")).await?,
+        // A store that is briefly away (a server restart) pauses the worker;
+        // it does not end it.
+        let round: Result<()> = async {
+            if last_beat.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+                store.worker_heartbeat(&args.pool, &worker_name, Utc::now()).await?;
+                last_beat = Some(std::time::Instant::now());
+            }
+            if !stopping && budget_left {
+                let now = Utc::now();
+                schedule_due(store, now, Some(&args.pool), settings.late_after()).await?;
+                let mut deployments: HashMap<_, _> =
+                    store.list_deployments().await?.into_iter().map(|d| (d.id, d)).collect();
+                let mut first = true;
+                while running.len() < args.limit.max(1) && args.max_runs.is_none_or(|m| started < m) {
+                    // The first claim of a round may wait for work (a server wakes
+                    // it as soon as a run arrives); the rest only take what is due.
+                    let claimed = if first {
+                        let t0 = std::time::Instant::now();
+                        let got = store.claim_or_wait(&args.pool, poll).await?;
+                        waited = t0.elapsed();
+                        got
+                    } else {
+                        store.claim_due_run(&args.pool, now).await?
+                    };
+                    first = false;
+                    let Some(run) = claimed else { break };
+                    idle = false;
+                    started += 1;
+                    let Some(dep_id) = run.deployment_id else {
+                        crash(store, &run, "it has no deployment to run").await?;
+                        continue;
+                    };
+                    if !deployments.contains_key(&dep_id) {
+                        // Created after this round began, perhaps.
+                        deployments = store.list_deployments().await?.into_iter().map(|d| (d.id, d)).collect();
                     }
-                    continue;
-                }
-                let (cwd, scratch) = match pull(d, &run).await {
-                    Ok(found) => found,
-                    Err(why) => {
-                        crash(store, &run, &why).await?;
+                    let Some(d) = deployments.get(&dep_id) else {
+                        crash(store, &run, "its deployment no longer exists").await?;
+                        continue;
+                    };
+                    let mut env: Vec<(String, String)> =
+                        inherited.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+                    // The flow records its own logs; its console copy would come
+                    // back through the output and be recorded twice.
+                    env.push(("HEADWATER_LOGGING_CONSOLE".into(), "false".into()));
+                    env.extend(d.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    env.push(("HEADWATER_FLOW_RUN_ID".into(), run.id.to_string()));
+                    env.push(("HEADWATER_FLOW_RUN_NAME".into(), run.name.clone()));
+                    env.push(("HEADWATER_FLOW_RUN_COUNT".into(), run.run_count.to_string()));
+                    if let Some(docker) = &docker {
+                        match container_job(docker, d, &run, &env, settings, store_handle.clone()) {
+                            Ok(job) => {
+                                println!(
+                                    "Started flow run '{}' ({}) of deployment '{}' in a container",
+                                    run.name, run.id, d.name
+                                );
+                                running.push(Running { run, job, scratch: None, output: Vec::new() });
+                            }
+                            Err(e) => crash(store, &run, &format!("{e:#}")).await?,
+                        }
                         continue;
                     }
-                };
-                let program = &d.entrypoint[0];
-                let program = if program.contains('/') && Path::new(program).is_relative() {
-                    cwd.join(program)
-                } else {
-                    program.into()
-                };
-                let child = Command::new(&program)
-                    .current_dir(&cwd)
-                    .args(&d.entrypoint[1..])
-                    .args(["--params", &run.parameters.to_string()])
-                    .envs(env.iter().map(|(k, v)| (k, v)))
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .kill_on_drop(false)
-                    .spawn();
-                match child {
-                    Ok(mut child) => {
-                        let output = stream_output(store_handle.clone(), &run, &mut child);
-                        println!("Started flow run '{}' ({}) of deployment '{}'", run.name, run.id, d.name);
-                        running.push(Running { run, job: Job::Process(child), scratch, output });
-                    }
-                    Err(e) => {
-                        if let Some(dir) = &scratch {
-                            let _ = std::fs::remove_dir_all(dir);
+                    let (cwd, scratch) = match pull(d, &run).await {
+                        Ok(found) => found,
+                        Err(why) => {
+                            crash(store, &run, &why).await?;
+                            continue;
                         }
-                        crash(store, &run, &format!("its entrypoint '{}' could not start: {e}", program.display()))
-                            .await?
+                    };
+                    let program = &d.entrypoint[0];
+                    let program = if program.contains('/') && Path::new(program).is_relative() {
+                        cwd.join(program)
+                    } else {
+                        program.into()
+                    };
+                    let child = Command::new(&program)
+                        .current_dir(&cwd)
+                        .args(&d.entrypoint[1..])
+                        .args(["--params", &run.parameters.to_string()])
+                        .envs(env.iter().map(|(k, v)| (k, v)))
+                        .stdout(std::process::Stdio::piped())
+                        .stderr(std::process::Stdio::piped())
+                        .kill_on_drop(false)
+                        .spawn();
+                    match child {
+                        Ok(mut child) => {
+                            let output = stream_output(store_handle.clone(), &run, &mut child);
+                            println!("Started flow run '{}' ({}) of deployment '{}'", run.name, run.id, d.name);
+                            running.push(Running { run, job: Job::Process(child), scratch, output });
+                        }
+                        Err(e) => {
+                            if let Some(dir) = &scratch {
+                                let _ = std::fs::remove_dir_all(dir);
+                            }
+                            crash(store, &run, &format!("its entrypoint '{}' could not start: {e}", program.display()))
+                                .await?
+                        }
                     }
                 }
             }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = round {
+            eprintln!("warning: {e:#}; trying again in a second");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
         }
         if args.exit_when_idle && idle && running.is_empty() {
             println!("Worker stopped after {started} run(s): nothing left to do");
@@ -469,19 +487,8 @@ async fn enforce_cancel(store: &dyn Store, r: &mut Running, grace: Duration) -> 
     let waited = (Utc::now() - now.state.timestamp).to_std().unwrap_or_default();
     if waited >= grace {
         r.job.kill().await;
-        let mut run = now;
-        run.state = State::cancelled(
-            Utc::now(),
-            format!("its process did not stop within {}s and was killed", grace.as_secs()),
-        );
-        run.end_time = Some(run.state.timestamp);
-        store
-            .record(&WriteBatch {
-                states: vec![StateRecord { run_id: run.id, kind: RunKind::Flow, state: run.state.clone() }],
-                flow_runs: vec![run],
-                ..Default::default()
-            })
-            .await?;
+        let why = format!("its process did not stop within {}s and was killed", grace.as_secs());
+        record_flow_run_state(store, now, State::cancelled(Utc::now(), why)).await?;
     }
     Ok(())
 }
@@ -492,17 +499,8 @@ async fn finish(store: &dyn Store, run: &FlowRun, status: &str) -> Result<()> {
     let now = store.read_flow_run(run.id).await?.context("a claimed run disappeared")?;
     println!("Flow run '{}' finished: {}", run.name, now.state);
     if now.state.state_type == headwater_core::StateType::Cancelling {
-        let mut run = now;
-        run.state =
-            State::cancelled(Utc::now(), format!("its process stopped ({status}) after a cancellation request"));
-        run.end_time = Some(run.state.timestamp);
-        store
-            .record(&WriteBatch {
-                states: vec![StateRecord { run_id: run.id, kind: RunKind::Flow, state: run.state.clone() }],
-                flow_runs: vec![run],
-                ..Default::default()
-            })
-            .await?;
+        let why = format!("its process stopped ({status}) after a cancellation request");
+        record_flow_run_state(store, now, State::cancelled(Utc::now(), why)).await?;
     } else if !now.state.is_terminal() {
         crash(store, &now, &format!("its process exited ({status}) without finishing the run")).await?;
     }
@@ -510,16 +508,7 @@ async fn finish(store: &dyn Store, run: &FlowRun, status: &str) -> Result<()> {
 }
 
 async fn crash(store: &dyn Store, run: &FlowRun, why: &str) -> Result<()> {
-    let mut run = run.clone();
-    run.state = State::crashed(Utc::now(), why);
-    run.end_time = Some(run.state.timestamp);
     eprintln!("Flow run '{}' crashed: {why}", run.name);
-    store
-        .record(&WriteBatch {
-            states: vec![StateRecord { run_id: run.id, kind: RunKind::Flow, state: run.state.clone() }],
-            flow_runs: vec![run],
-            ..Default::default()
-        })
-        .await?;
+    record_flow_run_state(store, run.clone(), State::crashed(Utc::now(), why)).await?;
     Ok(())
 }

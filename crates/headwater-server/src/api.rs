@@ -8,7 +8,7 @@ use axum::response::Html;
 use axum::Extension;
 use axum::{Json, Router};
 use headwater_core::{Deployment, Flow, FlowRun, LogRecord, StateRecord, TaskRun, WorkPool, WorkerStatus};
-use headwater_store::{Cursor, FlowRunFilter, LogFilter, Store, WriteBatch};
+use headwater_store::{record_flow_run_state, Cursor, FlowRunFilter, LogFilter, Store, WriteBatch};
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -410,20 +410,15 @@ async fn list_workers(State(db): Db, Query(q): Query<WorkersQuery>) -> ApiResult
     )
 )]
 async fn cancel_flow_run(State(db): Db, Path(id): Path<Uuid>) -> ApiResult<FlowRun> {
-    let mut run =
+    let run =
         db.read_flow_run(id).await?.ok_or_else(|| ApiError::not_found(format!("no flow run with id {id}")))?;
-    run.state = headwater_core::transition::cancellation(
+    let state = headwater_core::transition::cancellation(
         &format!("flow run '{}'", run.name),
         run.state.state_type,
         chrono::Utc::now(),
     )
     .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
-    if run.state.is_terminal() {
-        run.end_time = Some(run.state.timestamp);
-    }
-    let record = StateRecord { run_id: run.id, kind: headwater_core::RunKind::Flow, state: run.state.clone() };
-    db.record(&WriteBatch { flow_runs: vec![run.clone()], states: vec![record], ..Default::default() }).await?;
-    Ok(Json(run))
+    Ok(Json(record_flow_run_state(db.as_ref(), run, state).await?))
 }
 
 /// Runs a finished deployment run again: back in its pool as AwaitingRetry.
@@ -437,7 +432,7 @@ async fn cancel_flow_run(State(db): Db, Path(id): Path<Uuid>) -> ApiResult<FlowR
     )
 )]
 async fn retry_flow_run(State(db): Db, Extension(wake): Extension<Wake>, Path(id): Path<Uuid>) -> ApiResult<FlowRun> {
-    let mut run =
+    let run =
         db.read_flow_run(id).await?.ok_or_else(|| ApiError::not_found(format!("no flow run with id {id}")))?;
     if run.work_pool.is_none() {
         return Err(ApiError::new(
@@ -445,15 +440,13 @@ async fn retry_flow_run(State(db): Db, Extension(wake): Extension<Wake>, Path(id
             "this run was not started by a deployment; no worker can run it again",
         ));
     }
-    run.state = headwater_core::transition::manual_retry(
+    let state = headwater_core::transition::manual_retry(
         &format!("flow run '{}'", run.name),
         run.state.state_type,
         chrono::Utc::now(),
     )
     .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
-    run.end_time = None;
-    let record = StateRecord { run_id: run.id, kind: headwater_core::RunKind::Flow, state: run.state.clone() };
-    db.record(&WriteBatch { flow_runs: vec![run.clone()], states: vec![record], ..Default::default() }).await?;
+    let run = record_flow_run_state(db.as_ref(), run, state).await?;
     wake.notify_waiters();
     Ok(Json(run))
 }

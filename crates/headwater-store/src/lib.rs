@@ -78,6 +78,20 @@ impl From<&FlowRun> for Cursor {
     }
 }
 
+/// Records that `run` entered `state`: the new snapshot (with its end time
+/// set if the state is final, cleared if not) and the history row, together.
+pub async fn record_flow_run_state(
+    store: &dyn RunRecorder,
+    mut run: FlowRun,
+    state: headwater_core::State,
+) -> Result<FlowRun> {
+    run.end_time = state.is_terminal().then_some(state.timestamp);
+    run.state = state;
+    let history = StateRecord { run_id: run.id, kind: headwater_core::RunKind::Flow, state: run.state.clone() };
+    store.record(&WriteBatch { flow_runs: vec![run.clone()], states: vec![history], ..Default::default() }).await?;
+    Ok(run)
+}
+
 /// Which flow runs to list, newest first.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(default)]

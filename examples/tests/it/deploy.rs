@@ -592,3 +592,47 @@ async fn deploy_run_and_work_through_a_server() {
     assert!(!home.path().join("headwater.db").exists(), "everything went to the server");
     server.stop().await.unwrap();
 }
+
+/// A worker rides out a server restart: it waits while the server is away
+/// and runs what is created once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_survives_a_server_restart() {
+    use headwater_core::StateType;
+    use headwater_server::{RunningServer, ServerConfig};
+    use headwater_store::{FlowRunFilter, RunReader};
+
+    let server_dir = tempfile::tempdir().unwrap();
+    let db = server_dir.path().join("server.db");
+    let first = std::sync::Arc::new(SqliteStore::open(&db).await.unwrap());
+    let server = RunningServer::start(first, vec![]).await.unwrap();
+    let addr = server.addr;
+    // This test runs in its own process (nextest), so its environment is its own.
+    std::env::set_var("HEADWATER_API_URL", server.api_url());
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("headwater.yaml");
+    std::fs::write(
+        &file,
+        format!("deployments:\n  - name: steady\n    flow: one-task\n    entrypoint: [\"{BIN}\", \"one-task\"]\n    work_pool: {{name: steady}}\n"),
+    )
+    .unwrap();
+    hw(home.path(), &["deploy", "--file", file.to_str().unwrap()]).await.unwrap();
+    let worker_home = home.path().to_path_buf();
+    let worker = tokio::spawn(async move {
+        hw(&worker_home, &["worker", "start", "--pool", "steady", "--max-runs", "1", "--poll-ms", "50"]).await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    server.stop().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(!worker.is_finished(), "the worker waits for the server to come back");
+    let second = std::sync::Arc::new(SqliteStore::open(&db).await.unwrap());
+    let config = ServerConfig { host: addr.ip().to_string(), port: addr.port(), ..Default::default() };
+    let again = RunningServer::start_with(second.clone(), config).await.unwrap();
+    hw(home.path(), &["deployment", "run", "steady"]).await.unwrap();
+    worker.await.unwrap().unwrap();
+    std::env::remove_var("HEADWATER_API_URL");
+    let runs = second.list_flow_runs(&FlowRunFilter::default()).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].state.state_type, StateType::Completed);
+    again.stop().await.unwrap();
+}
