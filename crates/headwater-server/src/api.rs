@@ -410,8 +410,7 @@ async fn list_workers(State(db): Db, Query(q): Query<WorkersQuery>) -> ApiResult
     )
 )]
 async fn cancel_flow_run(State(db): Db, Path(id): Path<Uuid>) -> ApiResult<FlowRun> {
-    let run =
-        db.read_flow_run(id).await?.ok_or_else(|| ApiError::not_found(format!("no flow run with id {id}")))?;
+    let run = db.read_flow_run(id).await?.ok_or_else(|| ApiError::not_found(format!("no flow run with id {id}")))?;
     let state = headwater_core::transition::cancellation(
         &format!("flow run '{}'", run.name),
         run.state.state_type,
@@ -432,8 +431,7 @@ async fn cancel_flow_run(State(db): Db, Path(id): Path<Uuid>) -> ApiResult<FlowR
     )
 )]
 async fn retry_flow_run(State(db): Db, Extension(wake): Extension<Wake>, Path(id): Path<Uuid>) -> ApiResult<FlowRun> {
-    let run =
-        db.read_flow_run(id).await?.ok_or_else(|| ApiError::not_found(format!("no flow run with id {id}")))?;
+    let run = db.read_flow_run(id).await?.ok_or_else(|| ApiError::not_found(format!("no flow run with id {id}")))?;
     if run.work_pool.is_none() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
