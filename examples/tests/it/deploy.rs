@@ -564,11 +564,23 @@ async fn retrying_a_failed_run_reuses_cached_tasks() {
 /// HEADWATER_API_URL set; the flow process reports to the server too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_run_and_work_through_a_server() {
-    use headwater_core::StateType;
-    use headwater_store::{FlowRunFilter, RunReader};
-
     let server_dir = tempfile::tempdir().unwrap();
-    let server_store = std::sync::Arc::new(SqliteStore::open(&server_dir.path().join("server.db")).await.unwrap());
+    let store = std::sync::Arc::new(SqliteStore::open(&server_dir.path().join("server.db")).await.unwrap());
+    through_a_server(store).await;
+}
+
+/// The same path with the server on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_run_and_work_through_a_server_on_postgres() {
+    let Some(db) = headwater_test_support::PgTestDb::create().await else { return };
+    let store = headwater_store::open(&db.url).await.unwrap();
+    through_a_server(store).await;
+}
+
+async fn through_a_server(server_store: std::sync::Arc<dyn headwater_store::Store>) {
+    use headwater_core::StateType;
+    use headwater_store::FlowRunFilter;
+
     let server = headwater_server::RunningServer::start(server_store.clone(), vec![]).await.unwrap();
     // This test runs in its own process (nextest), so its environment is its own.
     std::env::set_var("HEADWATER_API_URL", server.api_url());
