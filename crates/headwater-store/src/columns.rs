@@ -20,6 +20,9 @@ pub(crate) const FINAL_STATES: &str = "'COMPLETED', 'FAILED', 'CANCELLED', 'CRAS
 pub(crate) fn claim_batch(mut run: headwater_core::FlowRun, now: chrono::DateTime<chrono::Utc>) -> crate::WriteBatch {
     use headwater_core::{RunKind, State, StateRecord};
     run.state = State::pending(now);
+    // The claim is the run's first sign of life: if its worker dies before
+    // the flow process starts beating, the reaper still finds it.
+    run.heartbeat = Some(now);
     crate::WriteBatch {
         states: vec![StateRecord { run_id: run.id, kind: RunKind::Flow, state: run.state.clone() }],
         flow_runs: vec![run],

@@ -229,6 +229,12 @@ pub async fn runs_are_enqueued_once_and_claimed_once(store: &dyn Store) {
     assert_eq!(store.claim_due_run(&pool, now).await.unwrap().map(|r| r.id), Some(overdue.id));
     assert!(store.claim_due_run(&pool, now + Duration::hours(2)).await.unwrap().is_some(), "the future run, once due");
     assert!(store.claim_due_run("no-such-pool", now).await.unwrap().is_none());
+    // A claimed run that never starts (its worker died) is not left PENDING.
+    let never_started = store.read_flow_run(claimed[0].id).await.unwrap().unwrap();
+    assert_eq!(never_started.heartbeat, Some(now), "a claim counts as a heartbeat");
+    let crashed = store.crash_stale_runs(now + Duration::hours(3)).await.unwrap();
+    assert!(crashed.iter().any(|r| r.id == never_started.id));
+    assert_eq!(store.read_flow_run(never_started.id).await.unwrap().unwrap().state.state_type, StateType::Crashed);
 }
 
 async fn futures_join4(
