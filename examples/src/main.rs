@@ -179,6 +179,19 @@ async fn wait_for(secs: u64) -> Result<()> {
     Ok(())
 }
 
+/// Its first attempt writes its process id to `marker` and waits to be
+/// killed (kill -9); with a flow retry, the next attempt finishes. For
+/// showing that a crashed deployment run is retried.
+#[flow(name = "crash-once", retries = 1)]
+async fn crash_once(marker: String) -> Result<String> {
+    if std::path::Path::new(&marker).exists() {
+        return Ok("finished on the retry".into());
+    }
+    std::fs::write(&marker, std::process::id().to_string())?;
+    wait_for(300).await?;
+    Ok("never killed".into())
+}
+
 /// Runs for a while: interrupt it with Ctrl-C and it ends CANCELLED.
 #[flow(name = "long-running", defaults = r#"{"secs": 60}"#)]
 async fn long_running(secs: u64) -> Result<()> {
@@ -249,6 +262,7 @@ async fn main() -> ExitCode {
         always_fails,
         load_when_up,
         long_running,
+        crash_once,
         bench_tasks,
         one_task,
     ])

@@ -69,6 +69,9 @@ enum Command {
     /// Work pools: where deployments' runs wait for workers.
     #[command(subcommand, name = "work-pool")]
     WorkPool(work_pool::WorkPoolCmd),
+    /// Queues inside a work pool: priorities, limits, pause.
+    #[command(subcommand, name = "work-queue")]
+    WorkQueue(work_pool::WorkQueueCmd),
 }
 
 #[derive(Subcommand)]
@@ -259,6 +262,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Deploy(args) => deploy::deploy(args, open(&settings).await?.as_ref()).await,
         Command::Deployment(cmd) => deploy::deployment(cmd, open(&settings).await?.as_ref()).await,
         Command::WorkPool(cmd) => work_pool::run(cmd, open(&settings).await?.as_ref()).await,
+        Command::WorkQueue(cmd) => work_pool::run_queue(cmd, open(&settings).await?.as_ref()).await,
         Command::Worker(WorkerCmd::Start(args)) => worker::start(args, open(&settings).await?, &settings).await,
         Command::TaskRun(TaskRunCmd::Ls { flow_run, out }) => {
             let store = open(&settings).await?;

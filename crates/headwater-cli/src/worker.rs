@@ -10,11 +10,11 @@ use chrono::Utc;
 use clap::Args;
 use headwater_config::Settings;
 
-use headwater_core::{Deployment, FlowRun, LogLevel, LogRecord, PullStep, State};
+use headwater_core::{Deployment, FlowRun, Heartbeat, LogLevel, LogRecord, PullStep, State};
 use headwater_server::scheduler::schedule_due;
 
 use crate::docker::{Docker, JobSpec};
-use headwater_store::{record_flow_run_state, Store, WriteBatch};
+use headwater_store::{record_crash, record_flow_run_state, Store, WriteBatch};
 use tokio::process::{Child, Command};
 
 #[derive(Args)]
@@ -22,6 +22,10 @@ pub struct WorkerArgs {
     /// The work pool to take runs from.
     #[arg(long, default_value = headwater_core::deployment::DEFAULT_WORK_POOL)]
     pool: String,
+    /// Take runs only from this queue of the pool (repeat for several;
+    /// default: every queue, by priority).
+    #[arg(long = "queue", value_name = "QUEUE")]
+    queues: Vec<String>,
     /// At most this many runs at once.
     #[arg(long, default_value_t = 4)]
     limit: usize,
@@ -134,7 +138,8 @@ pub async fn start(args: WorkerArgs, store: Arc<dyn Store>, settings: &Settings)
     };
     let mut last_beat: Option<std::time::Instant> = None;
     let poll = Duration::from_millis(args.poll_ms.max(10));
-    println!("Worker started on pool '{}' (at most {} at once)", args.pool, args.limit.max(1));
+    let queues = if args.queues.is_empty() { "all queues".to_string() } else { args.queues.join(", ") };
+    println!("Worker started on pool '{}' ({queues}; at most {} at once)", args.pool, args.limit.max(1));
     let mut running: Vec<Running> = Vec::new();
     let mut started = 0usize;
     let mut stopping = false;
@@ -183,7 +188,16 @@ pub async fn start(args: WorkerArgs, store: Arc<dyn Store>, settings: &Settings)
         // it does not end it.
         let round: Result<()> = async {
             if last_beat.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
-                store.worker_heartbeat(&args.pool, &worker_name, Utc::now()).await?;
+                let now = Utc::now();
+                store.worker_heartbeat(&args.pool, &worker_name, now).await?;
+                // The worker vouches for the runs it holds, so a run whose image
+                // is still being pulled (no flow process yet to beat) is not
+                // reaped; if the worker dies, the beats stop.
+                let heartbeats: Vec<Heartbeat> =
+                    running.iter().map(|r| Heartbeat { flow_run_id: r.run.id, at: now }).collect();
+                if !heartbeats.is_empty() {
+                    store.record(&WriteBatch { heartbeats, ..Default::default() }).await?;
+                }
                 last_beat = Some(std::time::Instant::now());
             }
             if !stopping && budget_left {
@@ -197,11 +211,11 @@ pub async fn start(args: WorkerArgs, store: Arc<dyn Store>, settings: &Settings)
                     // it as soon as a run arrives); the rest only take what is due.
                     let claimed = if first {
                         let t0 = std::time::Instant::now();
-                        let got = store.claim_or_wait(&args.pool, poll).await?;
+                        let got = store.claim_or_wait(&args.pool, &args.queues, poll).await?;
                         waited = t0.elapsed();
                         got
                     } else {
-                        store.claim_due_run(&args.pool, now).await?
+                        store.claim_due_run(&args.pool, &args.queues, now).await?
                     };
                     first = false;
                     let Some(run) = claimed else { break };
@@ -508,7 +522,14 @@ async fn finish(store: &dyn Store, run: &FlowRun, status: &str) -> Result<()> {
 }
 
 async fn crash(store: &dyn Store, run: &FlowRun, why: &str) -> Result<()> {
-    eprintln!("Flow run '{}' crashed: {why}", run.name);
-    record_flow_run_state(store, run.clone(), State::crashed(Utc::now(), why)).await?;
+    // The latest snapshot carries what the flow process recorded (its run
+    // count and retry policy), which decides whether the run retries.
+    let latest = store.read_flow_run(run.id).await?.unwrap_or_else(|| run.clone());
+    let after = record_crash(store, latest, why).await?;
+    if after.state.is_terminal() {
+        eprintln!("Flow run '{}' crashed: {why}", run.name);
+    } else {
+        eprintln!("Flow run '{}' crashed: {why}; {}", run.name, after.state.message.unwrap_or_default());
+    }
     Ok(())
 }

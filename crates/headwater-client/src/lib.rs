@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use headwater_core::{Deployment, Flow, FlowRun, LogRecord, StateRecord, TaskRun, WorkPool, WorkerStatus};
+use headwater_core::{Deployment, Flow, FlowRun, LogRecord, StateRecord, TaskRun, WorkPool, WorkQueue, WorkerStatus};
 use headwater_store::{
     DeploymentStore, FlowRunFilter, LogFilter, Result, RunQueue, RunReader, RunReaper, RunRecorder, StoreError,
     WorkPoolStore, WriteBatch,
@@ -82,6 +82,10 @@ impl ApiClient {
         if !status.is_success() {
             let text = resp.text().await.unwrap_or_default();
             let detail = serde_json::from_str::<Detail>(&text).map(|d| d.detail).unwrap_or(text);
+            // The server refused the change for a reason its message gives.
+            if status == StatusCode::CONFLICT {
+                return Err(StoreError::Refused(detail));
+            }
             let message = match status {
                 StatusCode::UNAUTHORIZED => format!(
                     "the Headwater server at {} refused the request: {detail} (set HEADWATER_API_KEY or `headwater config set HEADWATER_API_KEY=…`)",
@@ -181,14 +185,24 @@ impl RunQueue for ApiClient {
         Ok(self.post("/flow_runs/enqueue", runs).await?.unwrap_or(0))
     }
 
-    async fn claim_due_run(&self, work_pool: &str, now: chrono::DateTime<chrono::Utc>) -> Result<Option<FlowRun>> {
-        let body = serde_json::json!({ "now": now });
+    async fn claim_due_run(
+        &self,
+        work_pool: &str,
+        queues: &[String],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<FlowRun>> {
+        let body = serde_json::json!({ "now": now, "queues": queues });
         self.post(&format!("/work_pools/{}/claim", encode(work_pool)), &body).await
     }
 
-    async fn claim_or_wait(&self, work_pool: &str, wait: std::time::Duration) -> Result<Option<FlowRun>> {
+    async fn claim_or_wait(
+        &self,
+        work_pool: &str,
+        queues: &[String],
+        wait: std::time::Duration,
+    ) -> Result<Option<FlowRun>> {
         // The server holds the request until work arrives or `wait` ends.
-        let body = serde_json::json!({ "wait_ms": wait.as_millis() as u64 });
+        let body = serde_json::json!({ "wait_ms": wait.as_millis() as u64, "queues": queues });
         self.post(&format!("/work_pools/{}/claim", encode(work_pool)), &body).await
     }
 
@@ -218,6 +232,23 @@ impl WorkPoolStore for ApiClient {
         }
         self.call::<(), serde_json::Value>(Method::DELETE, &format!("/work_pools/{}", encode(name)), None).await?;
         Ok(true)
+    }
+
+    async fn apply_work_queue(&self, queue: &WorkQueue) -> Result<WorkQueue> {
+        let path = format!("/work_pools/{}/queues", encode(&queue.work_pool));
+        self.call(Method::PUT, &path, Some(queue)).await?.ok_or_else(|| missing("work queues endpoint"))
+    }
+
+    async fn list_work_queues(&self, work_pool: &str) -> Result<Vec<WorkQueue>> {
+        Ok(self.get(&format!("/work_pools/{}/queues", encode(work_pool))).await?.unwrap_or_default())
+    }
+
+    async fn delete_work_queue(&self, work_pool: &str, name: &str) -> Result<bool> {
+        let path = format!("/work_pools/{}/queues/{}", encode(work_pool), encode(name));
+        // 204 when deleted, 404 when there was no such queue: both read as None.
+        let found = self.list_work_queues(work_pool).await?.iter().any(|q| q.name == name);
+        self.call::<(), serde_json::Value>(Method::DELETE, &path, None).await?;
+        Ok(found)
     }
 
     async fn worker_heartbeat(&self, work_pool: &str, worker: &str, at: chrono::DateTime<chrono::Utc>) -> Result<()> {
@@ -261,7 +292,7 @@ impl RunReader for ApiClient {
         match self.get(&format!("/flow_runs/resolve/{}", encode(id_or_name.trim()))).await {
             Ok(Some(r)) => Ok(r),
             Ok(None) => Err(StoreError::FlowRunNotFound(id_or_name.trim().to_string())),
-            Err(StoreError::Remote { status: Some(409), .. }) => {
+            Err(StoreError::Refused(_)) => {
                 Err(StoreError::Ambiguous { input: id_or_name.trim().to_string(), count: 2 })
             }
             Err(e) => Err(e),

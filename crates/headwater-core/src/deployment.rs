@@ -124,6 +124,8 @@ impl Deployment {
             deployment_id: Some(self.id),
             work_pool: Some(self.work_pool.clone().unwrap_or_else(|| DEFAULT_WORK_POOL.to_string())),
             idempotency_key: key,
+            work_queue: Some(self.work_queue.clone().unwrap_or_else(|| crate::DEFAULT_QUEUE.to_string())),
+            retry_policy: None,
         }
     }
 

@@ -27,4 +27,6 @@ pub use retry::{Backoff, RetryPolicy};
 pub use schedule::Schedule;
 pub use state::{State, StateType};
 pub use transition::validate_transition;
-pub use work_pool::{pool_status, PoolStatus, WorkPool, WorkPoolKind, WorkerStatus};
+pub use work_pool::{
+    pool_status, queues_to_serve, PoolStatus, WorkPool, WorkPoolKind, WorkQueue, WorkerStatus, DEFAULT_QUEUE,
+};

@@ -64,6 +64,14 @@ pub struct FlowRun {
     /// A run with the same key is never created twice (scheduled runs).
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// The queue of its work pool the run waits in.
+    #[serde(default)]
+    pub work_queue: Option<String>,
+    /// The flow's retries, recorded when the run starts, so that a run whose
+    /// process dies can still be retried.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub retry_policy: Option<crate::RetryPolicy>,
 }
 
 /// A live flow run's process saying it is still there.

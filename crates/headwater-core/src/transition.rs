@@ -81,6 +81,30 @@ pub fn manual_retry(
     Ok(next)
 }
 
+/// What follows CRASHED for a run whose process died: a run a worker can
+/// start again (it has a work pool) whose flow allows more retries goes back
+/// to its pool as `AwaitingRetry`, due after the policy's delay; any other
+/// run stays CRASHED (`None`). `jitter_sample` is in `[0, 1)`.
+pub fn retry_after_crash(
+    run: &crate::FlowRun,
+    at: chrono::DateTime<chrono::Utc>,
+    jitter_sample: f64,
+) -> Option<crate::State> {
+    let policy = run.retry_policy.as_ref()?;
+    run.work_pool.as_ref()?;
+    // A run that crashed before its flow started has used no attempt of its own.
+    let attempts = run.run_count.max(1);
+    if !policy.should_retry(attempts) {
+        return None;
+    }
+    let delay = policy.delay_before(attempts, jitter_sample);
+    let due = at + chrono::Duration::from_std(delay).unwrap_or_else(|_| chrono::Duration::days(365));
+    Some(
+        crate::State::awaiting_retry(at, due)
+            .with_message(format!("the run crashed; flow retry {attempts} of {} (its process died)", policy.retries)),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,6 +57,71 @@ impl WorkPool {
     }
 }
 
+/// The queue every pool has, and the one runs wait in when their deployment
+/// names none.
+pub const DEFAULT_QUEUE: &str = "default";
+
+/// A queue inside a work pool: workers take due runs from higher-priority
+/// queues (lower numbers) first; a queue can be paused or limited on its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WorkQueue {
+    pub work_pool: String,
+    pub name: String,
+    /// 1 is served first.
+    pub priority: u32,
+    /// At most this many of the queue's runs pending or running at once.
+    pub concurrency_limit: Option<u32>,
+    pub paused: bool,
+    pub created: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+}
+
+impl WorkQueue {
+    pub fn new(work_pool: &str, name: &str, priority: u32, now: DateTime<Utc>) -> WorkQueue {
+        WorkQueue {
+            work_pool: work_pool.to_string(),
+            name: name.to_string(),
+            priority,
+            concurrency_limit: None,
+            paused: false,
+            created: now,
+            updated: now,
+        }
+    }
+}
+
+/// A queue a worker looks in, with its limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueToServe {
+    pub name: String,
+    pub concurrency_limit: Option<u32>,
+}
+
+/// The queues a worker looks in, in the order it looks: the pool's queues
+/// by priority (then name), then queues that hold due runs but were never
+/// created (named by a deployment only), after all others, by name. Paused
+/// queues are left out; a non-empty `only` keeps just those queues.
+pub fn queues_to_serve(defined: &[WorkQueue], holding_due_runs: &[String], only: &[String]) -> Vec<QueueToServe> {
+    let mut known: Vec<&WorkQueue> = defined.iter().collect();
+    known.sort_by(|a, b| (a.priority, &a.name).cmp(&(b.priority, &b.name)));
+    let mut implicit: Vec<&String> =
+        holding_due_runs.iter().filter(|n| !defined.iter().any(|q| &q.name == *n)).collect();
+    implicit.sort();
+    implicit.dedup();
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    known
+        .into_iter()
+        .filter(|q| !q.paused && wanted(&q.name))
+        .map(|q| QueueToServe { name: q.name.clone(), concurrency_limit: q.concurrency_limit })
+        .chain(
+            implicit
+                .into_iter()
+                .filter(|n| wanted(n))
+                .map(|n| QueueToServe { name: n.clone(), concurrency_limit: None }),
+        )
+        .collect()
+}
+
 /// A worker's last sign of life.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct WorkerStatus {
@@ -122,5 +187,24 @@ mod tests {
         assert_eq!(pool_status(&pool, &[fresh], now), PoolStatus::Paused);
         assert_eq!("docker".parse::<WorkPoolKind>().unwrap(), WorkPoolKind::Docker);
         assert!("k8s".parse::<WorkPoolKind>().unwrap_err().contains("process or docker"));
+    }
+
+    #[test]
+    fn queues_are_served_by_priority_then_implicit_ones() {
+        let now = Utc::now();
+        let mut low = WorkQueue::new("p", "low", 10, now);
+        low.concurrency_limit = Some(2);
+        let high = WorkQueue::new("p", "high", 1, now);
+        let default = WorkQueue::new("p", DEFAULT_QUEUE, 5, now);
+        let mut paused = WorkQueue::new("p", "paused", 0, now);
+        paused.paused = true;
+        let defined = [low, high, default, paused];
+        let due = ["zeta".to_string(), "high".to_string(), "adhoc".to_string(), "paused".to_string()];
+        let names = |qs: Vec<QueueToServe>| qs.into_iter().map(|q| q.name).collect::<Vec<_>>();
+        assert_eq!(names(queues_to_serve(&defined, &due, &[])), ["high", "default", "low", "adhoc", "zeta"]);
+        let only = ["low".to_string(), "zeta".to_string(), "paused".to_string()];
+        let served = queues_to_serve(&defined, &due, &only);
+        assert_eq!(served[0], QueueToServe { name: "low".into(), concurrency_limit: Some(2) });
+        assert_eq!(names(served), ["low", "zeta"]);
     }
 }

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::Html;
 use axum::Extension;
 use axum::{Json, Router};
-use headwater_core::{Deployment, Flow, FlowRun, LogRecord, StateRecord, TaskRun, WorkPool, WorkerStatus};
+use headwater_core::{Deployment, Flow, FlowRun, LogRecord, StateRecord, TaskRun, WorkPool, WorkQueue, WorkerStatus};
 use headwater_store::{record_flow_run_state, Cursor, FlowRunFilter, LogFilter, Store, WriteBatch};
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
@@ -49,6 +49,8 @@ fn api_router() -> OpenApiRouter<Arc<dyn Store>> {
         .routes(routes!(mark_late_runs))
         .routes(routes!(list_work_pools, apply_work_pool))
         .routes(routes!(read_work_pool, delete_work_pool))
+        .routes(routes!(list_work_queues, apply_work_queue))
+        .routes(routes!(delete_work_queue))
         .routes(routes!(worker_heartbeat))
         .routes(routes!(list_workers))
         .routes(routes!(cancel_flow_run))
@@ -285,6 +287,9 @@ struct Claim {
     /// most 30 s) instead of answering at once.
     #[serde(default)]
     wait_ms: u64,
+    /// Only these queues of the pool (default: all, by priority).
+    #[serde(default)]
+    queues: Vec<String>,
 }
 
 /// Wakes claims that are waiting for work.
@@ -312,7 +317,7 @@ async fn claim_due_run(
         tokio::pin!(woken);
         woken.as_mut().enable();
         let now = req.now.unwrap_or_else(chrono::Utc::now);
-        if let Some(run) = db.claim_due_run(&pool, now).await? {
+        if let Some(run) = db.claim_due_run(&pool, &req.queues, now).await? {
             return Ok(Json(run));
         }
         if req.now.is_some() || tokio::time::Instant::now() >= deadline {
@@ -344,8 +349,15 @@ async fn list_work_pools(State(db): Db) -> ApiResult<Vec<WorkPool>> {
 
 /// Creates or replaces a work pool.
 #[utoipa::path(put, path = "/work_pools", tag = "work_pools", request_body = WorkPool, responses((status = 200, body = WorkPool)))]
-async fn apply_work_pool(State(db): Db, Json(pool): Json<WorkPool>) -> ApiResult<WorkPool> {
-    Ok(Json(db.apply_work_pool(&pool).await?))
+async fn apply_work_pool(
+    State(db): Db,
+    Extension(wake): Extension<Wake>,
+    Json(pool): Json<WorkPool>,
+) -> ApiResult<WorkPool> {
+    let stored = db.apply_work_pool(&pool).await?;
+    // A resumed pool or a raised limit may free runs for waiting workers.
+    wake.notify_waiters();
+    Ok(Json(stored))
 }
 
 #[utoipa::path(
@@ -365,6 +377,56 @@ async fn delete_work_pool(State(db): Db, Path(name): Path<String>) -> Result<Sta
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("no work pool named '{name}'")))
+    }
+}
+
+/// A pool's queues, by priority (lower first).
+#[utoipa::path(
+    get, path = "/work_pools/{pool}/queues", tag = "work_pools", params(("pool" = String, Path)),
+    responses((status = 200, body = Vec<WorkQueue>))
+)]
+async fn list_work_queues(State(db): Db, Path(pool): Path<String>) -> ApiResult<Vec<WorkQueue>> {
+    Ok(Json(db.list_work_queues(&pool).await?))
+}
+
+/// Creates or replaces a queue of the pool.
+#[utoipa::path(
+    put, path = "/work_pools/{pool}/queues", tag = "work_pools", params(("pool" = String, Path)),
+    request_body = WorkQueue,
+    responses((status = 200, body = WorkQueue), (status = 409, description = "no such pool"), (status = 422, description = "the queue names another pool"))
+)]
+async fn apply_work_queue(
+    State(db): Db,
+    Extension(wake): Extension<Wake>,
+    Path(pool): Path<String>,
+    Json(queue): Json<WorkQueue>,
+) -> ApiResult<WorkQueue> {
+    if queue.work_pool != pool {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("the queue says pool '{}' but was sent to pool '{pool}'", queue.work_pool),
+        ));
+    }
+    let stored = db.apply_work_queue(&queue).await?;
+    // A resumed queue or a raised limit may free runs for waiting workers.
+    wake.notify_waiters();
+    Ok(Json(stored))
+}
+
+#[utoipa::path(
+    delete, path = "/work_pools/{pool}/queues/{name}", tag = "work_pools",
+    params(("pool" = String, Path), ("name" = String, Path)),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 404, description = "no such queue"),
+        (status = 409, description = "the default queue stays")
+    )
+)]
+async fn delete_work_queue(State(db): Db, Path((pool, name)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
+    if db.delete_work_queue(&pool, &name).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("no queue '{name}' in work pool '{pool}'")))
     }
 }
 

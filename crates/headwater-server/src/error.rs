@@ -38,7 +38,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         let status = match &e {
             StoreError::FlowRunNotFound(_) => StatusCode::NOT_FOUND,
-            StoreError::Ambiguous { .. } => StatusCode::CONFLICT,
+            StoreError::Ambiguous { .. } | StoreError::Refused(_) => StatusCode::CONFLICT,
             StoreError::Remote { .. } => StatusCode::BAD_GATEWAY,
             e if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

@@ -81,8 +81,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let stop = CancellationToken::new();
-    let reaper = tokio::spawn(reap_loop(store.clone(), config.heartbeat_timeout, stop.clone()));
     let wake = api::Wake::default();
+    let reaper = tokio::spawn(reap_loop(store.clone(), wake.clone(), config.heartbeat_timeout, stop.clone()));
     let scheduling = tokio::spawn(schedule_loop(store.clone(), wake.clone(), config.late_after, stop.clone()));
     let served = axum::serve(listener, app_with_wake(store, config.api_keys.clone(), wake))
         .with_graceful_shutdown(shutdown)
@@ -114,8 +114,9 @@ async fn schedule_loop(store: Arc<dyn Store>, wake: api::Wake, late_after: Durat
 }
 
 /// Background work of the server, stopped by `stop`: every few seconds,
-/// crash the live runs whose heartbeat is older than `timeout`.
-async fn reap_loop(store: Arc<dyn Store>, timeout: Duration, stop: CancellationToken) {
+/// crash the live runs whose heartbeat is older than `timeout` (those their
+/// flow's retries allow go back to their pool, and workers are woken).
+async fn reap_loop(store: Arc<dyn Store>, wake: api::Wake, timeout: Duration, stop: CancellationToken) {
     let every = (timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(15));
     loop {
         tokio::select! {
@@ -125,11 +126,15 @@ async fn reap_loop(store: Arc<dyn Store>, timeout: Duration, stop: CancellationT
         let cutoff = chrono::Utc::now() - chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
         match store.crash_stale_runs(cutoff).await {
             Ok(crashed) => {
+                if crashed.iter().any(|r| !r.state.is_terminal()) {
+                    wake.notify_waiters();
+                }
                 for r in crashed {
                     tracing::warn!(
-                        "flow run '{}' ({}) marked CRASHED: {}",
+                        "flow run '{}' ({}) crashed, now {}: {}",
                         r.name,
                         r.id,
+                        r.state.name,
                         r.state.message.unwrap_or_default()
                     );
                 }

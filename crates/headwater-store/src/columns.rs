@@ -5,7 +5,7 @@ use crate::error::StoreError;
 
 pub(crate) const FLOW_RUN_COLS: &str = "id, flow_id, flow_name, name, parameters, tags, state_type, state_name, \
      state_message, state_timestamp, state_scheduled, parent_flow_run_id, run_count, start_time, end_time, created, heartbeat, \
-     deployment_id, work_pool, idempotency_key";
+     deployment_id, work_pool, idempotency_key, work_queue, retry_policy";
 pub(crate) const TASK_RUN_COLS: &str = "id, flow_run_id, task_name, name, dynamic_key, tags, state_type, state_name, \
      state_message, state_timestamp, state_scheduled, run_count, cache_key, cache_expiration, start_time, end_time, created";
 pub(crate) const STATE_COLS: &str = "run_id, run_kind, state_type, state_name, message, timestamp, scheduled";
@@ -73,28 +73,20 @@ pub(crate) fn late_batch(runs: Vec<headwater_core::FlowRun>, now: chrono::DateTi
 }
 
 /// The snapshots and history rows that mark `runs` (and their unfinished
-/// `tasks`) CRASHED at `now`.
+/// `tasks`) CRASHED at `now` for lack of heartbeats.
 pub(crate) fn crash_batch(
     runs: Vec<headwater_core::FlowRun>,
     tasks: Vec<headwater_core::TaskRun>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> crate::WriteBatch {
-    use headwater_core::{crash_message, RunKind, State, StateRecord};
-    let mut batch = crate::WriteBatch::default();
-    for mut r in runs {
-        let last = r.heartbeat.unwrap_or(r.state.timestamp);
-        r.state = State::crashed(now, crash_message(last));
-        r.end_time = Some(now);
-        batch.states.push(StateRecord { run_id: r.id, kind: RunKind::Flow, state: r.state.clone() });
-        batch.flow_runs.push(r);
-    }
-    for mut t in tasks {
-        t.state = State::crashed(now, "its flow run crashed");
-        t.end_time = Some(now);
-        batch.states.push(StateRecord { run_id: t.id, kind: RunKind::Task, state: t.state.clone() });
-        batch.task_runs.push(t);
-    }
-    batch
+    let runs = runs
+        .into_iter()
+        .map(|r| {
+            let why = headwater_core::crash_message(r.heartbeat.unwrap_or(r.state.timestamp));
+            (r, why)
+        })
+        .collect();
+    crate::crashed_batch(runs, tasks, now)
 }
 
 /// Column names of a state: type, name, message, timestamp, scheduled time.
@@ -107,7 +99,8 @@ pub(crate) const HISTORY_STATE: StateCols = ["state_type", "state_name", "messag
 
 /// Columns a later snapshot without them must not erase: a flow process
 /// adopting a run a worker claimed does not know its deployment.
-const KEPT_WHEN_NULL: &[&str] = &["deployment_id", "work_pool", "idempotency_key", "heartbeat"];
+const KEPT_WHEN_NULL: &[&str] =
+    &["deployment_id", "work_pool", "idempotency_key", "heartbeat", "work_queue", "retry_policy"];
 
 /// `col = excluded.col` for every column but the key and the creation time.
 pub(crate) fn upsert_set(table: &str, cols: &str) -> String {
@@ -128,6 +121,19 @@ pub(crate) fn upsert_set(table: &str, cols: &str) -> String {
 /// How many rows of `cols` fit in one statement under `max_binds`.
 pub(crate) fn rows_per_statement(cols: &str, max_binds: usize) -> usize {
     (max_binds / cols.split(',').count()).max(1)
+}
+
+pub(crate) fn no_pool_for_queue(q: &headwater_core::WorkQueue) -> StoreError {
+    StoreError::Refused(format!(
+        "no work pool named '{}' to hold queue '{}'; create it first with `headwater work-pool create {}`",
+        q.work_pool, q.name, q.work_pool
+    ))
+}
+
+pub(crate) fn default_queue_stays(pool: &str) -> StoreError {
+    StoreError::Refused(format!(
+        "the default queue of pool '{pool}' cannot be deleted (runs without a queue wait there); pause it instead"
+    ))
 }
 
 pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {

@@ -48,6 +48,8 @@ fn flow_run(flow: &Flow, name: &str, at: i64, state: State) -> FlowRun {
         deployment_id: None,
         work_pool: None,
         idempotency_key: None,
+        work_queue: None,
+        retry_policy: None,
     }
 }
 
@@ -84,7 +86,112 @@ pub async fn run_all(store: &dyn Store) {
     runs_are_enqueued_once_and_claimed_once(store).await;
     deployment_limits_hold_at_claim_time(store).await;
     work_pools_pause_limit_and_workers(store).await;
+    work_queues_by_priority_with_limits(store).await;
+    crashed_runs_retry_when_their_flow_allows(store).await;
     empty_batch_is_fine(store).await;
+}
+
+pub async fn work_queues_by_priority_with_limits(store: &dyn Store) {
+    use headwater_core::{WorkPool, WorkPoolKind, WorkQueue, DEFAULT_QUEUE};
+    let now = Utc::now().trunc_subsecs(6);
+    let pool = format!("qpool-{}", Uuid::now_v7().simple());
+    store.apply_work_pool(&WorkPool::new(&pool, WorkPoolKind::Process, now)).await.unwrap();
+    let queues = store.list_work_queues(&pool).await.unwrap();
+    assert_eq!(queues.iter().map(|q| (q.name.as_str(), q.priority)).collect::<Vec<_>>(), [(DEFAULT_QUEUE, 1)]);
+    let mut low = WorkQueue::new(&pool, "low", 5, now);
+    low.concurrency_limit = Some(1);
+    assert_eq!(store.apply_work_queue(&low).await.unwrap(), low);
+    let mut urgent = WorkQueue::new(&pool, "urgent", 0, now);
+    store.apply_work_queue(&urgent).await.unwrap();
+    let names: Vec<_> = store.list_work_queues(&pool).await.unwrap().into_iter().map(|q| q.name).collect();
+    assert_eq!(names, ["urgent", DEFAULT_QUEUE, "low"]);
+
+    // One run per queue, due in the reverse of the order they will be served.
+    let run_in = |queue: Option<&str>, due_secs_ago: i64| {
+        let mut spec =
+            json!({"name": format!("d-{pool}"), "flow": "f", "entrypoint": "x", "work_pool": {"name": pool}});
+        if let Some(q) = queue {
+            spec["work_pool"]["queue"] = json!(q);
+        }
+        let d = headwater_core::parse_manifest("headwater.yaml", json!({"deployments": [spec]}), &|_| None, now)
+            .unwrap()
+            .remove(0);
+        d.manual_run(&json!({}), now - Duration::seconds(due_secs_ago), now, due_secs_ago as u64)
+    };
+    let in_default = run_in(None, 50);
+    let low1 = run_in(Some("low"), 40);
+    let low2 = run_in(Some("low"), 30);
+    let adhoc = run_in(Some("adhoc"), 20);
+    let urgent1 = run_in(Some("urgent"), 10);
+    assert_eq!(in_default.work_queue.as_deref(), Some(DEFAULT_QUEUE));
+    let all = [in_default.clone(), low1.clone(), low2.clone(), adhoc.clone(), urgent1.clone()];
+    assert_eq!(store.enqueue_runs(&all).await.unwrap(), 5);
+    let pool_name = pool.as_str();
+    let claim = |only: Vec<&str>| {
+        let only: Vec<String> = only.into_iter().map(String::from).collect();
+        async move { store.claim_due_run(pool_name, &only, now).await.unwrap().map(|r| r.id) }
+    };
+    assert_eq!(claim(vec!["low"]).await, Some(low1.id), "a worker limited to one queue");
+    assert_eq!(claim(vec!["low"]).await, None, "the queue is at its limit");
+    assert_eq!(claim(vec![]).await, Some(urgent1.id), "the highest priority first, though due last");
+    assert_eq!(claim(vec![]).await, Some(in_default.id));
+    assert_eq!(claim(vec![]).await, Some(adhoc.id), "a queue never created is served after the others");
+    assert_eq!(claim(vec![]).await, None, "low2 waits for low's slot");
+    // A paused queue hands out nothing; resumed, it does.
+    urgent.paused = true;
+    store.apply_work_queue(&urgent).await.unwrap();
+    let urgent2 = run_in(Some("urgent"), 5);
+    store.enqueue_runs(std::slice::from_ref(&urgent2)).await.unwrap();
+    assert_eq!(claim(vec![]).await, None);
+    urgent.paused = false;
+    store.apply_work_queue(&urgent).await.unwrap();
+    assert_eq!(claim(vec![]).await, Some(urgent2.id));
+
+    let orphan = WorkQueue::new("no-such-pool", "q", 1, now);
+    assert!(matches!(store.apply_work_queue(&orphan).await, Err(StoreError::Refused(m)) if m.contains("no-such-pool")));
+    assert!(matches!(store.delete_work_queue(&pool, DEFAULT_QUEUE).await, Err(StoreError::Refused(_))));
+    assert!(store.delete_work_queue(&pool, "low").await.unwrap());
+    assert!(!store.delete_work_queue(&pool, "low").await.unwrap());
+    assert!(store.delete_work_pool(&pool).await.unwrap());
+    assert!(store.list_work_queues(&pool).await.unwrap().is_empty());
+}
+
+pub async fn crashed_runs_retry_when_their_flow_allows(store: &dyn Store) {
+    let f = flow(&format!("crash-retry-{}", Uuid::now_v7().simple()), "1");
+    let now = Utc::now().trunc_subsecs(6);
+    let dead = |name: &str, run_count: u32| {
+        let mut r = flow_run(&f, name, 0, State::running(now - Duration::seconds(600)));
+        r.heartbeat = Some(now - Duration::seconds(300));
+        r.work_pool = Some("crash-pool".into());
+        r.run_count = run_count;
+        r.retry_policy = Some(headwater_core::RetryPolicy::fixed(1, std::time::Duration::from_secs(30)));
+        r
+    };
+    let first_attempt = dead("first-attempt", 1);
+    let last_attempt = dead("last-attempt", 2);
+    let mut by_hand = dead("by-hand", 1);
+    by_hand.work_pool = None;
+    store
+        .record(&WriteBatch {
+            flows: vec![f.clone()],
+            flow_runs: vec![first_attempt.clone(), last_attempt.clone(), by_hand.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    store.crash_stale_runs(now - Duration::seconds(60)).await.unwrap();
+    let retried = store.read_flow_run(first_attempt.id).await.unwrap().unwrap();
+    assert_eq!((retried.state.state_type, retried.state.name.as_str()), (StateType::Scheduled, "AwaitingRetry"));
+    assert!(retried.state.scheduled_time.unwrap() >= now + Duration::seconds(30), "after the flow's retry delay");
+    assert_eq!(retried.end_time, None);
+    assert_eq!(retried.retry_policy, first_attempt.retry_policy, "the policy survives");
+    let history: Vec<_> =
+        store.read_states(first_attempt.id).await.unwrap().into_iter().map(|s| s.state.name).collect();
+    assert_eq!(history[history.len() - 2..], ["Crashed".to_string(), "AwaitingRetry".to_string()]);
+    for r in [&last_attempt, &by_hand] {
+        let got = store.read_flow_run(r.id).await.unwrap().unwrap();
+        assert_eq!(got.state.state_type, StateType::Crashed, "{}: no retry left, or no worker to run it", r.name);
+    }
 }
 
 pub async fn work_pools_pause_limit_and_workers(store: &dyn Store) {
@@ -101,8 +208,8 @@ pub async fn work_pools_pause_limit_and_workers(store: &dyn Store) {
     let runs: Vec<_> =
         (0..2).map(|i| d.manual_run(&json!({}), now - Duration::seconds(5 - i), now, i as u64)).collect();
     store.enqueue_runs(&runs).await.unwrap();
-    let first = store.claim_due_run(&name, now).await.unwrap().expect("a free slot");
-    assert!(store.claim_due_run(&name, now).await.unwrap().is_none(), "the pool is at its limit");
+    let first = store.claim_due_run(&name, &[], now).await.unwrap().expect("a free slot");
+    assert!(store.claim_due_run(&name, &[], now).await.unwrap().is_none(), "the pool is at its limit");
     let mut done = first.clone();
     done.state = State::completed(now);
     store.record(&WriteBatch { flow_runs: vec![done], ..Default::default() }).await.unwrap();
@@ -112,10 +219,10 @@ pub async fn work_pools_pause_limit_and_workers(store: &dyn Store) {
     let stored = store.apply_work_pool(&pool).await.unwrap();
     assert!(stored.paused);
     assert_eq!(stored.created, t(0));
-    assert!(store.claim_due_run(&name, now).await.unwrap().is_none(), "a paused pool hands out nothing");
+    assert!(store.claim_due_run(&name, &[], now).await.unwrap().is_none(), "a paused pool hands out nothing");
     pool.paused = false;
     store.apply_work_pool(&pool).await.unwrap();
-    assert_eq!(store.claim_due_run(&name, now).await.unwrap().map(|r| r.id), Some(runs[1].id));
+    assert_eq!(store.claim_due_run(&name, &[], now).await.unwrap().map(|r| r.id), Some(runs[1].id));
 
     store.worker_heartbeat(&name, "w1", now - Duration::seconds(10)).await.unwrap();
     store.worker_heartbeat(&name, "w1", now).await.unwrap();
@@ -143,9 +250,9 @@ pub async fn deployment_limits_hold_at_claim_time(store: &dyn Store) {
         let runs: Vec<_> =
             (0..3).map(|i| d.manual_run(&json!({}), now - Duration::seconds(10 - i), now, i as u64)).collect();
         store.enqueue_runs(&runs).await.unwrap();
-        let first = store.claim_due_run(&pool, now).await.unwrap().expect("a free slot");
+        let first = store.claim_due_run(&pool, &[], now).await.unwrap().expect("a free slot");
         assert_eq!(first.id, runs[0].id);
-        assert!(store.claim_due_run(&pool, now).await.unwrap().is_none(), "{strategy}: the deployment is full");
+        assert!(store.claim_due_run(&pool, &[], now).await.unwrap().is_none(), "{strategy}: the deployment is full");
         let second = store.read_flow_run(runs[1].id).await.unwrap().unwrap();
         if expect_cancel {
             assert_eq!(second.state.state_type, StateType::Cancelled);
@@ -157,7 +264,7 @@ pub async fn deployment_limits_hold_at_claim_time(store: &dyn Store) {
         let mut done = first.clone();
         done.state = State::completed(now);
         store.record(&WriteBatch { flow_runs: vec![done], ..Default::default() }).await.unwrap();
-        let next = store.claim_due_run(&pool, now).await.unwrap();
+        let next = store.claim_due_run(&pool, &[], now).await.unwrap();
         if expect_cancel {
             // Every run that came due while it was full was cancelled.
             assert!(next.is_none());
@@ -226,9 +333,12 @@ pub async fn runs_are_enqueued_once_and_claimed_once(store: &dyn Store) {
     assert_eq!((stored.state.state_type, stored.state.name.as_str()), (StateType::Scheduled, "Late"));
     assert_eq!(stored.state.scheduled_time, overdue.state.scheduled_time);
     assert!(store.mark_late_runs(now - Duration::minutes(1)).await.unwrap().iter().all(|r| r.id != overdue.id));
-    assert_eq!(store.claim_due_run(&pool, now).await.unwrap().map(|r| r.id), Some(overdue.id));
-    assert!(store.claim_due_run(&pool, now + Duration::hours(2)).await.unwrap().is_some(), "the future run, once due");
-    assert!(store.claim_due_run("no-such-pool", now).await.unwrap().is_none());
+    assert_eq!(store.claim_due_run(&pool, &[], now).await.unwrap().map(|r| r.id), Some(overdue.id));
+    assert!(
+        store.claim_due_run(&pool, &[], now + Duration::hours(2)).await.unwrap().is_some(),
+        "the future run, once due"
+    );
+    assert!(store.claim_due_run("no-such-pool", &[], now).await.unwrap().is_none());
     // A claimed run that never starts (its worker died) is not left PENDING.
     let never_started = store.read_flow_run(claimed[0].id).await.unwrap().unwrap();
     assert_eq!(never_started.heartbeat, Some(now), "a claim counts as a heartbeat");
@@ -242,7 +352,7 @@ async fn futures_join4(
     pool: &str,
     now: DateTime<Utc>,
 ) -> (Option<FlowRun>, Option<FlowRun>, Option<FlowRun>, Option<FlowRun>) {
-    let claim = || async { store.claim_due_run(pool, now).await.unwrap() };
+    let claim = || async { store.claim_due_run(pool, &[], now).await.unwrap() };
     tokio::join!(claim(), claim(), claim(), claim())
 }
 

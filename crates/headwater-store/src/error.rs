@@ -14,6 +14,9 @@ pub enum StoreError {
     FlowRunNotFound(String),
     #[error("'{input}' matches {count} flow runs; give more of the id")]
     Ambiguous { input: String, count: usize },
+    /// A change the store refuses (the message says why and what to do).
+    #[error("{0}")]
+    Refused(String),
     #[error("stored row is corrupt: {0}")]
     Corrupt(String),
     /// A remote store (the Headwater server) refused or could not be reached.

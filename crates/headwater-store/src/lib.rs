@@ -7,6 +7,7 @@
 //! [`PostgresStore`] implements the same traits and passes the same
 //! [`conformance`] suite. No SQL lives outside the store crates.
 
+mod claim;
 mod columns;
 pub mod conformance;
 mod error;
@@ -20,7 +21,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use headwater_core::{
-    Deployment, Flow, FlowRun, Heartbeat, LogLevel, LogRecord, StateRecord, StateType, TaskRun, WorkPool, WorkerStatus,
+    Deployment, Flow, FlowRun, Heartbeat, LogLevel, LogRecord, StateRecord, StateType, TaskRun, WorkPool, WorkQueue,
+    WorkerStatus,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -90,6 +92,46 @@ pub async fn record_flow_run_state(
     let history = StateRecord { run_id: run.id, kind: headwater_core::RunKind::Flow, state: run.state.clone() };
     store.record(&WriteBatch { flow_runs: vec![run.clone()], states: vec![history], ..Default::default() }).await?;
     Ok(run)
+}
+
+/// The snapshots and history rows that mark each run CRASHED at `now` (with
+/// its reason) and the given unfinished `tasks` with it. A run its flow's
+/// retries allow to run again then goes back to its pool (AwaitingRetry).
+pub fn crashed_batch(runs: Vec<(FlowRun, String)>, tasks: Vec<TaskRun>, now: DateTime<Utc>) -> WriteBatch {
+    use headwater_core::{RunKind, State};
+    let mut batch = WriteBatch::default();
+    for (mut r, why) in runs {
+        r.state = State::crashed(now, why);
+        r.end_time = Some(now);
+        batch.states.push(StateRecord { run_id: r.id, kind: RunKind::Flow, state: r.state.clone() });
+        // The run id's low bits stand in for a random jitter sample.
+        let jitter = (r.id.as_u128() % 1000) as f64 / 1000.0;
+        let after = now + chrono::Duration::microseconds(1);
+        if let Some(retry) = headwater_core::transition::retry_after_crash(&r, after, jitter) {
+            r.state = retry;
+            r.end_time = None;
+            batch.states.push(StateRecord { run_id: r.id, kind: RunKind::Flow, state: r.state.clone() });
+        }
+        batch.flow_runs.push(r);
+    }
+    for mut t in tasks {
+        t.state = State::crashed(now, "its flow run crashed");
+        t.end_time = Some(now);
+        batch.states.push(StateRecord { run_id: t.id, kind: RunKind::Task, state: t.state.clone() });
+        batch.task_runs.push(t);
+    }
+    batch
+}
+
+/// Records that `run`'s process died (`why`): the run and its unfinished
+/// task runs CRASHED, then, if its flow's retries allow, the run back in its
+/// pool. Returns the run as now stored.
+pub async fn record_crash(store: &dyn Store, run: FlowRun, why: &str) -> Result<FlowRun> {
+    let tasks: Vec<TaskRun> =
+        store.list_task_runs(run.id).await?.into_iter().filter(|t| !t.state.state_type.is_terminal()).collect();
+    let batch = crashed_batch(vec![(run, why.to_string())], tasks, Utc::now());
+    store.record(&batch).await?;
+    Ok(batch.flow_runs.into_iter().next().expect("one run"))
 }
 
 /// Which flow runs to list, newest first.
@@ -198,16 +240,23 @@ pub trait RunQueue: Send + Sync {
     /// Creates these SCHEDULED runs, except those whose idempotency key an
     /// existing run already has. Returns how many were created.
     async fn enqueue_runs(&self, runs: &[FlowRun]) -> Result<usize>;
-    /// Takes the earliest SCHEDULED run of `work_pool` due by `now` and moves
-    /// it to PENDING, atomically: no run is ever handed out twice. A paused
-    /// pool, or one at its concurrency limit, hands out nothing.
-    async fn claim_due_run(&self, work_pool: &str, now: DateTime<Utc>) -> Result<Option<FlowRun>>;
+    /// Takes the next SCHEDULED run of `work_pool` due by `now` and moves it
+    /// to PENDING, atomically: no run is ever handed out twice. Queues are
+    /// served by priority, each by due time; `queues` (if not empty) limits
+    /// the claim to those. A paused pool or queue, or one at its concurrency
+    /// limit, hands out nothing.
+    async fn claim_due_run(&self, work_pool: &str, queues: &[String], now: DateTime<Utc>) -> Result<Option<FlowRun>>;
     /// Like [`RunQueue::claim_due_run`] at the current time, but a store
     /// that can be told of new work (the server) waits up to `wait` for
     /// some instead of answering "nothing" at once. Others answer at once.
-    async fn claim_or_wait(&self, work_pool: &str, wait: std::time::Duration) -> Result<Option<FlowRun>> {
+    async fn claim_or_wait(
+        &self,
+        work_pool: &str,
+        queues: &[String],
+        wait: std::time::Duration,
+    ) -> Result<Option<FlowRun>> {
         let _ = wait;
-        self.claim_due_run(work_pool, Utc::now()).await
+        self.claim_due_run(work_pool, queues, Utc::now()).await
     }
     /// Renames `Late` the SCHEDULED runs due before `cutoff` that no worker
     /// has started. Returns them.
@@ -221,7 +270,15 @@ pub trait WorkPoolStore: Send + Sync {
     async fn apply_work_pool(&self, pool: &WorkPool) -> Result<WorkPool>;
     async fn list_work_pools(&self) -> Result<Vec<WorkPool>>;
     async fn read_work_pool(&self, name: &str) -> Result<Option<WorkPool>>;
+    /// Removes the pool with its queues and workers (its runs stay).
     async fn delete_work_pool(&self, name: &str) -> Result<bool>;
+    /// Creates or replaces a queue of an existing pool (refused otherwise).
+    async fn apply_work_queue(&self, queue: &WorkQueue) -> Result<WorkQueue>;
+    /// A pool's queues by priority.
+    async fn list_work_queues(&self, work_pool: &str) -> Result<Vec<WorkQueue>>;
+    /// Whether there was such a queue; the pool's default queue cannot be
+    /// deleted (refused).
+    async fn delete_work_queue(&self, work_pool: &str, name: &str) -> Result<bool>;
     async fn worker_heartbeat(&self, work_pool: &str, worker: &str, at: DateTime<Utc>) -> Result<()>;
     /// Workers of one pool, or of all.
     async fn list_workers(&self, work_pool: Option<&str>) -> Result<Vec<WorkerStatus>>;

@@ -150,6 +150,9 @@ where
         deployment_id: None,
         work_pool: None,
         idempotency_key: None,
+        work_queue: None,
+        // Recorded so that, if this process dies, the server can still retry the run.
+        retry_policy: Some(spec.retry_policy()).filter(|p| p.retries > 0),
     };
     let is_root = parent.is_none();
     let mut tracker = Tracker::create(engine.clone(), run);

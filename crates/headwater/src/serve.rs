@@ -99,7 +99,7 @@ pub(crate) async fn serve(flow: FlowHandle, params: Value, opts: ServeOptions) -
                     eprintln!("headwater: could not schedule runs: {e}");
                 }
                 while in_flight.get() < limit {
-                    let run = match store.claim_due_run(&pool, now).await {
+                    let run = match store.claim_due_run(&pool, &[], now).await {
                         Ok(Some(run)) => run,
                         Ok(None) => break,
                         Err(e) => {

@@ -358,6 +358,66 @@ async fn work_pools_pause_and_show_their_workers() {
     hw(home.path(), &["work-pool", "delete", "fresh"]).await.unwrap();
 }
 
+/// Queues: a worker started for one queue runs only that queue's runs; the
+/// CLI creates, limits, pauses and lists them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_serve_the_queues_they_are_given() {
+    use headwater_core::StateType;
+    use headwater_store::{RunReader, WorkPoolStore};
+
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("headwater.yaml");
+    let deployment = |name: &str, queue: &str| {
+        format!("  - name: {name}\n    flow: one-task\n    entrypoint: [\"{BIN}\", \"one-task\"]\n    work_pool: {{name: etl, queue: {queue}}}\n")
+    };
+    std::fs::write(
+        &file,
+        format!("deployments:\n{}{}", deployment("nightly", "default"), deployment("hotfix", "urgent")),
+    )
+    .unwrap();
+    hw(home.path(), &["work-pool", "create", "etl"]).await.unwrap();
+    let e = hw(home.path(), &["work-queue", "create", "urgent", "--pool", "nope"]).await.unwrap_err();
+    assert!(e.to_string().contains("no work pool named 'nope'"), "{e}");
+    hw(home.path(), &["work-queue", "create", "urgent", "--pool", "etl", "--priority", "0", "--limit", "1"])
+        .await
+        .unwrap();
+    hw(home.path(), &["deploy", "--all", "--file", file.to_str().unwrap()]).await.unwrap();
+    hw(home.path(), &["deployment", "run", "nightly"]).await.unwrap();
+    hw(home.path(), &["deployment", "run", "hotfix"]).await.unwrap();
+    let store = SqliteStore::open(&home.path().join("headwater.db")).await.unwrap();
+    let runs = store.list_flow_runs(&Default::default()).await.unwrap();
+    let run_of = |queue: &str| runs.iter().find(|r| r.work_queue.as_deref() == Some(queue)).unwrap().id;
+    let (nightly, hotfix) = (run_of("default"), run_of("urgent"));
+
+    let worker = ["worker", "start", "--pool", "etl", "--queue", "urgent", "--exit-when-idle", "--poll-ms", "20"];
+    hw(home.path(), &worker).await.unwrap();
+    let state = |id| {
+        let store = &store;
+        async move { store.read_flow_run(id).await.unwrap().unwrap().state.state_type }
+    };
+    assert_eq!(state(hotfix).await, StateType::Completed);
+    assert_eq!(state(nightly).await, StateType::Scheduled, "not this worker's queue");
+
+    hw(home.path(), &["work-queue", "pause", "default", "--pool", "etl"]).await.unwrap();
+    hw(home.path(), &["worker", "start", "--pool", "etl", "--exit-when-idle"]).await.unwrap();
+    assert_eq!(state(nightly).await, StateType::Scheduled, "a paused queue hands out nothing");
+    hw(home.path(), &["work-queue", "resume", "default", "--pool", "etl"]).await.unwrap();
+    hw(home.path(), &["worker", "start", "--pool", "etl", "--exit-when-idle"]).await.unwrap();
+    assert_eq!(state(nightly).await, StateType::Completed);
+
+    hw(home.path(), &["work-queue", "set-limit", "urgent", "--pool", "etl", "--clear"]).await.unwrap();
+    hw(home.path(), &["work-queue", "set-priority", "urgent", "5", "--pool", "etl"]).await.unwrap();
+    hw(home.path(), &["work-queue", "ls", "--pool", "etl"]).await.unwrap();
+    let queues = store.list_work_queues("etl").await.unwrap();
+    let urgent = queues.iter().find(|q| q.name == "urgent").unwrap();
+    assert_eq!((urgent.priority, urgent.concurrency_limit), (5, None));
+    let e = hw(home.path(), &["work-queue", "delete", "default", "--pool", "etl"]).await.unwrap_err();
+    assert!(e.to_string().contains("cannot be deleted"), "{e}");
+    hw(home.path(), &["work-queue", "delete", "urgent", "--pool", "etl"]).await.unwrap();
+    assert_eq!(store.list_work_queues("etl").await.unwrap().len(), 1);
+}
+
 /// Code from a repository: the worker clones it for the run, moves into the
 /// folder the manifest says, and starts the entrypoint found there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -510,6 +570,60 @@ async fn a_docker_pool_runs_flows_in_containers() {
         .unwrap();
     assert!(left.stdout.is_empty(), "the container was removed");
     let _ = std::process::Command::new("docker").args(["rmi", "-f", &tag]).output();
+}
+
+/// kill -9 of a deployment run's process: the run CRASHES (with its
+/// unfinished task), and its flow's retry runs it again to completion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_deployment_run_crashes_and_its_flow_retries_apply() {
+    use headwater_core::StateType;
+    use headwater_store::{FlowRunFilter, RunReader};
+
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("pid");
+    let file = dir.path().join("headwater.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "deployments:\n  - name: fragile\n    flow: crash-once\n    entrypoint: [\"{BIN}\", \"crash-once\"]\n    parameters: {{marker: \"{}\"}}\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    hw(home.path(), &["deploy", "--file", file.to_str().unwrap()]).await.unwrap();
+    hw(home.path(), &["deployment", "run", "fragile"]).await.unwrap();
+    let worker_home = home.path().to_path_buf();
+    let worker =
+        tokio::spawn(
+            async move { hw(&worker_home, &["worker", "start", "--exit-when-idle", "--poll-ms", "50"]).await },
+        );
+    let store = SqliteStore::open(&home.path().join("headwater.db")).await.unwrap();
+    let run = store.list_flow_runs(&FlowRunFilter { limit: 1, ..Default::default() }).await.unwrap().remove(0);
+    let mut pid = None;
+    for _ in 0..400 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let tasks = store.list_task_runs(run.id).await.unwrap();
+        if tasks.iter().any(|t| t.state.state_type == StateType::Running) {
+            pid = std::fs::read_to_string(&marker).ok();
+            break;
+        }
+    }
+    let pid = pid.expect("the first attempt started its task");
+    let killed = std::process::Command::new("kill").args(["-9", pid.trim()]).status().unwrap();
+    assert!(killed.success());
+    worker.await.unwrap().unwrap();
+
+    let done = store.read_flow_run(run.id).await.unwrap().unwrap();
+    assert_eq!(done.state.state_type, StateType::Completed, "{}", done.state);
+    assert_eq!(done.run_count, 2, "the same run, attempted twice");
+    let history: Vec<_> = store.read_states(run.id).await.unwrap().into_iter().map(|s| s.state.name).collect();
+    let crashed_at = history.iter().position(|s| s == "Crashed").expect("it crashed");
+    assert_eq!(history[crashed_at + 1], "AwaitingRetry", "{history:?}");
+    assert_eq!(history.last().unwrap(), "Completed");
+    let tasks = store.list_task_runs(run.id).await.unwrap();
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0].state.state_type, StateType::Crashed, "the killed attempt's task crashed with it");
 }
 
 /// A failed deployment run, retried: the same run runs again (its run count

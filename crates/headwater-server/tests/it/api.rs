@@ -130,6 +130,8 @@ async fn the_server_marks_silent_runs_crashed() {
         deployment_id: None,
         work_pool: None,
         idempotency_key: None,
+        work_queue: None,
+        retry_policy: None,
     };
     let client = ApiClient::new(&server.api_url(), None).unwrap();
     client.record(&WriteBatch { flow_runs: vec![run.clone()], ..Default::default() }).await.unwrap();
@@ -170,6 +172,8 @@ async fn runs_can_be_cancelled_through_the_api() {
         deployment_id: None,
         work_pool: None,
         idempotency_key: None,
+        work_queue: None,
+        retry_policy: None,
     };
     let running = make(State::running(now));
     let done = make(State::completed(now));
@@ -200,7 +204,7 @@ async fn claims_wait_for_work_to_arrive() {
 
     let waiting = {
         let client = client.clone();
-        tokio::spawn(async move { client.claim_or_wait("wp", std::time::Duration::from_secs(10)).await })
+        tokio::spawn(async move { client.claim_or_wait("wp", &[], std::time::Duration::from_secs(10)).await })
     };
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let run = d.manual_run(&serde_json::json!({}), chrono::Utc::now(), chrono::Utc::now(), 1);
@@ -208,6 +212,6 @@ async fn claims_wait_for_work_to_arrive() {
     let got = waiting.await.unwrap().unwrap().expect("the waiting claim got the new run");
     assert_eq!(got.id, run.id);
 
-    let nothing = client.claim_or_wait("wp", std::time::Duration::from_millis(300)).await.unwrap();
+    let nothing = client.claim_or_wait("wp", &[], std::time::Duration::from_millis(300)).await.unwrap();
     assert!(nothing.is_none());
 }

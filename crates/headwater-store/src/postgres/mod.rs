@@ -7,18 +7,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use headwater_core::deployment::Admission;
 use headwater_core::{
     Deployment, Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord, StateType, TaskRun, WorkPool,
-    WorkerStatus,
+    WorkQueue, WorkerStatus, DEFAULT_QUEUE,
 };
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
+use crate::claim::{self, Active, ClaimTx, CANDIDATES};
 use crate::columns::{
-    admission, claim_batch, corrupt, crash_batch, late_batch, limit_cancel_batch, rows_per_statement, upsert_set,
+    corrupt, crash_batch, default_queue_stays, late_batch, no_pool_for_queue, rows_per_statement, upsert_set,
     StateCols, FINAL_STATES, FLOW_RUN_COLS, HISTORY_STATE, LIVE_STATES, LOG_COLS, RUN_STATE, STATE_COLS, TASK_RUN_COLS,
 };
 use crate::error::{Result, StoreError};
@@ -32,6 +32,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migrations/0003_deployments.sql")),
     (4, include_str!("migrations/0004_deployment_runs.sql")),
     (5, include_str!("migrations/0005_work_pools.sql")),
+    (6, include_str!("migrations/0006_work_queues.sql")),
 ];
 
 /// PostgreSQL allows 65535 bound values per statement.
@@ -155,6 +156,8 @@ fn flow_run_from(row: &PgRow) -> Result<FlowRun> {
         deployment_id: row.try_get("deployment_id")?,
         work_pool: row.try_get("work_pool")?,
         idempotency_key: row.try_get("idempotency_key")?,
+        work_queue: row.try_get("work_queue")?,
+        retry_policy: row.try_get::<Option<Json<headwater_core::RetryPolicy>>, _>("retry_policy")?.map(|j| j.0),
     })
 }
 
@@ -289,7 +292,7 @@ impl RunQueue for PostgresStore {
         let mut tx = self.pool.begin().await?;
         let conn: &mut PgConnection = &mut tx;
         let mut created = Vec::new();
-        for r in runs {
+        for r in &claim::with_queue(runs) {
             let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!("INSERT INTO flow_runs ({FLOW_RUN_COLS}) "));
             q.push_values(std::iter::once(r), push_flow_run);
             q.push(" ON CONFLICT DO NOTHING");
@@ -303,92 +306,9 @@ impl RunQueue for PostgresStore {
         Ok(n)
     }
 
-    async fn claim_due_run(&self, work_pool: &str, now: DateTime<Utc>) -> Result<Option<FlowRun>> {
+    async fn claim_due_run(&self, work_pool: &str, queues: &[String], now: DateTime<Utc>) -> Result<Option<FlowRun>> {
         let mut tx = self.pool.begin().await?;
-        let conn: &mut PgConnection = &mut tx;
-        // Locking the pool's row serialises claims within the pool, so its
-        // limit holds with several workers.
-        let pool_row = sqlx::query("SELECT paused, concurrency_limit FROM work_pools WHERE name = $1 FOR UPDATE")
-            .bind(work_pool)
-            .fetch_optional(&mut *conn)
-            .await?;
-        if let Some(row) = pool_row {
-            let paused: bool = row.try_get("paused")?;
-            let limit: Option<i32> = row.try_get("concurrency_limit")?;
-            if paused {
-                return Ok(None);
-            }
-            if let Some(limit) = limit {
-                let active: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM flow_runs WHERE work_pool = $1 AND state_type IN ('PENDING', 'RUNNING', 'CANCELLING')",
-                )
-                .bind(work_pool)
-                .fetch_one(&mut *conn)
-                .await?;
-                if active >= i64::from(limit) {
-                    return Ok(None);
-                }
-            }
-        }
-        // SKIP LOCKED: concurrent workers each take a different run.
-        let rows = sqlx::query(&format!(
-            "SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE work_pool = $1 AND state_type = 'SCHEDULED' \
-             AND state_scheduled <= $2 ORDER BY state_scheduled, created LIMIT 50 FOR UPDATE SKIP LOCKED"
-        ))
-        .bind(work_pool)
-        .bind(now)
-        .fetch_all(&mut *conn)
-        .await?;
-        let mut specs: HashMap<Uuid, Option<Deployment>> = HashMap::new();
-        let mut cancelled = Vec::new();
-        let mut claimed = None;
-        for row in &rows {
-            let run = flow_run_from(row)?;
-            let decision = match run.deployment_id {
-                None => Admission::Start,
-                Some(dep) => {
-                    if let std::collections::hash_map::Entry::Vacant(slot) = specs.entry(dep) {
-                        // Locking the deployment's row serialises claims of its
-                        // runs, so two workers cannot both take its last slot.
-                        let spec: Option<Json<Deployment>> =
-                            sqlx::query_scalar("SELECT spec FROM deployments WHERE id = $1 FOR UPDATE")
-                                .bind(dep)
-                                .fetch_optional(&mut *conn)
-                                .await?;
-                        slot.insert(spec.map(|j| j.0));
-                    }
-                    let spec = specs[&dep].as_ref();
-                    let active: i64 = if spec.is_some_and(|d| d.concurrency_limit.is_some()) {
-                        sqlx::query_scalar(
-                            "SELECT COUNT(*) FROM flow_runs WHERE deployment_id = $1 \
-                             AND state_type IN ('PENDING', 'RUNNING', 'CANCELLING')",
-                        )
-                        .bind(dep)
-                        .fetch_one(&mut *conn)
-                        .await?
-                    } else {
-                        0
-                    };
-                    admission(spec, active as usize)
-                }
-            };
-            match decision {
-                Admission::Start => {
-                    claimed = Some(run);
-                    break;
-                }
-                Admission::Wait => {}
-                Admission::Cancel => cancelled.push(run),
-            }
-        }
-        let mut batch = limit_cancel_batch(cancelled, now);
-        let claimed = claimed.map(|run| {
-            let b = claim_batch(run, now);
-            batch.states.extend(b.states);
-            batch.flow_runs.extend(b.flow_runs.iter().cloned());
-            b.flow_runs.into_iter().next().expect("one run")
-        });
-        write_batch(conn, &batch).await?;
+        let claimed = claim::claim(&mut PgClaim(&mut tx), work_pool, queues, now).await?;
         tx.commit().await?;
         Ok(claimed)
     }
@@ -408,6 +328,108 @@ impl RunQueue for PostgresStore {
         tx.commit().await?;
         Ok(batch.flow_runs)
     }
+}
+
+/// A claim inside a PostgreSQL transaction: the pool's row lock serialises
+/// claims within a pool (so pool and queue limits hold with many workers),
+/// SKIP LOCKED lets claims of implicit pools take different runs, and the
+/// deployment's row lock guards its limit.
+struct PgClaim<'c>(&'c mut PgConnection);
+
+#[async_trait]
+impl ClaimTx for PgClaim<'_> {
+    async fn lock_pool(&mut self, pool: &str) -> Result<Option<(bool, Option<u32>)>> {
+        let row = sqlx::query("SELECT paused, concurrency_limit FROM work_pools WHERE name = $1 FOR UPDATE")
+            .bind(pool)
+            .fetch_optional(&mut *self.0)
+            .await?;
+        row.map(|r| Ok((r.try_get("paused")?, r.try_get::<Option<i32>, _>("concurrency_limit")?.map(|l| l as u32))))
+            .transpose()
+    }
+
+    async fn queues(&mut self, pool: &str) -> Result<Vec<WorkQueue>> {
+        let rows =
+            sqlx::query("SELECT * FROM work_queues WHERE work_pool = $1").bind(pool).fetch_all(&mut *self.0).await?;
+        rows.iter().map(work_queue_from).collect()
+    }
+
+    async fn queues_with_due_runs(&mut self, pool: &str, now: DateTime<Utc>) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT work_queue FROM flow_runs WHERE work_pool = $1 AND state_type = 'SCHEDULED' \
+             AND state_scheduled <= $2 AND work_queue IS NOT NULL",
+        )
+        .bind(pool)
+        .bind(now)
+        .fetch_all(&mut *self.0)
+        .await?)
+    }
+
+    async fn active(&mut self, whose: Active<'_>) -> Result<u32> {
+        let live = format!("state_type IN ({LIVE_STATES})");
+        let n: i64 = match whose {
+            Active::Pool(pool) => {
+                sqlx::query_scalar(&format!("SELECT COUNT(*) FROM flow_runs WHERE work_pool = $1 AND {live}"))
+                    .bind(pool)
+                    .fetch_one(&mut *self.0)
+                    .await?
+            }
+            Active::Queue { pool, queue } => {
+                sqlx::query_scalar(&format!(
+                    "SELECT COUNT(*) FROM flow_runs WHERE work_pool = $1 AND work_queue = $2 AND {live}"
+                ))
+                .bind(pool)
+                .bind(queue)
+                .fetch_one(&mut *self.0)
+                .await?
+            }
+            Active::Deployment(id) => {
+                sqlx::query_scalar(&format!("SELECT COUNT(*) FROM flow_runs WHERE deployment_id = $1 AND {live}"))
+                    .bind(id)
+                    .fetch_one(&mut *self.0)
+                    .await?
+            }
+        };
+        Ok(n as u32)
+    }
+
+    async fn due_runs(&mut self, pool: &str, queue: &str, now: DateTime<Utc>) -> Result<Vec<FlowRun>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE work_pool = $1 AND work_queue = $2 \
+             AND state_type = 'SCHEDULED' AND state_scheduled <= $3 ORDER BY state_scheduled, created \
+             LIMIT {CANDIDATES} FOR UPDATE SKIP LOCKED"
+        ))
+        .bind(pool)
+        .bind(queue)
+        .bind(now)
+        .fetch_all(&mut *self.0)
+        .await?;
+        rows.iter().map(flow_run_from).collect()
+    }
+
+    async fn lock_deployment(&mut self, id: Uuid) -> Result<Option<Deployment>> {
+        let spec: Option<Json<Deployment>> =
+            sqlx::query_scalar("SELECT spec FROM deployments WHERE id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut *self.0)
+                .await?;
+        Ok(spec.map(|j| j.0))
+    }
+
+    async fn write(&mut self, batch: &WriteBatch) -> Result<()> {
+        write_batch(self.0, batch).await
+    }
+}
+
+fn work_queue_from(row: &PgRow) -> Result<WorkQueue> {
+    Ok(WorkQueue {
+        work_pool: row.try_get("work_pool")?,
+        name: row.try_get("name")?,
+        priority: row.try_get::<i32, _>("priority")? as u32,
+        concurrency_limit: row.try_get::<Option<i32>, _>("concurrency_limit")?.map(|l| l as u32),
+        paused: row.try_get("paused")?,
+        created: row.try_get("created")?,
+        updated: row.try_get("updated")?,
+    })
 }
 
 fn work_pool_from(row: &PgRow) -> Result<WorkPool> {
@@ -438,6 +460,16 @@ impl WorkPoolStore for PostgresStore {
         .bind(p.updated)
         .execute(&self.pool)
         .await?;
+        sqlx::query(
+            "INSERT INTO work_queues (work_pool, name, priority, concurrency_limit, paused, created, updated) \
+             VALUES ($1, $2, 1, NULL, FALSE, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(&p.name)
+        .bind(DEFAULT_QUEUE)
+        .bind(p.created)
+        .bind(p.updated)
+        .execute(&self.pool)
+        .await?;
         self.read_work_pool(&p.name).await?.ok_or_else(|| corrupt("work pool", "vanished after writing"))
     }
 
@@ -452,8 +484,60 @@ impl WorkPoolStore for PostgresStore {
     }
 
     async fn delete_work_pool(&self, name: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM work_pools WHERE name = $1").bind(name).execute(&self.pool).await?;
-        sqlx::query("DELETE FROM workers WHERE work_pool = $1").bind(name).execute(&self.pool).await?;
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("DELETE FROM work_pools WHERE name = $1").bind(name).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM workers WHERE work_pool = $1").bind(name).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM work_queues WHERE work_pool = $1").bind(name).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn apply_work_queue(&self, q: &WorkQueue) -> Result<WorkQueue> {
+        let mut tx = self.pool.begin().await?;
+        // Locking the pool keeps it from being deleted under its new queue.
+        let pool_exists: Option<String> = sqlx::query_scalar("SELECT name FROM work_pools WHERE name = $1 FOR UPDATE")
+            .bind(&q.work_pool)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if pool_exists.is_none() {
+            return Err(no_pool_for_queue(q));
+        }
+        let row = sqlx::query(
+            "INSERT INTO work_queues (work_pool, name, priority, concurrency_limit, paused, created, updated) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (work_pool, name) DO UPDATE SET priority = excluded.priority, \
+             concurrency_limit = excluded.concurrency_limit, paused = excluded.paused, updated = excluded.updated \
+             RETURNING *",
+        )
+        .bind(&q.work_pool)
+        .bind(&q.name)
+        .bind(q.priority as i32)
+        .bind(q.concurrency_limit.map(|l| l as i32))
+        .bind(q.paused)
+        .bind(q.created)
+        .bind(q.updated)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        work_queue_from(&row)
+    }
+
+    async fn list_work_queues(&self, work_pool: &str) -> Result<Vec<WorkQueue>> {
+        let rows = sqlx::query("SELECT * FROM work_queues WHERE work_pool = $1 ORDER BY priority, name")
+            .bind(work_pool)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(work_queue_from).collect()
+    }
+
+    async fn delete_work_queue(&self, work_pool: &str, name: &str) -> Result<bool> {
+        if name == DEFAULT_QUEUE {
+            return Err(default_queue_stays(work_pool));
+        }
+        let done = sqlx::query("DELETE FROM work_queues WHERE work_pool = $1 AND name = $2")
+            .bind(work_pool)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -513,7 +597,9 @@ fn push_flow_run<'q>(mut b: sqlx::query_builder::Separated<'_, 'q, Postgres, &'s
         .push_bind(r.heartbeat)
         .push_bind(r.deployment_id)
         .push_bind(r.work_pool.as_deref())
-        .push_bind(r.idempotency_key.as_deref());
+        .push_bind(r.idempotency_key.as_deref())
+        .push_bind(r.work_queue.as_deref())
+        .push_bind(r.retry_policy.as_ref().map(Json));
 }
 
 async fn write_batch(conn: &mut PgConnection, batch: &WriteBatch) -> Result<()> {

@@ -2,17 +2,15 @@
 //! IMMEDIATE` writes, so several flow processes can write one database at
 //! once without "database is locked" failures.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use headwater_core::deployment::Admission;
 use headwater_core::{
     Deployment, Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord, StateType, TaskRun, WorkPool,
-    WorkerStatus,
+    WorkQueue, WorkerStatus, DEFAULT_QUEUE,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -20,8 +18,9 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
+use crate::claim::{self, Active, ClaimTx, CANDIDATES};
 use crate::columns::{
-    admission, claim_batch, corrupt, crash_batch, late_batch, limit_cancel_batch, rows_per_statement, upsert_set,
+    corrupt, crash_batch, default_queue_stays, late_batch, no_pool_for_queue, rows_per_statement, upsert_set,
     StateCols, FINAL_STATES, FLOW_RUN_COLS, HISTORY_STATE, LIVE_STATES, LOG_COLS, RUN_STATE, STATE_COLS, TASK_RUN_COLS,
 };
 use crate::error::{Result, StoreError};
@@ -35,6 +34,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migrations/0003_deployments.sql")),
     (4, include_str!("migrations/0004_deployment_runs.sql")),
     (5, include_str!("migrations/0005_work_pools.sql")),
+    (6, include_str!("migrations/0006_work_queues.sql")),
 ];
 
 /// SQLite allows 32766 bound values per statement; stay well below it.
@@ -221,6 +221,11 @@ fn flow_run_from(row: &SqliteRow) -> Result<FlowRun> {
         deployment_id: opt_uuid_col(row, "deployment_id")?,
         work_pool: row.try_get("work_pool")?,
         idempotency_key: row.try_get("idempotency_key")?,
+        work_queue: row.try_get("work_queue")?,
+        retry_policy: match row.try_get::<Option<String>, _>("retry_policy")? {
+            Some(p) => Some(serde_json::from_str(&p).map_err(|e| corrupt("retry_policy", e))?),
+            None => None,
+        },
     })
 }
 
@@ -351,7 +356,7 @@ impl RunQueue for SqliteStore {
         let _writing = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut created = Vec::new();
-        for r in runs {
+        for r in &claim::with_queue(runs) {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO flow_runs ({FLOW_RUN_COLS}) "));
             q.push_values(std::iter::once(r), push_flow_run);
             q.push(" ON CONFLICT DO NOTHING");
@@ -365,87 +370,12 @@ impl RunQueue for SqliteStore {
         Ok(n)
     }
 
-    async fn claim_due_run(&self, work_pool: &str, now: DateTime<Utc>) -> Result<Option<FlowRun>> {
-        // The write lock is taken first, so two workers serialise here.
+    async fn claim_due_run(&self, work_pool: &str, queues: &[String], now: DateTime<Utc>) -> Result<Option<FlowRun>> {
+        // The write lock is taken first, so two workers serialise here, and
+        // BEGIN IMMEDIATE holds the database's write lock against other processes.
         let _writing = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let pool_row = sqlx::query("SELECT paused, concurrency_limit FROM work_pools WHERE name = ?")
-            .bind(work_pool)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if let Some(row) = pool_row {
-            let paused: bool = row.try_get("paused")?;
-            let limit: Option<i64> = row.try_get("concurrency_limit")?;
-            if paused {
-                return Ok(None);
-            }
-            if let Some(limit) = limit {
-                let active: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM flow_runs WHERE work_pool = ? AND state_type IN ('PENDING', 'RUNNING', 'CANCELLING')",
-                )
-                .bind(work_pool)
-                .fetch_one(&mut *tx)
-                .await?;
-                if active >= limit {
-                    return Ok(None);
-                }
-            }
-        }
-        let rows = sqlx::query(&format!(
-            "SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE work_pool = ? AND state_type = 'SCHEDULED' \
-             AND state_scheduled <= ? ORDER BY state_scheduled, created LIMIT 50"
-        ))
-        .bind(work_pool)
-        .bind(micros(now))
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut specs: HashMap<Uuid, Option<Deployment>> = HashMap::new();
-        let mut cancelled = Vec::new();
-        let mut claimed = None;
-        for row in &rows {
-            let run = flow_run_from(row)?;
-            let decision = match run.deployment_id {
-                None => Admission::Start,
-                Some(dep) => {
-                    if let std::collections::hash_map::Entry::Vacant(slot) = specs.entry(dep) {
-                        let spec: Option<String> = sqlx::query_scalar("SELECT spec FROM deployments WHERE id = ?")
-                            .bind(dep.to_string())
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                        slot.insert(spec.and_then(|s| serde_json::from_str(&s).ok()));
-                    }
-                    let spec = specs[&dep].as_ref();
-                    let active: i64 = if spec.is_some_and(|d| d.concurrency_limit.is_some()) {
-                        sqlx::query_scalar(
-                            "SELECT COUNT(*) FROM flow_runs WHERE deployment_id = ? \
-                             AND state_type IN ('PENDING', 'RUNNING', 'CANCELLING')",
-                        )
-                        .bind(dep.to_string())
-                        .fetch_one(&mut *tx)
-                        .await?
-                    } else {
-                        0
-                    };
-                    admission(spec, active as usize)
-                }
-            };
-            match decision {
-                Admission::Start => {
-                    claimed = Some(run);
-                    break;
-                }
-                Admission::Wait => {}
-                Admission::Cancel => cancelled.push(run),
-            }
-        }
-        let mut batch = limit_cancel_batch(cancelled, now);
-        let claimed = claimed.map(|run| {
-            let b = claim_batch(run, now);
-            batch.states.extend(b.states);
-            batch.flow_runs.extend(b.flow_runs.iter().cloned());
-            b.flow_runs.into_iter().next().expect("one run")
-        });
-        write_batch(&mut tx, &batch).await?;
+        let claimed = claim::claim(&mut SqliteClaim(&mut tx), work_pool, queues, now).await?;
         tx.commit().await?;
         Ok(claimed)
     }
@@ -465,6 +395,104 @@ impl RunQueue for SqliteStore {
         tx.commit().await?;
         Ok(batch.flow_runs)
     }
+}
+
+/// A claim inside SQLite's write transaction (which already excludes every
+/// other writer, so no row locks are needed).
+struct SqliteClaim<'c>(&'c mut SqliteConnection);
+
+#[async_trait]
+impl ClaimTx for SqliteClaim<'_> {
+    async fn lock_pool(&mut self, pool: &str) -> Result<Option<(bool, Option<u32>)>> {
+        let row = sqlx::query("SELECT paused, concurrency_limit FROM work_pools WHERE name = ?")
+            .bind(pool)
+            .fetch_optional(&mut *self.0)
+            .await?;
+        row.map(|r| Ok((r.try_get("paused")?, r.try_get::<Option<i64>, _>("concurrency_limit")?.map(|l| l as u32))))
+            .transpose()
+    }
+
+    async fn queues(&mut self, pool: &str) -> Result<Vec<WorkQueue>> {
+        let rows =
+            sqlx::query("SELECT * FROM work_queues WHERE work_pool = ?").bind(pool).fetch_all(&mut *self.0).await?;
+        rows.iter().map(work_queue_from).collect()
+    }
+
+    async fn queues_with_due_runs(&mut self, pool: &str, now: DateTime<Utc>) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT work_queue FROM flow_runs WHERE work_pool = ? AND state_type = 'SCHEDULED' \
+             AND state_scheduled <= ? AND work_queue IS NOT NULL",
+        )
+        .bind(pool)
+        .bind(micros(now))
+        .fetch_all(&mut *self.0)
+        .await?)
+    }
+
+    async fn active(&mut self, whose: Active<'_>) -> Result<u32> {
+        let live = format!("state_type IN ({LIVE_STATES})");
+        let n: i64 = match whose {
+            Active::Pool(pool) => {
+                sqlx::query_scalar(&format!("SELECT COUNT(*) FROM flow_runs WHERE work_pool = ? AND {live}"))
+                    .bind(pool)
+                    .fetch_one(&mut *self.0)
+                    .await?
+            }
+            Active::Queue { pool, queue } => {
+                sqlx::query_scalar(&format!(
+                    "SELECT COUNT(*) FROM flow_runs WHERE work_pool = ? AND work_queue = ? AND {live}"
+                ))
+                .bind(pool)
+                .bind(queue)
+                .fetch_one(&mut *self.0)
+                .await?
+            }
+            Active::Deployment(id) => {
+                sqlx::query_scalar(&format!("SELECT COUNT(*) FROM flow_runs WHERE deployment_id = ? AND {live}"))
+                    .bind(id.to_string())
+                    .fetch_one(&mut *self.0)
+                    .await?
+            }
+        };
+        Ok(n as u32)
+    }
+
+    async fn due_runs(&mut self, pool: &str, queue: &str, now: DateTime<Utc>) -> Result<Vec<FlowRun>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE work_pool = ? AND work_queue = ? \
+             AND state_type = 'SCHEDULED' AND state_scheduled <= ? ORDER BY state_scheduled, created LIMIT {CANDIDATES}"
+        ))
+        .bind(pool)
+        .bind(queue)
+        .bind(micros(now))
+        .fetch_all(&mut *self.0)
+        .await?;
+        rows.iter().map(flow_run_from).collect()
+    }
+
+    async fn lock_deployment(&mut self, id: Uuid) -> Result<Option<Deployment>> {
+        let spec: Option<String> = sqlx::query_scalar("SELECT spec FROM deployments WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&mut *self.0)
+            .await?;
+        Ok(spec.and_then(|s| serde_json::from_str(&s).ok()))
+    }
+
+    async fn write(&mut self, batch: &WriteBatch) -> Result<()> {
+        write_batch(self.0, batch).await
+    }
+}
+
+fn work_queue_from(row: &SqliteRow) -> Result<WorkQueue> {
+    Ok(WorkQueue {
+        work_pool: row.try_get("work_pool")?,
+        name: row.try_get("name")?,
+        priority: row.try_get::<i64, _>("priority")? as u32,
+        concurrency_limit: row.try_get::<Option<i64>, _>("concurrency_limit")?.map(|l| l as u32),
+        paused: row.try_get("paused")?,
+        created: from_micros(row.try_get("created")?),
+        updated: from_micros(row.try_get("updated")?),
+    })
 }
 
 fn work_pool_from(row: &SqliteRow) -> Result<WorkPool> {
@@ -496,6 +524,16 @@ impl WorkPoolStore for SqliteStore {
         .bind(micros(p.updated))
         .execute(&self.pool)
         .await?;
+        sqlx::query(
+            "INSERT INTO work_queues (work_pool, name, priority, concurrency_limit, paused, created, updated) \
+             VALUES (?, ?, 1, NULL, 0, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(&p.name)
+        .bind(DEFAULT_QUEUE)
+        .bind(micros(p.created))
+        .bind(micros(p.updated))
+        .execute(&self.pool)
+        .await?;
         drop(writing);
         self.read_work_pool(&p.name).await?.ok_or_else(|| corrupt("work pool", "vanished after writing"))
     }
@@ -512,8 +550,62 @@ impl WorkPoolStore for SqliteStore {
 
     async fn delete_work_pool(&self, name: &str) -> Result<bool> {
         let _writing = self.writer.lock().await;
-        let done = sqlx::query("DELETE FROM work_pools WHERE name = ?").bind(name).execute(&self.pool).await?;
-        sqlx::query("DELETE FROM workers WHERE work_pool = ?").bind(name).execute(&self.pool).await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let done = sqlx::query("DELETE FROM work_pools WHERE name = ?").bind(name).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM workers WHERE work_pool = ?").bind(name).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM work_queues WHERE work_pool = ?").bind(name).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn apply_work_queue(&self, q: &WorkQueue) -> Result<WorkQueue> {
+        let writing = self.writer.lock().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let pool_exists: Option<String> = sqlx::query_scalar("SELECT name FROM work_pools WHERE name = ?")
+            .bind(&q.work_pool)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if pool_exists.is_none() {
+            return Err(no_pool_for_queue(q));
+        }
+        sqlx::query(
+            "INSERT INTO work_queues (work_pool, name, priority, concurrency_limit, paused, created, updated) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(work_pool, name) DO UPDATE SET priority = excluded.priority, \
+             concurrency_limit = excluded.concurrency_limit, paused = excluded.paused, updated = excluded.updated",
+        )
+        .bind(&q.work_pool)
+        .bind(&q.name)
+        .bind(i64::from(q.priority))
+        .bind(q.concurrency_limit.map(i64::from))
+        .bind(q.paused)
+        .bind(micros(q.created))
+        .bind(micros(q.updated))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        drop(writing);
+        let queues = self.list_work_queues(&q.work_pool).await?;
+        queues.into_iter().find(|x| x.name == q.name).ok_or_else(|| corrupt("work queue", "vanished after writing"))
+    }
+
+    async fn list_work_queues(&self, work_pool: &str) -> Result<Vec<WorkQueue>> {
+        let rows = sqlx::query("SELECT * FROM work_queues WHERE work_pool = ? ORDER BY priority, name")
+            .bind(work_pool)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(work_queue_from).collect()
+    }
+
+    async fn delete_work_queue(&self, work_pool: &str, name: &str) -> Result<bool> {
+        if name == DEFAULT_QUEUE {
+            return Err(default_queue_stays(work_pool));
+        }
+        let _writing = self.writer.lock().await;
+        let done = sqlx::query("DELETE FROM work_queues WHERE work_pool = ? AND name = ?")
+            .bind(work_pool)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -574,7 +666,9 @@ fn push_flow_run<'q>(mut b: sqlx::query_builder::Separated<'_, 'q, Sqlite, &'sta
         .push_bind(opt_micros(r.heartbeat))
         .push_bind(r.deployment_id.map(|u| u.to_string()))
         .push_bind(r.work_pool.as_deref())
-        .push_bind(r.idempotency_key.as_deref());
+        .push_bind(r.idempotency_key.as_deref())
+        .push_bind(r.work_queue.as_deref())
+        .push_bind(r.retry_policy.as_ref().map(json_text));
 }
 
 async fn write_batch(tx: &mut SqliteConnection, batch: &WriteBatch) -> Result<()> {

@@ -63,6 +63,8 @@ async fn concurrent_writers_and_snapshots_of_one_run_in_a_batch() {
         deployment_id: None,
         work_pool: None,
         idempotency_key: None,
+        work_queue: None,
+        retry_policy: None,
     };
     // Two snapshots of one run in a batch: the last wins.
     let mut done = run.clone();

@@ -62,6 +62,8 @@ async fn concurrent_writers_never_see_database_is_locked() {
                 deployment_id: None,
                 work_pool: None,
                 idempotency_key: None,
+                work_queue: None,
+                retry_policy: None,
             };
             store
                 .record(&WriteBatch { flows: vec![flow], flow_runs: vec![run.clone()], ..Default::default() })

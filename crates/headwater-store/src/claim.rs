@@ -1,0 +1,127 @@
+//! Which due run a worker gets, decided once for both SQL stores. Each
+//! store reads and writes inside its own transaction, with its own locking,
+//! through [`ClaimTx`]; the order of queues and the admission of runs under
+//! limits come from the core.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use headwater_core::deployment::Admission;
+use headwater_core::{queues_to_serve, Deployment, FlowRun, WorkQueue};
+use uuid::Uuid;
+
+use crate::columns::{admission, claim_batch, limit_cancel_batch};
+use crate::{Result, WriteBatch};
+
+/// How many due runs of one queue are looked at per claim. Runs a limit
+/// holds back are skipped, so this bounds the work a full deployment costs.
+pub(crate) const CANDIDATES: u32 = 50;
+
+/// Whose pending and running runs to count.
+pub(crate) enum Active<'a> {
+    Pool(&'a str),
+    Queue { pool: &'a str, queue: &'a str },
+    Deployment(Uuid),
+}
+
+/// A store's reads and writes inside one claim transaction.
+#[async_trait]
+pub(crate) trait ClaimTx: Send {
+    /// The pool's paused flag and limit, locked against concurrent claims
+    /// where the database needs it; `None` for a pool never created.
+    async fn lock_pool(&mut self, pool: &str) -> Result<Option<(bool, Option<u32>)>>;
+    async fn queues(&mut self, pool: &str) -> Result<Vec<WorkQueue>>;
+    /// The queues holding runs due by `now`.
+    async fn queues_with_due_runs(&mut self, pool: &str, now: DateTime<Utc>) -> Result<Vec<String>>;
+    async fn active(&mut self, whose: Active<'_>) -> Result<u32>;
+    /// Due runs of one queue, earliest first, skipping any another claim holds.
+    async fn due_runs(&mut self, pool: &str, queue: &str, now: DateTime<Utc>) -> Result<Vec<FlowRun>>;
+    /// The deployment's spec, locked so two claims cannot both take its last slot.
+    async fn lock_deployment(&mut self, id: Uuid) -> Result<Option<Deployment>>;
+    async fn write(&mut self, batch: &WriteBatch) -> Result<()>;
+}
+
+/// Claims the next due run of `pool` (from `only` queues if given). The
+/// caller commits the transaction.
+pub(crate) async fn claim(
+    tx: &mut dyn ClaimTx,
+    pool: &str,
+    only: &[String],
+    now: DateTime<Utc>,
+) -> Result<Option<FlowRun>> {
+    if let Some((paused, limit)) = tx.lock_pool(pool).await? {
+        if paused {
+            return Ok(None);
+        }
+        if let Some(limit) = limit {
+            if tx.active(Active::Pool(pool)).await? >= limit {
+                return Ok(None);
+            }
+        }
+    }
+    let defined = tx.queues(pool).await?;
+    let due = tx.queues_with_due_runs(pool, now).await?;
+    let mut specs: HashMap<Uuid, Option<Deployment>> = HashMap::new();
+    let mut cancelled = Vec::new();
+    let mut claimed = None;
+    'queues: for queue in queues_to_serve(&defined, &due, only) {
+        if !due.contains(&queue.name) {
+            continue;
+        }
+        if let Some(limit) = queue.concurrency_limit {
+            if tx.active(Active::Queue { pool, queue: &queue.name }).await? >= limit {
+                continue;
+            }
+        }
+        for run in tx.due_runs(pool, &queue.name, now).await? {
+            let decision = match run.deployment_id {
+                None => Admission::Start,
+                Some(dep) => {
+                    if !specs.contains_key(&dep) {
+                        let spec = tx.lock_deployment(dep).await?;
+                        specs.insert(dep, spec);
+                    }
+                    let spec = specs[&dep].as_ref();
+                    let active = match spec {
+                        Some(d) if d.concurrency_limit.is_some() => tx.active(Active::Deployment(dep)).await?,
+                        _ => 0,
+                    };
+                    admission(spec, active as usize)
+                }
+            };
+            match decision {
+                Admission::Start => {
+                    claimed = Some(run);
+                    break 'queues;
+                }
+                Admission::Wait => {}
+                Admission::Cancel => cancelled.push(run),
+            }
+        }
+    }
+    let mut batch = limit_cancel_batch(cancelled, now);
+    let claimed = claimed.map(|run| {
+        let b = claim_batch(run, now);
+        batch.states.extend(b.states);
+        batch.flow_runs.extend(b.flow_runs.iter().cloned());
+        b.flow_runs.into_iter().next().expect("one run")
+    });
+    if !batch.is_empty() {
+        tx.write(&batch).await?;
+    }
+    Ok(claimed)
+}
+
+/// Runs without a queue wait in the default one.
+pub(crate) fn with_queue(runs: &[FlowRun]) -> Vec<FlowRun> {
+    runs.iter()
+        .cloned()
+        .map(|mut r| {
+            if r.work_pool.is_some() && r.work_queue.is_none() {
+                r.work_queue = Some(headwater_core::DEFAULT_QUEUE.to_string());
+            }
+            r
+        })
+        .collect()
+}
