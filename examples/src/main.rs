@@ -153,14 +153,31 @@ async fn etl_web_to_lake(color: Color, year: i32, month: Month) -> Result<u64> {
     clean(raw).await
 }
 
-/// The course's parent flow: one subflow per month, then the total.
+/// A row of the parent flow's table artifact.
+#[derive(Serialize)]
+struct MonthRows {
+    color: Color,
+    year: i32,
+    month: u32,
+    rows: u64,
+}
+
+/// The course's parent flow: one subflow per month, then the total, and a
+/// table artifact of rows per month (`headwater artifact inspect taxi-row-counts`).
 #[flow(name = "etl-parent-flow", defaults = r#"{"months": [1, 2, 3], "year": 2021, "color": "yellow"}"#)]
 async fn etl_parent_flow(months: Vec<Month>, year: i32, color: Color) -> Result<u64> {
     let mut total = 0;
+    let mut per_month = Vec::new();
     for month in months {
-        total += etl_web_to_lake(color, year, month).await?;
+        let rows = etl_web_to_lake(color, year, month).await?;
+        per_month.push(MonthRows { color, year, month: month.0, rows });
+        total += rows;
     }
     info!("total rows: {total}");
+    headwater::table_artifact(&per_month)?
+        .key("taxi-row-counts")
+        .description(format!("Rows per month, {color:?} {year}"))
+        .publish()?;
     Ok(total)
 }
 

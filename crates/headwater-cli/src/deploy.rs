@@ -6,7 +6,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use clap::{Args, Subcommand};
-use headwater_core::{parse_manifest, Deployment};
+use headwater_core::{parse_manifest_with, Deployment, Templates};
 use headwater_store::Store;
 use serde_json::Value;
 
@@ -81,7 +81,16 @@ pub async fn deploy(args: DeployArgs, store: &dyn Store) -> Result<()> {
     })?;
     let document: Value = serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
     let env = |k: &str| std::env::var(k).ok();
-    let deployments = parse_manifest(&shown, document, &env, Utc::now())?;
+    let known: std::collections::HashMap<String, Value> = if text.contains("variables.") {
+        store.list_variables().await?.into_iter().map(|v| (v.name, v.value)).collect()
+    } else {
+        Default::default()
+    };
+    let variables = |name: &str| known.get(name).cloned();
+    let deployments = {
+        let templates = Templates { env: &env, variables: &variables };
+        parse_manifest_with(&shown, document, &templates, Utc::now())?
+    };
     let chosen: Vec<Deployment> = if args.all {
         deployments
     } else if args.names.is_empty() {

@@ -5,6 +5,7 @@
 mod deploy;
 mod docker;
 mod output;
+mod variables;
 mod work_pool;
 mod worker;
 
@@ -72,6 +73,12 @@ enum Command {
     /// Queues inside a work pool: priorities, limits, pause.
     #[command(subcommand, name = "work-queue")]
     WorkQueue(work_pool::WorkQueueCmd),
+    /// Variables: named JSON values for flows and headwater.yaml.
+    #[command(subcommand)]
+    Variable(variables::VariableCmd),
+    /// Artifacts that runs published (tables, markdown, links).
+    #[command(subcommand)]
+    Artifact(variables::ArtifactCmd),
 }
 
 #[derive(Subcommand)]
@@ -263,6 +270,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Deployment(cmd) => deploy::deployment(cmd, open(&settings).await?.as_ref()).await,
         Command::WorkPool(cmd) => work_pool::run(cmd, open(&settings).await?.as_ref()).await,
         Command::WorkQueue(cmd) => work_pool::run_queue(cmd, open(&settings).await?.as_ref()).await,
+        Command::Variable(cmd) => variables::run_variable(cmd, open(&settings).await?.as_ref()).await,
+        Command::Artifact(cmd) => variables::run_artifact(cmd, open(&settings).await?.as_ref()).await,
         Command::Worker(WorkerCmd::Start(args)) => worker::start(args, open(&settings).await?, &settings).await,
         Command::TaskRun(TaskRunCmd::Ls { flow_run, out }) => {
             let store = open(&settings).await?;

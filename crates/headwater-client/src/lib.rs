@@ -7,10 +7,12 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use headwater_core::{Deployment, Flow, FlowRun, LogRecord, StateRecord, TaskRun, WorkPool, WorkQueue, WorkerStatus};
+use headwater_core::{
+    Artifact, Deployment, Flow, FlowRun, LogRecord, StateRecord, TaskRun, Variable, WorkPool, WorkQueue, WorkerStatus,
+};
 use headwater_store::{
-    DeploymentStore, FlowRunFilter, LogFilter, Result, RunQueue, RunReader, RunReaper, RunRecorder, StoreError,
-    WorkPoolStore, WriteBatch,
+    ArtifactFilter, ArtifactStore, DeploymentStore, FlowRunFilter, LogFilter, Result, RunQueue, RunReader, RunReaper,
+    RunRecorder, StoreError, VariableStore, WorkPoolStore, WriteBatch,
 };
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -313,6 +315,41 @@ impl RunReader for ApiClient {
 
     async fn read_logs(&self, filter: &LogFilter) -> Result<Vec<LogRecord>> {
         self.post("/logs/filter", filter).await?.ok_or_else(|| missing("log filter endpoint"))
+    }
+}
+
+#[async_trait]
+impl VariableStore for ApiClient {
+    async fn set_variable(&self, variable: &Variable) -> Result<Variable> {
+        self.call(Method::PUT, "/variables", Some(variable)).await?.ok_or_else(|| missing("variables endpoint"))
+    }
+
+    async fn read_variable(&self, name: &str) -> Result<Option<Variable>> {
+        self.get(&format!("/variables/{}", encode(name))).await
+    }
+
+    async fn list_variables(&self) -> Result<Vec<Variable>> {
+        self.get("/variables").await?.ok_or_else(|| missing("variables endpoint"))
+    }
+
+    async fn delete_variable(&self, name: &str) -> Result<bool> {
+        if self.read_variable(name).await?.is_none() {
+            return Ok(false);
+        }
+        self.call::<(), serde_json::Value>(Method::DELETE, &format!("/variables/{}", encode(name)), None).await?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl ArtifactStore for ApiClient {
+    async fn list_artifacts(&self, filter: &ArtifactFilter) -> Result<Vec<Artifact>> {
+        self.post("/artifacts/filter", filter).await?.ok_or_else(|| missing("artifacts endpoint"))
+    }
+
+    async fn delete_artifacts(&self, key: &str) -> Result<u64> {
+        let path = format!("/artifacts/{}", encode(key));
+        Ok(self.call::<(), u64>(Method::DELETE, &path, None).await?.unwrap_or(0))
     }
 }
 

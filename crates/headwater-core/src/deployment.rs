@@ -303,15 +303,35 @@ fn yes() -> bool {
 
 /// Parses a manifest already read as JSON-like data (the YAML reader lives
 /// at the edge). `{{ env.NAME }}` in any string is replaced from `env`; a
-/// missing variable is an error naming it.
+/// missing variable is an error naming it. Manifests that use
+/// `{{ variables.NAME }}` go through [`parse_manifest_with`].
 pub fn parse_manifest(
     file: &str,
     document: Value,
     env: &dyn Fn(&str) -> Option<String>,
     now: DateTime<Utc>,
 ) -> Result<Vec<Deployment>, ManifestError> {
+    parse_manifest_with(file, document, &Templates { env, variables: &|_| None }, now)
+}
+
+/// Where `{{ … }}` in a manifest takes its values from.
+pub struct Templates<'a> {
+    /// `{{ env.NAME }}`: the environment of whoever deploys.
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// `{{ variables.NAME }}`: Headwater variables. A string that is only
+    /// this template takes the variable's JSON value (a list stays a list).
+    pub variables: &'a dyn Fn(&str) -> Option<Value>,
+}
+
+/// [`parse_manifest`] with variables as well as the environment.
+pub fn parse_manifest_with(
+    file: &str,
+    document: Value,
+    templates: &Templates<'_>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Deployment>, ManifestError> {
     let err = |location: String, reason: String| ManifestError { file: file.to_string(), location, reason };
-    let document = substitute(document, env, "").map_err(|(loc, reason)| err(loc, reason))?;
+    let document = substitute(document, templates, "").map_err(|(loc, reason)| err(loc, reason))?;
     let parsed: ManifestFile = serde_path_to_error::deserialize(document).map_err(|e| {
         let path = e.path().to_string();
         err(if path == "." { "the top level".into() } else { path }, e.into_inner().to_string())
@@ -410,10 +430,12 @@ pub fn parse_manifest(
     Ok(out)
 }
 
-/// Replaces `{{ env.NAME }}` in every string of `v`.
-fn substitute(v: Value, env: &dyn Fn(&str) -> Option<String>, path: &str) -> Result<Value, (String, String)> {
+/// Fills in the templates of every string of `v`.
+fn substitute(v: Value, env: &Templates<'_>, path: &str) -> Result<Value, (String, String)> {
     Ok(match v {
-        Value::String(s) => Value::String(render(&s, env).map_err(|r| (path_or_top(path), r))?),
+        Value::String(s) => whole_variable(&s, env)
+            .unwrap_or_else(|| render(&s, env).map(Value::String))
+            .map_err(|r| (path_or_top(path), r))?,
         Value::Array(items) => Value::Array(
             items
                 .into_iter()
@@ -441,7 +463,23 @@ fn path_or_top(p: &str) -> String {
     }
 }
 
-fn render(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+/// A string that is exactly one `{{ variables.NAME }}` becomes its value.
+fn whole_variable(s: &str, t: &Templates<'_>) -> Option<Result<Value, String>> {
+    let inner = s.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    if inner.contains("{{") || inner.contains("}}") {
+        return None;
+    }
+    let name = inner.trim().strip_prefix("variables.")?;
+    Some(variable(name, t))
+}
+
+fn variable(name: &str, t: &Templates<'_>) -> Result<Value, String> {
+    (t.variables)(name).ok_or_else(|| {
+        format!("there is no variable named '{name}' (create it with `headwater variable set {name} VALUE`)")
+    })
+}
+
+fn render(s: &str, t: &Templates<'_>) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(open) = rest.find("{{") {
@@ -449,15 +487,18 @@ fn render(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, Strin
         let after = &rest[open + 2..];
         let close = after.find("}}").ok_or_else(|| format!("unclosed '{{{{' in '{s}'"))?;
         let expr = after[..close].trim();
-        match expr.strip_prefix("env.") {
-            Some(name) => {
-                out.push_str(&env(name).ok_or_else(|| format!("the environment variable {name} is not set"))?)
+        if let Some(name) = expr.strip_prefix("env.") {
+            out.push_str(&(t.env)(name).ok_or_else(|| format!("the environment variable {name} is not set"))?)
+        } else if let Some(name) = expr.strip_prefix("variables.") {
+            match variable(name, t)? {
+                Value::String(text) => out.push_str(&text),
+                other => out.push_str(&other.to_string()),
             }
-            None => {
-                return Err(format!(
-                    "'{{{{ {expr} }}}}' is not something Headwater can fill in here (supported: {{{{ env.NAME }}}})"
-                ))
-            }
+        } else {
+            return Err(format!(
+                "'{{{{ {expr} }}}}' is not something Headwater can fill in here \
+                 (supported: {{{{ env.NAME }}}} and {{{{ variables.NAME }}}})"
+            ));
         }
         rest = &after[close + 2..];
     }
@@ -527,6 +568,28 @@ mod tests {
 
     fn refused(doc: Value) -> String {
         parse_manifest("headwater.yaml", doc, &env(&[]), now()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn variables_fill_in_values_and_text() {
+        let vars = |name: &str| match name {
+            "taxi_months" => Some(json!([1, 2, 3])),
+            "bucket" => Some(json!("taxi-lake")),
+            "year" => Some(json!(2021)),
+            _ => None,
+        };
+        let doc = json!({"deployments": [{
+            "name": "a", "flow": "f", "entrypoint": "x",
+            "parameters": {"months": "{{ variables.taxi_months }}", "year": "{{variables.year}}",
+                           "target": "s3://{{ variables.bucket }}/yellow/{{ variables.year }}"}
+        }]});
+        let env = |_: &str| None;
+        let d = parse_manifest_with("headwater.yaml", doc, &Templates { env: &env, variables: &vars }, now()).unwrap();
+        assert_eq!(
+            d[0].parameters,
+            json!({"months": [1, 2, 3], "year": 2021, "target": "s3://taxi-lake/yellow/2021"}),
+            "a whole-string template keeps the value's type; inside text it is text"
+        );
     }
 
     #[test]
@@ -605,6 +668,8 @@ mod tests {
             refused(json!({"deployments": [{"name": "a", "flow": "f", "entrypoint": "x", "concurrency_limit": 0}]}));
         assert!(e.contains("concurrency_limit"), "{e}");
         let e = refused(json!({"deployments": [{"name": "a", "flow": "f", "entrypoint": "{{ variables.x }}"}]}));
-        assert!(e.contains("supported: {{ env.NAME }}"), "{e}");
+        assert!(e.contains("no variable named 'x'"), "{e}");
+        let e = refused(json!({"deployments": [{"name": "a", "flow": "f", "entrypoint": "{{ blocks.x }}"}]}));
+        assert!(e.contains("supported: {{ env.NAME }} and {{ variables.NAME }}"), "{e}");
     }
 }

@@ -5,6 +5,7 @@
 //! run names. Nothing reads a clock, a file or the network; callers pass in
 //! the time and the randomness they want, which keeps every rule testable.
 
+pub mod artifact;
 pub mod cache;
 pub mod deployment;
 pub mod duration;
@@ -17,8 +18,12 @@ pub mod state;
 pub mod transition;
 pub mod work_pool;
 
+pub use artifact::{validate_artifact, validate_variable, Artifact, ArtifactKind, Variable};
 pub use cache::{CacheKey, CachePolicy};
-pub use deployment::{parse_manifest, CollisionStrategy, Deployment, DeploymentSchedule, ManifestError, PullStep};
+pub use deployment::{
+    parse_manifest, parse_manifest_with, CollisionStrategy, Deployment, DeploymentSchedule, ManifestError, PullStep,
+    Templates,
+};
 pub use error::{CoreError, Result};
 pub use model::{
     crash_message, flow_id_for_name, Flow, FlowRun, Heartbeat, LogLevel, LogRecord, RunKind, StateRecord, TaskRun,

@@ -7,8 +7,10 @@ use axum::http::StatusCode;
 use axum::response::Html;
 use axum::Extension;
 use axum::{Json, Router};
-use headwater_core::{Deployment, Flow, FlowRun, LogRecord, StateRecord, TaskRun, WorkPool, WorkQueue, WorkerStatus};
-use headwater_store::{record_flow_run_state, Cursor, FlowRunFilter, LogFilter, Store, WriteBatch};
+use headwater_core::{
+    Artifact, Deployment, Flow, FlowRun, LogRecord, StateRecord, TaskRun, Variable, WorkPool, WorkQueue, WorkerStatus,
+};
+use headwater_store::{record_flow_run_state, ArtifactFilter, Cursor, FlowRunFilter, LogFilter, Store, WriteBatch};
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -53,6 +55,10 @@ fn api_router() -> OpenApiRouter<Arc<dyn Store>> {
         .routes(routes!(delete_work_queue))
         .routes(routes!(worker_heartbeat))
         .routes(routes!(list_workers))
+        .routes(routes!(list_variables, set_variable))
+        .routes(routes!(read_variable, delete_variable))
+        .routes(routes!(filter_artifacts))
+        .routes(routes!(delete_artifacts))
         .routes(routes!(cancel_flow_run))
         .routes(routes!(retry_flow_run))
 }
@@ -186,6 +192,9 @@ async fn record_batch(
     Extension(wake): Extension<Wake>,
     Json(batch): Json<WriteBatch>,
 ) -> Result<StatusCode, ApiError> {
+    if let Some(e) = batch.artifacts.iter().find_map(|a| headwater_core::validate_artifact(a).err()) {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e));
+    }
     db.record(&batch).await?;
     // A run rescheduled, or one ending and freeing a slot: waiting workers look again.
     if batch
@@ -428,6 +437,60 @@ async fn delete_work_queue(State(db): Db, Path((pool, name)): Path<(String, Stri
     } else {
         Err(ApiError::not_found(format!("no queue '{name}' in work pool '{pool}'")))
     }
+}
+
+#[utoipa::path(get, path = "/variables", tag = "variables", responses((status = 200, body = Vec<Variable>)))]
+async fn list_variables(State(db): Db) -> ApiResult<Vec<Variable>> {
+    Ok(Json(db.list_variables().await?))
+}
+
+/// Creates or replaces a variable (names: lowercase letters, digits, `_`, `-`).
+#[utoipa::path(
+    put, path = "/variables", tag = "variables", request_body = Variable,
+    responses((status = 200, body = Variable), (status = 422, description = "bad name or value too large"))
+)]
+async fn set_variable(State(db): Db, Json(v): Json<Variable>) -> ApiResult<Variable> {
+    headwater_core::validate_variable(&v).map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+    Ok(Json(db.set_variable(&v).await?))
+}
+
+#[utoipa::path(
+    get, path = "/variables/{name}", tag = "variables", params(("name" = String, Path)),
+    responses((status = 200, body = Variable), (status = 404, description = "no such variable"))
+)]
+async fn read_variable(State(db): Db, Path(name): Path<String>) -> ApiResult<Variable> {
+    db.read_variable(&name).await?.map(Json).ok_or_else(|| ApiError::not_found(format!("no variable named '{name}'")))
+}
+
+#[utoipa::path(
+    delete, path = "/variables/{name}", tag = "variables", params(("name" = String, Path)),
+    responses((status = 204, description = "deleted"), (status = 404, description = "no such variable"))
+)]
+async fn delete_variable(State(db): Db, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    if db.delete_variable(&name).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("no variable named '{name}'")))
+    }
+}
+
+/// Artifacts, newest first: by key (its versions), by flow run, or only the
+/// current version of each key.
+#[utoipa::path(
+    post, path = "/artifacts/filter", tag = "artifacts", request_body = ArtifactFilter,
+    responses((status = 200, body = Vec<Artifact>))
+)]
+async fn filter_artifacts(State(db): Db, Json(filter): Json<ArtifactFilter>) -> ApiResult<Vec<Artifact>> {
+    Ok(Json(db.list_artifacts(&filter).await?))
+}
+
+/// Deletes every version of a key.
+#[utoipa::path(
+    delete, path = "/artifacts/{key}", tag = "artifacts", params(("key" = String, Path)),
+    responses((status = 200, body = u64, description = "how many versions were deleted"))
+)]
+async fn delete_artifacts(State(db): Db, Path(key): Path<String>) -> ApiResult<u64> {
+    Ok(Json(db.delete_artifacts(&key).await?))
 }
 
 #[derive(serde::Deserialize, ToSchema)]

@@ -78,9 +78,8 @@ pub(crate) async fn claim(
             let decision = match run.deployment_id {
                 None => Admission::Start,
                 Some(dep) => {
-                    if !specs.contains_key(&dep) {
-                        let spec = tx.lock_deployment(dep).await?;
-                        specs.insert(dep, spec);
+                    if let std::collections::hash_map::Entry::Vacant(slot) = specs.entry(dep) {
+                        slot.insert(tx.lock_deployment(dep).await?);
                     }
                     let spec = specs[&dep].as_ref();
                     let active = match spec {

@@ -9,6 +9,10 @@ pub(crate) const FLOW_RUN_COLS: &str = "id, flow_id, flow_name, name, parameters
 pub(crate) const TASK_RUN_COLS: &str = "id, flow_run_id, task_name, name, dynamic_key, tags, state_type, state_name, \
      state_message, state_timestamp, state_scheduled, run_count, cache_key, cache_expiration, start_time, end_time, created";
 pub(crate) const STATE_COLS: &str = "run_id, run_kind, state_type, state_name, message, timestamp, scheduled";
+pub(crate) const ARTIFACT_COLS: &str = "id, key, kind, data, description, flow_run_id, task_run_id, created";
+/// Keeps the newest version of each key (a row of `artifacts a`).
+pub(crate) const LATEST_ARTIFACTS_ONLY: &str = " AND key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM artifacts b \
+     WHERE b.key = a.key AND (b.created > a.created OR (b.created = a.created AND b.id > a.id)))";
 pub(crate) const LOG_COLS: &str = "flow_run_id, task_run_id, level, timestamp, message";
 
 /// The state types of a run that is not over (and so may crash).

@@ -88,7 +88,75 @@ pub async fn run_all(store: &dyn Store) {
     work_pools_pause_limit_and_workers(store).await;
     work_queues_by_priority_with_limits(store).await;
     crashed_runs_retry_when_their_flow_allows(store).await;
+    variables_set_read_and_delete(store).await;
+    artifacts_are_versioned_by_key(store).await;
     empty_batch_is_fine(store).await;
+}
+
+pub async fn variables_set_read_and_delete(store: &dyn Store) {
+    use headwater_core::Variable;
+    let name = format!("taxi_months_{}", Uuid::now_v7().simple());
+    let mut v = Variable {
+        name: name.clone(),
+        value: json!([1, 2, 3]),
+        tags: vec!["taxi".into()],
+        created: t(0),
+        updated: t(0),
+    };
+    assert_eq!(store.set_variable(&v).await.unwrap(), v);
+    v.value = json!({"months": [4], "note": "ünïcode"});
+    v.updated = t(10);
+    v.created = t(10);
+    let stored = store.set_variable(&v).await.unwrap();
+    assert_eq!((stored.created, stored.updated), (t(0), t(10)), "an update keeps the creation time");
+    assert_eq!(store.read_variable(&name).await.unwrap().unwrap().value, v.value);
+    assert!(store.list_variables().await.unwrap().iter().any(|x| x.name == name));
+    assert!(store.delete_variable(&name).await.unwrap());
+    assert!(!store.delete_variable(&name).await.unwrap());
+    assert!(store.read_variable(&name).await.unwrap().is_none());
+}
+
+pub async fn artifacts_are_versioned_by_key(store: &dyn Store) {
+    use crate::ArtifactFilter;
+    use headwater_core::{Artifact, ArtifactKind};
+    let f = flow(&format!("art-{}", Uuid::now_v7().simple()), "1");
+    let run = flow_run(&f, "publisher", 0, State::completed(t(1)));
+    let key = format!("row-counts-{}", Uuid::now_v7().simple());
+    let art = |key: Option<&str>, at: i64, data| Artifact {
+        id: Uuid::now_v7(),
+        key: key.map(String::from),
+        kind: ArtifactKind::Table,
+        data,
+        description: Some("rows per month".into()),
+        flow_run_id: Some(run.id),
+        task_run_id: None,
+        created: t(at),
+    };
+    let v1 = art(Some(&key), 1, json!([{"month": 1, "rows": 1369765}]));
+    let v2 = art(Some(&key), 2, json!([{"month": 1, "rows": 1369765}, {"month": 2, "rows": 1371709}]));
+    let loose = art(None, 3, json!([[1, 2]]));
+    let batch = WriteBatch {
+        flows: vec![f],
+        flow_runs: vec![run.clone()],
+        artifacts: vec![v1.clone(), v2.clone(), loose.clone()],
+        ..Default::default()
+    };
+    store.record(&batch).await.unwrap();
+    store.record(&batch).await.unwrap(); // written twice: still three
+    let of_run =
+        store.list_artifacts(&ArtifactFilter { flow_run_id: Some(run.id), ..Default::default() }).await.unwrap();
+    assert_eq!(of_run, [loose.clone(), v2.clone(), v1.clone()], "newest first, each once");
+    let versions =
+        store.list_artifacts(&ArtifactFilter { key: Some(key.clone()), ..Default::default() }).await.unwrap();
+    assert_eq!(versions.iter().map(|a| a.id).collect::<Vec<_>>(), [v2.id, v1.id]);
+    let latest = store
+        .list_artifacts(&ArtifactFilter { flow_run_id: Some(run.id), latest_only: true, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(latest, std::slice::from_ref(&v2), "the current version of each key; unkeyed ones left out");
+    assert_eq!(store.delete_artifacts(&key).await.unwrap(), 2);
+    let left = store.list_artifacts(&ArtifactFilter { flow_run_id: Some(run.id), ..Default::default() }).await.unwrap();
+    assert_eq!(left, [loose]);
 }
 
 pub async fn work_queues_by_priority_with_limits(store: &dyn Store) {

@@ -21,8 +21,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use headwater_core::{
-    Deployment, Flow, FlowRun, Heartbeat, LogLevel, LogRecord, StateRecord, StateType, TaskRun, WorkPool, WorkQueue,
-    WorkerStatus,
+    Artifact, Deployment, Flow, FlowRun, Heartbeat, LogLevel, LogRecord, StateRecord, StateType, TaskRun, Variable,
+    WorkPool, WorkQueue, WorkerStatus,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -54,6 +54,8 @@ pub struct WriteBatch {
     pub states: Vec<StateRecord>,
     pub logs: Vec<LogRecord>,
     pub heartbeats: Vec<Heartbeat>,
+    /// Published by runs; an artifact's id makes writing it twice harmless.
+    pub artifacts: Vec<Artifact>,
 }
 
 impl WriteBatch {
@@ -64,6 +66,7 @@ impl WriteBatch {
             && self.states.is_empty()
             && self.logs.is_empty()
             && self.heartbeats.is_empty()
+            && self.artifacts.is_empty()
     }
 }
 
@@ -284,6 +287,57 @@ pub trait WorkPoolStore: Send + Sync {
     async fn list_workers(&self, work_pool: Option<&str>) -> Result<Vec<WorkerStatus>>;
 }
 
+/// Named JSON values.
+#[async_trait]
+pub trait VariableStore: Send + Sync {
+    /// Creates or replaces the variable (its creation time stays).
+    async fn set_variable(&self, variable: &Variable) -> Result<Variable>;
+    async fn read_variable(&self, name: &str) -> Result<Option<Variable>>;
+    async fn list_variables(&self) -> Result<Vec<Variable>>;
+    async fn delete_variable(&self, name: &str) -> Result<bool>;
+}
+
+/// Which artifacts to list, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct ArtifactFilter {
+    /// Every version of this key.
+    pub key: Option<String>,
+    pub flow_run_id: Option<Uuid>,
+    /// Only the newest version of each key (unkeyed artifacts are left out).
+    pub latest_only: bool,
+    pub limit: u32,
+}
+
+impl Default for ArtifactFilter {
+    fn default() -> Self {
+        ArtifactFilter { key: None, flow_run_id: None, latest_only: false, limit: 200 }
+    }
+}
+
+/// Reads the artifacts runs published (they are written with the runs'
+/// batches, see [`WriteBatch::artifacts`]).
+#[async_trait]
+pub trait ArtifactStore: Send + Sync {
+    async fn list_artifacts(&self, filter: &ArtifactFilter) -> Result<Vec<Artifact>>;
+    /// Removes every version of a key; returns how many there were.
+    async fn delete_artifacts(&self, key: &str) -> Result<u64>;
+}
+
 /// A complete store.
-pub trait Store: RunRecorder + RunReader + RunReaper + DeploymentStore + RunQueue + WorkPoolStore {}
-impl<T: RunRecorder + RunReader + RunReaper + DeploymentStore + RunQueue + WorkPoolStore> Store for T {}
+pub trait Store:
+    RunRecorder + RunReader + RunReaper + DeploymentStore + RunQueue + WorkPoolStore + VariableStore + ArtifactStore
+{
+}
+impl<
+        T: RunRecorder
+            + RunReader
+            + RunReaper
+            + DeploymentStore
+            + RunQueue
+            + WorkPoolStore
+            + VariableStore
+            + ArtifactStore,
+    > Store for T
+{
+}

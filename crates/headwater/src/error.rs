@@ -19,6 +19,10 @@ pub enum Error {
     InvalidParameters(String),
     #[error("result of task '{task}' cannot be cached: {reason}")]
     ResultNotPersistable { task: String, reason: String },
+    #[error("invalid artifact: {0}")]
+    InvalidArtifact(String),
+    #[error("{0}")]
+    Store(String),
     #[error("cannot open the Headwater store: {0}")]
     Open(String),
     #[error("runs could not all be recorded: {0}")]

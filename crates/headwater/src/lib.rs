@@ -19,6 +19,7 @@
 //! ```
 
 mod app;
+mod artifacts;
 mod context;
 mod engine;
 mod error;
@@ -33,6 +34,7 @@ mod task;
 mod tracker;
 
 pub use app::{App, FlowHandle};
+pub use artifacts::{link_artifact, markdown_artifact, table_artifact, variables, NewArtifact};
 pub use context::{current_flow_run, current_task_run};
 pub use engine::Engine;
 pub use error::{Error, Result};

@@ -27,6 +27,7 @@ pub(crate) enum Event {
     TaskRun(TaskRun),
     Log(LogRecord),
     Heartbeats(Vec<Heartbeat>),
+    Artifact(headwater_core::Artifact),
     Flush(oneshot::Sender<Result<(), String>>),
 }
 
@@ -169,6 +170,7 @@ impl Pending {
             }
             Event::Log(l) => b.logs.push(l),
             Event::Heartbeats(h) => b.heartbeats.extend(h),
+            Event::Artifact(a) => b.artifacts.push(a),
             Event::Flush(tx) => self.flushes.push(tx),
         }
     }

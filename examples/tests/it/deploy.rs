@@ -358,6 +358,54 @@ async fn work_pools_pause_and_show_their_workers() {
     hw(home.path(), &["work-pool", "delete", "fresh"]).await.unwrap();
 }
 
+/// Variables fill in headwater.yaml; the deployed flow publishes a table
+/// artifact the CLI shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn variables_fill_manifests_and_runs_publish_artifacts() {
+    use headwater_store::{ArtifactFilter, ArtifactStore, DeploymentStore, VariableStore};
+
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("headwater.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "deployments:\n  - name: taxi\n    flow: etl-parent-flow\n    entrypoint: [\"{BIN}\", \"etl-parent-flow\"]\n    description: \"{{{{ variables.team }}}} owns it\"\n    parameters: {{months: \"{{{{ variables.taxi_months }}}}\", year: 2021, color: green}}\n"
+        ),
+    )
+    .unwrap();
+    let e = hw(home.path(), &["deploy", "--file", file.to_str().unwrap()]).await.unwrap_err();
+    assert!(e.to_string().contains("no variable named 'team'"), "{e}");
+    let e = hw(home.path(), &["variable", "set", "Team", "x"]).await.unwrap_err();
+    assert!(e.to_string().contains("variable name 'Team' contains 'T'"), "{e}");
+    hw(home.path(), &["variable", "set", "team", "data-eng"]).await.unwrap();
+    hw(home.path(), &["variable", "set", "taxi_months", "[1, 2]", "--tag", "taxi"]).await.unwrap();
+    hw(home.path(), &["variable", "ls"]).await.unwrap();
+    hw(home.path(), &["variable", "get", "taxi_months"]).await.unwrap();
+    hw(home.path(), &["deploy", "--file", file.to_str().unwrap()]).await.unwrap();
+
+    let store = SqliteStore::open(&home.path().join("headwater.db")).await.unwrap();
+    let d = store.read_deployment("taxi").await.unwrap().unwrap();
+    assert_eq!(d.parameters["months"], serde_json::json!([1, 2]), "a whole-string template keeps the list");
+    assert_eq!(d.description.as_deref(), Some("data-eng owns it"));
+    assert_eq!(store.read_variable("team").await.unwrap().unwrap().value, serde_json::json!("data-eng"));
+
+    hw(home.path(), &["deployment", "run", "taxi"]).await.unwrap();
+    hw(home.path(), &["worker", "start", "--exit-when-idle", "--poll-ms", "20"]).await.unwrap();
+    let latest = store.list_artifacts(&ArtifactFilter { latest_only: true, ..Default::default() }).await.unwrap();
+    assert_eq!(latest.len(), 1);
+    assert_eq!(latest[0].key.as_deref(), Some("taxi-row-counts"));
+    let months: Vec<_> = latest[0].data.as_array().unwrap().iter().map(|r| r["month"].as_u64().unwrap()).collect();
+    assert_eq!(months, [1, 2]);
+    hw(home.path(), &["artifact", "ls"]).await.unwrap();
+    hw(home.path(), &["artifact", "inspect", "taxi-row-counts"]).await.unwrap();
+    hw(home.path(), &["artifact", "delete", "taxi-row-counts"]).await.unwrap();
+    let e = hw(home.path(), &["artifact", "inspect", "taxi-row-counts"]).await.unwrap_err();
+    assert!(e.to_string().contains("no artifact with key"), "{e}");
+    hw(home.path(), &["variable", "delete", "team"]).await.unwrap();
+    assert!(store.read_variable("team").await.unwrap().is_none());
+}
+
 /// Queues: a worker started for one queue runs only that queue's runs; the
 /// CLI creates, limits, pauses and lists them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,8 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use headwater_core::{
-    Deployment, Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord, StateType, TaskRun, WorkPool,
-    WorkQueue, WorkerStatus, DEFAULT_QUEUE,
+    Artifact, Deployment, Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord, StateType, TaskRun,
+    Variable, WorkPool, WorkQueue, WorkerStatus, DEFAULT_QUEUE,
 };
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
@@ -19,11 +19,13 @@ use uuid::Uuid;
 use crate::claim::{self, Active, ClaimTx, CANDIDATES};
 use crate::columns::{
     corrupt, crash_batch, default_queue_stays, late_batch, no_pool_for_queue, rows_per_statement, upsert_set,
-    StateCols, FINAL_STATES, FLOW_RUN_COLS, HISTORY_STATE, LIVE_STATES, LOG_COLS, RUN_STATE, STATE_COLS, TASK_RUN_COLS,
+    StateCols, ARTIFACT_COLS, FINAL_STATES, FLOW_RUN_COLS, HISTORY_STATE, LATEST_ARTIFACTS_ONLY, LIVE_STATES, LOG_COLS,
+    RUN_STATE, STATE_COLS, TASK_RUN_COLS,
 };
 use crate::error::{Result, StoreError};
 use crate::{
-    DeploymentStore, FlowRunFilter, LogFilter, RunQueue, RunReader, RunReaper, RunRecorder, WorkPoolStore, WriteBatch,
+    ArtifactFilter, ArtifactStore, DeploymentStore, FlowRunFilter, LogFilter, RunQueue, RunReader, RunReaper,
+    RunRecorder, VariableStore, WorkPoolStore, WriteBatch,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -33,6 +35,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/0004_deployment_runs.sql")),
     (5, include_str!("migrations/0005_work_pools.sql")),
     (6, include_str!("migrations/0006_work_queues.sql")),
+    (7, include_str!("migrations/0007_variables_artifacts.sql")),
 ];
 
 /// PostgreSQL allows 65535 bound values per statement.
@@ -697,8 +700,106 @@ async fn write_batch(conn: &mut PgConnection, batch: &WriteBatch) -> Result<()> 
                 .execute(&mut *conn)
                 .await?;
         }
+
+        for a in &batch.artifacts {
+            sqlx::query(&format!(
+                "INSERT INTO artifacts ({ARTIFACT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"
+            ))
+            .bind(a.id)
+            .bind(a.key.as_deref())
+            .bind(a.kind.to_string())
+            .bind(Json(&a.data))
+            .bind(a.description.as_deref())
+            .bind(a.flow_run_id)
+            .bind(a.task_run_id)
+            .bind(a.created)
+            .execute(&mut *conn)
+            .await?;
+        }
     }
     Ok(())
+}
+
+#[async_trait]
+impl VariableStore for PostgresStore {
+    async fn set_variable(&self, v: &Variable) -> Result<Variable> {
+        let row = sqlx::query(
+            "INSERT INTO variables (name, value, tags, created, updated) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value, tags = excluded.tags, updated = excluded.updated \
+             RETURNING *",
+        )
+        .bind(&v.name)
+        .bind(Json(&v.value))
+        .bind(Json(&v.tags))
+        .bind(v.created)
+        .bind(v.updated)
+        .fetch_one(&self.pool)
+        .await?;
+        variable_from(&row)
+    }
+
+    async fn read_variable(&self, name: &str) -> Result<Option<Variable>> {
+        let row = sqlx::query("SELECT * FROM variables WHERE name = $1").bind(name).fetch_optional(&self.pool).await?;
+        row.as_ref().map(variable_from).transpose()
+    }
+
+    async fn list_variables(&self) -> Result<Vec<Variable>> {
+        let rows = sqlx::query("SELECT * FROM variables ORDER BY name").fetch_all(&self.pool).await?;
+        rows.iter().map(variable_from).collect()
+    }
+
+    async fn delete_variable(&self, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM variables WHERE name = $1").bind(name).execute(&self.pool).await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+fn variable_from(row: &PgRow) -> Result<Variable> {
+    Ok(Variable {
+        name: row.try_get("name")?,
+        value: row.try_get::<Json<serde_json::Value>, _>("value")?.0,
+        tags: row.try_get::<Json<Vec<String>>, _>("tags")?.0,
+        created: row.try_get("created")?,
+        updated: row.try_get("updated")?,
+    })
+}
+
+#[async_trait]
+impl ArtifactStore for PostgresStore {
+    async fn list_artifacts(&self, f: &ArtifactFilter) -> Result<Vec<Artifact>> {
+        let mut q: QueryBuilder<Postgres> =
+            QueryBuilder::new(format!("SELECT {ARTIFACT_COLS} FROM artifacts a WHERE TRUE"));
+        if let Some(key) = &f.key {
+            q.push(" AND key = ").push_bind(key.as_str());
+        }
+        if let Some(run) = f.flow_run_id {
+            q.push(" AND flow_run_id = ").push_bind(run);
+        }
+        if f.latest_only {
+            q.push(LATEST_ARTIFACTS_ONLY);
+        }
+        q.push(" ORDER BY created DESC, id DESC LIMIT ").push_bind(i64::from(f.limit.max(1)));
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(artifact_from).collect()
+    }
+
+    async fn delete_artifacts(&self, key: &str) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM artifacts WHERE key = $1").bind(key).execute(&self.pool).await?.rows_affected())
+    }
+}
+
+fn artifact_from(row: &PgRow) -> Result<Artifact> {
+    let kind: String = row.try_get("kind")?;
+    Ok(Artifact {
+        id: row.try_get("id")?,
+        key: row.try_get("key")?,
+        kind: kind.parse().map_err(|e: String| corrupt("artifact kind", e))?,
+        data: row.try_get::<Json<serde_json::Value>, _>("data")?.0,
+        description: row.try_get("description")?,
+        flow_run_id: row.try_get("flow_run_id")?,
+        task_run_id: row.try_get("task_run_id")?,
+        created: row.try_get("created")?,
+    })
 }
 
 #[async_trait]

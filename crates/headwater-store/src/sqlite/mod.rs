@@ -9,8 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use headwater_core::{
-    Deployment, Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord, StateType, TaskRun, WorkPool,
-    WorkQueue, WorkerStatus, DEFAULT_QUEUE,
+    Artifact, Deployment, Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord, StateType, TaskRun,
+    Variable, WorkPool, WorkQueue, WorkerStatus, DEFAULT_QUEUE,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -21,11 +21,13 @@ use uuid::Uuid;
 use crate::claim::{self, Active, ClaimTx, CANDIDATES};
 use crate::columns::{
     corrupt, crash_batch, default_queue_stays, late_batch, no_pool_for_queue, rows_per_statement, upsert_set,
-    StateCols, FINAL_STATES, FLOW_RUN_COLS, HISTORY_STATE, LIVE_STATES, LOG_COLS, RUN_STATE, STATE_COLS, TASK_RUN_COLS,
+    StateCols, ARTIFACT_COLS, FINAL_STATES, FLOW_RUN_COLS, HISTORY_STATE, LATEST_ARTIFACTS_ONLY, LIVE_STATES, LOG_COLS,
+    RUN_STATE, STATE_COLS, TASK_RUN_COLS,
 };
 use crate::error::{Result, StoreError};
 use crate::{
-    DeploymentStore, FlowRunFilter, LogFilter, RunQueue, RunReader, RunReaper, RunRecorder, WorkPoolStore, WriteBatch,
+    ArtifactFilter, ArtifactStore, DeploymentStore, FlowRunFilter, LogFilter, RunQueue, RunReader, RunReaper,
+    RunRecorder, VariableStore, WorkPoolStore, WriteBatch,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -35,6 +37,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/0004_deployment_runs.sql")),
     (5, include_str!("migrations/0005_work_pools.sql")),
     (6, include_str!("migrations/0006_work_queues.sql")),
+    (7, include_str!("migrations/0007_variables_artifacts.sql")),
 ];
 
 /// SQLite allows 32766 bound values per statement; stay well below it.
@@ -758,8 +761,112 @@ async fn write_batch(tx: &mut SqliteConnection, batch: &WriteBatch) -> Result<()
                 .execute(&mut *tx)
                 .await?;
         }
+
+        for a in &batch.artifacts {
+            sqlx::query(&format!(
+                "INSERT INTO artifacts ({ARTIFACT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+            ))
+            .bind(a.id.to_string())
+            .bind(a.key.as_deref())
+            .bind(a.kind.to_string())
+            .bind(json_text(&a.data))
+            .bind(a.description.as_deref())
+            .bind(a.flow_run_id.map(|u| u.to_string()))
+            .bind(a.task_run_id.map(|u| u.to_string()))
+            .bind(micros(a.created))
+            .execute(&mut *tx)
+            .await?;
+        }
     }
     Ok(())
+}
+
+#[async_trait]
+impl VariableStore for SqliteStore {
+    async fn set_variable(&self, v: &Variable) -> Result<Variable> {
+        let writing = self.writer.lock().await;
+        sqlx::query(
+            "INSERT INTO variables (name, value, tags, created, updated) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT(name) DO UPDATE SET value = excluded.value, tags = excluded.tags, updated = excluded.updated",
+        )
+        .bind(&v.name)
+        .bind(json_text(&v.value))
+        .bind(json_text(&v.tags))
+        .bind(micros(v.created))
+        .bind(micros(v.updated))
+        .execute(&self.pool)
+        .await?;
+        drop(writing);
+        self.read_variable(&v.name).await?.ok_or_else(|| corrupt("variable", "vanished after writing"))
+    }
+
+    async fn read_variable(&self, name: &str) -> Result<Option<Variable>> {
+        let row = sqlx::query("SELECT * FROM variables WHERE name = ?").bind(name).fetch_optional(&self.pool).await?;
+        row.as_ref().map(variable_from).transpose()
+    }
+
+    async fn list_variables(&self) -> Result<Vec<Variable>> {
+        let rows = sqlx::query("SELECT * FROM variables ORDER BY name").fetch_all(&self.pool).await?;
+        rows.iter().map(variable_from).collect()
+    }
+
+    async fn delete_variable(&self, name: &str) -> Result<bool> {
+        let _writing = self.writer.lock().await;
+        let done = sqlx::query("DELETE FROM variables WHERE name = ?").bind(name).execute(&self.pool).await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+fn variable_from(row: &SqliteRow) -> Result<Variable> {
+    let value: String = row.try_get("value")?;
+    let tags: String = row.try_get("tags")?;
+    Ok(Variable {
+        name: row.try_get("name")?,
+        value: serde_json::from_str(&value).map_err(|e| corrupt("variable value", e))?,
+        tags: serde_json::from_str(&tags).map_err(|e| corrupt("variable tags", e))?,
+        created: from_micros(row.try_get("created")?),
+        updated: from_micros(row.try_get("updated")?),
+    })
+}
+
+#[async_trait]
+impl ArtifactStore for SqliteStore {
+    async fn list_artifacts(&self, f: &ArtifactFilter) -> Result<Vec<Artifact>> {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("SELECT {ARTIFACT_COLS} FROM artifacts a WHERE 1 = 1"));
+        if let Some(key) = &f.key {
+            q.push(" AND key = ").push_bind(key.as_str());
+        }
+        if let Some(run) = f.flow_run_id {
+            q.push(" AND flow_run_id = ").push_bind(run.to_string());
+        }
+        if f.latest_only {
+            q.push(LATEST_ARTIFACTS_ONLY);
+        }
+        q.push(" ORDER BY created DESC, id DESC LIMIT ").push_bind(i64::from(f.limit.max(1)));
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(artifact_from).collect()
+    }
+
+    async fn delete_artifacts(&self, key: &str) -> Result<u64> {
+        let _writing = self.writer.lock().await;
+        Ok(sqlx::query("DELETE FROM artifacts WHERE key = ?").bind(key).execute(&self.pool).await?.rows_affected())
+    }
+}
+
+fn artifact_from(row: &SqliteRow) -> Result<Artifact> {
+    let kind: String = row.try_get("kind")?;
+    let data: String = row.try_get("data")?;
+    Ok(Artifact {
+        id: uuid_col(row, "id")?,
+        key: row.try_get("key")?,
+        kind: kind.parse().map_err(|e: String| corrupt("artifact kind", e))?,
+        data: serde_json::from_str(&data).map_err(|e| corrupt("artifact data", e))?,
+        description: row.try_get("description")?,
+        flow_run_id: opt_uuid_col(row, "flow_run_id")?,
+        task_run_id: opt_uuid_col(row, "task_run_id")?,
+        created: from_micros(row.try_get("created")?),
+    })
 }
 
 #[async_trait]
