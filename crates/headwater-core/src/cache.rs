@@ -76,6 +76,32 @@ pub fn cache_key(
     Some(CacheKey(h.finalize().to_hex().to_string()))
 }
 
+/// The key under which a task call's result is kept for later attempts of
+/// the same flow run: the n-th call (`occurrence`) of that task, with those
+/// inputs and that source, in that run. A retried run finds the calls that
+/// completed before and does not redo them.
+pub fn completed_call_key(
+    flow_run: uuid::Uuid,
+    task: &str,
+    source_hash: &str,
+    inputs: Option<&[u8]>,
+    occurrence: u64,
+) -> CacheKey {
+    let mut h = blake3::Hasher::new();
+    for (tag, bytes) in [
+        ("run", flow_run.as_bytes().as_slice()),
+        ("task", task.as_bytes()),
+        ("source", source_hash.as_bytes()),
+        ("inputs", inputs.unwrap_or(b"-")),
+        ("occurrence", &occurrence.to_le_bytes()),
+    ] {
+        h.update(tag.as_bytes());
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    }
+    CacheKey(format!("run-{}", h.finalize().to_hex()))
+}
+
 /// When an entry written at `created` stops being valid.
 pub fn expires_at(created: DateTime<Utc>, expiration: Option<Duration>) -> Option<DateTime<Utc>> {
     expiration.and_then(|d| chrono::Duration::from_std(d).ok().map(|d| created + d))

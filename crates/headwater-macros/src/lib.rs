@@ -305,12 +305,28 @@ fn expand_task(attr: TokenStream, f: ItemFn) -> syn::Result<TokenStream2> {
                 cache_expiration_ms: #expiration,
                 refresh_cache: #refresh,
             };
-            let __hw_call = ::headwater::__private::TaskCall {
-                inputs: #inputs,
-                custom_key: #custom_key,
-                retry_if: #retry_if,
+            let __hw_call_inputs = if ::headwater::__private::keeps_completed_calls() {
+                #[allow(unused_imports)]
+                use ::headwater::__private::{OpaqueInputs as _, StorableInputs as _};
+                (&::headwater::__private::InputsProbe(&(#(&#names,)*))).call_inputs()
+            } else {
+                ::core::option::Option::None
             };
+            let __hw_inputs = #inputs;
+            let __hw_key = #custom_key;
             let __hw_run = { #call_body };
+            let __hw_codec = {
+                #[allow(unused_imports)]
+                use ::headwater::__private::{OpaqueOutput as _, StorableOutput as _};
+                (&::headwater::__private::output_probe(&__hw_run)).codec()
+            };
+            let __hw_call = ::headwater::__private::TaskCall {
+                inputs: __hw_inputs,
+                custom_key: __hw_key,
+                retry_if: #retry_if,
+                call_inputs: __hw_call_inputs,
+                codec: __hw_codec,
+            };
             ::headwater::__private::#runner(&__HW_SPEC, __hw_call, __hw_run).await
         }
     })

@@ -19,11 +19,25 @@ tokio::task_local! {
 /// retried flow's task runs do not reuse names.
 pub(crate) type Counters = Arc<Mutex<HashMap<&'static str, u64>>>;
 
+/// Results of a flow run's completed task calls, kept so that a later
+/// attempt of the run (a flow retry, in this process or another) does not
+/// redo them; removed once the run completes.
+#[derive(Default)]
+pub(crate) struct CompletedCalls {
+    pub keys: Mutex<Vec<headwater_core::CacheKey>>,
+}
+
 /// Shared by everything inside one attempt of a flow run.
 pub(crate) struct FlowRunScope {
     pub id: Uuid,
     pub name: String,
     counters: Counters,
+    /// Set when the run keeps its completed calls' results.
+    pub completed: Option<Arc<CompletedCalls>>,
+    /// This attempt follows an earlier one: completed calls are reused.
+    pub reuse_completed: bool,
+    /// Calls so far in this attempt, per task and inputs.
+    occurrences: Mutex<HashMap<(&'static str, Vec<u8>), u64>>,
     /// Cancelled when the flow run ends abnormally: submitted tasks stop.
     pub cancel: CancellationToken,
     /// Tasks submitted to run in the background; the flow waits for them.
@@ -32,7 +46,33 @@ pub(crate) struct FlowRunScope {
 
 impl FlowRunScope {
     pub fn new(id: Uuid, name: String, counters: Counters) -> Self {
-        FlowRunScope { id, name, counters, cancel: CancellationToken::new(), tracker: TaskTracker::new() }
+        FlowRunScope {
+            id,
+            name,
+            counters,
+            completed: None,
+            reuse_completed: false,
+            occurrences: Mutex::default(),
+            cancel: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        }
+    }
+
+    /// Keeps completed calls' results in `completed`, reusing them if this
+    /// attempt is a retry.
+    pub fn keeping_completed(mut self, completed: Option<Arc<CompletedCalls>>, reuse: bool) -> Self {
+        self.completed = completed;
+        self.reuse_completed = reuse;
+        self
+    }
+
+    /// How many earlier calls of `task` with these inputs this attempt made.
+    pub fn next_occurrence(&self, task: &'static str, inputs: &[u8]) -> u64 {
+        let mut o = self.occurrences.lock().expect("occurrence lock");
+        let n = o.entry((task, inputs.to_vec())).or_insert(0);
+        let k = *n;
+        *n += 1;
+        k
     }
 
     /// Cancels the submitted tasks still running and waits until they have

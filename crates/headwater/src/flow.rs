@@ -158,9 +158,17 @@ where
     let mut tracker = Tracker::create(engine.clone(), run);
     let beating = LiveGuard::new(&engine, tracker.run.id);
     let counters = Counters::default();
+    // A run that may be attempted again (flow retries, or a deployment run,
+    // which can be retried by hand or after a crash) keeps its completed
+    // calls' results for the next attempt.
+    let completed = (spec.retries > 0 || tracker.run.run_count > 0 || adopted.is_some())
+        .then(|| Arc::new(crate::context::CompletedCalls::default()));
     let first = RunContext {
         engine: engine.clone(),
-        flow: Arc::new(FlowRunScope::new(tracker.run.id, name.clone(), counters.clone())),
+        flow: Arc::new(
+            FlowRunScope::new(tracker.run.id, name.clone(), counters.clone())
+                .keeping_completed(completed.clone(), tracker.run.run_count > 0),
+        ),
         task_run: None,
     };
     match &parent {
@@ -273,10 +281,20 @@ where
         // A fresh scope: the old one's submitted tasks were stopped.
         ctx = RunContext {
             engine: engine.clone(),
-            flow: Arc::new(FlowRunScope::new(tracker.run.id, name.clone(), counters.clone())),
+            flow: Arc::new(
+                FlowRunScope::new(tracker.run.id, name.clone(), counters.clone())
+                    .keeping_completed(completed.clone(), true),
+            ),
             task_run: None,
         };
     };
+    if let (Some(calls), Ok(_)) = (&completed, &result) {
+        // Completed: no attempt will need them again.
+        let keys = std::mem::take(&mut *calls.keys.lock().expect("completed calls lock"));
+        for key in keys {
+            engine.results.remove(&key).await;
+        }
+    }
     if is_root {
         let _ = crate::app::FINAL_STATE.try_with(|c| c.set(Some(tracker.run.state.state_type)));
     }

@@ -62,6 +62,9 @@ pub mod __private {
     pub use serde_json;
 
     pub use crate::flow::{run_flow, FlowSpec};
-    pub use crate::task::{hash_inputs, run_cached_task, run_task, TaskCall, TaskSpec};
+    pub use crate::task::{
+        hash_inputs, keeps_completed_calls, output_probe, run_cached_task, run_task, InputsProbe, OpaqueInputs,
+        OpaqueOutput, StorableInputs, StorableOutput, TaskCall, TaskSpec,
+    };
     pub use headwater_core::CachePolicy;
 }

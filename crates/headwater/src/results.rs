@@ -44,6 +44,11 @@ impl ResultStore {
         is_fresh(stored.expires, now).then_some(stored)
     }
 
+    /// Forgets a result (best effort: a leftover file only costs space).
+    pub(crate) async fn remove(&self, key: &CacheKey) {
+        let _ = tokio::fs::remove_file(self.path(key)).await;
+    }
+
     pub(crate) async fn write(&self, key: &CacheKey, result: &StoredResult) -> std::io::Result<()> {
         tokio::fs::create_dir_all(&self.dir).await?;
         let path = self.path(key);

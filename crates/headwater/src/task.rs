@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures::{Stream, StreamExt};
-use headwater_core::cache::{cache_key, expires_at};
+use headwater_core::cache::{cache_key, completed_call_key, expires_at};
 use headwater_core::duration::format_duration;
 use headwater_core::{Backoff, CachePolicy, RetryPolicy, State, TaskRun};
 use serde::de::DeserializeOwned;
@@ -59,18 +59,89 @@ impl TaskSpec {
 }
 
 /// What one call of a task brings besides its body.
-pub struct TaskCall<E> {
+pub struct TaskCall<T, E> {
     /// The serialized inputs, when the cache policy uses them.
     pub inputs: Option<Result<Vec<u8>, String>>,
     /// The user's cache key, for `cache_key_fn`.
     pub custom_key: Option<String>,
     /// Retry only errors for which this returns true.
     pub retry_if: Option<fn(&E) -> bool>,
+    /// The inputs serialized, when they can be and the flow run keeps its
+    /// completed calls: what identifies this call in a later attempt.
+    pub call_inputs: Option<Vec<u8>>,
+    /// How to store the result, when its type allows.
+    pub codec: Option<Codec<T>>,
 }
 
-impl<E> Default for TaskCall<E> {
+impl<T, E> Default for TaskCall<T, E> {
     fn default() -> Self {
-        TaskCall { inputs: None, custom_key: None, retry_if: None }
+        TaskCall { inputs: None, custom_key: None, retry_if: None, call_inputs: None, codec: None }
+    }
+}
+
+/// Whether the current flow run keeps its completed calls' results (so the
+/// generated code only serializes inputs when they will be used).
+pub fn keeps_completed_calls() -> bool {
+    CONTEXT.try_with(|c| c.flow.completed.is_some()).unwrap_or(false)
+}
+
+// What `#[task]` generates uses these to find out, from the concrete types
+// at the call, whether inputs and results can be stored: the first trait's
+// method applies when the type implements serde's traits, the second (one
+// reference further away) otherwise.
+
+/// Stands for a task's result type.
+pub struct OutputProbe<T>(std::marker::PhantomData<T>);
+
+/// The probe for the result type of the body `_body` produces.
+pub fn output_probe<T, E, F, Fut>(_body: &F) -> OutputProbe<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    OutputProbe(std::marker::PhantomData)
+}
+
+pub trait StorableOutput<T> {
+    fn codec(&self) -> Option<Codec<T>>;
+}
+
+impl<T: Serialize + DeserializeOwned> StorableOutput<T> for OutputProbe<T> {
+    fn codec(&self) -> Option<Codec<T>> {
+        Some(serde_codec())
+    }
+}
+
+pub trait OpaqueOutput<T> {
+    fn codec(&self) -> Option<Codec<T>>;
+}
+
+impl<T> OpaqueOutput<T> for &OutputProbe<T> {
+    fn codec(&self) -> Option<Codec<T>> {
+        None
+    }
+}
+
+/// Stands for a task call's arguments.
+pub struct InputsProbe<'a, A>(pub &'a A);
+
+pub trait StorableInputs {
+    fn call_inputs(&self) -> Option<Vec<u8>>;
+}
+
+impl<A: Serialize> StorableInputs for InputsProbe<'_, A> {
+    fn call_inputs(&self) -> Option<Vec<u8>> {
+        serde_json::to_vec(self.0).ok()
+    }
+}
+
+pub trait OpaqueInputs {
+    fn call_inputs(&self) -> Option<Vec<u8>>;
+}
+
+impl<A> OpaqueInputs for &InputsProbe<'_, A> {
+    fn call_inputs(&self) -> Option<Vec<u8>> {
+        None
     }
 }
 
@@ -81,37 +152,37 @@ pub fn hash_inputs<T: Serialize>(inputs: &T) -> Result<Vec<u8>, String> {
 
 type Encode<T> = fn(&T) -> Result<serde_json::Value, String>;
 type Decode<T> = fn(serde_json::Value) -> Result<T, String>;
+/// How a result is written and read back.
+pub type Codec<T> = (Encode<T>, Decode<T>);
+
+fn serde_codec<T: Serialize + DeserializeOwned>() -> Codec<T> {
+    (|v| serde_json::to_value(v).map_err(|e| e.to_string()), |v| serde_json::from_value(v).map_err(|e| e.to_string()))
+}
 
 /// Runs a task whose results are not cached.
-pub async fn run_task<T, E, F, Fut>(spec: &'static TaskSpec, call: TaskCall<E>, body: F) -> Result<T, E>
+pub async fn run_task<T, E, F, Fut>(spec: &'static TaskSpec, call: TaskCall<T, E>, body: F) -> Result<T, E>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
     E: From<Error> + Display,
 {
-    execute(spec, call, body, None).await
+    execute(spec, call, body).await
 }
 
 /// Runs a task whose results are persisted and reused while fresh. The
 /// bounds make a result that cannot be stored a compile-time error.
-pub async fn run_cached_task<T, E, F, Fut>(spec: &'static TaskSpec, call: TaskCall<E>, body: F) -> Result<T, E>
+pub async fn run_cached_task<T, E, F, Fut>(spec: &'static TaskSpec, mut call: TaskCall<T, E>, body: F) -> Result<T, E>
 where
     T: Serialize + DeserializeOwned,
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
     E: From<Error> + Display,
 {
-    let encode: Encode<T> = |v| serde_json::to_value(v).map_err(|e| e.to_string());
-    let decode: Decode<T> = |v| serde_json::from_value(v).map_err(|e| e.to_string());
-    execute(spec, call, body, Some((encode, decode))).await
+    call.codec = Some(serde_codec());
+    execute(spec, call, body).await
 }
 
-async fn execute<T, E, F, Fut>(
-    spec: &'static TaskSpec,
-    call: TaskCall<E>,
-    mut body: F,
-    codec: Option<(Encode<T>, Decode<T>)>,
-) -> Result<T, E>
+async fn execute<T, E, F, Fut>(spec: &'static TaskSpec, call: TaskCall<T, E>, mut body: F) -> Result<T, E>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
@@ -165,6 +236,37 @@ where
         task_run: Some((tracker.run.id, Arc::from(name.as_str()))),
     };
     emit(&ctx, Level::DEBUG, format!("Created task run '{name}'"));
+    let codec = call.codec;
+
+    // In a flow run that keeps its completed calls (and where the cache does
+    // not already keep this one), this call has a place for its result.
+    let completed_key = match (&parent.flow.completed, codec, &key) {
+        (Some(_), Some(_), None) => {
+            let inputs = call.call_inputs.as_deref();
+            let occurrence = parent.flow.next_occurrence(spec.name, inputs.unwrap_or_default());
+            Some(completed_call_key(parent.flow.id, spec.name, spec.source_hash, inputs, occurrence))
+        }
+        _ => None,
+    };
+    if let (true, Some(k), Some((_, decode))) = (parent.flow.reuse_completed, &completed_key, codec) {
+        if let Some(stored) = engine.results.read(k, Utc::now()).await {
+            if let Ok(v) = decode(stored.value) {
+                if let Some(calls) = &parent.flow.completed {
+                    calls.keys.lock().expect("completed calls lock").push(k.clone());
+                }
+                let since = stored.created.format("%Y-%m-%d %H:%M:%S UTC");
+                tracker.set(
+                    State::cached(Utc::now()).with_message(format!("completed in an earlier attempt, at {since}")),
+                );
+                emit(
+                    &ctx,
+                    Level::INFO,
+                    "Finished in state Cached(type=COMPLETED): completed in an earlier attempt".into(),
+                );
+                return Ok(v);
+            }
+        }
+    }
 
     if let (Some(key), Some((_, decode)), false) = (&key, codec, spec.refresh_cache) {
         if let Some(stored) = engine.results.read(key, Utc::now()).await {
@@ -215,6 +317,21 @@ where
                         return Err(E::from(e));
                     }
                     tracker.run.cache_expiration = expires;
+                }
+                if let (Some(k), Some((encode, _)), Some(calls)) = (&completed_key, codec, &parent.flow.completed) {
+                    // Best effort: without it, a later attempt runs the call again.
+                    let kept = match encode(&v) {
+                        Ok(value) => {
+                            let stored =
+                                StoredResult { task: spec.name.into(), created: Utc::now(), expires: None, value };
+                            engine.results.write(k, &stored).await.map_err(|e| e.to_string())
+                        }
+                        Err(e) => Err(e),
+                    };
+                    match kept {
+                        Ok(()) => calls.keys.lock().expect("completed calls lock").push(k.clone()),
+                        Err(e) => emit(&ctx, Level::DEBUG, format!("Result not kept for a retry of the flow run: {e}")),
+                    }
                 }
                 tracker.set(State::completed(Utc::now()));
                 emit(&ctx, Level::INFO, "Finished in state Completed()".into());

@@ -675,7 +675,7 @@ async fn a_killed_deployment_run_crashes_and_its_flow_retries_apply() {
 }
 
 /// A failed deployment run, retried: the same run runs again (its run count
-/// continues), and the cached extract is not redone.
+/// continues), and neither the cached extract nor the completed clean is redone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retrying_a_failed_run_reuses_cached_tasks() {
     use headwater_core::StateType;
@@ -716,6 +716,10 @@ async fn retrying_a_failed_run_reuses_cached_tasks() {
     let extracts: Vec<_> =
         tasks.iter().filter(|t| t.task_name == "extract_for_load").map(|t| t.state.name.as_str()).collect();
     assert_eq!(extracts, ["Completed", "Cached"], "the extract is not redone");
+    let cleans: Vec<_> = tasks.iter().filter(|t| t.task_name == "clean_for_load").collect();
+    assert_eq!(cleans.len(), 2);
+    assert_eq!(cleans[1].state.name, "Cached", "the clean completed in the first attempt is not redone");
+    assert!(cleans[1].state.message.as_deref().unwrap().starts_with("completed in an earlier attempt"));
     let history: Vec<_> = store.read_states(run.id).await.unwrap().into_iter().map(|s| s.state.name).collect();
     assert!(history.contains(&"AwaitingRetry".to_string()) && history.last().unwrap() == "Completed", "{history:?}");
     let e = hw(home.path(), &["flow-run", "retry", &run.id.to_string()]).await;

@@ -170,3 +170,63 @@ async fn flows_retry_as_a_whole() {
         ["Pending", "Running", "AwaitingRetry", "Retrying", "AwaitingRetry", "Retrying", "Completed"]
     );
 }
+
+static EXTRACTS: AtomicU32 = AtomicU32::new(0);
+static LOADS: AtomicU32 = AtomicU32::new(0);
+
+#[derive(Debug)]
+struct Connection;
+
+#[task]
+async fn extract_month(month: u32) -> Result<Vec<u32>> {
+    EXTRACTS.fetch_add(1, Ordering::SeqCst);
+    Ok(vec![month; 3])
+}
+
+/// Its result cannot be stored, so a retry runs it again.
+#[task]
+async fn connect() -> Result<Connection> {
+    Ok(Connection)
+}
+
+#[task]
+async fn load_rows(rows: Vec<u32>) -> Result<usize> {
+    if LOADS.fetch_add(1, Ordering::SeqCst) == 0 {
+        bail!("the warehouse is busy");
+    }
+    Ok(rows.len())
+}
+
+#[flow(retries = 1)]
+async fn extract_then_load() -> Result<usize> {
+    let a = extract_month(1).await?;
+    let b = extract_month(2).await?;
+    let again = extract_month(1).await?; // a second call with the same inputs is its own call
+    let _conn = connect().await?;
+    load_rows([a, b, again].concat()).await
+}
+
+#[tokio::test]
+async fn a_flow_retry_reuses_the_calls_that_completed() {
+    let h = home();
+    assert_eq!(h.engine.scope(extract_then_load()).await.unwrap(), 9);
+    assert_eq!(EXTRACTS.load(Ordering::SeqCst), 3, "the three extracts ran once, in the first attempt");
+    let run = h.run_named("extract-then-load").await;
+    let tasks = h.engine.store().list_task_runs(run.id).await.unwrap();
+    let states = |task: &str| {
+        let mut s: Vec<_> =
+            tasks.iter().filter(|t| t.task_name == task).map(|t| (t.created, t.state.name.clone())).collect();
+        s.sort();
+        s.into_iter().map(|(_, n)| n).collect::<Vec<_>>()
+    };
+    assert_eq!(states("extract_month"), ["Completed", "Completed", "Completed", "Cached", "Cached", "Cached"]);
+    assert_eq!(states("connect"), ["Completed", "Completed"], "not storable: run again");
+    assert_eq!(states("load_rows"), ["Failed", "Completed"]);
+    let reused = tasks.iter().find(|t| t.state.name == "Cached").unwrap();
+    assert!(reused.state.message.as_deref().unwrap().starts_with("completed in an earlier attempt"));
+    // The run completed: what was kept for a retry is gone.
+    let kept: Vec<_> = std::fs::read_dir(h.engine.settings().result_storage())
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().to_string()).collect())
+        .unwrap_or_default();
+    assert!(kept.iter().all(|f| !f.starts_with("run-")), "{kept:?}");
+}
