@@ -40,6 +40,29 @@ deployments:
     path
 }
 
+/// Where a test's runs are kept: the embedded SQLite database of its home,
+/// or a server on PostgreSQL, which the CLI, the workers and the flow
+/// processes reach through HEADWATER_API_URL (each test is its own process
+/// under nextest, so its environment is its own).
+struct Backend {
+    store: std::sync::Arc<dyn headwater_store::Store>,
+    _server: Option<headwater_server::RunningServer>,
+    _db: Option<headwater_test_support::PgTestDb>,
+}
+
+/// `None` when PostgreSQL is wanted but not available (outside CI only).
+async fn backend(on_postgres: bool, home: &Path) -> Option<Backend> {
+    if !on_postgres {
+        let store = std::sync::Arc::new(SqliteStore::open(&home.join("headwater.db")).await.unwrap());
+        return Some(Backend { store, _server: None, _db: None });
+    }
+    let db = headwater_test_support::PgTestDb::create().await?;
+    let store = headwater_store::open(&db.url).await.unwrap();
+    let server = headwater_server::RunningServer::start(store.clone(), vec![]).await.unwrap();
+    std::env::set_var("HEADWATER_API_URL", server.api_url());
+    Some(Backend { store, _server: Some(server), _db: Some(db) })
+}
+
 async fn hw(home: &Path, args: &[&str]) -> anyhow::Result<()> {
     let mut argv = vec!["headwater", "--home", home.to_str().unwrap()];
     argv.extend_from_slice(args);
@@ -119,10 +142,20 @@ async fn manifest_errors_name_the_file_and_field() {
 /// executed once, by the example program adopting the run the worker claimed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_runs_scheduled_and_manual_runs() {
+    worker_runs_scheduled_and_manual_runs(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_runs_scheduled_and_manual_runs_on_postgres() {
+    worker_runs_scheduled_and_manual_runs(true).await;
+}
+
+async fn worker_runs_scheduled_and_manual_runs(on_postgres: bool) {
     use headwater_core::StateType;
-    use headwater_store::{FlowRunFilter, RunReader};
+    use headwater_store::FlowRunFilter;
 
     let home = tempfile::tempdir().unwrap();
+    let Some(b) = backend(on_postgres, home.path()).await else { return };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("headwater.yaml");
     std::fs::write(
@@ -148,7 +181,7 @@ async fn a_worker_runs_scheduled_and_manual_runs() {
     hw(home.path(), &["deploy", "--all", "--file", f]).await.unwrap();
 
     hw(home.path(), &["worker", "start", "--pool", "local", "--max-runs", "3", "--poll-ms", "100"]).await.unwrap();
-    let store = SqliteStore::open(&home.path().join("headwater.db")).await.unwrap();
+    let store = b.store.as_ref();
     let d = store.read_deployment("every-second").await.unwrap().unwrap();
     let runs = store.list_flow_runs(&FlowRunFilter { limit: 1000, ..Default::default() }).await.unwrap();
     let done: Vec<_> = runs.iter().filter(|r| r.state.state_type == StateType::Completed).collect();
@@ -187,11 +220,21 @@ async fn a_worker_runs_scheduled_and_manual_runs() {
 /// run is executed exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_never_run_the_same_run_twice() {
+    two_workers_drain_one_pool(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_never_run_the_same_run_twice_on_postgres() {
+    two_workers_drain_one_pool(true).await;
+}
+
+async fn two_workers_drain_one_pool(on_postgres: bool) {
     use headwater_core::{parse_manifest, StateType};
-    use headwater_store::{FlowRunFilter, RunQueue, RunReader};
+    use headwater_store::FlowRunFilter;
 
     let home = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&home.path().join("headwater.db")).await.unwrap();
+    let Some(b) = backend(on_postgres, home.path()).await else { return };
+    let store = b.store.as_ref();
     let doc = serde_json::json!({"deployments": [{
         "name": "burst", "flow": "one-task", "entrypoint": [BIN, "one-task"], "work_pool": {"name": "burst"}
     }]});
@@ -221,10 +264,20 @@ async fn two_workers_never_run_the_same_run_twice() {
 /// a running one is stopped by its own process, tasks included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_scheduled_and_running_runs() {
+    cancel_runs(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_scheduled_and_running_runs_on_postgres() {
+    cancel_runs(true).await;
+}
+
+async fn cancel_runs(on_postgres: bool) {
     use headwater_core::StateType;
-    use headwater_store::{FlowRunFilter, RunReader};
+    use headwater_store::FlowRunFilter;
 
     let home = tempfile::tempdir().unwrap();
+    let Some(b) = backend(on_postgres, home.path()).await else { return };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("headwater.yaml");
     std::fs::write(
@@ -242,7 +295,7 @@ async fn cancel_scheduled_and_running_runs() {
     )
     .unwrap();
     hw(home.path(), &["deploy", "--file", file.to_str().unwrap()]).await.unwrap();
-    let store = SqliteStore::open(&home.path().join("headwater.db")).await.unwrap();
+    let store = b.store.as_ref();
     let newest =
         || async { store.list_flow_runs(&FlowRunFilter { limit: 1, ..Default::default() }).await.unwrap().remove(0) };
 
@@ -624,10 +677,20 @@ async fn a_docker_pool_runs_flows_in_containers() {
 /// unfinished task), and its flow's retry runs it again to completion.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_deployment_run_crashes_and_its_flow_retries_apply() {
+    killed_run_crashes_and_retries(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_deployment_run_crashes_and_its_flow_retries_apply_on_postgres() {
+    killed_run_crashes_and_retries(true).await;
+}
+
+async fn killed_run_crashes_and_retries(on_postgres: bool) {
     use headwater_core::StateType;
-    use headwater_store::{FlowRunFilter, RunReader};
+    use headwater_store::FlowRunFilter;
 
     let home = tempfile::tempdir().unwrap();
+    let Some(b) = backend(on_postgres, home.path()).await else { return };
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("pid");
     let file = dir.path().join("headwater.yaml");
@@ -646,7 +709,7 @@ async fn a_killed_deployment_run_crashes_and_its_flow_retries_apply() {
         tokio::spawn(
             async move { hw(&worker_home, &["worker", "start", "--exit-when-idle", "--poll-ms", "50"]).await },
         );
-    let store = SqliteStore::open(&home.path().join("headwater.db")).await.unwrap();
+    let store = b.store.as_ref();
     let run = store.list_flow_runs(&FlowRunFilter { limit: 1, ..Default::default() }).await.unwrap().remove(0);
     let mut pid = None;
     for _ in 0..400 {
