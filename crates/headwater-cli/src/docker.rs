@@ -18,12 +18,6 @@ pub struct Docker {
     socket: PathBuf,
 }
 
-/// A container's output, by stream.
-pub struct Output {
-    pub stdout: Vec<String>,
-    pub stderr: Vec<String>,
-}
-
 impl Docker {
     /// The engine at `DOCKER_HOST` (`unix://…`) or the default socket.
     pub fn from_env() -> Result<Docker> {
@@ -36,6 +30,18 @@ impl Docker {
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<(StatusCode, Bytes)> {
+        let resp = self.send(method, path, body).await?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        Ok((status, bytes))
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>> {
         let stream = tokio::net::UnixStream::connect(&self.socket)
             .await
             .with_context(|| format!("cannot reach the Docker engine at {}", self.socket.display()))?;
@@ -50,10 +56,7 @@ impl Docker {
             .header("Host", "docker")
             .header("Content-Type", "application/json")
             .body(Full::new(Bytes::from(body)))?;
-        let resp = sender.send_request(req).await?;
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        Ok((status, bytes))
+        Ok(sender.send_request(req).await?)
     }
 
     fn error(what: &str, status: StatusCode, body: &Bytes) -> anyhow::Error {
@@ -111,12 +114,25 @@ impl Docker {
         Ok(v["StatusCode"].as_i64().unwrap_or(-1))
     }
 
-    pub async fn logs(&self, id: &str) -> Result<Output> {
-        let (status, body) = self.call(Method::GET, &format!("/containers/{id}/logs?stdout=1&stderr=1"), None).await?;
+    /// Follows the container's output as it is written, calling `line` with
+    /// each complete line (and whether it came from stderr), until the
+    /// container stops.
+    pub async fn follow_logs(&self, id: &str, mut line: impl FnMut(bool, String)) -> Result<()> {
+        let resp = self.send(Method::GET, &format!("/containers/{id}/logs?stdout=1&stderr=1&follow=1"), None).await?;
+        let status = resp.status();
+        let mut body = resp.into_body();
         if !status.is_success() {
-            return Err(Docker::error("reading the container's output", status, &body));
+            let bytes = body.collect().await?.to_bytes();
+            return Err(Docker::error("reading the container's output", status, &bytes));
         }
-        Ok(demultiplex(&body))
+        let mut demux = Demux::default();
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                demux.push(&data, &mut line);
+            }
+        }
+        demux.finish(&mut line);
+        Ok(())
     }
 
     pub async fn kill(&self, id: &str) -> Result<()> {
@@ -136,24 +152,51 @@ impl Docker {
     }
 }
 
-/// The engine's log stream without a TTY: frames of an 8-byte header
-/// (stream, 0, 0, 0, big-endian length) and the payload.
-fn demultiplex(bytes: &[u8]) -> Output {
-    let (mut out, mut err) = (String::new(), String::new());
-    let mut rest = bytes;
-    while rest.len() >= 8 {
-        let len = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
-        let end = (8 + len).min(rest.len());
-        let text = String::from_utf8_lossy(&rest[8..end]);
-        if rest[0] == 2 {
-            err.push_str(&text);
-        } else {
-            out.push_str(&text);
+/// Splits the engine's log stream without a TTY — frames of an 8-byte
+/// header (stream, 0, 0, 0, big-endian length) and the payload — into lines
+/// per stream, as the bytes arrive (a frame or a line may be cut anywhere).
+#[derive(Default)]
+struct Demux {
+    pending: Vec<u8>,
+    /// Unfinished lines of stdout and stderr.
+    partial: [Vec<u8>; 2],
+}
+
+impl Demux {
+    fn push(&mut self, bytes: &[u8], line: &mut impl FnMut(bool, String)) {
+        self.pending.extend_from_slice(bytes);
+        let mut at = 0;
+        while self.pending.len() - at >= 8 {
+            let h = &self.pending[at..at + 8];
+            let len = u32::from_be_bytes([h[4], h[5], h[6], h[7]]) as usize;
+            if self.pending.len() - at - 8 < len {
+                break;
+            }
+            let stderr = h[0] == 2;
+            let payload = &self.pending[at + 8..at + 8 + len];
+            let buf = &mut self.partial[usize::from(stderr)];
+            for &b in payload {
+                if b == b'\n' {
+                    line(stderr, String::from_utf8_lossy(buf).trim_end_matches('\r').to_string());
+                    buf.clear();
+                } else {
+                    buf.push(b);
+                }
+            }
+            at += 8 + len;
         }
-        rest = &rest[end..];
+        self.pending.drain(..at);
     }
-    let lines = |s: String| s.lines().map(str::to_string).collect();
-    Output { stdout: lines(out), stderr: lines(err) }
+
+    /// The last lines, if they did not end with a newline.
+    fn finish(&mut self, line: &mut impl FnMut(bool, String)) {
+        for (i, buf) in self.partial.iter_mut().enumerate() {
+            if !buf.is_empty() {
+                line(i == 1, String::from_utf8_lossy(buf).into_owned());
+                buf.clear();
+            }
+        }
+    }
 }
 
 /// What a Docker deployment's `job_variables` say, with defaults.
@@ -190,8 +233,15 @@ impl JobSpec {
         })
     }
 
-    /// The engine's container spec for `cmd` with `env`.
-    pub fn container(&self, cmd: &[String], env: &[(String, String)], binds: &[String]) -> Value {
+    /// The engine's container spec for `cmd` with `env`, started in
+    /// `workdir` if given.
+    pub fn container(
+        &self,
+        cmd: &[String],
+        env: &[(String, String)],
+        binds: &[String],
+        workdir: Option<&str>,
+    ) -> Value {
         let env: Vec<String> = env.iter().chain(self.env.iter()).map(|(k, v)| format!("{k}={v}")).collect();
         let mut all_binds = self.volumes.clone();
         all_binds.extend(binds.iter().cloned());
@@ -199,7 +249,11 @@ impl JobSpec {
         if let Some(mode) = &self.network_mode {
             host["NetworkMode"] = json!(mode);
         }
-        json!({ "Image": self.image, "Cmd": cmd, "Env": env, "HostConfig": host, "Tty": false })
+        let mut spec = json!({ "Image": self.image, "Cmd": cmd, "Env": env, "HostConfig": host, "Tty": false });
+        if let Some(dir) = workdir {
+            spec["WorkingDir"] = json!(dir);
+        }
+        spec
     }
 }
 
@@ -208,14 +262,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn log_frames_split_by_stream() {
-        let mut bytes = vec![1, 0, 0, 0, 0, 0, 0, 6];
-        bytes.extend_from_slice(b"hello\n");
+    fn log_frames_split_by_stream_however_the_bytes_arrive() {
+        let mut bytes = vec![1, 0, 0, 0, 0, 0, 0, 9];
+        bytes.extend_from_slice(b"hello\nwor");
         bytes.extend_from_slice(&[2, 0, 0, 0, 0, 0, 0, 4]);
         bytes.extend_from_slice(b"bad\n");
-        let out = demultiplex(&bytes);
-        assert_eq!(out.stdout, ["hello"]);
-        assert_eq!(out.stderr, ["bad"]);
+        bytes.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 7]);
+        bytes.extend_from_slice(b"ld\r\nend");
+        // Every way of cutting the stream in two gives the same lines.
+        for cut in 0..bytes.len() {
+            let mut lines = Vec::new();
+            let mut demux = Demux::default();
+            let mut collect = |stderr: bool, l: String| lines.push((stderr, l));
+            demux.push(&bytes[..cut], &mut collect);
+            demux.push(&bytes[cut..], &mut collect);
+            demux.finish(&mut collect);
+            let expected =
+                [(false, "hello"), (true, "bad"), (false, "world"), (false, "end")].map(|(e, l)| (e, l.to_string()));
+            assert_eq!(lines, expected, "cut at {cut}");
+        }
     }
 
     #[test]
@@ -225,9 +290,10 @@ mod tests {
         assert!(e.to_string().contains("pull_policy"));
         let spec = JobSpec::from_variables(&json!({"image": "flows:1", "volumes": ["/data:/data"], "env": {"A": "1"}}))
             .unwrap();
-        let c = spec.container(&["/flows".into()], &[("B".into(), "2".into())], &["/h:/h".into()]);
+        let c = spec.container(&["/flows".into()], &[("B".into(), "2".into())], &["/h:/h".into()], Some("/tmp/r/x"));
         assert_eq!(c["Image"], "flows:1");
         assert_eq!(c["Env"], json!(["B=2", "A=1"]));
         assert_eq!(c["HostConfig"]["Binds"], json!(["/data:/data", "/h:/h"]));
+        assert_eq!(c["WorkingDir"], "/tmp/r/x");
     }
 }

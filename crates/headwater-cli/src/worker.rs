@@ -242,19 +242,6 @@ pub async fn start(args: WorkerArgs, store: Arc<dyn Store>, settings: &Settings)
                     env.push(("HEADWATER_FLOW_RUN_ID".into(), run.id.to_string()));
                     env.push(("HEADWATER_FLOW_RUN_NAME".into(), run.name.clone()));
                     env.push(("HEADWATER_FLOW_RUN_COUNT".into(), run.run_count.to_string()));
-                    if let Some(docker) = &docker {
-                        match container_job(docker, d, &run, &env, settings, store_handle.clone()) {
-                            Ok(job) => {
-                                println!(
-                                    "Started flow run '{}' ({}) of deployment '{}' in a container",
-                                    run.name, run.id, d.name
-                                );
-                                running.push(Running { run, job, scratch: None, output: Vec::new() });
-                            }
-                            Err(e) => crash(store, &run, &format!("{e:#}")).await?,
-                        }
-                        continue;
-                    }
                     let (cwd, scratch) = match pull(d, &run).await {
                         Ok(found) => found,
                         Err(why) => {
@@ -262,6 +249,27 @@ pub async fn start(args: WorkerArgs, store: Arc<dyn Store>, settings: &Settings)
                             continue;
                         }
                     };
+                    if let Some(docker) = &docker {
+                        // Code the pull steps fetched is mounted into the
+                        // container, which starts where the steps ended.
+                        let code = scratch.as_ref().map(|dir| (dir.as_path(), cwd.as_path()));
+                        match container_job(docker, d, &run, &env, settings, code, store_handle.clone()) {
+                            Ok(job) => {
+                                println!(
+                                    "Started flow run '{}' ({}) of deployment '{}' in a container",
+                                    run.name, run.id, d.name
+                                );
+                                running.push(Running { run, job, scratch, output: Vec::new() });
+                            }
+                            Err(e) => {
+                                if let Some(dir) = &scratch {
+                                    let _ = std::fs::remove_dir_all(dir);
+                                }
+                                crash(store, &run, &format!("{e:#}")).await?
+                            }
+                        }
+                        continue;
+                    }
                     let program = &d.entrypoint[0];
                     let program = if program.contains('/') && Path::new(program).is_relative() {
                         cwd.join(program)
@@ -328,20 +336,26 @@ fn container_job(
     run: &FlowRun,
     env: &[(String, String)],
     settings: &Settings,
+    code: Option<(&Path, &Path)>,
     store: Arc<dyn Store>,
 ) -> Result<Job> {
     let spec = JobSpec::from_variables(&d.job_variables)
         .with_context(|| format!("deployment '{}' cannot run in its Docker pool", d.name))?;
     let mut cmd = d.entrypoint.clone();
     cmd.extend(["--params".to_string(), run.parameters.to_string()]);
-    let binds = match settings.api_url() {
+    let mut binds = match settings.api_url() {
         Some(_) => Vec::new(),
         None => {
             let home = settings.home.display().to_string();
             vec![format!("{home}:{home}")]
         }
     };
-    let container = spec.container(&cmd, env, &binds);
+    let workdir = code.map(|(scratch, cwd)| {
+        let scratch = scratch.display().to_string();
+        binds.push(format!("{scratch}:{scratch}"));
+        cwd.display().to_string()
+    });
+    let container = spec.container(&cmd, env, &binds, workdir.as_deref());
     let id = Arc::new(std::sync::Mutex::new(None));
     let (docker2, id2, run) = (docker.clone(), id.clone(), run.clone());
     let task = tokio::spawn(async move {
@@ -360,25 +374,35 @@ fn container_job(
         }
         let outcome = async {
             docker2.start(&cid).await?;
-            let code = docker2.wait(&cid).await?;
-            let out = docker2.logs(&cid).await?;
-            let mut logs = Vec::new();
-            for (lines, level) in [(out.stdout, LogLevel::Info), (out.stderr, LogLevel::Warning)] {
-                for line in lines {
-                    println!("[{}] {line}", run.name);
-                    logs.push(LogRecord {
-                        id: 0,
-                        flow_run_id: run.id,
-                        task_run_id: None,
-                        level,
-                        timestamp: Utc::now(),
-                        message: line,
-                    });
+            // The output is recorded while the container runs, in small batches.
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<LogRecord>();
+            let (id, name) = (run.id, run.name.clone());
+            let follower = docker2.follow_logs(&cid, move |stderr, message| {
+                println!("[{name}] {message}");
+                let level = if stderr { LogLevel::Warning } else { LogLevel::Info };
+                let _ = tx.send(LogRecord {
+                    id: 0,
+                    flow_run_id: id,
+                    task_run_id: None,
+                    level,
+                    timestamp: Utc::now(),
+                    message,
+                });
+            });
+            let recorder = async {
+                while let Some(first) = rx.recv().await {
+                    let mut logs = vec![first];
+                    while let Ok(more) = rx.try_recv() {
+                        logs.push(more);
+                    }
+                    if let Err(e) = store.record(&WriteBatch { logs, ..Default::default() }).await {
+                        eprintln!("warning: could not record output of '{}': {e}", run.name);
+                    }
                 }
-            }
-            if !logs.is_empty() {
-                store.record(&WriteBatch { logs, ..Default::default() }).await?;
-            }
+            };
+            let (followed, ()) = tokio::join!(follower, recorder);
+            followed?;
+            let code = docker2.wait(&cid).await?;
             Ok::<i64, anyhow::Error>(code)
         }
         .await;

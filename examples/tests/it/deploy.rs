@@ -623,6 +623,20 @@ async fn a_docker_pool_runs_flows_in_containers() {
     }
     let tag = format!("headwater-examples-test:{}", uuid::Uuid::now_v7().simple());
     build_scratch_image(&tag);
+    // Code from a repository reaches the container through the pull steps:
+    // here a flag file the flow finds relative to its working directory.
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::create_dir(repo.path().join("job")).unwrap();
+    std::fs::write(repo.path().join("job/down"), "").unwrap();
+    for args in [&["init", "--quiet"][..], &["add", "."], &["commit", "--quiet", "-m", "job"]] {
+        let ok = std::process::Command::new("git")
+            .args(["-c", "user.email=t@example.invalid", "-c", "user.name=t", "-c", "init.defaultBranch=main"])
+            .args(args)
+            .current_dir(repo.path())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "git {args:?}");
+    }
     let home = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("headwater.yaml");
@@ -643,7 +657,18 @@ async fn a_docker_pool_runs_flows_in_containers() {
     work_pool:
       name: dock
       job_variables: {{image: "headwater-absent:none", pull_policy: never}}
-"#
+  - name: from-repo
+    flow: load-when-up
+    entrypoint: ["/hw-examples", "load-when-up"]
+    parameters: {{down_flag: down}}
+    pull:
+      - git_clone: {{repository: "{repo}", branch: main}}
+      - set_working_directory: {{directory: job}}
+    work_pool:
+      name: dock
+      job_variables: {{image: "{tag}", pull_policy: never}}
+"#,
+            repo = repo.path().display()
         ),
     )
     .unwrap();
@@ -651,6 +676,7 @@ async fn a_docker_pool_runs_flows_in_containers() {
     hw(home.path(), &["deploy", "--all", "--no-check", "--file", file.to_str().unwrap()]).await.unwrap();
     hw(home.path(), &["deployment", "run", "boxed", "--no-check"]).await.unwrap();
     hw(home.path(), &["deployment", "run", "no-image", "--no-check"]).await.unwrap();
+    hw(home.path(), &["deployment", "run", "from-repo", "--no-check"]).await.unwrap();
     hw(home.path(), &["worker", "start", "--pool", "dock", "--exit-when-idle", "--poll-ms", "50"]).await.unwrap();
 
     let store = SqliteStore::open(&home.path().join("headwater.db")).await.unwrap();
@@ -664,6 +690,18 @@ async fn a_docker_pool_runs_flows_in_containers() {
     let missing = runs.iter().find(|r| r.flow_name == "one-task").unwrap();
     assert_eq!(missing.state.state_type, StateType::Crashed);
     assert!(missing.state.message.as_deref().unwrap().contains("is not on this Docker engine"), "{}", missing.state);
+    let cloned = runs.iter().find(|r| r.flow_name == "load-when-up").unwrap();
+    assert_eq!(cloned.state.state_type, StateType::Failed, "{}", cloned.state);
+    let why = cloned.state.message.as_deref().unwrap();
+    assert!(why.contains("the warehouse is down (down exists)"), "the flow ran in the cloned folder: {why}");
+    // What the program printed (its error, on stderr) was recorded from the container.
+    let logs = store.read_logs(&headwater_store::LogFilter::for_flow_run(cloned.id)).await.unwrap();
+    assert!(
+        logs.iter()
+            .any(|l| l.level == headwater_core::LogLevel::Warning && l.message.contains("the warehouse is down")),
+        "{:?}",
+        logs.iter().map(|l| &l.message).collect::<Vec<_>>()
+    );
     // Containers are removed after their run.
     let left = std::process::Command::new("docker")
         .args(["ps", "-a", "-q", "--filter", &format!("name=headwater-{}", boxed.id)])
