@@ -2,6 +2,7 @@
 //! deployments, run the server. A library so it can be driven in-process
 //! (`run_from`); `main.rs` is the binary.
 
+mod blocks;
 mod deploy;
 mod docker;
 mod output;
@@ -73,6 +74,9 @@ enum Command {
     /// Queues inside a work pool: priorities, limits, pause.
     #[command(subcommand, name = "work-queue")]
     WorkQueue(work_pool::WorkQueueCmd),
+    /// Blocks: typed configuration and credentials, secrets sealed.
+    #[command(subcommand)]
+    Block(blocks::BlockCmd),
     /// Variables: named JSON values for flows and headwater.yaml.
     #[command(subcommand)]
     Variable(variables::VariableCmd),
@@ -270,6 +274,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Deployment(cmd) => deploy::deployment(cmd, open(&settings).await?.as_ref()).await,
         Command::WorkPool(cmd) => work_pool::run(cmd, open(&settings).await?.as_ref()).await,
         Command::WorkQueue(cmd) => work_pool::run_queue(cmd, open(&settings).await?.as_ref()).await,
+        Command::Block(cmd) => blocks::run(cmd, open(&settings).await?.as_ref()).await,
         Command::Variable(cmd) => variables::run_variable(cmd, open(&settings).await?.as_ref()).await,
         Command::Artifact(cmd) => variables::run_artifact(cmd, open(&settings).await?.as_ref()).await,
         Command::Worker(WorkerCmd::Start(args)) => worker::start(args, open(&settings).await?, &settings).await,
@@ -288,7 +293,7 @@ async fn run(cli: Cli) -> Result<()> {
                 );
             }
             let database = database_url.unwrap_or_else(|| settings.database_path().display().to_string());
-            let store = headwater_store::open(&database).await?;
+            let store = headwater_store::open_with_key(&database, Some(&secret_key(&settings)?)).await?;
             let heartbeat_timeout = settings.heartbeat_timeout();
             let config = ServerConfig {
                 host,
@@ -318,6 +323,12 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// The key sealing blocks' secrets in a store this process opens.
+fn secret_key(settings: &Settings) -> Result<headwater_store::SecretKey> {
+    let hex = settings.secret_key_hex()?;
+    headwater_store::SecretKey::from_hex(&hex).map_err(|e| anyhow::anyhow!("the secret key: {e}"))
+}
+
 /// The store the settings point at: the server's API, or the embedded file.
 async fn open(settings: &Settings) -> Result<Arc<dyn Store>> {
     if let Some(url) = settings.api_url() {
@@ -325,8 +336,10 @@ async fn open(settings: &Settings) -> Result<Arc<dyn Store>> {
         return Ok(Arc::new(client));
     }
     let path = settings.database_path();
-    let store =
-        headwater_store::SqliteStore::open(&path).await.with_context(|| format!("opening {}", path.display()))?;
+    let store = headwater_store::SqliteStore::open(&path)
+        .await
+        .with_context(|| format!("opening {}", path.display()))?
+        .with_secret_key(&secret_key(settings)?);
     // With no server watching, whoever opens the store marks the runs of
     // processes that died (kill -9, a lost machine) as CRASHED.
     let cutoff = chrono::Utc::now() - chrono::Duration::from_std(settings.heartbeat_timeout())?;

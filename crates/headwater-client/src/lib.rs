@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use headwater_core::{
-    Artifact, Deployment, Flow, FlowRun, LogRecord, StateRecord, TaskRun, Variable, WorkPool, WorkQueue, WorkerStatus,
+    Artifact, BlockDocument, BlockType, Deployment, Flow, FlowRun, LogRecord, StateRecord, TaskRun, Variable, WorkPool,
+    WorkQueue, WorkerStatus,
 };
 use headwater_store::{
-    ArtifactFilter, ArtifactStore, DeploymentStore, FlowRunFilter, LogFilter, Result, RunQueue, RunReader, RunReaper,
-    RunRecorder, StoreError, VariableStore, WorkPoolStore, WriteBatch,
+    ArtifactFilter, ArtifactStore, BlockStore, DeploymentStore, FlowRunFilter, LogFilter, Result, RunQueue, RunReader,
+    RunReaper, RunRecorder, StoreError, VariableStore, WorkPoolStore, WriteBatch,
 };
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -315,6 +316,38 @@ impl RunReader for ApiClient {
 
     async fn read_logs(&self, filter: &LogFilter) -> Result<Vec<LogRecord>> {
         self.post("/logs/filter", filter).await?.ok_or_else(|| missing("log filter endpoint"))
+    }
+}
+
+#[async_trait]
+impl BlockStore for ApiClient {
+    async fn register_block_types(&self, types: &[BlockType]) -> Result<()> {
+        self.call::<_, serde_json::Value>(Method::PUT, "/block_types", Some(types)).await?;
+        Ok(())
+    }
+
+    async fn list_block_types(&self) -> Result<Vec<BlockType>> {
+        self.get("/block_types").await?.ok_or_else(|| missing("block types endpoint"))
+    }
+
+    async fn save_block(&self, block: &BlockDocument) -> Result<BlockDocument> {
+        self.call(Method::PUT, "/blocks", Some(block)).await?.ok_or_else(|| missing("blocks endpoint"))
+    }
+
+    async fn read_block(&self, name: &str, reveal: bool) -> Result<Option<BlockDocument>> {
+        self.get(&format!("/blocks/{}?reveal={reveal}", encode(name))).await
+    }
+
+    async fn list_blocks(&self) -> Result<Vec<BlockDocument>> {
+        self.get("/blocks").await?.ok_or_else(|| missing("blocks endpoint"))
+    }
+
+    async fn delete_block(&self, name: &str) -> Result<bool> {
+        if self.read_block(name, false).await?.is_none() {
+            return Ok(false);
+        }
+        self.call::<(), serde_json::Value>(Method::DELETE, &format!("/blocks/{}", encode(name)), None).await?;
+        Ok(true)
     }
 }
 

@@ -85,6 +85,11 @@ pub const KNOWN: &[SettingInfo] = &[
         in_profile: true,
     },
     SettingInfo {
+        name: "HEADWATER_SECRET_KEY",
+        help: "64 hex digits sealing blocks' secrets (default: a key file created in the home, mode 0600)",
+        in_profile: false,
+    },
+    SettingInfo {
         name: "HEADWATER_HEARTBEAT_TIMEOUT_SECONDS",
         help: "a live run silent this long is marked CRASHED (default 60)",
         in_profile: true,
@@ -220,6 +225,9 @@ fn validate(key: &str, value: &str) -> Result<()> {
         {
             Err(bad(&format!("'{value}' is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL")))
         }
+        "HEADWATER_SECRET_KEY" if value.len() != 64 || !value.chars().all(|c| c.is_ascii_hexdigit()) => {
+            Err(bad("a secret key is 64 hexadecimal digits (make one with `openssl rand -hex 32`)"))
+        }
         "HEADWATER_LOGGING_CONSOLE" if value.parse::<bool>().is_err() => {
             Err(bad(&format!("'{value}' is not true or false")))
         }
@@ -312,10 +320,56 @@ impl Settings {
         self.values
             .iter()
             .map(|(k, (v, s))| {
-                let shown = if k == "HEADWATER_API_KEY" { "********".to_string() } else { v.clone() };
+                let secret = k == "HEADWATER_API_KEY" || k == "HEADWATER_SECRET_KEY";
+                let shown = if secret { "********".to_string() } else { v.clone() };
                 (k.clone(), shown, *s)
             })
             .collect()
+    }
+
+    /// The key that seals blocks' secrets, as 64 hex digits:
+    /// HEADWATER_SECRET_KEY, or the key file in the home — created on first
+    /// use, readable by its owner only, and never inside the database.
+    pub fn secret_key_hex(&self) -> Result<String> {
+        if let Some(k) = self.get("HEADWATER_SECRET_KEY") {
+            return Ok(k.to_string());
+        }
+        let path = self.home.join("secret.key");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => return Ok(text.trim().to_string()),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(ConfigError::Read { path, source: e }),
+            Err(_) => {}
+        }
+        let write_err = |source| ConfigError::Write { path: path.clone(), source };
+        std::fs::create_dir_all(&self.home).map_err(write_err)?;
+        let mut bytes = [0u8; 32];
+        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").map_err(write_err)?, &mut bytes)
+            .map_err(write_err)?;
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        // Written aside and linked into place: two processes creating the key
+        // at once agree on one, and nobody reads a half-written file.
+        let tmp = self.home.join(format!(".secret.key.{}", std::process::id()));
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(write_err)?;
+            f.write_all(hex.as_bytes()).and_then(|()| f.sync_all()).map_err(write_err)?;
+        }
+        let linked = std::fs::hard_link(&tmp, &path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(hex),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read_to_string(&path)
+                .map(|t| t.trim().to_string())
+                .map_err(|source| ConfigError::Read { path, source }),
+            Err(e) => Err(write_err(e)),
+        }
     }
 
     pub fn api_url(&self) -> Option<&str> {
@@ -465,5 +519,31 @@ mod tests {
             ),
             Err(ConfigError::UnknownProfile(_))
         ));
+    }
+
+    #[test]
+    fn the_secret_key_file_is_created_once_for_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let home = tempfile::tempdir().unwrap();
+        let s = Settings::resolve(&Overrides { home: Some(home.path().into()), ..Default::default() }, env_of(&[]))
+            .unwrap();
+        let key = s.secret_key_hex().unwrap();
+        assert_eq!(key.len(), 64);
+        assert_eq!(s.secret_key_hex().unwrap(), key, "the same key next time");
+        let mode = std::fs::metadata(home.path().join("secret.key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let given = "ab".repeat(32);
+        let s = Settings::resolve(
+            &Overrides { home: Some(home.path().into()), ..Default::default() },
+            env_of(&[("HEADWATER_SECRET_KEY", &given)]),
+        )
+        .unwrap();
+        assert_eq!(s.secret_key_hex().unwrap(), given);
+        assert!(s.view().iter().any(|(k, v, _)| k == "HEADWATER_SECRET_KEY" && v == "********"));
+        let bad = Settings::resolve(
+            &Overrides { home: Some(home.path().into()), ..Default::default() },
+            env_of(&[("HEADWATER_SECRET_KEY", "short")]),
+        );
+        assert!(bad.unwrap_err().to_string().contains("64 hexadecimal digits"));
     }
 }

@@ -6,6 +6,7 @@
 //! the time and the randomness they want, which keeps every rule testable.
 
 pub mod artifact;
+pub mod block;
 pub mod cache;
 pub mod deployment;
 pub mod duration;
@@ -19,6 +20,7 @@ pub mod transition;
 pub mod work_pool;
 
 pub use artifact::{validate_artifact, validate_variable, Artifact, ArtifactKind, Variable};
+pub use block::{validate_block, BlockDocument, BlockType};
 pub use cache::{CacheKey, CachePolicy};
 pub use deployment::{
     parse_manifest, parse_manifest_with, CollisionStrategy, Deployment, DeploymentSchedule, ManifestError, PullStep,

@@ -8,7 +8,8 @@ use axum::response::Html;
 use axum::Extension;
 use axum::{Json, Router};
 use headwater_core::{
-    Artifact, Deployment, Flow, FlowRun, LogRecord, StateRecord, TaskRun, Variable, WorkPool, WorkQueue, WorkerStatus,
+    Artifact, BlockDocument, BlockType, Deployment, Flow, FlowRun, LogRecord, StateRecord, TaskRun, Variable, WorkPool,
+    WorkQueue, WorkerStatus,
 };
 use headwater_store::{record_flow_run_state, ArtifactFilter, Cursor, FlowRunFilter, LogFilter, Store, WriteBatch};
 use serde::Serialize;
@@ -55,6 +56,9 @@ fn api_router() -> OpenApiRouter<Arc<dyn Store>> {
         .routes(routes!(delete_work_queue))
         .routes(routes!(worker_heartbeat))
         .routes(routes!(list_workers))
+        .routes(routes!(list_block_types, register_block_types))
+        .routes(routes!(list_blocks, save_block))
+        .routes(routes!(read_block, delete_block))
         .routes(routes!(list_variables, set_variable))
         .routes(routes!(read_variable, delete_variable))
         .routes(routes!(filter_artifacts))
@@ -436,6 +440,72 @@ async fn delete_work_queue(State(db): Db, Path((pool, name)): Path<(String, Stri
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("no queue '{name}' in work pool '{pool}'")))
+    }
+}
+
+#[utoipa::path(get, path = "/block_types", tag = "blocks", responses((status = 200, body = Vec<BlockType>)))]
+async fn list_block_types(State(db): Db) -> ApiResult<Vec<BlockType>> {
+    Ok(Json(db.list_block_types().await?))
+}
+
+/// Creates or replaces block types (with their JSON Schemas).
+#[utoipa::path(
+    put, path = "/block_types", tag = "blocks", request_body = Vec<BlockType>,
+    responses((status = 204, description = "registered"))
+)]
+async fn register_block_types(State(db): Db, Json(types): Json<Vec<BlockType>>) -> Result<StatusCode, ApiError> {
+    db.register_block_types(&types).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Every block, secrets shown as `********`.
+#[utoipa::path(get, path = "/blocks", tag = "blocks", responses((status = 200, body = Vec<BlockDocument>)))]
+async fn list_blocks(State(db): Db) -> ApiResult<Vec<BlockDocument>> {
+    Ok(Json(db.list_blocks().await?))
+}
+
+/// Creates or replaces a block, checked against its type; its secrets are
+/// sealed under the server's secret key (a secret sent as `********` keeps
+/// its stored value). Answers the block with secrets masked.
+#[utoipa::path(
+    put, path = "/blocks", tag = "blocks", request_body = BlockDocument,
+    responses((status = 200, body = BlockDocument), (status = 409, description = "unknown type or invalid data"))
+)]
+async fn save_block(State(db): Db, Json(block): Json<BlockDocument>) -> ApiResult<BlockDocument> {
+    Ok(Json(db.save_block(&block).await?))
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+struct RevealQuery {
+    /// Return secrets in clear (an explicit request; the server's API key
+    /// guards it like every call).
+    #[serde(default)]
+    reveal: bool,
+}
+
+#[utoipa::path(
+    get, path = "/blocks/{name}", tag = "blocks", params(("name" = String, Path), RevealQuery),
+    responses((status = 200, body = BlockDocument), (status = 404, description = "no such block"))
+)]
+async fn read_block(State(db): Db, Path(name): Path<String>, Query(q): Query<RevealQuery>) -> ApiResult<BlockDocument> {
+    if q.reveal {
+        tracing::info!("block '{name}' revealed to an API client");
+    }
+    db.read_block(&name, q.reveal)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no block named '{name}'")))
+}
+
+#[utoipa::path(
+    delete, path = "/blocks/{name}", tag = "blocks", params(("name" = String, Path)),
+    responses((status = 204, description = "deleted"), (status = 404, description = "no such block"))
+)]
+async fn delete_block(State(db): Db, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    if db.delete_block(&name).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("no block named '{name}'")))
     }
 }
 

@@ -80,6 +80,10 @@ pub async fn serve(
     config: &ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    // Headwater's own block types, so blocks of them can be saved through the API.
+    if let Err(e) = store.register_block_types(&headwater_blocks::builtin_types()).await {
+        tracing::error!("could not register the block types: {e}");
+    }
     let stop = CancellationToken::new();
     let wake = api::Wake::default();
     let reaper = tokio::spawn(reap_loop(store.clone(), wake.clone(), config.heartbeat_timeout, stop.clone()));

@@ -140,6 +140,25 @@ pub(crate) fn default_queue_stays(pool: &str) -> StoreError {
     ))
 }
 
+/// The registered type of the block being saved, with the block checked
+/// against it.
+pub(crate) fn block_type_for(
+    doc: &headwater_core::BlockDocument,
+    schema: Option<serde_json::Value>,
+) -> crate::Result<headwater_core::BlockType> {
+    let schema = schema.ok_or_else(|| {
+        StoreError::Refused(format!("unknown block type '{}' (see `headwater block types`)", doc.block_type))
+    })?;
+    let t = headwater_core::BlockType {
+        slug: doc.block_type.clone(),
+        name: String::new(),
+        description: String::new(),
+        schema,
+    };
+    headwater_core::validate_block(doc, &t).map_err(|e| StoreError::Refused(format!("block '{}': {e}", doc.name)))?;
+    Ok(t)
+}
+
 pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
 }

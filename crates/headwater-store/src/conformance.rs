@@ -90,7 +90,67 @@ pub async fn run_all(store: &dyn Store) {
     crashed_runs_retry_when_their_flow_allows(store).await;
     variables_set_read_and_delete(store).await;
     artifacts_are_versioned_by_key(store).await;
+    blocks_keep_secrets_sealed(store).await;
     empty_batch_is_fine(store).await;
+}
+
+/// The store under test must have a secret key.
+pub async fn blocks_keep_secrets_sealed(store: &dyn Store) {
+    use headwater_core::block::MASK;
+    use headwater_core::{BlockDocument, BlockType};
+    let slug = format!("warehouse-{}", Uuid::now_v7().simple());
+    let ty = BlockType {
+        slug: slug.clone(),
+        name: "Warehouse".into(),
+        description: "a test type".into(),
+        schema: json!({"type": "object", "required": ["host"], "properties": {
+            "host": {"type": "string"},
+            "port": {"type": "integer"},
+            "password": {"type": ["string", "null"], "writeOnly": true}
+        }}),
+    };
+    store.register_block_types(std::slice::from_ref(&ty)).await.unwrap();
+    assert!(store.list_block_types().await.unwrap().contains(&ty));
+    let name = format!("wh-{}", Uuid::now_v7().simple());
+    let doc = BlockDocument {
+        name: name.clone(),
+        block_type: slug.clone(),
+        data: json!({"host": "db.internal", "port": 5432, "password": "hunter2"}),
+        created: t(0),
+        updated: t(0),
+    };
+    let saved = store.save_block(&doc).await.unwrap();
+    assert_eq!(saved.data, json!({"host": "db.internal", "port": 5432, "password": MASK}));
+    assert_eq!(store.read_block(&name, false).await.unwrap().unwrap().data["password"], MASK);
+    assert_eq!(store.read_block(&name, true).await.unwrap().unwrap().data["password"], "hunter2");
+    let listed = store.list_blocks().await.unwrap();
+    let mine = listed.iter().find(|b| b.name == name).unwrap();
+    assert_eq!(mine.data["password"], MASK);
+    assert!(!serde_json::to_string(&listed).unwrap().contains("hunter2"));
+
+    // Sent back masked (an edit form), the secret keeps its value.
+    let mut edited = doc.clone();
+    edited.data = json!({"host": "db2.internal", "port": 5432, "password": MASK});
+    edited.updated = t(5);
+    let saved = store.save_block(&edited).await.unwrap();
+    assert_eq!((saved.created, saved.updated), (t(0), t(5)));
+    let revealed = store.read_block(&name, true).await.unwrap().unwrap();
+    assert_eq!(
+        (revealed.data["host"].as_str(), revealed.data["password"].as_str()),
+        (Some("db2.internal"), Some("hunter2"))
+    );
+
+    let mut bad = doc.clone();
+    bad.data = json!({"host": "h", "port": "five"});
+    let e = store.save_block(&bad).await.unwrap_err();
+    assert!(matches!(&e, StoreError::Refused(m) if m.contains("port: expected integer")), "{e}");
+    let mut unknown = doc.clone();
+    unknown.block_type = "no-such-type".into();
+    let e = store.save_block(&unknown).await.unwrap_err();
+    assert!(matches!(&e, StoreError::Refused(m) if m.contains("unknown block type 'no-such-type'")), "{e}");
+    assert!(store.delete_block(&name).await.unwrap());
+    assert!(!store.delete_block(&name).await.unwrap());
+    assert!(store.read_block(&name, true).await.unwrap().is_none());
 }
 
 pub async fn variables_set_read_and_delete(store: &dyn Store) {

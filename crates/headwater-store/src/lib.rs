@@ -13,6 +13,7 @@ pub mod conformance;
 mod error;
 mod postgres;
 pub mod scheduling;
+mod secrets;
 mod sqlite;
 
 use std::path::Path;
@@ -21,8 +22,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use headwater_core::{
-    Artifact, Deployment, Flow, FlowRun, Heartbeat, LogLevel, LogRecord, StateRecord, StateType, TaskRun, Variable,
-    WorkPool, WorkQueue, WorkerStatus,
+    Artifact, BlockDocument, BlockType, Deployment, Flow, FlowRun, Heartbeat, LogLevel, LogRecord, StateRecord,
+    StateType, TaskRun, Variable, WorkPool, WorkQueue, WorkerStatus,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -30,16 +31,32 @@ use uuid::Uuid;
 
 pub use error::{Result, StoreError};
 pub use postgres::PostgresStore;
+pub use secrets::SecretKey;
 pub use sqlite::SqliteStore;
 
 /// Opens the store a URL names: `postgres://…` (or `postgresql://…`) for
-/// PostgreSQL, `sqlite:PATH` or a plain path for SQLite.
+/// PostgreSQL, `sqlite:PATH` or a plain path for SQLite. Without a secret
+/// key it reads blocks with their secrets masked and refuses to store or
+/// reveal secrets.
 pub async fn open(url_or_path: &str) -> Result<Arc<dyn Store>> {
+    open_with_key(url_or_path, None).await
+}
+
+/// [`open`], with the key that seals and opens blocks' secrets.
+pub async fn open_with_key(url_or_path: &str, key: Option<&SecretKey>) -> Result<Arc<dyn Store>> {
     if url_or_path.starts_with("postgres://") || url_or_path.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::open(url_or_path).await?))
+        let store = PostgresStore::open(url_or_path).await?;
+        Ok(Arc::new(match key {
+            Some(k) => store.with_secret_key(k),
+            None => store,
+        }))
     } else {
         let path = url_or_path.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
-        Ok(Arc::new(SqliteStore::open(Path::new(path)).await?))
+        let store = SqliteStore::open(Path::new(path)).await?;
+        Ok(Arc::new(match key {
+            Some(k) => store.with_secret_key(k),
+            None => store,
+        }))
     }
 }
 
@@ -324,9 +341,35 @@ pub trait ArtifactStore: Send + Sync {
     async fn delete_artifacts(&self, key: &str) -> Result<u64>;
 }
 
+/// Block types and blocks. Secrets go in clear and are sealed by the store
+/// (under its secret key); they come back as `********` unless revealed.
+#[async_trait]
+pub trait BlockStore: Send + Sync {
+    /// Creates or replaces block types (Headwater's own are registered by
+    /// whoever starts: the server, the CLI, a flow program).
+    async fn register_block_types(&self, types: &[BlockType]) -> Result<()>;
+    async fn list_block_types(&self) -> Result<Vec<BlockType>>;
+    /// Checks the block against its type and saves it, sealing its secrets;
+    /// a secret sent as `********` keeps its stored value. Returns it masked.
+    async fn save_block(&self, block: &BlockDocument) -> Result<BlockDocument>;
+    /// The block, secrets masked, or opened with `reveal`.
+    async fn read_block(&self, name: &str, reveal: bool) -> Result<Option<BlockDocument>>;
+    /// Every block, secrets masked.
+    async fn list_blocks(&self) -> Result<Vec<BlockDocument>>;
+    async fn delete_block(&self, name: &str) -> Result<bool>;
+}
+
 /// A complete store.
 pub trait Store:
-    RunRecorder + RunReader + RunReaper + DeploymentStore + RunQueue + WorkPoolStore + VariableStore + ArtifactStore
+    RunRecorder
+    + RunReader
+    + RunReaper
+    + DeploymentStore
+    + RunQueue
+    + WorkPoolStore
+    + VariableStore
+    + ArtifactStore
+    + BlockStore
 {
 }
 impl<
@@ -337,7 +380,8 @@ impl<
             + RunQueue
             + WorkPoolStore
             + VariableStore
-            + ArtifactStore,
+            + ArtifactStore
+            + BlockStore,
     > Store for T
 {
 }

@@ -92,11 +92,17 @@ impl Engine {
             )));
         }
         let path = settings.database_path();
+        // Without a key (an unwritable home), blocks' secrets are refused
+        // when used, with a message saying how to provide one.
+        let key = settings.secret_key_hex().ok().and_then(|k| headwater_store::SecretKey::from_hex(&k).ok());
         let timeout = chrono::Duration::from_std(settings.heartbeat_timeout()).unwrap_or(chrono::Duration::MAX);
         Recorder::start(
             move || {
                 async move {
-                    let store = SqliteStore::open(&path).await.map_err(|e| e.to_string())?;
+                    let mut store = SqliteStore::open(&path).await.map_err(|e| e.to_string())?;
+                    if let Some(key) = &key {
+                        store = store.with_secret_key(key);
+                    }
                     // No server watches an embedded store: whoever opens it
                     // marks the runs of processes that died as CRASHED.
                     let cutoff = Utc::now() - timeout;

@@ -19,6 +19,8 @@ pub enum Error {
     InvalidParameters(String),
     #[error("result of task '{task}' cannot be cached: {reason}")]
     ResultNotPersistable { task: String, reason: String },
+    #[error("{0}")]
+    Block(String),
     #[error("invalid artifact: {0}")]
     InvalidArtifact(String),
     #[error("{0}")]

@@ -20,6 +20,7 @@
 
 mod app;
 mod artifacts;
+pub mod blocks;
 mod context;
 mod engine;
 mod error;

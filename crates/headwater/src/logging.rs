@@ -86,6 +86,7 @@ impl<S: Subscriber> Layer<S> for HeadwaterLayer {
         let mut fields = String::new();
         event.record(&mut MessageVisitor(&mut message, &mut fields));
         message.push_str(&fields);
+        let message = crate::blocks::redact(message);
 
         if wanted_on_console {
             let label = match &run {

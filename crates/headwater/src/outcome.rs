@@ -47,6 +47,8 @@ pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
 }
 
 /// An error's message with its causes (`{:#}` shows anyhow's chain).
+/// An error as its state message shows it: with its causes, and no secret
+/// a block brought in.
 pub(crate) fn error_message(e: &impl std::fmt::Display) -> String {
-    format!("{e:#}")
+    crate::blocks::redact(format!("{e:#}"))
 }

@@ -197,3 +197,141 @@ async fn server_start_serves_runs_to_the_cli() {
     let status = server.wait().unwrap();
     assert!(status.success(), "Ctrl-C stops the server cleanly: {status:?}");
 }
+
+/// A flow that uses a bucket's credentials and, carelessly, logs them.
+#[flow(name = "leaky")]
+async fn leaky() -> Result<String> {
+    use headwater::blocks::{BlockExt, S3Bucket};
+    let bucket = S3Bucket::load("taxi-lake").await?;
+    let creds = bucket.credentials.context("the bucket names its credentials")?;
+    let secret = creds.aws_secret_access_key.context("a secret key")?;
+    info!("connecting with {}", secret.reveal());
+    Ok(bucket.bucket_name)
+}
+
+#[flow(name = "leaky-failure")]
+async fn leaky_failure() -> Result<()> {
+    use headwater::blocks::{BlockExt, PostgresConnection};
+    let pg = PostgresConnection::load("warehouse").await?;
+    bail!("cannot connect to {}", pg.url())
+}
+
+/// Secrets never show: not in the CLI's output, not in the API's answers
+/// unless revealed, not in run logs or state messages, not in the database
+/// file. Blocks name other blocks, and flows load them typed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_keep_their_secrets() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    const SECRET: &str = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY";
+    const PASSWORD: &str = "pg-pa55word-42";
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let types = ok(home, &["block", "types"]);
+    assert!(types.contains("s3-bucket") && types.contains("postgres-connection") && types.contains("slack-webhook"));
+
+    let create = Command::new(BIN)
+        .args(["block", "create", "aws-credentials", "aws-prod", "-f", "aws_access_key_id=AKIAEXAMPLE"])
+        .args(["-f", "aws_secret_access_key=env:HW_TEST_AWS_SECRET", "-f", "region_name=eu-west-1"])
+        .env("HEADWATER_HOME", home)
+        .env("HW_TEST_AWS_SECRET", SECRET)
+        .env_remove("HEADWATER_API_URL")
+        .output()
+        .unwrap();
+    assert!(create.status.success(), "{}", String::from_utf8_lossy(&create.stderr));
+    let shown = String::from_utf8_lossy(&create.stdout);
+    assert!(shown.contains("********") && !shown.contains(SECRET), "{shown}");
+    ok(home, &["block", "create", "s3-bucket", "taxi-lake", "-f", "bucket_name=taxi", "-f", "credentials=@aws-prod"]);
+    let mut stdin_create = Command::new(BIN)
+        .args(["block", "create", "postgres-connection", "warehouse", "-f", "host=db.internal", "-f", "database=taxi"])
+        .args(["-f", "username=etl", "-f", "password=-"])
+        .env("HEADWATER_HOME", home)
+        .env_remove("HEADWATER_API_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut stdin_create.stdin.take().unwrap(), format!("{PASSWORD}\n").as_bytes()).unwrap();
+    assert!(stdin_create.wait().unwrap().success());
+
+    let bad = hw(home, &["block", "create", "s3-bucket", "bad", "-f", "bukket=x"]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("bukket: unknown field"), "{err}");
+    let bad = hw(home, &["block", "create", "s3-bucket", "bad", "-f", "bucket_name=x", "-f", "credentials=@nope"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("'@nope' names no block"));
+
+    let listed = ok(home, &["block", "ls", "--json"]);
+    let inspected = ok(home, &["block", "inspect", "aws-prod"]);
+    for out in [&listed, &inspected] {
+        assert!(!out.contains(SECRET) && !out.contains(PASSWORD), "{out}");
+    }
+    assert!(inspected.contains("********"));
+    assert!(ok(home, &["block", "inspect", "aws-prod", "--reveal"]).contains(SECRET), "an explicit reveal shows it");
+
+    // Flows load typed blocks (the bucket's credentials by reference); what
+    // they log or fail with never shows the secrets.
+    let engine = headwater::Engine::with_home(home).unwrap();
+    assert_eq!(engine.scope(leaky()).await.unwrap(), "taxi");
+    let e = engine.scope(leaky_failure()).await.unwrap_err();
+    assert!(e.to_string().contains(PASSWORD), "the caller still gets the real error");
+    engine.flush().await.unwrap();
+    drop(engine);
+    let logs = ok(home, &["flow-run", "logs", &run_id(home, "leaky")]);
+    assert!(logs.contains("connecting with ********") && !logs.contains(SECRET), "{logs}");
+    let failed = ok(home, &["flow-run", "inspect", &run_id(home, "leaky-failure")]);
+    assert!(
+        failed.contains("cannot connect to postgres://etl:********@db.internal") && !failed.contains(PASSWORD),
+        "{failed}"
+    );
+
+    // At rest: sealed in the database, the key kept apart from it.
+    for entry in std::fs::read_dir(home).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap().to_string_lossy().starts_with("headwater.db") {
+            let bytes = std::fs::read(&path).unwrap();
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(!text.contains(SECRET) && !text.contains(PASSWORD), "{} holds a secret in clear", path.display());
+        }
+    }
+    assert!(home.join("secret.key").exists());
+
+    // Through the server: masked, unless revealed with the API key.
+    let mut server = Command::new(BIN)
+        .args(["server", "start", "--port", "0"])
+        .env("HEADWATER_HOME", home)
+        .env("HEADWATER_API_KEY", "admin-key")
+        .env_remove("HEADWATER_API_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut banner = BufReader::new(server.stdout.take().unwrap());
+    let mut first = String::new();
+    banner.read_line(&mut first).unwrap();
+    let url = first.trim().rsplit(' ').next().unwrap().to_string();
+    headwater_client::install_tls_provider();
+    let http = reqwest::Client::new();
+    let get = |path: &str, key: Option<&str>| {
+        let mut r = http.get(format!("{url}{path}"));
+        if let Some(k) = key {
+            r = r.bearer_auth(k);
+        }
+        r.send()
+    };
+    let masked = get("/blocks", Some("admin-key")).await.unwrap().text().await.unwrap();
+    assert!(masked.contains("taxi-lake") && !masked.contains(SECRET) && !masked.contains(PASSWORD), "{masked}");
+    let one = get("/blocks/aws-prod", Some("admin-key")).await.unwrap().text().await.unwrap();
+    assert!(!one.contains(SECRET));
+    let refused = get("/blocks/aws-prod?reveal=true", None).await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let revealed = get("/blocks/aws-prod?reveal=true", Some("admin-key")).await.unwrap().text().await.unwrap();
+    assert!(revealed.contains(SECRET));
+    let _ = Command::new("kill").args(["-INT", &server.id().to_string()]).status();
+    server.wait().unwrap();
+}
+
+fn run_id(home: &Path, flow: &str) -> String {
+    let runs = json(home, &["flow-run", "ls", "--json", "--flow", flow]);
+    runs[0]["id"].as_str().unwrap().to_string()
+}

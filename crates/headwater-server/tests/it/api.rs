@@ -7,7 +7,12 @@ use headwater_test_support::PgTestDb;
 
 async fn sqlite_server(keys: Vec<String>) -> (RunningServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("hw.db")).await.unwrap());
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&dir.path().join("hw.db"))
+            .await
+            .unwrap()
+            .with_secret_key(&headwater_store::SecretKey::generate()),
+    );
     (RunningServer::start(store, keys).await.unwrap(), dir)
 }
 
@@ -26,7 +31,8 @@ async fn the_api_over_postgres_passes_the_conformance_suite() {
     let Some(db) = PgTestDb::create().await else {
         return;
     };
-    let store: Arc<dyn Store> = headwater_store::open(&db.url).await.unwrap();
+    let key = headwater_store::SecretKey::generate();
+    let store: Arc<dyn Store> = headwater_store::open_with_key(&db.url, Some(&key)).await.unwrap();
     let server = RunningServer::start(store, vec![]).await.unwrap();
     let client = ApiClient::new(&server.api_url(), None).unwrap();
     conformance::run_all(&client).await;

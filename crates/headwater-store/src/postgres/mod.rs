@@ -8,8 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use headwater_core::{
-    Artifact, Deployment, Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord, StateType, TaskRun,
-    Variable, WorkPool, WorkQueue, WorkerStatus, DEFAULT_QUEUE,
+    Artifact, BlockDocument, BlockType, Deployment, Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord,
+    StateType, TaskRun, Variable, WorkPool, WorkQueue, WorkerStatus, DEFAULT_QUEUE,
 };
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
@@ -18,14 +18,15 @@ use uuid::Uuid;
 
 use crate::claim::{self, Active, ClaimTx, CANDIDATES};
 use crate::columns::{
-    corrupt, crash_batch, default_queue_stays, late_batch, no_pool_for_queue, rows_per_statement, upsert_set,
-    StateCols, ARTIFACT_COLS, FINAL_STATES, FLOW_RUN_COLS, HISTORY_STATE, LATEST_ARTIFACTS_ONLY, LIVE_STATES, LOG_COLS,
-    RUN_STATE, STATE_COLS, TASK_RUN_COLS,
+    block_type_for, corrupt, crash_batch, default_queue_stays, late_batch, no_pool_for_queue, rows_per_statement,
+    upsert_set, StateCols, ARTIFACT_COLS, FINAL_STATES, FLOW_RUN_COLS, HISTORY_STATE, LATEST_ARTIFACTS_ONLY,
+    LIVE_STATES, LOG_COLS, RUN_STATE, STATE_COLS, TASK_RUN_COLS,
 };
 use crate::error::{Result, StoreError};
+use crate::secrets::{seal_document, unseal_document, Cipher, SecretKey};
 use crate::{
-    ArtifactFilter, ArtifactStore, DeploymentStore, FlowRunFilter, LogFilter, RunQueue, RunReader, RunReaper,
-    RunRecorder, VariableStore, WorkPoolStore, WriteBatch,
+    ArtifactFilter, ArtifactStore, BlockStore, DeploymentStore, FlowRunFilter, LogFilter, RunQueue, RunReader,
+    RunReaper, RunRecorder, VariableStore, WorkPoolStore, WriteBatch,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -36,6 +37,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("migrations/0005_work_pools.sql")),
     (6, include_str!("migrations/0006_work_queues.sql")),
     (7, include_str!("migrations/0007_variables_artifacts.sql")),
+    (8, include_str!("migrations/0008_blocks.sql")),
 ];
 
 /// PostgreSQL allows 65535 bound values per statement.
@@ -47,6 +49,8 @@ const MIGRATION_LOCK: i64 = 0x6865_6164_7761_7465;
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// Seals and opens blocks' secrets; none: secrets are refused.
+    cipher: Option<std::sync::Arc<Cipher>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -56,6 +60,12 @@ impl std::fmt::Debug for PostgresStore {
 }
 
 impl PostgresStore {
+    /// Seals blocks' secrets under `key` (and opens them when revealed).
+    pub fn with_secret_key(mut self, key: &SecretKey) -> Self {
+        self.cipher = Some(std::sync::Arc::new(Cipher::new(key)));
+        self
+    }
+
     /// Connects to `url` (`postgres://user:password@host:port/db`) and brings
     /// the schema up to date.
     pub async fn open(url: &str) -> Result<PostgresStore> {
@@ -65,7 +75,7 @@ impl PostgresStore {
             .connect(url)
             .await
             .map_err(|source| StoreError::Open { path: redact(url).into(), source })?;
-        let store = PostgresStore { pool };
+        let store = PostgresStore { pool, cipher: None };
         store.migrate().await?;
         Ok(store)
     }
@@ -718,6 +728,100 @@ async fn write_batch(conn: &mut PgConnection, batch: &WriteBatch) -> Result<()> 
         }
     }
     Ok(())
+}
+
+#[async_trait]
+impl BlockStore for PostgresStore {
+    async fn register_block_types(&self, types: &[BlockType]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for t in types {
+            sqlx::query(
+                "INSERT INTO block_types (slug, name, description, schema) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (slug) DO UPDATE SET name = excluded.name, description = excluded.description, \
+                 schema = excluded.schema",
+            )
+            .bind(&t.slug)
+            .bind(&t.name)
+            .bind(&t.description)
+            .bind(Json(&t.schema))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_block_types(&self) -> Result<Vec<BlockType>> {
+        let rows = sqlx::query("SELECT * FROM block_types ORDER BY slug").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(BlockType {
+                    slug: r.try_get("slug")?,
+                    name: r.try_get("name")?,
+                    description: r.try_get("description")?,
+                    schema: r.try_get::<Json<serde_json::Value>, _>("schema")?.0,
+                })
+            })
+            .collect()
+    }
+
+    async fn save_block(&self, doc: &BlockDocument) -> Result<BlockDocument> {
+        let mut tx = self.pool.begin().await?;
+        let schema: Option<Json<serde_json::Value>> =
+            sqlx::query_scalar("SELECT schema FROM block_types WHERE slug = $1")
+                .bind(&doc.block_type)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let t = block_type_for(doc, schema.map(|s| s.0))?;
+        let previous: Option<Json<serde_json::Value>> =
+            sqlx::query_scalar("SELECT data FROM blocks WHERE name = $1 FOR UPDATE")
+                .bind(&doc.name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let data = seal_document(self.cipher.as_deref(), doc, &t, previous.as_ref().map(|p| &p.0))?;
+        sqlx::query(
+            "INSERT INTO blocks (name, block_type, data, created, updated) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (name) DO UPDATE SET block_type = excluded.block_type, data = excluded.data, \
+             updated = excluded.updated",
+        )
+        .bind(&doc.name)
+        .bind(&doc.block_type)
+        .bind(Json(&data))
+        .bind(doc.created)
+        .bind(doc.updated)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.read_block(&doc.name, false).await?.ok_or_else(|| corrupt("block", "vanished after writing"))
+    }
+
+    async fn read_block(&self, name: &str, reveal: bool) -> Result<Option<BlockDocument>> {
+        let row = sqlx::query("SELECT * FROM blocks WHERE name = $1").bind(name).fetch_optional(&self.pool).await?;
+        match row {
+            Some(r) => Ok(Some(unseal_document(self.cipher.as_deref(), block_from(&r)?, reveal)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_blocks(&self) -> Result<Vec<BlockDocument>> {
+        let rows = sqlx::query("SELECT * FROM blocks ORDER BY name").fetch_all(&self.pool).await?;
+        rows.iter().map(|r| unseal_document(None, block_from(r)?, false)).collect()
+    }
+
+    async fn delete_block(&self, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM blocks WHERE name = $1").bind(name).execute(&self.pool).await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+fn block_from(row: &PgRow) -> Result<BlockDocument> {
+    Ok(BlockDocument {
+        name: row.try_get("name")?,
+        block_type: row.try_get("block_type")?,
+        data: row.try_get::<Json<serde_json::Value>, _>("data")?.0,
+        created: row.try_get("created")?,
+        updated: row.try_get("updated")?,
+    })
 }
 
 #[async_trait]

@@ -9,8 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use headwater_core::{
-    Artifact, Deployment, Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord, StateType, TaskRun,
-    Variable, WorkPool, WorkQueue, WorkerStatus, DEFAULT_QUEUE,
+    Artifact, BlockDocument, BlockType, Deployment, Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord,
+    StateType, TaskRun, Variable, WorkPool, WorkQueue, WorkerStatus, DEFAULT_QUEUE,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -20,14 +20,15 @@ use uuid::Uuid;
 
 use crate::claim::{self, Active, ClaimTx, CANDIDATES};
 use crate::columns::{
-    corrupt, crash_batch, default_queue_stays, late_batch, no_pool_for_queue, rows_per_statement, upsert_set,
-    StateCols, ARTIFACT_COLS, FINAL_STATES, FLOW_RUN_COLS, HISTORY_STATE, LATEST_ARTIFACTS_ONLY, LIVE_STATES, LOG_COLS,
-    RUN_STATE, STATE_COLS, TASK_RUN_COLS,
+    block_type_for, corrupt, crash_batch, default_queue_stays, late_batch, no_pool_for_queue, rows_per_statement,
+    upsert_set, StateCols, ARTIFACT_COLS, FINAL_STATES, FLOW_RUN_COLS, HISTORY_STATE, LATEST_ARTIFACTS_ONLY,
+    LIVE_STATES, LOG_COLS, RUN_STATE, STATE_COLS, TASK_RUN_COLS,
 };
 use crate::error::{Result, StoreError};
+use crate::secrets::{seal_document, unseal_document, Cipher, SecretKey};
 use crate::{
-    ArtifactFilter, ArtifactStore, DeploymentStore, FlowRunFilter, LogFilter, RunQueue, RunReader, RunReaper,
-    RunRecorder, VariableStore, WorkPoolStore, WriteBatch,
+    ArtifactFilter, ArtifactStore, BlockStore, DeploymentStore, FlowRunFilter, LogFilter, RunQueue, RunReader,
+    RunReaper, RunRecorder, VariableStore, WorkPoolStore, WriteBatch,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -38,6 +39,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("migrations/0005_work_pools.sql")),
     (6, include_str!("migrations/0006_work_queues.sql")),
     (7, include_str!("migrations/0007_variables_artifacts.sql")),
+    (8, include_str!("migrations/0008_blocks.sql")),
 ];
 
 /// SQLite allows 32766 bound values per statement; stay well below it.
@@ -53,6 +55,8 @@ pub struct SqliteStore {
     /// from waiting long after the lock is free. Other processes still
     /// meet the busy handler.
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Seals and opens blocks' secrets; none: secrets are refused.
+    cipher: Option<std::sync::Arc<Cipher>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -99,9 +103,15 @@ impl SqliteStore {
             .connect_with(opts)
             .await
             .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
-        let store = SqliteStore { pool, path: path.to_path_buf(), writer: Default::default() };
+        let store = SqliteStore { pool, path: path.to_path_buf(), writer: Default::default(), cipher: None };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Seals blocks' secrets under `key` (and opens them when revealed).
+    pub fn with_secret_key(mut self, key: &SecretKey) -> Self {
+        self.cipher = Some(std::sync::Arc::new(Cipher::new(key)));
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -779,6 +789,108 @@ async fn write_batch(tx: &mut SqliteConnection, batch: &WriteBatch) -> Result<()
         }
     }
     Ok(())
+}
+
+#[async_trait]
+impl BlockStore for SqliteStore {
+    async fn register_block_types(&self, types: &[BlockType]) -> Result<()> {
+        let _writing = self.writer.lock().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for t in types {
+            sqlx::query(
+                "INSERT INTO block_types (slug, name, description, schema) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT(slug) DO UPDATE SET name = excluded.name, description = excluded.description, \
+                 schema = excluded.schema",
+            )
+            .bind(&t.slug)
+            .bind(&t.name)
+            .bind(&t.description)
+            .bind(json_text(&t.schema))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_block_types(&self) -> Result<Vec<BlockType>> {
+        let rows = sqlx::query("SELECT * FROM block_types ORDER BY slug").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let schema: String = r.try_get("schema")?;
+                Ok(BlockType {
+                    slug: r.try_get("slug")?,
+                    name: r.try_get("name")?,
+                    description: r.try_get("description")?,
+                    schema: serde_json::from_str(&schema).map_err(|e| corrupt("block type schema", e))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn save_block(&self, doc: &BlockDocument) -> Result<BlockDocument> {
+        let writing = self.writer.lock().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let schema: Option<String> = sqlx::query_scalar("SELECT schema FROM block_types WHERE slug = ?")
+            .bind(&doc.block_type)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let schema =
+            schema.map(|s| serde_json::from_str(&s)).transpose().map_err(|e| corrupt("block type schema", e))?;
+        let t = block_type_for(doc, schema)?;
+        let previous: Option<String> = sqlx::query_scalar("SELECT data FROM blocks WHERE name = ?")
+            .bind(&doc.name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let previous: Option<serde_json::Value> =
+            previous.map(|p| serde_json::from_str(&p)).transpose().map_err(|e| corrupt("block data", e))?;
+        let data = seal_document(self.cipher.as_deref(), doc, &t, previous.as_ref())?;
+        sqlx::query(
+            "INSERT INTO blocks (name, block_type, data, created, updated) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT(name) DO UPDATE SET block_type = excluded.block_type, data = excluded.data, \
+             updated = excluded.updated",
+        )
+        .bind(&doc.name)
+        .bind(&doc.block_type)
+        .bind(json_text(&data))
+        .bind(micros(doc.created))
+        .bind(micros(doc.updated))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        drop(writing);
+        self.read_block(&doc.name, false).await?.ok_or_else(|| corrupt("block", "vanished after writing"))
+    }
+
+    async fn read_block(&self, name: &str, reveal: bool) -> Result<Option<BlockDocument>> {
+        let row = sqlx::query("SELECT * FROM blocks WHERE name = ?").bind(name).fetch_optional(&self.pool).await?;
+        match row {
+            Some(r) => Ok(Some(unseal_document(self.cipher.as_deref(), block_from(&r)?, reveal)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_blocks(&self) -> Result<Vec<BlockDocument>> {
+        let rows = sqlx::query("SELECT * FROM blocks ORDER BY name").fetch_all(&self.pool).await?;
+        rows.iter().map(|r| unseal_document(None, block_from(r)?, false)).collect()
+    }
+
+    async fn delete_block(&self, name: &str) -> Result<bool> {
+        let _writing = self.writer.lock().await;
+        let done = sqlx::query("DELETE FROM blocks WHERE name = ?").bind(name).execute(&self.pool).await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+fn block_from(row: &SqliteRow) -> Result<BlockDocument> {
+    let data: String = row.try_get("data")?;
+    Ok(BlockDocument {
+        name: row.try_get("name")?,
+        block_type: row.try_get("block_type")?,
+        data: serde_json::from_str(&data).map_err(|e| corrupt("block data", e))?,
+        created: from_micros(row.try_get("created")?),
+        updated: from_micros(row.try_get("updated")?),
+    })
 }
 
 #[async_trait]

@@ -14,7 +14,7 @@ async fn postgres_passes_the_conformance_suite() {
     let Some(db) = TestDb::create().await else {
         return;
     };
-    let store = PostgresStore::open(&db.url).await.unwrap();
+    let store = PostgresStore::open(&db.url).await.unwrap().with_secret_key(&headwater_store::SecretKey::generate());
     conformance::run_all(&store).await;
     store.close().await;
 }

@@ -9,7 +9,10 @@ use uuid::Uuid;
 #[tokio::test]
 async fn sqlite_passes_the_conformance_suite() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("hw.db")).await.unwrap();
+    let store = SqliteStore::open(&dir.path().join("hw.db"))
+        .await
+        .unwrap()
+        .with_secret_key(&headwater_store::SecretKey::generate());
     conformance::run_all(&store).await;
 }
 
