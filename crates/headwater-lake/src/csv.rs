@@ -1,0 +1,265 @@
+//! CSV (plain or gzip) to Arrow record batches, streaming, with an explicit
+//! schema. A row that cannot be read — wrong number of fields, a value that
+//! is not of its column's kind — is not dropped silently: it is counted and
+//! written, with its line number and the reason, to a rejects file. Rows
+//! loaded plus rows rejected always equal rows read.
+
+use std::io::{BufRead, Write};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use chrono::NaiveDateTime;
+
+use crate::schema::{CsvSchema, Kind};
+use crate::LakeError;
+
+/// How many rows go in one record batch (memory stays bounded by this).
+pub const BATCH_ROWS: usize = 65_536;
+
+/// What a parse read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ParseStats {
+    /// Data lines (the header not counted).
+    pub read: u64,
+    pub loaded: u64,
+    pub rejected: u64,
+}
+
+/// Where rejected rows go: `line,reason,raw` (a CSV of its own).
+pub struct Rejects<W: Write> {
+    out: W,
+    count: u64,
+}
+
+impl<W: Write> Rejects<W> {
+    pub fn new(mut out: W) -> std::io::Result<Rejects<W>> {
+        out.write_all(b"line,reason,raw\n")?;
+        Ok(Rejects { out, count: 0 })
+    }
+
+    fn add(&mut self, line: u64, reason: &str, raw: &str) -> std::io::Result<()> {
+        self.count += 1;
+        writeln!(self.out, "{line},{},{}", quote(reason), quote(raw))
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub fn finish(mut self) -> std::io::Result<W> {
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+fn quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// Reads `input` (header first) into record batches of the schema, handing
+/// each batch to `sink` as it fills. Columns are matched to the header by
+/// name; a header column the schema does not know is an error (a new column
+/// must not shift values into the wrong place), a schema column the file
+/// lacks is null.
+pub fn parse<R: BufRead, W: Write>(
+    mut input: R,
+    schema: &CsvSchema,
+    rejects: &mut Rejects<W>,
+    mut sink: impl FnMut(RecordBatch) -> Result<(), LakeError>,
+) -> Result<ParseStats, LakeError> {
+    let mut line = String::new();
+    if input.read_line(&mut line)? == 0 {
+        return Err(LakeError::Data("the file is empty (no header row)".into()));
+    }
+    let header: Vec<String> =
+        split(line.trim_end_matches(['\n', '\r'])).into_iter().map(|s| s.trim().to_string()).collect();
+    let mut positions = Vec::with_capacity(schema.columns.len());
+    for (name, _) in &schema.columns {
+        positions.push(header.iter().position(|h| h == name));
+    }
+    if let Some(extra) = header.iter().find(|h| !schema.columns.iter().any(|(n, _)| n == *h)) {
+        return Err(LakeError::Data(format!(
+            "the file has a column '{extra}' that the schema does not know (columns: {}); extend the schema to load it",
+            header.join(", ")
+        )));
+    }
+    let arrow_schema = schema.arrow();
+    let mut builders = Builders::new(schema);
+    let mut stats = ParseStats::default();
+    let mut line_no = 1u64;
+    loop {
+        line.clear();
+        if input.read_line(&mut line)? == 0 {
+            break;
+        }
+        line_no += 1;
+        let raw = line.trim_end_matches(['\n', '\r']);
+        if raw.is_empty() {
+            continue;
+        }
+        stats.read += 1;
+        let fields = split(raw);
+        if fields.len() != header.len() {
+            let why = format!("expected {} fields, found {}", header.len(), fields.len());
+            rejects.add(line_no, &why, raw)?;
+            stats.rejected += 1;
+            continue;
+        }
+        let mut values: Vec<Option<Value>> = Vec::with_capacity(schema.columns.len());
+        let mut bad = None;
+        for ((name, kind), pos) in schema.columns.iter().zip(&positions) {
+            let text = pos.map(|p| fields[p]).unwrap_or("");
+            match parse_value(text, *kind) {
+                Ok(v) => values.push(v),
+                Err(why) => {
+                    bad = Some(format!("column {name}: {why}"));
+                    break;
+                }
+            }
+        }
+        if let Some(why) = bad {
+            rejects.add(line_no, &why, raw)?;
+            stats.rejected += 1;
+            continue;
+        }
+        builders.append(&values);
+        stats.loaded += 1;
+        if builders.len == BATCH_ROWS {
+            sink(builders.finish(&arrow_schema)?)?;
+        }
+    }
+    if builders.len > 0 {
+        sink(builders.finish(&arrow_schema)?)?;
+    }
+    debug_assert_eq!(stats.loaded + stats.rejected, stats.read);
+    Ok(stats)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Value<'a> {
+    Int(i64),
+    Float(f64),
+    Micros(i64),
+    Text(&'a str),
+}
+
+fn parse_value(text: &str, kind: Kind) -> Result<Option<Value<'_>>, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    match kind {
+        Kind::Int => t
+            .parse::<i64>()
+            .or_else(|e| match t.parse::<f64>() {
+                // "1.0" in an integer column is an integer.
+                Ok(f) if f.fract() == 0.0 && f.abs() < 9e15 => Ok(f as i64),
+                _ => Err(e),
+            })
+            .map(|v| Some(Value::Int(v)))
+            .map_err(|_| format!("'{t}' is not an integer")),
+        Kind::Float => t.parse::<f64>().map(|v| Some(Value::Float(v))).map_err(|_| format!("'{t}' is not a number")),
+        Kind::Timestamp => parse_timestamp(t)
+            .map(|v| Some(Value::Micros(v)))
+            .ok_or_else(|| format!("'{t}' is not a timestamp (YYYY-MM-DD HH:MM:SS)")),
+        Kind::Text => Ok(Some(Value::Text(t))),
+    }
+}
+
+/// Microseconds since the epoch of a `YYYY-MM-DD HH:MM:SS` wall time.
+pub fn parse_timestamp(t: &str) -> Option<i64> {
+    NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S")
+        .or_else(|_| NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f"))
+        .ok()
+        .map(|d| d.and_utc().timestamp_micros())
+}
+
+/// Splits a CSV line; fields may be quoted (`"a,b"`, `""` for a quote).
+fn split(line: &str) -> Vec<&str> {
+    if !line.contains('"') {
+        return line.split(',').collect();
+    }
+    let mut out = Vec::new();
+    let bytes = line.as_bytes();
+    let (mut start, mut i, mut quoted) = (0, 0, false);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => quoted = !quoted,
+            b',' if !quoted => {
+                out.push(unquote(&line[start..i]));
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out.push(unquote(&line[start..]));
+    out
+}
+
+fn unquote(f: &str) -> &str {
+    f.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(f)
+}
+
+struct Builders {
+    columns: Vec<Col>,
+    len: usize,
+}
+
+enum Col {
+    Int(Int64Builder),
+    Float(Float64Builder),
+    Ts(TimestampMicrosecondBuilder),
+    Text(StringBuilder),
+}
+
+impl Builders {
+    fn new(schema: &CsvSchema) -> Builders {
+        let columns = schema
+            .columns
+            .iter()
+            .map(|(_, k)| match k {
+                Kind::Int => Col::Int(Int64Builder::with_capacity(BATCH_ROWS)),
+                Kind::Float => Col::Float(Float64Builder::with_capacity(BATCH_ROWS)),
+                Kind::Timestamp => Col::Ts(TimestampMicrosecondBuilder::with_capacity(BATCH_ROWS)),
+                Kind::Text => Col::Text(StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 2)),
+            })
+            .collect();
+        Builders { columns, len: 0 }
+    }
+
+    fn append(&mut self, values: &[Option<Value<'_>>]) {
+        for (col, v) in self.columns.iter_mut().zip(values) {
+            match (col, v) {
+                (Col::Int(b), Some(Value::Int(x))) => b.append_value(*x),
+                (Col::Float(b), Some(Value::Float(x))) => b.append_value(*x),
+                (Col::Ts(b), Some(Value::Micros(x))) => b.append_value(*x),
+                (Col::Text(b), Some(Value::Text(s))) => b.append_value(s),
+                (Col::Int(b), _) => b.append_null(),
+                (Col::Float(b), _) => b.append_null(),
+                (Col::Ts(b), _) => b.append_null(),
+                (Col::Text(b), _) => b.append_null(),
+            }
+        }
+        self.len += 1;
+    }
+
+    fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, LakeError> {
+        let arrays: Vec<ArrayRef> = self
+            .columns
+            .iter_mut()
+            .map(|c| -> ArrayRef {
+                match c {
+                    Col::Int(b) => Arc::new(b.finish()),
+                    Col::Float(b) => Arc::new(b.finish()),
+                    Col::Ts(b) => Arc::new(b.finish()),
+                    Col::Text(b) => Arc::new(b.finish()),
+                }
+            })
+            .collect();
+        self.len = 0;
+        Ok(RecordBatch::try_new(schema.clone(), arrays)?)
+    }
+}
