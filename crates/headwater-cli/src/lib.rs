@@ -3,6 +3,7 @@
 //! (`run_from`); `main.rs` is the binary.
 
 mod blocks;
+mod datasets;
 mod deploy;
 mod docker;
 mod output;
@@ -77,6 +78,9 @@ enum Command {
     /// Blocks: typed configuration and credentials, secrets sealed.
     #[command(subcommand)]
     Block(blocks::BlockCmd),
+    /// Datasets in the lake: schema, partitions, versions.
+    #[command(subcommand)]
+    Dataset(datasets::DatasetCmd),
     /// Variables: named JSON values for flows and headwater.yaml.
     #[command(subcommand)]
     Variable(variables::VariableCmd),
@@ -275,6 +279,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::WorkPool(cmd) => work_pool::run(cmd, open(&settings).await?.as_ref()).await,
         Command::WorkQueue(cmd) => work_pool::run_queue(cmd, open(&settings).await?.as_ref()).await,
         Command::Block(cmd) => blocks::run(cmd, open(&settings).await?.as_ref()).await,
+        Command::Dataset(cmd) => datasets::run(cmd, open(&settings).await?.as_ref()).await,
         Command::Variable(cmd) => variables::run_variable(cmd, open(&settings).await?.as_ref()).await,
         Command::Artifact(cmd) => variables::run_artifact(cmd, open(&settings).await?.as_ref()).await,
         Command::Worker(WorkerCmd::Start(args)) => worker::start(args, open(&settings).await?, &settings).await,

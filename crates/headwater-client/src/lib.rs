@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use headwater_core::{
-    Artifact, BlockDocument, BlockType, Deployment, Flow, FlowRun, LogRecord, StateRecord, TaskRun, Variable, WorkPool,
-    WorkQueue, WorkerStatus,
+    Artifact, BlockDocument, BlockType, Dataset, DatasetVersion, Deployment, Flow, FlowRun, LogRecord, StateRecord,
+    TaskRun, Variable, WorkPool, WorkQueue, WorkerStatus,
 };
 use headwater_store::{
-    ArtifactFilter, ArtifactStore, BlockStore, DeploymentStore, FlowRunFilter, LogFilter, Result, RunQueue, RunReader,
-    RunReaper, RunRecorder, StoreError, VariableStore, WorkPoolStore, WriteBatch,
+    ArtifactFilter, ArtifactStore, BlockStore, DatasetStore, DeploymentStore, FlowRunFilter, LogFilter, Result,
+    RunQueue, RunReader, RunReaper, RunRecorder, StoreError, VariableStore, WorkPoolStore, WriteBatch,
 };
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -316,6 +316,30 @@ impl RunReader for ApiClient {
 
     async fn read_logs(&self, filter: &LogFilter) -> Result<Vec<LogRecord>> {
         self.post("/logs/filter", filter).await?.ok_or_else(|| missing("log filter endpoint"))
+    }
+}
+
+#[async_trait]
+impl DatasetStore for ApiClient {
+    async fn record_dataset_write(&self, write: &DatasetVersion, allow_evolution: bool) -> Result<DatasetVersion> {
+        let body = serde_json::json!({ "version": write, "allow_evolution": allow_evolution });
+        self.post("/datasets/versions", &body).await?.ok_or_else(|| missing("datasets endpoint"))
+    }
+
+    async fn list_datasets(&self) -> Result<Vec<Dataset>> {
+        self.get("/datasets").await?.ok_or_else(|| missing("datasets endpoint"))
+    }
+
+    async fn read_dataset(&self, name: &str) -> Result<Option<Dataset>> {
+        self.get(&format!("/datasets/{}", encode(name))).await
+    }
+
+    async fn list_partitions(&self, dataset: &str) -> Result<Vec<DatasetVersion>> {
+        Ok(self.get(&format!("/datasets/{}/partitions", encode(dataset))).await?.unwrap_or_default())
+    }
+
+    async fn dataset_history(&self, dataset: &str) -> Result<Vec<DatasetVersion>> {
+        Ok(self.get(&format!("/datasets/{}/history", encode(dataset))).await?.unwrap_or_default())
     }
 }
 

@@ -13,6 +13,7 @@ pub mod csv;
 pub mod download;
 pub mod generate;
 pub mod lake;
+pub mod postgres;
 pub mod schema;
 pub mod serve;
 pub mod transform;
@@ -127,6 +128,12 @@ pub fn csv_to_parquet(
     std::fs::rename(&tmp, dst)?;
     let bytes = std::fs::metadata(dst)?.len();
     Ok(Converted { parse, written, bytes })
+}
+
+/// The Arrow schema of a Parquet file.
+pub fn parquet_arrow_schema(file: std::fs::File) -> Result<arrow::datatypes::SchemaRef, LakeError> {
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?;
+    Ok(builder.schema().clone())
 }
 
 /// The lake key of a month's partition: `{dataset}/year=YYYY/month=MM/data.parquet`.

@@ -8,8 +8,8 @@ use axum::response::Html;
 use axum::Extension;
 use axum::{Json, Router};
 use headwater_core::{
-    Artifact, BlockDocument, BlockType, Deployment, Flow, FlowRun, LogRecord, StateRecord, TaskRun, Variable, WorkPool,
-    WorkQueue, WorkerStatus,
+    Artifact, BlockDocument, BlockType, Dataset, DatasetVersion, Deployment, Flow, FlowRun, LogRecord, StateRecord,
+    TaskRun, Variable, WorkPool, WorkQueue, WorkerStatus,
 };
 use headwater_store::{record_flow_run_state, ArtifactFilter, Cursor, FlowRunFilter, LogFilter, Store, WriteBatch};
 use serde::Serialize;
@@ -59,6 +59,11 @@ fn api_router() -> OpenApiRouter<Arc<dyn Store>> {
         .routes(routes!(list_block_types, register_block_types))
         .routes(routes!(list_blocks, save_block))
         .routes(routes!(read_block, delete_block))
+        .routes(routes!(list_datasets))
+        .routes(routes!(read_dataset))
+        .routes(routes!(list_partitions))
+        .routes(routes!(dataset_history))
+        .routes(routes!(record_dataset_write))
         .routes(routes!(list_variables, set_variable))
         .routes(routes!(read_variable, delete_variable))
         .routes(routes!(filter_artifacts))
@@ -441,6 +446,53 @@ async fn delete_work_queue(State(db): Db, Path((pool, name)): Path<(String, Stri
     } else {
         Err(ApiError::not_found(format!("no queue '{name}' in work pool '{pool}'")))
     }
+}
+
+#[utoipa::path(get, path = "/datasets", tag = "datasets", responses((status = 200, body = Vec<Dataset>)))]
+async fn list_datasets(State(db): Db) -> ApiResult<Vec<Dataset>> {
+    Ok(Json(db.list_datasets().await?))
+}
+
+#[utoipa::path(
+    get, path = "/datasets/{name}", tag = "datasets", params(("name" = String, Path)),
+    responses((status = 200, body = Dataset), (status = 404, description = "no such dataset"))
+)]
+async fn read_dataset(State(db): Db, Path(name): Path<String>) -> ApiResult<Dataset> {
+    db.read_dataset(&name).await?.map(Json).ok_or_else(|| ApiError::not_found(format!("no dataset named '{name}'")))
+}
+
+/// The current version of each partition.
+#[utoipa::path(
+    get, path = "/datasets/{name}/partitions", tag = "datasets", params(("name" = String, Path)),
+    responses((status = 200, body = Vec<DatasetVersion>))
+)]
+async fn list_partitions(State(db): Db, Path(name): Path<String>) -> ApiResult<Vec<DatasetVersion>> {
+    Ok(Json(db.list_partitions(&name).await?))
+}
+
+/// Every version of every partition, newest first.
+#[utoipa::path(
+    get, path = "/datasets/{name}/history", tag = "datasets", params(("name" = String, Path)),
+    responses((status = 200, body = Vec<DatasetVersion>))
+)]
+async fn dataset_history(State(db): Db, Path(name): Path<String>) -> ApiResult<Vec<DatasetVersion>> {
+    Ok(Json(db.dataset_history(&name).await?))
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+struct DatasetWrite {
+    version: DatasetVersion,
+    #[serde(default)]
+    allow_evolution: bool,
+}
+
+/// Records a partition write (the lake writer calls this after the file is in place).
+#[utoipa::path(
+    post, path = "/datasets/versions", tag = "datasets", request_body = DatasetWrite,
+    responses((status = 200, body = DatasetVersion), (status = 409, description = "the schema conflicts"))
+)]
+async fn record_dataset_write(State(db): Db, Json(w): Json<DatasetWrite>) -> ApiResult<DatasetVersion> {
+    Ok(Json(db.record_dataset_write(&w.version, w.allow_evolution).await?))
 }
 
 #[utoipa::path(get, path = "/block_types", tag = "blocks", responses((status = 200, body = Vec<BlockType>)))]

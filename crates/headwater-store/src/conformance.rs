@@ -91,7 +91,55 @@ pub async fn run_all(store: &dyn Store) {
     variables_set_read_and_delete(store).await;
     artifacts_are_versioned_by_key(store).await;
     blocks_keep_secrets_sealed(store).await;
+    datasets_version_partitions_and_guard_their_schema(store).await;
     empty_batch_is_fine(store).await;
+}
+
+pub async fn datasets_version_partitions_and_guard_their_schema(store: &dyn Store) {
+    use headwater_core::{Column, DatasetVersion};
+    let name = format!("yellow-{}", Uuid::now_v7().simple());
+    let cols = |t: &str| {
+        vec![
+            Column { name: "passenger_count".into(), data_type: t.into(), nullable: true },
+            Column { name: "fare_amount".into(), data_type: "Float64".into(), nullable: true },
+        ]
+    };
+    let write = |partition: &str, rows: u64, at: i64, ty: &str| DatasetVersion {
+        dataset: name.clone(),
+        partition: partition.into(),
+        version: 0,
+        location: format!("file:///lake/{name}/{partition}/data.parquet"),
+        rows,
+        bytes: rows * 10,
+        schema: cols(ty),
+        flow_run_id: Some(Uuid::now_v7()),
+        written: t(at),
+    };
+    let v1 = store.record_dataset_write(&write("year=2021/month=01", 100, 1, "Int64"), false).await.unwrap();
+    assert_eq!(v1.version, 1);
+    store.record_dataset_write(&write("year=2021/month=02", 200, 2, "Int64"), false).await.unwrap();
+    let again = store.record_dataset_write(&write("year=2021/month=01", 110, 3, "Int64"), false).await.unwrap();
+    assert_eq!(again.version, 2, "a month written again is its next version");
+    let d = store.read_dataset(&name).await.unwrap().unwrap();
+    assert_eq!((d.partitions, d.rows, d.bytes), (2, 310, 3100), "current versions only: no double counting");
+    assert_eq!(d.schema, cols("Int64"));
+    let parts = store.list_partitions(&name).await.unwrap();
+    assert_eq!(
+        parts.iter().map(|p| (p.partition.as_str(), p.version)).collect::<Vec<_>>(),
+        [("year=2021/month=01", 2), ("year=2021/month=02", 1)]
+    );
+    assert_eq!(store.dataset_history(&name).await.unwrap().len(), 3);
+    assert!(store.list_datasets().await.unwrap().iter().any(|x| x.name == name));
+
+    let e = store.record_dataset_write(&write("year=2021/month=03", 5, 4, "Float64"), false).await.unwrap_err();
+    assert!(
+        matches!(&e, StoreError::Refused(m) if m.contains("column 'passenger_count' is Int64 in the dataset but Float64")),
+        "{e}"
+    );
+    assert_eq!(store.list_partitions(&name).await.unwrap().len(), 2, "a refused write records nothing");
+    store.record_dataset_write(&write("year=2021/month=03", 5, 4, "Float64"), true).await.unwrap();
+    assert_eq!(store.read_dataset(&name).await.unwrap().unwrap().schema, cols("Float64"), "evolution allowed");
+    assert!(store.read_dataset("no-such-dataset").await.unwrap().is_none());
 }
 
 /// The store under test must have a secret key.

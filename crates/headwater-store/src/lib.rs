@@ -22,8 +22,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use headwater_core::{
-    Artifact, BlockDocument, BlockType, Deployment, Flow, FlowRun, Heartbeat, LogLevel, LogRecord, StateRecord,
-    StateType, TaskRun, Variable, WorkPool, WorkQueue, WorkerStatus,
+    Artifact, BlockDocument, BlockType, Dataset, DatasetVersion, Deployment, Flow, FlowRun, Heartbeat, LogLevel,
+    LogRecord, StateRecord, StateType, TaskRun, Variable, WorkPool, WorkQueue, WorkerStatus,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -359,6 +359,41 @@ pub trait BlockStore: Send + Sync {
     async fn delete_block(&self, name: &str) -> Result<bool>;
 }
 
+/// The lake's catalog.
+#[async_trait]
+pub trait DatasetStore: Send + Sync {
+    /// Records a write of one partition as its next version, checking the
+    /// schema against the dataset's (a conflict is refused, naming the
+    /// column and both types, unless `allow_evolution`). Returns the
+    /// version as stored.
+    async fn record_dataset_write(&self, write: &DatasetVersion, allow_evolution: bool) -> Result<DatasetVersion>;
+    async fn list_datasets(&self) -> Result<Vec<Dataset>>;
+    async fn read_dataset(&self, name: &str) -> Result<Option<Dataset>>;
+    /// The current version of each partition, by partition.
+    async fn list_partitions(&self, dataset: &str) -> Result<Vec<DatasetVersion>>;
+    /// Every version of every partition, newest first.
+    async fn dataset_history(&self, dataset: &str) -> Result<Vec<DatasetVersion>>;
+}
+
+/// Sums a dataset's current partitions.
+pub(crate) fn dataset_summary(
+    name: String,
+    schema: Vec<headwater_core::Column>,
+    created: DateTime<Utc>,
+    updated: DateTime<Utc>,
+    partitions: &[DatasetVersion],
+) -> Dataset {
+    Dataset {
+        name,
+        schema,
+        partitions: partitions.len() as u64,
+        rows: partitions.iter().map(|p| p.rows).sum(),
+        bytes: partitions.iter().map(|p| p.bytes).sum(),
+        created,
+        updated,
+    }
+}
+
 /// A complete store.
 pub trait Store:
     RunRecorder
@@ -370,6 +405,7 @@ pub trait Store:
     + VariableStore
     + ArtifactStore
     + BlockStore
+    + DatasetStore
 {
 }
 impl<
@@ -381,7 +417,8 @@ impl<
             + WorkPoolStore
             + VariableStore
             + ArtifactStore
-            + BlockStore,
+            + BlockStore
+            + DatasetStore,
     > Store for T
 {
 }

@@ -51,6 +51,25 @@ fn engine() -> Result<Arc<Engine>> {
     }
 }
 
+/// A block of any type, by name: its type and data with secrets revealed
+/// (and kept out of logs) and the blocks it names filled in. For code that
+/// accepts several types (a lake on a folder, S3, GCS or Azure).
+pub async fn load_document(name: &str) -> Result<BlockDocument> {
+    let engine = engine()?;
+    let store = engine.store();
+    let mut doc = read_revealed(store, name).await?;
+    doc.data = resolve(store, doc.data, &mut vec![name.to_string()]).await?;
+    let types = store.list_block_types().await.map_err(|e| Error::Block(e.to_string()))?;
+    if let Some(t) = types.iter().find(|t| t.slug == doc.block_type) {
+        for path in t.secret_paths() {
+            if let Some(Value::String(s)) = get_path(&doc.data, &path) {
+                remember_secret(s);
+            }
+        }
+    }
+    Ok(doc)
+}
+
 async fn load<T: Block>(name: String) -> Result<T> {
     let engine = engine()?;
     let store = engine.store();

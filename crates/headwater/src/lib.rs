@@ -38,6 +38,15 @@ pub use app::{App, FlowHandle};
 pub use artifacts::{link_artifact, markdown_artifact, table_artifact, variables, NewArtifact};
 pub use context::{current_flow_run, current_task_run};
 pub use engine::Engine;
+
+/// The store the current flow records to (embedded or the server), for
+/// catalog writes and reads a flow makes itself.
+pub fn current_store() -> Result<std::sync::Arc<dyn headwater_store::Store>> {
+    match context::RunContext::current() {
+        Some(ctx) => Ok(ctx.engine.store_handle()),
+        None => Ok(Engine::current()?.store_handle()),
+    }
+}
 pub use error::{Error, Result};
 pub use flow::{parameter_schema, parse_parameters, FlowSpec};
 pub use headwater_core::{CachePolicy, LogLevel, State, StateType};

@@ -4,4 +4,5 @@
 
 mod convert;
 mod download;
+mod postgres;
 mod stores;

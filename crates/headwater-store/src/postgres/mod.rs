@@ -8,8 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use headwater_core::{
-    Artifact, BlockDocument, BlockType, Deployment, Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord,
-    StateType, TaskRun, Variable, WorkPool, WorkQueue, WorkerStatus, DEFAULT_QUEUE,
+    Artifact, BlockDocument, BlockType, Dataset, DatasetVersion, Deployment, Flow, FlowRun, LogLevel, LogRecord,
+    RunKind, State, StateRecord, StateType, TaskRun, Variable, WorkPool, WorkQueue, WorkerStatus, DEFAULT_QUEUE,
 };
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
@@ -25,8 +25,8 @@ use crate::columns::{
 use crate::error::{Result, StoreError};
 use crate::secrets::{seal_document, unseal_document, Cipher, SecretKey};
 use crate::{
-    ArtifactFilter, ArtifactStore, BlockStore, DeploymentStore, FlowRunFilter, LogFilter, RunQueue, RunReader,
-    RunReaper, RunRecorder, VariableStore, WorkPoolStore, WriteBatch,
+    dataset_summary, ArtifactFilter, ArtifactStore, BlockStore, DatasetStore, DeploymentStore, FlowRunFilter,
+    LogFilter, RunQueue, RunReader, RunReaper, RunRecorder, VariableStore, WorkPoolStore, WriteBatch,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -38,6 +38,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("migrations/0006_work_queues.sql")),
     (7, include_str!("migrations/0007_variables_artifacts.sql")),
     (8, include_str!("migrations/0008_blocks.sql")),
+    (9, include_str!("migrations/0009_datasets.sql")),
 ];
 
 /// PostgreSQL allows 65535 bound values per statement.
@@ -728,6 +729,121 @@ async fn write_batch(conn: &mut PgConnection, batch: &WriteBatch) -> Result<()> 
         }
     }
     Ok(())
+}
+
+#[async_trait]
+impl DatasetStore for PostgresStore {
+    async fn record_dataset_write(&self, w: &DatasetVersion, allow_evolution: bool) -> Result<DatasetVersion> {
+        let mut tx = self.pool.begin().await?;
+        // Writers of one dataset take turns (the schema check and the
+        // version number depend on what the others wrote).
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))").bind(&w.dataset).execute(&mut *tx).await?;
+        let current: Option<Json<Vec<headwater_core::Column>>> =
+            sqlx::query_scalar("SELECT schema FROM datasets WHERE name = $1")
+                .bind(&w.dataset)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let current = current.map(|j| j.0).unwrap_or_default();
+        let schema = headwater_core::dataset::check_schema(&w.dataset, &current, &w.schema, allow_evolution)
+            .map_err(StoreError::Refused)?;
+        sqlx::query(
+            "INSERT INTO datasets (name, schema, created, updated) VALUES ($1, $2, $3, $3) \
+             ON CONFLICT (name) DO UPDATE SET schema = excluded.schema, updated = excluded.updated",
+        )
+        .bind(&w.dataset)
+        .bind(Json(&schema))
+        .bind(w.written)
+        .execute(&mut *tx)
+        .await?;
+        let last: Option<i32> =
+            sqlx::query_scalar("SELECT MAX(version) FROM dataset_versions WHERE dataset = $1 AND partition = $2")
+                .bind(&w.dataset)
+                .bind(&w.partition)
+                .fetch_one(&mut *tx)
+                .await?;
+        let mut stored = w.clone();
+        stored.version = last.unwrap_or(0) as u32 + 1;
+        sqlx::query(
+            "INSERT INTO dataset_versions (dataset, partition, version, location, rows, bytes, schema, flow_run_id, written) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&stored.dataset)
+        .bind(&stored.partition)
+        .bind(stored.version as i32)
+        .bind(&stored.location)
+        .bind(stored.rows as i64)
+        .bind(stored.bytes as i64)
+        .bind(Json(&stored.schema))
+        .bind(stored.flow_run_id)
+        .bind(stored.written)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn list_datasets(&self) -> Result<Vec<Dataset>> {
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM datasets ORDER BY name").fetch_all(&self.pool).await?;
+        let mut out = Vec::new();
+        for n in names {
+            if let Some(d) = self.read_dataset(&n).await? {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn read_dataset(&self, name: &str) -> Result<Option<Dataset>> {
+        let Some(row) =
+            sqlx::query("SELECT * FROM datasets WHERE name = $1").bind(name).fetch_optional(&self.pool).await?
+        else {
+            return Ok(None);
+        };
+        let partitions = self.list_partitions(name).await?;
+        Ok(Some(dataset_summary(
+            name.to_string(),
+            row.try_get::<Json<Vec<headwater_core::Column>>, _>("schema")?.0,
+            row.try_get("created")?,
+            row.try_get("updated")?,
+            &partitions,
+        )))
+    }
+
+    async fn list_partitions(&self, dataset: &str) -> Result<Vec<DatasetVersion>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT ON (partition) * FROM dataset_versions WHERE dataset = $1 \
+             ORDER BY partition, version DESC",
+        )
+        .bind(dataset)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(dataset_version_from).collect()
+    }
+
+    async fn dataset_history(&self, dataset: &str) -> Result<Vec<DatasetVersion>> {
+        let rows = sqlx::query(
+            "SELECT * FROM dataset_versions WHERE dataset = $1 ORDER BY written DESC, partition, version DESC",
+        )
+        .bind(dataset)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(dataset_version_from).collect()
+    }
+}
+
+fn dataset_version_from(row: &PgRow) -> Result<DatasetVersion> {
+    Ok(DatasetVersion {
+        dataset: row.try_get("dataset")?,
+        partition: row.try_get("partition")?,
+        version: row.try_get::<i32, _>("version")? as u32,
+        location: row.try_get("location")?,
+        rows: row.try_get::<i64, _>("rows")? as u64,
+        bytes: row.try_get::<i64, _>("bytes")? as u64,
+        schema: row.try_get::<Json<Vec<headwater_core::Column>>, _>("schema")?.0,
+        flow_run_id: row.try_get("flow_run_id")?,
+        written: row.try_get("written")?,
+    })
 }
 
 #[async_trait]

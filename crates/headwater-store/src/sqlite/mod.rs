@@ -9,8 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use headwater_core::{
-    Artifact, BlockDocument, BlockType, Deployment, Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord,
-    StateType, TaskRun, Variable, WorkPool, WorkQueue, WorkerStatus, DEFAULT_QUEUE,
+    Artifact, BlockDocument, BlockType, Dataset, DatasetVersion, Deployment, Flow, FlowRun, LogLevel, LogRecord,
+    RunKind, State, StateRecord, StateType, TaskRun, Variable, WorkPool, WorkQueue, WorkerStatus, DEFAULT_QUEUE,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -27,8 +27,8 @@ use crate::columns::{
 use crate::error::{Result, StoreError};
 use crate::secrets::{seal_document, unseal_document, Cipher, SecretKey};
 use crate::{
-    ArtifactFilter, ArtifactStore, BlockStore, DeploymentStore, FlowRunFilter, LogFilter, RunQueue, RunReader,
-    RunReaper, RunRecorder, VariableStore, WorkPoolStore, WriteBatch,
+    dataset_summary, ArtifactFilter, ArtifactStore, BlockStore, DatasetStore, DeploymentStore, FlowRunFilter,
+    LogFilter, RunQueue, RunReader, RunReaper, RunRecorder, VariableStore, WorkPoolStore, WriteBatch,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -40,6 +40,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("migrations/0006_work_queues.sql")),
     (7, include_str!("migrations/0007_variables_artifacts.sql")),
     (8, include_str!("migrations/0008_blocks.sql")),
+    (9, include_str!("migrations/0009_datasets.sql")),
 ];
 
 /// SQLite allows 32766 bound values per statement; stay well below it.
@@ -789,6 +790,125 @@ async fn write_batch(tx: &mut SqliteConnection, batch: &WriteBatch) -> Result<()
         }
     }
     Ok(())
+}
+
+#[async_trait]
+impl DatasetStore for SqliteStore {
+    async fn record_dataset_write(&self, w: &DatasetVersion, allow_evolution: bool) -> Result<DatasetVersion> {
+        let _writing = self.writer.lock().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let current: Option<String> = sqlx::query_scalar("SELECT schema FROM datasets WHERE name = ?")
+            .bind(&w.dataset)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let current: Vec<headwater_core::Column> = match current {
+            Some(s) => serde_json::from_str(&s).map_err(|e| corrupt("dataset schema", e))?,
+            None => Vec::new(),
+        };
+        let schema = headwater_core::dataset::check_schema(&w.dataset, &current, &w.schema, allow_evolution)
+            .map_err(StoreError::Refused)?;
+        sqlx::query(
+            "INSERT INTO datasets (name, schema, created, updated) VALUES (?, ?, ?, ?) \
+             ON CONFLICT(name) DO UPDATE SET schema = excluded.schema, updated = excluded.updated",
+        )
+        .bind(&w.dataset)
+        .bind(json_text(&schema))
+        .bind(micros(w.written))
+        .bind(micros(w.written))
+        .execute(&mut *tx)
+        .await?;
+        let last: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM dataset_versions WHERE dataset = ? AND partition = ?")
+                .bind(&w.dataset)
+                .bind(&w.partition)
+                .fetch_one(&mut *tx)
+                .await?;
+        let mut stored = w.clone();
+        stored.version = last.unwrap_or(0) as u32 + 1;
+        sqlx::query(
+            "INSERT INTO dataset_versions (dataset, partition, version, location, rows, bytes, schema, flow_run_id, written) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&stored.dataset)
+        .bind(&stored.partition)
+        .bind(i64::from(stored.version))
+        .bind(&stored.location)
+        .bind(stored.rows as i64)
+        .bind(stored.bytes as i64)
+        .bind(json_text(&stored.schema))
+        .bind(stored.flow_run_id.map(|u| u.to_string()))
+        .bind(micros(stored.written))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn list_datasets(&self) -> Result<Vec<Dataset>> {
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM datasets ORDER BY name").fetch_all(&self.pool).await?;
+        let mut out = Vec::new();
+        for n in names {
+            if let Some(d) = self.read_dataset(&n).await? {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn read_dataset(&self, name: &str) -> Result<Option<Dataset>> {
+        let Some(row) =
+            sqlx::query("SELECT * FROM datasets WHERE name = ?").bind(name).fetch_optional(&self.pool).await?
+        else {
+            return Ok(None);
+        };
+        let schema: String = row.try_get("schema")?;
+        let partitions = self.list_partitions(name).await?;
+        Ok(Some(dataset_summary(
+            name.to_string(),
+            serde_json::from_str(&schema).map_err(|e| corrupt("dataset schema", e))?,
+            from_micros(row.try_get("created")?),
+            from_micros(row.try_get("updated")?),
+            &partitions,
+        )))
+    }
+
+    async fn list_partitions(&self, dataset: &str) -> Result<Vec<DatasetVersion>> {
+        let rows = sqlx::query(
+            "SELECT * FROM dataset_versions v WHERE dataset = ? AND version = \
+             (SELECT MAX(version) FROM dataset_versions w WHERE w.dataset = v.dataset AND w.partition = v.partition) \
+             ORDER BY partition",
+        )
+        .bind(dataset)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(dataset_version_from).collect()
+    }
+
+    async fn dataset_history(&self, dataset: &str) -> Result<Vec<DatasetVersion>> {
+        let rows = sqlx::query(
+            "SELECT * FROM dataset_versions WHERE dataset = ? ORDER BY written DESC, partition, version DESC",
+        )
+        .bind(dataset)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(dataset_version_from).collect()
+    }
+}
+
+fn dataset_version_from(row: &SqliteRow) -> Result<DatasetVersion> {
+    let schema: String = row.try_get("schema")?;
+    Ok(DatasetVersion {
+        dataset: row.try_get("dataset")?,
+        partition: row.try_get("partition")?,
+        version: row.try_get::<i64, _>("version")? as u32,
+        location: row.try_get("location")?,
+        rows: row.try_get::<i64, _>("rows")? as u64,
+        bytes: row.try_get::<i64, _>("bytes")? as u64,
+        schema: serde_json::from_str(&schema).map_err(|e| corrupt("dataset version schema", e))?,
+        flow_run_id: opt_uuid_col(row, "flow_run_id")?,
+        written: from_micros(row.try_get("written")?),
+    })
 }
 
 #[async_trait]

@@ -1,0 +1,116 @@
+//! The lake's catalog: datasets, their schema, and each partition's
+//! versions (which run wrote what, when, how many rows and bytes).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A column of a dataset: its name and type as Arrow names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Column {
+    pub name: String,
+    pub data_type: String,
+    pub nullable: bool,
+}
+
+/// One write of one partition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DatasetVersion {
+    pub dataset: String,
+    /// `year=2021/month=01`.
+    pub partition: String,
+    /// 1 for a partition's first write, then +1 (the store assigns it).
+    pub version: u32,
+    /// Where the file is: `file:///…`, `s3://…`.
+    pub location: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub schema: Vec<Column>,
+    pub flow_run_id: Option<Uuid>,
+    pub written: DateTime<Utc>,
+}
+
+/// A dataset with its current partitions summed up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Dataset {
+    pub name: String,
+    pub schema: Vec<Column>,
+    pub partitions: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    pub created: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+}
+
+/// The dataset's schema after a write of `incoming`: the same columns with
+/// the same types pass; a column whose type changed, or one that is new or
+/// gone, is refused (the message names the column and both types) unless
+/// `allow_evolution`, in which case the incoming schema becomes the
+/// dataset's.
+pub fn check_schema(
+    dataset: &str,
+    current: &[Column],
+    incoming: &[Column],
+    allow_evolution: bool,
+) -> Result<Vec<Column>, String> {
+    if current.is_empty() || allow_evolution {
+        return Ok(incoming.to_vec());
+    }
+    for c in incoming {
+        match current.iter().find(|x| x.name == c.name) {
+            Some(x) if x.data_type != c.data_type => {
+                return Err(format!(
+                    "dataset '{dataset}': column '{}' is {} in the dataset but {} in this write \
+                     (allow schema evolution to change it)",
+                    c.name, x.data_type, c.data_type
+                ))
+            }
+            Some(_) => {}
+            None => {
+                return Err(format!(
+                    "dataset '{dataset}': column '{}' ({}) is new; the dataset has {} \
+                     (allow schema evolution to add it)",
+                    c.name,
+                    c.data_type,
+                    current.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", ")
+                ))
+            }
+        }
+    }
+    if let Some(gone) = current.iter().find(|x| !incoming.iter().any(|c| c.name == x.name)) {
+        return Err(format!(
+            "dataset '{dataset}': column '{}' ({}) is missing from this write (allow schema evolution to drop it)",
+            gone.name, gone.data_type
+        ));
+    }
+    Ok(current.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(name: &str, t: &str) -> Column {
+        Column { name: name.into(), data_type: t.into(), nullable: true }
+    }
+
+    #[test]
+    fn conflicts_name_the_column_and_both_types() {
+        let current = [col("passenger_count", "Int64"), col("fare_amount", "Float64")];
+        assert!(check_schema("yellow", &[], &current, false).is_ok());
+        assert!(check_schema("yellow", &current, &current, false).is_ok());
+        let changed = [col("passenger_count", "Float64"), col("fare_amount", "Float64")];
+        let e = check_schema("yellow", &current, &changed, false).unwrap_err();
+        assert!(e.contains("column 'passenger_count' is Int64 in the dataset but Float64 in this write"), "{e}");
+        assert_eq!(check_schema("yellow", &current, &changed, true).unwrap(), changed);
+        let added = [col("passenger_count", "Int64"), col("fare_amount", "Float64"), col("airport_fee", "Float64")];
+        assert!(check_schema("yellow", &current, &added, false)
+            .unwrap_err()
+            .contains("'airport_fee' (Float64) is new"));
+        let dropped = [col("passenger_count", "Int64")];
+        assert!(check_schema("yellow", &current, &dropped, false)
+            .unwrap_err()
+            .contains("'fare_amount' (Float64) is missing"));
+    }
+}

@@ -1,0 +1,400 @@
+//! The flows and tasks, and the offline demo around them.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use arrow::record_batch::RecordBatch;
+use headwater::blocks::{BlockExt, DuckDbWarehouse, LocalFileSystem};
+use headwater::prelude::*;
+use headwater_core::{Column, DatasetVersion};
+use headwater_duckdb::Warehouse;
+use headwater_lake::download::{download, DownloadOptions};
+use headwater_lake::{csv_to_parquet, generate, partition_key, schema, transform, Lake};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Color {
+    Yellow,
+    Green,
+}
+
+impl Color {
+    fn name(self) -> &'static str {
+        match self {
+            Color::Yellow => "yellow",
+            Color::Green => "green",
+        }
+    }
+}
+
+/// A calendar month, 1 to 12.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "u32", into = "u32")]
+pub struct Month(#[schemars(range(min = 1, max = 12))] u32);
+
+impl TryFrom<u32> for Month {
+    type Error = String;
+    fn try_from(v: u32) -> Result<Self, String> {
+        if (1..=12).contains(&v) {
+            Ok(Month(v))
+        } else {
+            Err(format!("month must be between 1 and 12, got {v}"))
+        }
+    }
+}
+
+impl From<Month> for u32 {
+    fn from(m: Month) -> u32 {
+        m.0
+    }
+}
+
+/// Where downloads and scratch files go: the Headwater home's `taxi` folder.
+fn work_dir() -> PathBuf {
+    let home = std::env::var_os("HEADWATER_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".headwater")))
+        .unwrap_or_else(|| PathBuf::from(".headwater"));
+    home.join("taxi")
+}
+
+/// The lake a block names: a folder, S3, GCS or Azure.
+async fn lake_from_block(name: &str) -> Result<Lake> {
+    let doc = headwater::blocks::load_document(name).await?;
+    let lake = match doc.block_type.as_str() {
+        "local-file-system" => Lake::from_local_block(&serde_json::from_value(doc.data)?)?,
+        "s3-bucket" => Lake::from_s3(&serde_json::from_value(doc.data)?)?,
+        "gcs-bucket" => Lake::from_gcs(&serde_json::from_value(doc.data)?)?,
+        "azure-blob-container" => Lake::from_azure(&serde_json::from_value(doc.data)?)?,
+        other => bail!(
+            "block '{name}' is a {other}; a lake is a local-file-system, s3-bucket, gcs-bucket or azure-blob-container"
+        ),
+    };
+    Ok(lake)
+}
+
+fn url_key(url: &str) -> String {
+    url.to_string()
+}
+
+/// Downloads a month's file (resuming if interrupted); cached on the URL
+/// for a day, so a re-run does not fetch it again.
+#[task(retries = 3, retry_delay = [1, 5, 10], cache_key_fn = url_key, cache_expiration = "1d", tags = ["extract"])]
+async fn fetch(url: String) -> Result<String> {
+    let file = url.rsplit('/').next().context("the URL names no file")?.to_string();
+    let dest = work_dir().join("downloads").join(&file);
+    let got = download(&url, &dest, &DownloadOptions::default()).await?;
+    info!("downloaded {file}: {:.1} MB{}", got.bytes as f64 / 1e6, if got.resumed > 0 { " (resumed)" } else { "" });
+    Ok(dest.display().to_string())
+}
+
+/// What cleaning a month produced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Cleaned {
+    parquet: String,
+    rejects: String,
+    read: u64,
+    rejected: u64,
+    rows: u64,
+    bytes: u64,
+    missing_passengers: u64,
+    zero_passengers: u64,
+    schema: Vec<Column>,
+}
+
+/// CSV → Parquet: timestamps parsed by the schema, snake_case column names,
+/// and (with `drop_passengers`) passenger counts that are missing or zero
+/// dropped, logged before and after. Malformed rows are quarantined; more
+/// than 1 % fails.
+#[task(tags = ["transform"])]
+async fn clean(color: Color, csv: String, year: i32, month: u32, drop_passengers: bool) -> Result<Cleaned> {
+    let out = work_dir().join("parquet");
+    std::fs::create_dir_all(&out)?;
+    let parquet = out.join(format!("{}_tripdata_{year}-{month:02}.parquet", color.name()));
+    let rejects = out.join(format!("{}_tripdata_{year}-{month:02}.rejects.csv", color.name()));
+    let (p, r) = (parquet.clone(), rejects.clone());
+    let schema = schema::for_color(color.name()).expect("yellow and green have schemas");
+    let (converted, missing, zero) = tokio::task::spawn_blocking(move || {
+        let (mut missing, mut zero) = (0u64, 0u64);
+        let mut step = |b: RecordBatch| {
+            missing += transform::count_nulls(&b, "passenger_count")? as u64;
+            if !drop_passengers {
+                return transform::snake_case_names(&b);
+            }
+            let (b, dropped) = transform::keep_greater_than(&b, "passenger_count", 0)?;
+            zero += dropped as u64;
+            transform::snake_case_names(&b)
+        };
+        let c = csv_to_parquet(Path::new(&csv), &schema, &mut step, &p, &r, 0.01)?;
+        Ok::<_, headwater_lake::LakeError>((c, missing, zero.saturating_sub(missing)))
+    })
+    .await??;
+    let parsed = converted.parse;
+    info!(
+        "rows: {} read, {} loaded, {} rejected (see {})",
+        parsed.read,
+        parsed.loaded,
+        parsed.rejected,
+        rejects.display()
+    );
+    info!(
+        "passenger_count: {missing} missing and {zero} zero dropped; rows: {} before, {} after",
+        parsed.loaded, converted.written
+    );
+    let file = std::fs::File::open(&parquet)?;
+    let meta = parquet_schema(file)?;
+    Ok(Cleaned {
+        parquet: parquet.display().to_string(),
+        rejects: rejects.display().to_string(),
+        read: parsed.read,
+        rejected: parsed.rejected,
+        rows: converted.written,
+        bytes: converted.bytes,
+        missing_passengers: missing,
+        zero_passengers: zero,
+        schema: meta,
+    })
+}
+
+fn parquet_schema(file: std::fs::File) -> Result<Vec<Column>> {
+    let reader = headwater_lake::parquet_arrow_schema(file)?;
+    Ok(reader
+        .fields()
+        .iter()
+        .map(|f| Column { name: f.name().clone(), data_type: f.data_type().to_string(), nullable: f.is_nullable() })
+        .collect())
+}
+
+/// Puts the month's file in the lake (replacing the month if it is there)
+/// and records the write in the catalog. A schema that conflicts with the
+/// dataset's is refused before anything is uploaded.
+#[task(retries = 2, retry_delay = 2, tags = ["load"])]
+async fn write_to_lake(lake_block: String, dataset: String, year: i32, month: u32, cleaned: Cleaned) -> Result<String> {
+    let store = headwater::current_store()?;
+    if let Some(d) = store.read_dataset(&dataset).await? {
+        headwater_core::dataset::check_schema(&dataset, &d.schema, &cleaned.schema, false)
+            .map_err(anyhow::Error::msg)?;
+    }
+    let lake = lake_from_block(&lake_block).await?;
+    let key = partition_key(&dataset, year, month);
+    lake.put_file(&key, Path::new(&cleaned.parquet)).await?;
+    // Quarantined rows travel with the data they were cut from.
+    let rejects_key = key.replace("data.parquet", "rejects.csv");
+    if cleaned.rejected > 0 {
+        lake.put_file(&rejects_key, Path::new(&cleaned.rejects)).await?;
+    } else {
+        lake.delete(&rejects_key).await?;
+    }
+    let version = store
+        .record_dataset_write(
+            &DatasetVersion {
+                dataset: dataset.clone(),
+                partition: format!("year={year}/month={month:02}"),
+                version: 0,
+                location: lake.uri_of(&key),
+                rows: cleaned.rows,
+                bytes: cleaned.bytes,
+                schema: cleaned.schema.clone(),
+                flow_run_id: headwater::current_flow_run().map(|(id, _)| id),
+                written: chrono::Utc::now(),
+            },
+            false,
+        )
+        .await?;
+    info!("wrote {} ({} rows), version {} of the partition", lake.uri_of(&key), cleaned.rows, version.version);
+    Ok(lake.uri_of(&key))
+}
+
+/// The course's `etl_web_to_gcs`: fetch a month from the web, clean it,
+/// write it to the lake. Returns the rows written.
+#[flow(name = "etl-web-to-lake", run_name = "{color}-{year}-{month:02}")]
+pub async fn etl_web_to_lake(color: Color, year: i32, month: Month, base_url: String, lake: String) -> Result<u64> {
+    let url = format!(
+        "{}/{}/{}",
+        base_url.trim_end_matches('/'),
+        color.name(),
+        generate::file_name(color.name(), year, month.0)
+    );
+    let csv = fetch(url).await?;
+    let cleaned = clean(color, csv, year, month.0, true).await?;
+    let rows = cleaned.rows;
+    write_to_lake(lake, color.name().to_string(), year, month.0, cleaned).await?;
+    Ok(rows)
+}
+
+/// The month's Parquet into a PostgreSQL table (replaced), by binary COPY
+/// in one transaction.
+#[task(retries = 2, retry_delay = 2, tags = ["postgres"])]
+async fn load_postgres(postgres: String, table: String, parquet: String) -> Result<u64> {
+    let pg = headwater::blocks::PostgresConnection::load(&postgres).await?;
+    let rows = headwater_lake::postgres::load_parquet(
+        &pg.url(),
+        &table,
+        Path::new(&parquet),
+        headwater_lake::postgres::LoadMode::Replace,
+    )
+    .await?;
+    info!("inserted {rows} rows into {table} on {}:{}/{}", pg.host, pg.port, pg.database);
+    Ok(rows)
+}
+
+/// The course's first pipeline: a month from the web straight into
+/// PostgreSQL, every row (timestamps parsed), through a PostgreSQL block.
+#[flow(name = "ingest-web-to-postgres", run_name = "{color}-{year}-{month:02}")]
+pub async fn ingest_web_to_postgres(
+    color: Color,
+    year: i32,
+    month: Month,
+    base_url: String,
+    postgres: String,
+    table: String,
+) -> Result<u64> {
+    let url = format!(
+        "{}/{}/{}",
+        base_url.trim_end_matches('/'),
+        color.name(),
+        generate::file_name(color.name(), year, month.0)
+    );
+    let csv = fetch(url).await?;
+    let cleaned = clean(color, csv, year, month.0, false).await?;
+    load_postgres(postgres, table, cleaned.parquet).await
+}
+
+/// Loads a month from the lake into the warehouse (the month replaced in
+/// one transaction); returns the rows loaded.
+#[task(retries = 2, retry_delay = 2, tags = ["warehouse"])]
+async fn load_month(lake_block: String, warehouse_block: String, color: Color, year: i32, month: u32) -> Result<u64> {
+    let lake = lake_from_block(&lake_block).await?;
+    let wh = DuckDbWarehouse::load(&warehouse_block).await?;
+    let key = partition_key(color.name(), year, month);
+    let local = work_dir().join("from-lake").join(format!("{}_{year}_{month:02}.parquet", color.name()));
+    std::fs::create_dir_all(local.parent().expect("has a parent"))?;
+    lake.get_to_file(&key, &local).await?;
+    let table = format!("{}_trips", color.name());
+    let path = wh.path.clone();
+    let rows = tokio::task::spawn_blocking(move || -> Result<u64> {
+        let w = Warehouse::open(Path::new(&path))?;
+        Ok(w.replace_month(&table, &local, year, month)?)
+    })
+    .await??;
+    info!("loaded {rows} rows of {}-{year}-{month:02} into {}", color.name(), wh.path);
+    Ok(rows)
+}
+
+/// The course's `etl_gcs_to_bq`: the month's Parquet from the lake into
+/// the warehouse. Returns the row count.
+#[flow(name = "etl-lake-to-warehouse", run_name = "{color}-{year}-{month:02}")]
+pub async fn etl_lake_to_warehouse(
+    color: Color,
+    year: i32,
+    month: Month,
+    lake: String,
+    warehouse: String,
+) -> Result<u64> {
+    load_month(lake, warehouse, color, year, month.0).await
+}
+
+/// The month rows, as the parent flow's table artifact shows them.
+#[derive(Serialize)]
+struct MonthRows {
+    month: u32,
+    lake_rows: u64,
+    warehouse_rows: u64,
+}
+
+/// The course's parent flow: for each month, web → lake, then lake →
+/// warehouse, each a subflow; logs the total and publishes rows per month.
+#[flow(
+    name = "etl-parent-flow",
+    defaults = r#"{"months": [1, 2, 3], "year": 2021, "color": "yellow", "base_url": "https://github.com/DataTalksClub/nyc-tlc-data/releases/download", "lake": "taxi-lake", "warehouse": "taxi-warehouse"}"#
+)]
+pub async fn etl_parent_flow(
+    months: Vec<Month>,
+    year: i32,
+    color: Color,
+    base_url: String,
+    lake: String,
+    warehouse: String,
+) -> Result<u64> {
+    let mut total = 0;
+    let mut table = Vec::new();
+    for month in months {
+        let rows = etl_web_to_lake(color, year, month, base_url.clone(), lake.clone()).await?;
+        let loaded = etl_lake_to_warehouse(color, year, month, lake.clone(), warehouse.clone()).await?;
+        table.push(MonthRows { month: month.0, lake_rows: rows, warehouse_rows: loaded });
+        total += loaded;
+    }
+    info!("total rows: {total}");
+    headwater::table_artifact(&table)?
+        .key(format!("{}-{year}-rows", color.name()))
+        .description("rows per month in the lake and the warehouse")
+        .publish()?;
+    Ok(total)
+}
+
+/// `taxi demo [--months 1,2,3] [--year 2021] [--color yellow] [--rows N]`:
+/// everything offline on embedded defaults.
+pub async fn demo(args: &[String]) -> Result<()> {
+    let mut months = vec![1u32, 2, 3];
+    let (mut year, mut color, mut rows) = (2021, Color::Yellow, None::<u64>);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().cloned().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--months" => months = value()?.split(',').map(|m| m.trim().parse()).collect::<Result<_, _>>()?,
+            "--year" => year = value()?.parse()?,
+            "--color" => color = serde_json::from_value(serde_json::json!(value()?))?,
+            "--rows" => rows = Some(value()?.parse()?),
+            other => {
+                bail!("unknown option {other} (options: --months 1,2,3 --year 2021 --color yellow|green --rows N)")
+            }
+        }
+    }
+    let work = work_dir();
+    let web = work.join("web");
+    println!("Generating {} {year} months {months:?} into {} …", color.name(), web.display());
+    for &m in &months {
+        let path = web.join(color.name()).join(generate::file_name(color.name(), year, m));
+        let want = rows.unwrap_or_else(|| generate::real_rows(color.name(), year, m));
+        if !path.exists() {
+            let p = path.clone();
+            let c = color.name().to_string();
+            let made = tokio::task::spawn_blocking(move || generate::generate(&c, year, m, want, 5, &p)).await??;
+            println!("  {} ({} rows, {} malformed lines)", path.display(), made.rows, made.malformed);
+        }
+    }
+    let server = headwater_lake::serve::FileServer::start(&web, 0).await?;
+    println!(
+        "Serving them at {} (the public layout: {{color}}/{{color}}_tripdata_{{YYYY}}-{{MM}}.csv.gz)",
+        server.url()
+    );
+
+    let engine = Engine::global()?;
+    engine
+        .scope(async {
+            if LocalFileSystem::load("taxi-lake").await.is_err() {
+                LocalFileSystem { basepath: work.join("lake").display().to_string() }.save("taxi-lake").await?;
+            }
+            if DuckDbWarehouse::load("taxi-warehouse").await.is_err() {
+                let path = work.join("warehouse").join("taxi.duckdb").display().to_string();
+                DuckDbWarehouse { path, schema: None }.save("taxi-warehouse").await?;
+            }
+            let months: Vec<Month> =
+                months.iter().map(|m| Month::try_from(*m)).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?;
+            etl_parent_flow(months, year, color, server.url(), "taxi-lake".into(), "taxi-warehouse".into()).await
+        })
+        .await?;
+    let wh = engine.scope(DuckDbWarehouse::load("taxi-warehouse")).await?;
+    let counts = Warehouse::open(Path::new(&wh.path))?.month_counts(&format!("{}_trips", color.name()))?;
+    println!("\nRows per month in the warehouse ({}):", wh.path);
+    for c in counts {
+        println!("  {}-{:02}  {:>10}", c.year, c.month, c.rows);
+    }
+    println!(
+        "\nSee the runs with `headwater flow-run ls`, the lake with `headwater dataset inspect {}`.",
+        color.name()
+    );
+    Ok(())
+}
