@@ -85,7 +85,11 @@ impl Warehouse {
     }
 
     fn connect(&self) -> Result<Connection, WarehouseError> {
-        Connection::open(&self.path).map_err(|e| self.err(e))
+        let conn = Connection::open(&self.path).map_err(|e| self.err(e))?;
+        // DuckDB would otherwise take up to 80 % of the machine's memory for
+        // its buffers; loads spill to disk instead.
+        conn.execute_batch("SET memory_limit = '512MB'").map_err(|e| self.err(e))?;
+        Ok(conn)
     }
 
     fn err(&self, source: duckdb::Error) -> WarehouseError {
@@ -99,37 +103,16 @@ impl Warehouse {
     /// leaves the same rows, never twice as many.
     pub fn replace_month(&self, table: &str, parquet: &Path, year: i32, month: u32) -> Result<u64, WarehouseError> {
         let t = ident(table)?;
+        let stage = format!("_stage_{table}_{year}_{month:02}");
+        let (schema, rows) = self.stage(&stage, parquet, Some((year, month)))?;
         let mut conn = self.connect()?;
         let tx = conn.transaction().map_err(|e| self.err(e))?;
-        if self.table_exists(&tx, table)? {
-            tx.execute(&format!("DELETE FROM {t} WHERE year = ? AND month = ?"), duckdb::params![year, month])
-                .map_err(|e| self.err(e))?;
-        }
-        let reader = read_parquet(parquet)?;
-        let schema = reader.schema();
-        let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-        fields.push(Field::new("year", DataType::Int32, false));
-        fields.push(Field::new("month", DataType::Int32, false));
-        let with_month = Arc::new(Schema::new(fields));
-        self.create_table(&tx, &t, &with_month)?;
-        let mut rows = 0u64;
-        {
-            let mut appender = tx.appender(table).map_err(|e| self.err(e))?;
-            for batch in reader {
-                let batch = batch
-                    .map_err(|e| WarehouseError::Read { path: parquet.display().to_string(), reason: e.to_string() })?;
-                let n = batch.num_rows();
-                let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
-                columns.push(Arc::new(Int32Array::from(vec![year; n])));
-                columns.push(Arc::new(Int32Array::from(vec![month as i32; n])));
-                let full = RecordBatch::try_new(with_month.clone(), columns)
-                    .map_err(|e| WarehouseError::Invalid(e.to_string()))?;
-                appender.append_record_batch(full).map_err(|e| self.err(e))?;
-                rows += n as u64;
-            }
-            appender.flush().map_err(|e| self.err(e))?;
-        }
+        self.create_table(&tx, &t, &schema)?;
+        tx.execute(&format!("DELETE FROM {t} WHERE year = ? AND month = ?"), duckdb::params![year, month])
+            .map_err(|e| self.err(e))?;
+        tx.execute_batch(&format!("INSERT INTO {t} SELECT * FROM \"{stage}\"")).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
+        conn.execute_batch(&format!("DROP TABLE IF EXISTS \"{stage}\"")).map_err(|e| self.err(e))?;
         Ok(rows)
     }
 
@@ -137,23 +120,57 @@ impl Warehouse {
     /// first time), in one transaction.
     pub fn append(&self, table: &str, parquet: &Path) -> Result<u64, WarehouseError> {
         let t = ident(table)?;
+        let stage = format!("_stage_{table}_append");
+        let (schema, rows) = self.stage(&stage, parquet, None)?;
         let mut conn = self.connect()?;
         let tx = conn.transaction().map_err(|e| self.err(e))?;
-        let reader = read_parquet(parquet)?;
-        self.create_table(&tx, &t, &reader.schema())?;
-        let mut rows = 0u64;
-        {
-            let mut appender = tx.appender(table).map_err(|e| self.err(e))?;
-            for batch in reader {
-                let batch = batch
-                    .map_err(|e| WarehouseError::Read { path: parquet.display().to_string(), reason: e.to_string() })?;
-                rows += batch.num_rows() as u64;
-                appender.append_record_batch(batch).map_err(|e| self.err(e))?;
-            }
-            appender.flush().map_err(|e| self.err(e))?;
-        }
+        self.create_table(&tx, &t, &schema)?;
+        tx.execute_batch(&format!("INSERT INTO {t} SELECT * FROM \"{stage}\"")).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
+        conn.execute_batch(&format!("DROP TABLE IF EXISTS \"{stage}\"")).map_err(|e| self.err(e))?;
         Ok(rows)
+    }
+
+    /// Copies a Parquet file (plus constant `year` and `month` columns) into
+    /// a staging table of its own, outside the target table's transaction:
+    /// readers of the target never see it, and a failed or killed staging
+    /// leaves the target untouched (the next load replaces the stage).
+    /// Large appends straight into a transaction trip DuckDB 2's optimistic
+    /// writer, hence the two steps.
+    fn stage(
+        &self,
+        stage: &str,
+        parquet: &Path,
+        month: Option<(i32, u32)>,
+    ) -> Result<(Arc<Schema>, u64), WarehouseError> {
+        let reader = read_parquet(parquet)?;
+        let mut fields: Vec<Field> = reader.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        if month.is_some() {
+            fields.push(Field::new("year", DataType::Int32, false));
+            fields.push(Field::new("month", DataType::Int32, false));
+        }
+        let schema = Arc::new(Schema::new(fields));
+        let conn = self.connect()?;
+        conn.execute_batch(&format!("DROP TABLE IF EXISTS \"{stage}\"")).map_err(|e| self.err(e))?;
+        self.create_table(&conn, &format!("\"{stage}\""), &schema)?;
+        let mut rows = 0u64;
+        let mut appender = conn.appender(stage).map_err(|e| self.err(e))?;
+        for batch in reader {
+            let batch = batch
+                .map_err(|e| WarehouseError::Read { path: parquet.display().to_string(), reason: e.to_string() })?;
+            let n = batch.num_rows();
+            let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+            if let Some((year, month)) = month {
+                columns.push(Arc::new(Int32Array::from(vec![year; n])));
+                columns.push(Arc::new(Int32Array::from(vec![month as i32; n])));
+            }
+            let full =
+                RecordBatch::try_new(schema.clone(), columns).map_err(|e| WarehouseError::Invalid(e.to_string()))?;
+            appender.append_record_batch(full).map_err(|e| self.err(e))?;
+            rows += n as u64;
+        }
+        appender.flush().map_err(|e| self.err(e))?;
+        Ok((schema, rows))
     }
 
     fn table_exists(&self, conn: &Connection, table: &str) -> Result<bool, WarehouseError> {
