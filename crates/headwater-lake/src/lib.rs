@@ -4,7 +4,7 @@
 //! - [`csv`]: CSV(.gz) → Arrow batches, streaming, malformed rows quarantined.
 //! - [`transform`]: renames, fills, filters on batches.
 //! - [`csv_to_parquet`]: the two above into one Parquet file (zstd), in
-//!   constant memory.
+//!   batches (no benchmark yet measures its memory).
 //! - [`lake`]: any object store, atomic and idempotent partition writes.
 //! - [`generate`] and [`serve`]: TLC-shaped files served locally, so
 //!   everything runs offline.
@@ -66,7 +66,8 @@ pub struct Converted {
 /// batch through `transform`, and writes the result to `dst` as Parquet
 /// (zstd). Malformed rows go to `rejects`; more than `max_reject_fraction`
 /// of them fails the conversion (the rejects file stays for inspection).
-/// Memory stays flat: one batch at a time. Blocking: run it off the async
+/// Works one batch at a time (a Parquet row group is buffered until it is
+/// written; no benchmark has measured the peak yet). Blocking: run it off the async
 /// runtime (`tokio::task::spawn_blocking`).
 pub fn csv_to_parquet(
     src: &Path,
