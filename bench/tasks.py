@@ -9,28 +9,13 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from measure import run_measured  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def run_measured(cmd, env):
-    """Runs cmd; returns (stdout, wall seconds, peak RSS in MiB)."""
-    with tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=err)
-        out = proc.stdout.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-        code = os.waitstatus_to_exitcode(status)
-        if code != 0:
-            err.seek(0)
-            tail = err.read().decode(errors="replace")[-4000:]
-            sys.exit(f"{' '.join(cmd)} failed with status {code}:\n{tail}")
-    return out.decode(), wall, usage.ru_maxrss / 1024.0
 
 
 def headwater_env(home):

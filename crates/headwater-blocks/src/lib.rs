@@ -212,6 +212,8 @@ pub struct BigQueryWarehouse {
     /// Where files are staged for load jobs (`gs://bucket/folder`).
     pub staging_uri: Option<String>,
     pub gcp_credentials: Option<GcpCredentials>,
+    /// Another server speaking the BigQuery API (an emulator); Google's by default.
+    pub api_endpoint: Option<String>,
 }
 block!(BigQueryWarehouse, "bigquery-warehouse", "BigQuery warehouse", "A Google BigQuery dataset.");
 

@@ -4,13 +4,8 @@
 //! builds DuckDB (a long C++ compile), so nothing else waits for it.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int32Array};
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use arrow::record_batch::{RecordBatch, RecordBatchReader};
 use duckdb::Connection;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WarehouseError {
@@ -47,26 +42,9 @@ fn ident(name: &str) -> Result<String, WarehouseError> {
     }
 }
 
-fn duck_type(t: &DataType) -> Result<&'static str, WarehouseError> {
-    Ok(match t {
-        DataType::Int64 => "BIGINT",
-        DataType::Int32 => "INTEGER",
-        DataType::Float64 => "DOUBLE",
-        DataType::Utf8 => "VARCHAR",
-        DataType::Boolean => "BOOLEAN",
-        DataType::Date32 => "DATE",
-        DataType::Timestamp(TimeUnit::Microsecond, None) => "TIMESTAMP",
-        other => return Err(WarehouseError::Invalid(format!("no warehouse column type for {other}"))),
-    })
-}
-
-/// The batches of a Parquet file, one at a time.
-fn read_parquet(path: &Path) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader, WarehouseError> {
-    let err = |reason: String| WarehouseError::Read { path: path.display().to_string(), reason };
-    let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
-    ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(|b| b.with_batch_size(65_536).build())
-        .map_err(|e| err(e.to_string()))
+/// A SQL string literal.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 impl Warehouse {
@@ -99,20 +77,22 @@ impl Warehouse {
     /// Loads a Parquet file as month `(year, month)` of `table` in one
     /// transaction: the month's old rows go, the file's rows come (with
     /// `year` and `month` columns). Creates the table from the file's schema
-    /// the first time. Returns the rows loaded. Loading the same month again
-    /// leaves the same rows, never twice as many.
+    /// the first time; columns are matched by name. Returns the rows loaded.
+    /// Loading the same month again leaves the same rows, never twice as many.
     pub fn replace_month(&self, table: &str, parquet: &Path, year: i32, month: u32) -> Result<u64, WarehouseError> {
         let t = ident(table)?;
-        let stage = format!("_stage_{table}_{year}_{month:02}");
-        let (schema, rows) = self.stage(&stage, parquet, Some((year, month)))?;
+        let stage = format!("\"_stage_{table}_{year}_{month:02}\"");
+        let rows = self.stage(&stage, parquet, &format!(", {year}::INTEGER AS year, {month}::INTEGER AS month"))?;
         let mut conn = self.connect()?;
         let tx = conn.transaction().map_err(|e| self.err(e))?;
-        self.create_table(&tx, &t, &schema)?;
-        tx.execute(&format!("DELETE FROM {t} WHERE year = ? AND month = ?"), duckdb::params![year, month])
-            .map_err(|e| self.err(e))?;
-        tx.execute_batch(&format!("INSERT INTO {t} SELECT * FROM \"{stage}\"")).map_err(|e| self.err(e))?;
+        tx.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {t} AS SELECT * FROM {stage} LIMIT 0;
+             DELETE FROM {t} WHERE year = {year} AND month = {month};
+             INSERT INTO {t} BY NAME SELECT * FROM {stage};"
+        ))
+        .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
-        conn.execute_batch(&format!("DROP TABLE IF EXISTS \"{stage}\"")).map_err(|e| self.err(e))?;
+        conn.execute_batch(&format!("DROP TABLE IF EXISTS {stage}")).map_err(|e| self.err(e))?;
         Ok(rows)
     }
 
@@ -120,57 +100,50 @@ impl Warehouse {
     /// first time), in one transaction.
     pub fn append(&self, table: &str, parquet: &Path) -> Result<u64, WarehouseError> {
         let t = ident(table)?;
-        let stage = format!("_stage_{table}_append");
-        let (schema, rows) = self.stage(&stage, parquet, None)?;
+        let stage = format!("\"_stage_{table}_append\"");
+        let rows = self.stage(&stage, parquet, "")?;
         let mut conn = self.connect()?;
         let tx = conn.transaction().map_err(|e| self.err(e))?;
-        self.create_table(&tx, &t, &schema)?;
-        tx.execute_batch(&format!("INSERT INTO {t} SELECT * FROM \"{stage}\"")).map_err(|e| self.err(e))?;
+        tx.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {t} AS SELECT * FROM {stage} LIMIT 0;
+             INSERT INTO {t} BY NAME SELECT * FROM {stage};"
+        ))
+        .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
-        conn.execute_batch(&format!("DROP TABLE IF EXISTS \"{stage}\"")).map_err(|e| self.err(e))?;
+        conn.execute_batch(&format!("DROP TABLE IF EXISTS {stage}")).map_err(|e| self.err(e))?;
         Ok(rows)
     }
 
-    /// Copies a Parquet file (plus constant `year` and `month` columns) into
-    /// a staging table of its own, outside the target table's transaction:
-    /// readers of the target never see it, and a failed or killed staging
-    /// leaves the target untouched (the next load replaces the stage).
-    /// Large appends straight into a transaction trip DuckDB 2's optimistic
-    /// writer, hence the two steps.
-    fn stage(
-        &self,
-        stage: &str,
-        parquet: &Path,
-        month: Option<(i32, u32)>,
-    ) -> Result<(Arc<Schema>, u64), WarehouseError> {
-        let reader = read_parquet(parquet)?;
-        let mut fields: Vec<Field> = reader.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-        if month.is_some() {
-            fields.push(Field::new("year", DataType::Int32, false));
-            fields.push(Field::new("month", DataType::Int32, false));
+    /// Copies a Parquet file (plus `extra` constant columns) into a staging
+    /// table of its own with DuckDB's Parquet reader (streaming, within the
+    /// memory limit), outside the target table's transaction: readers of the
+    /// target never see it, and a failed or killed staging leaves the target
+    /// untouched (the next load replaces the stage). Returns its rows.
+    fn stage(&self, stage: &str, parquet: &Path, extra: &str) -> Result<u64, WarehouseError> {
+        if !parquet.is_file() {
+            return Err(WarehouseError::Read { path: parquet.display().to_string(), reason: "no such file".into() });
         }
-        let schema = Arc::new(Schema::new(fields));
         let conn = self.connect()?;
-        conn.execute_batch(&format!("DROP TABLE IF EXISTS \"{stage}\"")).map_err(|e| self.err(e))?;
-        self.create_table(&conn, &format!("\"{stage}\""), &schema)?;
-        let mut rows = 0u64;
-        let mut appender = conn.appender(stage).map_err(|e| self.err(e))?;
-        for batch in reader {
-            let batch = batch
-                .map_err(|e| WarehouseError::Read { path: parquet.display().to_string(), reason: e.to_string() })?;
-            let n = batch.num_rows();
-            let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
-            if let Some((year, month)) = month {
-                columns.push(Arc::new(Int32Array::from(vec![year; n])));
-                columns.push(Arc::new(Int32Array::from(vec![month as i32; n])));
-            }
-            let full =
-                RecordBatch::try_new(schema.clone(), columns).map_err(|e| WarehouseError::Invalid(e.to_string()))?;
-            appender.append_record_batch(full).map_err(|e| self.err(e))?;
-            rows += n as u64;
-        }
-        appender.flush().map_err(|e| self.err(e))?;
-        Ok((schema, rows))
+        conn.execute_batch(&format!(
+            "CREATE OR REPLACE TABLE {stage} AS SELECT *{extra} FROM read_parquet({})",
+            literal(&parquet.display().to_string())
+        ))
+        .map_err(|e| self.err(e))?;
+        let rows: i64 =
+            conn.query_row(&format!("SELECT count(*) FROM {stage}"), [], |r| r.get(0)).map_err(|e| self.err(e))?;
+        Ok(rows as u64)
+    }
+
+    /// A view over Parquet files in a local folder (the lake), with the
+    /// `key=value` folders of their paths (`year=2021/month=01`) as columns:
+    /// `files` is a glob such as `/lake/yellow/**/*.parquet`. Queries see the
+    /// files as they are when they run, nothing is copied.
+    pub fn create_lake_view(&self, view: &str, files: &str) -> Result<(), WarehouseError> {
+        let v = ident(view)?;
+        self.execute(&format!(
+            "CREATE OR REPLACE VIEW {v} AS SELECT * FROM read_parquet({}, hive_partitioning = true, union_by_name = true)",
+            literal(files)
+        ))
     }
 
     fn table_exists(&self, conn: &Connection, table: &str) -> Result<bool, WarehouseError> {
@@ -178,16 +151,6 @@ impl Warehouse {
             .query_row("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table], |r| r.get(0))
             .map_err(|e| self.err(e))?;
         Ok(n > 0)
-    }
-
-    fn create_table(&self, conn: &Connection, quoted: &str, schema: &Schema) -> Result<(), WarehouseError> {
-        let cols = schema
-            .fields()
-            .iter()
-            .map(|f| Ok(format!("\"{}\" {}", f.name().replace('"', "\"\""), duck_type(f.data_type())?)))
-            .collect::<Result<Vec<_>, WarehouseError>>()?;
-        conn.execute_batch(&format!("CREATE TABLE IF NOT EXISTS {quoted} ({})", cols.join(", ")))
-            .map_err(|e| self.err(e))
     }
 
     /// Runs SQL (the ELT style: transform inside the warehouse).

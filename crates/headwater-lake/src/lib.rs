@@ -4,11 +4,13 @@
 //! - [`csv`]: CSV(.gz) → Arrow batches, streaming, malformed rows quarantined.
 //! - [`transform`]: renames, fills, filters on batches.
 //! - [`csv_to_parquet`]: the two above into one Parquet file (zstd), in
-//!   batches (no benchmark yet measures its memory).
+//!   batches, parsing and encoding on two threads, in constant memory
+//!   (`bench/run lake`).
 //! - [`lake`]: any object store, atomic and idempotent partition writes.
 //! - [`generate`] and [`serve`]: TLC-shaped files served locally, so
 //!   everything runs offline.
 
+pub mod bigquery;
 pub mod csv;
 pub mod download;
 pub mod generate;
@@ -66,8 +68,8 @@ pub struct Converted {
 /// batch through `transform`, and writes the result to `dst` as Parquet
 /// (zstd). Malformed rows go to `rejects`; more than `max_reject_fraction`
 /// of them fails the conversion (the rejects file stays for inspection).
-/// Works one batch at a time (a Parquet row group is buffered until it is
-/// written; no benchmark has measured the peak yet). Blocking: run it off the async
+/// Works one batch at a time (a Parquet row group is buffered, compressed,
+/// until it is written). Blocking: run it off the async
 /// runtime (`tokio::task::spawn_blocking`).
 pub fn csv_to_parquet(
     src: &Path,
@@ -77,33 +79,41 @@ pub fn csv_to_parquet(
     rejects: &Path,
     max_reject_fraction: f64,
 ) -> Result<Converted, LakeError> {
-    let file = std::fs::File::open(src)?;
-    let input: Box<dyn std::io::BufRead> = if src.extension().is_some_and(|e| e == "gz") {
-        Box::new(std::io::BufReader::with_capacity(1 << 20, flate2::read::MultiGzDecoder::new(file)))
-    } else {
-        Box::new(std::io::BufReader::with_capacity(1 << 20, file))
-    };
+    let input = open_csv(src)?;
     let mut quarantine = csv::Rejects::new(std::io::BufWriter::new(std::fs::File::create(rejects)?))?;
     let tmp = dst.with_extension("parquet.tmp");
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
         .set_max_row_group_row_count(Some(1_000_000))
         .build();
-    let mut writer: Option<ArrowWriter<std::fs::File>> = None;
-    let mut written = 0u64;
+    // Parsing here, Parquet encoding and compression on a thread of its
+    // own: the two halves of the work overlap; two batches wait at most.
+    let (batches, inbox) = std::sync::mpsc::sync_channel::<RecordBatch>(2);
+    let (file, writer_props) = (tmp.clone(), props.clone());
+    let encoder = std::thread::spawn(move || -> Result<(Option<ArrowWriter<std::fs::File>>, u64), LakeError> {
+        let mut writer: Option<ArrowWriter<std::fs::File>> = None;
+        let mut written = 0u64;
+        for batch in inbox {
+            if writer.is_none() {
+                let f = std::fs::File::create(&file)?;
+                writer = Some(ArrowWriter::try_new(f, batch.schema(), Some(writer_props.clone()))?);
+            }
+            written += batch.num_rows() as u64;
+            writer.as_mut().expect("just made").write(&batch)?;
+        }
+        Ok((writer, written))
+    });
     let parse = csv::parse(input, schema, &mut quarantine, |batch| {
         let batch = transform(batch)?;
-        if writer.is_none() {
-            writer = Some(ArrowWriter::try_new(std::fs::File::create(&tmp)?, batch.schema(), Some(props.clone()))?);
-        }
-        written += batch.num_rows() as u64;
-        writer.as_mut().expect("just made").write(&batch)?;
-        Ok(())
+        batches.send(batch).map_err(|_| LakeError::Data("the Parquet writer stopped".into()))
     });
+    drop(batches);
     quarantine.finish()?;
-    let parse = match parse {
-        Ok(p) => p,
-        Err(e) => {
+    let encoded = encoder.join().map_err(|_| LakeError::Data("the Parquet writer panicked".into()))?;
+    // The writer's own error says more than the parser's "it stopped".
+    let (parse, writer, written) = match (parse, encoded) {
+        (Ok(p), Ok((w, n))) => (p, w, n),
+        (_, Err(e)) | (Err(e), Ok(_)) => {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
@@ -129,6 +139,80 @@ pub fn csv_to_parquet(
     std::fs::rename(&tmp, dst)?;
     let bytes = std::fs::metadata(dst)?.len();
     Ok(Converted { parse, written, bytes })
+}
+
+/// A CSV file for reading, decompressed on the fly if its name ends in
+/// `.gz` (on a thread of its own, so decompression and parsing overlap).
+pub fn open_csv(src: &Path) -> Result<Box<dyn std::io::BufRead + Send>, LakeError> {
+    let file = std::fs::File::open(src).map_err(|e| LakeError::Data(format!("{}: {e}", src.display())))?;
+    Ok(if src.extension().is_some_and(|e| e == "gz") {
+        let gz = flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(1 << 20, file));
+        Box::new(std::io::BufReader::with_capacity(1 << 16, ReadAhead::start(gz)))
+    } else {
+        Box::new(std::io::BufReader::with_capacity(1 << 20, file))
+    })
+}
+
+/// Reads a source on another thread, a few 1 MiB chunks ahead of the
+/// consumer (bounded: memory stays at a few MiB).
+struct ReadAhead {
+    chunks: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    at: usize,
+}
+
+impl ReadAhead {
+    fn start(mut source: impl std::io::Read + Send + 'static) -> ReadAhead {
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        std::thread::spawn(move || loop {
+            let mut chunk = vec![0u8; 1 << 20];
+            let mut filled = 0;
+            // Fill the chunk (decoders return little at a time).
+            let result = loop {
+                match source.read(&mut chunk[filled..]) {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => {
+                        filled += n;
+                        if filled == chunk.len() {
+                            break Ok(());
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            let done = filled < chunk.len();
+            chunk.truncate(filled);
+            if let Err(e) = result {
+                let _ = tx.send(Err(e));
+                return;
+            }
+            // Stop at the end, or when the consumer has gone.
+            if (filled > 0 && tx.send(Ok(chunk)).is_err()) || done {
+                return;
+            }
+        });
+        ReadAhead { chunks: rx, current: Vec::new(), at: 0 }
+    }
+}
+
+impl std::io::Read for ReadAhead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.current.len() {
+            match self.chunks.recv() {
+                Ok(chunk) => {
+                    self.current = chunk?;
+                    self.at = 0;
+                }
+                // The reader thread ended: the source is exhausted.
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.at);
+        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 /// The Arrow schema of a Parquet file.

@@ -15,13 +15,43 @@ use sqlx::{Connection, PgConnection};
 use crate::LakeError;
 
 /// What happens to rows already in the table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoadMode {
     /// Keep them; add the file's rows.
     Append,
     /// Drop the table and load the file's rows only.
     Replace,
+    /// Replace one partition: every loaded row gets these constant INTEGER
+    /// columns (for example `year = 2021`, `month = 1`), and the rows that
+    /// already have those values are deleted in the same transaction. Other
+    /// partitions stay; loading the same partition twice leaves it once.
+    ReplacePartition(Vec<(String, i32)>),
 }
+
+impl LoadMode {
+    /// `ReplacePartition` for a month: `year` and `month` columns.
+    pub fn month(year: i32, month: u32) -> LoadMode {
+        LoadMode::ReplacePartition(vec![("year".into(), year), ("month".into(), month as i32)])
+    }
+
+    fn constants(&self) -> Vec<i32> {
+        match self {
+            LoadMode::ReplacePartition(cols) => cols.iter().map(|(_, v)| *v).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// What a CSV load did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CsvLoaded {
+    pub parse: crate::ParseStats,
+    /// Rows in the table from this load (after the transform's filters).
+    pub rows: u64,
+}
+
+/// Encoded COPY data for a number of rows, made off the async runtime.
+type Chunk = Result<(u64, Vec<u8>), LakeError>;
 
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
@@ -53,21 +83,125 @@ pub fn create_table_sql(table: &str, schema: &Schema) -> Result<String, LakeErro
     Ok(format!("CREATE TABLE IF NOT EXISTS {} ({})", ident(table), cols.join(", ")))
 }
 
-/// Loads a Parquet file into `table` of the database at `url`. Returns the
-/// rows loaded.
+/// Loads a Parquet file into `table` of the database at `url`, in one
+/// transaction. Returns the rows loaded.
 pub async fn load_parquet(url: &str, table: &str, parquet: &Path, mode: LoadMode) -> Result<u64, LakeError> {
-    let pg = |e: sqlx::Error| LakeError::Data(format!("PostgreSQL: {e}"));
     let file = std::fs::File::open(parquet)?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
     let schema = builder.schema().clone();
-    let mut reader = builder.with_batch_size(crate::csv::BATCH_ROWS).build()?;
+    let reader = builder.with_batch_size(crate::csv::BATCH_ROWS).build()?;
+    let constants = mode.constants();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(2);
+    // Decoding and encoding on a thread of their own while the connection
+    // sends: the two halves overlap.
+    let producer = tokio::task::spawn_blocking(move || {
+        for batch in reader {
+            let chunk = batch.map_err(LakeError::from).and_then(|b| Ok((b.num_rows() as u64, encode(&b, &constants)?)));
+            let failed = chunk.is_err();
+            if tx.blocking_send(chunk).is_err() || failed {
+                break;
+            }
+        }
+    });
+    let rows = copy_in(url, table, &schema, &mode, rx).await;
+    producer.await.map_err(|e| LakeError::Data(format!("the Parquet reader failed: {e}")))?;
+    rows
+}
+
+/// A CSV file to load, and how to read it.
+pub struct CsvInput<'a> {
+    /// Gzip if the name ends in `.gz`.
+    pub path: &'a Path,
+    pub schema: &'a crate::CsvSchema,
+    /// Applied to every batch (renames, filters).
+    pub transform: Box<dyn FnMut(RecordBatch) -> Result<RecordBatch, LakeError> + Send>,
+    /// Where malformed rows go, with their line numbers.
+    pub rejects: &'a Path,
+    /// More malformed rows than this share fails the load.
+    pub max_reject_fraction: f64,
+}
+
+/// Streams a CSV into `table` in one transaction: no intermediate file,
+/// memory holds a few batches. Too many malformed rows roll the load back.
+pub async fn load_csv(url: &str, table: &str, src: CsvInput<'_>, mode: LoadMode) -> Result<CsvLoaded, LakeError> {
+    let CsvInput { path, schema, mut transform, rejects, max_reject_fraction } = src;
+    let input = crate::open_csv(path)?;
+    // The table's columns are what the transform makes of the file's.
+    let target = transform(RecordBatch::new_empty(schema.arrow()))?.schema();
+    let mut quarantine = crate::csv::Rejects::new(std::io::BufWriter::new(std::fs::File::create(rejects)?))?;
+    let constants = mode.constants();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(2);
+    let (schema, rejects_path) = (schema.clone(), rejects.display().to_string());
+    let producer = tokio::task::spawn_blocking(move || {
+        let parse = crate::csv::parse(input, &schema, &mut quarantine, |batch| {
+            let batch = transform(batch)?;
+            let chunk = (batch.num_rows() as u64, encode(&batch, &constants)?);
+            tx.blocking_send(Ok(chunk)).map_err(|_| LakeError::Data("the load stopped".into()))
+        });
+        quarantine.finish()?;
+        let parse = match parse {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(LakeError::Data(format!("reading the CSV failed: {e}"))));
+                return Err(e);
+            }
+        };
+        if parse.read > 0 && parse.rejected as f64 / parse.read as f64 > max_reject_fraction {
+            let e = LakeError::TooManyRejects {
+                read: parse.read,
+                rejected: parse.rejected,
+                limit: max_reject_fraction,
+                rejects: rejects_path,
+            };
+            // The consumer rolls back on the error; the caller gets this one.
+            let _ = tx.blocking_send(Err(LakeError::Data(e.to_string())));
+            return Err(e);
+        }
+        Ok(parse)
+    });
+    let rows = copy_in(url, table, &target, &mode, rx).await;
+    let parse = producer.await.map_err(|e| LakeError::Data(format!("the CSV reader failed: {e}")))?;
+    match (parse, rows) {
+        (Err(e @ LakeError::TooManyRejects { .. }), _) => Err(e),
+        // When the database fails, the reader only knows that the load stopped.
+        (_, Err(e)) | (Err(e), Ok(_)) => Err(e),
+        (Ok(parse), Ok(rows)) => Ok(CsvLoaded { parse, rows }),
+    }
+}
+
+/// One transaction: the table made ready for `mode`, then every chunk
+/// through binary COPY. An error from the chunks rolls everything back.
+async fn copy_in(
+    url: &str,
+    table: &str,
+    schema: &Schema,
+    mode: &LoadMode,
+    mut chunks: tokio::sync::mpsc::Receiver<Chunk>,
+) -> Result<u64, LakeError> {
+    let pg = |e: sqlx::Error| LakeError::Data(format!("PostgreSQL: {e}"));
     let mut conn = PgConnection::connect(url).await.map_err(pg)?;
     let mut tx = conn.begin().await.map_err(pg)?;
-    if mode == LoadMode::Replace {
-        sqlx::query(&format!("DROP TABLE IF EXISTS {}", ident(table))).execute(&mut *tx).await.map_err(pg)?;
+    let mut columns: Vec<String> = schema.fields().iter().map(|f| ident(f.name())).collect();
+    let mut create = create_table_sql(table, schema)?;
+    match mode {
+        LoadMode::Append => {}
+        LoadMode::Replace => {
+            sqlx::query(&format!("DROP TABLE IF EXISTS {}", ident(table))).execute(&mut *tx).await.map_err(pg)?;
+        }
+        LoadMode::ReplacePartition(cols) => {
+            let extra: Vec<String> = cols.iter().map(|(c, _)| format!("{} INTEGER", ident(c))).collect();
+            create = format!("{}, {})", create.trim_end_matches(')'), extra.join(", "));
+            columns.extend(cols.iter().map(|(c, _)| ident(c)));
+        }
     }
-    sqlx::query(&create_table_sql(table, &schema)?).execute(&mut *tx).await.map_err(pg)?;
-    let columns: Vec<String> = schema.fields().iter().map(|f| ident(f.name())).collect();
+    sqlx::query(&create).execute(&mut *tx).await.map_err(pg)?;
+    if let LoadMode::ReplacePartition(cols) = mode {
+        let filter: Vec<String> = cols.iter().map(|(c, v)| format!("{} = {v}", ident(c))).collect();
+        sqlx::query(&format!("DELETE FROM {} WHERE {}", ident(table), filter.join(" AND ")))
+            .execute(&mut *tx)
+            .await
+            .map_err(pg)?;
+    }
     let mut copy = tx
         .copy_in_raw(&format!("COPY {} ({}) FROM STDIN (FORMAT binary)", ident(table), columns.join(", ")))
         .await
@@ -78,10 +212,15 @@ pub async fn load_parquet(url: &str, table: &str, parquet: &Path, mode: LoadMode
     header.extend_from_slice(&0i32.to_be_bytes());
     copy.send(header).await.map_err(pg)?;
     let mut rows = 0u64;
-    for batch in reader.by_ref() {
-        let batch = batch?;
-        rows += batch.num_rows() as u64;
-        let bytes = encode(&batch)?;
+    while let Some(chunk) = chunks.recv().await {
+        let (n, bytes) = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = copy.abort("the source failed").await;
+                return Err(e);
+            }
+        };
+        rows += n;
         copy.send(bytes).await.map_err(pg)?;
     }
     copy.send((-1i16).to_be_bytes().to_vec()).await.map_err(pg)?;
@@ -90,10 +229,11 @@ pub async fn load_parquet(url: &str, table: &str, parquet: &Path, mode: LoadMode
     Ok(rows)
 }
 
-/// One batch as binary COPY tuples.
-pub fn encode(batch: &RecordBatch) -> Result<Vec<u8>, LakeError> {
-    let mut out = Vec::with_capacity(batch.num_rows() * batch.num_columns() * 12);
-    let n_cols = batch.num_columns() as i16;
+/// One batch as binary COPY tuples, each followed by the `constants` as
+/// INTEGER columns.
+pub fn encode(batch: &RecordBatch, constants: &[i32]) -> Result<Vec<u8>, LakeError> {
+    let mut out = Vec::with_capacity(batch.num_rows() * (batch.num_columns() + constants.len()) * 12);
+    let n_cols = (batch.num_columns() + constants.len()) as i16;
     let cols = batch.columns();
     for row in 0..batch.num_rows() {
         out.extend_from_slice(&n_cols.to_be_bytes());
@@ -128,6 +268,9 @@ pub fn encode(batch: &RecordBatch) -> Result<Vec<u8>, LakeError> {
                 ),
                 other => return Err(LakeError::Data(format!("cannot load a {other} column into PostgreSQL"))),
             }
+        }
+        for c in constants {
+            field(&mut out, &c.to_be_bytes());
         }
     }
     Ok(out)

@@ -224,20 +224,34 @@ pub async fn etl_web_to_lake(color: Color, year: i32, month: Month, base_url: St
     Ok(rows)
 }
 
-/// The month's Parquet into a PostgreSQL table (replaced), by binary COPY
-/// in one transaction.
+/// The month's CSV straight into a PostgreSQL table (replaced), parsed and
+/// streamed by binary COPY in one transaction: no intermediate file, every
+/// row or none. Malformed rows are quarantined next to the download.
 #[task(retries = 2, retry_delay = 2, tags = ["postgres"])]
-async fn load_postgres(postgres: String, table: String, parquet: String) -> Result<u64> {
+async fn load_postgres(postgres: String, table: String, color: Color, csv: String) -> Result<u64> {
     let pg = headwater::blocks::PostgresConnection::load(&postgres).await?;
-    let rows = headwater_lake::postgres::load_parquet(
-        &pg.url(),
-        &table,
-        Path::new(&parquet),
-        headwater_lake::postgres::LoadMode::Replace,
-    )
-    .await?;
-    info!("inserted {rows} rows into {table} on {}:{}/{}", pg.host, pg.port, pg.database);
-    Ok(rows)
+    let schema = schema::for_color(color.name()).expect("yellow and green have schemas");
+    let rejects = PathBuf::from(format!("{}.rejects.csv", csv.trim_end_matches(".gz").trim_end_matches(".csv")));
+    let input = headwater_lake::postgres::CsvInput {
+        path: Path::new(&csv),
+        schema: &schema,
+        transform: Box::new(|b| transform::snake_case_names(&b)),
+        rejects: &rejects,
+        max_reject_fraction: 0.01,
+    };
+    let got = headwater_lake::postgres::load_csv(&pg.url(), &table, input, headwater_lake::postgres::LoadMode::Replace)
+        .await?;
+    info!(
+        "rows: {} read, {} inserted into {table} on {}:{}/{}, {} rejected (see {})",
+        got.parse.read,
+        got.rows,
+        pg.host,
+        pg.port,
+        pg.database,
+        got.parse.rejected,
+        rejects.display()
+    );
+    Ok(got.rows)
 }
 
 /// The course's first pipeline: a month from the web straight into
@@ -258,29 +272,97 @@ pub async fn ingest_web_to_postgres(
         generate::file_name(color.name(), year, month.0)
     );
     let csv = fetch(url).await?;
-    let cleaned = clean(color, csv, year, month.0, false).await?;
-    load_postgres(postgres, table, cleaned.parquet).await
+    load_postgres(postgres, table, color, csv).await
 }
 
-/// Loads a month from the lake into the warehouse (the month replaced in
-/// one transaction); returns the rows loaded.
+/// Loads a month from the lake into the warehouse block — DuckDB, a
+/// PostgreSQL database or BigQuery — replacing the month in one
+/// transaction; returns the rows loaded.
 #[task(retries = 2, retry_delay = 2, tags = ["warehouse"])]
 async fn load_month(lake_block: String, warehouse_block: String, color: Color, year: i32, month: u32) -> Result<u64> {
     let lake = lake_from_block(&lake_block).await?;
-    let wh = DuckDbWarehouse::load(&warehouse_block).await?;
+    let warehouse = headwater::blocks::load_document(&warehouse_block).await?;
     let key = partition_key(color.name(), year, month);
+    let table = format!("{}_trips", color.name());
+    let what = format!("{}-{year}-{month:02}", color.name());
+    if warehouse.block_type == "bigquery-warehouse" {
+        let block: headwater::blocks::BigQueryWarehouse = serde_json::from_value(warehouse.data)?;
+        let uri = gcs_uri_for(&lake, &key, &block, &what).await?;
+        let rows =
+            headwater_lake::bigquery::BigQuery::from_block(&block)?.replace_month(&table, &uri, year, month).await?;
+        info!("loaded {rows} rows of {what} into BigQuery {}.{}.{table}", block.project, block.dataset);
+        return Ok(rows);
+    }
     let local = work_dir().join("from-lake").join(format!("{}_{year}_{month:02}.parquet", color.name()));
     std::fs::create_dir_all(local.parent().expect("has a parent"))?;
     lake.get_to_file(&key, &local).await?;
-    let table = format!("{}_trips", color.name());
-    let path = wh.path.clone();
-    let rows = tokio::task::spawn_blocking(move || -> Result<u64> {
-        let w = Warehouse::open(Path::new(&path))?;
-        Ok(w.replace_month(&table, &local, year, month)?)
-    })
-    .await??;
-    info!("loaded {rows} rows of {}-{year}-{month:02} into {}", color.name(), wh.path);
+    let scratch = local.clone();
+    let rows = match warehouse.block_type.as_str() {
+        "duckdb-warehouse" => {
+            let wh: DuckDbWarehouse = serde_json::from_value(warehouse.data)?;
+            // A lake in a local folder is also queryable in place, as a view.
+            let lake_files = match headwater::blocks::load_document(&lake_block).await?.block_type.as_str() {
+                "local-file-system" => Some(lake.uri_of(&format!("{}/**/*.parquet", color.name()))),
+                _ => None,
+            };
+            let path = wh.path.clone();
+            let (t, view) = (table.clone(), format!("{}_lake", color.name()));
+            let rows = tokio::task::spawn_blocking(move || -> Result<u64> {
+                let w = Warehouse::open(Path::new(&path))?;
+                let rows = w.replace_month(&t, &local, year, month)?;
+                if let Some(files) = lake_files {
+                    w.create_lake_view(&view, files.trim_start_matches("file://"))?;
+                }
+                Ok(rows)
+            })
+            .await??;
+            info!("loaded {rows} rows of {what} into {table} in {}", wh.path);
+            rows
+        }
+        "postgres-connection" => {
+            let pg: headwater::blocks::PostgresConnection = serde_json::from_value(warehouse.data)?;
+            let mode = headwater_lake::postgres::LoadMode::month(year, month);
+            let rows = headwater_lake::postgres::load_parquet(&pg.url(), &table, &local, mode).await?;
+            info!("loaded {rows} rows of {what} into {table} on {}:{}/{}", pg.host, pg.port, pg.database);
+            rows
+        }
+        other => bail!(
+            "block '{warehouse_block}' is a {other}; a warehouse is a duckdb-warehouse, postgres-connection or bigquery-warehouse"
+        ),
+    };
+    let _ = std::fs::remove_file(scratch);
     Ok(rows)
+}
+
+/// Where BigQuery's load job reads the month from: the lake itself when it
+/// is a GCS bucket, else a copy put under the block's `staging_uri`.
+async fn gcs_uri_for(
+    lake: &Lake,
+    key: &str,
+    block: &headwater::blocks::BigQueryWarehouse,
+    what: &str,
+) -> Result<String> {
+    let in_lake = lake.uri_of(key);
+    if in_lake.starts_with("gs://") {
+        return Ok(in_lake);
+    }
+    let Some(staging) = &block.staging_uri else {
+        bail!("BigQuery loads from Google Cloud Storage: the lake ({}) is not a GCS bucket and the warehouse block has no staging_uri (gs://bucket/folder)", lake.uri)
+    };
+    let Some((bucket, folder)) = staging.strip_prefix("gs://").map(|r| r.split_once('/').unwrap_or((r, ""))) else {
+        bail!("staging_uri must be gs://bucket/folder, not '{staging}'")
+    };
+    let stage = Lake::from_gcs(&headwater::blocks::GcsBucket {
+        bucket: bucket.to_string(),
+        bucket_folder: Some(folder.to_string()),
+        gcp_credentials: block.gcp_credentials.clone(),
+    })?;
+    let local = work_dir().join("staging").join(format!("{what}.parquet"));
+    std::fs::create_dir_all(local.parent().expect("has a parent"))?;
+    lake.get_to_file(key, &local).await?;
+    stage.put_file(key, &local).await?;
+    let _ = std::fs::remove_file(&local);
+    Ok(stage.uri_of(key))
 }
 
 /// The course's `etl_gcs_to_bq`: the month's Parquet from the lake into
@@ -387,10 +469,16 @@ pub async fn demo(args: &[String]) -> Result<()> {
         })
         .await?;
     let wh = engine.scope(DuckDbWarehouse::load("taxi-warehouse")).await?;
-    let counts = Warehouse::open(Path::new(&wh.path))?.month_counts(&format!("{}_trips", color.name()))?;
+    let warehouse = Warehouse::open(Path::new(&wh.path))?;
+    let counts = warehouse.month_counts(&format!("{}_trips", color.name()))?;
     println!("\nRows per month in the warehouse ({}):", wh.path);
     for c in counts {
         println!("  {}-{:02}  {:>10}", c.year, c.month, c.rows);
+    }
+    let view = format!("{}_lake", color.name());
+    if warehouse.has_table(&view)? {
+        let rows = warehouse.scalar(&format!("SELECT count(*) FROM {view}"))?;
+        println!("The lake's Parquet files, queried in place: SELECT count(*) FROM {view} → {rows}");
     }
     println!(
         "\nSee the runs with `headwater flow-run ls`, the lake with `headwater dataset inspect {}`.",

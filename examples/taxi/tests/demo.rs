@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use headwater_duckdb::Warehouse;
+
 const TAXI: &str = env!("CARGO_BIN_EXE_taxi");
 
 fn taxi(home: &Path, args: &[&str]) -> String {
@@ -56,6 +58,90 @@ fn the_demo_runs_end_to_end_and_again_without_duplicates() {
         let rejects = std::fs::read_to_string(lake.join(format!("month={m}/rejects.csv"))).unwrap();
         assert_eq!(rejects.lines().count(), 1 + 5, "five malformed lines quarantined, with a header");
     }
+    // The lake is also a view in the warehouse, read in place.
+    let wh = Warehouse::open(&home.path().join("taxi/warehouse/taxi.duckdb")).unwrap();
+    let total: u64 = got.iter().map(|(_, n)| n).sum();
+    assert_eq!(wh.scalar("SELECT count(*) FROM yellow_lake").unwrap() as u64, total);
+    assert_eq!(wh.scalar("SELECT count(*) FROM yellow_lake WHERE year = 2021 AND month = 2").unwrap() as u64, got[1].1);
+}
+
+/// Rows of a Parquet file, read by DuckDB.
+fn parquet_rows(wh: &Warehouse, file: &Path) -> i64 {
+    wh.scalar(&format!("SELECT count(*) FROM read_parquet('{}')", file.display())).unwrap()
+}
+
+/// kill -9 at many points of a month's web → lake → warehouse run: the
+/// lake's file and the warehouse's month are each the old version or the
+/// new one, never part of one, and no run is left RUNNING.
+#[test]
+fn a_run_killed_anywhere_leaves_whole_months_and_no_running_run() {
+    let home = tempfile::tempdir().unwrap();
+    let beat = [("HEADWATER_HEARTBEAT_SECONDS", "0.2"), ("HEADWATER_HEARTBEAT_TIMEOUT_SECONDS", "1")];
+    let run = |args: &[&str]| {
+        Command::new(TAXI)
+            .args(args)
+            .env("HEADWATER_HOME", home.path())
+            .env("HEADWATER_LOGGING_CONSOLE", "false")
+            .env_remove("HEADWATER_API_URL")
+            .envs(beat)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let old = counts(&taxi(home.path(), &["demo", "--months", "1", "--rows", "20000"]))[0].1 as i64;
+    let lake_file = home.path().join("taxi/lake/yellow/year=2021/month=01/data.parquet");
+    let scratch = tempfile::tempdir().unwrap();
+    let inspect = Warehouse::open(&scratch.path().join("inspect.duckdb")).unwrap();
+    let old_lake = parquet_rows(&inspect, &lake_file);
+    // The month's next version is bigger, so a kill lands inside each step.
+    let web = home.path().join("taxi/web/yellow/yellow_tripdata_2021-01.csv.gz");
+    headwater_lake::generate::generate("yellow", 2021, 1, 400_000, 5, &web).unwrap();
+
+    let warehouse = home.path().join("taxi/warehouse/taxi.duckdb");
+    let (mut seen_lake, mut seen_wh, mut killed) = (Vec::new(), Vec::new(), 0);
+    for delay_ms in [150, 400, 700, 1_000, 1_400, 1_900, 2_500, 3_200, 4_000, 5_000] {
+        let mut child = run(&["demo", "--months", "1"]);
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL: no cleanup of any kind
+            killed += 1;
+        }
+        child.wait().unwrap();
+        seen_lake.push(parquet_rows(&inspect, &lake_file));
+        let wh = Warehouse::open(&warehouse).unwrap();
+        seen_wh.push(wh.scalar("SELECT count(*) FROM yellow_trips WHERE year = 2021 AND month = 1").unwrap());
+        // Nothing else is in the partition for readers (object_store ignores
+        // its own `name#N` upload parts, and so does a `*.parquet` glob).
+        for f in std::fs::read_dir(lake_file.parent().unwrap()).unwrap() {
+            let name = f.unwrap().file_name().to_string_lossy().to_string();
+            let upload_part = name.rsplit_once('#').is_some_and(|(_, n)| n.chars().all(|c| c.is_ascii_digit()));
+            assert!(["data.parquet", "rejects.csv"].contains(&name.as_str()) || upload_part, "{name}");
+        }
+    }
+    assert!(killed >= 4, "only {killed} runs were still going when killed: the test would prove nothing");
+    // A run to the end gives the new version; every observation was old or new.
+    std::thread::sleep(std::time::Duration::from_millis(1_200));
+    let new = counts(&taxi(home.path(), &["demo", "--months", "1"]))[0].1 as i64;
+    let new_lake = parquet_rows(&inspect, &lake_file);
+    assert!(new > old && new_lake > old_lake);
+    for n in &seen_lake {
+        assert!(*n == old_lake || *n == new_lake, "a half-written lake file: {n} rows ({old_lake} or {new_lake})");
+    }
+    for n in &seen_wh {
+        assert!(*n == old || *n == new, "a partial month in the warehouse: {n} rows ({old} or {new})");
+    }
+
+    // Every killed run was found dead by the runs that came after: none is left RUNNING.
+    let runs = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use headwater_store::RunReader;
+        let store = headwater_store::SqliteStore::open(&home.path().join("headwater.db")).await.unwrap();
+        store.list_flow_runs(&headwater_store::FlowRunFilter { limit: 1000, ..Default::default() }).await.unwrap()
+    });
+    let live: Vec<_> = runs.iter().filter(|r| !r.state.state_type.is_terminal()).map(|r| (&r.name, &r.state)).collect();
+    assert!(live.is_empty(), "runs left unfinished: {live:?}");
+    let crashed = runs.iter().filter(|r| r.state.state_type == headwater_core::StateType::Crashed).count();
+    assert!(crashed >= killed, "{crashed} crashed runs for {killed} kills (a parent and its subflows each count)");
 }
 
 /// The course's first pipeline: a month from "the web" into PostgreSQL
@@ -116,7 +202,8 @@ async fn ingest_web_to_postgres_loads_every_row() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{stderr}");
-    assert!(stderr.contains("inserted 4000 rows into green_taxi_trips"), "{stderr}");
+    assert!(stderr.contains("4003 read, 4000 inserted into green_taxi_trips"), "{stderr}");
+    assert!(stderr.contains("3 rejected"), "{stderr}");
     assert!(!stderr.contains(&url.password), "the password never shows");
     let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM green_taxi_trips").fetch_one(&mut c).await.unwrap();

@@ -2,6 +2,7 @@
 //! real object stores (a local folder; S3 through an S3-compatible server
 //! when one is available).
 
+mod bigquery;
 mod convert;
 mod download;
 mod postgres;
