@@ -210,6 +210,20 @@ async fn crash_once(marker: String) -> Result<String> {
 }
 
 /// Runs for a while: interrupt it with Ctrl-C and it ends CANCELLED.
+/// Holds a slot of the `warehouse` concurrency limit (if there is one)
+/// while it waits.
+#[task(tags = ["warehouse"])]
+async fn hold_warehouse(secs: u64) -> Result<()> {
+    info!("holding a warehouse slot for {secs}s");
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    Ok(())
+}
+
+#[flow(name = "hold-slot", defaults = r#"{"secs": 60}"#)]
+async fn hold_slot(secs: u64) -> Result<()> {
+    hold_warehouse(secs).await
+}
+
 #[flow(name = "long-running", defaults = r#"{"secs": 60}"#)]
 async fn long_running(secs: u64) -> Result<()> {
     let background = submit(wait_for(secs));
@@ -287,6 +301,7 @@ async fn main() -> ExitCode {
         always_fails,
         load_when_up,
         long_running,
+        hold_slot,
         crash_once,
         bench_tasks,
         one_task,

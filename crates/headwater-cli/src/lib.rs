@@ -3,6 +3,7 @@
 //! (`run_from`); `main.rs` is the binary.
 
 mod blocks;
+mod concurrency;
 mod datasets;
 mod deploy;
 mod docker;
@@ -87,6 +88,9 @@ enum Command {
     /// Artifacts that runs published (tables, markdown, links).
     #[command(subcommand)]
     Artifact(variables::ArtifactCmd),
+    /// Concurrency limits on task tags and named slots (rate limits too).
+    #[command(subcommand, name = "concurrency-limit")]
+    ConcurrencyLimit(concurrency::ConcurrencyLimitCmd),
 }
 
 #[derive(Subcommand)]
@@ -282,6 +286,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Dataset(cmd) => datasets::run(cmd, open(&settings).await?.as_ref()).await,
         Command::Variable(cmd) => variables::run_variable(cmd, open(&settings).await?.as_ref()).await,
         Command::Artifact(cmd) => variables::run_artifact(cmd, open(&settings).await?.as_ref()).await,
+        Command::ConcurrencyLimit(cmd) => concurrency::run(cmd, open(&settings).await?.as_ref()).await,
         Command::Worker(WorkerCmd::Start(args)) => worker::start(args, open(&settings).await?, &settings).await,
         Command::TaskRun(TaskRunCmd::Ls { flow_run, out }) => {
             let store = open(&settings).await?;

@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use headwater_core::{
-    Artifact, BlockDocument, BlockType, Dataset, DatasetVersion, Deployment, Flow, FlowRun, LogRecord, StateRecord,
-    TaskRun, Variable, WorkPool, WorkQueue, WorkerStatus,
+    Acquired, Artifact, BlockDocument, BlockType, ConcurrencyLimit, Dataset, DatasetVersion, Deployment, Flow, FlowRun,
+    LogRecord, SlotRequest, StateRecord, TaskRun, Variable, WorkPool, WorkQueue, WorkerStatus,
 };
 use headwater_store::{
-    ArtifactFilter, ArtifactStore, BlockStore, DatasetStore, DeploymentStore, FlowRunFilter, LogFilter, Result,
-    RunQueue, RunReader, RunReaper, RunRecorder, StoreError, VariableStore, WorkPoolStore, WriteBatch,
+    ArtifactFilter, ArtifactStore, BlockStore, ConcurrencyStore, DatasetStore, DeploymentStore, FlowRunFilter,
+    LogFilter, Result, RunQueue, RunReader, RunReaper, RunRecorder, StoreError, VariableStore, WorkPoolStore,
+    WriteBatch,
 };
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -407,6 +408,54 @@ impl ArtifactStore for ApiClient {
     async fn delete_artifacts(&self, key: &str) -> Result<u64> {
         let path = format!("/artifacts/{}", encode(key));
         Ok(self.call::<(), u64>(Method::DELETE, &path, None).await?.unwrap_or(0))
+    }
+}
+
+#[async_trait]
+impl ConcurrencyStore for ApiClient {
+    async fn set_concurrency_limit(&self, name: &str, limit: u32, decay: Option<f64>) -> Result<ConcurrencyLimit> {
+        // Checked here too: an empty name would not even reach the route.
+        headwater_core::concurrency::validate_limit(name, limit, decay).map_err(StoreError::Refused)?;
+        let body = serde_json::json!({"limit": limit, "slot_decay_per_second": decay});
+        self.call(Method::PUT, &format!("/concurrency_limits/{}", encode(name)), Some(&body))
+            .await?
+            .ok_or_else(|| missing("concurrency limits endpoint"))
+    }
+
+    async fn read_concurrency_limit(&self, name: &str) -> Result<Option<ConcurrencyLimit>> {
+        self.get(&format!("/concurrency_limits/{}", encode(name))).await
+    }
+
+    async fn list_concurrency_limits(&self) -> Result<Vec<ConcurrencyLimit>> {
+        self.get("/concurrency_limits").await?.ok_or_else(|| missing("concurrency limits endpoint"))
+    }
+
+    async fn delete_concurrency_limit(&self, name: &str) -> Result<bool> {
+        if self.read_concurrency_limit(name).await?.is_none() {
+            return Ok(false);
+        }
+        let path = format!("/concurrency_limits/{}", encode(name));
+        self.call::<(), serde_json::Value>(Method::DELETE, &path, None).await?;
+        Ok(true)
+    }
+
+    async fn reset_concurrency_limit(&self, name: &str) -> Result<u32> {
+        let path = format!("/concurrency_limits/{}/reset", encode(name));
+        Ok(self.post::<(), u32>(&path, &()).await?.unwrap_or(0))
+    }
+
+    async fn acquire_slots(&self, request: &SlotRequest) -> Result<Acquired> {
+        self.post("/concurrency_leases", request).await?.ok_or_else(|| missing("concurrency leases endpoint"))
+    }
+
+    async fn renew_lease(&self, id: Uuid, ttl_ms: u64) -> Result<bool> {
+        let body = serde_json::json!({"ttl_ms": ttl_ms});
+        Ok(self.post(&format!("/concurrency_leases/{id}/renew"), &body).await?.unwrap_or(false))
+    }
+
+    async fn release_lease(&self, id: Uuid) -> Result<bool> {
+        let path = format!("/concurrency_leases/{id}");
+        Ok(self.call::<(), bool>(Method::DELETE, &path, None).await?.unwrap_or(false))
     }
 }
 

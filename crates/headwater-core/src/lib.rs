@@ -8,6 +8,7 @@
 pub mod artifact;
 pub mod block;
 pub mod cache;
+pub mod concurrency;
 pub mod dataset;
 pub mod deployment;
 pub mod duration;
@@ -23,6 +24,7 @@ pub mod work_pool;
 pub use artifact::{validate_artifact, validate_variable, Artifact, ArtifactKind, Variable};
 pub use block::{validate_block, BlockDocument, BlockType};
 pub use cache::{CacheKey, CachePolicy};
+pub use concurrency::{Acquired, ConcurrencyLimit, SlotLease, SlotRequest};
 pub use dataset::{Column, Dataset, DatasetVersion};
 pub use deployment::{
     parse_manifest, parse_manifest_with, CollisionStrategy, Deployment, DeploymentSchedule, ManifestError, PullStep,

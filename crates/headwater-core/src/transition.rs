@@ -21,6 +21,8 @@ pub fn is_legal(from: Option<StateType>, to: StateType) -> bool {
             (Scheduled, Scheduled | Pending | Running | Cancelling | Cancelled | Paused) => true,
             (Scheduled, Crashed) => true,
             (Pending, Running | Cancelling | Cancelled | Crashed | Failed | Paused | Scheduled) => true,
+            // A pending run starts waiting for a concurrency slot (AwaitingConcurrencySlot).
+            (Pending, Pending) => true,
             // Completed from PENDING: the result was cached.
             (Pending, Completed) => true,
             (Running, Completed | Failed | Crashed | Cancelling | Cancelled | Paused | Scheduled) => true,
@@ -127,6 +129,9 @@ mod tests {
         // A person retries a failed or crashed run.
         assert!(is_legal(Some(Failed), Scheduled));
         assert!(is_legal(Some(Crashed), Scheduled));
+        // Waiting for a concurrency slot, first or after a retry's delay.
+        assert!(is_legal(Some(Pending), Pending));
+        assert!(is_legal(Some(Scheduled), Pending));
     }
 
     #[test]
@@ -198,7 +203,7 @@ mod tests {
         }
         let expected = "\
 xxx..xxxx
-x.xxxxxxx
+xxxxxxxxx
 x..xxxxxx
 x........
 x........

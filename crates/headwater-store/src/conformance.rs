@@ -92,7 +92,73 @@ pub async fn run_all(store: &dyn Store) {
     artifacts_are_versioned_by_key(store).await;
     blocks_keep_secrets_sealed(store).await;
     datasets_version_partitions_and_guard_their_schema(store).await;
+    concurrency_slots_are_leased_atomically(store).await;
     empty_batch_is_fine(store).await;
+}
+
+pub async fn concurrency_slots_are_leased_atomically(store: &dyn Store) {
+    use headwater_core::{Acquired, SlotRequest};
+    let tag = format!("extract-{}", Uuid::now_v7().simple());
+    let db = format!("db-{}", Uuid::now_v7().simple());
+    let ask = |slots: Vec<(String, u32)>, ttl_ms: u64| SlotRequest { slots, holder: "fetch-0".into(), ttl_ms };
+    let granted = |a: Acquired| match a {
+        Acquired::Granted { lease } => lease,
+        full => panic!("expected a lease, got {full:?}"),
+    };
+    // No limit: granted, nothing held.
+    let free = granted(store.acquire_slots(&ask(vec![(tag.clone(), 1)], 60_000)).await.unwrap());
+    assert!(free.slots.is_empty());
+
+    let limit = store.set_concurrency_limit(&tag, 2, None).await.unwrap();
+    assert_eq!((limit.limit, limit.active_slots), (2, 0));
+    store.set_concurrency_limit(&db, 1, None).await.unwrap();
+    let a = granted(store.acquire_slots(&ask(vec![(tag.clone(), 1)], 60_000)).await.unwrap());
+    assert_eq!(a.slots, [(tag.clone(), 1)]);
+    let b = granted(store.acquire_slots(&ask(vec![(tag.clone(), 1), ("no-limit".into(), 1)], 60_000)).await.unwrap());
+    assert_eq!(b.slots, [(tag.clone(), 1)], "names without a limit are not part of the lease");
+    assert_eq!(store.read_concurrency_limit(&tag).await.unwrap().unwrap().active_slots, 2);
+    match store.acquire_slots(&ask(vec![(db.clone(), 1), (tag.clone(), 1)], 60_000)).await.unwrap() {
+        Acquired::Full { name, limit, active } => assert_eq!((name, limit, active), (tag.clone(), 2, 2)),
+        other => panic!("{other:?}"),
+    }
+    // All or none: the free `db` slot was not taken by the refused request.
+    assert_eq!(store.read_concurrency_limit(&db).await.unwrap().unwrap().active_slots, 0);
+    assert!(matches!(
+        store.acquire_slots(&ask(vec![(db.clone(), 2)], 60_000)).await,
+        Err(StoreError::Refused(m)) if m.contains("allows 1")
+    ));
+
+    // Released slots are free again; a second release changes nothing.
+    assert!(store.release_lease(a.id).await.unwrap());
+    assert!(!store.release_lease(a.id).await.unwrap());
+    let c = granted(store.acquire_slots(&ask(vec![(tag.clone(), 1)], 300)).await.unwrap());
+    // A lease that is not renewed expires (its holder died): the slot frees itself.
+    assert!(store.renew_lease(b.id, 60_000).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(450)).await;
+    assert!(!store.renew_lease(c.id, 60_000).await.unwrap(), "too late: the lease expired");
+    assert_eq!(store.read_concurrency_limit(&tag).await.unwrap().unwrap().active_slots, 1);
+    granted(store.acquire_slots(&ask(vec![(tag.clone(), 1)], 60_000)).await.unwrap());
+    assert_eq!(store.reset_concurrency_limit(&tag).await.unwrap(), 2);
+    assert_eq!(store.read_concurrency_limit(&tag).await.unwrap().unwrap().active_slots, 0);
+
+    // A rate limit: 2 slots freeing at 10 per second, so each is taken 200 ms.
+    let api = format!("api-{}", Uuid::now_v7().simple());
+    store.set_concurrency_limit(&api, 2, Some(10.0)).await.unwrap();
+    let r = granted(store.acquire_slots(&ask(vec![(api.clone(), 1)], 60_000)).await.unwrap());
+    granted(store.acquire_slots(&ask(vec![(api.clone(), 1)], 60_000)).await.unwrap());
+    assert!(!store.release_lease(r.id).await.unwrap(), "a rate limit's slot is not given back");
+    assert!(matches!(store.acquire_slots(&ask(vec![(api.clone(), 1)], 60_000)).await.unwrap(), Acquired::Full { .. }));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    granted(store.acquire_slots(&ask(vec![(api.clone(), 1)], 60_000)).await.unwrap());
+
+    let listed = store.list_concurrency_limits().await.unwrap();
+    assert!(listed.iter().any(|l| l.name == api && l.slot_decay_per_second == Some(10.0)));
+    assert!(matches!(store.set_concurrency_limit("", 1, None).await, Err(StoreError::Refused(_))));
+    for name in [&tag, &db, &api] {
+        assert!(store.delete_concurrency_limit(name).await.unwrap());
+    }
+    assert!(!store.delete_concurrency_limit(&tag).await.unwrap());
+    assert!(store.read_concurrency_limit(&tag).await.unwrap().is_none());
 }
 
 pub async fn datasets_version_partitions_and_guard_their_schema(store: &dyn Store) {

@@ -11,6 +11,7 @@ mod claim;
 mod columns;
 pub mod conformance;
 mod error;
+mod leases;
 mod postgres;
 pub mod scheduling;
 mod secrets;
@@ -22,8 +23,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use headwater_core::{
-    Artifact, BlockDocument, BlockType, Dataset, DatasetVersion, Deployment, Flow, FlowRun, Heartbeat, LogLevel,
-    LogRecord, StateRecord, StateType, TaskRun, Variable, WorkPool, WorkQueue, WorkerStatus,
+    Acquired, Artifact, BlockDocument, BlockType, ConcurrencyLimit, Dataset, DatasetVersion, Deployment, Flow, FlowRun,
+    Heartbeat, LogLevel, LogRecord, SlotRequest, StateRecord, StateType, TaskRun, Variable, WorkPool, WorkQueue,
+    WorkerStatus,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -394,6 +396,33 @@ pub(crate) fn dataset_summary(
     }
 }
 
+/// Concurrency limits and the leases that hold their slots.
+#[async_trait]
+pub trait ConcurrencyStore: Send + Sync {
+    /// Creates or changes a limit (leases held stay held).
+    async fn set_concurrency_limit(
+        &self,
+        name: &str,
+        limit: u32,
+        slot_decay_per_second: Option<f64>,
+    ) -> Result<ConcurrencyLimit>;
+    /// The limit with the slots unexpired leases hold now.
+    async fn read_concurrency_limit(&self, name: &str) -> Result<Option<ConcurrencyLimit>>;
+    async fn list_concurrency_limits(&self) -> Result<Vec<ConcurrencyLimit>>;
+    /// Removes the limit and its leases.
+    async fn delete_concurrency_limit(&self, name: &str) -> Result<bool>;
+    /// Frees every slot of the limit; returns how many were held.
+    async fn reset_concurrency_limit(&self, name: &str) -> Result<u32>;
+    /// Takes the slots asked for, all or none, atomically across every
+    /// process sharing the store. Names without a limit are not limited; a
+    /// request that could never fit is refused.
+    async fn acquire_slots(&self, request: &SlotRequest) -> Result<Acquired>;
+    /// Extends a lease to `ttl_ms` from now; false if it already expired
+    /// (its slots may be someone else's by now) or was released.
+    async fn renew_lease(&self, id: Uuid, ttl_ms: u64) -> Result<bool>;
+    async fn release_lease(&self, id: Uuid) -> Result<bool>;
+}
+
 /// A complete store.
 pub trait Store:
     RunRecorder
@@ -406,6 +435,7 @@ pub trait Store:
     + ArtifactStore
     + BlockStore
     + DatasetStore
+    + ConcurrencyStore
 {
 }
 impl<
@@ -418,7 +448,8 @@ impl<
             + VariableStore
             + ArtifactStore
             + BlockStore
-            + DatasetStore,
+            + DatasetStore
+            + ConcurrencyStore,
     > Store for T
 {
 }

@@ -21,6 +21,7 @@
 mod app;
 mod artifacts;
 pub mod blocks;
+mod concurrency;
 mod context;
 mod engine;
 mod error;
@@ -36,6 +37,7 @@ mod tracker;
 
 pub use app::{App, FlowHandle};
 pub use artifacts::{link_artifact, markdown_artifact, table_artifact, variables, NewArtifact};
+pub use concurrency::{concurrency, rate_limit, SlotGuard};
 pub use context::{current_flow_run, current_task_run};
 pub use engine::Engine;
 

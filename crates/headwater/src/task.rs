@@ -290,6 +290,40 @@ where
     let timeout = spec.timeout_ms.map(Duration::from_millis);
     let mut policy: Option<RetryPolicy> = None;
     loop {
+        // A slot of each tag that has a concurrency limit, for this attempt.
+        let slots = if spec.tags.is_empty() {
+            None
+        } else {
+            let ask = crate::concurrency::Ask {
+                slots: spec.tags.iter().map(|t| (t.to_string(), 1)).collect(),
+                holder: name.clone(),
+                rate: false,
+                cancel: Some(&parent.flow.cancel),
+            };
+            let waited = crate::concurrency::acquire(&engine, ask, |tag, limit, active| {
+                tracker.set(headwater_core::concurrency::awaiting_slot(Utc::now(), tag, limit, active));
+                emit(
+                    &ctx,
+                    Level::INFO,
+                    format!("Waiting for a concurrency slot of '{tag}' ({active} of {limit} in use)"),
+                );
+            })
+            .await;
+            match waited {
+                Ok(guard) => Some(guard),
+                Err(e) => {
+                    let msg = e.to_string();
+                    let state = match e {
+                        Error::Cancelled { .. } => State::cancelled(Utc::now(), msg.clone()),
+                        _ => State::failed(Utc::now(), msg.clone()),
+                    };
+                    let shown = state.name.clone();
+                    tracker.set(state);
+                    emit(&ctx, Level::ERROR, format!("Finished in state {shown}: {msg}"));
+                    return Err(E::from(e));
+                }
+            }
+        };
         let attempt = tracker.run.run_count + 1;
         tracker.run.run_count = attempt;
         tracker.set(if attempt == 1 { State::running(Utc::now()) } else { State::retrying(Utc::now()) });
@@ -360,6 +394,8 @@ where
             return Err(err);
         }
         let delay = policy.delay_before(attempt, rand::random());
+        // The slots are not held while the retry waits.
+        drop(slots);
         tracker.set(State::awaiting_retry_after(Utc::now(), delay).with_message(message.clone()));
         emit(
             &ctx,

@@ -231,6 +231,43 @@ async fn a_killed_process_leaves_its_runs_crashed_not_running() {
     }
 }
 
+/// A process killed while its task holds a concurrency slot: the slot is a
+/// lease, renewed while the process lives and freed by itself once the
+/// process is gone for the lease's time, so a crash never keeps a slot.
+#[tokio::test]
+async fn a_killed_process_frees_its_concurrency_slot_after_the_lease() {
+    use headwater_store::ConcurrencyStore;
+
+    let home = tempfile::tempdir().unwrap();
+    let beat = [("HEADWATER_HEARTBEAT_SECONDS", "0.2"), ("HEADWATER_HEARTBEAT_TIMEOUT_SECONDS", "1.5")];
+    let s = store(home.path()).await;
+    s.set_concurrency_limit("warehouse", 1, None).await.unwrap();
+    let mut child = examples(home.path(), &["hold-slot", "-p", "secs=300"]).envs(beat).spawn().unwrap();
+    let in_use = || async { s.read_concurrency_limit("warehouse").await.unwrap().unwrap().active_slots };
+    for _ in 0..500 {
+        if in_use().await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(in_use().await, 1, "the task took the slot");
+    // Held past the lease's length while the process lives: it renews.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(in_use().await, 1, "the lease is renewed while its holder lives");
+
+    child.kill().unwrap(); // SIGKILL: nothing is released
+    child.wait().unwrap();
+    assert_eq!(in_use().await, 1);
+    let killed = std::time::Instant::now();
+    while in_use().await == 1 && killed.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(in_use().await, 0, "the slot freed itself once the lease ran out");
+    // And another process gets it.
+    let o = examples(home.path(), &["hold-slot", "-p", "secs=0"]).envs(beat).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 /// `serve`: the program deploys its flow and runs that deployment's runs
 /// itself — scheduled ones and one started by hand — until Ctrl-C.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -335,3 +335,27 @@ fn run_id(home: &Path, flow: &str) -> String {
     let runs = json(home, &["flow-run", "ls", "--json", "--flow", flow]);
     runs[0]["id"].as_str().unwrap().to_string()
 }
+
+#[test]
+fn concurrency_limits_from_the_command_line() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    assert!(ok(h, &["concurrency-limit", "create", "extract", "3"]).contains("at most 3 at once"));
+    assert!(ok(h, &["concurrency-limit", "create", "tlc-api", "10", "--slot-decay-per-second", "2"])
+        .contains("freeing 2 per second"));
+    let ls = ok(h, &["concurrency-limit", "ls"]);
+    assert!(ls.contains("extract") && ls.contains("tlc-api"), "{ls}");
+    let listed: serde_json::Value = serde_json::from_str(&ok(h, &["concurrency-limit", "ls", "--json"])).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    let one: serde_json::Value = serde_json::from_str(&ok(h, &["concurrency-limit", "inspect", "extract"])).unwrap();
+    assert_eq!((one["limit"].as_u64(), one["active_slots"].as_u64()), (Some(3), Some(0)));
+    assert!(ok(h, &["concurrency-limit", "reset", "extract"]).contains("Freed 0 slot(s)"));
+    ok(h, &["concurrency-limit", "create", "extract", "5"]);
+    assert!(ok(h, &["concurrency-limit", "inspect", "extract"]).contains("\"limit\": 5"));
+    ok(h, &["concurrency-limit", "delete", "extract"]);
+    let gone = hw(h, &["concurrency-limit", "inspect", "extract"]);
+    assert!(!gone.status.success());
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("no concurrency limit named 'extract'"));
+    let bad = hw(h, &["concurrency-limit", "create", "x", "1", "--slot-decay-per-second", "0"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("must be a positive number"));
+}

@@ -221,3 +221,39 @@ async fn claims_wait_for_work_to_arrive() {
     let nothing = client.claim_or_wait("wp", &[], std::time::Duration::from_millis(300)).await.unwrap();
     assert!(nothing.is_none());
 }
+
+/// Limits and the slots held live in the database: a server restart loses
+/// neither (a lease held across it is still held, and still expires).
+#[tokio::test]
+async fn concurrency_limits_and_leases_survive_a_server_restart() {
+    use headwater_core::{Acquired, SlotRequest};
+    use headwater_store::ConcurrencyStore;
+
+    let dir = tempfile::tempdir().unwrap();
+    let open = || async {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("hw.db")).await.unwrap());
+        RunningServer::start(store, vec![]).await.unwrap()
+    };
+    let server = open().await;
+    let client = ApiClient::new(&server.api_url(), None).unwrap();
+    client.set_concurrency_limit("extract", 1, None).await.unwrap();
+    let ask = SlotRequest { slots: vec![("extract".into(), 1)], holder: "fetch-0".into(), ttl_ms: 60_000 };
+    let Acquired::Granted { lease } = client.acquire_slots(&ask).await.unwrap() else { panic!("a free slot") };
+    server.stop().await.unwrap();
+
+    let server = open().await;
+    let client = ApiClient::new(&server.api_url(), None).unwrap();
+    let limit = client.read_concurrency_limit("extract").await.unwrap().unwrap();
+    assert_eq!((limit.limit, limit.active_slots), (1, 1));
+    assert!(matches!(client.acquire_slots(&ask).await.unwrap(), Acquired::Full { .. }));
+    assert!(client.renew_lease(lease.id, 60_000).await.unwrap());
+    assert!(client.release_lease(lease.id).await.unwrap());
+    assert!(matches!(client.acquire_slots(&ask).await.unwrap(), Acquired::Granted { .. }));
+    // A request that can never fit is refused with the reason, not waited for.
+    let too_big = SlotRequest { slots: vec![("extract".into(), 2)], ..ask };
+    match client.acquire_slots(&too_big).await {
+        Err(StoreError::Refused(m)) => assert!(m.contains("allows 1"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    server.stop().await.unwrap();
+}

@@ -104,3 +104,117 @@ async fn failing_flow_cancels_its_submitted_tasks() {
     states.sort();
     assert_eq!(states, [("fails_fast".to_string(), StateType::Failed), ("sleepy".to_string(), StateType::Cancelled)]);
 }
+
+static LOADING: AtomicUsize = AtomicUsize::new(0);
+static LOADING_PEAK: AtomicUsize = AtomicUsize::new(0);
+
+#[task(tags = ["extract"])]
+async fn extract_part(part: u32) -> Result<u32> {
+    let now = LOADING.fetch_add(1, Ordering::SeqCst) + 1;
+    LOADING_PEAK.fetch_max(now, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    LOADING.fetch_sub(1, Ordering::SeqCst);
+    Ok(part)
+}
+
+#[flow]
+async fn all_at_once() -> Result<u32> {
+    let handles: Vec<_> = (0..20).map(|p| submit(extract_part(p))).collect();
+    let mut sum = 0;
+    for r in join_all(handles).await {
+        sum += r??;
+    }
+    Ok(sum)
+}
+
+/// 20 tasks tagged `extract`, all submitted at once, under a limit of 3:
+/// the recorded start and end times show at most 3 running at any moment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tag_limit_bounds_running_task_runs() {
+    let h = home();
+    h.engine.store().set_concurrency_limit("extract", 3, None).await.unwrap();
+    assert_eq!(h.engine.scope(all_at_once()).await.unwrap(), (0..20).sum::<u32>());
+    let run = h.run_named("all-at-once").await;
+    let tasks = h.tasks(&run).await;
+    assert_eq!(tasks.len(), 20);
+    assert!(tasks.iter().all(|t| t.state.state_type == StateType::Completed));
+    // Each run's [start, end] from the store; ends sort before starts at the same instant.
+    let mut events: Vec<(chrono::DateTime<chrono::Utc>, i32)> = Vec::new();
+    for t in &tasks {
+        events.push((t.start_time.expect("started"), 1));
+        events.push((t.end_time.expect("ended"), -1));
+    }
+    events.sort();
+    let (mut running, mut peak) = (0, 0);
+    for (_, d) in events {
+        running += d;
+        peak = peak.max(running);
+    }
+    assert!(peak <= 3, "the recorded times show {peak} running at once");
+    assert!(peak >= 2, "the runs overlapped (peak {peak})");
+    assert!(LOADING_PEAK.load(Ordering::SeqCst) <= 3);
+    // Most had to wait, and said so in their state history.
+    let mut waited = 0;
+    for t in &tasks {
+        let history = h.history(t.id).await;
+        if history.iter().any(|s| s.state.name == "AwaitingConcurrencySlot") {
+            waited += 1;
+        }
+    }
+    assert!(waited >= 10, "only {waited} task runs recorded AwaitingConcurrencySlot");
+    // Every slot was given back.
+    let mut active = u32::MAX;
+    for _ in 0..50 {
+        active = h.engine.store().read_concurrency_limit("extract").await.unwrap().unwrap().active_slots;
+        if active == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(active, 0);
+}
+
+/// `concurrency()` around a block of code, and `rate_limit()` pacing calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn code_takes_slots_by_name_and_rate_limits_pace_it() {
+    let h = home();
+    let store = h.engine.store();
+    store.set_concurrency_limit("postgres", 1, None).await.unwrap();
+    h.engine
+        .scope(async {
+            let held = headwater::concurrency(["postgres"], 1).await.unwrap();
+            assert_eq!(held.slots(), [("postgres".to_string(), 1)]);
+            // A second holder waits until the first lets go.
+            let engine = h.engine.clone();
+            let waiter = tokio::spawn(async move {
+                engine
+                    .scope(async {
+                        let started = std::time::Instant::now();
+                        let g = headwater::concurrency(["postgres"], 1).await.unwrap();
+                        drop(g);
+                        started.elapsed()
+                    })
+                    .await
+            });
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(held.release().await.unwrap());
+            assert!(waiter.await.unwrap() >= Duration::from_millis(250), "it waited for the slot");
+            // No such limit: not limited.
+            assert!(headwater::concurrency(["nothing-here"], 1).await.unwrap().slots().is_empty());
+        })
+        .await;
+
+    // 2 slots freeing at 10 per second: 6 calls take at least (6 - 2) / 10 s.
+    store.set_concurrency_limit("api", 2, Some(10.0)).await.unwrap();
+    let started = std::time::Instant::now();
+    h.engine
+        .scope(async {
+            for _ in 0..6 {
+                headwater::rate_limit(["api"], 1).await.unwrap();
+            }
+        })
+        .await;
+    assert!(started.elapsed() >= Duration::from_millis(350), "paced: {:?}", started.elapsed());
+    let err = h.engine.scope(headwater::rate_limit(["postgres"], 1)).await.unwrap_err().to_string();
+    assert!(err.contains("not a rate limit"), "{err}");
+}

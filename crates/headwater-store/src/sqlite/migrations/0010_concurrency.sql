@@ -1,0 +1,16 @@
+CREATE TABLE concurrency_limits (
+    name                  TEXT PRIMARY KEY,
+    slot_limit            INTEGER NOT NULL,
+    slot_decay_per_second REAL,
+    created               INTEGER NOT NULL,
+    updated               INTEGER NOT NULL
+);
+CREATE TABLE concurrency_leases (
+    id      TEXT NOT NULL,
+    name    TEXT NOT NULL REFERENCES concurrency_limits (name) ON DELETE CASCADE,
+    slots   INTEGER NOT NULL,
+    holder  TEXT NOT NULL,
+    expires INTEGER NOT NULL,
+    PRIMARY KEY (id, name)
+);
+CREATE INDEX concurrency_leases_by_name ON concurrency_leases (name, expires)
