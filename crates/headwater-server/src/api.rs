@@ -506,13 +506,27 @@ async fn list_block_types(State(db): Db) -> ApiResult<Vec<BlockType>> {
     Ok(Json(db.list_block_types().await?))
 }
 
-/// Creates or replaces block types (with their JSON Schemas).
+/// Creates or replaces block types (with their JSON Schemas). Headwater's
+/// own types belong to the server: a client's copy of one is ignored, so no
+/// client (of another version, or a hostile one) can redefine which of its
+/// fields are secrets and have them stored unsealed.
 #[utoipa::path(
     put, path = "/block_types", tag = "blocks", request_body = Vec<BlockType>,
     responses((status = 204, description = "registered"))
 )]
 async fn register_block_types(State(db): Db, Json(types): Json<Vec<BlockType>>) -> Result<StatusCode, ApiError> {
-    db.register_block_types(&types).await?;
+    let builtin = headwater_blocks::builtin_types();
+    let (own, theirs): (Vec<BlockType>, Vec<BlockType>) =
+        types.into_iter().partition(|t| builtin.iter().any(|b| b.slug == t.slug));
+    if let Some(changed) = own.iter().find(|t| !builtin.contains(t)) {
+        tracing::warn!(
+            "a client sent its own definition of the built-in block type '{}'; the server's stays",
+            changed.slug
+        );
+    }
+    if !theirs.is_empty() {
+        db.register_block_types(&theirs).await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -257,3 +257,43 @@ async fn concurrency_limits_and_leases_survive_a_server_restart() {
     }
     server.stop().await.unwrap();
 }
+
+/// A client cannot redefine a built-in block type (say, without its secret
+/// fields marked) to have secrets stored unsealed: the server's definition
+/// stays. Types of the client's own are registered as usual.
+#[tokio::test]
+async fn built_in_block_types_belong_to_the_server() {
+    use headwater_core::{BlockDocument, BlockType};
+    use headwater_store::BlockStore;
+
+    let (server, _dir) = sqlite_server(vec![]).await;
+    let client = ApiClient::new(&server.api_url(), None).unwrap();
+    let builtin = headwater_blocks::builtin_types().into_iter().find(|t| t.slug == "aws-credentials").unwrap();
+    assert!(!builtin.secret_paths().is_empty());
+    let stripped: serde_json::Value =
+        serde_json::from_str(&builtin.schema.to_string().replace("\"writeOnly\":true", "\"writeOnly\":false")).unwrap();
+    let hostile = BlockType { schema: stripped, ..builtin.clone() };
+    assert!(hostile.secret_paths().is_empty());
+    let own = BlockType {
+        slug: "ftp-server".into(),
+        name: "FTP server".into(),
+        description: "Files over FTP.".into(),
+        schema: serde_json::json!({"type": "object", "properties": {"host": {"type": "string"}}}),
+    };
+    client.register_block_types(&[hostile, own]).await.unwrap();
+    let types = client.list_block_types().await.unwrap();
+    assert_eq!(types.iter().find(|t| t.slug == "aws-credentials").unwrap(), &builtin, "the server's definition stays");
+    assert!(types.iter().any(|t| t.slug == "ftp-server"), "a type of the client's own is registered");
+
+    let now = chrono::Utc::now();
+    let doc = BlockDocument {
+        name: "prod".into(),
+        block_type: "aws-credentials".into(),
+        data: serde_json::json!({"aws_access_key_id": "AKIA1", "aws_secret_access_key": "s3cr3t-Value-9"}),
+        created: now,
+        updated: now,
+    };
+    let saved = client.save_block(&doc).await.unwrap();
+    assert_eq!(saved.data["aws_secret_access_key"], "********", "still sealed and masked");
+    server.stop().await.unwrap();
+}
