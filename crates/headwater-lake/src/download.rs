@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
 use reqwest::StatusCode;
 use tokio::io::AsyncWriteExt;
 
@@ -36,6 +36,12 @@ impl Default for DownloadOptions {
 /// Downloads `url` to `dest`. Bytes go to `dest.part` first; after a failure
 /// the next attempt asks for the rest only. Progress: a bar on a terminal,
 /// log lines (at most every few seconds) otherwise.
+///
+/// A partial file left by an earlier process is resumed only if the file on
+/// the server is still the one it was cut from: its validator (ETag or
+/// Last-Modified, kept in `dest.part.validator`) goes in an `If-Range`
+/// header, and a server whose file changed answers with the whole new file.
+/// A partial file without a validator is started over.
 pub async fn download(url: &str, dest: &Path, opts: &DownloadOptions) -> Result<Downloaded, LakeError> {
     // HTTPS through rustls needs its process-wide provider (a second install changes nothing).
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -48,14 +54,26 @@ pub async fn download(url: &str, dest: &Path, opts: &DownloadOptions) -> Result<
         tokio::fs::create_dir_all(dir).await?;
     }
     let part = dest.with_extension(format!("{}.part", dest.extension().and_then(|e| e.to_str()).unwrap_or("")));
+    let validator_file =
+        dest.with_extension(format!("{}.part.validator", dest.extension().and_then(|e| e.to_str()).unwrap_or("")));
+    let mut ours = false;
     let mut resumed = 0;
     let mut delay = opts.first_delay;
     let mut last_error = String::new();
     for attempt in 1..=opts.attempts.max(1) {
-        let have = tokio::fs::metadata(&part).await.map(|m| m.len()).unwrap_or(0);
-        match fetch(&client, url, &part, have).await {
+        let mut have = tokio::fs::metadata(&part).await.map(|m| m.len()).unwrap_or(0);
+        let validator = tokio::fs::read_to_string(&validator_file).await.ok().map(|v| v.trim().to_string());
+        if have > 0 && validator.is_none() && !ours {
+            // Cut from an unknown version of the file: not worth the risk.
+            tokio::fs::remove_file(&part).await?;
+            have = 0;
+        }
+        let got = fetch(&client, url, &part, have, validator.as_deref(), &validator_file).await;
+        ours = true;
+        match got {
             Ok(Fetch::Done(bytes)) => {
                 tokio::fs::rename(&part, dest).await?;
+                let _ = tokio::fs::remove_file(&validator_file).await;
                 return Ok(Downloaded { bytes, resumed });
             }
             Ok(Fetch::Fatal(reason)) => return Err(LakeError::Download { url: url.into(), reason }),
@@ -87,10 +105,20 @@ enum Fetch {
     Fatal(String),
 }
 
-async fn fetch(client: &reqwest::Client, url: &str, part: &Path, have: u64) -> Result<Fetch, String> {
+async fn fetch(
+    client: &reqwest::Client,
+    url: &str,
+    part: &Path,
+    have: u64,
+    validator: Option<&str>,
+    validator_file: &Path,
+) -> Result<Fetch, String> {
     let mut req = client.get(url);
     if have > 0 {
         req = req.header(RANGE, format!("bytes={have}-"));
+        if let Some(v) = validator {
+            req = req.header(IF_RANGE, v);
+        }
     }
     let mut resp = req.send().await.map_err(|e| e.to_string())?;
     let status = resp.status();
@@ -110,8 +138,17 @@ async fn fetch(client: &reqwest::Client, url: &str, part: &Path, have: u64) -> R
             return Ok(Fetch::Done(have));
         }
         s if s.is_success() => {
-            // The server ignored the range (or there was none): start over.
+            // The server ignored the range, the file changed (If-Range), or
+            // there was no range: start over, remembering which version this is.
             let total = resp.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+            let strong_etag = resp.headers().get(ETAG).and_then(|v| v.to_str().ok()).filter(|v| !v.starts_with("W/"));
+            let seen = strong_etag.or_else(|| resp.headers().get(LAST_MODIFIED).and_then(|v| v.to_str().ok()));
+            match seen {
+                Some(v) => tokio::fs::write(validator_file, v).await.map_err(|e| e.to_string())?,
+                None => {
+                    let _ = tokio::fs::remove_file(validator_file).await;
+                }
+            }
             let f = tokio::fs::File::create(part).await.map_err(|e| e.to_string())?;
             (f, 0, total)
         }

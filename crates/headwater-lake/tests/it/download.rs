@@ -87,3 +87,74 @@ async fn an_interrupted_download_resumes_where_it_stopped() {
     let asked: usize = ranges[1].trim_start_matches("bytes=").trim_end_matches('-').parse().unwrap();
     assert!(asked > 0 && asked < body.len(), "resumed from byte {asked}");
 }
+
+/// A partial file left by an earlier process is resumed only when the file
+/// on the server is still the one it was cut from (If-Range with the ETag
+/// kept beside it); a changed file comes whole, and a partial file of
+/// unknown origin is started over.
+#[tokio::test]
+async fn a_partial_file_is_resumed_only_if_the_server_file_is_unchanged() {
+    let body: Arc<Vec<u8>> = Arc::new((0..100_000u32).flat_map(|i| (i * 3).to_le_bytes()).collect());
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
+    let (b, s) = (body.clone(), seen.clone());
+    let app = axum::Router::new().route(
+        "/file",
+        axum::routing::get(move |headers: HeaderMap| {
+            let (body, seen) = (b.clone(), s.clone());
+            async move {
+                let get =
+                    |h| headers.get(h).and_then(|v: &header::HeaderValue| v.to_str().ok()).unwrap_or("").to_string();
+                let (range, if_range) = (get(header::RANGE), get(header::IF_RANGE));
+                seen.lock().unwrap().push((range.clone(), if_range.clone()));
+                let from: usize = range
+                    .strip_prefix("bytes=")
+                    .and_then(|r| r.strip_suffix('-'))
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(0);
+                // RFC 9110: a Range whose If-Range does not match is ignored.
+                if from == 0 || (!if_range.is_empty() && if_range != "\"v2\"") {
+                    return Response::builder()
+                        .header(header::ETAG, "\"v2\"")
+                        .header(header::CONTENT_LENGTH, body.len())
+                        .body(Body::from(body.to_vec()))
+                        .unwrap();
+                }
+                Response::builder()
+                    .status(StatusCode::PARTIAL_CONTENT)
+                    .header(header::ETAG, "\"v2\"")
+                    .header(header::CONTENT_RANGE, format!("bytes {from}-{}/{}", body.len() - 1, body.len()))
+                    .header(header::CONTENT_LENGTH, body.len() - from)
+                    .body(Body::from(body[from..].to_vec()))
+                    .unwrap()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/file", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("month.csv.gz");
+    let (part, validator) = (out.path().join("month.csv.gz.part"), out.path().join("month.csv.gz.part.validator"));
+    let opts = DownloadOptions { attempts: 2, first_delay: std::time::Duration::from_millis(10) };
+
+    // Cut from the same version: resumed from where it stopped.
+    std::fs::write(&part, &body[..1000]).unwrap();
+    std::fs::write(&validator, "\"v2\"").unwrap();
+    download(&url, &dest, &opts).await.unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), *body);
+    assert_eq!(seen.lock().unwrap().pop().unwrap(), ("bytes=1000-".to_string(), "\"v2\"".to_string()));
+    assert!(!validator.exists(), "nothing left beside the finished file");
+
+    // Cut from an older version: the server sends the new file whole.
+    std::fs::write(&part, vec![0xAB; 5000]).unwrap();
+    std::fs::write(&validator, "\"v1\"").unwrap();
+    download(&url, &dest, &opts).await.unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), *body, "no stale bytes");
+    assert_eq!(seen.lock().unwrap().pop().unwrap().1, "\"v1\"");
+
+    // Of unknown origin: started over without a range.
+    std::fs::write(&part, vec![0xCD; 5000]).unwrap();
+    download(&url, &dest, &opts).await.unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), *body);
+    assert_eq!(seen.lock().unwrap().pop().unwrap(), (String::new(), String::new()));
+}
