@@ -221,6 +221,7 @@ pub async fn start(args: WorkerArgs, store: Arc<dyn Store>, settings: &Settings)
                     let Some(run) = claimed else { break };
                     idle = false;
                     started += 1;
+                    refresh_known_secrets(store).await;
                     let Some(dep_id) = run.deployment_id else {
                         crash(store, &run, "it has no deployment to run").await?;
                         continue;
@@ -378,6 +379,7 @@ fn container_job(
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<LogRecord>();
             let (id, name) = (run.id, run.name.clone());
             let follower = docker2.follow_logs(&cid, move |stderr, message| {
+                let message = redacted(&message);
                 println!("[{name}] {message}");
                 let level = if stderr { LogLevel::Warning } else { LogLevel::Info };
                 let _ = tx.send(LogRecord {
@@ -480,8 +482,43 @@ async fn git(cmd: &mut Command, step: usize, what: &str) -> Result<(), String> {
     }
 }
 
+/// The blocks' secret values, revealed, so that a flow that prints one
+/// (`println!` in user code bypasses the SDK's own redaction) does not put
+/// it into its run's logs or the worker's console.
+static KNOWN_SECRETS: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
+
+async fn refresh_known_secrets(store: &dyn Store) {
+    let found = async {
+        let types = store.list_block_types().await?;
+        let mut secrets = Vec::new();
+        for block in store.list_blocks().await? {
+            let Some(t) = types.iter().find(|t| t.slug == block.block_type) else { continue };
+            let paths = t.secret_paths();
+            if paths.is_empty() {
+                continue;
+            }
+            if let Some(doc) = store.read_block(&block.name, true).await? {
+                secrets.extend(headwater_core::block::secret_values(&doc.data, &paths));
+            }
+        }
+        secrets.sort_by_key(|s: &String| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        Ok::<_, headwater_store::StoreError>(secrets)
+    }
+    .await;
+    match found {
+        Ok(secrets) => *KNOWN_SECRETS.write().unwrap_or_else(|e| e.into_inner()) = secrets,
+        Err(e) => eprintln!("warning: could not read the blocks' secrets to keep them out of run output: {e}"),
+    }
+}
+
+/// A line of a flow's output with every known secret masked.
+fn redacted(line: &str) -> String {
+    headwater_core::block::redact(line, &KNOWN_SECRETS.read().unwrap_or_else(|e| e.into_inner()))
+}
+
 /// Copies what the child prints into its run's logs (stdout as INFO,
-/// stderr as WARNING) and onto the worker's console.
+/// stderr as WARNING) and onto the worker's console, secrets masked.
 fn stream_output(store: Arc<dyn Store>, run: &FlowRun, child: &mut Child) -> Vec<tokio::task::JoinHandle<()>> {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let pipes: Vec<(Box<dyn tokio::io::AsyncRead + Unpin + Send>, LogLevel)> = [
@@ -497,6 +534,7 @@ fn stream_output(store: Arc<dyn Store>, run: &FlowRun, child: &mut Child) -> Vec
         handles.push(tokio::spawn(async move {
             let mut lines = BufReader::new(pipe).lines();
             while let Ok(Some(line)) = lines.next_line().await {
+                let line = redacted(&line);
                 println!("[{name}] {line}");
                 let log = LogRecord {
                     id: 0,

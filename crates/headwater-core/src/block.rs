@@ -105,6 +105,32 @@ pub fn mask(data: &Value, secrets: &[Vec<String>]) -> Value {
 }
 
 /// `{"$block": "name"}`.
+/// Secret texts to keep out of captured output: the values at `secrets` in
+/// (revealed) block data, 4 characters or longer, longest first so that a
+/// secret containing another is masked whole.
+pub fn secret_values(data: &Value, secrets: &[Vec<String>]) -> Vec<String> {
+    let mut out: Vec<String> = secrets
+        .iter()
+        .filter_map(|p| get_path(data, p).and_then(Value::as_str))
+        .filter(|s| s.len() >= 4 && *s != MASK)
+        .map(str::to_string)
+        .collect();
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
+    out
+}
+
+/// `text` with every occurrence of the `secrets` (longest first) masked.
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for s in secrets {
+        if out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), MASK);
+        }
+    }
+    out
+}
+
 pub fn is_block_ref(v: &Value) -> bool {
     v.as_object().is_some_and(|m| m.len() == 1 && m.get(BLOCK_REF).is_some_and(Value::is_string))
 }
@@ -327,5 +353,19 @@ mod tests {
         keep_unchanged_secrets(&mut edited, &stored, &paths);
         assert_eq!(edited["credentials"]["secret_access_key"], "old");
         assert_eq!(edited["bucket"], "b");
+    }
+
+    #[test]
+    fn secret_values_are_found_and_redacted_longest_first() {
+        let data = json!({"bucket": "taxi", "credentials": {"key": "AKIA", "secret": "s3cr3t-s3cr3t-long", "token": "s3cr3t"}});
+        let paths = vec![
+            vec!["credentials".to_string(), "secret".to_string()],
+            vec!["credentials".to_string(), "token".to_string()],
+            vec!["missing".to_string()],
+        ];
+        let found = secret_values(&data, &paths);
+        assert_eq!(found, ["s3cr3t-s3cr3t-long", "s3cr3t"]);
+        assert_eq!(redact("got s3cr3t-s3cr3t-long and s3cr3t", &found), "got ******** and ********");
+        assert_eq!(redact("nothing here", &found), "nothing here");
     }
 }

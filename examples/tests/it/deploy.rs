@@ -364,6 +364,38 @@ async fn a_worker_records_the_output_of_a_program_that_fails_early() {
     );
 }
 
+/// A program that prints a block's secret itself (past the SDK's redaction)
+/// still does not put it in its run's logs: the worker masks every known
+/// secret in what it captures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_masks_block_secrets_in_captured_output() {
+    use headwater_store::{FlowRunFilter, LogFilter, RunReader};
+
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "Pw-7f3K-worker-leak";
+    hw(home.path(), &["block", "create", "secret", "warehouse-password", "-f", &format!("value={secret}")])
+        .await
+        .unwrap();
+    let file = dir.path().join("headwater.yaml");
+    let script = format!("echo connecting with {secret}; echo oops {secret} >&2; exit 3");
+    std::fs::write(
+        &file,
+        format!("deployments:\n  - name: leaky\n    flow: f\n    entrypoint: [\"sh\", \"-c\", \"{script}\", \"sh\"]\n"),
+    )
+    .unwrap();
+    hw(home.path(), &["deploy", "--no-check", "--file", file.to_str().unwrap()]).await.unwrap();
+    hw(home.path(), &["deployment", "run", "leaky", "--no-check"]).await.unwrap();
+    hw(home.path(), &["worker", "start", "--exit-when-idle", "--poll-ms", "50"]).await.unwrap();
+    let store = SqliteStore::open(&home.path().join("headwater.db")).await.unwrap();
+    let run = store.list_flow_runs(&FlowRunFilter { limit: 1, ..Default::default() }).await.unwrap().remove(0);
+    let logs = store.read_logs(&LogFilter::for_flow_run(run.id)).await.unwrap();
+    let text: Vec<&str> = logs.iter().map(|l| l.message.as_str()).collect();
+    assert!(text.contains(&"connecting with ********"), "{text:?}");
+    assert!(text.contains(&"oops ********"), "{text:?}");
+    assert!(!text.iter().any(|m| m.contains(secret)), "{text:?}");
+}
+
 /// Work pools from the CLI: a paused pool holds its runs back; workers
 /// register themselves, so the pool shows who serves it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
