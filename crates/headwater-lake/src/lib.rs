@@ -4,8 +4,8 @@
 //! - [`csv`]: CSV(.gz) → Arrow batches, streaming, malformed rows quarantined.
 //! - [`transform`]: renames, fills, filters on batches.
 //! - [`csv_to_parquet`]: the two above into one Parquet file (zstd), in
-//!   batches, parsing and encoding on two threads, in constant memory
-//!   (`bench/run lake`).
+//!   batches, with decompression, parsing and encoding overlapped on three
+//!   threads, in constant memory (`bench/run lake`).
 //! - [`lake`]: any object store, atomic and idempotent partition writes.
 //! - [`generate`] and [`serve`]: TLC-shaped files served locally, so
 //!   everything runs offline.
@@ -108,8 +108,11 @@ pub fn csv_to_parquet(
         batches.send(batch).map_err(|_| LakeError::Data("the Parquet writer stopped".into()))
     });
     drop(batches);
-    quarantine.finish()?;
     let encoded = encoder.join().map_err(|_| LakeError::Data("the Parquet writer panicked".into()))?;
+    if let Err(e) = quarantine.finish() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.into());
+    }
     // The writer's own error says more than the parser's "it stopped".
     let (parse, writer, written) = match (parse, encoded) {
         (Ok(p), Ok((w, n))) => (p, w, n),
