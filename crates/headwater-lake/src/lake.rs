@@ -19,12 +19,34 @@ use crate::LakeError;
 /// Upload part size: memory per upload stays at a few of these.
 const PART: usize = 8 * 1024 * 1024;
 
+/// Removes the parts (`name#N`) that killed uploads of a local lake left
+/// beside `file`. Readers never see them; an hour's age keeps a concurrent
+/// upload of the same file safe.
+fn sweep_abandoned_parts(file: &Path) {
+    let (Some(dir), Some(name)) = (file.parent(), file.file_name().and_then(|n| n.to_str())) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for e in entries.flatten() {
+        let entry_name = e.file_name().to_string_lossy().to_string();
+        let part = entry_name
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix('#'))
+            .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+        let abandoned = e.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < old);
+        if part && abandoned {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Lake {
     store: Arc<dyn ObjectStore>,
     prefix: ObjectPath,
     /// What the lake is, for messages: `file:///data/lake`, `s3://taxi/lake`.
     pub uri: String,
+    /// The folder of a local lake.
+    local_root: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Lake {
@@ -43,7 +65,12 @@ impl Lake {
         std::fs::create_dir_all(dir)?;
         let dir = dir.canonicalize()?;
         let store = object_store::local::LocalFileSystem::new_with_prefix(&dir).map_err(store_err)?;
-        Ok(Lake { store: Arc::new(store), prefix: ObjectPath::default(), uri: format!("file://{}", dir.display()) })
+        Ok(Lake {
+            store: Arc::new(store),
+            prefix: ObjectPath::default(),
+            uri: format!("file://{}", dir.display()),
+            local_root: Some(dir),
+        })
     }
 
     pub fn from_local_block(b: &LocalFileSystem) -> Result<Lake, LakeError> {
@@ -77,6 +104,7 @@ impl Lake {
             store: Arc::new(store),
             uri: format!("s3://{}/{}", b.bucket_name, prefix.trim_matches('/')),
             prefix: ObjectPath::from(prefix.trim_matches('/')),
+            local_root: None,
         })
     }
 
@@ -91,6 +119,7 @@ impl Lake {
             store: Arc::new(store),
             uri: format!("gs://{}/{}", b.bucket, prefix.trim_matches('/')),
             prefix: ObjectPath::from(prefix.trim_matches('/')),
+            local_root: None,
         })
     }
 
@@ -108,6 +137,7 @@ impl Lake {
             store: Arc::new(store),
             uri: format!("az://{}/{}", b.container_name, prefix.trim_matches('/')),
             prefix: ObjectPath::from(prefix.trim_matches('/')),
+            local_root: None,
         })
     }
 
@@ -143,6 +173,9 @@ impl Lake {
             writer.write(&buf[..n]);
         }
         writer.finish().await.map_err(store_err)?;
+        if let Some(root) = &self.local_root {
+            sweep_abandoned_parts(&root.join(self.path(key).as_ref()));
+        }
         Ok(total)
     }
 

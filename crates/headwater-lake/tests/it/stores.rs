@@ -38,6 +38,32 @@ async fn a_local_lake() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+/// Parts that killed uploads left in a local lake (`data.parquet#N`, which
+/// readers never see) are swept by the next write of that file once they
+/// are an hour old; a recent one (perhaps a live upload) stays.
+#[tokio::test]
+async fn abandoned_upload_parts_are_swept_by_the_next_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::local(&dir.path().join("lake")).unwrap();
+    let folder = dir.path().join("lake/yellow/year=2021/month=01");
+    std::fs::create_dir_all(&folder).unwrap();
+    let (old, recent, other) = (folder.join("data.parquet#3"), folder.join("data.parquet#4"), folder.join("notes#1"));
+    for p in [&old, &recent, &other] {
+        std::fs::write(p, b"partial").unwrap();
+    }
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    for p in [&old, &other] {
+        std::fs::File::options().write(true).open(p).unwrap().set_modified(two_hours_ago).unwrap();
+    }
+    let src = dir.path().join("src.parquet");
+    std::fs::write(&src, b"PAR1 whole file PAR1").unwrap();
+    lake.put_file("yellow/year=2021/month=01/data.parquet", &src).await.unwrap();
+    assert!(!old.exists(), "an hour-old part is swept");
+    assert!(recent.exists(), "a recent part may be a live upload: kept");
+    assert!(other.exists(), "only parts of the file written are touched");
+    assert_eq!(std::fs::read(folder.join("data.parquet")).unwrap(), b"PAR1 whole file PAR1");
+}
+
 fn walk(dir: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap().flatten() {
