@@ -196,6 +196,22 @@ async fn copy_in(
     }
     sqlx::query(&create).execute(&mut *tx).await.map_err(pg)?;
     if let LoadMode::ReplacePartition(cols) = mode {
+        // A table loaded whole before has no partition columns: say so
+        // plainly instead of PostgreSQL's "column does not exist".
+        let have: Vec<String> = sqlx::query_scalar(
+            "SELECT column_name::TEXT FROM information_schema.columns \
+             WHERE table_name = $1 AND table_schema = current_schema()",
+        )
+        .bind(table)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(pg)?;
+        if let Some((missing, _)) = cols.iter().find(|(c, _)| !have.contains(c)) {
+            return Err(LakeError::Data(format!(
+                "table '{table}' has no column '{missing}' to replace a partition by (it was loaded whole, \
+                 with Replace or Append); load partitions into a table of their own"
+            )));
+        }
         let filter: Vec<String> = cols.iter().map(|(c, v)| format!("{} = {v}", ident(c))).collect();
         sqlx::query(&format!("DELETE FROM {} WHERE {}", ident(table), filter.join(" AND ")))
             .execute(&mut *tx)

@@ -71,6 +71,12 @@ async fn a_partition_is_replaced_and_the_others_stay() {
             .await
             .unwrap();
     assert_eq!(per_month, [(2021, 1, 1_200), (2021, 2, 800)]);
+
+    // A table loaded whole has no partition columns: a clear refusal, nothing changed.
+    load_parquet(&db.url, "whole", &parquet[0], LoadMode::Replace).await.unwrap();
+    let err = load_parquet(&db.url, "whole", &parquet[1], LoadMode::month(2021, 2)).await.unwrap_err().to_string();
+    assert!(err.contains("table 'whole' has no column 'year'"), "{err}");
+    assert_eq!(count(&db.url, "whole").await, 1_200);
 }
 
 /// CSV straight into PostgreSQL, no intermediate file: every good row, the
