@@ -45,6 +45,12 @@ pub fn file_name(color: &str, year: i32, month: u32) -> String {
     format!("{color}_tripdata_{year}-{month:02}.csv.gz")
 }
 
+/// Where a month is under `base`, in the public release's layout:
+/// `{base}/{color}/{color}_tripdata_{YYYY}-{MM}.csv.gz`.
+pub fn month_url(base: &str, color: &str, year: i32, month: u32) -> String {
+    format!("{}/{color}/{}", base.trim_end_matches('/'), file_name(color, year, month))
+}
+
 /// Writes `rows` well-formed rows and `malformed` broken lines of `color`
 /// (yellow or green) for the month to `path` (gzip), deterministically from
 /// the month.

@@ -211,13 +211,7 @@ async fn write_to_lake(lake_block: String, dataset: String, year: i32, month: u3
 /// write it to the lake. Returns the rows written.
 #[flow(name = "etl-web-to-lake", run_name = "{color}-{year}-{month:02}")]
 pub async fn etl_web_to_lake(color: Color, year: i32, month: Month, base_url: String, lake: String) -> Result<u64> {
-    let url = format!(
-        "{}/{}/{}",
-        base_url.trim_end_matches('/'),
-        color.name(),
-        generate::file_name(color.name(), year, month.0)
-    );
-    let csv = fetch(url).await?;
+    let csv = fetch(generate::month_url(&base_url, color.name(), year, month.0)).await?;
     let cleaned = clean(color, csv, year, month.0, true).await?;
     let rows = cleaned.rows;
     write_to_lake(lake, color.name().to_string(), year, month.0, cleaned).await?;
@@ -265,13 +259,7 @@ pub async fn ingest_web_to_postgres(
     postgres: String,
     table: String,
 ) -> Result<u64> {
-    let url = format!(
-        "{}/{}/{}",
-        base_url.trim_end_matches('/'),
-        color.name(),
-        generate::file_name(color.name(), year, month.0)
-    );
-    let csv = fetch(url).await?;
+    let csv = fetch(generate::month_url(&base_url, color.name(), year, month.0)).await?;
     load_postgres(postgres, table, color, csv).await
 }
 
