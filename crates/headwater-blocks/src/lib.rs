@@ -256,6 +256,26 @@ pub struct Webhook {
 }
 block!(Webhook, "webhook", "Webhook", "Calls any HTTP endpoint with a JSON body.");
 
+/// An SMTP server to send email through.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpServer {
+    pub host: String,
+    /// Default 587 (STARTTLS), 465 for `tls`, 25 for `none`.
+    pub port: Option<u16>,
+    /// `starttls` (default), `tls` (implicit TLS) or `none` (plain, for a
+    /// relay on this machine).
+    pub security: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// The sender, e.g. `Headwater <alerts@example.com>`.
+    pub from: String,
+    /// Default recipients.
+    #[serde(default)]
+    pub to: Vec<String>,
+}
+block!(SmtpServer, "smtp-server", "SMTP server", "Sends email notifications through an SMTP server.");
+
 /// How to run flows in a container.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -301,6 +321,7 @@ pub fn builtin_types() -> Vec<BlockType> {
         SlackWebhook::block_type(),
         MsTeamsWebhook::block_type(),
         Webhook::block_type(),
+        SmtpServer::block_type(),
         DockerContainer::block_type(),
         GitRepository::block_type(),
     ]
@@ -325,7 +346,8 @@ mod tests {
         assert_eq!(secrets("postgres-connection"), [p(&["password"])]);
         assert_eq!(secrets("slack-webhook"), [p(&["url"])]);
         assert!(secrets("local-file-system").is_empty());
-        assert_eq!(types.len(), 16);
+        assert_eq!(secrets("smtp-server"), [p(&["password"])]);
+        assert_eq!(types.len(), 17);
     }
 
     #[test]

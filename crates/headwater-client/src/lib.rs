@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use headwater_core::{
-    Acquired, Artifact, BlockDocument, BlockType, ConcurrencyLimit, Dataset, DatasetVersion, Deployment, Flow, FlowRun,
+    Acquired, Artifact, Automation, BlockDocument, Delivery, BlockType, ConcurrencyLimit, Dataset, DatasetVersion, Deployment, Flow, FlowRun,
     LogRecord, SlotRequest, StateRecord, TaskRun, Variable, WorkPool, WorkQueue, WorkerStatus,
 };
 use headwater_store::{
-    ArtifactFilter, ArtifactStore, BlockStore, ConcurrencyStore, DatasetStore, DeploymentStore, FlowRunFilter,
+    ArtifactFilter, ArtifactStore, AutomationStore, BlockStore, ConcurrencyStore, DatasetStore, DeploymentStore, FlowRunFilter,
     LogFilter, Result, RunQueue, RunReader, RunReaper, RunRecorder, StoreError, VariableStore, WorkPoolStore,
     WriteBatch,
 };
@@ -396,6 +396,39 @@ impl VariableStore for ApiClient {
         }
         self.call::<(), serde_json::Value>(Method::DELETE, &format!("/variables/{}", encode(name)), None).await?;
         Ok(true)
+    }
+}
+
+#[async_trait]
+impl AutomationStore for ApiClient {
+    async fn apply_automation(&self, automation: &Automation) -> Result<Automation> {
+        self.call(Method::PUT, "/automations", Some(automation)).await?.ok_or_else(|| missing("automations endpoint"))
+    }
+
+    async fn list_automations(&self) -> Result<Vec<Automation>> {
+        self.get("/automations").await?.ok_or_else(|| missing("automations endpoint"))
+    }
+
+    async fn read_automation(&self, name: &str) -> Result<Option<Automation>> {
+        self.get(&format!("/automations/{}", encode(name))).await
+    }
+
+    async fn set_automation_enabled(&self, name: &str, enabled: bool) -> Result<Option<Automation>> {
+        let verb = if enabled { "resume" } else { "pause" };
+        self.call::<(), Automation>(Method::POST, &format!("/automations/{}/{verb}", encode(name)), None).await
+    }
+
+    async fn delete_automation(&self, name: &str) -> Result<bool> {
+        if self.read_automation(name).await?.is_none() {
+            return Ok(false);
+        }
+        self.call::<(), serde_json::Value>(Method::DELETE, &format!("/automations/{}", encode(name)), None).await?;
+        Ok(true)
+    }
+
+    async fn list_deliveries(&self, automation: &str, limit: u32) -> Result<Vec<Delivery>> {
+        let path = format!("/automations/{}/deliveries?limit={limit}", encode(automation));
+        self.get(&path).await?.ok_or_else(|| StoreError::Refused(format!("no automation named '{automation}'")))
     }
 }
 

@@ -215,7 +215,13 @@ pub struct ManifestError {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ManifestFile {
+    #[serde(default)]
     deployments: Vec<DeploymentSpec>,
+    /// Read by [`parse_automations`]; their templates are minijinja, filled
+    /// in when they fire, not when the file is read.
+    #[serde(default)]
+    #[allow(dead_code)]
+    automations: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -331,7 +337,12 @@ pub fn parse_manifest_with(
     now: DateTime<Utc>,
 ) -> Result<Vec<Deployment>, ManifestError> {
     let err = |location: String, reason: String| ManifestError { file: file.to_string(), location, reason };
-    let document = substitute(document, templates, "").map_err(|(loc, reason)| err(loc, reason))?;
+    let mut document = document;
+    let automations = document.as_object_mut().and_then(|m| m.remove("automations"));
+    let mut document = substitute(document, templates, "").map_err(|(loc, reason)| err(loc, reason))?;
+    if let (Some(m), Some(a)) = (document.as_object_mut(), automations) {
+        m.insert("automations".into(), a);
+    }
     let parsed: ManifestFile = serde_path_to_error::deserialize(document).map_err(|e| {
         let path = e.path().to_string();
         err(if path == "." { "the top level".into() } else { path }, e.into_inner().to_string())
@@ -426,6 +437,40 @@ pub fn parse_manifest_with(
             created: now,
             updated: now,
         });
+    }
+    Ok(out)
+}
+
+/// The `automations:` of a manifest, checked, with ids from their names.
+/// Their `subject` and `body` stay templates (filled in when they fire).
+pub fn parse_automations(
+    file: &str,
+    document: &Value,
+    now: DateTime<Utc>,
+) -> Result<Vec<crate::automation::Automation>, ManifestError> {
+    let err = |location: String, reason: String| ManifestError { file: file.to_string(), location, reason };
+    let Some(list) = document.get("automations") else { return Ok(Vec::new()) };
+    let items = list.as_array().ok_or_else(|| err("automations".into(), "expected a list of automations".into()))?;
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let mut a: crate::automation::Automation = serde_path_to_error::deserialize(item).map_err(|e| {
+            let path = e.path().to_string();
+            let at = if path == "." { String::new() } else { format!(".{path}") };
+            err(format!("automations[{i}]{at}"), e.into_inner().to_string())
+        })?;
+        let at = format!("automations[{i}] ({})", a.name);
+        a.validate().map_err(|reason| match reason.split_once(": ") {
+            Some((field, why)) => err(format!("{at}.{field}"), why.to_string()),
+            None => err(at.clone(), reason),
+        })?;
+        if !seen.insert(a.name.clone()) {
+            return Err(err(format!("{at}.name"), format!("the name '{}' is used twice", a.name)));
+        }
+        a.id = crate::automation::automation_id_for_name(&a.name);
+        a.created = now;
+        a.updated = now;
+        out.push(a);
     }
     Ok(out)
 }

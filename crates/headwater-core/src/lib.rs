@@ -6,6 +6,7 @@
 //! the time and the randomness they want, which keeps every rule testable.
 
 pub mod artifact;
+pub mod automation;
 pub mod block;
 pub mod cache;
 pub mod concurrency;
@@ -22,12 +23,16 @@ pub mod transition;
 pub mod work_pool;
 
 pub use artifact::{validate_artifact, validate_variable, Artifact, ArtifactKind, Variable};
+pub use automation::{
+    automation_id_for_name, Action, Automation, AutomationEvent, AutomationStatus, Delivery, DeliveryOutcome,
+    DeliveryStatus, Trigger,
+};
 pub use block::{validate_block, BlockDocument, BlockType};
 pub use cache::{CacheKey, CachePolicy};
 pub use concurrency::{Acquired, ConcurrencyLimit, SlotLease, SlotRequest};
 pub use dataset::{Column, Dataset, DatasetVersion};
 pub use deployment::{
-    parse_manifest, parse_manifest_with, CollisionStrategy, Deployment, DeploymentSchedule, ManifestError, PullStep,
+    parse_automations, parse_manifest, parse_manifest_with, CollisionStrategy, Deployment, DeploymentSchedule, ManifestError, PullStep,
     Templates,
 };
 pub use error::{CoreError, Result};

@@ -159,6 +159,21 @@ pub(crate) fn block_type_for(
     Ok(t)
 }
 
+/// Automations with their delivery counts, last delivery and last error
+/// (the same SQL in both stores).
+pub(crate) const AUTOMATIONS_WITH_STATUS: &str = "SELECT a.*, \
+    (SELECT COUNT(*) FROM automation_deliveries d WHERE d.automation_id = a.id AND d.status = 'delivered') AS n_delivered, \
+    (SELECT COUNT(*) FROM automation_deliveries d WHERE d.automation_id = a.id AND d.status = 'pending') AS n_pending, \
+    (SELECT COUNT(*) FROM automation_deliveries d WHERE d.automation_id = a.id AND d.status = 'failed') AS n_failed, \
+    (SELECT MAX(d.delivered) FROM automation_deliveries d WHERE d.automation_id = a.id) AS last_delivered, \
+    (SELECT d.last_error FROM automation_deliveries d WHERE d.automation_id = a.id AND d.last_error IS NOT NULL \
+     ORDER BY d.last_error_at DESC LIMIT 1) AS last_error, \
+    (SELECT MAX(d.last_error_at) FROM automation_deliveries d WHERE d.automation_id = a.id) AS last_error_at \
+    FROM automations a";
+
+/// A delivery row with its automation's name.
+pub(crate) const DELIVERY_COLS: &str = "d.*, a.name AS automation_name";
+
 pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
 }

@@ -93,7 +93,129 @@ pub async fn run_all(store: &dyn Store) {
     blocks_keep_secrets_sealed(store).await;
     datasets_version_partitions_and_guard_their_schema(store).await;
     concurrency_slots_are_leased_atomically(store).await;
+    automations_and_their_outbox(store).await;
     empty_batch_is_fine(store).await;
+}
+
+pub async fn automations_and_their_outbox(store: &dyn Store) {
+    use headwater_core::{
+        automation_id_for_name, Action, Automation, AutomationEvent, Delivery, DeliveryOutcome, DeliveryStatus,
+        Trigger,
+    };
+    let name = format!("notify-{}", Uuid::now_v7().simple());
+    let mut a = Automation {
+        id: automation_id_for_name(&name),
+        name: name.clone(),
+        description: Some("tell the team".into()),
+        enabled: true,
+        trigger: Trigger::FlowRunState {
+            states: vec!["Failed".into()],
+            flows: vec![],
+            deployments: vec![],
+            tags: vec!["taxi".into()],
+            work_pools: vec![],
+        },
+        actions: vec![Action::Notify { block: "slack".into(), subject: None, body: None, to: vec![] }, Action::CancelRun],
+        created: t(0),
+        updated: t(0),
+        status: Default::default(),
+    };
+    assert_eq!(store.apply_automation(&a).await.unwrap(), a);
+    a.description = None;
+    a.updated = t(5);
+    a.created = t(5);
+    let stored = store.apply_automation(&a).await.unwrap();
+    assert_eq!((stored.created, stored.updated, stored.description), (t(0), t(5), None), "re-applied in place");
+    let paused = store.set_automation_enabled(&name, false).await.unwrap().unwrap();
+    assert!(!paused.enabled);
+    assert!(store.set_automation_enabled("no-such-automation", false).await.unwrap().is_none());
+    store.set_automation_enabled(&name, true).await.unwrap();
+    assert!(store.list_automations().await.unwrap().iter().any(|x| x.name == name && x.enabled));
+
+    let outbox = store.outbox().expect("a local store has an outbox");
+    // The state history as a stream: flow runs only, in order.
+    let f = flow("outbox-flow", "1");
+    let fr = flow_run(&f, "failing-run", 1, State::running(t(1)));
+    let tr = task_run(&fr, "extract", 0, 1);
+    let before = outbox.last_state_event().await.unwrap();
+    let history = |run: &FlowRun, kind, state: State| StateRecord { run_id: run.id, kind, state };
+    store
+        .record(&WriteBatch {
+            flows: vec![f.clone()],
+            flow_runs: vec![fr.clone()],
+            task_runs: vec![tr.clone()],
+            states: vec![
+                history(&fr, RunKind::Flow, State::running(t(1))),
+                StateRecord { run_id: tr.id, kind: RunKind::Task, state: State::failed(t(2), "task") },
+                history(&fr, RunKind::Flow, State::failed(t(3), "boom")),
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let events = outbox.read_state_events(before, 100).await.unwrap();
+    assert_eq!(events.len(), 2, "task states are not flow events");
+    assert!(events[0].0 < events[1].0);
+    assert_eq!(events[1].1.state.name, "Failed");
+    assert!(outbox.last_state_event().await.unwrap() >= events[1].0);
+    assert_eq!(outbox.read_state_events(events[0].0, 1).await.unwrap()[0].0, events[1].0);
+
+    let cursor = format!("cursor-{name}");
+    assert_eq!(outbox.read_cursor(&cursor).await.unwrap(), None);
+    outbox.write_cursor(&cursor, 41).await.unwrap();
+    outbox.write_cursor(&cursor, 42).await.unwrap();
+    assert_eq!(outbox.read_cursor(&cursor).await.unwrap(), Some(42));
+
+    // Deliveries: once per (automation, event, action), claimed once, retried, finished.
+    let event = AutomationEvent {
+        kind: "flow-run-state".into(),
+        key: format!("state:{}", events[1].0),
+        occurred: t(3),
+        summary: "failing-run failed".into(),
+        flow_run: Some(fr.clone()),
+        state: Some(State::failed(t(3), "boom")),
+        deployment: None,
+        work_pool: None,
+        worker: None,
+    };
+    let now = Utc::now();
+    let deliveries = Delivery::for_event(&a, &event, now);
+    assert_eq!(outbox.enqueue_deliveries(&deliveries).await.unwrap(), 2);
+    assert_eq!(outbox.enqueue_deliveries(&Delivery::for_event(&a, &event, now)).await.unwrap(), 0, "deduplicated");
+    let mut ghost = a.clone();
+    ghost.id = automation_id_for_name("deleted-meanwhile");
+    assert_eq!(outbox.enqueue_deliveries(&Delivery::for_event(&ghost, &event, now)).await.unwrap(), 0);
+
+    let lease = std::time::Duration::from_secs(60);
+    let claimed = outbox.claim_deliveries(now, lease, 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert_eq!(claimed[0].event, event, "the event comes back as it was recorded");
+    assert_eq!(claimed[0].automation, name);
+    assert!(outbox.claim_deliveries(now, lease, 10).await.unwrap().is_empty(), "claimed deliveries are leased");
+    let (notify, cancel) = if claimed[0].action_index == 0 { (&claimed[0], &claimed[1]) } else { (&claimed[1], &claimed[0]) };
+    outbox
+        .finish_delivery(notify.id, &DeliveryOutcome::Retry { at: now, error: "receiver down (connection refused)".into() })
+        .await
+        .unwrap();
+    outbox.finish_delivery(cancel.id, &DeliveryOutcome::Failed { error: "the run is over".into() }).await.unwrap();
+    let status = store.read_automation(&name).await.unwrap().unwrap().status;
+    assert_eq!((status.pending, status.failed, status.delivered), (1, 1, 0));
+    assert!(status.last_error.is_some() && status.last_error_at.is_some());
+    let again = outbox.claim_deliveries(now, lease, 10).await.unwrap();
+    assert_eq!(again.len(), 1, "the retry is due again");
+    assert_eq!(again[0].attempts, 1);
+    let at = Utc::now().trunc_subsecs(3);
+    outbox.finish_delivery(again[0].id, &DeliveryOutcome::Delivered { at }).await.unwrap();
+    let status = store.read_automation(&name).await.unwrap().unwrap().status;
+    assert_eq!((status.pending, status.failed, status.delivered), (0, 1, 1));
+    assert_eq!(status.last_delivered, Some(at));
+    let listed = store.list_deliveries(&name, 10).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().any(|d| d.status == DeliveryStatus::Delivered && d.attempts == 2));
+
+    assert!(store.delete_automation(&name).await.unwrap());
+    assert!(!store.delete_automation(&name).await.unwrap());
+    assert!(store.list_deliveries(&name, 10).await.unwrap().is_empty(), "deliveries go with their automation");
 }
 
 pub async fn concurrency_slots_are_leased_atomically(store: &dyn Store) {

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use headwater_core::{
-    Acquired, Artifact, BlockDocument, BlockType, ConcurrencyLimit, Dataset, DatasetVersion, Deployment, Flow, FlowRun,
+    Acquired, Artifact, Automation, Delivery, DeliveryOutcome, BlockDocument, BlockType, ConcurrencyLimit, Dataset, DatasetVersion, Deployment, Flow, FlowRun,
     Heartbeat, LogLevel, LogRecord, SlotRequest, StateRecord, StateType, TaskRun, Variable, WorkPool, WorkQueue,
     WorkerStatus,
 };
@@ -165,6 +165,8 @@ pub struct FlowRunFilter {
     pub state_names: Vec<String>,
     pub flow_name: Option<String>,
     pub parent_flow_run_id: Option<Uuid>,
+    /// Only runs of this deployment.
+    pub deployment_id: Option<Uuid>,
     /// Keyset pagination: only runs listed after this one.
     pub before: Option<Cursor>,
     /// At most this many runs (default 200).
@@ -178,6 +180,7 @@ impl Default for FlowRunFilter {
             state_names: Vec::new(),
             flow_name: None,
             parent_flow_run_id: None,
+            deployment_id: None,
             before: None,
             limit: 200,
         }
@@ -423,6 +426,51 @@ pub trait ConcurrencyStore: Send + Sync {
     async fn release_lease(&self, id: Uuid) -> Result<bool>;
 }
 
+/// Automations, as people manage them.
+#[async_trait]
+pub trait AutomationStore: Send + Sync {
+    /// Creates or replaces the automation of that name (its id and creation
+    /// time stay).
+    async fn apply_automation(&self, automation: &Automation) -> Result<Automation>;
+    /// Every automation with its delivery status, by name.
+    async fn list_automations(&self) -> Result<Vec<Automation>>;
+    async fn read_automation(&self, name: &str) -> Result<Option<Automation>>;
+    /// Pauses or resumes it; None if there is no such automation.
+    async fn set_automation_enabled(&self, name: &str, enabled: bool) -> Result<Option<Automation>>;
+    /// Removes it with its deliveries.
+    async fn delete_automation(&self, name: &str) -> Result<bool>;
+    /// An automation's most recent deliveries, newest first.
+    async fn list_deliveries(&self, automation: &str, limit: u32) -> Result<Vec<Delivery>>;
+    /// The engine's side of the store, where the database is local (a
+    /// client of the server has none: the server runs automations).
+    fn outbox(&self) -> Option<&dyn AutomationOutbox> {
+        None
+    }
+}
+
+/// What the automation engine reads and writes: the flow-run state history
+/// as a stream, its cursor, and the outbox of deliveries.
+#[async_trait]
+pub trait AutomationOutbox: Send + Sync {
+    /// Flow-run state records with a sequence number above `after`, in order.
+    async fn read_state_events(&self, after: i64, limit: u32) -> Result<Vec<(i64, StateRecord)>>;
+    /// The highest sequence number of the state history (0 when empty).
+    async fn last_state_event(&self) -> Result<i64>;
+    async fn read_cursor(&self, name: &str) -> Result<Option<i64>>;
+    async fn write_cursor(&self, name: &str, value: i64) -> Result<()>;
+    /// Adds deliveries, except those whose (automation, event key, action)
+    /// is already there: an event is delivered once however often it is
+    /// seen. Returns how many were added.
+    async fn enqueue_deliveries(&self, deliveries: &[Delivery]) -> Result<usize>;
+    /// Takes up to `limit` pending deliveries due by `now`, moving their next
+    /// attempt to `now + lease` so no one else takes them meanwhile (nor
+    /// after a crash, until the lease is over).
+    async fn claim_deliveries(&self, now: DateTime<Utc>, lease: std::time::Duration, limit: u32)
+        -> Result<Vec<Delivery>>;
+    /// Records how an attempt ended.
+    async fn finish_delivery(&self, id: Uuid, outcome: &DeliveryOutcome) -> Result<()>;
+}
+
 /// A complete store.
 pub trait Store:
     RunRecorder
@@ -436,6 +484,7 @@ pub trait Store:
     + BlockStore
     + DatasetStore
     + ConcurrencyStore
+    + AutomationStore
 {
 }
 impl<
@@ -449,7 +498,8 @@ impl<
             + ArtifactStore
             + BlockStore
             + DatasetStore
-            + ConcurrencyStore,
+            + ConcurrencyStore
+            + AutomationStore,
     > Store for T
 {
 }

@@ -1,6 +1,8 @@
 //! The PostgreSQL store: the same contract as SQLite, in native types
 //! (UUID, TIMESTAMPTZ, JSONB) so the tables read well from plain SQL.
 
+mod automations;
+
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
@@ -42,6 +44,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("migrations/0008_blocks.sql")),
     (9, include_str!("migrations/0009_datasets.sql")),
     (10, include_str!("migrations/0010_concurrency.sql")),
+    (11, include_str!("migrations/0011_automations.sql")),
 ];
 
 /// PostgreSQL allows 65535 bound values per statement.
@@ -1086,6 +1089,9 @@ impl RunReader for PostgresStore {
         }
         if let Some(parent) = f.parent_flow_run_id {
             q.push(" AND parent_flow_run_id = ").push_bind(parent);
+        }
+        if let Some(d) = f.deployment_id {
+            q.push(" AND deployment_id = ").push_bind(d);
         }
         if let Some(crate::Cursor { created, id }) = f.before {
             q.push(" AND (created, id) < (").push_bind(created).push(", ").push_bind(id).push(")");

@@ -2,6 +2,8 @@
 //! IMMEDIATE` writes, so several flow processes can write one database at
 //! once without "database is locked" failures.
 
+mod automations;
+
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -44,6 +46,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("migrations/0008_blocks.sql")),
     (9, include_str!("migrations/0009_datasets.sql")),
     (10, include_str!("migrations/0010_concurrency.sql")),
+    (11, include_str!("migrations/0011_automations.sql")),
 ];
 
 /// SQLite allows 32766 bound values per statement; stay well below it.
@@ -1173,6 +1176,9 @@ impl RunReader for SqliteStore {
         }
         if let Some(parent) = f.parent_flow_run_id {
             q.push(" AND parent_flow_run_id = ").push_bind(parent.to_string());
+        }
+        if let Some(d) = f.deployment_id {
+            q.push(" AND deployment_id = ").push_bind(d.to_string());
         }
         if let Some(crate::Cursor { created, id }) = f.before {
             q.push(" AND (created, id) < (").push_bind(micros(created)).push(", ").push_bind(id.to_string()).push(")");
