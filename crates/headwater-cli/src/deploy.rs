@@ -87,11 +87,16 @@ pub async fn deploy(args: DeployArgs, store: &dyn Store) -> Result<()> {
         Default::default()
     };
     let variables = |name: &str| known.get(name).cloned();
+    // Checked before anything is applied, so a bad automation stops the
+    // deployments too.
+    let automations = crate::automations::read_automations(&shown, &document)?;
     let deployments = {
         let templates = Templates { env: &env, variables: &variables };
         parse_manifest_with(&shown, document, &templates, Utc::now())?
     };
-    let chosen: Vec<Deployment> = if args.all {
+    let chosen: Vec<Deployment> = if deployments.is_empty() && !automations.is_empty() {
+        Vec::new()
+    } else if args.all {
         deployments
     } else if args.names.is_empty() {
         match deployments.len() {
@@ -129,6 +134,7 @@ pub async fn deploy(args: DeployArgs, store: &dyn Store) -> Result<()> {
             println!("  the deployment is paused: `headwater deployment resume {}`", stored.name);
         }
     }
+    crate::automations::apply(store, &automations).await?;
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! deployments, run the server. A library so it can be driven in-process
 //! (`run_from`); `main.rs` is the binary.
 
+mod automations;
 mod blocks;
 mod concurrency;
 mod datasets;
@@ -91,6 +92,9 @@ enum Command {
     /// Concurrency limits on task tags and named slots (rate limits too).
     #[command(subcommand, name = "concurrency-limit")]
     ConcurrencyLimit(concurrency::ConcurrencyLimitCmd),
+    /// Automations: notify on failures, run or pause things when runs, workers or deployments need it.
+    #[command(subcommand)]
+    Automation(automations::AutomationCmd),
 }
 
 #[derive(Subcommand)]
@@ -287,7 +291,11 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Variable(cmd) => variables::run_variable(cmd, open(&settings).await?.as_ref()).await,
         Command::Artifact(cmd) => variables::run_artifact(cmd, open(&settings).await?.as_ref()).await,
         Command::ConcurrencyLimit(cmd) => concurrency::run(cmd, open(&settings).await?.as_ref()).await,
-        Command::Worker(WorkerCmd::Start(args)) => worker::start(args, open(&settings).await?, &settings).await,
+        Command::Automation(cmd) => automations::run(cmd, open(&settings).await?.as_ref()).await,
+        Command::Worker(WorkerCmd::Start(args)) => {
+            log_to_stderr(&settings);
+            worker::start(args, open(&settings).await?, &settings).await
+        }
         Command::TaskRun(TaskRunCmd::Ls { flow_run, out }) => {
             let store = open(&settings).await?;
             let run = store.resolve_flow_run(&flow_run).await?;
@@ -302,6 +310,7 @@ async fn run(cli: Cli) -> Result<()> {
                     text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from),
                 );
             }
+            log_to_stderr(&settings);
             let database = database_url.unwrap_or_else(|| settings.database_path().display().to_string());
             let store = headwater_store::open_with_key(&database, Some(&secret_key(&settings)?)).await?;
             let heartbeat_timeout = settings.heartbeat_timeout();
@@ -312,6 +321,8 @@ async fn run(cli: Cli) -> Result<()> {
                 allow_unauthenticated_remote,
                 heartbeat_timeout,
                 late_after: settings.late_after(),
+                ui_url: settings.ui_url().map(str::to_string),
+                ..Default::default()
             };
             let listener = headwater_server::bind(&config).await?;
             let addr = listener.local_addr()?;
@@ -552,4 +563,16 @@ async fn flow_run(cmd: FlowRunCmd, store: &dyn Store) -> Result<()> {
             }
         }
     }
+}
+
+/// The server's and the worker's own events (crashed runs, automation
+/// deliveries that failed, …) go to stderr at HEADWATER_LOGGING_LEVEL.
+fn log_to_stderr(settings: &Settings) {
+    let level = match settings.logging_level() {
+        "DEBUG" => tracing::Level::DEBUG,
+        "WARNING" => tracing::Level::WARN,
+        "ERROR" | "CRITICAL" => tracing::Level::ERROR,
+        _ => tracing::Level::INFO,
+    };
+    let _ = tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).with_target(false).try_init();
 }

@@ -116,6 +116,18 @@ fn child_settings(settings: &Settings) -> Vec<(&'static str, String)> {
 
 pub async fn start(args: WorkerArgs, store: Arc<dyn Store>, settings: &Settings) -> Result<()> {
     let store_handle = store.clone();
+    // Embedded, nobody else watches for automations' events: the worker
+    // does (with a server, the server does).
+    let _automations = store.outbox().is_some().then(|| {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let config = headwater_automations::EngineConfig {
+            ui_url: settings.ui_url().unwrap_or("http://127.0.0.1:4200").to_string(),
+            ..Default::default()
+        };
+        let engine = headwater_automations::Engine::new(store.clone(), config);
+        tokio::spawn(engine.run(Duration::from_secs(1), stop.clone()));
+        stop.drop_guard()
+    });
     let store = store.as_ref();
     let inherited = child_settings(settings);
     let worker_name = args.name.clone().unwrap_or_else(|| {

@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use headwater_core::{
-    Acquired, Artifact, Automation, BlockDocument, Delivery, BlockType, ConcurrencyLimit, Dataset, DatasetVersion, Deployment, Flow, FlowRun,
-    LogRecord, SlotRequest, StateRecord, TaskRun, Variable, WorkPool, WorkQueue, WorkerStatus,
+    Acquired, Artifact, Automation, BlockDocument, BlockType, ConcurrencyLimit, Dataset, DatasetVersion, Delivery,
+    Deployment, Flow, FlowRun, LogRecord, SlotRequest, StateRecord, TaskRun, Variable, WorkPool, WorkQueue,
+    WorkerStatus,
 };
 use headwater_store::{
-    ArtifactFilter, ArtifactStore, AutomationStore, BlockStore, ConcurrencyStore, DatasetStore, DeploymentStore, FlowRunFilter,
-    LogFilter, Result, RunQueue, RunReader, RunReaper, RunRecorder, StoreError, VariableStore, WorkPoolStore,
-    WriteBatch,
+    ArtifactFilter, ArtifactStore, AutomationStore, BlockStore, ConcurrencyStore, DatasetStore, DeploymentStore,
+    FlowRunFilter, LogFilter, Result, RunQueue, RunReader, RunReaper, RunRecorder, StoreError, VariableStore,
+    WorkPoolStore, WriteBatch,
 };
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;

@@ -94,6 +94,11 @@ pub const KNOWN: &[SettingInfo] = &[
         help: "a live run silent this long is marked CRASHED (default 60)",
         in_profile: true,
     },
+    SettingInfo {
+        name: "HEADWATER_UI_URL",
+        help: "the web UI's address as people reach it, for links in notifications (default: the server's)",
+        in_profile: true,
+    },
 ];
 
 fn info(name: &str) -> Result<&'static SettingInfo> {
@@ -216,7 +221,9 @@ impl Profiles {
 fn validate(key: &str, value: &str) -> Result<()> {
     let bad = |reason: &str| ConfigError::InvalidValue { setting: key.into(), reason: reason.into() };
     match key {
-        "HEADWATER_API_URL" if !(value.starts_with("http://") || value.starts_with("https://")) => {
+        "HEADWATER_API_URL" | "HEADWATER_UI_URL"
+            if !(value.starts_with("http://") || value.starts_with("https://")) =>
+        {
             Err(bad(&format!("'{value}' is not an http:// or https:// URL")))
         }
         "HEADWATER_LOGGING_LEVEL"
@@ -370,6 +377,12 @@ impl Settings {
                 .map_err(|source| ConfigError::Read { path, source }),
             Err(e) => Err(write_err(e)),
         }
+    }
+
+    /// Where people reach the web UI, for links (None: derive it from the
+    /// server's address).
+    pub fn ui_url(&self) -> Option<&str> {
+        self.get("HEADWATER_UI_URL")
     }
 
     pub fn api_url(&self) -> Option<&str> {

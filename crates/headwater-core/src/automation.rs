@@ -193,8 +193,8 @@ pub struct Automation {
     pub created: DateTime<Utc>,
     #[serde(default = "epoch")]
     pub updated: DateTime<Utc>,
-    /// Filled in by the store when read.
-    #[serde(default, skip_deserializing)]
+    /// Filled in by the store when read; ignored when saved.
+    #[serde(default)]
     pub status: AutomationStatus,
 }
 
@@ -243,8 +243,8 @@ impl Automation {
                     return Err("trigger.states: name at least one state, e.g. [Failed, Crashed]".into());
                 }
                 for (i, s) in states.iter().enumerate() {
-                    let known = s.parse::<StateType>().is_ok()
-                        || KNOWN_STATE_NAMES.iter().any(|n| n.eq_ignore_ascii_case(s));
+                    let known =
+                        s.parse::<StateType>().is_ok() || KNOWN_STATE_NAMES.iter().any(|n| n.eq_ignore_ascii_case(s));
                     if !known {
                         return Err(format!(
                             "trigger.states[{i}]: unknown state '{s}' (expected a state type such as FAILED or a \
@@ -296,7 +296,9 @@ impl Automation {
     pub fn matches_run(&self, run: &FlowRun, deployment: Option<&str>) -> bool {
         let (flows, deployments, tags, work_pools) = match &self.trigger {
             Trigger::FlowRunState { flows, deployments, tags, work_pools, .. }
-            | Trigger::FlowRunSla { flows, deployments, tags, work_pools, .. } => (flows, deployments, tags, work_pools),
+            | Trigger::FlowRunSla { flows, deployments, tags, work_pools, .. } => {
+                (flows, deployments, tags, work_pools)
+            }
             _ => return false,
         };
         let any_of = |wanted: &Vec<String>, have: Option<&str>| {
@@ -418,11 +420,18 @@ impl Delivery {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum DeliveryOutcome {
-    Delivered { at: DateTime<Utc> },
+    Delivered {
+        at: DateTime<Utc>,
+    },
     /// Try again at `at`.
-    Retry { at: DateTime<Utc>, error: String },
+    Retry {
+        at: DateTime<Utc>,
+        error: String,
+    },
     /// Give up.
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
 }
 
 /// Deliveries are retried this long after the event, then given up.
@@ -511,13 +520,16 @@ mod tests {
         let e = parse(base(json!({"type": "flow-run-sla", "after": "soon"}), notify.clone())).unwrap_err();
         assert!(e.contains("invalid duration 'soon'"), "{e}");
         let a = parse(base(json!({"type": "flow-run-sla", "after": "1h30m"}), notify)).unwrap();
-        assert_eq!(a.trigger, Trigger::FlowRunSla {
-            after: Seconds(5400),
-            flows: vec![],
-            deployments: vec![],
-            tags: vec![],
-            work_pools: vec![]
-        });
+        assert_eq!(
+            a.trigger,
+            Trigger::FlowRunSla {
+                after: Seconds(5400),
+                flows: vec![],
+                deployments: vec![],
+                tags: vec![],
+                work_pools: vec![]
+            }
+        );
     }
 
     #[test]

@@ -32,8 +32,8 @@ pub use cache::{CacheKey, CachePolicy};
 pub use concurrency::{Acquired, ConcurrencyLimit, SlotLease, SlotRequest};
 pub use dataset::{Column, Dataset, DatasetVersion};
 pub use deployment::{
-    parse_automations, parse_manifest, parse_manifest_with, CollisionStrategy, Deployment, DeploymentSchedule, ManifestError, PullStep,
-    Templates,
+    parse_automations, parse_manifest, parse_manifest_with, CollisionStrategy, Deployment, DeploymentSchedule,
+    ManifestError, PullStep, Templates,
 };
 pub use error::{CoreError, Result};
 pub use model::{

@@ -1,7 +1,8 @@
 //! The Headwater server: a REST API under `/api` over any store.
 //!
 //! Handlers are thin: they extract, call the store through its traits and
-//! map errors. The OpenAPI document is generated from the handlers and
+//! map errors. Beside the API run the scheduler, the reaper of crashed runs
+//! and the automation engine. The OpenAPI document is generated from the handlers and
 //! served at `/api/openapi.json`, with a page to browse it at `/api/docs`.
 
 mod api;
@@ -35,6 +36,11 @@ pub struct ServerConfig {
     pub heartbeat_timeout: Duration,
     /// Scheduled runs not started this long after they were due are Late.
     pub late_after: Duration,
+    /// Where people reach the UI, for links in notifications (default:
+    /// the address the server listens on).
+    pub ui_url: Option<String>,
+    /// How often automations look for new events and due deliveries.
+    pub automation_tick: Duration,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +52,8 @@ impl Default for ServerConfig {
             allow_unauthenticated_remote: false,
             heartbeat_timeout: Duration::from_secs(60),
             late_after: Duration::from_secs(scheduler::LATE_AFTER_SECONDS),
+            ui_url: None,
+            automation_tick: Duration::from_secs(1),
         }
     }
 }
@@ -88,6 +96,21 @@ pub async fn serve(
     let wake = api::Wake::default();
     let reaper = tokio::spawn(reap_loop(store.clone(), wake.clone(), config.heartbeat_timeout, stop.clone()));
     let scheduling = tokio::spawn(schedule_loop(store.clone(), wake.clone(), config.late_after, stop.clone()));
+    let ui_url = match (&config.ui_url, listener.local_addr()) {
+        (Some(u), _) => u.clone(),
+        (None, Ok(addr)) => format!("http://{addr}"),
+        (None, Err(_)) => format!("http://{}:{}", config.host, config.port),
+    };
+    let woken = wake.clone();
+    let engine = headwater_automations::Engine::new(
+        store.clone(),
+        headwater_automations::EngineConfig {
+            ui_url,
+            on_runs_created: Some(Arc::new(move || woken.notify_waiters())),
+            ..Default::default()
+        },
+    );
+    let automations = tokio::spawn(engine.run(config.automation_tick, stop.clone()));
     let served = axum::serve(listener, app_with_wake(store, config.api_keys.clone(), wake))
         .with_graceful_shutdown(shutdown)
         .await
@@ -95,6 +118,7 @@ pub async fn serve(
     stop.cancel();
     let _ = reaper.await;
     let _ = scheduling.await;
+    let _ = automations.await;
     served
 }
 

@@ -23,9 +23,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use headwater_core::{
-    Acquired, Artifact, Automation, Delivery, DeliveryOutcome, BlockDocument, BlockType, ConcurrencyLimit, Dataset, DatasetVersion, Deployment, Flow, FlowRun,
-    Heartbeat, LogLevel, LogRecord, SlotRequest, StateRecord, StateType, TaskRun, Variable, WorkPool, WorkQueue,
-    WorkerStatus,
+    Acquired, Artifact, Automation, BlockDocument, BlockType, ConcurrencyLimit, Dataset, DatasetVersion, Delivery,
+    DeliveryOutcome, Deployment, Flow, FlowRun, Heartbeat, LogLevel, LogRecord, SlotRequest, StateRecord, StateType,
+    TaskRun, Variable, WorkPool, WorkQueue, WorkerStatus,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -465,10 +465,17 @@ pub trait AutomationOutbox: Send + Sync {
     /// Takes up to `limit` pending deliveries due by `now`, moving their next
     /// attempt to `now + lease` so no one else takes them meanwhile (nor
     /// after a crash, until the lease is over).
-    async fn claim_deliveries(&self, now: DateTime<Utc>, lease: std::time::Duration, limit: u32)
-        -> Result<Vec<Delivery>>;
+    async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<Delivery>>;
     /// Records how an attempt ended.
     async fn finish_delivery(&self, id: Uuid, outcome: &DeliveryOutcome) -> Result<()>;
+    /// Removes delivered and failed deliveries created before `before`;
+    /// returns how many.
+    async fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<u64>;
 }
 
 /// A complete store.

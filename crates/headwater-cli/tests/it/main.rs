@@ -6,6 +6,8 @@ use std::process::{Command, Output};
 use headwater::prelude::*;
 use serde_json::Value;
 
+mod automations;
+
 const BIN: &str = env!("CARGO_BIN_EXE_headwater");
 
 fn hw(home: &Path, args: &[&str]) -> Output {

@@ -77,8 +77,7 @@ impl AutomationStore for PostgresStore {
     }
 
     async fn list_automations(&self) -> Result<Vec<Automation>> {
-        let rows =
-            sqlx::query(&format!("{AUTOMATIONS_WITH_STATUS} ORDER BY a.name")).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&format!("{AUTOMATIONS_WITH_STATUS} ORDER BY a.name")).fetch_all(&self.pool).await?;
         rows.iter().map(automation_from).collect()
     }
 
@@ -245,5 +244,13 @@ impl AutomationOutbox for PostgresStore {
         };
         q.bind(id).execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM automation_deliveries WHERE status <> 'pending' AND created < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 }

@@ -83,8 +83,7 @@ impl AutomationStore for SqliteStore {
     }
 
     async fn list_automations(&self) -> Result<Vec<Automation>> {
-        let rows =
-            sqlx::query(&format!("{AUTOMATIONS_WITH_STATUS} ORDER BY a.name")).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&format!("{AUTOMATIONS_WITH_STATUS} ORDER BY a.name")).fetch_all(&self.pool).await?;
         rows.iter().map(automation_from).collect()
     }
 
@@ -267,5 +266,14 @@ impl AutomationOutbox for SqliteStore {
         };
         q.bind(id.to_string()).execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<u64> {
+        let _writing = self.writer.lock().await;
+        let done = sqlx::query("DELETE FROM automation_deliveries WHERE status <> 'pending' AND created < ?")
+            .bind(micros(before))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 }

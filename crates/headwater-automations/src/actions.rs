@@ -1,0 +1,108 @@
+//! Carrying out one delivery's action.
+
+use chrono::Utc;
+use headwater_core::{Action, Delivery, FlowRun, State, StateType};
+use headwater_store::record_flow_run_state;
+
+use crate::notify::{self, Failure, Message};
+use crate::templates::context;
+use crate::Engine;
+
+fn store_failure(e: headwater_store::StoreError) -> Failure {
+    Failure::transient(format!("the store: {e}"))
+}
+
+pub(crate) async fn perform(engine: &Engine, d: &Delivery) -> Result<(), Failure> {
+    let store = engine.store.as_ref();
+    match &d.action {
+        Action::Notify { block, subject, body, to } => {
+            let doc = store
+                .read_block(block, true)
+                .await
+                .map_err(store_failure)?
+                .ok_or_else(|| Failure::permanent(format!("there is no block named '{block}'")))?;
+            let ctx = context(&d.automation, &d.event, &engine.config.ui_url);
+            let message = Message { subject: subject.as_deref(), body: body.as_deref(), to, context: &ctx };
+            notify::send(&engine.http, &doc, &message).await
+        }
+        Action::RunDeployment { deployment, parameters } => {
+            let name = deployment
+                .clone()
+                .or_else(|| d.event.deployment.clone())
+                .ok_or_else(|| Failure::permanent("the event is about no deployment, and the action names none"))?;
+            let dep = store
+                .read_deployment(&name)
+                .await
+                .map_err(store_failure)?
+                .ok_or_else(|| Failure::permanent(format!("there is no deployment named '{name}'")))?;
+            let now = Utc::now();
+            let mut run = dep.manual_run(&serde_json::Value::Object(parameters.clone()), now, now, rand_seed(d));
+            // A delivery carried out twice (a crash before it was marked)
+            // still starts one run.
+            run.idempotency_key = Some(format!("automation:{}", d.id));
+            let created = store.enqueue_runs(&[run]).await.map_err(store_failure)?;
+            if created > 0 {
+                if let Some(wake) = &engine.config.on_runs_created {
+                    wake();
+                }
+            }
+            Ok(())
+        }
+        Action::CancelRun => {
+            let run = current_run(engine, d).await?;
+            let state = headwater_core::transition::cancellation(
+                &format!("flow run '{}'", run.name),
+                run.state.state_type,
+                Utc::now(),
+            )
+            .map_err(|e| Failure::permanent(e.to_string()))?;
+            record_flow_run_state(store, run, state).await.map_err(store_failure)?;
+            Ok(())
+        }
+        Action::PauseRun => {
+            let run = current_run(engine, d).await?;
+            if run.state.state_type != StateType::Scheduled {
+                return Err(Failure::permanent(format!(
+                    "flow run '{}' is {}: only a run that has not started can be paused",
+                    run.name, run.state.name
+                )));
+            }
+            let state = State::paused(Utc::now()).with_message(format!("paused by automation '{}'", d.automation));
+            record_flow_run_state(store, run, state).await.map_err(store_failure)?;
+            Ok(())
+        }
+        Action::PauseSchedule { deployment } => {
+            let name = deployment
+                .clone()
+                .or_else(|| d.event.deployment.clone())
+                .ok_or_else(|| Failure::permanent("the event is about no deployment, and the action names none"))?;
+            let mut dep = store
+                .read_deployment(&name)
+                .await
+                .map_err(store_failure)?
+                .ok_or_else(|| Failure::permanent(format!("there is no deployment named '{name}'")))?;
+            if !dep.paused {
+                dep.paused = true;
+                dep.updated = Utc::now();
+                store.apply_deployment(&dep).await.map_err(store_failure)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The run the event is about, as it is now.
+async fn current_run(engine: &Engine, d: &Delivery) -> Result<FlowRun, Failure> {
+    let id = d.event.flow_run.as_ref().map(|r| r.id).ok_or_else(|| Failure::permanent("the event is about no run"))?;
+    engine
+        .store
+        .read_flow_run(id)
+        .await
+        .map_err(store_failure)?
+        .ok_or_else(|| Failure::permanent(format!("flow run {id} no longer exists")))
+}
+
+/// Run names are picked from a seed; the delivery's id is random enough.
+fn rand_seed(d: &Delivery) -> u64 {
+    d.id.as_u128() as u64
+}

@@ -1,0 +1,213 @@
+//! The engine against a real (SQLite) store: each trigger fires once per
+//! event, and each store-side action does what it says.
+
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use headwater_core::{
+    parse_manifest, Automation, DeliveryStatus, Deployment, FlowRun, RunKind, State, StateRecord, StateType,
+};
+use headwater_store::{SqliteStore, Store, WriteBatch};
+use serde_json::json;
+
+use crate::{Engine, EngineConfig};
+
+async fn store() -> (tempfile::TempDir, Arc<dyn Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("hw.db")).await.unwrap();
+    (dir, Arc::new(store))
+}
+
+fn automation(v: serde_json::Value, created_ago: Duration) -> Automation {
+    let mut a: Automation = serde_json::from_value(v).unwrap();
+    crate::check(&a).unwrap();
+    a.id = headwater_core::automation_id_for_name(&a.name);
+    a.created = Utc::now() - created_ago;
+    a.updated = a.created;
+    a
+}
+
+async fn deployment(store: &dyn Store, name: &str, created_ago: Duration) -> Deployment {
+    let doc = json!({"deployments": [{"name": name, "flow": "etl", "entrypoint": "./etl",
+        "schedules": [{"interval": "1h"}], "work_pool": {"name": "local"}}]});
+    let mut d = parse_manifest("headwater.yaml", doc, &|_| None, Utc::now() - created_ago).unwrap().remove(0);
+    d.created = Utc::now() - created_ago;
+    store.apply_deployment(&d).await.unwrap()
+}
+
+async fn states(store: &dyn Store, run: &FlowRun, list: Vec<State>) {
+    let mut snapshot = run.clone();
+    snapshot.state = list.last().unwrap().clone();
+    let states = list.into_iter().map(|state| StateRecord { run_id: run.id, kind: RunKind::Flow, state }).collect();
+    store.record(&WriteBatch { flow_runs: vec![snapshot], states, ..Default::default() }).await.unwrap();
+}
+
+async fn deliveries(store: &dyn Store, name: &str) -> Vec<headwater_core::Delivery> {
+    store.list_deliveries(name, 100).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_failed_run_notifies_once_and_a_missing_block_is_a_visible_error() {
+    let (_dir, store) = store().await;
+    let mut engine = Engine::new(store.clone(), EngineConfig::default());
+    engine.tick().await.unwrap(); // starts the cursor here
+    let a = automation(
+        json!({"name": "on-failure", "trigger": {"type": "flow-run-state", "states": ["Failed"], "flows": ["etl"]},
+               "actions": [{"type": "notify", "block": "nowhere"}]}),
+        Duration::seconds(1),
+    );
+    store.apply_automation(&a).await.unwrap();
+    let d = deployment(store.as_ref(), "etl-hourly", Duration::zero()).await;
+    let now = Utc::now();
+    let run = d.manual_run(&json!({}), now, now, 7);
+    let mut other = d.manual_run(&json!({}), now, now, 8);
+    other.flow_name = "other".into();
+    states(store.as_ref(), &run, vec![State::running(now), State::failed(now, "boom")]).await;
+    states(store.as_ref(), &other, vec![State::failed(now, "not watched")]).await;
+    let t = engine.tick().await.unwrap();
+    assert_eq!((t.events, t.enqueued, t.failed), (3, 1, 1), "{t:?}");
+    engine.tick().await.unwrap();
+    // A fresh engine (a restart) reads on from the stored cursor.
+    let mut restarted = Engine::new(store.clone(), EngineConfig::default());
+    assert_eq!(restarted.tick().await.unwrap().enqueued, 0);
+    let ds = deliveries(store.as_ref(), "on-failure").await;
+    assert_eq!(ds.len(), 1, "one event, one action, one delivery");
+    assert_eq!(ds[0].status, DeliveryStatus::Failed);
+    assert_eq!(ds[0].event.deployment.as_deref(), Some("etl-hourly"));
+    assert!(ds[0].event.summary.contains(&run.name) && ds[0].event.summary.contains("Failed: boom"));
+    let status = store.read_automation("on-failure").await.unwrap().unwrap().status;
+    assert_eq!(status.failed, 1);
+    assert_eq!(status.last_error.as_deref(), Some("there is no block named 'nowhere'"));
+}
+
+#[tokio::test]
+async fn an_overdue_run_breaks_its_sla_and_is_cancelled() {
+    let (_dir, store) = store().await;
+    let d = deployment(store.as_ref(), "etl-hourly", Duration::hours(1)).await;
+    let due = Utc::now() - Duration::minutes(5);
+    let mut late = d.manual_run(&json!({}), due, due, 1);
+    late.created = due;
+    let mut fresh = d.manual_run(&json!({}), Utc::now(), Utc::now(), 2);
+    fresh.created = due; // created long ago, but only due now
+    fresh.state = State::scheduled(due, Utc::now() + Duration::minutes(1));
+    store.enqueue_runs(&[late.clone(), fresh.clone()]).await.unwrap();
+    store
+        .apply_automation(&automation(
+            json!({"name": "sla", "trigger": {"type": "flow-run-sla", "after": "2m", "deployments": ["etl-hourly"]},
+                   "actions": [{"type": "cancel-run"}]}),
+            Duration::hours(1),
+        ))
+        .await
+        .unwrap();
+    let mut engine = Engine::new(store.clone(), EngineConfig::default());
+    let t = engine.tick().await.unwrap();
+    assert_eq!((t.enqueued, t.delivered), (1, 1), "{t:?}");
+    assert_eq!(store.read_flow_run(late.id).await.unwrap().unwrap().state.state_type, StateType::Cancelled);
+    assert_eq!(store.read_flow_run(fresh.id).await.unwrap().unwrap().state.state_type, StateType::Scheduled);
+    let ds = deliveries(store.as_ref(), "sla").await;
+    assert!(ds[0].event.summary.contains("still Scheduled 5m"), "{}", ds[0].event.summary);
+}
+
+#[tokio::test]
+async fn an_offline_worker_starts_a_deployment_once_per_outage() {
+    let (_dir, store) = store().await;
+    let d = deployment(store.as_ref(), "failover", Duration::hours(1)).await;
+    store.worker_heartbeat("local", "w1", Utc::now() - Duration::minutes(3)).await.unwrap();
+    store.worker_heartbeat("local", "w2", Utc::now()).await.unwrap();
+    store.worker_heartbeat("local", "ancient", Utc::now() - Duration::days(30)).await.unwrap();
+    store
+        .apply_automation(&automation(
+            json!({"name": "worker-down", "trigger": {"type": "worker-offline", "work_pools": ["local"], "after": "1m"},
+                   "actions": [{"type": "run-deployment", "deployment": "failover", "parameters": {"why": "w1"}}]}),
+            Duration::hours(1),
+        ))
+        .await
+        .unwrap();
+    store
+        .apply_automation(&automation(
+            json!({"name": "pool-down", "trigger": {"type": "work-pool-offline", "after": "1m"},
+                   "actions": [{"type": "notify", "block": "nowhere"}]}),
+            Duration::hours(1),
+        ))
+        .await
+        .unwrap();
+    let mut config = EngineConfig { periodic_every: std::time::Duration::ZERO, ..Default::default() };
+    let woken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let w = woken.clone();
+    config.on_runs_created = Some(Arc::new(move || {
+        w.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }));
+    let mut engine = Engine::new(store.clone(), config);
+    engine.tick().await.unwrap();
+    engine.tick().await.unwrap();
+    let ds = deliveries(store.as_ref(), "worker-down").await;
+    assert_eq!(ds.len(), 1, "w1 is offline (once); w2 is alive; 'ancient' died before the automation existed");
+    assert_eq!(ds[0].event.worker.as_deref(), Some("w1"));
+    assert_eq!(ds[0].status, DeliveryStatus::Delivered);
+    let runs = store.list_flow_runs(&Default::default()).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!((runs[0].deployment_id, &runs[0].parameters), (Some(d.id), &json!({"why": "w1"})));
+    assert_eq!(woken.load(std::sync::atomic::Ordering::SeqCst), 1, "workers are woken for the new run");
+    assert!(deliveries(store.as_ref(), "pool-down").await.is_empty(), "the pool still has a live worker");
+}
+
+#[tokio::test]
+async fn a_deployment_without_success_has_its_schedule_paused() {
+    let (_dir, store) = store().await;
+    deployment(store.as_ref(), "stale", Duration::days(2)).await;
+    let healthy = deployment(store.as_ref(), "healthy", Duration::days(2)).await;
+    let now = Utc::now();
+    let mut ok = healthy.manual_run(&json!({}), now, now, 3);
+    ok.end_time = Some(now - Duration::hours(2));
+    states(store.as_ref(), &ok, vec![State::completed(now - Duration::hours(2))]).await;
+    let mut ok = store.read_flow_run(ok.id).await.unwrap().unwrap();
+    ok.end_time = Some(now - Duration::hours(2));
+    store.record(&WriteBatch { flow_runs: vec![ok], ..Default::default() }).await.unwrap();
+    store
+        .apply_automation(&automation(
+            json!({"name": "dry-spell", "trigger": {"type": "deployment-no-success", "within": "1d"},
+                   "actions": [{"type": "pause-schedule"}]}),
+            Duration::days(3),
+        ))
+        .await
+        .unwrap();
+    let mut engine = Engine::new(store.clone(), EngineConfig::default());
+    engine.tick().await.unwrap();
+    assert!(store.read_deployment("stale").await.unwrap().unwrap().paused);
+    assert!(!store.read_deployment("healthy").await.unwrap().unwrap().paused);
+    let ds = deliveries(store.as_ref(), "dry-spell").await;
+    assert_eq!(ds.len(), 1);
+    assert!(ds[0].event.summary.contains("never completed a run"), "{}", ds[0].event.summary);
+}
+
+#[tokio::test]
+async fn a_late_run_is_paused_and_a_paused_automation_notices_nothing() {
+    let (_dir, store) = store().await;
+    let d = deployment(store.as_ref(), "etl-hourly", Duration::hours(1)).await;
+    let mut engine = Engine::new(store.clone(), EngineConfig::default());
+    engine.tick().await.unwrap();
+    store
+        .apply_automation(&automation(
+            json!({"name": "hold-late", "trigger": {"type": "flow-run-state", "states": ["Late"]},
+                   "actions": [{"type": "pause-run"}]}),
+            Duration::seconds(1),
+        ))
+        .await
+        .unwrap();
+    let due = Utc::now() - Duration::minutes(1);
+    let first = d.manual_run(&json!({}), due, due, 4);
+    store.enqueue_runs(std::slice::from_ref(&first)).await.unwrap();
+    store.mark_late_runs(Utc::now()).await.unwrap();
+    engine.tick().await.unwrap();
+    let paused = store.read_flow_run(first.id).await.unwrap().unwrap();
+    assert_eq!(paused.state.state_type, StateType::Paused);
+    assert_eq!(paused.state.message.as_deref(), Some("paused by automation 'hold-late'"));
+
+    store.set_automation_enabled("hold-late", false).await.unwrap();
+    let second = d.manual_run(&json!({}), due, due, 5);
+    store.enqueue_runs(std::slice::from_ref(&second)).await.unwrap();
+    store.mark_late_runs(Utc::now()).await.unwrap();
+    engine.tick().await.unwrap();
+    assert_eq!(store.read_flow_run(second.id).await.unwrap().unwrap().state.name, "Late");
+    assert_eq!(deliveries(store.as_ref(), "hold-late").await.len(), 1);
+}
