@@ -152,6 +152,9 @@ async fn failures_notify_once_even_through_outages_and_restarts() {
     let slack_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let slack_addr = slack_listener.local_addr().unwrap();
     let slack = receive_http(slack_listener);
+    let teams_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let teams_url = format!("http://{}/webhookb2/teams-s3cret", teams_listener.local_addr().unwrap());
+    let teams = receive_http(teams_listener);
     // The JSON webhook's receiver is down: its port is reserved, not served.
     let hook_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let smtp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -167,6 +170,12 @@ async fn failures_notify_once_even_through_outages_and_restarts() {
         &url,
         &["block", "create", "slack-webhook", "team-alerts", "-f", "url=env:HW_SLACK"],
         &[("HW_SLACK", &slack_url)],
+    );
+    ok_at(
+        home,
+        &url,
+        &["block", "create", "ms-teams-webhook", "teams", "-f", "url=env:HW_TEAMS"],
+        &[("HW_TEAMS", &teams_url)],
     );
     ok_at(home, &url, &["block", "create", "webhook", "ops-hook", "-f", "url=env:HW_HOOK"], &[("HW_HOOK", &hook_url)]);
     let port = format!("port={smtp_port}");
@@ -204,6 +213,9 @@ automations:
     actions:
       - type: notify
         block: team-alerts
+      - type: notify
+        block: teams
+        subject: "{{ flow.name }}: {{ flow_run.name }} {{ state.name | lower }}"
   - name: page-ops
     trigger: {type: flow-run-state, states: [FAILED], flows: [nightly-load]}
     actions:
@@ -281,10 +293,20 @@ automations:
     let hooked = hook.lock().unwrap().clone();
     assert_eq!(hooked, vec![serde_json::json!({"run": run_name, "state": "Failed", "link": link})]);
     assert_eq!(mail.lock().unwrap().len(), 1);
+    let cards = teams.lock().unwrap().clone();
+    assert_eq!(cards.len(), 1, "{cards:?}");
+    assert_eq!(cards[0]["@type"], "MessageCard");
+    assert_eq!(cards[0]["title"], format!("nightly-load: {run_name} failed"));
+    assert!(cards[0]["text"].as_str().unwrap().contains(&link), "{}", cards[0]);
 
     let listed: Value = serde_json::from_str(&ok_at(home, &url, &["automation", "ls", "--json"], &[])).unwrap();
     for a in listed.as_array().unwrap() {
-        assert_eq!((a["status"]["delivered"].as_u64(), a["status"]["pending"].as_u64()), (Some(1), Some(0)), "{a}");
+        let actions = a["actions"].as_array().unwrap().len() as u64;
+        assert_eq!(
+            (a["status"]["delivered"].as_u64(), a["status"]["pending"].as_u64()),
+            (Some(actions), Some(0)),
+            "{a}"
+        );
     }
     ok_at(home, &url, &["automation", "pause", "notify-failures"], &[]);
     assert!(ok_at(home, &url, &["automation", "ls"], &[]).contains("paused"));
