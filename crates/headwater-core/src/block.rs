@@ -170,6 +170,13 @@ pub fn validate_block(doc: &BlockDocument, t: &BlockType) -> Result<(), String> 
     check_object(&t.schema, &t.schema, &doc.data, "", 0)
 }
 
+/// Checks a JSON object against a JSON Schema of an object (required and
+/// unknown fields, types, enums, nested objects): flows' parameters as well
+/// as blocks. The message names the field.
+pub fn check_against_schema(schema: &Value, data: &Value) -> Result<(), String> {
+    check_object(schema, schema, data, "", 0)
+}
+
 fn check_object(root: &Value, schema: &Value, data: &Value, at: &str, depth: usize) -> Result<(), String> {
     let schema = resolve(root, schema);
     let Some(fields) = data.as_object() else {

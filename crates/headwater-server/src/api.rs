@@ -49,6 +49,7 @@ fn api_router() -> OpenApiRouter<Arc<dyn Store>> {
         .routes(routes!(list_deployments, apply_deployment))
         .routes(routes!(read_deployment, delete_deployment))
         .routes(routes!(enqueue_runs))
+        .routes(routes!(run_deployment))
         .routes(routes!(claim_due_run))
         .routes(routes!(mark_late_runs))
         .routes(routes!(list_work_pools, apply_work_pool))
@@ -95,11 +96,13 @@ pub(crate) fn router(store: Arc<dyn Store>, wake: Wake) -> Router {
     let api = api
         .route("/openapi.json", axum::routing::get(move || async move { Json((*doc).clone()) }))
         .route("/docs", axum::routing::get(|| async { Html(DOCS_PAGE) }))
+        // Not the UI's page: an API client asking for what does not exist gets a 404.
+        .fallback(|| async { ApiError::not_found("no such API endpoint (see /api/docs)") })
         // Recorded batches from busy flows can be large.
         .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
         .layer(Extension(wake))
         .with_state(store);
-    Router::new().nest("/api", api).layer(tower_http::trace::TraceLayer::new_for_http())
+    Router::new().nest("/api", api).merge(crate::ui::router()).layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
 #[derive(Serialize, ToSchema)]
@@ -285,6 +288,49 @@ async fn delete_deployment(State(db): Db, Path(name): Path<String>) -> Result<St
     } else {
         Err(ApiError::not_found(format!("no deployment named '{name}'")))
     }
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+struct RunRequest {
+    /// Over the deployment's own parameters.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    parameters: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Starts a run of a deployment now (a worker of its pool runs it), with
+/// parameters over the deployment's; they are checked against the flow's
+/// parameter schema when the flow has reported one, and the error names the
+/// field.
+#[utoipa::path(
+    post, path = "/deployments/{name}/runs", tag = "deployments", request_body = RunRequest,
+    params(("name" = String, Path)),
+    responses(
+        (status = 201, body = FlowRun, description = "the run, scheduled now"),
+        (status = 404, description = "no such deployment"),
+        (status = 422, description = "a parameter does not fit the flow")
+    )
+)]
+async fn run_deployment(
+    State(db): Db,
+    Extension(wake): Extension<Wake>,
+    Path(name): Path<String>,
+    Json(req): Json<RunRequest>,
+) -> Result<(StatusCode, Json<FlowRun>), ApiError> {
+    let d =
+        db.read_deployment(&name).await?.ok_or_else(|| ApiError::not_found(format!("no deployment named '{name}'")))?;
+    let now = chrono::Utc::now();
+    let seed = Uuid::now_v7().as_u128() as u64;
+    let run = d.manual_run(&serde_json::Value::Object(req.parameters), now, now, seed);
+    if let Some(flow) = db.read_flow(&d.flow_name).await? {
+        if flow.parameter_schema.get("properties").is_some() {
+            headwater_core::block::check_against_schema(&flow.parameter_schema, &run.parameters)
+                .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("parameters.{e}")))?;
+        }
+    }
+    db.enqueue_runs(std::slice::from_ref(&run)).await?;
+    wake.notify_waiters();
+    Ok((StatusCode::CREATED, Json(run)))
 }
 
 /// Creates SCHEDULED runs, skipping those whose idempotency key exists;

@@ -1,5 +1,5 @@
-//! API keys: with keys configured, every call but the health check and
-//! the API's description needs `Authorization: Bearer KEY` (or `X-API-Key`).
+//! API keys: with keys configured, every call of the API but the health
+//! check and the API's description needs `Authorization: Bearer KEY` (or `X-API-Key`).
 
 use std::sync::Arc;
 
@@ -13,7 +13,9 @@ use crate::error::ApiError;
 const OPEN_PATHS: &[&str] = &["/api/health", "/api/openapi.json", "/api/docs"];
 
 pub(crate) async fn require_key(State(keys): State<Arc<Vec<String>>>, req: Request, next: Next) -> Response {
-    if keys.is_empty() || OPEN_PATHS.contains(&req.uri().path()) {
+    // The UI's page and assets hold no data (they call the API, with the key).
+    let path = req.uri().path();
+    if keys.is_empty() || OPEN_PATHS.contains(&path) || !(path == "/api" || path.starts_with("/api/")) {
         return next.run(req).await;
     }
     let given = req

@@ -8,6 +8,7 @@
 mod api;
 mod auth;
 mod error;
+mod ui;
 /// Scheduling lives with the store so that workers and `serve` share it.
 pub use headwater_store::scheduling as scheduler;
 

@@ -1,3 +1,4 @@
 //! The server over HTTP, on ephemeral loopback ports, with real stores.
 
 mod api;
+mod ui;

@@ -1,0 +1,359 @@
+//! The web UI in a real browser: headless Chromium driven over WebDriver
+//! (chromedriver, started here), against a server with a real store.
+//! Screenshots of each page land in `$CARGO_TARGET_TMPDIR/ui-screens`.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use headwater_core::{flow_id_for_name, Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord, TaskRun};
+use headwater_server::RunningServer;
+use headwater_store::{SqliteStore, Store, WriteBatch};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+/// A WebDriver session: the handful of commands the tests use.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    _driver: DriverProcess,
+    screens: std::path::PathBuf,
+}
+
+struct DriverProcess(Child);
+
+impl Drop for DriverProcess {
+    fn drop(&mut self) {
+        // chromedriver and the browsers it started: its whole process group.
+        let _ = Command::new("kill").args(["-9", "--", &format!("-{}", self.0.id())]).status();
+        let _ = self.0.wait();
+    }
+}
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+impl Browser {
+    /// None when chromedriver is not installed (outside CI; `scripts/test`
+    /// installs it).
+    async fn start() -> Option<Browser> {
+        let driver = std::env::var("HEADWATER_TEST_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut command = Command::new(&driver);
+        command.arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let child = match command.spawn() {
+            Ok(c) => DriverProcess(c),
+            Err(e) => {
+                assert!(std::env::var("CI").is_err(), "chromedriver ({driver}) cannot start in CI: {e}");
+                eprintln!("skipped: chromedriver is not installed ({e}); ./scripts/test installs it");
+                return None;
+            }
+        };
+        headwater_client::install_tls_provider();
+        let http = reqwest::Client::new();
+        let root = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http.get(format!("{root}/status")).send().await.is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let binary = std::env::var("HEADWATER_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+            "binary": binary,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"]
+        }}}});
+        let session: Value =
+            http.post(format!("{root}/session")).json(&caps).send().await.unwrap().json().await.unwrap();
+        let id = session["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {session}")).to_string();
+        let screens = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screens");
+        std::fs::create_dir_all(&screens).unwrap();
+        Some(Browser { http, base: format!("{root}/session/{id}"), _driver: child, screens })
+    }
+
+    async fn cmd(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let mut req = self.http.request(method.clone(), format!("{}{path}", self.base));
+        if method == reqwest::Method::POST {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.unwrap();
+        let v: Value = resp.json().await.unwrap();
+        if let Some(err) = v["value"].get("error") {
+            panic!("webdriver {path}: {err}: {}", v["value"]["message"]);
+        }
+        v["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.cmd(reqwest::Method::POST, "/url", json!({ "url": url })).await;
+    }
+
+    async fn js(&self, script: &str) -> Value {
+        self.cmd(reqwest::Method::POST, "/execute/sync", json!({ "script": script, "args": [] })).await
+    }
+
+    /// Waits until `script` (an expression) is truthy; returns its value.
+    async fn wait(&self, what: &str, script: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let v = self.js(&format!("return ({script});")).await;
+            if !(v.is_null() || v == false || v == 0 || v == "") {
+                return v;
+            }
+            if Instant::now() > deadline {
+                let page = self.js("return document.body.innerText").await;
+                panic!("timed out waiting for {what}; the page says:\n{}", page.as_str().unwrap_or_default());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let v = self.cmd(reqwest::Method::POST, "/element", json!({"using": "css selector", "value": css})).await;
+        v[ELEMENT].as_str().unwrap().to_string()
+    }
+
+    async fn click(&self, css: &str) {
+        let e = self.find(css).await;
+        self.cmd(reqwest::Method::POST, &format!("/element/{e}/click"), json!({})).await;
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let e = self.find(css).await;
+        self.cmd(reqwest::Method::POST, &format!("/element/{e}/clear"), json!({})).await;
+        self.cmd(reqwest::Method::POST, &format!("/element/{e}/value"), json!({ "text": text })).await;
+    }
+
+    async fn size(&self, width: u32, height: u32) {
+        self.cmd(reqwest::Method::POST, "/window/rect", json!({"width": width, "height": height})).await;
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let b64 = self.cmd(reqwest::Method::GET, "/screenshot", Value::Null).await;
+        let png = decode_base64(b64.as_str().unwrap());
+        assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+        std::fs::write(self.screens.join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// Nothing on the page is wider than the window (no sideways scrolling).
+    async fn fits_width(&self) -> bool {
+        self.js("return document.documentElement.scrollWidth <= window.innerWidth + 1").await == true
+    }
+}
+
+fn decode_base64(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let bytes: Vec<u8> = s.bytes().filter(|c| *c != b'=' && !c.is_ascii_whitespace()).map(val).collect();
+    bytes
+        .chunks(4)
+        .flat_map(|c| {
+            let n = c.iter().enumerate().fold(0u32, |acc, (i, v)| acc | (u32::from(*v) << (18 - 6 * i)));
+            let out = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+            out.into_iter().take(c.len().saturating_sub(1))
+        })
+        .collect()
+}
+
+const SECRET_URL: &str = "https://hooks.slack.com/services/T0/B0/ui-s3cret-t0ken";
+
+/// What the pages show: a finished run with three tasks (one retried) and
+/// logs, a running run, a deployment whose flow takes `month: u32`, and a
+/// block with a secret.
+async fn seed(store: &dyn Store) -> (FlowRun, FlowRun) {
+    let now = Utc::now();
+    let flow = Flow {
+        id: flow_id_for_name("ui-etl"),
+        name: "ui-etl".into(),
+        version: None,
+        description: Some("loads a month".into()),
+        parameter_schema: json!({"type": "object", "properties": {"month": {"type": "integer", "minimum": 0}},
+            "required": ["month"]}),
+        created: now,
+        updated: now,
+    };
+    let t = |s: i64| now - chrono::Duration::seconds(60 - s);
+    let mut done = FlowRun {
+        id: Uuid::now_v7(),
+        flow_id: flow.id,
+        flow_name: flow.name.clone(),
+        name: "finished-otter".into(),
+        parameters: json!({"month": 1}),
+        tags: vec!["taxi".into()],
+        state: State::completed(t(30)),
+        parent_flow_run_id: None,
+        run_count: 1,
+        start_time: Some(t(0)),
+        end_time: Some(t(30)),
+        created: t(0),
+        heartbeat: None,
+        deployment_id: None,
+        work_pool: None,
+        idempotency_key: None,
+        work_queue: None,
+        retry_policy: None,
+    };
+    let task = |name: &str, start: i64, end: i64, tries: u32| TaskRun {
+        id: Uuid::now_v7(),
+        flow_run_id: done.id,
+        task_name: name.into(),
+        name: format!("{name}-0"),
+        dynamic_key: 0,
+        tags: vec![],
+        state: State::completed(t(end)),
+        run_count: tries,
+        cache_key: None,
+        cache_expiration: None,
+        start_time: Some(t(start)),
+        end_time: Some(t(end)),
+        created: t(start),
+    };
+    let tasks = vec![task("extract", 0, 10, 1), task("transform", 10, 20, 2), task("load", 20, 30, 1)];
+    let logs = (0..3)
+        .map(|i| LogRecord {
+            id: 0,
+            flow_run_id: done.id,
+            task_run_id: None,
+            level: if i == 2 { LogLevel::Warning } else { LogLevel::Info },
+            timestamp: t(i),
+            message: format!("loading month 1, step {i}"),
+        })
+        .collect();
+    let mut running = done.clone();
+    running.id = Uuid::now_v7();
+    running.name = "busy-heron".into();
+    running.state = State::running(now);
+    running.end_time = None;
+    let states = vec![
+        StateRecord { run_id: done.id, kind: RunKind::Flow, state: State::running(t(0)) },
+        StateRecord { run_id: done.id, kind: RunKind::Flow, state: done.state.clone() },
+        StateRecord { run_id: running.id, kind: RunKind::Flow, state: running.state.clone() },
+    ];
+    done.state = State::completed(t(30));
+    store
+        .record(&WriteBatch {
+            flows: vec![flow],
+            flow_runs: vec![done.clone(), running.clone()],
+            task_runs: tasks,
+            states,
+            logs,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let doc = json!({"deployments": [{"name": "ui-monthly", "flow": "ui-etl", "entrypoint": "./etl",
+        "parameters": {"month": 1}, "schedules": [{"cron": "0 5 1 * *"}]}]});
+    let d = headwater_core::parse_manifest("headwater.yaml", doc, &|_| None, now).unwrap().remove(0);
+    store.apply_deployment(&d).await.unwrap();
+    let block = headwater_core::BlockDocument {
+        name: "team-alerts".into(),
+        block_type: "slack-webhook".into(),
+        data: json!({ "url": SECRET_URL }),
+        created: now,
+        updated: now,
+    };
+    store.register_block_types(&headwater_blocks::builtin_types()).await.unwrap();
+    store.save_block(&block).await.unwrap();
+    (done, running)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ui_shows_runs_starts_custom_runs_cancels_and_never_shows_secrets() {
+    let Some(b) = Browser::start().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&dir.path().join("hw.db"))
+            .await
+            .unwrap()
+            .with_secret_key(&headwater_store::SecretKey::generate()),
+    );
+    let (done, running) = seed(store.as_ref()).await;
+    let server = RunningServer::start(store.clone(), vec![]).await.unwrap();
+    let ui = format!("http://{}", server.addr);
+
+    // Dashboard, then the runs list, then a run's page through its link.
+    b.goto(&format!("{ui}/")).await;
+    b.wait("the dashboard", "document.querySelector('h1') && document.querySelector('h1').textContent === 'Dashboard'")
+        .await;
+    b.screenshot("dashboard").await;
+    b.goto(&format!("{ui}/runs")).await;
+    b.wait("the runs list", "document.body.innerText.includes('finished-otter')").await;
+    b.screenshot("flow-runs").await;
+    b.click(&format!("a[href='/runs/{}']", done.id)).await;
+    let bars = b
+        .wait(
+            "the timeline",
+            "document.querySelectorAll('.g-row').length === 3 && document.querySelectorAll('.g-row').length",
+        )
+        .await;
+    assert_eq!(bars, 3, "one bar per task run");
+    let retried =
+        b.js("return [...document.querySelectorAll('.g-row')].map(r => r.getAttribute('aria-label')).join('|')").await;
+    assert!(retried.as_str().unwrap().contains("transform-0: Completed, 10s, 2 attempts"), "{retried}");
+    let widths = b
+        .js("return [...document.querySelectorAll('.g-bar')].map(x => Math.round(100 * x.offsetWidth / x.parentElement.offsetWidth))")
+        .await;
+    assert_eq!(widths, json!([33, 33, 33]), "each task took a third of the run");
+    let lefts = b
+        .js("return [...document.querySelectorAll('.g-bar')].map(x => Math.round(100 * x.offsetLeft / x.parentElement.offsetWidth))")
+        .await;
+    assert_eq!(lefts, json!([0, 33, 67]), "one after the other");
+    b.wait("the logs", "document.querySelector('.logs').innerText.includes('loading month 1, step 2')").await;
+    b.type_into("input[type=search]", "step 1").await;
+    let shown = b.wait("the filtered logs", "!document.querySelector('.logs').innerText.includes('step 2') && document.querySelector('.logs').innerText").await;
+    assert!(shown.as_str().unwrap().contains("step 1"), "{shown}");
+    b.screenshot("flow-run").await;
+
+    // A custom run from the form: an invalid value is refused inline, then a valid one starts a run.
+    b.goto(&format!("{ui}/deployments/ui-monthly")).await;
+    b.wait("the run form", "document.querySelector('input[name=month]')").await;
+    b.type_into("input[name=month]", "1.5").await;
+    b.click("button[type=submit]").await;
+    let error = b.wait("the inline error", "document.getElementById('err-month').textContent").await;
+    assert_eq!(error, "expected a whole number");
+    let before = store.list_flow_runs(&Default::default()).await.unwrap().len();
+    assert_eq!(before, 2, "nothing was submitted");
+    b.screenshot("deployment-invalid").await;
+    b.type_into("input[name=month]", "3").await;
+    b.click("button[type=submit]").await;
+    b.wait("the new run's page", "location.pathname.startsWith('/runs/') && document.querySelector('.badge')").await;
+    let runs = store.list_flow_runs(&Default::default()).await.unwrap();
+    let started = runs.iter().find(|r| r.deployment_id.is_some()).expect("a deployment run");
+    assert_eq!(started.parameters, json!({"month": 3}));
+    b.screenshot("custom-run").await;
+
+    // Cancel a running run from its page.
+    b.goto(&format!("{ui}/runs/{}", running.id)).await;
+    b.wait("the cancel button", "[...document.querySelectorAll('button')].some(x => x.textContent === 'Cancel')").await;
+    b.js("[...document.querySelectorAll('button')].find(x => x.textContent === 'Cancel').click()").await;
+    b.wait("the run cancelling", "document.querySelector('h1 .badge').textContent === 'Cancelling'").await;
+    assert_eq!(store.read_flow_run(running.id).await.unwrap().unwrap().state.name, "Cancelling");
+
+    // Blocks: masked on the page and in every API answer the page reads.
+    b.goto(&format!("{ui}/blocks")).await;
+    b.wait("the blocks", "document.body.innerText.includes('team-alerts')").await;
+    let page = b.js("return document.documentElement.outerHTML").await;
+    assert!(page.as_str().unwrap().contains("********") && !page.as_str().unwrap().contains("s3cret"), "{page}");
+    let wire = b
+        .js("return Promise.all(['/api/blocks', '/api/blocks/team-alerts'].map(u => fetch(u).then(r => r.text()))).then(x => x.join(''))")
+        .await;
+    assert!(!wire.as_str().unwrap().contains("s3cret"), "{wire}");
+    b.screenshot("blocks").await;
+
+    // A phone's width: nothing scrolls sideways.
+    b.size(390, 844).await;
+    for (path, name) in [("/runs".to_string(), "phone-runs"), (format!("/runs/{}", done.id), "phone-flow-run")] {
+        b.goto(&format!("{ui}{path}")).await;
+        b.wait("the page", "document.querySelector('h1') && !document.body.innerText.includes('Loading')").await;
+        b.wait("the page to settle", "document.querySelectorAll('table').length").await;
+        assert!(b.fits_width().await, "{path} is wider than a phone");
+        b.screenshot(name).await;
+    }
+    b.cmd(reqwest::Method::DELETE, "", Value::Null).await;
+    server.stop().await.unwrap();
+}
