@@ -50,6 +50,7 @@ fn api_router() -> OpenApiRouter<Arc<dyn Store>> {
         .routes(routes!(read_deployment, delete_deployment))
         .routes(routes!(enqueue_runs))
         .routes(routes!(run_deployment))
+        .routes(routes!(deployment_schedules))
         .routes(routes!(claim_due_run))
         .routes(routes!(mark_late_runs))
         .routes(routes!(list_work_pools, apply_work_pool))
@@ -288,6 +289,40 @@ async fn delete_deployment(State(db): Db, Path(name): Path<String>) -> Result<St
     } else {
         Err(ApiError::not_found(format!("no deployment named '{name}'")))
     }
+}
+
+/// One schedule of a deployment, in words, with its next runs.
+#[derive(Serialize, ToSchema)]
+struct ScheduleView {
+    index: usize,
+    /// e.g. "At 05:00, on day 1. (America/New_York)".
+    description: String,
+    active: bool,
+    /// The next due times (none when the schedule or the deployment is paused).
+    next_runs: Vec<chrono::DateTime<chrono::Utc>>,
+}
+
+#[utoipa::path(
+    get, path = "/deployments/name/{name}/schedules", tag = "deployments",
+    params(("name" = String, Path)),
+    responses((status = 200, body = Vec<ScheduleView>), (status = 404, description = "no such deployment"))
+)]
+async fn deployment_schedules(State(db): Db, Path(name): Path<String>) -> ApiResult<Vec<ScheduleView>> {
+    let d =
+        db.read_deployment(&name).await?.ok_or_else(|| ApiError::not_found(format!("no deployment named '{name}'")))?;
+    let now = chrono::Utc::now();
+    Ok(Json(
+        d.schedules
+            .iter()
+            .enumerate()
+            .map(|(index, s)| ScheduleView {
+                index,
+                description: s.schedule.describe(),
+                active: s.active,
+                next_runs: if s.active && !d.paused { s.schedule.next_after(now, 3) } else { Vec::new() },
+            })
+            .collect(),
+    ))
 }
 
 #[derive(serde::Deserialize, ToSchema)]

@@ -272,6 +272,7 @@ async function deployments(main) {
 /// field by field before it is sent, and the server's answer shown too.
 async function deployment(main, name) {
   const d = await api('/deployments/name/' + encodeURIComponent(name));
+  const schedules = await api(`/deployments/name/${encodeURIComponent(name)}/schedules`);
   let schema = { properties: {} };
   try { schema = (await api('/flows/name/' + encodeURIComponent(d.flow_name))).parameter_schema || schema; } catch (e) { /* not run yet */ }
   const props = schema.properties || {};
@@ -323,7 +324,8 @@ async function deployment(main, name) {
   main.replaceChildren(
     h('h1', {}, d.name),
     h('dl', { class: 'kv' }, h('dt', {}, 'Flow'), h('dd', {}, d.flow_name), h('dt', {}, 'Work pool'), h('dd', {}, d.work_pool || 'default'),
-      h('dt', {}, 'Schedules'), h('dd', {}, d.schedules.length ? d.schedules.map((s) => h('div', {}, scheduleWords(s))) : 'none'),
+      h('dt', {}, 'Schedules'), h('dd', {}, schedules.length ? schedules.map((s) => h('div', { class: 'schedule' }, s.description,
+        s.active ? '' : ' (paused)', s.next_runs.length ? h('div', { class: 'muted' }, 'next: ' + s.next_runs.map(when).join(', ')) : '')) : 'none'),
       h('dt', {}, 'Status'), h('dd', {}, d.paused ? 'paused' : 'active')),
     h('div', { class: 'actions' }, h('button', { onclick: toggle }, d.paused ? 'Resume schedules' : 'Pause schedules'),
       link('/runs?deployment=' + d.id, 'Runs')),

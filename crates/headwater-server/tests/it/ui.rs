@@ -312,6 +312,14 @@ async fn the_ui_shows_runs_starts_custom_runs_cancels_and_never_shows_secrets() 
     // A custom run from the form: an invalid value is refused inline, then a valid one starts a run.
     b.goto(&format!("{ui}/deployments/ui-monthly")).await;
     b.wait("the run form", "document.querySelector('input[name=month]')").await;
+    let schedule = b
+        .wait(
+            "the schedule in words",
+            "document.querySelector('.schedule') && document.querySelector('.schedule').innerText",
+        )
+        .await;
+    assert!(schedule.as_str().unwrap().starts_with("At 05:00, on day 1. (UTC)"), "{schedule}");
+    assert!(schedule.as_str().unwrap().contains("next: "), "{schedule}");
     b.type_into("input[name=month]", "1.5").await;
     b.click("button[type=submit]").await;
     let error = b.wait("the inline error", "document.getElementById('err-month').textContent").await;
