@@ -303,6 +303,8 @@ async fn the_ui_shows_runs_starts_custom_runs_cancels_and_never_shows_secrets() 
         .js("return [...document.querySelectorAll('.g-bar')].map(x => Math.round(100 * x.offsetLeft / x.parentElement.offsetWidth))")
         .await;
     assert_eq!(lefts, json!([0, 33, 67]), "one after the other");
+    let colours = b.js("const bg = (css) => getComputedStyle(document.querySelector(css)).backgroundColor; return bg('.g-bar') === bg('h1 .badge')").await;
+    assert_eq!(colours, true, "bars take their state's colour (the run's badge is Completed too)");
     b.wait("the logs", "document.querySelector('.logs').innerText.includes('loading month 1, step 2')").await;
     b.type_into("input[type=search]", "step 1").await;
     let shown = b.wait("the filtered logs", "!document.querySelector('.logs').innerText.includes('step 2') && document.querySelector('.logs').innerText").await;
