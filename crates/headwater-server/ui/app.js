@@ -5,7 +5,7 @@
 
 const FINAL = ['COMPLETED', 'FAILED', 'CANCELLED', 'CRASHED'];
 const STATES = ['SCHEDULED', 'PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED', 'CRASHED', 'PAUSED', 'CANCELLING'];
-let timer = null; // the current page's refresh
+let live = null; // the current page's subscription (an AbortController)
 
 // ---- helpers ---------------------------------------------------------------
 
@@ -68,6 +68,29 @@ async function api(path, opts = {}) {
   const body = text ? JSON.parse(text) : null;
   if (!resp.ok) throw new ApiError(resp.status, (body && body.detail) || resp.statusText);
   return body;
+}
+
+/// Follows a run's server-sent events (read with fetch, which, unlike
+/// EventSource, can send the API key); calls `onUpdate` for each change.
+async function follow(id, onUpdate, signal) {
+  const headers = {};
+  const key = sessionStorage.getItem('headwater-api-key');
+  if (key) headers.authorization = 'Bearer ' + key;
+  const resp = await fetch(`/api/flow_runs/${id}/events`, { headers, signal });
+  if (!resp.ok) throw new ApiError(resp.status, resp.statusText);
+  const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      if (/^event: ?update/m.test(block)) onUpdate();
+    }
+  }
 }
 
 const runs = (filter) => api('/flow_runs/filter', { body: Object.assign({ limit: 50 }, filter) });
@@ -196,10 +219,30 @@ async function flowRun(main, id) {
     related.replaceChildren(
       children.length ? [h('h2', {}, 'Subflow runs'), runTable(children)] : '',
       artifacts.length ? [h('h2', {}, 'Artifacts'), artifacts.map(artifactView)] : '');
-    if (FINAL.includes(r.state.type) && timer) { clearInterval(timer); timer = null; }
   }
   await refresh();
-  if (!FINAL.includes(run.state.type)) timer = setInterval(() => refresh().catch(() => {}), 2000);
+  if (FINAL.includes(run.state.type)) return;
+  // Live: each change the server announces is fetched (one refresh at a
+  // time; changes meanwhile are caught by the next one).
+  const controller = new AbortController();
+  live = controller;
+  let busy = null;
+  let again = false;
+  const onUpdate = async () => {
+    if (busy) { again = true; return; }
+    do {
+      again = false;
+      busy = refresh().catch(() => {});
+      await busy;
+    } while (again);
+    busy = null;
+  };
+  (async () => {
+    while (!controller.signal.aborted) {
+      try { await follow(id, onUpdate, controller.signal); return; } // ended: the run finished
+      catch (e) { if (controller.signal.aborted) return; await new Promise((r) => setTimeout(r, 2000)); }
+    }
+  })();
 }
 
 /// Task runs and subflows as bars on one time axis, coloured by state.
@@ -392,7 +435,7 @@ const ROUTES = [
 ];
 
 async function route() {
-  if (timer) { clearInterval(timer); timer = null; }
+  if (live) { live.abort(); live = null; }
   const main = document.getElementById('main');
   const path = location.pathname;
   for (const a of document.querySelectorAll('nav a')) {

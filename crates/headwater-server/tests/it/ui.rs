@@ -344,6 +344,40 @@ async fn the_ui_shows_runs_starts_custom_runs_cancels_and_never_shows_secrets() 
     b.wait("the run cancelling", "document.querySelector('h1 .badge').textContent === 'Cancelling'").await;
     assert_eq!(store.read_flow_run(running.id).await.unwrap().unwrap().state.name, "Cancelling");
 
+    // Live: a running run's page shows new logs and its end as they are
+    // recorded, without a reload (server-sent events; the page does not poll).
+    let mut live = running.clone();
+    live.id = Uuid::now_v7();
+    live.name = "live-heron".into();
+    live.state = State::running(Utc::now());
+    store.record(&WriteBatch { flow_runs: vec![live.clone()], ..Default::default() }).await.unwrap();
+    b.goto(&format!("{ui}/runs/{}", live.id)).await;
+    b.wait(
+        "the live run",
+        "document.querySelector('h1 .badge') && document.querySelector('h1 .badge').textContent === 'Running'",
+    )
+    .await;
+    b.js("window.__sameDocument = true").await;
+    let later = LogRecord {
+        id: 0,
+        flow_run_id: live.id,
+        task_run_id: None,
+        level: LogLevel::Info,
+        timestamp: Utc::now(),
+        message: "a line written later".into(),
+    };
+    store.record(&WriteBatch { logs: vec![later], ..Default::default() }).await.unwrap();
+    b.wait("the new log line", "document.querySelector('.logs').innerText.includes('a line written later')").await;
+    live.state = State::completed(Utc::now());
+    live.end_time = Some(live.state.timestamp);
+    let history = StateRecord { run_id: live.id, kind: RunKind::Flow, state: live.state.clone() };
+    store
+        .record(&WriteBatch { flow_runs: vec![live.clone()], states: vec![history], ..Default::default() })
+        .await
+        .unwrap();
+    b.wait("the run's end", "document.querySelector('h1 .badge').textContent === 'Completed'").await;
+    assert_eq!(b.js("return window.__sameDocument === true").await, true, "no reload");
+
     // Blocks: masked on the page and in every API answer the page reads.
     b.goto(&format!("{ui}/blocks")).await;
     b.wait("the blocks", "document.body.innerText.includes('team-alerts')").await;
