@@ -61,6 +61,21 @@ async fn api_keys_are_required_when_configured() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+    // The UI's page needs no key (it holds no data); every API path does,
+    // and an unknown one is a JSON 404, not the page.
+    let http = reqwest::Client::new();
+    let root = format!("http://{}", server.addr);
+    for page in ["/", "/runs/123", "/assets/app.js"] {
+        let resp = http.get(format!("{root}{page}")).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{page}");
+        assert!(resp.headers()["content-security-policy"].to_str().unwrap().contains("default-src 'self'"));
+    }
+    for path in ["/api/blocks", "/api/no-such-endpoint", "/api/automations"] {
+        assert_eq!(http.get(format!("{root}{path}")).send().await.unwrap().status(), 401, "{path}");
+    }
+    let unknown = http.get(format!("{root}/api/no-such-endpoint")).bearer_auth("k-123").send().await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert!(unknown.text().await.unwrap().contains("no such API endpoint"));
 }
 
 #[tokio::test]
