@@ -139,6 +139,11 @@ pub async fn automations_and_their_outbox(store: &dyn Store) {
         assert!(store.delete_automation(&name).await.unwrap());
         return;
     };
+    let active = outbox.active_automations().await.unwrap();
+    assert_eq!(active.iter().find(|x| x.name == name).map(|x| &x.actions), Some(&a.actions));
+    store.set_automation_enabled(&name, false).await.unwrap();
+    assert!(outbox.active_automations().await.unwrap().iter().all(|x| x.name != name), "paused ones are left out");
+    store.set_automation_enabled(&name, true).await.unwrap();
     // The state history as a stream: flow runs only, in order.
     let f = flow("outbox-flow", "1");
     let fr = flow_run(&f, "failing-run", 1, State::running(t(1)));

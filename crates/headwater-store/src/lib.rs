@@ -452,6 +452,9 @@ pub trait AutomationStore: Send + Sync {
 /// as a stream, its cursor, and the outbox of deliveries.
 #[async_trait]
 pub trait AutomationOutbox: Send + Sync {
+    /// The enabled automations, without their delivery status (cheap: the
+    /// engine reads them every tick).
+    async fn active_automations(&self) -> Result<Vec<Automation>>;
     /// Flow-run state records with a sequence number above `after`, in order.
     async fn read_state_events(&self, after: i64, limit: u32) -> Result<Vec<(i64, StateRecord)>>;
     /// The highest sequence number of the state history (0 when empty).

@@ -123,6 +123,19 @@ impl AutomationStore for PostgresStore {
 
 #[async_trait]
 impl AutomationOutbox for PostgresStore {
+    async fn active_automations(&self) -> Result<Vec<Automation>> {
+        // The status columns read as zeros: counting deliveries is for people.
+        let rows = sqlx::query(
+            "SELECT a.*, 0::BIGINT AS n_delivered, 0::BIGINT AS n_pending, 0::BIGINT AS n_failed, \
+             NULL::TIMESTAMPTZ AS last_delivered, NULL::TEXT AS last_error, NULL::TIMESTAMPTZ AS last_error_at \
+             FROM automations a \
+             WHERE a.enabled = TRUE ORDER BY a.name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(automation_from).collect()
+    }
+
     async fn read_state_events(&self, after: i64, limit: u32) -> Result<Vec<(i64, StateRecord)>> {
         let rows = sqlx::query("SELECT * FROM run_states WHERE id > $1 AND run_kind = 'flow' ORDER BY id LIMIT $2")
             .bind(after)

@@ -132,6 +132,18 @@ impl AutomationStore for SqliteStore {
 
 #[async_trait]
 impl AutomationOutbox for SqliteStore {
+    async fn active_automations(&self) -> Result<Vec<Automation>> {
+        // The status columns read as zeros: counting deliveries is for people.
+        let rows = sqlx::query(
+            "SELECT a.*, 0 AS n_delivered, 0 AS n_pending, 0 AS n_failed, \
+             NULL AS last_delivered, NULL AS last_error, NULL AS last_error_at FROM automations a \
+             WHERE a.enabled = 1 ORDER BY a.name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(automation_from).collect()
+    }
+
     async fn read_state_events(&self, after: i64, limit: u32) -> Result<Vec<(i64, StateRecord)>> {
         let rows = sqlx::query("SELECT * FROM run_states WHERE id > ? AND run_kind = 'flow' ORDER BY id LIMIT ?")
             .bind(after)
