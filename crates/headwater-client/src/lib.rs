@@ -14,8 +14,8 @@ use headwater_core::{
 };
 use headwater_store::{
     ArtifactFilter, ArtifactStore, AutomationStore, BlockStore, ConcurrencyStore, DatasetStore, DeploymentStore,
-    FlowRunFilter, LogFilter, Result, RunQueue, RunReader, RunReaper, RunRecorder, StoreError, VariableStore,
-    WorkPoolStore, WriteBatch,
+    FlowRunFilter, HistoryBucket, HistoryQuery, LogFilter, Result, RunQueue, RunReader, RunReaper, RunRecorder,
+    StoreError, VariableStore, WorkPoolStore, WriteBatch,
 };
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -318,6 +318,16 @@ impl RunReader for ApiClient {
 
     async fn read_logs(&self, filter: &LogFilter) -> Result<Vec<LogRecord>> {
         self.post("/logs/filter", filter).await?.ok_or_else(|| missing("log filter endpoint"))
+    }
+
+    async fn flow_run_history(&self, q: &HistoryQuery) -> Result<Vec<HistoryBucket>> {
+        let path = format!(
+            "/flow_runs/history?since={}&until={}&buckets={}",
+            encode(&q.since.to_rfc3339()),
+            encode(&q.until.to_rfc3339()),
+            q.buckets
+        );
+        self.get(&path).await?.ok_or_else(|| missing("flow run history endpoint"))
     }
 }
 

@@ -79,6 +79,7 @@ pub async fn run_all(store: &dyn Store) {
     flows_upsert_by_name(store).await;
     runs_round_trip_with_history(store).await;
     filters_and_keyset_pagination(store).await;
+    run_history_by_state(store).await;
     task_runs_and_logs(store).await;
     resolve_by_id_prefix_and_name(store).await;
     stale_runs_crash_with_their_tasks(store).await;
@@ -889,7 +890,11 @@ pub async fn filters_and_keyset_pagination(store: &dyn Store) {
             1 => State::failed(t(i), "x"),
             _ => State::late(t(i), t(i)),
         };
-        runs.push(flow_run(&f, &format!("run-{i}"), i, state));
+        let mut run = flow_run(&f, &format!("run-{i}"), i, state);
+        if i % 2 == 0 {
+            run.tags.push("taxi".into());
+        }
+        runs.push(run);
     }
     let parent = runs[0].id;
     runs[1].parent_flow_run_id = Some(parent);
@@ -934,6 +939,62 @@ pub async fn filters_and_keyset_pagination(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(children.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), vec!["run-2", "run-1"]);
+
+    let names = |runs: Vec<FlowRun>| runs.into_iter().map(|r| r.name).collect::<Vec<_>>();
+    let by_name =
+        store.list_flow_runs(&FlowRunFilter { name: Some("UN-1".into()), limit: 100, ..base.clone() }).await.unwrap();
+    assert_eq!(by_name.len(), 11, "run-1 and run-10 … run-19, whatever the case: {:?}", names(by_name));
+    let wildcard =
+        store.list_flow_runs(&FlowRunFilter { name: Some("n-2%".into()), limit: 100, ..base.clone() }).await.unwrap();
+    assert!(wildcard.is_empty(), "% is searched for, not a wildcard: {:?}", names(wildcard));
+    let tagged = store
+        .list_flow_runs(&FlowRunFilter { tags: vec!["taxi".into(), "nightly".into()], limit: 100, ..base.clone() })
+        .await
+        .unwrap();
+    assert_eq!(tagged.len(), 13);
+    assert!(tagged.iter().all(|r| r.tags.contains(&"taxi".to_string())));
+    let no_tag = store
+        .list_flow_runs(&FlowRunFilter { tags: vec!["taxi".into(), "hourly".into()], limit: 100, ..base.clone() })
+        .await
+        .unwrap();
+    assert!(no_tag.is_empty());
+    let window = store
+        .list_flow_runs(&FlowRunFilter { since: Some(t(5)), until: Some(t(10)), limit: 100, ..base.clone() })
+        .await
+        .unwrap();
+    assert_eq!(names(window), ["run-9", "run-8", "run-7", "run-6", "run-5"]);
+}
+
+pub async fn run_history_by_state(store: &dyn Store) {
+    // A span of its own: other tests' runs sit near t(0).
+    let base = 1_000_000 + (Uuid::now_v7().as_u128() % 100_000) as i64 * 1_000;
+    let f = flow(&format!("history-{}", Uuid::now_v7().simple()), "1");
+    let runs: Vec<FlowRun> = [(0, State::completed(t(0))), (5, State::failed(t(0), "x")), (15, State::completed(t(0)))]
+        .into_iter()
+        .chain([(29, State::late(t(0), t(0))), (30, State::completed(t(0))), (-1, State::completed(t(0)))])
+        .enumerate()
+        .map(|(i, (at, state))| flow_run(&f, &format!("h-{i}"), base + at, state))
+        .collect();
+    store.record(&WriteBatch { flows: vec![f], flow_runs: runs, ..Default::default() }).await.unwrap();
+
+    let q = crate::HistoryQuery { since: t(base), until: t(base + 30), buckets: 3 };
+    let buckets = store.flow_run_history(&q).await.unwrap();
+    let counts: Vec<Vec<(StateType, u64)>> =
+        buckets.iter().map(|b| b.counts.iter().map(|(s, n)| (*s, *n)).collect()).collect();
+    assert_eq!(
+        counts,
+        [
+            vec![(StateType::Completed, 1), (StateType::Failed, 1)],
+            vec![(StateType::Completed, 1)],
+            vec![(StateType::Scheduled, 1)],
+        ],
+        "the run at the end of the span and the one before it are not counted"
+    );
+    assert_eq!((buckets[0].start, buckets[0].end, buckets[2].end), (t(base), t(base + 10), t(base + 30)));
+    let one =
+        store.flow_run_history(&crate::HistoryQuery { since: t(base), until: t(base + 30), buckets: 0 }).await.unwrap();
+    assert_eq!(one.len(), 1, "at least one bucket");
+    assert_eq!(one[0].counts.values().sum::<u64>(), 4);
 }
 
 pub async fn task_runs_and_logs(store: &dyn Store) {

@@ -167,6 +167,14 @@ pub struct FlowRunFilter {
     pub parent_flow_run_id: Option<Uuid>,
     /// Only runs of this deployment.
     pub deployment_id: Option<Uuid>,
+    /// Only runs whose name contains this text (case-insensitive).
+    pub name: Option<String>,
+    /// Only runs carrying every one of these tags.
+    pub tags: Vec<String>,
+    /// Only runs created at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only runs created before this time.
+    pub until: Option<DateTime<Utc>>,
     /// Keyset pagination: only runs listed after this one.
     pub before: Option<Cursor>,
     /// At most this many runs (default 200).
@@ -181,6 +189,10 @@ impl Default for FlowRunFilter {
             flow_name: None,
             parent_flow_run_id: None,
             deployment_id: None,
+            name: None,
+            tags: Vec::new(),
+            since: None,
+            until: None,
             before: None,
             limit: 200,
         }
@@ -236,6 +248,75 @@ pub trait RunReader: Send + Sync {
     /// A run's state history, oldest first.
     async fn read_states(&self, run_id: Uuid) -> Result<Vec<StateRecord>>;
     async fn read_logs(&self, filter: &LogFilter) -> Result<Vec<LogRecord>>;
+    /// How many runs were created in each of `buckets` equal spans of
+    /// `[since, until)`, by state type.
+    async fn flow_run_history(&self, query: &HistoryQuery) -> Result<Vec<HistoryBucket>>;
+}
+
+/// Which span [`RunReader::flow_run_history`] counts, in how many buckets.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HistoryQuery {
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    /// 1 to 500.
+    pub buckets: u32,
+}
+
+/// Runs created in `[start, end)`, by state type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HistoryBucket {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub counts: std::collections::BTreeMap<StateType, u64>,
+}
+
+impl HistoryQuery {
+    /// The query with its bucket count in range and a non-empty span.
+    pub fn clamped(&self) -> HistoryQuery {
+        let until = self.until.max(self.since + chrono::Duration::seconds(1));
+        HistoryQuery { since: self.since, until, buckets: self.buckets.clamp(1, 500) }
+    }
+
+    /// Each bucket's length in microseconds (at least 1).
+    pub fn width_micros(&self) -> i64 {
+        let span = (self.until - self.since).num_microseconds().unwrap_or(i64::MAX);
+        (span / i64::from(self.buckets.max(1))).max(1)
+    }
+
+    /// Empty buckets, to be filled by bucket index.
+    pub fn empty_buckets(&self) -> Vec<HistoryBucket> {
+        let width = chrono::Duration::microseconds(self.width_micros());
+        (0..self.buckets)
+            .map(|i| {
+                let start = self.since + width * i as i32;
+                let end = if i + 1 == self.buckets { self.until } else { start + width };
+                HistoryBucket { start, end, counts: Default::default() }
+            })
+            .collect()
+    }
+
+    /// Adds `count` runs of `state` to the bucket with this index (the last
+    /// bucket takes the rounding remainder).
+    pub fn add(&self, buckets: &mut [HistoryBucket], index: i64, state: StateType, count: u64) {
+        let i = usize::try_from(index.max(0)).unwrap_or(0).min(buckets.len().saturating_sub(1));
+        if let Some(b) = buckets.get_mut(i) {
+            *b.counts.entry(state).or_default() += count;
+        }
+    }
+}
+
+/// `text` as a LIKE pattern matching it anywhere, with `\` escaping.
+pub(crate) fn contains_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
 }
 
 /// Finds runs whose process died.

@@ -45,6 +45,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("migrations/0009_datasets.sql")),
     (10, include_str!("migrations/0010_concurrency.sql")),
     (11, include_str!("migrations/0011_automations.sql")),
+    (12, include_str!("migrations/0012_run_listing.sql")),
 ];
 
 /// PostgreSQL allows 65535 bound values per statement.
@@ -1093,6 +1094,18 @@ impl RunReader for PostgresStore {
         if let Some(d) = f.deployment_id {
             q.push(" AND deployment_id = ").push_bind(d);
         }
+        if let Some(name) = f.name.as_deref().filter(|n| !n.is_empty()) {
+            q.push(" AND name ILIKE ").push_bind(crate::contains_pattern(name)).push(" ESCAPE '\\'");
+        }
+        if !f.tags.is_empty() {
+            q.push(" AND tags @> ").push_bind(Json(f.tags.clone()));
+        }
+        if let Some(since) = f.since {
+            q.push(" AND created >= ").push_bind(since);
+        }
+        if let Some(until) = f.until {
+            q.push(" AND created < ").push_bind(until);
+        }
         if let Some(crate::Cursor { created, id }) = f.before {
             q.push(" AND (created, id) < (").push_bind(created).push(", ").push_bind(id).push(")");
         }
@@ -1154,6 +1167,26 @@ impl RunReader for PostgresStore {
                 })
             })
             .collect()
+    }
+
+    async fn flow_run_history(&self, query: &crate::HistoryQuery) -> Result<Vec<crate::HistoryBucket>> {
+        let query = query.clamped();
+        let rows = sqlx::query(
+            "SELECT (EXTRACT(EPOCH FROM created - $1) * 1000000)::BIGINT / $2 AS bucket, state_type, COUNT(*) AS n \
+             FROM flow_runs WHERE created >= $1 AND created < $3 GROUP BY bucket, state_type",
+        )
+        .bind(query.since)
+        .bind(query.width_micros())
+        .bind(query.until)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut buckets = query.empty_buckets();
+        for row in rows {
+            let ty: String = row.try_get("state_type")?;
+            let state = StateType::from_str(&ty).map_err(|e| corrupt("state_type", e))?;
+            query.add(&mut buckets, row.try_get("bucket")?, state, row.try_get::<i64, _>("n")? as u64);
+        }
+        Ok(buckets)
     }
 }
 

@@ -47,6 +47,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("migrations/0009_datasets.sql")),
     (10, include_str!("migrations/0010_concurrency.sql")),
     (11, include_str!("migrations/0011_automations.sql")),
+    (12, include_str!("migrations/0012_run_listing.sql")),
 ];
 
 /// SQLite allows 32766 bound values per statement; stay well below it.
@@ -1180,6 +1181,21 @@ impl RunReader for SqliteStore {
         if let Some(d) = f.deployment_id {
             q.push(" AND deployment_id = ").push_bind(d.to_string());
         }
+        if let Some(name) = f.name.as_deref().filter(|n| !n.is_empty()) {
+            // LIKE is case-insensitive for ASCII in SQLite.
+            q.push(" AND name LIKE ").push_bind(crate::contains_pattern(name)).push(" ESCAPE '\\'");
+        }
+        for tag in &f.tags {
+            q.push(" AND EXISTS (SELECT 1 FROM json_each(flow_runs.tags) WHERE json_each.value = ")
+                .push_bind(tag.as_str())
+                .push(")");
+        }
+        if let Some(since) = f.since {
+            q.push(" AND created >= ").push_bind(micros(since));
+        }
+        if let Some(until) = f.until {
+            q.push(" AND created < ").push_bind(micros(until));
+        }
         if let Some(crate::Cursor { created, id }) = f.before {
             q.push(" AND (created, id) < (").push_bind(micros(created)).push(", ").push_bind(id.to_string()).push(")");
         }
@@ -1241,6 +1257,27 @@ impl RunReader for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn flow_run_history(&self, query: &crate::HistoryQuery) -> Result<Vec<crate::HistoryBucket>> {
+        let query = query.clamped();
+        let since = micros(query.since);
+        let rows = sqlx::query(
+            "SELECT (created - ?1) / ?2 AS bucket, state_type, COUNT(*) AS n FROM flow_runs \
+             WHERE created >= ?1 AND created < ?3 GROUP BY bucket, state_type",
+        )
+        .bind(since)
+        .bind(query.width_micros())
+        .bind(micros(query.until))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut buckets = query.empty_buckets();
+        for row in rows {
+            let ty: String = row.try_get("state_type")?;
+            let state = StateType::from_str(&ty).map_err(|e| corrupt("state_type", e))?;
+            query.add(&mut buckets, row.try_get("bucket")?, state, row.try_get::<i64, _>("n")? as u64);
+        }
+        Ok(buckets)
     }
 }
 
