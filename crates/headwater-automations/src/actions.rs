@@ -1,7 +1,7 @@
 //! Carrying out one delivery's action.
 
 use chrono::Utc;
-use headwater_core::{Action, Delivery, FlowRun, State, StateType};
+use headwater_core::{Action, Delivery, FlowRun};
 use headwater_store::record_flow_run_state;
 
 use crate::notify::{self, Failure, Message};
@@ -61,13 +61,13 @@ pub(crate) async fn perform(engine: &Engine, d: &Delivery) -> Result<(), Failure
         }
         Action::PauseRun => {
             let run = current_run(engine, d).await?;
-            if run.state.state_type != StateType::Scheduled {
-                return Err(Failure::permanent(format!(
-                    "flow run '{}' is {}: only a run that has not started can be paused",
-                    run.name, run.state.name
-                )));
-            }
-            let state = State::paused(Utc::now()).with_message(format!("paused by automation '{}'", d.automation));
+            let state = headwater_core::transition::pause_request(
+                &format!("flow run '{}'", run.name),
+                run.state.state_type,
+                Utc::now(),
+            )
+            .map_err(|e| Failure::permanent(e.to_string()))?
+            .with_message(format!("paused by automation '{}'", d.automation));
             record_flow_run_state(store, run, state).await.map_err(store_failure)?;
             Ok(())
         }

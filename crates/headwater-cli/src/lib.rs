@@ -204,6 +204,10 @@ enum FlowRunCmd {
     /// Run a finished deployment run again (a worker of its pool picks it
     /// up); tasks whose results were persisted come from storage.
     Retry { id: String },
+    /// Hold a run that has not started: no worker takes it until it is resumed.
+    Pause { id: String },
+    /// Release a paused run: due at once.
+    Resume { id: String },
     /// Print a flow run's logs.
     Logs {
         id: String,
@@ -511,6 +515,22 @@ async fn flow_run(cmd: FlowRunCmd, store: &dyn Store) -> Result<()> {
                 run.name,
                 run.work_pool.as_deref().unwrap_or_default()
             );
+            Ok(())
+        }
+        FlowRunCmd::Pause { id } => {
+            let run = store.resolve_flow_run(&id).await?;
+            let name = format!("flow run '{}'", run.name);
+            let state = headwater_core::transition::pause_request(&name, run.state.state_type, chrono::Utc::now())?;
+            headwater_store::record_flow_run_state(store, run, state).await?;
+            println!("{name} paused: no worker takes it until `headwater flow-run resume`");
+            Ok(())
+        }
+        FlowRunCmd::Resume { id } => {
+            let run = store.resolve_flow_run(&id).await?;
+            let name = format!("flow run '{}'", run.name);
+            let state = headwater_core::transition::resume(&name, run.state.state_type, chrono::Utc::now())?;
+            headwater_store::record_flow_run_state(store, run, state).await?;
+            println!("{name} resumed: due now");
             Ok(())
         }
         FlowRunCmd::Cancel { id } => {

@@ -15,6 +15,10 @@ pub enum CoreError {
     NotFinished { run: String, state: StateType },
     #[error("{run} is {state}: there is nothing to cancel")]
     NothingToCancel { run: String, state: StateType },
+    #[error("{run} is {state}: only a run that has not started can be paused")]
+    NotPausable { run: String, state: StateType },
+    #[error("{run} is {state}: only a paused run can be resumed")]
+    NotPaused { run: String, state: StateType },
     #[error("invalid schedule '{schedule}': {reason}")]
     InvalidSchedule { schedule: String, reason: String },
 }

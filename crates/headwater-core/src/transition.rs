@@ -83,6 +83,29 @@ pub fn manual_retry(
     Ok(next)
 }
 
+/// A run held back before it starts: PAUSED, so no worker takes it until it
+/// is resumed. A run that has started is stopped by cancelling it instead.
+pub fn pause_request(
+    run: &str,
+    current: StateType,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<crate::State, CoreError> {
+    if current != Scheduled {
+        return Err(CoreError::NotPausable { run: run.to_string(), state: current });
+    }
+    Ok(crate::State::paused(at))
+}
+
+/// A paused run released: SCHEDULED again, due at once.
+pub fn resume(run: &str, current: StateType, at: chrono::DateTime<chrono::Utc>) -> Result<crate::State, CoreError> {
+    if current != Paused {
+        return Err(CoreError::NotPaused { run: run.to_string(), state: current });
+    }
+    let next = crate::State::scheduled(at, at).with_message("resumed");
+    validate_transition(run, Some(current), next.state_type)?;
+    Ok(next)
+}
+
 /// What follows CRASHED for a run whose process died: a run a worker can
 /// start again (it has a work pool) whose flow allows more retries goes back
 /// to its pool as `AwaitingRetry`, due after the policy's delay; any other
@@ -177,6 +200,18 @@ mod tests {
         assert!(manual_retry("r", Crashed, now).is_ok());
         let e = manual_retry("flow run 'x'", Running, now).unwrap_err().to_string();
         assert_eq!(e, "flow run 'x' is RUNNING: only a finished run can be retried");
+    }
+
+    #[test]
+    fn only_runs_not_started_pause_and_only_paused_runs_resume() {
+        let at = chrono::Utc::now();
+        assert_eq!(pause_request("r", Scheduled, at).unwrap().state_type, Paused);
+        for s in [Pending, Running, Completed, Failed, Paused] {
+            assert!(matches!(pause_request("r", s, at), Err(CoreError::NotPausable { .. })), "{s}");
+        }
+        let resumed = resume("r", Paused, at).unwrap();
+        assert_eq!((resumed.state_type, resumed.scheduled_time), (Scheduled, Some(at)));
+        assert_eq!(resume("r", Running, at).unwrap_err().to_string(), "r is RUNNING: only a paused run can be resumed");
     }
 
     #[test]

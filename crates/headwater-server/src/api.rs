@@ -12,7 +12,10 @@ use headwater_core::{
     Deployment, Flow, FlowRun, LogRecord, SlotRequest, StateRecord, TaskRun, Variable, WorkPool, WorkQueue,
     WorkerStatus,
 };
-use headwater_store::{record_flow_run_state, ArtifactFilter, Cursor, FlowRunFilter, LogFilter, Store, WriteBatch};
+use headwater_store::{
+    record_flow_run_state, ArtifactFilter, Cursor, FlowRunFilter, HistoryBucket, HistoryQuery, LogFilter, Store,
+    WriteBatch,
+};
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -28,7 +31,7 @@ type ApiResult<T> = Result<Json<T>, ApiError>;
 #[openapi(
     info(title = "Headwater API", description = "Flows, runs, states and logs of the Headwater orchestrator."),
     servers((url = "/api")),
-    components(schemas(Cursor, StateRecord))
+    components(schemas(Cursor, StateRecord, HistoryBucket))
 )]
 struct ApiDoc;
 
@@ -83,8 +86,12 @@ fn api_router() -> OpenApiRouter<Arc<dyn Store>> {
         .routes(routes!(resume_automation))
         .routes(routes!(list_deliveries))
         .routes(routes!(flow_run_events))
+        .routes(routes!(flow_run_changes))
+        .routes(routes!(flow_run_history))
         .routes(routes!(cancel_flow_run))
         .routes(routes!(retry_flow_run))
+        .routes(routes!(pause_flow_run))
+        .routes(routes!(resume_flow_run))
 }
 
 /// The OpenAPI document of the API.
@@ -860,14 +867,114 @@ async fn list_workers(State(db): Db, Query(q): Query<WorkersQuery>) -> ApiResult
     )
 )]
 async fn cancel_flow_run(State(db): Db, Path(id): Path<Uuid>) -> ApiResult<FlowRun> {
+    Ok(Json(move_run(db.as_ref(), id, |_| Ok(()), headwater_core::transition::cancellation).await?))
+}
+
+/// A person's request for a run (cancel, retry, pause, resume): reads the
+/// run, checks `allowed`, asks `next` for the state it moves to, and records
+/// it. A run that cannot make that move is a 409 saying why.
+async fn move_run(
+    db: &dyn Store,
+    id: Uuid,
+    allowed: impl FnOnce(&FlowRun) -> Result<(), String>,
+    next: impl FnOnce(
+        &str,
+        headwater_core::StateType,
+        chrono::DateTime<chrono::Utc>,
+    ) -> Result<headwater_core::State, headwater_core::CoreError>,
+) -> Result<FlowRun, ApiError> {
     let run = db.read_flow_run(id).await?.ok_or_else(|| ApiError::not_found(format!("no flow run with id {id}")))?;
-    let state = headwater_core::transition::cancellation(
-        &format!("flow run '{}'", run.name),
-        run.state.state_type,
-        chrono::Utc::now(),
+    allowed(&run).map_err(|why| ApiError::new(StatusCode::CONFLICT, why))?;
+    let state = next(&format!("flow run '{}'", run.name), run.state.state_type, chrono::Utc::now())
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
+    Ok(record_flow_run_state(db, run, state).await?)
+}
+
+/// Holds a run that has not started (PAUSED): no worker takes it until it is
+/// resumed.
+#[utoipa::path(
+    post, path = "/flow_runs/{id}/pause", tag = "flow_runs",
+    params(("id" = Uuid, Path, description = "flow run id")),
+    responses(
+        (status = 200, body = FlowRun, description = "the run, paused"),
+        (status = 404, description = "no such flow run"),
+        (status = 409, description = "the run has started (cancel it instead) or is over")
     )
-    .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
-    Ok(Json(record_flow_run_state(db.as_ref(), run, state).await?))
+)]
+async fn pause_flow_run(State(db): Db, Path(id): Path<Uuid>) -> ApiResult<FlowRun> {
+    Ok(Json(move_run(db.as_ref(), id, |_| Ok(()), headwater_core::transition::pause_request).await?))
+}
+
+/// Releases a paused run: SCHEDULED again, due at once.
+#[utoipa::path(
+    post, path = "/flow_runs/{id}/resume", tag = "flow_runs",
+    params(("id" = Uuid, Path, description = "flow run id")),
+    responses(
+        (status = 200, body = FlowRun, description = "the run, scheduled"),
+        (status = 404, description = "no such flow run"),
+        (status = 409, description = "the run is not paused")
+    )
+)]
+async fn resume_flow_run(State(db): Db, Extension(wake): Extension<Wake>, Path(id): Path<Uuid>) -> ApiResult<FlowRun> {
+    let run = move_run(db.as_ref(), id, |_| Ok(()), headwater_core::transition::resume).await?;
+    wake.notify_waiters();
+    Ok(Json(run))
+}
+
+/// How many runs were created in each of `buckets` equal spans of
+/// `[since, until)`, by state type (the dashboard's chart).
+#[utoipa::path(
+    get, path = "/flow_runs/history", tag = "flow_runs",
+    params(
+        ("since" = String, Query, description = "RFC 3339 start"),
+        ("until" = String, Query, description = "RFC 3339 end (exclusive)"),
+        ("buckets" = u32, Query, description = "1 to 500")
+    ),
+    responses((status = 200, body = Vec<HistoryBucket>))
+)]
+async fn flow_run_history(State(db): Db, Query(q): Query<HistoryQuery>) -> ApiResult<Vec<HistoryBucket>> {
+    Ok(Json(db.flow_run_history(&q).await?))
+}
+
+/// Server-sent events: a `changed` event (with the newest state-history
+/// sequence number) whenever any flow run is created or changes state,
+/// checked once a second, starting with the current number. List pages
+/// follow it to stay current without polling.
+#[utoipa::path(
+    get, path = "/flow_runs/events", tag = "flow_runs",
+    responses((status = 200, description = "text/event-stream of `changed` events"))
+)]
+async fn flow_run_changes(
+    State(db): Db,
+) -> Result<
+    axum::response::sse::Sse<impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>>,
+    ApiError,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let latest = |db: Arc<dyn Store>| async move {
+        match db.outbox() {
+            Some(outbox) => outbox.last_state_event().await.map_err(ApiError::from),
+            None => Err(ApiError::new(StatusCode::NOT_IMPLEMENTED, "this server's store has no state history")),
+        }
+    };
+    let first = latest(db.clone()).await?;
+    let stream = futures::stream::unfold((db, None::<i64>, Some(first)), move |(db, sent, mut next)| async move {
+        loop {
+            let now = match next.take() {
+                Some(n) => n,
+                None => {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    // The store is away: the page reconnects.
+                    latest(db.clone()).await.ok()?
+                }
+            };
+            if sent != Some(now) {
+                let event = Event::default().event("changed").data(now.to_string());
+                return Some((Ok(event), (db, Some(now), None)));
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 /// Runs a finished deployment run again: back in its pool as AwaitingRetry.
@@ -881,20 +988,11 @@ async fn cancel_flow_run(State(db): Db, Path(id): Path<Uuid>) -> ApiResult<FlowR
     )
 )]
 async fn retry_flow_run(State(db): Db, Extension(wake): Extension<Wake>, Path(id): Path<Uuid>) -> ApiResult<FlowRun> {
-    let run = db.read_flow_run(id).await?.ok_or_else(|| ApiError::not_found(format!("no flow run with id {id}")))?;
-    if run.work_pool.is_none() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "this run was not started by a deployment; no worker can run it again",
-        ));
-    }
-    let state = headwater_core::transition::manual_retry(
-        &format!("flow run '{}'", run.name),
-        run.state.state_type,
-        chrono::Utc::now(),
-    )
-    .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
-    let run = record_flow_run_state(db.as_ref(), run, state).await?;
+    let from_a_deployment = |run: &FlowRun| match run.work_pool {
+        Some(_) => Ok(()),
+        None => Err("this run was not started by a deployment; no worker can run it again".to_string()),
+    };
+    let run = move_run(db.as_ref(), id, from_a_deployment, headwater_core::transition::manual_retry).await?;
     wake.notify_waiters();
     Ok(Json(run))
 }

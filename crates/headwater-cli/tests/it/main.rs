@@ -105,6 +105,16 @@ async fn lists_inspects_and_reads_logs() {
     let followed = ok(home, &["flow-run", "logs", "month-2", "--follow"]);
     assert!(followed.contains("loading month 2"));
 
+    // Only a run that has not started pauses, only a paused one resumes.
+    for (verb, why) in
+        [("pause", "only a run that has not started can be paused"), ("resume", "only a paused run can be resumed")]
+    {
+        let refused = hw(home, &["flow-run", verb, "month-2"]);
+        assert!(!refused.status.success());
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(said.trim(), format!("error: flow run 'month-2' is COMPLETED: {why}"));
+    }
+
     let missing = hw(home, &["flow-run", "inspect", "no-such-run"]);
     assert!(!missing.status.success());
     assert_eq!(String::from_utf8_lossy(&missing.stderr).trim(), "error: no flow run matches 'no-such-run'");

@@ -169,33 +169,14 @@ async fn the_server_marks_silent_runs_crashed() {
 }
 
 #[tokio::test]
-async fn runs_can_be_cancelled_through_the_api() {
-    use headwater_core::{flow_id_for_name, FlowRun, State};
+async fn runs_can_be_cancelled_paused_and_resumed_through_the_api() {
+    use headwater_core::State;
     use headwater_store::{RunRecorder, WriteBatch};
 
     let (server, _dir) = sqlite_server(vec![]).await;
     let client = ApiClient::new(&server.api_url(), None).unwrap();
     let now = chrono::Utc::now();
-    let make = |state: State| FlowRun {
-        id: uuid::Uuid::now_v7(),
-        flow_id: flow_id_for_name("f"),
-        flow_name: "f".into(),
-        name: "r".into(),
-        parameters: serde_json::json!({}),
-        tags: vec![],
-        state,
-        parent_flow_run_id: None,
-        run_count: 1,
-        start_time: None,
-        end_time: None,
-        created: now,
-        heartbeat: None,
-        deployment_id: None,
-        work_pool: None,
-        idempotency_key: None,
-        work_queue: None,
-        retry_policy: None,
-    };
+    let make = run_named_r;
     let running = make(State::running(now));
     let done = make(State::completed(now));
     client.record(&WriteBatch { flow_runs: vec![running.clone(), done.clone()], ..Default::default() }).await.unwrap();
@@ -209,6 +190,57 @@ async fn runs_can_be_cancelled_through_the_api() {
     assert_eq!(resp.status(), 409);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["detail"], "flow run 'r' is COMPLETED: there is nothing to cancel");
+
+    // Pause holds a run that has not started; resume makes it due at once.
+    let waiting = make(State::scheduled(now, now + chrono::Duration::hours(1)));
+    client.record(&WriteBatch { flow_runs: vec![waiting.clone()], ..Default::default() }).await.unwrap();
+    let post = |id: uuid::Uuid, verb: &'static str| {
+        let http = http.clone();
+        let url = format!("{}/flow_runs/{id}/{verb}", server.api_url());
+        async move {
+            let resp = http.post(url).send().await.unwrap();
+            (resp.status().as_u16(), resp.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, body) = post(waiting.id, "resume").await;
+    assert_eq!(
+        (status, body["detail"].as_str()),
+        (409, Some("flow run 'r' is SCHEDULED: only a paused run can be resumed"))
+    );
+    let (status, body) = post(waiting.id, "pause").await;
+    assert_eq!((status, body["state"]["type"].as_str()), (200, Some("PAUSED")));
+    let (status, body) = post(waiting.id, "pause").await;
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = post(waiting.id, "resume").await;
+    assert_eq!((status, body["state"]["name"].as_str()), (200, Some("Scheduled")));
+    let due: chrono::DateTime<chrono::Utc> = serde_json::from_value(body["state"]["scheduled_time"].clone()).unwrap();
+    assert!(due <= chrono::Utc::now(), "due at once, not in an hour: {due}");
+    let history: Vec<String> =
+        client.read_states(waiting.id).await.unwrap().into_iter().map(|s| s.state.name).collect();
+    assert_eq!(history[history.len() - 2..], ["Paused", "Scheduled"]);
+    let (status, _) = post(running.id, "pause").await;
+    assert_eq!(status, 409, "a run that has started is cancelled, not paused");
+}
+
+/// The list pages' stream: a `changed` event at once, then one whenever a
+/// run is created or changes state.
+#[tokio::test]
+async fn the_runs_stream_announces_each_change() {
+    use headwater_core::{RunKind, State, StateRecord};
+    use headwater_store::{RunRecorder, WriteBatch};
+
+    let (server, _dir) = sqlite_server(vec![]).await;
+    let client = ApiClient::new(&server.api_url(), None).unwrap();
+    headwater_client::install_tls_provider();
+    let mut resp = reqwest::get(format!("{}/flow_runs/events", server.api_url())).await.unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let first = next_event(&mut resp).await;
+    assert!(first.contains("event: changed") && first.contains("data: 0"), "{first}");
+    let run = run_named_r(State::running(chrono::Utc::now()));
+    let history = StateRecord { run_id: run.id, kind: RunKind::Flow, state: run.state.clone() };
+    client.record(&WriteBatch { flow_runs: vec![run], states: vec![history], ..Default::default() }).await.unwrap();
+    let second = next_event(&mut resp).await;
+    assert!(second.contains("event: changed") && second.contains("data: 1"), "{second}");
 }
 
 /// A worker's claim can wait for work: a run enqueued while it waits is
@@ -311,4 +343,48 @@ async fn built_in_block_types_belong_to_the_server() {
     let saved = client.save_block(&doc).await.unwrap();
     assert_eq!(saved.data["aws_secret_access_key"], "********", "still sealed and masked");
     server.stop().await.unwrap();
+}
+
+/// A run of flow `f` named `r`, created now.
+fn run_named_r(state: headwater_core::State) -> headwater_core::FlowRun {
+    headwater_core::FlowRun {
+        id: uuid::Uuid::now_v7(),
+        flow_id: headwater_core::flow_id_for_name("f"),
+        flow_name: "f".into(),
+        name: "r".into(),
+        parameters: serde_json::json!({}),
+        tags: vec![],
+        created: state.timestamp,
+        state,
+        parent_flow_run_id: None,
+        run_count: 1,
+        start_time: None,
+        end_time: None,
+        heartbeat: None,
+        deployment_id: None,
+        work_pool: None,
+        idempotency_key: None,
+        work_queue: None,
+        retry_policy: None,
+    }
+}
+
+/// The next server-sent event (keep-alive comments skipped), within 10 s.
+async fn next_event(resp: &mut reqwest::Response) -> String {
+    let mut text = String::new();
+    loop {
+        while !text.contains("\n\n") {
+            let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), resp.chunk())
+                .await
+                .expect("an event within 10 s")
+                .unwrap()
+                .expect("the stream goes on");
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+        let (event, rest) = text.split_once("\n\n").unwrap();
+        if event.lines().any(|l| l.starts_with("event:")) {
+            return event.to_string();
+        }
+        text = rest.to_string();
+    }
 }
