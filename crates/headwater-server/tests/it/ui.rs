@@ -1,6 +1,8 @@
 //! The web UI in a real browser: headless Chromium driven over WebDriver
 //! (chromedriver, started here), against a server with a real store.
-//! Screenshots of each page land in `$CARGO_TARGET_TMPDIR/ui-screens`.
+//! Screenshots of each page land in `$HEADWATER_TEST_SCREENSHOTS` (set by
+//! `scripts/test` to `test-artifacts/ui-screens`), else in
+//! `$CARGO_TARGET_TMPDIR/ui-screens`.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -66,7 +68,10 @@ impl Browser {
         let session: Value =
             http.post(format!("{root}/session")).json(&caps).send().await.unwrap().json().await.unwrap();
         let id = session["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {session}")).to_string();
-        let screens = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screens");
+        // scripts/test points this into the work tree (test-artifacts/), where CI collects it.
+        let screens = std::env::var_os("HEADWATER_TEST_SCREENSHOTS")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screens"));
         std::fs::create_dir_all(&screens).unwrap();
         Some(Browser { http, base: format!("{root}/session/{id}"), _driver: child, screens })
     }
@@ -398,6 +403,255 @@ async fn the_ui_shows_runs_starts_custom_runs_cancels_and_never_shows_secrets() 
         assert!(b.fits_width().await, "{path} is wider than a phone");
         b.screenshot(name).await;
     }
+    b.cmd(reqwest::Method::DELETE, "", Value::Null).await;
+    server.stop().await.unwrap();
+}
+
+/// A run of `flow` in `state`, created `ago` seconds back.
+fn run_of(flow: &Flow, name: &str, state: State, ago: i64, tags: &[&str]) -> FlowRun {
+    let created = Utc::now() - chrono::Duration::seconds(ago);
+    FlowRun {
+        id: Uuid::now_v7(),
+        flow_id: flow.id,
+        flow_name: flow.name.clone(),
+        name: name.into(),
+        parameters: json!({}),
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        state,
+        parent_flow_run_id: None,
+        run_count: 1,
+        start_time: Some(created),
+        end_time: None,
+        created,
+        heartbeat: None,
+        deployment_id: None,
+        work_pool: None,
+        idempotency_key: None,
+        work_queue: None,
+        retry_policy: None,
+    }
+}
+
+fn with_history(runs: &[FlowRun]) -> Vec<StateRecord> {
+    runs.iter().map(|r| StateRecord { run_id: r.id, kind: RunKind::Flow, state: r.state.clone() }).collect()
+}
+
+const MARKDOWN: &str = "# Load report\n\nLoaded **1,234** rows from `yellow_2024-01` — see [the docs](https://example.com/docs).\n\n\
+| month | rows |\n|---|---:|\n| 1 | 1234 |\n| 2 | 999 |\n\n- first\n- second\n\n<script>window.__injected = true</script> [bad](javascript:alert(1))\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ui_searches_stays_live_pauses_runs_edits_blocks_and_draws_big_timelines() {
+    let Some(b) = Browser::start().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&dir.path().join("hw.db"))
+            .await
+            .unwrap()
+            .with_secret_key(&headwater_store::SecretKey::generate()),
+    );
+    store.register_block_types(&headwater_blocks::builtin_types()).await.unwrap();
+    let now = Utc::now();
+    let flow = Flow {
+        id: flow_id_for_name("ui-big"),
+        name: "ui-big".into(),
+        version: None,
+        description: None,
+        parameter_schema: json!({"type": "object", "properties": {}}),
+        created: now,
+        updated: now,
+    };
+    let old = run_of(&flow, "ancient-otter", State::completed(now), 3 * 86400, &["taxi"]);
+    let tagged = run_of(&flow, "tagged-otter", State::failed(now, "boom"), 60, &["taxi", "nightly"]);
+    let plain = run_of(&flow, "plain-heron", State::completed(now), 30, &["nightly"]);
+    let scheduled = run_of(&flow, "waiting-crane", State::scheduled(now, now + chrono::Duration::hours(1)), 20, &[]);
+    let mut big = run_of(&flow, "wide-river", State::completed(now), 10, &[]);
+    big.end_time = Some(big.created + chrono::Duration::seconds(10_000));
+    let tasks: Vec<TaskRun> = (0..10_000)
+        .map(|i| TaskRun {
+            id: Uuid::now_v7(),
+            flow_run_id: big.id,
+            task_name: "chunk".into(),
+            name: format!("chunk-{i}"),
+            dynamic_key: i,
+            tags: vec![],
+            state: if i % 97 == 0 { State::failed(now, "bad chunk") } else { State::completed(now) },
+            run_count: 1,
+            cache_key: None,
+            cache_expiration: None,
+            start_time: Some(big.created + chrono::Duration::seconds(i as i64)),
+            end_time: Some(big.created + chrono::Duration::seconds(i as i64 + 1)),
+            created: big.created + chrono::Duration::milliseconds(i as i64),
+        })
+        .collect();
+    let report = headwater_core::Artifact {
+        id: Uuid::now_v7(),
+        key: Some("load-report".into()),
+        kind: headwater_core::ArtifactKind::Markdown,
+        data: json!(MARKDOWN),
+        description: None,
+        flow_run_id: Some(big.id),
+        task_run_id: None,
+        created: now,
+    };
+    let all = vec![old.clone(), tagged.clone(), plain.clone(), scheduled.clone(), big.clone()];
+    store
+        .record(&WriteBatch {
+            flows: vec![flow.clone()],
+            states: with_history(&all),
+            flow_runs: all,
+            task_runs: tasks,
+            artifacts: vec![report],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let server = RunningServer::start(store.clone(), vec![]).await.unwrap();
+    let ui = format!("http://{}", server.addr);
+    let listed = "[...document.querySelectorAll('tbody tr td:first-child')].map(x => x.innerText).join(',')";
+
+    // Search by name, by tag, by time range.
+    b.goto(&format!("{ui}/runs?q=OTTER")).await;
+    let found = b.wait("the search", &format!("document.querySelector('tbody td a') && {listed}")).await;
+    assert_eq!(found, "tagged-otter,ancient-otter");
+    b.goto(&format!("{ui}/runs")).await;
+    b.wait("the runs list", "document.body.innerText.includes('plain-heron')").await;
+    b.type_into("input[name=tag]", "taxi, nightly").await;
+    b.js("document.querySelector('select[name=range]').value = '24h'").await;
+    b.click("form.filters button[type=submit]").await;
+    // Only the run with both tags created in the last 24 hours.
+    b.wait("the tag and range filter", &format!("location.search.includes('tag=') && {listed} === 'tagged-otter'"))
+        .await;
+    b.screenshot("flow-runs-filtered").await;
+
+    // The list is live: a run recorded now appears without a reload.
+    b.goto(&format!("{ui}/runs")).await;
+    b.wait("the runs list", "document.body.innerText.includes('plain-heron')").await;
+    b.js("window.__sameDocument = true").await;
+    let fresh = run_of(&flow, "fresh-lynx", State::running(Utc::now()), 0, &[]);
+    store
+        .record(&WriteBatch { states: with_history(&[fresh.clone()]), flow_runs: vec![fresh], ..Default::default() })
+        .await
+        .unwrap();
+    b.wait("the new run in the list", "document.body.innerText.includes('fresh-lynx')").await;
+    assert_eq!(b.js("return window.__sameDocument === true").await, true, "no reload");
+
+    // The dashboard: runs of the last 24 hours by state, from the server's counts.
+    b.goto(&format!("{ui}/")).await;
+    let cards = b
+        .wait("the state counts", "document.querySelector('.cards a') && document.querySelector('.cards').innerText")
+        .await;
+    let cards = cards.as_str().unwrap().replace('\n', " ");
+    assert!(cards.contains("COMPLETED 2") && cards.contains("FAILED 1") && cards.contains("RUNNING 1"), "{cards}");
+    let segments = b.js("return document.querySelectorAll('.chart .c-seg').length").await;
+    assert!(segments.as_u64().unwrap() >= 3, "bars in the chart: {segments}");
+    b.screenshot("dashboard-chart").await;
+
+    // Pause a run that has not started, then resume it.
+    b.goto(&format!("{ui}/runs/{}", scheduled.id)).await;
+    let button =
+        |label: &str| format!("[...document.querySelectorAll('button')].find(x => x.textContent === '{label}')");
+    b.wait("the pause button", &button("Pause")).await;
+    b.js(&format!("{}.click()", button("Pause"))).await;
+    b.wait("the run paused", "document.querySelector('h1 .badge').textContent === 'Paused'").await;
+    assert_eq!(store.read_flow_run(scheduled.id).await.unwrap().unwrap().state.name, "Paused");
+    b.js(&format!("{}.click()", button("Resume"))).await;
+    b.wait("the run resumed", "document.querySelector('h1 .badge').textContent === 'Scheduled'").await;
+    let resumed = store.read_flow_run(scheduled.id).await.unwrap().unwrap();
+    assert!(resumed.state.scheduled_time.unwrap() <= Utc::now(), "due at once");
+
+    // 10,000 task runs: the timeline draws only the rows in view and scrolls to the last one.
+    b.goto(&format!("{ui}/runs/{}", big.id)).await;
+    b.wait("the big timeline", "document.querySelector('.gantt[aria-label*=\"10000\"] .g-row')").await;
+    let drawn = b.js("return document.querySelectorAll('.g-row').length").await.as_u64().unwrap();
+    assert!(drawn > 10 && drawn < 200, "rows in the page: {drawn}");
+    b.js("const g = document.querySelector('.gantt'); g.scrollTop = g.scrollHeight").await;
+    b.wait(
+        "the last task run",
+        "[...document.querySelectorAll('.g-row')].some(r => r.innerText.includes('chunk-9999'))",
+    )
+    .await;
+    let failed_bar = b.js("return document.querySelectorAll('.g-bar.s-FAILED').length > 0").await;
+    assert_eq!(failed_bar, true, "failed chunks in the failed colour");
+
+    // The markdown artifact, rendered (and nothing from it run as markup).
+    let md =
+        b.wait("the markdown", "document.querySelector('.md table') && document.querySelector('.md').innerHTML").await;
+    let md = md.as_str().unwrap();
+    assert!(md.contains("<h3>Load report</h3>") && md.contains("<strong>1,234</strong>"), "{md}");
+    assert!(md.contains("<code>yellow_2024-01</code>") && md.contains("<li>second</li>"), "{md}");
+    assert!(md.contains("href=\"https://example.com/docs\"") && !md.contains("javascript:alert(1)\""), "{md}");
+    assert!(md.contains("&lt;script&gt;"), "markup shows as text: {md}");
+    assert_eq!(b.js("return window.__injected === undefined").await, true);
+    let cells = b.js("return [...document.querySelectorAll('.md td')].map(x => x.innerText).join(',')").await;
+    assert_eq!(cells, "1,1234,2,999");
+    b.screenshot("flow-run-10000-tasks").await;
+
+    // A dataset: its partitions with the run that wrote each.
+    let write = headwater_core::DatasetVersion {
+        dataset: "yellow_trips".into(),
+        partition: "year=2024/month=01".into(),
+        version: 0,
+        location: "file:///lake/yellow_trips/year=2024/month=01/part.parquet".into(),
+        rows: 1234,
+        bytes: 56789,
+        schema: vec![headwater_core::Column {
+            name: "fare_amount".into(),
+            data_type: "Float64".into(),
+            nullable: true,
+        }],
+        flow_run_id: Some(big.id),
+        written: Utc::now(),
+    };
+    store.record_dataset_write(&write, false).await.unwrap();
+    b.goto(&format!("{ui}/datasets")).await;
+    b.wait("the datasets", "document.querySelector('a[href=\"/datasets/yellow_trips\"]')").await;
+    b.click("a[href='/datasets/yellow_trips']").await;
+    b.wait("the dataset's partitions", "document.body.innerText.includes('year=2024/month=01')").await;
+    let writer = b.js(&format!("return document.querySelectorAll('a[href=\"/runs/{}\"]').length", big.id)).await;
+    assert_eq!(writer, 2, "the writing run linked from the partition and from its version");
+    b.screenshot("dataset").await;
+
+    // A block from the type's form: a bad port is refused inline; the
+    // secret never comes back to the page or over the network.
+    let secret = "pg-s3cret-pass";
+    b.goto(&format!("{ui}/blocks?type=postgres-connection")).await;
+    b.wait("the block form", "document.getElementById('f-password')").await;
+    b.type_into("#block-name", "warehouse").await;
+    for (field, value) in [("host", "db.internal"), ("port", "54.5"), ("database", "taxi"), ("username", "loader")] {
+        b.type_into(&format!("#f-{field}"), value).await;
+    }
+    b.type_into("#f-password", secret).await;
+    b.click(".block-form button[type=submit]").await;
+    let error = b.wait("the inline error", "document.getElementById('f-port-err').textContent").await;
+    assert_eq!(error, "expected a whole number");
+    assert!(store.read_block("warehouse", false).await.unwrap().is_none(), "nothing saved");
+    b.type_into("#f-port", "6543").await;
+    b.click(".block-form button[type=submit]").await;
+    b.wait(
+        "the saved block",
+        "location.pathname === '/blocks/warehouse' && document.body.innerText.includes('Saved.')",
+    )
+    .await;
+    let stored = store.read_block("warehouse", true).await.unwrap().unwrap();
+    assert_eq!(stored.data["password"], secret);
+    assert_eq!(stored.data["port"], 6543);
+    // Edit: a new host, the secret left as it is.
+    b.wait("the edit form", "document.getElementById('f-host')").await;
+    let placeholder = b.js("return document.getElementById('f-password').placeholder + '|' + document.getElementById('f-password').value").await;
+    assert_eq!(placeholder, "******** (unchanged)|");
+    b.type_into("#f-host", "db2.internal").await;
+    b.click(".block-form button[type=submit]").await;
+    b.wait("the saved edit", "document.body.innerText.includes('db2.internal')").await;
+    let stored = store.read_block("warehouse", true).await.unwrap().unwrap();
+    assert_eq!((stored.data["host"].as_str(), stored.data["password"].as_str()), (Some("db2.internal"), Some(secret)));
+    let page = b.js("return document.documentElement.outerHTML").await;
+    assert!(!page.as_str().unwrap().contains(secret), "{page}");
+    let wire = b
+        .js("return Promise.all(['/api/blocks', '/api/blocks/warehouse'].map(u => fetch(u).then(r => r.text()))).then(x => x.join(''))")
+        .await;
+    assert!(!wire.as_str().unwrap().contains(secret) && wire.as_str().unwrap().contains("********"), "{wire}");
+    b.screenshot("block-edit").await;
+
     b.cmd(reqwest::Method::DELETE, "", Value::Null).await;
     server.stop().await.unwrap();
 }
