@@ -48,6 +48,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("migrations/0010_concurrency.sql")),
     (11, include_str!("migrations/0011_automations.sql")),
     (12, include_str!("migrations/0012_run_listing.sql")),
+    (13, include_str!("migrations/0013_run_name_search.sql")),
 ];
 
 /// SQLite allows 32766 bound values per statement; stay well below it.
@@ -73,7 +74,56 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// A migration script's statements: split at a `;` ending a line, except
+/// inside a trigger's `BEGIN … END;`; `--` comment lines dropped.
+fn statements(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut in_trigger = false;
+    for line in sql.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("--") || trimmed.is_empty() {
+            continue;
+        }
+        if trimmed.to_ascii_uppercase().starts_with("CREATE TRIGGER") {
+            in_trigger = true;
+        }
+        current.push_str(line);
+        current.push('\n');
+        let ends = if in_trigger { trimmed.eq_ignore_ascii_case("END;") } else { trimmed.ends_with(';') };
+        if ends {
+            in_trigger = false;
+            out.push(current.trim().trim_end_matches(';').to_string());
+            current.clear();
+        }
+    }
+    if !current.trim().is_empty() {
+        out.push(current.trim().to_string());
+    }
+    out
+}
+
+/// Up to this many runs matching a name search, the trigram index picks
+/// them; with more, reading the newest runs first finds a page sooner.
+const NAME_INDEX_UP_TO: i64 = 2000;
+
 impl SqliteStore {
+    /// Whether a name search should go through the trigram index: the text
+    /// has three characters or more, no LIKE wildcards (the index cannot
+    /// take an ESCAPE clause), and few runs match (counting stops early).
+    async fn few_runs_named_like(&self, name: &str) -> Result<bool> {
+        if name.chars().count() < 3 || name.contains(['%', '_', '\\']) {
+            return Ok(false);
+        }
+        let matches: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM (SELECT 1 FROM flow_run_names WHERE name LIKE ? LIMIT ?)")
+                .bind(format!("%{name}%"))
+                .bind(NAME_INDEX_UP_TO)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(matches < NAME_INDEX_UP_TO)
+    }
+
     /// Opens (creating if needed) the database file and brings its schema up
     /// to date.
     pub async fn open(path: &Path) -> Result<SqliteStore> {
@@ -143,8 +193,8 @@ impl SqliteStore {
             return Err(StoreError::SchemaTooNew { found: current, known });
         }
         for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
-            for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                sqlx::query(statement)
+            for statement in statements(sql) {
+                sqlx::query(&statement)
                     .execute(&mut *conn)
                     .await
                     .map_err(|source| StoreError::Migration { version: *version, source })?;
@@ -692,6 +742,66 @@ fn push_flow_run<'q>(mut b: sqlx::query_builder::Separated<'_, 'q, Sqlite, &'sta
         .push_bind(r.retry_policy.as_ref().map(json_text));
 }
 
+/// The filter's conditions (` AND …`) on `flow_runs`; the state lists only
+/// where asked for (a merged query puts one value in each branch), the name
+/// through its trigram index when `by_name_index`.
+fn push_run_conditions<'q>(
+    q: &mut QueryBuilder<'q, Sqlite>,
+    f: &'q FlowRunFilter,
+    states: bool,
+    names: bool,
+    by_name_index: bool,
+) {
+    if states && !f.states.is_empty() {
+        q.push(" AND state_type IN (");
+        let mut sep = q.separated(", ");
+        for s in &f.states {
+            sep.push_bind(s.as_str());
+        }
+        q.push(")");
+    }
+    if names && !f.state_names.is_empty() {
+        q.push(" AND state_name IN (");
+        let mut sep = q.separated(", ");
+        for s in &f.state_names {
+            sep.push_bind(s.as_str());
+        }
+        q.push(")");
+    }
+    if let Some(name) = &f.flow_name {
+        q.push(" AND flow_name = ").push_bind(name.as_str());
+    }
+    if let Some(parent) = f.parent_flow_run_id {
+        q.push(" AND parent_flow_run_id = ").push_bind(parent.to_string());
+    }
+    if let Some(d) = f.deployment_id {
+        q.push(" AND deployment_id = ").push_bind(d.to_string());
+    }
+    if let Some(name) = f.name.as_deref().filter(|n| !n.is_empty()) {
+        if by_name_index {
+            q.push(" AND id IN (SELECT run_id FROM flow_run_names WHERE name LIKE ")
+                .push_bind(format!("%{name}%"))
+                .push(")");
+        }
+        // LIKE is case-insensitive for ASCII in SQLite.
+        q.push(" AND name LIKE ").push_bind(crate::contains_pattern(name)).push(" ESCAPE '\\'");
+    }
+    for tag in &f.tags {
+        q.push(" AND EXISTS (SELECT 1 FROM json_each(flow_runs.tags) WHERE json_each.value = ")
+            .push_bind(tag.as_str())
+            .push(")");
+    }
+    if let Some(since) = f.since {
+        q.push(" AND created >= ").push_bind(micros(since));
+    }
+    if let Some(until) = f.until {
+        q.push(" AND created < ").push_bind(micros(until));
+    }
+    if let Some(crate::Cursor { created, id }) = f.before {
+        q.push(" AND (created, id) < (").push_bind(micros(created)).push(", ").push_bind(id.to_string()).push(")");
+    }
+}
+
 async fn write_batch(tx: &mut SqliteConnection, batch: &WriteBatch) -> Result<()> {
     {
         for f in &batch.flows {
@@ -1155,51 +1265,39 @@ impl RunReader for SqliteStore {
     }
 
     async fn list_flow_runs(&self, f: &FlowRunFilter) -> Result<Vec<FlowRun>> {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE 1=1"));
-        if !f.states.is_empty() {
-            q.push(" AND state_type IN (");
-            let mut sep = q.separated(", ");
-            for s in &f.states {
-                sep.push_bind(s.as_str());
+        let limit = f.limit.max(1) as i64;
+        // Several states (or state names) are read as one newest-first index
+        // range each, merged: an IN list would read and sort every matching
+        // run (hundreds of milliseconds with a million runs).
+        let split: Vec<(&str, &str)> = if f.states.len() > 1 && f.state_names.len() <= 1 {
+            f.states.iter().map(|s| ("state_type", s.as_str())).collect()
+        } else if f.state_names.len() > 1 && f.states.len() <= 1 {
+            f.state_names.iter().map(|s| ("state_name", s.as_str())).collect()
+        } else {
+            Vec::new()
+        };
+        let by_name_index = match f.name.as_deref() {
+            Some(name) => self.few_runs_named_like(name).await?,
+            None => false,
+        };
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("");
+        if split.is_empty() {
+            q.push(format!("SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE 1=1"));
+            push_run_conditions(&mut q, f, true, true, by_name_index);
+        } else {
+            q.push(format!("SELECT {FLOW_RUN_COLS} FROM ("));
+            for (i, (column, value)) in split.iter().enumerate() {
+                if i > 0 {
+                    q.push(" UNION ALL ");
+                }
+                q.push(format!("SELECT * FROM (SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE {column} = "));
+                q.push_bind(*value);
+                push_run_conditions(&mut q, f, *column != "state_type", *column != "state_name", by_name_index);
+                q.push(" ORDER BY created DESC, id DESC LIMIT ").push_bind(limit).push(")");
             }
             q.push(")");
         }
-        if !f.state_names.is_empty() {
-            q.push(" AND state_name IN (");
-            let mut sep = q.separated(", ");
-            for s in &f.state_names {
-                sep.push_bind(s.as_str());
-            }
-            q.push(")");
-        }
-        if let Some(name) = &f.flow_name {
-            q.push(" AND flow_name = ").push_bind(name.as_str());
-        }
-        if let Some(parent) = f.parent_flow_run_id {
-            q.push(" AND parent_flow_run_id = ").push_bind(parent.to_string());
-        }
-        if let Some(d) = f.deployment_id {
-            q.push(" AND deployment_id = ").push_bind(d.to_string());
-        }
-        if let Some(name) = f.name.as_deref().filter(|n| !n.is_empty()) {
-            // LIKE is case-insensitive for ASCII in SQLite.
-            q.push(" AND name LIKE ").push_bind(crate::contains_pattern(name)).push(" ESCAPE '\\'");
-        }
-        for tag in &f.tags {
-            q.push(" AND EXISTS (SELECT 1 FROM json_each(flow_runs.tags) WHERE json_each.value = ")
-                .push_bind(tag.as_str())
-                .push(")");
-        }
-        if let Some(since) = f.since {
-            q.push(" AND created >= ").push_bind(micros(since));
-        }
-        if let Some(until) = f.until {
-            q.push(" AND created < ").push_bind(micros(until));
-        }
-        if let Some(crate::Cursor { created, id }) = f.before {
-            q.push(" AND (created, id) < (").push_bind(micros(created)).push(", ").push_bind(id.to_string()).push(")");
-        }
-        q.push(" ORDER BY created DESC, id DESC LIMIT ").push_bind(f.limit.max(1) as i64);
+        q.push(" ORDER BY created DESC, id DESC LIMIT ").push_bind(limit);
         let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter().map(flow_run_from).collect()
     }
@@ -1451,5 +1549,26 @@ impl LeaseTx for SqliteLeases<'_> {
             .execute(&mut *self.0)
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod migration_script_tests {
+    #[test]
+    fn scripts_split_into_statements_keeping_trigger_bodies_whole() {
+        let sql = "-- a comment; with a semicolon\nCREATE TABLE a (x INTEGER);\nCREATE INDEX a_x\n  ON a (x);\n\
+                   CREATE TRIGGER t AFTER INSERT ON a BEGIN\n    INSERT INTO b VALUES (new.x);\n    DELETE FROM c;\nEND;\n\
+                   CREATE TABLE d (y TEXT)";
+        let got = super::statements(sql);
+        assert_eq!(got.len(), 4, "{got:#?}");
+        assert_eq!(got[1], "CREATE INDEX a_x\n  ON a (x)");
+        assert!(got[2].starts_with("CREATE TRIGGER") && got[2].contains("DELETE FROM c;\nEND"), "{}", got[2]);
+        assert_eq!(got[3], "CREATE TABLE d (y TEXT)");
+        // Every shipped migration splits into statements that end cleanly.
+        for (version, sql) in super::MIGRATIONS {
+            for s in super::statements(sql) {
+                assert!(!s.is_empty() && !s.ends_with(';'), "migration {version}: {s}");
+            }
+        }
     }
 }
