@@ -529,7 +529,11 @@ async fn the_ui_searches_stays_live_pauses_runs_edits_blocks_and_draws_big_timel
     b.js("window.__sameDocument = true").await;
     let fresh = run_of(&flow, "fresh-lynx", State::running(Utc::now()), 0, &[]);
     store
-        .record(&WriteBatch { states: with_history(&[fresh.clone()]), flow_runs: vec![fresh], ..Default::default() })
+        .record(&WriteBatch {
+            states: with_history(std::slice::from_ref(&fresh)),
+            flow_runs: vec![fresh],
+            ..Default::default()
+        })
         .await
         .unwrap();
     b.wait("the new run in the list", "document.body.innerText.includes('fresh-lynx')").await;
