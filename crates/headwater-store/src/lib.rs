@@ -271,9 +271,11 @@ pub struct HistoryBucket {
 }
 
 impl HistoryQuery {
-    /// The query with its bucket count in range and a non-empty span.
+    /// The query with its bucket count in range and a span of one second
+    /// to a hundred years (no date arithmetic can overflow).
     pub fn clamped(&self) -> HistoryQuery {
-        let until = self.until.max(self.since + chrono::Duration::seconds(1));
+        let until =
+            self.until.max(self.since + chrono::Duration::seconds(1)).min(self.since + chrono::Duration::days(36_525));
         HistoryQuery { since: self.since, until, buckets: self.buckets.clamp(1, 500) }
     }
 
@@ -593,4 +595,22 @@ impl<
             + AutomationStore,
     > Store for T
 {
+}
+
+#[cfg(test)]
+mod history_query_tests {
+    use super::*;
+
+    #[test]
+    fn buckets_cover_the_span_and_absurd_spans_are_clamped() {
+        let since = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let q = HistoryQuery { since, until: since + chrono::Duration::seconds(10), buckets: 3 }.clamped();
+        let b = q.empty_buckets();
+        assert_eq!((b.len(), b[0].start, b[2].end), (3, since, since + chrono::Duration::seconds(10)));
+        assert_eq!(b[1].start, b[0].end, "no gaps");
+        let huge = HistoryQuery { since: DateTime::<Utc>::MIN_UTC, until: DateTime::<Utc>::MAX_UTC, buckets: 9999 };
+        let clamped = huge.clamped();
+        assert_eq!(clamped.buckets, 500);
+        assert_eq!(clamped.empty_buckets().len(), 500);
+    }
 }
