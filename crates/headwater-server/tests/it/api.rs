@@ -176,7 +176,7 @@ async fn runs_can_be_cancelled_paused_and_resumed_through_the_api() {
     let (server, _dir) = sqlite_server(vec![]).await;
     let client = ApiClient::new(&server.api_url(), None).unwrap();
     let now = chrono::Utc::now();
-    let make = run_named_r;
+    let make = |state| super::run_of("f", "r", state, 0, &[]);
     let running = make(State::running(now));
     let done = make(State::completed(now));
     client.record(&WriteBatch { flow_runs: vec![running.clone(), done.clone()], ..Default::default() }).await.unwrap();
@@ -236,7 +236,7 @@ async fn the_runs_stream_announces_each_change() {
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let first = next_event(&mut resp).await;
     assert!(first.contains("event: changed") && first.contains("data: 0"), "{first}");
-    let run = run_named_r(State::running(chrono::Utc::now()));
+    let run = super::run_of("f", "r", State::running(chrono::Utc::now()), 0, &[]);
     let history = StateRecord { run_id: run.id, kind: RunKind::Flow, state: run.state.clone() };
     client.record(&WriteBatch { flow_runs: vec![run], states: vec![history], ..Default::default() }).await.unwrap();
     let second = next_event(&mut resp).await;
@@ -343,30 +343,6 @@ async fn built_in_block_types_belong_to_the_server() {
     let saved = client.save_block(&doc).await.unwrap();
     assert_eq!(saved.data["aws_secret_access_key"], "********", "still sealed and masked");
     server.stop().await.unwrap();
-}
-
-/// A run of flow `f` named `r`, created now.
-fn run_named_r(state: headwater_core::State) -> headwater_core::FlowRun {
-    headwater_core::FlowRun {
-        id: uuid::Uuid::now_v7(),
-        flow_id: headwater_core::flow_id_for_name("f"),
-        flow_name: "f".into(),
-        name: "r".into(),
-        parameters: serde_json::json!({}),
-        tags: vec![],
-        created: state.timestamp,
-        state,
-        parent_flow_run_id: None,
-        run_count: 1,
-        start_time: None,
-        end_time: None,
-        heartbeat: None,
-        deployment_id: None,
-        work_pool: None,
-        idempotency_key: None,
-        work_queue: None,
-        retry_policy: None,
-    }
 }
 
 /// The next server-sent event (keep-alive comments skipped), within 10 s.

@@ -15,6 +15,8 @@ use headwater_store::{SqliteStore, Store, WriteBatch};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::run_of;
+
 /// A WebDriver session: the handful of commands the tests use.
 struct Browser {
     http: reqwest::Client,
@@ -183,26 +185,11 @@ async fn seed(store: &dyn Store) -> (FlowRun, FlowRun) {
         updated: now,
     };
     let t = |s: i64| now - chrono::Duration::seconds(60 - s);
-    let mut done = FlowRun {
-        id: Uuid::now_v7(),
-        flow_id: flow.id,
-        flow_name: flow.name.clone(),
-        name: "finished-otter".into(),
-        parameters: json!({"month": 1}),
-        tags: vec!["taxi".into()],
-        state: State::completed(t(30)),
-        parent_flow_run_id: None,
-        run_count: 1,
-        start_time: Some(t(0)),
-        end_time: Some(t(30)),
-        created: t(0),
-        heartbeat: None,
-        deployment_id: None,
-        work_pool: None,
-        idempotency_key: None,
-        work_queue: None,
-        retry_policy: None,
-    };
+    let mut done = run_of(&flow.name, "finished-otter", State::completed(t(30)), 60, &["taxi"]);
+    done.parameters = json!({"month": 1});
+    done.start_time = Some(t(0));
+    done.created = t(0);
+    done.end_time = Some(t(30));
     let task = |name: &str, start: i64, end: i64, tries: u32| TaskRun {
         id: Uuid::now_v7(),
         flow_run_id: done.id,
@@ -407,31 +394,6 @@ async fn the_ui_shows_runs_starts_custom_runs_cancels_and_never_shows_secrets() 
     server.stop().await.unwrap();
 }
 
-/// A run of `flow` in `state`, created `ago` seconds back.
-fn run_of(flow: &Flow, name: &str, state: State, ago: i64, tags: &[&str]) -> FlowRun {
-    let created = Utc::now() - chrono::Duration::seconds(ago);
-    FlowRun {
-        id: Uuid::now_v7(),
-        flow_id: flow.id,
-        flow_name: flow.name.clone(),
-        name: name.into(),
-        parameters: json!({}),
-        tags: tags.iter().map(|t| t.to_string()).collect(),
-        state,
-        parent_flow_run_id: None,
-        run_count: 1,
-        start_time: Some(created),
-        end_time: None,
-        created,
-        heartbeat: None,
-        deployment_id: None,
-        work_pool: None,
-        idempotency_key: None,
-        work_queue: None,
-        retry_policy: None,
-    }
-}
-
 fn with_history(runs: &[FlowRun]) -> Vec<StateRecord> {
     runs.iter().map(|r| StateRecord { run_id: r.id, kind: RunKind::Flow, state: r.state.clone() }).collect()
 }
@@ -460,11 +422,12 @@ async fn the_ui_searches_stays_live_pauses_runs_edits_blocks_and_draws_big_timel
         created: now,
         updated: now,
     };
-    let old = run_of(&flow, "ancient-otter", State::completed(now), 3 * 86400, &["taxi"]);
-    let tagged = run_of(&flow, "tagged-otter", State::failed(now, "boom"), 60, &["taxi", "nightly"]);
-    let plain = run_of(&flow, "plain-heron", State::completed(now), 30, &["nightly"]);
-    let scheduled = run_of(&flow, "waiting-crane", State::scheduled(now, now + chrono::Duration::hours(1)), 20, &[]);
-    let mut big = run_of(&flow, "wide-river", State::completed(now), 10, &[]);
+    let old = run_of(&flow.name, "ancient-otter", State::completed(now), 3 * 86400, &["taxi"]);
+    let tagged = run_of(&flow.name, "tagged-otter", State::failed(now, "boom"), 60, &["taxi", "nightly"]);
+    let plain = run_of(&flow.name, "plain-heron", State::completed(now), 30, &["nightly"]);
+    let scheduled =
+        run_of(&flow.name, "waiting-crane", State::scheduled(now, now + chrono::Duration::hours(1)), 20, &[]);
+    let mut big = run_of(&flow.name, "wide-river", State::completed(now), 10, &[]);
     big.end_time = Some(big.created + chrono::Duration::seconds(10_000));
     let tasks: Vec<TaskRun> = (0..10_000)
         .map(|i| TaskRun {
@@ -527,7 +490,7 @@ async fn the_ui_searches_stays_live_pauses_runs_edits_blocks_and_draws_big_timel
     b.goto(&format!("{ui}/runs")).await;
     b.wait("the runs list", "document.body.innerText.includes('plain-heron')").await;
     b.js("window.__sameDocument = true").await;
-    let fresh = run_of(&flow, "fresh-lynx", State::running(Utc::now()), 0, &[]);
+    let fresh = run_of(&flow.name, "fresh-lynx", State::running(Utc::now()), 0, &[]);
     store
         .record(&WriteBatch {
             states: with_history(std::slice::from_ref(&fresh)),
