@@ -15,7 +15,7 @@ use headwater_core::{
 use headwater_store::{
     ArtifactFilter, ArtifactStore, AutomationStore, BlockStore, ConcurrencyStore, DatasetStore, DeploymentStore,
     FlowRunFilter, HistoryBucket, HistoryQuery, LogFilter, Result, RunQueue, RunReader, RunReaper, RunRecorder,
-    StoreError, VariableStore, WorkPoolStore, WriteBatch,
+    StoreError, TimelineEntry, VariableStore, WorkPoolStore, WriteBatch,
 };
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -310,6 +310,10 @@ impl RunReader for ApiClient {
 
     async fn list_task_runs(&self, flow_run_id: Uuid) -> Result<Vec<TaskRun>> {
         Ok(self.get(&format!("/flow_runs/{flow_run_id}/task_runs")).await?.unwrap_or_default())
+    }
+
+    async fn run_timeline(&self, flow_run_id: Uuid) -> Result<Vec<TimelineEntry>> {
+        Ok(self.get(&format!("/flow_runs/{flow_run_id}/timeline")).await?.unwrap_or_default())
     }
 
     async fn read_states(&self, run_id: Uuid) -> Result<Vec<StateRecord>> {

@@ -14,7 +14,7 @@ use headwater_core::{
 };
 use headwater_store::{
     record_flow_run_state, ArtifactFilter, Cursor, FlowRunFilter, HistoryBucket, HistoryQuery, LogFilter, Store,
-    WriteBatch,
+    TimelineEntry, WriteBatch,
 };
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
@@ -45,6 +45,7 @@ fn api_router() -> OpenApiRouter<Arc<dyn Store>> {
         .routes(routes!(read_flow_run))
         .routes(routes!(resolve_flow_run))
         .routes(routes!(list_task_runs))
+        .routes(routes!(run_timeline))
         .routes(routes!(read_states))
         .routes(routes!(filter_logs))
         .routes(routes!(record_batch))
@@ -192,6 +193,18 @@ async fn resolve_flow_run(State(db): Db, Path(id_or_name): Path<String>) -> ApiR
 )]
 async fn list_task_runs(State(db): Db, Path(id): Path<Uuid>) -> ApiResult<Vec<TaskRun>> {
     Ok(Json(db.list_task_runs(id).await?))
+}
+
+/// A flow run's task runs and subflow runs as timeline bars (name, state,
+/// attempts, start and end), in the order they started: what the run page
+/// draws, a fraction of the full task runs' size.
+#[utoipa::path(
+    get, path = "/flow_runs/{id}/timeline", tag = "flow_runs",
+    params(("id" = Uuid, Path, description = "flow run id")),
+    responses((status = 200, body = Vec<TimelineEntry>))
+)]
+async fn run_timeline(State(db): Db, Path(id): Path<Uuid>) -> ApiResult<Vec<TimelineEntry>> {
+    Ok(Json(db.run_timeline(id).await?))
 }
 
 /// The state history of a flow run or task run, oldest first.

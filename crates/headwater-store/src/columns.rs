@@ -178,6 +178,55 @@ pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
 }
 
+/// A flow run's task runs and subflow runs (the run's id bound once as the
+/// first parameter); subflows sort after tasks created at the same instant.
+pub(crate) const TIMELINE_SELECT: &str = "\
+    SELECT id, 'task' AS kind, name, state_type, state_name, run_count, start_time, end_time, created, dynamic_key \
+    FROM task_runs WHERE flow_run_id = $1 \
+    UNION ALL \
+    SELECT id, 'flow', name, state_type, state_name, run_count, start_time, end_time, created, 0 \
+    FROM flow_runs WHERE parent_flow_run_id = $1";
+
+/// A migration script's statements: split at a `;` ending a line, except
+/// inside a SQLite trigger's `BEGIN … END;` or a PostgreSQL `$$ … $$` body;
+/// `--` comment lines dropped.
+pub(crate) fn statements(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut in_trigger = false;
+    let mut in_dollar_body = false;
+    for line in sql.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("--") || trimmed.is_empty() {
+            continue;
+        }
+        if trimmed.to_ascii_uppercase().starts_with("CREATE TRIGGER") && !in_dollar_body {
+            in_trigger = true;
+        }
+        if line.matches("$$").count() % 2 == 1 {
+            in_dollar_body = !in_dollar_body;
+        }
+        current.push_str(line);
+        current.push('\n');
+        let ends = if in_dollar_body {
+            false
+        } else if in_trigger {
+            trimmed.eq_ignore_ascii_case("END;")
+        } else {
+            trimmed.ends_with(';')
+        };
+        if ends {
+            in_trigger = false;
+            out.push(current.trim().trim_end_matches(';').to_string());
+            current.clear();
+        }
+    }
+    if !current.trim().is_empty() {
+        out.push(current.trim().to_string());
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,5 +238,25 @@ mod tests {
         assert!(set.contains("work_pool = COALESCE(excluded.work_pool, flow_runs.work_pool)"));
         assert!(!set.contains("id = excluded.id,") && !set.contains("created = "));
         assert_eq!(rows_per_statement(LOG_COLS, 30_000), 6000);
+    }
+
+    #[test]
+    fn scripts_split_into_statements_keeping_bodies_whole() {
+        let sql = "-- a comment; with a semicolon\nCREATE TABLE a (x INTEGER);\nCREATE INDEX a_x\n  ON a (x);\n\
+                   CREATE TRIGGER t AFTER INSERT ON a BEGIN\n    INSERT INTO b VALUES (new.x);\n    DELETE FROM c;\nEND;\n\
+                   DO $$\nBEGIN\n  CREATE EXTENSION x;\nEXCEPTION WHEN others THEN\n  NULL;\nEND $$;\n\
+                   CREATE TABLE d (y TEXT)";
+        let got = statements(sql);
+        assert_eq!(got.len(), 5, "{got:#?}");
+        assert_eq!(got[1], "CREATE INDEX a_x\n  ON a (x)");
+        assert!(got[2].starts_with("CREATE TRIGGER") && got[2].contains("DELETE FROM c;\nEND"), "{}", got[2]);
+        assert!(got[3].starts_with("DO $$") && got[3].contains("NULL;\nEND $$"), "{}", got[3]);
+        assert_eq!(got[4], "CREATE TABLE d (y TEXT)");
+        // Every shipped migration splits into statements that end cleanly.
+        for (version, sql) in crate::sqlite::MIGRATIONS.iter().chain(crate::postgres::MIGRATIONS) {
+            for s in statements(sql) {
+                assert!(!s.is_empty() && !s.ends_with(';'), "migration {version}: {s}");
+            }
+        }
     }
 }

@@ -81,6 +81,7 @@ pub async fn run_all(store: &dyn Store) {
     filters_and_keyset_pagination(store).await;
     run_history_by_state(store).await;
     task_runs_and_logs(store).await;
+    run_timeline_in_start_order(store).await;
     resolve_by_id_prefix_and_name(store).await;
     stale_runs_crash_with_their_tasks(store).await;
     deployments_apply_list_and_delete(store).await;
@@ -1035,6 +1036,54 @@ pub async fn task_runs_and_logs(store: &dyn Store) {
     assert_eq!(of_task.len(), 1);
     let limited = store.read_logs(&LogFilter { limit: 3, ..LogFilter::for_flow_run(fr.id) }).await.unwrap();
     assert_eq!(limited.len(), 3);
+}
+
+pub async fn run_timeline_in_start_order(store: &dyn Store) {
+    let f = flow(&format!("timeline-{}", Uuid::now_v7().simple()), "1");
+    let mut parent = flow_run(&f, "parent", 0, State::running(t(1)));
+    parent.start_time = Some(t(1));
+    // Created in one order, started in another; one retried, one waiting.
+    let mut late_starter = task_run(&parent, "load", 0, 1);
+    late_starter.start_time = Some(t(8));
+    late_starter.end_time = None;
+    late_starter.state = State::running(t(8));
+    let mut retried = task_run(&parent, "fetch", 0, 2);
+    retried.run_count = 3;
+    retried.state = State::failed(t(4), "boom");
+    let mut waiting = task_run(&parent, "fetch", 1, 3);
+    (waiting.start_time, waiting.end_time, waiting.state) = (None, None, State::pending(t(3)));
+    let mut child = flow_run(&f, "child", 4, State::completed(t(6)));
+    (child.parent_flow_run_id, child.start_time, child.end_time) = (Some(parent.id), Some(t(5)), Some(t(6)));
+    let other = flow_run(&f, "unrelated", 4, State::completed(t(6)));
+    let other_task = task_run(&other, "fetch", 0, 4);
+    store
+        .record(&WriteBatch {
+            flows: vec![f],
+            flow_runs: vec![parent.clone(), child.clone(), other],
+            task_runs: vec![late_starter.clone(), retried.clone(), waiting.clone(), other_task],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let timeline = store.run_timeline(parent.id).await.unwrap();
+    let seen: Vec<(&str, RunKind, StateType, u32)> =
+        timeline.iter().map(|e| (e.name.as_str(), e.kind, e.state_type, e.run_count)).collect();
+    assert_eq!(
+        seen,
+        [
+            ("fetch-0", RunKind::Task, StateType::Failed, 3),
+            ("child", RunKind::Flow, StateType::Completed, 1),
+            ("load-0", RunKind::Task, StateType::Running, 1),
+            ("fetch-1", RunKind::Task, StateType::Pending, 1),
+        ],
+        "started entries by start time, the waiting one last, nothing of another run"
+    );
+    assert_eq!(timeline[0].id, retried.id);
+    assert_eq!(timeline[0].state_name, "Failed");
+    assert_eq!((timeline[1].id, timeline[1].start_time, timeline[1].end_time), (child.id, Some(t(5)), Some(t(6))));
+    assert_eq!((timeline[2].start_time, timeline[2].end_time), (Some(t(8)), None));
+    assert!(store.run_timeline(Uuid::now_v7()).await.unwrap().is_empty());
 }
 
 pub async fn resolve_by_id_prefix_and_name(store: &dyn Store) {

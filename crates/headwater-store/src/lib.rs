@@ -251,6 +251,25 @@ pub trait RunReader: Send + Sync {
     /// How many runs were created in each of `buckets` equal spans of
     /// `[since, until)`, by state type.
     async fn flow_run_history(&self, query: &HistoryQuery) -> Result<Vec<HistoryBucket>>;
+    /// A flow run's task runs and subflow runs, in the order they started
+    /// (not yet started ones last): the few columns a timeline draws, so a
+    /// run with ten thousand task runs reads and sends a fraction of
+    /// [`RunReader::list_task_runs`].
+    async fn run_timeline(&self, flow_run_id: Uuid) -> Result<Vec<TimelineEntry>>;
+}
+
+/// One bar of a flow run's timeline: a task run or a subflow run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TimelineEntry {
+    pub id: Uuid,
+    pub kind: headwater_core::RunKind,
+    pub name: String,
+    pub state_type: StateType,
+    pub state_name: String,
+    /// Attempts so far; above 1 the entry was retried.
+    pub run_count: u32,
+    pub start_time: Option<DateTime<Utc>>,
+    pub end_time: Option<DateTime<Utc>>,
 }
 
 /// Which span [`RunReader::flow_run_history`] counts, in how many buckets.

@@ -22,8 +22,8 @@ use uuid::Uuid;
 use crate::claim::{self, Active, ClaimTx, CANDIDATES};
 use crate::columns::{
     block_type_for, corrupt, crash_batch, default_queue_stays, late_batch, no_pool_for_queue, rows_per_statement,
-    upsert_set, StateCols, ARTIFACT_COLS, FINAL_STATES, FLOW_RUN_COLS, HISTORY_STATE, LATEST_ARTIFACTS_ONLY,
-    LIVE_STATES, LOG_COLS, RUN_STATE, STATE_COLS, TASK_RUN_COLS,
+    statements, upsert_set, StateCols, ARTIFACT_COLS, FINAL_STATES, FLOW_RUN_COLS, HISTORY_STATE,
+    LATEST_ARTIFACTS_ONLY, LIVE_STATES, LOG_COLS, RUN_STATE, STATE_COLS, TASK_RUN_COLS, TIMELINE_SELECT,
 };
 use crate::error::{Result, StoreError};
 use crate::leases::{self, LeaseTx, LimitRow};
@@ -33,7 +33,7 @@ use crate::{
     FlowRunFilter, LogFilter, RunQueue, RunReader, RunReaper, RunRecorder, VariableStore, WorkPoolStore, WriteBatch,
 };
 
-const MIGRATIONS: &[(i64, &str)] = &[
+pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_runs.sql")),
     (2, include_str!("migrations/0002_heartbeats.sql")),
     (3, include_str!("migrations/0003_deployments.sql")),
@@ -46,6 +46,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("migrations/0010_concurrency.sql")),
     (11, include_str!("migrations/0011_automations.sql")),
     (12, include_str!("migrations/0012_run_listing.sql")),
+    (13, include_str!("migrations/0013_run_name_search.sql")),
 ];
 
 /// PostgreSQL allows 65535 bound values per statement.
@@ -104,8 +105,8 @@ impl PostgresStore {
             return Err(StoreError::SchemaTooNew { found: current, known });
         }
         for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
-            for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                sqlx::query(statement)
+            for statement in statements(sql) {
+                sqlx::query(&statement)
                     .execute(&mut *conn)
                     .await
                     .map_err(|source| StoreError::Migration { version: *version, source })?;
@@ -1095,7 +1096,8 @@ impl RunReader for PostgresStore {
             q.push(" AND deployment_id = ").push_bind(d);
         }
         if let Some(name) = f.name.as_deref().filter(|n| !n.is_empty()) {
-            q.push(" AND name ILIKE ").push_bind(crate::contains_pattern(name)).push(" ESCAPE '\\'");
+            // `\` is LIKE's default escape; no ESCAPE clause, so a trigram index serves it.
+            q.push(" AND name ILIKE ").push_bind(crate::contains_pattern(name));
         }
         if !f.tags.is_empty() {
             q.push(" AND tags @> ").push_bind(Json(f.tags.clone()));
@@ -1112,6 +1114,31 @@ impl RunReader for PostgresStore {
         q.push(" ORDER BY created DESC, id DESC LIMIT ").push_bind(f.limit.max(1) as i64);
         let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter().map(flow_run_from).collect()
+    }
+
+    async fn run_timeline(&self, flow_run_id: Uuid) -> Result<Vec<crate::TimelineEntry>> {
+        let rows = sqlx::query(&format!(
+            "SELECT * FROM ({TIMELINE_SELECT}) t ORDER BY start_time NULLS LAST, created, dynamic_key"
+        ))
+        .bind(flow_run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let ty: String = row.try_get("state_type")?;
+                let kind: String = row.try_get("kind")?;
+                Ok(crate::TimelineEntry {
+                    id: row.try_get("id")?,
+                    kind: RunKind::from_str(&kind).map_err(|e| corrupt("kind", e))?,
+                    name: row.try_get("name")?,
+                    state_type: StateType::from_str(&ty).map_err(|e| corrupt("state_type", e))?,
+                    state_name: row.try_get("state_name")?,
+                    run_count: row.try_get::<i32, _>("run_count")? as u32,
+                    start_time: row.try_get("start_time")?,
+                    end_time: row.try_get("end_time")?,
+                })
+            })
+            .collect()
     }
 
     async fn list_task_runs(&self, flow_run_id: Uuid) -> Result<Vec<TaskRun>> {

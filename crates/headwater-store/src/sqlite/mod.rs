@@ -24,8 +24,8 @@ use uuid::Uuid;
 use crate::claim::{self, Active, ClaimTx, CANDIDATES};
 use crate::columns::{
     block_type_for, corrupt, crash_batch, default_queue_stays, late_batch, no_pool_for_queue, rows_per_statement,
-    upsert_set, StateCols, ARTIFACT_COLS, FINAL_STATES, FLOW_RUN_COLS, HISTORY_STATE, LATEST_ARTIFACTS_ONLY,
-    LIVE_STATES, LOG_COLS, RUN_STATE, STATE_COLS, TASK_RUN_COLS,
+    statements, upsert_set, StateCols, ARTIFACT_COLS, FINAL_STATES, FLOW_RUN_COLS, HISTORY_STATE,
+    LATEST_ARTIFACTS_ONLY, LIVE_STATES, LOG_COLS, RUN_STATE, STATE_COLS, TASK_RUN_COLS, TIMELINE_SELECT,
 };
 use crate::error::{Result, StoreError};
 use crate::leases::{self, LeaseTx, LimitRow};
@@ -35,7 +35,7 @@ use crate::{
     FlowRunFilter, LogFilter, RunQueue, RunReader, RunReaper, RunRecorder, VariableStore, WorkPoolStore, WriteBatch,
 };
 
-const MIGRATIONS: &[(i64, &str)] = &[
+pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_runs.sql")),
     (2, include_str!("migrations/0002_heartbeats.sql")),
     (3, include_str!("migrations/0003_deployments.sql")),
@@ -72,35 +72,6 @@ impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteStore").field("path", &self.path).finish()
     }
-}
-
-/// A migration script's statements: split at a `;` ending a line, except
-/// inside a trigger's `BEGIN … END;`; `--` comment lines dropped.
-fn statements(sql: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut current = String::new();
-    let mut in_trigger = false;
-    for line in sql.lines() {
-        let trimmed = line.trim();
-        if trimmed.starts_with("--") || trimmed.is_empty() {
-            continue;
-        }
-        if trimmed.to_ascii_uppercase().starts_with("CREATE TRIGGER") {
-            in_trigger = true;
-        }
-        current.push_str(line);
-        current.push('\n');
-        let ends = if in_trigger { trimmed.eq_ignore_ascii_case("END;") } else { trimmed.ends_with(';') };
-        if ends {
-            in_trigger = false;
-            out.push(current.trim().trim_end_matches(';').to_string());
-            current.clear();
-        }
-    }
-    if !current.trim().is_empty() {
-        out.push(current.trim().to_string());
-    }
-    out
 }
 
 /// Up to this many runs matching a name search, the trigram index picks
@@ -1377,6 +1348,31 @@ impl RunReader for SqliteStore {
         }
         Ok(buckets)
     }
+
+    async fn run_timeline(&self, flow_run_id: Uuid) -> Result<Vec<crate::TimelineEntry>> {
+        let rows = sqlx::query(&format!(
+            "SELECT * FROM ({TIMELINE_SELECT}) ORDER BY start_time IS NULL, start_time, created, dynamic_key"
+        ))
+        .bind(flow_run_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let ty: String = row.try_get("state_type")?;
+                let kind: String = row.try_get("kind")?;
+                Ok(crate::TimelineEntry {
+                    id: uuid_col(row, "id")?,
+                    kind: RunKind::from_str(&kind).map_err(|e| corrupt("kind", e))?,
+                    name: row.try_get("name")?,
+                    state_type: StateType::from_str(&ty).map_err(|e| corrupt("state_type", e))?,
+                    state_name: row.try_get("state_name")?,
+                    run_count: row.try_get::<i64, _>("run_count")? as u32,
+                    start_time: row.try_get::<Option<i64>, _>("start_time")?.map(from_micros),
+                    end_time: row.try_get::<Option<i64>, _>("end_time")?.map(from_micros),
+                })
+            })
+            .collect()
+    }
 }
 
 const LIMIT_COLS: &str = "l.name, l.slot_limit, l.slot_decay_per_second, l.created, l.updated, \
@@ -1549,26 +1545,5 @@ impl LeaseTx for SqliteLeases<'_> {
             .execute(&mut *self.0)
             .await?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod migration_script_tests {
-    #[test]
-    fn scripts_split_into_statements_keeping_trigger_bodies_whole() {
-        let sql = "-- a comment; with a semicolon\nCREATE TABLE a (x INTEGER);\nCREATE INDEX a_x\n  ON a (x);\n\
-                   CREATE TRIGGER t AFTER INSERT ON a BEGIN\n    INSERT INTO b VALUES (new.x);\n    DELETE FROM c;\nEND;\n\
-                   CREATE TABLE d (y TEXT)";
-        let got = super::statements(sql);
-        assert_eq!(got.len(), 4, "{got:#?}");
-        assert_eq!(got[1], "CREATE INDEX a_x\n  ON a (x)");
-        assert!(got[2].starts_with("CREATE TRIGGER") && got[2].contains("DELETE FROM c;\nEND"), "{}", got[2]);
-        assert_eq!(got[3], "CREATE TABLE d (y TEXT)");
-        // Every shipped migration splits into statements that end cleanly.
-        for (version, sql) in super::MIGRATIONS {
-            for s in super::statements(sql) {
-                assert!(!s.is_empty() && !s.ends_with(';'), "migration {version}: {s}");
-            }
-        }
     }
 }
