@@ -111,7 +111,10 @@ enum Color {
 /// A calendar month, 1 to 12; anything else is refused with a clear error.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
 #[serde(try_from = "u32", into = "u32")]
-struct Month(#[schemars(range(min = 1, max = 12))] u32);
+// Serde reads it as a u32 (try_from), so the schema is u32's: the bounds are
+// added to it here, where the UI's forms and the server's check see them.
+#[schemars(extend("minimum" = 1, "maximum" = 12))]
+struct Month(u32);
 
 impl TryFrom<u32> for Month {
     type Error = String;

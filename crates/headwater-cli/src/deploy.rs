@@ -6,8 +6,8 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use clap::{Args, Subcommand};
-use headwater_core::{parse_manifest_with, Deployment, Templates};
-use headwater_store::Store;
+use headwater_core::{flow_id_for_name, parse_manifest_with, Deployment, Flow, Templates};
+use headwater_store::{Store, WriteBatch};
 use serde_json::Value;
 
 #[derive(Args)]
@@ -118,11 +118,16 @@ pub async fn deploy(args: DeployArgs, store: &dyn Store) -> Result<()> {
         out
     };
     let base = args.file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut schemas = Vec::new();
     if !args.no_check {
         for d in &chosen {
             check_parameters(d, base)?;
+            schemas.push((d.flow_name.clone(), parameter_schema(d, base)?));
         }
     }
+    // The flow is known with its parameters from now on, so the UI's custom
+    // run form has its fields before the flow's first run.
+    register_flows(store, schemas).await?;
     for d in chosen {
         let stored = store.apply_deployment(&d).await?;
         println!("Deployment '{}' applied (flow '{}')", stored.name, stored.flow_name);
@@ -160,28 +165,69 @@ fn rand_seed() -> u64 {
 
 /// Runs `<entrypoint> --check --params …` for one parameter set.
 fn check_one(d: &Deployment, base: &Path, field: &str, params: &Value) -> Result<()> {
-    {
-        let program = &d.entrypoint[0];
-        let resolved =
-            if program.contains('/') && Path::new(program).is_relative() { base.join(program) } else { program.into() };
-        let out = Command::new(&resolved)
-            .args(&d.entrypoint[1..])
-            .args(["--check", "--params", &params.to_string()])
-            .current_dir(base)
-            .output()
-            .with_context(|| {
-                format!(
-                    "deployment '{}': cannot run its entrypoint '{}' to check the parameters \
-                     (build it first, or pass --no-check)",
-                    d.name,
-                    resolved.display()
-                )
-            })?;
-        if !out.status.success() {
-            let why = String::from_utf8_lossy(&out.stderr);
-            let why = why.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim_start_matches("error: ");
-            bail!("deployment '{}', {field}: {why}", d.name);
+    let out = run_entrypoint(d, base, &["--check", "--params", &params.to_string()])?;
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr);
+        let why = why.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim_start_matches("error: ");
+        bail!("deployment '{}', {field}: {why}", d.name);
+    }
+    Ok(())
+}
+
+/// The flow's parameters as JSON Schema (`<entrypoint> --schema`), with its
+/// defaults.
+fn parameter_schema(d: &Deployment, base: &Path) -> Result<Value> {
+    let out = run_entrypoint(d, base, &["--schema"])?;
+    let schema: Value =
+        serde_json::from_slice(&out.stdout).ok().filter(|_| out.status.success()).with_context(|| {
+            format!(
+                "deployment '{}': its entrypoint did not print the parameters' JSON Schema for --schema \
+             (is it a Headwater flow program? else pass --no-check)",
+                d.name
+            )
+        })?;
+    Ok(schema)
+}
+
+fn run_entrypoint(d: &Deployment, base: &Path, args: &[&str]) -> Result<std::process::Output> {
+    let program = &d.entrypoint[0];
+    let resolved =
+        if program.contains('/') && Path::new(program).is_relative() { base.join(program) } else { program.into() };
+    Command::new(&resolved).args(&d.entrypoint[1..]).args(args).current_dir(base).output().with_context(|| {
+        format!(
+            "deployment '{}': cannot run its entrypoint '{}' to check the parameters \
+             (build it first, or pass --no-check)",
+            d.name,
+            resolved.display()
+        )
+    })
+}
+
+/// Records each flow with its parameter schema, keeping what runs recorded
+/// about it (version, description).
+async fn register_flows(store: &dyn Store, schemas: Vec<(String, Value)>) -> Result<()> {
+    let now = Utc::now();
+    let mut flows: Vec<Flow> = Vec::new();
+    for (name, parameter_schema) in schemas {
+        if flows.iter().any(|f| f.name == name) {
+            continue;
         }
+        let flow = match store.read_flow(&name).await? {
+            Some(known) => Flow { parameter_schema, updated: now, ..known },
+            None => Flow {
+                id: flow_id_for_name(&name),
+                name,
+                version: None,
+                description: None,
+                parameter_schema,
+                created: now,
+                updated: now,
+            },
+        };
+        flows.push(flow);
+    }
+    if !flows.is_empty() {
+        store.record(&WriteBatch { flows, ..Default::default() }).await?;
     }
     Ok(())
 }

@@ -289,8 +289,8 @@ async function flowRun(main, id) {
   main.replaceChildren(header, status, h('h2', {}, 'Timeline'), timeline, h('h2', {}, 'Logs'),
     h('div', { class: 'actions' }, level, search), logsBox, history, related);
   async function refresh() {
-    const [r, tasks, states, newLogs, children, artifacts] = await Promise.all([
-      api('/flow_runs/' + id), api(`/flow_runs/${id}/task_runs`), api('/states/' + id),
+    const [r, bars, states, newLogs, children, artifacts] = await Promise.all([
+      api('/flow_runs/' + id), api(`/flow_runs/${id}/timeline`), api('/states/' + id),
       api('/logs/filter', { body: { flow_run_id: id, after_id: afterId, limit: 5000 } }),
       runs({ parent_flow_run_id: id, limit: 1000 }), api('/artifacts/filter', { body: { flow_run_id: id } }),
     ]);
@@ -319,7 +319,7 @@ async function flowRun(main, id) {
       h('h2', {}, 'Parameters'), json(r.parameters));
     // A live update keeps where the reader had scrolled the timeline to.
     const scrolled = timeline.firstChild ? timeline.firstChild.scrollTop : 0;
-    timeline.replaceChildren(gantt(r, tasks, children));
+    timeline.replaceChildren(gantt(r, bars));
     if (scrolled && timeline.firstChild) timeline.firstChild.scrollTop = scrolled;
     history.replaceChildren(h('h2', {}, 'State history'),
       table(['State', 'At', 'Message'], states.map((s) => [badge(s.state), when(s.state.timestamp), s.state.message || ''])));
@@ -334,17 +334,20 @@ async function flowRun(main, id) {
 const ROW_PX = 24; // .g-row's height in app.css
 const ALL_ROWS_UP_TO = 300;
 
-/// Task runs and subflows as bars on one time axis, coloured by state. Up
-/// to a few hundred rows are all drawn; beyond that only the rows in view
-/// (and a margin) exist in the page, so 10,000 task runs scroll smoothly.
-function gantt(run, tasks, children) {
+/// Task runs and subflows (the server's timeline, in start order) as bars
+/// on one time axis, coloured by state. Up to a few hundred rows are all
+/// drawn; beyond that only the rows in view (and a margin) exist in the
+/// page, so 10,000 task runs scroll smoothly.
+function gantt(run, bars) {
   const now = Date.now();
   const items = [];
-  for (const t of tasks) {
-    if (t.start_time) items.push({ name: t.name, state: t.state, start: t.start_time, end: t.end_time, tries: t.run_count });
-  }
-  for (const c of children) {
-    if (c.start_time) items.push({ name: '↳ ' + c.name, state: c.state, start: c.start_time, end: c.end_time, tries: c.run_count, href: '/runs/' + c.id });
+  for (const b of bars) {
+    if (!b.start_time) continue;
+    const flow = b.kind === 'flow';
+    items.push({
+      name: flow ? '↳ ' + b.name : b.name, state: { type: b.state_type, name: b.state_name },
+      start: b.start_time, end: b.end_time, tries: b.run_count, href: flow ? '/runs/' + b.id : null,
+    });
   }
   if (!items.length) return h('p', { class: 'muted' }, 'No task has started.');
   let t0 = Infinity;
@@ -533,47 +536,21 @@ async function deployment(main, name) {
   const schedules = await api(`/deployments/name/${encodeURIComponent(name)}/schedules`);
   let schema = { properties: {} };
   try { schema = (await api('/flows/name/' + encodeURIComponent(d.flow_name))).parameter_schema || schema; } catch (e) { /* not run yet */ }
-  const props = schema.properties || {};
-  const required = schema.required || [];
-  const fields = Object.entries(props).map(([key, p]) => {
-    const type = Array.isArray(p.type) ? p.type.find((t) => t !== 'null') : p.type;
-    const value = d.parameters[key] !== undefined ? d.parameters[key] : p.default;
-    let input;
-    if (type === 'boolean') input = h('input', { type: 'checkbox', name: key, checked: !!value });
-    else if (type === 'integer' || type === 'number') input = h('input', { type: 'number', name: key, step: type === 'integer' ? '1' : 'any', value: value ?? '' });
-    else if (type === 'string') input = h('input', { type: 'text', name: key, value: value ?? '' });
-    else input = h('textarea', { name: key, rows: 2 }, value === undefined ? '' : JSON.stringify(value));
-    const error = h('span', { class: 'field-error', id: 'err-' + key, role: 'alert' });
-    input.setAttribute('aria-describedby', 'err-' + key);
-    return { key, type, input, error, el: h('label', {}, `${key}${required.includes(key) ? ' *' : ''} (${type || 'JSON'})`, input, error) };
-  });
+  // The deployment's parameters over the flow's defaults, each field typed
+  // and checked before anything is sent; the server checks again.
+  const fields = schemaFields(schema, schema, d.parameters, '', false);
   const status = h('p', { role: 'status' });
-  // novalidate: the checks below say what is wrong beside each field.
-  const form = h('form', { novalidate: true, onsubmit: async (e) => {
+  // novalidate: the checks say what is wrong beside each field.
+  const form = h('form', { class: 'run-form', novalidate: true, onsubmit: async (e) => {
     e.preventDefault();
-    const parameters = {};
-    let ok = true;
-    for (const f of fields) {
-      f.error.textContent = '';
-      const raw = f.input.type === 'checkbox' ? f.input.checked : f.input.value;
-      if (raw === '' && f.type !== 'boolean') {
-        if (required.includes(f.key) && d.parameters[f.key] === undefined) { f.error.textContent = 'required'; ok = false; }
-        continue;
-      }
-      if (f.type === 'integer' && !/^-?\d+$/.test(raw)) { f.error.textContent = 'expected a whole number'; ok = false; continue; }
-      if (f.type === 'number' && Number.isNaN(Number(raw))) { f.error.textContent = 'expected a number'; ok = false; continue; }
-      if (f.type === 'integer' || f.type === 'number') parameters[f.key] = Number(raw);
-      else if (f.type === 'boolean' || f.type === 'string') parameters[f.key] = raw;
-      else {
-        try { parameters[f.key] = JSON.parse(raw); } catch (err) { f.error.textContent = 'not valid JSON: ' + err.message; ok = false; }
-      }
-    }
-    if (!ok) { status.textContent = 'Fix the fields marked above.'; status.className = 'err'; return; }
+    const errors = [];
+    const parameters = fields.read(errors);
+    if (errors.length) { status.textContent = 'Fix the fields marked above: ' + errors.join('; '); status.className = 'err'; return; }
     try {
       const run = await api(`/deployments/${encodeURIComponent(name)}/runs`, { body: { parameters } });
       go('/runs/' + run.id);
     } catch (err) { status.textContent = err.message; status.className = 'err'; }
-  } }, fields.map((f) => f.el), h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Run')));
+  } }, fields.el, h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Run')));
   const toggle = async () => {
     d.paused = !d.paused;
     await api('/deployments', { method: 'PUT', body: d });
@@ -629,6 +606,12 @@ function resolveSchema(root, node) {
     return s;
   }
   return s;
+}
+
+/// A schema's `pattern` against a value; a pattern this browser cannot
+/// compile is left to the server to check.
+function matches(pattern, value) {
+  try { return new RegExp(pattern, 'u').test(value); } catch (e) { return true; }
 }
 
 const schemaType = (s) => (Array.isArray(s.type) ? s.type.find((t) => t !== 'null') : s.type);
@@ -691,10 +674,24 @@ function schemaFields(root, schema, values, prefix, existing) {
         else if (required.includes(key)) fail('required');
         return;
       }
-      if (isSecretField(s) || type === 'string' || Array.isArray(s.enum)) out[key] = v;
-      else if (type === 'integer') { if (/^-?\d+$/.test(v)) out[key] = Number(v); else fail('expected a whole number'); }
-      else if (type === 'number') { if (!Number.isNaN(Number(v))) out[key] = Number(v); else fail('expected a number'); }
-      else { try { out[key] = JSON.parse(v); } catch (e) { fail('not valid JSON: ' + e.message); } }
+      if (Array.isArray(s.enum)) {
+        // The option's own value back, typed (a select only holds strings).
+        out[key] = s.enum.find((x) => String(x) === v);
+      } else if (isSecretField(s) || type === 'string') {
+        if (s.minLength !== undefined && v.length < s.minLength) fail(`at least ${s.minLength} characters`);
+        else if (s.maxLength !== undefined && v.length > s.maxLength) fail(`at most ${s.maxLength} characters`);
+        else if (s.pattern && !matches(s.pattern, v)) fail(`does not match ${s.pattern}`);
+        else out[key] = v;
+      } else if (type === 'integer' || type === 'number') {
+        const n = Number(v);
+        if (type === 'integer' && !/^-?\d+$/.test(v.trim())) fail('expected a whole number');
+        else if (Number.isNaN(n)) fail('expected a number');
+        else if (s.minimum !== undefined && n < s.minimum) fail(`must be at least ${s.minimum}`);
+        else if (s.maximum !== undefined && n > s.maximum) fail(`must be at most ${s.maximum}`);
+        else if (s.exclusiveMinimum !== undefined && n <= s.exclusiveMinimum) fail(`must be more than ${s.exclusiveMinimum}`);
+        else if (s.exclusiveMaximum !== undefined && n >= s.exclusiveMaximum) fail(`must be less than ${s.exclusiveMaximum}`);
+        else out[key] = n;
+      } else { try { out[key] = JSON.parse(v); } catch (e) { fail('not valid JSON: ' + e.message); } }
     });
   }
   return {

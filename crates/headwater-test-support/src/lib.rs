@@ -1,5 +1,8 @@
 //! Helpers shared by integration tests.
 
+mod browser;
+
+pub use browser::Browser;
 use sqlx::Connection;
 use uuid::Uuid;
 

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use headwater_store::{DeploymentStore, SqliteStore};
 
-const BIN: &str = env!("CARGO_BIN_EXE_hw-examples");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_hw-examples");
 
 fn manifest(dir: &Path, schedule_months: &str) -> std::path::PathBuf {
     let text = format!(
@@ -63,7 +63,7 @@ async fn backend(on_postgres: bool, home: &Path) -> Option<Backend> {
     Some(Backend { store, _server: Some(server), _db: Some(db) })
 }
 
-async fn hw(home: &Path, args: &[&str]) -> anyhow::Result<()> {
+pub(crate) async fn hw(home: &Path, args: &[&str]) -> anyhow::Result<()> {
     let mut argv = vec!["headwater", "--home", home.to_str().unwrap()];
     argv.extend_from_slice(args);
     headwater_cli::try_run_from(argv).await
@@ -98,6 +98,12 @@ async fn deploy_checks_parameters_with_the_flow_and_stores_the_deployment() {
     assert!(d.schedules[0].active && !d.schedules[1].active);
     assert_eq!(d.concurrency_limit, Some(1));
     assert!(store.read_deployment("taxi-green").await.unwrap().is_some());
+    // The flow is known with its parameters before it ever ran (the UI's
+    // custom run form is built from this schema).
+    let flow = headwater_store::RunReader::read_flow(&store, "etl-parent-flow").await.unwrap().unwrap();
+    let props = &flow.parameter_schema["properties"];
+    assert_eq!(props["year"]["default"], 2021, "{}", flow.parameter_schema);
+    assert_eq!(props["months"]["type"], "array", "{}", flow.parameter_schema);
 
     // Manage it from the CLI.
     hw(home.path(), &["deployment", "ls"]).await.unwrap();

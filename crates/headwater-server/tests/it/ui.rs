@@ -1,171 +1,20 @@
 //! The web UI in a real browser: headless Chromium driven over WebDriver
-//! (chromedriver, started here), against a server with a real store.
-//! Screenshots of each page land in `$HEADWATER_TEST_SCREENSHOTS` (set by
-//! `scripts/test` to `test-artifacts/ui-screens`), else in
-//! `$CARGO_TARGET_TMPDIR/ui-screens`.
+//! (chromedriver, started by `headwater_test_support::Browser`), against a
+//! server with a real store. Screenshots of each page land in
+//! `$HEADWATER_TEST_SCREENSHOTS` (`scripts/test` sets it to
+//! `test-artifacts/ui-screens`).
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use headwater_core::{flow_id_for_name, Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord, TaskRun};
 use headwater_server::RunningServer;
 use headwater_store::{SqliteStore, Store, WriteBatch};
-use serde_json::{json, Value};
+use headwater_test_support::Browser;
+use serde_json::json;
 use uuid::Uuid;
 
 use super::run_of;
-
-/// A WebDriver session: the handful of commands the tests use.
-struct Browser {
-    http: reqwest::Client,
-    base: String,
-    _driver: DriverProcess,
-    screens: std::path::PathBuf,
-}
-
-struct DriverProcess(Child);
-
-impl Drop for DriverProcess {
-    fn drop(&mut self) {
-        // chromedriver and the browsers it started: its whole process group.
-        let _ = Command::new("kill").args(["-9", "--", &format!("-{}", self.0.id())]).status();
-        let _ = self.0.wait();
-    }
-}
-
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-impl Browser {
-    /// None when chromedriver is not installed (outside CI; `scripts/test`
-    /// installs it).
-    async fn start() -> Option<Browser> {
-        let driver = std::env::var("HEADWATER_TEST_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut command = Command::new(&driver);
-        command.arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null());
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let child = match command.spawn() {
-            Ok(c) => DriverProcess(c),
-            Err(e) => {
-                assert!(std::env::var("CI").is_err(), "chromedriver ({driver}) cannot start in CI: {e}");
-                eprintln!("skipped: chromedriver is not installed ({e}); ./scripts/test installs it");
-                return None;
-            }
-        };
-        headwater_client::install_tls_provider();
-        let http = reqwest::Client::new();
-        let root = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while http.get(format!("{root}/status")).send().await.is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let binary = std::env::var("HEADWATER_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-        let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
-            "binary": binary,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"]
-        }}}});
-        let session: Value =
-            http.post(format!("{root}/session")).json(&caps).send().await.unwrap().json().await.unwrap();
-        let id = session["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {session}")).to_string();
-        // scripts/test points this into the work tree (test-artifacts/), where CI collects it.
-        let screens = std::env::var_os("HEADWATER_TEST_SCREENSHOTS")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screens"));
-        std::fs::create_dir_all(&screens).unwrap();
-        Some(Browser { http, base: format!("{root}/session/{id}"), _driver: child, screens })
-    }
-
-    async fn cmd(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
-        let mut req = self.http.request(method.clone(), format!("{}{path}", self.base));
-        if method == reqwest::Method::POST {
-            req = req.json(&body);
-        }
-        let resp = req.send().await.unwrap();
-        let v: Value = resp.json().await.unwrap();
-        if let Some(err) = v["value"].get("error") {
-            panic!("webdriver {path}: {err}: {}", v["value"]["message"]);
-        }
-        v["value"].clone()
-    }
-
-    async fn goto(&self, url: &str) {
-        self.cmd(reqwest::Method::POST, "/url", json!({ "url": url })).await;
-    }
-
-    async fn js(&self, script: &str) -> Value {
-        self.cmd(reqwest::Method::POST, "/execute/sync", json!({ "script": script, "args": [] })).await
-    }
-
-    /// Waits until `script` (an expression) is truthy; returns its value.
-    async fn wait(&self, what: &str, script: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let v = self.js(&format!("return ({script});")).await;
-            if !(v.is_null() || v == false || v == 0 || v == "") {
-                return v;
-            }
-            if Instant::now() > deadline {
-                let page = self.js("return document.body.innerText").await;
-                panic!("timed out waiting for {what}; the page says:\n{}", page.as_str().unwrap_or_default());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn find(&self, css: &str) -> String {
-        let v = self.cmd(reqwest::Method::POST, "/element", json!({"using": "css selector", "value": css})).await;
-        v[ELEMENT].as_str().unwrap().to_string()
-    }
-
-    async fn click(&self, css: &str) {
-        let e = self.find(css).await;
-        self.cmd(reqwest::Method::POST, &format!("/element/{e}/click"), json!({})).await;
-    }
-
-    async fn type_into(&self, css: &str, text: &str) {
-        let e = self.find(css).await;
-        self.cmd(reqwest::Method::POST, &format!("/element/{e}/clear"), json!({})).await;
-        self.cmd(reqwest::Method::POST, &format!("/element/{e}/value"), json!({ "text": text })).await;
-    }
-
-    async fn size(&self, width: u32, height: u32) {
-        self.cmd(reqwest::Method::POST, "/window/rect", json!({"width": width, "height": height})).await;
-    }
-
-    async fn screenshot(&self, name: &str) {
-        let b64 = self.cmd(reqwest::Method::GET, "/screenshot", Value::Null).await;
-        let png = decode_base64(b64.as_str().unwrap());
-        assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
-        std::fs::write(self.screens.join(format!("{name}.png")), png).unwrap();
-    }
-
-    /// Nothing on the page is wider than the window (no sideways scrolling).
-    async fn fits_width(&self) -> bool {
-        self.js("return document.documentElement.scrollWidth <= window.innerWidth + 1").await == true
-    }
-}
-
-fn decode_base64(s: &str) -> Vec<u8> {
-    let val = |c: u8| match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        _ => 63,
-    };
-    let bytes: Vec<u8> = s.bytes().filter(|c| *c != b'=' && !c.is_ascii_whitespace()).map(val).collect();
-    bytes
-        .chunks(4)
-        .flat_map(|c| {
-            let n = c.iter().enumerate().fold(0u32, |acc, (i, v)| acc | (u32::from(*v) << (18 - 6 * i)));
-            let out = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-            out.into_iter().take(c.len().saturating_sub(1))
-        })
-        .collect()
-}
 
 const SECRET_URL: &str = "https://hooks.slack.com/services/T0/B0/ui-s3cret-t0ken";
 
@@ -305,7 +154,7 @@ async fn the_ui_shows_runs_starts_custom_runs_cancels_and_never_shows_secrets() 
 
     // A custom run from the form: an invalid value is refused inline, then a valid one starts a run.
     b.goto(&format!("{ui}/deployments/ui-monthly")).await;
-    b.wait("the run form", "document.querySelector('input[name=month]')").await;
+    b.wait("the run form", "document.querySelector('#f-month')").await;
     let schedule = b
         .wait(
             "the schedule in words",
@@ -314,14 +163,17 @@ async fn the_ui_shows_runs_starts_custom_runs_cancels_and_never_shows_secrets() 
         .await;
     assert!(schedule.as_str().unwrap().starts_with("At 05:00, on day 1. (UTC)"), "{schedule}");
     assert!(schedule.as_str().unwrap().contains("next: "), "{schedule}");
-    b.type_into("input[name=month]", "1.5").await;
+    b.type_into("#f-month", "1.5").await;
     b.click("button[type=submit]").await;
-    let error = b.wait("the inline error", "document.getElementById('err-month').textContent").await;
+    let error = b.wait("the inline error", "document.getElementById('f-month-err').textContent").await;
     assert_eq!(error, "expected a whole number");
+    b.type_into("#f-month", "-1").await;
+    b.click("button[type=submit]").await;
+    b.wait("the bound's error", "document.getElementById('f-month-err').textContent === 'must be at least 0'").await;
     let before = store.list_flow_runs(&Default::default()).await.unwrap().len();
     assert_eq!(before, 2, "nothing was submitted");
     b.screenshot("deployment-invalid").await;
-    b.type_into("input[name=month]", "3").await;
+    b.type_into("#f-month", "3").await;
     b.click("button[type=submit]").await;
     b.wait("the new run's page", "location.pathname.startsWith('/runs/') && document.querySelector('.badge')").await;
     let runs = store.list_flow_runs(&Default::default()).await.unwrap();
@@ -390,7 +242,7 @@ async fn the_ui_shows_runs_starts_custom_runs_cancels_and_never_shows_secrets() 
         assert!(b.fits_width().await, "{path} is wider than a phone");
         b.screenshot(name).await;
     }
-    b.cmd(reqwest::Method::DELETE, "", Value::Null).await;
+    b.close().await;
     server.stop().await.unwrap();
 }
 
@@ -456,7 +308,12 @@ async fn the_ui_searches_stays_live_pauses_runs_edits_blocks_and_draws_big_timel
         task_run_id: None,
         created: now,
     };
-    let all = vec![old.clone(), tagged.clone(), plain.clone(), scheduled.clone(), big.clone()];
+    // A subflow run of the big run, started between its first two tasks.
+    let mut sub = run_of(&flow.name, "side-stream", State::cancelled(now, "stopped"), 10, &[]);
+    sub.parent_flow_run_id = Some(big.id);
+    sub.start_time = Some(big.created + chrono::Duration::milliseconds(500));
+    sub.end_time = Some(big.created + chrono::Duration::seconds(3));
+    let all = vec![old.clone(), tagged.clone(), plain.clone(), scheduled.clone(), big.clone(), sub.clone()];
     store
         .record(&WriteBatch {
             flows: vec![flow.clone()],
@@ -528,9 +385,15 @@ async fn the_ui_searches_stays_live_pauses_runs_edits_blocks_and_draws_big_timel
 
     // 10,000 task runs: the timeline draws only the rows in view and scrolls to the last one.
     b.goto(&format!("{ui}/runs/{}", big.id)).await;
-    b.wait("the big timeline", "document.querySelector('.gantt[aria-label*=\"10000\"] .g-row')").await;
+    b.wait("the big timeline", "document.querySelector('.gantt[aria-label*=\"10001\"] .g-row')").await;
     let drawn = b.js("return document.querySelectorAll('.g-row').length").await.as_u64().unwrap();
     assert!(drawn > 10 && drawn < 200, "rows in the page: {drawn}");
+    let first_rows = b
+        .js("return [...document.querySelectorAll('.g-row .g-name')].slice(0, 3).map(x => x.innerText).join('|')")
+        .await;
+    assert_eq!(first_rows, "chunk-0|↳ side-stream|chunk-1", "in start order, the subflow among the tasks");
+    let sub_link = b.js(&format!("return !!document.querySelector(\".g-row a[href='/runs/{}']\")", sub.id)).await;
+    assert_eq!(sub_link, true, "the subflow's bar links to its run");
     b.js("const g = document.querySelector('.gantt'); g.scrollTop = g.scrollHeight").await;
     b.wait(
         "the last task run",
@@ -619,6 +482,6 @@ async fn the_ui_searches_stays_live_pauses_runs_edits_blocks_and_draws_big_timel
     assert!(!wire.as_str().unwrap().contains(secret) && wire.as_str().unwrap().contains("********"), "{wire}");
     b.screenshot("block-edit").await;
 
-    b.cmd(reqwest::Method::DELETE, "", Value::Null).await;
+    b.close().await;
     server.stop().await.unwrap();
 }
