@@ -1,8 +1,9 @@
 """The web UI's API calls against a big database. Run it through `bench/run ui`.
 
-Seeds Headwater's embedded SQLite database (created and migrated by the real
-server first) with 1,000,000 flow runs over 30 days and 10,000,000 logs, one
-run with 10,000 task runs, deployments, pools and workers; then starts
+Seeds Headwater's embedded SQLite database, or with --postgres (`bench/run
+ui-postgres`) a PostgreSQL database (either created and migrated by the real
+server first), with 1,000,000 flow runs over 30 days and 10,000,000 logs, one
+run with 10,000 task runs and deployments; then starts
 `headwater server start` on it and times every API call each page of the UI
 makes (the same requests app.js sends), 20 times each after one warm-up, and
 prints p50/p95/max per call and per page. Times are measured by the client
@@ -13,6 +14,8 @@ Prefect is not run: its API creates about 40 runs per second here (see
 target compared against is the issue's absolute one, 100 ms per call.
 """
 import argparse
+import csv
+import datetime
 import json
 import os
 import sqlite3
@@ -32,11 +35,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TARGET_MS = 100.0
 
 
-def start_server(bin_dir, home):
+def start_server(bin_dir, home, database_url=None):
     port = free_port()
     env = dict(os.environ, HEADWATER_HOME=home, HEADWATER_LOGGING_CONSOLE="false")
     env.pop("HEADWATER_API_URL", None)
     env.pop("HEADWATER_DATABASE_URL", None)
+    if database_url:
+        env["HEADWATER_DATABASE_URL"] = database_url
     server = subprocess.Popen([f"{bin_dir}/headwater", "server", "start", "--port", str(port)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     api = f"http://127.0.0.1:{port}/api"
@@ -52,21 +57,21 @@ def uuid7(ms, n):
     return str(uuid.UUID(int=value))
 
 
-def seed(db_path, runs, logs_per_run, big_tasks, now_us):
-    """Writes the rows in the store's own formats (ids as text, times as
-    microseconds, JSON as text, log levels as numbers)."""
-    con = sqlite3.connect(db_path)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("PRAGMA synchronous=OFF")
-    con.execute("PRAGMA cache_size=-1000000")
-    flows = [f"etl-{i:02d}" for i in range(40)]
-    flow_ids = {f: str(uuid.uuid5(uuid.NAMESPACE_URL, "headwater:flow:" + f)) for f in flows}
-    schema = json.dumps({"type": "object", "properties": {"month": {"type": "integer"}}})
-    con.executemany("INSERT OR IGNORE INTO flows (id, name, version, description, parameter_schema, created, updated) "
-                    "VALUES (?, ?, '1', 'seeded', ?, ?, ?)",
-                    [(flow_ids[f], f, schema, now_us, now_us) for f in flows])
+FLOWS = [f"etl-{i:02d}" for i in range(40)]
+FLOW_IDS = {f: str(uuid.uuid5(uuid.NAMESPACE_URL, "headwater:flow:" + f)) for f in FLOWS}
+FLOW_SCHEMA = json.dumps({"type": "object", "properties": {"month": {"type": "integer"}}})
+RUN_COLS = ("id, flow_id, flow_name, name, parameters, tags, state_type, state_name, state_message, "
+            "state_timestamp, state_scheduled, run_count, start_time, end_time, created, deployment_id, work_pool")
+TASK_COLS = ("id, flow_run_id, task_name, name, dynamic_key, tags, state_type, state_name, state_message, "
+             "state_timestamp, state_scheduled, run_count, cache_key, cache_expiration, start_time, end_time, created")
+LOG_MESSAGE = "': loaded 12345 rows from yellow_tripdata_2024-01.parquet'"
+
+
+def run_rows(runs, now_us, deployments):
+    """1,000,000 runs over 30 days as (row, history row), times in
+    microseconds: 88 % completed, 5 % failed, 2 % crashed, 2 % cancelled,
+    late, scheduled and running runs, 40 flows, tags on one run in five."""
     pools = ["default", "docker"]
-    deployments = [row[0] for row in con.execute("SELECT id FROM deployments ORDER BY name")]
     span_us = 30 * 86400 * 1_000_000
     step = span_us // runs
     states = [("COMPLETED", "Completed")] * 88 + [("FAILED", "Failed")] * 5 + [("CRASHED", "Crashed")] * 2 + \
@@ -74,24 +79,48 @@ def seed(db_path, runs, logs_per_run, big_tasks, now_us):
              [("RUNNING", "Running")] * 1
     words = ["amber", "brisk", "calm", "dusty", "eager", "fuzzy", "gentle", "hazy", "icy", "jolly"]
     animals = ["otter", "heron", "lynx", "crane", "marten", "ibis", "vole", "wren", "stoat", "newt"]
-    t0 = time.monotonic()
-    batch, history = [], []
-    run_ids = []
     for n in range(runs):
         created = now_us - span_us + n * step
         rid = uuid7(created // 1000, n)
         st, name = states[(n * 7919) % len(states)]
-        flow = flows[n % len(flows)]
+        flow = FLOWS[n % len(FLOWS)]
         dep = deployments[n % 10] if n % 3 else None
         tags = ["nightly", "taxi"] if n % 5 == 0 else ["nightly"]
         end = created + 30_000_000 if st not in ("SCHEDULED", "RUNNING") else None
-        batch.append((rid, flow_ids[flow], flow, f"{words[n % 10]}-{animals[(n // 10) % 10]}-{n}",
-                      json.dumps({"month": 1 + n % 12}), json.dumps(tags), st, name, None, created,
-                      created if st == "SCHEDULED" else None, 1,
-                      created if st != "SCHEDULED" else None, end, created,
-                      dep, pools[n % 2] if dep else None))
-        history.append((rid, "flow", st, name, created))
-        run_ids.append((rid, created))
+        yield ((rid, FLOW_IDS[flow], flow, f"{words[n % 10]}-{animals[(n // 10) % 10]}-{n}",
+                json.dumps({"month": 1 + n % 12}), json.dumps(tags), st, name, None, created,
+                created if st == "SCHEDULED" else None, 1,
+                created if st != "SCHEDULED" else None, end, created,
+                dep, pools[n % 2] if dep else None),
+               (rid, "flow", st, name, created))
+
+
+def task_rows(big, big_created, big_tasks):
+    """The newest run's task runs, for the timeline's page."""
+    for i in range(big_tasks):
+        start = big_created + i * 1_000_000
+        yield (str(uuid.uuid4()), big, "chunk", f"chunk-{i}", i, "[]",
+               "FAILED" if i % 97 == 0 else "COMPLETED", "Failed" if i % 97 == 0 else "Completed",
+               None, start + 900_000, None, 1, None, None, start, start + 900_000, start)
+
+
+def seed_sqlite(db_path, runs, logs_per_run, big_tasks, now_us, deployments):
+    """Writes the rows in the store's own formats (ids as text, times as
+    microseconds, JSON as text, log levels as numbers)."""
+    con = sqlite3.connect(db_path)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=OFF")
+    con.execute("PRAGMA cache_size=-1000000")
+    con.executemany("INSERT OR IGNORE INTO flows (id, name, version, description, parameter_schema, created, updated) "
+                    "VALUES (?, ?, '1', 'seeded', ?, ?, ?)",
+                    [(FLOW_IDS[f], f, FLOW_SCHEMA, now_us, now_us) for f in FLOWS])
+    t0 = time.monotonic()
+    batch, history = [], []
+    last = None
+    for row, state in run_rows(runs, now_us, deployments):
+        batch.append(row)
+        history.append(state)
+        last = row
         if len(batch) == 50_000:
             flush_runs(con, batch, history)
             batch, history = [], []
@@ -106,36 +135,76 @@ def seed(db_path, runs, logs_per_run, big_tasks, now_us):
     con.execute(
         "INSERT INTO logs (flow_run_id, task_run_id, level, timestamp, message) "
         "SELECT r.id, NULL, CASE WHEN k.k = 7 THEN 30 ELSE 20 END, r.created + k.k * 1000, "
-        "'step ' || k.k || ' of ' || r.name || ': loaded 12345 rows from yellow_tripdata_2024-01.parquet' "
+        f"'step ' || k.k || ' of ' || r.name || {LOG_MESSAGE} "
         "FROM flow_runs r CROSS JOIN k ORDER BY r.id, k.k")
     con.commit()
     print(f"  {runs * logs_per_run} logs in {time.monotonic() - t0:.0f} s", file=sys.stderr)
 
-    # One run with many task runs, the newest, for the timeline's page.
-    big, big_created = run_ids[-1]
-    tasks = []
-    for i in range(big_tasks):
-        start = big_created + i * 1_000_000
-        tasks.append((str(uuid.uuid4()), big, "chunk", f"chunk-{i}", i, "[]",
-                      "FAILED" if i % 97 == 0 else "COMPLETED", "Failed" if i % 97 == 0 else "Completed",
-                      None, start + 900_000, None, 1, None, None, start, start + 900_000, start))
-    con.executemany("INSERT INTO task_runs (id, flow_run_id, task_name, name, dynamic_key, tags, state_type, "
-                    "state_name, state_message, state_timestamp, state_scheduled, run_count, cache_key, "
-                    "cache_expiration, start_time, end_time, created) VALUES "
-                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", tasks)
+    big = last[0]
+    con.executemany(f"INSERT INTO task_runs ({TASK_COLS}) VALUES ({', '.join('?' * 17)})",
+                    list(task_rows(big, last[14], big_tasks)))
     con.commit()
     con.execute("ANALYZE")
     con.close()
-    return big, deployments, flows
+    return big
 
 
 def flush_runs(con, batch, history):
-    con.executemany(
-        "INSERT INTO flow_runs (id, flow_id, flow_name, name, parameters, tags, state_type, state_name, "
-        "state_message, state_timestamp, state_scheduled, run_count, start_time, end_time, created, "
-        "deployment_id, work_pool) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", batch)
+    con.executemany(f"INSERT INTO flow_runs ({RUN_COLS}) VALUES ({', '.join('?' * 17)})", batch)
     con.executemany("INSERT INTO run_states (run_id, run_kind, state_type, state_name, timestamp) "
                     "VALUES (?, ?, ?, ?, ?)", history)
+
+
+def psql(url, sql, rows=None):
+    """Runs SQL through psql; with `rows`, `sql` is a COPY … FROM STDIN fed
+    those rows as CSV."""
+    proc = subprocess.Popen(["psql", "-q", "-v", "ON_ERROR_STOP=1", url, "-c", sql],
+                            stdin=subprocess.PIPE if rows is not None else subprocess.DEVNULL, text=True)
+    if rows is not None:
+        out = csv.writer(proc.stdin)
+        for r in rows:
+            out.writerow(r)
+        proc.stdin.close()
+    if proc.wait() != 0:
+        sys.exit(f"psql failed: {sql[:200]}")
+
+
+def pg_time(us):
+    return None if us is None else \
+        datetime.datetime.fromtimestamp(us / 1e6, datetime.timezone.utc).isoformat()
+
+
+def seed_postgres(url, runs, logs_per_run, big_tasks, now_us, deployments):
+    """The same rows as seed_sqlite, in PostgreSQL's types, loaded with COPY."""
+    now = pg_time(now_us)
+    psql(url, f"COPY flows (id, name, version, description, parameter_schema, created, updated) FROM STDIN "
+              "WITH (FORMAT csv)", [(FLOW_IDS[f], f, "1", "seeded", FLOW_SCHEMA, now, now) for f in FLOWS])
+    t0 = time.monotonic()
+    last = []
+    histories = []
+
+    def runs_as_pg():
+        for row, state in run_rows(runs, now_us, deployments):
+            last[:] = row
+            histories.append((state[0], state[1], state[2], state[3], pg_time(state[4])))
+            yield tuple(pg_time(v) if i in (9, 10, 12, 13, 14) else v for i, v in enumerate(row))
+
+    psql(url, f"COPY flow_runs ({RUN_COLS}) FROM STDIN WITH (FORMAT csv)", runs_as_pg())
+    psql(url, "COPY run_states (run_id, run_kind, state_type, state_name, timestamp) FROM STDIN WITH (FORMAT csv)",
+         histories)
+    print(f"  {runs} runs in {time.monotonic() - t0:.0f} s", file=sys.stderr)
+    t0 = time.monotonic()
+    psql(url, "INSERT INTO logs (flow_run_id, task_run_id, level, timestamp, message) "
+              "SELECT r.id, NULL, CASE WHEN k = 7 THEN 30 ELSE 20 END, r.created + k * interval '1 ms', "
+              f"'step ' || k || ' of ' || r.name || {LOG_MESSAGE} "
+              f"FROM flow_runs r CROSS JOIN generate_series(0, {logs_per_run - 1}) k ORDER BY r.id, k")
+    print(f"  {runs * logs_per_run} logs in {time.monotonic() - t0:.0f} s", file=sys.stderr)
+    big = last[0]
+    psql(url, f"COPY task_runs ({TASK_COLS}) FROM STDIN WITH (FORMAT csv)",
+         (tuple(pg_time(v) if i in (9, 10, 13, 14, 15, 16) else v for i, v in enumerate(r))
+          for r in task_rows(big, last[14], big_tasks)))
+    psql(url, "VACUUM ANALYZE")
+    return big
 
 
 def pages(api, big, deployment_id, flow, older_cursor, now, rare_name):
@@ -157,7 +226,7 @@ def pages(api, big, deployment_id, flow, older_cursor, now, rare_name):
             f(before=older_cursor), f(states=["COMPLETED"], flow_name=flow, tags=["taxi"]),
         ],
         "flow run (10,000 task runs)": [
-            g(f"/flow_runs/{big}"), g(f"/flow_runs/{big}/task_runs"), g(f"/states/{big}"),
+            g(f"/flow_runs/{big}"), g(f"/flow_runs/{big}/timeline"), g(f"/states/{big}"),
             ("POST", "/logs/filter", {"flow_run_id": big, "after_id": 0, "limit": 5000}),
             f(parent_flow_run_id=big, limit=1000), ("POST", "/artifacts/filter", {"flow_run_id": big}),
         ],
@@ -182,11 +251,19 @@ def main():
     ap.add_argument("--logs-per-run", type=int, default=10)
     ap.add_argument("--tasks", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--postgres", metavar="URL",
+                    help="measure the PostgreSQL store: a server URL whose user may create databases "
+                         "(bench/run ui-postgres passes the machine's); default: the embedded SQLite")
     args = ap.parse_args()
 
     home = tempfile.mkdtemp(prefix="hw-ui-bench-")
+    database_url = None
+    if args.postgres:
+        psql(args.postgres, "DROP DATABASE IF EXISTS hw_ui_bench")
+        psql(args.postgres, "CREATE DATABASE hw_ui_bench")
+        database_url = args.postgres.rsplit("/", 1)[0] + "/hw_ui_bench"
     # The real server creates and migrates the database, then stops.
-    server, api = start_server(args.headwater_bin, home)
+    server, api = start_server(args.headwater_bin, home, database_url)
     # Deployments through `headwater deploy`, as a user makes them (YAML is
     # a superset of JSON).
     client_home = tempfile.mkdtemp()
@@ -198,16 +275,22 @@ def main():
     subprocess.run([f"{args.headwater_bin}/headwater", "deploy", "--file", manifest, "--all", "--no-check"],
                    env=dict(os.environ, HEADWATER_HOME=client_home, HEADWATER_API_URL=api),
                    check=True, stdout=subprocess.DEVNULL)
-    deployments = httpx.get(api + "/deployments").json()
+    deployments = sorted(httpx.get(api + "/deployments").json(), key=lambda d: d["name"])
     server.terminate()
     server.wait()
     now = time.time()
-    print(f"seeding {args.runs} runs, {args.runs * args.logs_per_run} logs, {args.tasks} task runs", file=sys.stderr)
-    db = os.path.join(home, "headwater.db")
-    big, _, flows = seed(db, args.runs, args.logs_per_run, args.tasks, int(now * 1_000_000))
-    print(f"  database: {os.path.getsize(db) / 2**30:.1f} GiB", file=sys.stderr)
+    store = "PostgreSQL" if args.postgres else "SQLite"
+    print(f"seeding {store} with {args.runs} runs, {args.runs * args.logs_per_run} logs, {args.tasks} task runs",
+          file=sys.stderr)
+    seeded = (args.runs, args.logs_per_run, args.tasks, int(now * 1_000_000), [d["id"] for d in deployments])
+    if args.postgres:
+        big = seed_postgres(database_url, *seeded)
+    else:
+        db = os.path.join(home, "headwater.db")
+        big = seed_sqlite(db, *seeded)
+        print(f"  database: {os.path.getsize(db) / 2**30:.1f} GiB", file=sys.stderr)
 
-    server, api = start_server(args.headwater_bin, home)
+    server, api = start_server(args.headwater_bin, home, database_url)
     # Let the scheduler's first pass (runs due, late runs) settle first.
     time.sleep(5)
     client = httpx.Client(timeout=60)
@@ -221,7 +304,7 @@ def main():
         # A name matching one run in the middle of the span: the search reads
         # the runs newer than it (substring search has no index).
         rare = f"-{args.runs // 2}"
-        for page, calls in pages(api, big, dep, flows[3], older, now, rare).items():
+        for page, calls in pages(api, big, dep, FLOWS[3], older, now, rare).items():
             for method, path, body in calls:
                 send = lambda: client.request(method, api + path, json=body)
                 r = send()
@@ -238,7 +321,7 @@ def main():
                 p50, p95 = statistics.median(times), times[int(0.95 * (len(times) - 1))]
                 rows.append((page, label(method, path, body), n, len(r.content), p50, p95, times[-1]))
                 worst_page[page] = max(worst_page.get(page, 0), p95)
-        print(f"\n{args.runs} flow runs, {args.runs * args.logs_per_run} logs; first page {count} runs; "
+        print(f"\n{store}: {args.runs} flow runs, {args.runs * args.logs_per_run} logs; first page {count} runs; "
               f"{args.repeat} timed requests per call\n")
         print("| page | call | items | bytes | p50 ms | p95 ms | max ms |")
         print("|---|---|---:|---:|---:|---:|---:|")
