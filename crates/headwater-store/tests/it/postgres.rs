@@ -17,6 +17,20 @@ async fn postgres_passes_the_conformance_suite() {
     let store = PostgresStore::open(&db.url).await.unwrap().with_secret_key(&headwater_store::SecretKey::generate());
     conformance::run_all(&store).await;
     store.close().await;
+
+    // The list's indexes: name search by trigrams (pg_trgm is installed on
+    // the machines the tests run on) and filters answered from the index.
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let defs: Vec<(String, String)> =
+        sqlx::query_as("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'flow_runs'")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let def = |name: &str| defs.iter().find(|d| d.0 == name).map(|d| d.1.clone()).unwrap_or_default();
+    assert!(def("flow_runs_name_trgm").contains("gin_trgm_ops"), "{defs:?}");
+    assert!(def("flow_runs_flow").contains("INCLUDE (state_type, state_name, tags, deployment_id)"), "{defs:?}");
+    assert!(def("flow_runs_state").contains("INCLUDE (flow_name, state_name, tags, deployment_id)"), "{defs:?}");
 }
 
 #[tokio::test]
