@@ -122,7 +122,14 @@ pub async fn deploy(args: DeployArgs, store: &dyn Store) -> Result<()> {
     if !args.no_check {
         for d in &chosen {
             check_parameters(d, base)?;
-            schemas.push((d.flow_name.clone(), parameter_schema(d, base)?));
+            match parameter_schema(d, base)? {
+                Some(schema) => schemas.push((d.flow_name.clone(), schema)),
+                None => eprintln!(
+                    "warning: deployment '{}': its entrypoint printed no parameter schema for --schema; \
+                     the UI's custom run form shows the flow's parameters after its first run",
+                    d.name
+                ),
+            }
         }
     }
     // The flow is known with its parameters from now on, so the UI's custom
@@ -175,18 +182,11 @@ fn check_one(d: &Deployment, base: &Path, field: &str, params: &Value) -> Result
 }
 
 /// The flow's parameters as JSON Schema (`<entrypoint> --schema`), with its
-/// defaults.
-fn parameter_schema(d: &Deployment, base: &Path) -> Result<Value> {
+/// defaults; `None` when the program prints none (a wrapper that passed the
+/// parameter check without being a Headwater flow program).
+fn parameter_schema(d: &Deployment, base: &Path) -> Result<Option<Value>> {
     let out = run_entrypoint(d, base, &["--schema"])?;
-    let schema: Value =
-        serde_json::from_slice(&out.stdout).ok().filter(|_| out.status.success()).with_context(|| {
-            format!(
-                "deployment '{}': its entrypoint did not print the parameters' JSON Schema for --schema \
-             (is it a Headwater flow program? else pass --no-check)",
-                d.name
-            )
-        })?;
-    Ok(schema)
+    Ok(serde_json::from_slice::<Value>(&out.stdout).ok().filter(|s| out.status.success() && s.is_object()))
 }
 
 fn run_entrypoint(d: &Deployment, base: &Path, args: &[&str]) -> Result<std::process::Output> {

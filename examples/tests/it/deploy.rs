@@ -122,6 +122,24 @@ async fn deploy_checks_parameters_with_the_flow_and_stores_the_deployment() {
     assert_eq!(e.to_string(), "no deployment named 'taxi-green'");
 }
 
+/// A wrapper that passes the parameter check but prints no schema still
+/// deploys; the flow's parameters are learned at its first run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrapper_without_a_schema_still_deploys() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("headwater.yaml");
+    std::fs::write(
+        &file,
+        "deployments:\n  - name: wrapped\n    flow: wrapped-flow\n    entrypoint: [sh, -c, \"exit 0\", sh]\n",
+    )
+    .unwrap();
+    hw(home.path(), &["deploy", "--file", file.to_str().unwrap()]).await.unwrap();
+    let store = SqliteStore::open(&home.path().join("headwater.db")).await.unwrap();
+    assert!(store.read_deployment("wrapped").await.unwrap().is_some());
+    assert!(headwater_store::RunReader::read_flow(&store, "wrapped-flow").await.unwrap().is_none());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manifest_errors_name_the_file_and_field() {
     let home = tempfile::tempdir().unwrap();
