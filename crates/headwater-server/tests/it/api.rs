@@ -7,12 +7,7 @@ use headwater_test_support::PgTestDb;
 
 async fn sqlite_server(keys: Vec<String>) -> (RunningServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&dir.path().join("hw.db"))
-            .await
-            .unwrap()
-            .with_secret_key(&headwater_store::SecretKey::generate()),
-    );
+    let store = super::sealed_sqlite(dir.path()).await;
     (RunningServer::start(store, keys).await.unwrap(), dir)
 }
 

@@ -3,6 +3,16 @@
 mod api;
 mod ui;
 
+/// An embedded store in `dir` that can seal blocks' secrets.
+async fn sealed_sqlite(dir: &std::path::Path) -> std::sync::Arc<dyn headwater_store::Store> {
+    std::sync::Arc::new(
+        headwater_store::SqliteStore::open(&dir.join("hw.db"))
+            .await
+            .unwrap()
+            .with_secret_key(&headwater_store::SecretKey::generate()),
+    )
+}
+
 /// A run of the flow named `flow` in `state`, created (and started) `ago`
 /// seconds back; tests change the fields they care about.
 fn run_of(flow: &str, name: &str, state: headwater_core::State, ago: i64, tags: &[&str]) -> headwater_core::FlowRun {

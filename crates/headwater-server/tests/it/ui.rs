@@ -4,17 +4,15 @@
 //! `$HEADWATER_TEST_SCREENSHOTS` (`scripts/test` sets it to
 //! `test-artifacts/ui-screens`).
 
-use std::sync::Arc;
-
 use chrono::Utc;
 use headwater_core::{flow_id_for_name, Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord, TaskRun};
 use headwater_server::RunningServer;
-use headwater_store::{SqliteStore, Store, WriteBatch};
+use headwater_store::{Store, WriteBatch};
 use headwater_test_support::Browser;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::run_of;
+use super::{run_of, sealed_sqlite};
 
 const SECRET_URL: &str = "https://hooks.slack.com/services/T0/B0/ui-s3cret-t0ken";
 
@@ -107,12 +105,7 @@ async fn seed(store: &dyn Store) -> (FlowRun, FlowRun) {
 async fn the_ui_shows_runs_starts_custom_runs_cancels_and_never_shows_secrets() {
     let Some(b) = Browser::start().await else { return };
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&dir.path().join("hw.db"))
-            .await
-            .unwrap()
-            .with_secret_key(&headwater_store::SecretKey::generate()),
-    );
+    let store = sealed_sqlite(dir.path()).await;
     let (done, running) = seed(store.as_ref()).await;
     let server = RunningServer::start(store.clone(), vec![]).await.unwrap();
     let ui = format!("http://{}", server.addr);
@@ -257,12 +250,7 @@ const MARKDOWN: &str = "# Load report\n\nLoaded **1,234** rows from `yellow_2024
 async fn the_ui_searches_stays_live_pauses_runs_edits_blocks_and_draws_big_timelines() {
     let Some(b) = Browser::start().await else { return };
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&dir.path().join("hw.db"))
-            .await
-            .unwrap()
-            .with_secret_key(&headwater_store::SecretKey::generate()),
-    );
+    let store = sealed_sqlite(dir.path()).await;
     store.register_block_types(&headwater_blocks::builtin_types()).await.unwrap();
     let now = Utc::now();
     let flow = Flow {
