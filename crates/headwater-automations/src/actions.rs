@@ -2,6 +2,7 @@
 
 use chrono::Utc;
 use headwater_core::{Action, Delivery, FlowRun};
+use headwater_store::ops::{start_deployment_run, DeploymentRunError, DeploymentRunRequest};
 use headwater_store::record_flow_run_state;
 
 use crate::notify::{self, Failure, Message};
@@ -30,18 +31,21 @@ pub(crate) async fn perform(engine: &Engine, d: &Delivery) -> Result<(), Failure
                 .clone()
                 .or_else(|| d.event.deployment.clone())
                 .ok_or_else(|| Failure::permanent("the event is about no deployment, and the action names none"))?;
-            let dep = store
-                .read_deployment(&name)
-                .await
-                .map_err(store_failure)?
-                .ok_or_else(|| Failure::permanent(format!("there is no deployment named '{name}'")))?;
-            let now = Utc::now();
-            let mut run = dep.manual_run(&serde_json::Value::Object(parameters.clone()), now, now, rand_seed(d));
             // A delivery carried out twice (a crash before it was marked)
             // still starts one run.
-            run.idempotency_key = Some(format!("automation:{}", d.id));
-            let created = store.enqueue_runs(&[run]).await.map_err(store_failure)?;
-            if created > 0 {
+            let request = DeploymentRunRequest {
+                parameters: parameters.clone(),
+                idempotency_key: Some(format!("automation:{}", d.id)),
+                check: true,
+            };
+            let started = start_deployment_run(store, &name, request, None).await.map_err(|e| match e {
+                DeploymentRunError::NoDeployment(_) => {
+                    Failure::permanent(format!("there is no deployment named '{name}'"))
+                }
+                DeploymentRunError::InvalidParameters(why) => Failure::permanent(why),
+                DeploymentRunError::Store(e) => store_failure(e),
+            })?;
+            if started.created {
                 if let Some(wake) = &engine.config.on_runs_created {
                     wake();
                 }
@@ -100,9 +104,4 @@ async fn current_run(engine: &Engine, d: &Delivery) -> Result<FlowRun, Failure> 
         .await
         .map_err(store_failure)?
         .ok_or_else(|| Failure::permanent(format!("flow run {id} no longer exists")))
-}
-
-/// Run names are picked from a seed; the delivery's id is random enough.
-fn rand_seed(d: &Delivery) -> u64 {
-    d.id.as_u128() as u64
 }

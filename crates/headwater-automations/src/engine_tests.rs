@@ -7,7 +7,8 @@ use chrono::{Duration, Utc};
 use headwater_core::{
     parse_manifest, Automation, DeliveryStatus, Deployment, FlowRun, RunKind, State, StateRecord, StateType,
 };
-use headwater_store::{SqliteStore, Store, WriteBatch};
+use headwater_sql::SqliteStore;
+use headwater_store::{Store, WriteBatch};
 use serde_json::json;
 
 use crate::{Engine, EngineConfig};

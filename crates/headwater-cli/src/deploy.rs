@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use clap::{Args, Subcommand};
 use headwater_core::{flow_id_for_name, parse_manifest_with, Deployment, Flow, Templates};
+use headwater_store::ops::{start_deployment_run, DeploymentRunError, DeploymentRunRequest};
 use headwater_store::{Store, WriteBatch};
 use serde_json::Value;
 
@@ -165,11 +166,6 @@ fn check_parameters(d: &Deployment, base: &Path) -> Result<()> {
     Ok(())
 }
 
-fn rand_seed() -> u64 {
-    let (hi, lo) = uuid::Uuid::now_v7().as_u64_pair();
-    hi ^ lo.rotate_left(29)
-}
-
 /// Runs `<entrypoint> --check --params …` for one parameter set.
 fn check_one(d: &Deployment, base: &Path, field: &str, params: &Value) -> Result<()> {
     let out = run_entrypoint(d, base, &["--check", "--params", &params.to_string()])?;
@@ -262,7 +258,6 @@ pub async fn deployment(cmd: DeploymentCmd, store: &dyn Store) -> Result<()> {
         DeploymentCmd::Pause { name } => set_paused(store, &name, true).await?,
         DeploymentCmd::Resume { name } => set_paused(store, &name, false).await?,
         DeploymentCmd::Run { name, params, json, no_check } => {
-            let d = read(store, &name).await?;
             let mut given = match json {
                 Some(text) => match serde_json::from_str::<Value>(&text) {
                     Ok(Value::Object(m)) => m,
@@ -274,13 +269,19 @@ pub async fn deployment(cmd: DeploymentCmd, store: &dyn Store) -> Result<()> {
                 let (k, v) = kv.split_once('=').with_context(|| format!("-p takes NAME=VALUE, got '{kv}'"))?;
                 given.insert(k.trim().into(), serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.into())));
             }
-            let given = Value::Object(given);
-            if !no_check {
-                check_one(&d, Path::new("."), "parameters", &d.merged_parameters(&given))?;
-            }
-            let now = Utc::now();
-            let run = d.manual_run(&given, now, now, rand_seed());
-            store.enqueue_runs(std::slice::from_ref(&run)).await?;
+            // The flow program itself checks the parameters first (its own
+            // types and messages), then the flow's recorded schema.
+            let program_check = |d: &Deployment, merged: &Value| {
+                check_one(d, Path::new("."), "parameters", merged).map_err(|e| format!("{e:#}"))
+            };
+            let request = DeploymentRunRequest { parameters: given, idempotency_key: None, check: !no_check };
+            let run = match start_deployment_run(store, &name, request, Some(&program_check)).await {
+                Ok(started) => started.run,
+                Err(DeploymentRunError::NoDeployment(_)) => {
+                    bail!("no deployment named '{name}' (see `headwater deployment ls`)")
+                }
+                Err(e) => return Err(e.into()),
+            };
             let pool = run.work_pool.clone().unwrap_or_default();
             println!("Created flow run '{}' ({}) of deployment '{name}'", run.name, run.id);
             println!("A worker of pool '{pool}' will run it: `headwater worker start --pool {pool}`");

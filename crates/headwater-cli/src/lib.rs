@@ -316,7 +316,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             log_to_stderr(&settings);
             let database = database_url.unwrap_or_else(|| settings.database_path().display().to_string());
-            let store = headwater_store::open_with_key(&database, Some(&secret_key(&settings)?)).await?;
+            let store = headwater_sql::open_with_key(&database, Some(&secret_key(&settings)?)).await?;
             let heartbeat_timeout = settings.heartbeat_timeout();
             let config = ServerConfig {
                 host,
@@ -361,7 +361,7 @@ async fn open(settings: &Settings) -> Result<Arc<dyn Store>> {
         return Ok(Arc::new(client));
     }
     let path = settings.database_path();
-    let store = headwater_store::SqliteStore::open(&path)
+    let store = headwater_sql::SqliteStore::open(&path)
         .await
         .with_context(|| format!("opening {}", path.display()))?
         .with_secret_key(&secret_key(settings)?);

@@ -1,24 +1,22 @@
-//! Headwater's state storage.
+//! Headwater's storage contract, with no database in it.
 //!
-//! The storage contract is a pair of capability traits: [`RunRecorder`]
-//! takes batches of what happened (runs created, states entered, logs), and
-//! [`RunReader`] answers the questions the CLI, the server and the UI ask.
-//! [`SqliteStore`] implements both for the embedded database; a PostgreSQL
-//! [`PostgresStore`] implements the same traits and passes the same
-//! [`conformance`] suite. No SQL lives outside the store crates.
+//! The contract is a set of capability traits: [`RunRecorder`] takes
+//! batches of what happened (runs created, states entered, logs),
+//! [`RunReader`] answers the questions the CLI, the server and the UI ask,
+//! and one trait per resource (deployments, work pools, blocks, …) does the
+//! rest; [`Store`] is all of them. The SQL engines (`headwater-sql`: SQLite
+//! and PostgreSQL) and the server's HTTP API (`headwater-client`) implement
+//! them and pass the same [`conformance`] suite (feature `conformance`, for
+//! tests). The operations built on the traits — recording a crash,
+//! scheduling due runs, starting a deployment's run — live in [`ops`] and
+//! [`scheduling`], written once for every caller.
 
-mod claim;
-mod columns;
+#[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
-mod leases;
-mod postgres;
+pub mod ops;
 pub mod scheduling;
-mod secrets;
-mod sqlite;
-
-use std::path::Path;
-use std::sync::Arc;
+pub mod secrets;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -31,36 +29,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-pub use error::{Result, StoreError};
-pub use postgres::PostgresStore;
+pub use error::{DriverError, Result, StoreError};
+pub use ops::{crashed_batch, record_crash, record_flow_run_state};
 pub use secrets::SecretKey;
-pub use sqlite::SqliteStore;
-
-/// Opens the store a URL names: `postgres://…` (or `postgresql://…`) for
-/// PostgreSQL, `sqlite:PATH` or a plain path for SQLite. Without a secret
-/// key it reads blocks with their secrets masked and refuses to store or
-/// reveal secrets.
-pub async fn open(url_or_path: &str) -> Result<Arc<dyn Store>> {
-    open_with_key(url_or_path, None).await
-}
-
-/// [`open`], with the key that seals and opens blocks' secrets.
-pub async fn open_with_key(url_or_path: &str, key: Option<&SecretKey>) -> Result<Arc<dyn Store>> {
-    if url_or_path.starts_with("postgres://") || url_or_path.starts_with("postgresql://") {
-        let store = PostgresStore::open(url_or_path).await?;
-        Ok(Arc::new(match key {
-            Some(k) => store.with_secret_key(k),
-            None => store,
-        }))
-    } else {
-        let path = url_or_path.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
-        let store = SqliteStore::open(Path::new(path)).await?;
-        Ok(Arc::new(match key {
-            Some(k) => store.with_secret_key(k),
-            None => store,
-        }))
-    }
-}
 
 /// Everything one write transaction records. Runs are snapshots (the
 /// latest known row), states and logs are appended.
@@ -100,60 +71,6 @@ impl From<&FlowRun> for Cursor {
     fn from(r: &FlowRun) -> Self {
         Cursor { created: r.created, id: r.id }
     }
-}
-
-/// Records that `run` entered `state`: the new snapshot (with its end time
-/// set if the state is final, cleared if not) and the history row, together.
-pub async fn record_flow_run_state(
-    store: &dyn RunRecorder,
-    mut run: FlowRun,
-    state: headwater_core::State,
-) -> Result<FlowRun> {
-    run.end_time = state.is_terminal().then_some(state.timestamp);
-    run.state = state;
-    let history = StateRecord { run_id: run.id, kind: headwater_core::RunKind::Flow, state: run.state.clone() };
-    store.record(&WriteBatch { flow_runs: vec![run.clone()], states: vec![history], ..Default::default() }).await?;
-    Ok(run)
-}
-
-/// The snapshots and history rows that mark each run CRASHED at `now` (with
-/// its reason) and the given unfinished `tasks` with it. A run its flow's
-/// retries allow to run again then goes back to its pool (AwaitingRetry).
-pub fn crashed_batch(runs: Vec<(FlowRun, String)>, tasks: Vec<TaskRun>, now: DateTime<Utc>) -> WriteBatch {
-    use headwater_core::{RunKind, State};
-    let mut batch = WriteBatch::default();
-    for (mut r, why) in runs {
-        r.state = State::crashed(now, why);
-        r.end_time = Some(now);
-        batch.states.push(StateRecord { run_id: r.id, kind: RunKind::Flow, state: r.state.clone() });
-        // The run id's low bits stand in for a random jitter sample.
-        let jitter = (r.id.as_u128() % 1000) as f64 / 1000.0;
-        let after = now + chrono::Duration::microseconds(1);
-        if let Some(retry) = headwater_core::transition::retry_after_crash(&r, after, jitter) {
-            r.state = retry;
-            r.end_time = None;
-            batch.states.push(StateRecord { run_id: r.id, kind: RunKind::Flow, state: r.state.clone() });
-        }
-        batch.flow_runs.push(r);
-    }
-    for mut t in tasks {
-        t.state = State::crashed(now, "its flow run crashed");
-        t.end_time = Some(now);
-        batch.states.push(StateRecord { run_id: t.id, kind: RunKind::Task, state: t.state.clone() });
-        batch.task_runs.push(t);
-    }
-    batch
-}
-
-/// Records that `run`'s process died (`why`): the run and its unfinished
-/// task runs CRASHED, then, if its flow's retries allow, the run back in its
-/// pool. Returns the run as now stored.
-pub async fn record_crash(store: &dyn Store, run: FlowRun, why: &str) -> Result<FlowRun> {
-    let tasks: Vec<TaskRun> =
-        store.list_task_runs(run.id).await?.into_iter().filter(|t| !t.state.state_type.is_terminal()).collect();
-    let batch = crashed_batch(vec![(run, why.to_string())], tasks, Utc::now());
-    store.record(&batch).await?;
-    Ok(batch.flow_runs.into_iter().next().expect("one run"))
 }
 
 /// Which flow runs to list, newest first.
@@ -327,7 +244,7 @@ impl HistoryQuery {
 }
 
 /// `text` as a LIKE pattern matching it anywhere, with `\` escaping.
-pub(crate) fn contains_pattern(text: &str) -> String {
+pub fn contains_pattern(text: &str) -> String {
     let mut p = String::with_capacity(text.len() + 2);
     p.push('%');
     for c in text.chars() {
@@ -483,7 +400,7 @@ pub trait DatasetStore: Send + Sync {
 }
 
 /// Sums a dataset's current partitions.
-pub(crate) fn dataset_summary(
+pub fn dataset_summary(
     name: String,
     schema: Vec<headwater_core::Column>,
     created: DateTime<Utc>,

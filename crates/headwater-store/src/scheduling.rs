@@ -25,7 +25,7 @@ pub async fn schedule_due(
     pool: Option<&str>,
     late_after: std::time::Duration,
 ) -> Result<usize> {
-    let mut seed = || rand_seed();
+    let mut seed = crate::ops::name_seed;
     let mut created = 0;
     for d in store.list_deployments().await? {
         let its_pool = d.work_pool.as_deref().unwrap_or(DEFAULT_WORK_POOL);
@@ -42,12 +42,4 @@ pub async fn schedule_due(
     }
     store.mark_late_runs(now - Duration::from_std(late_after).unwrap_or(Duration::MAX)).await?;
     Ok(created)
-}
-
-fn rand_seed() -> u64 {
-    // Run names only need variety, not quality.
-    let nanos = Utc::now().timestamp_subsec_nanos() as u64;
-    let id = uuid::Uuid::now_v7();
-    let (hi, lo) = id.as_u64_pair();
-    hi ^ lo.rotate_left(17) ^ nanos.wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }

@@ -46,12 +46,12 @@ impl SecretKey {
     }
 }
 
-pub(crate) struct Cipher {
+pub struct Cipher {
     key: LessSafeKey,
 }
 
 impl Cipher {
-    pub(crate) fn new(key: &SecretKey) -> Cipher {
+    pub fn new(key: &SecretKey) -> Cipher {
         Cipher { key: LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &key.0).expect("a 32-byte key")) }
     }
 
@@ -102,7 +102,7 @@ fn no_key() -> StoreError {
 
 /// What to store for `doc`: its secrets sealed. A secret sent back masked
 /// keeps the stored (sealed) value of `previous`.
-pub(crate) fn seal_document(
+pub fn seal_document(
     cipher: Option<&Cipher>,
     doc: &BlockDocument,
     t: &BlockType,
@@ -132,7 +132,7 @@ pub(crate) fn seal_document(
 
 /// A stored document as readers see it: sealed secrets as [`MASK`], or,
 /// when revealed, opened.
-pub(crate) fn unseal_document(cipher: Option<&Cipher>, mut doc: BlockDocument, reveal: bool) -> Result<BlockDocument> {
+pub fn unseal_document(cipher: Option<&Cipher>, mut doc: BlockDocument, reveal: bool) -> Result<BlockDocument> {
     let mut sealed_paths = Vec::new();
     find_sealed(&doc.data, &mut Vec::new(), &mut sealed_paths);
     for path in sealed_paths {

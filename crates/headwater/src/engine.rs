@@ -10,7 +10,8 @@ use futures::FutureExt;
 use headwater_client::ApiClient;
 use headwater_config::{Overrides, Settings};
 use headwater_core::{flow_id_for_name, Flow, LogLevel};
-use headwater_store::{RunReader, RunReaper, SqliteStore, Store};
+use headwater_sql::SqliteStore;
+use headwater_store::{RunReader, RunReaper, Store};
 
 use crate::error::{Error, Result};
 use crate::flow::FlowSpec;

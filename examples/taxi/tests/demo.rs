@@ -135,7 +135,7 @@ fn a_run_killed_anywhere_leaves_whole_months_and_no_running_run() {
     // Every killed run was found dead by the runs that came after: none is left RUNNING.
     let runs = tokio::runtime::Runtime::new().unwrap().block_on(async {
         use headwater_store::RunReader;
-        let store = headwater_store::SqliteStore::open(&home.path().join("headwater.db")).await.unwrap();
+        let store = headwater_sql::SqliteStore::open(&home.path().join("headwater.db")).await.unwrap();
         store.list_flow_runs(&headwater_store::FlowRunFilter { limit: 1000, ..Default::default() }).await.unwrap()
     });
     let live: Vec<_> = runs.iter().filter(|r| !r.state.state_type.is_terminal()).map(|r| (&r.name, &r.state)).collect();

@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use headwater_store::{DeploymentStore, SqliteStore};
+use headwater_sql::SqliteStore;
+use headwater_store::DeploymentStore;
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_hw-examples");
 
@@ -57,7 +58,7 @@ async fn backend(on_postgres: bool, home: &Path) -> Option<Backend> {
         return Some(Backend { store, _server: None, _db: None });
     }
     let db = headwater_test_support::PgTestDb::create().await?;
-    let store = headwater_store::open(&db.url).await.unwrap();
+    let store = headwater_sql::open(&db.url).await.unwrap();
     let server = headwater_server::RunningServer::start(store.clone(), vec![]).await.unwrap();
     std::env::set_var("HEADWATER_API_URL", server.api_url());
     Some(Backend { store, _server: Some(server), _db: Some(db) })
@@ -896,7 +897,7 @@ async fn deploy_run_and_work_through_a_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_run_and_work_through_a_server_on_postgres() {
     let Some(db) = headwater_test_support::PgTestDb::create().await else { return };
-    let store = headwater_store::open(&db.url).await.unwrap();
+    let store = headwater_sql::open(&db.url).await.unwrap();
     through_a_server(store).await;
 }
 

@@ -3,7 +3,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use headwater_core::StateType;
-use headwater_store::{FlowRunFilter, RunReader, SqliteStore};
+use headwater_sql::SqliteStore;
+use headwater_store::{FlowRunFilter, RunReader};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hw-examples");
 

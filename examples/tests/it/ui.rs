@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use headwater_core::StateType;
 use headwater_server::RunningServer;
-use headwater_store::{FlowRunFilter, SqliteStore, Store};
+use headwater_sql::SqliteStore;
+use headwater_store::{FlowRunFilter, Store};
 use headwater_test_support::Browser;
 use serde_json::json;
 

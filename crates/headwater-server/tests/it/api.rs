@@ -2,7 +2,8 @@ use std::sync::Arc;
 
 use headwater_client::ApiClient;
 use headwater_server::{bind, RunningServer, ServerConfig, ServerError};
-use headwater_store::{conformance, RunReader, SqliteStore, Store, StoreError};
+use headwater_sql::SqliteStore;
+use headwater_store::{conformance, RunReader, Store, StoreError};
 use headwater_test_support::PgTestDb;
 
 async fn sqlite_server(keys: Vec<String>) -> (RunningServer, tempfile::TempDir) {
@@ -27,7 +28,7 @@ async fn the_api_over_postgres_passes_the_conformance_suite() {
         return;
     };
     let key = headwater_store::SecretKey::generate();
-    let store: Arc<dyn Store> = headwater_store::open_with_key(&db.url, Some(&key)).await.unwrap();
+    let store: Arc<dyn Store> = headwater_sql::open_with_key(&db.url, Some(&key)).await.unwrap();
     let server = RunningServer::start(store, vec![]).await.unwrap();
     let client = ApiClient::new(&server.api_url(), None).unwrap();
     conformance::run_all(&client).await;

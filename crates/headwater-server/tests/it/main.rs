@@ -6,7 +6,7 @@ mod ui;
 /// An embedded store in `dir` that can seal blocks' secrets.
 async fn sealed_sqlite(dir: &std::path::Path) -> std::sync::Arc<dyn headwater_store::Store> {
     std::sync::Arc::new(
-        headwater_store::SqliteStore::open(&dir.join("hw.db"))
+        headwater_sql::SqliteStore::open(&dir.join("hw.db"))
             .await
             .unwrap()
             .with_secret_key(&headwater_store::SecretKey::generate()),

@@ -7,7 +7,8 @@ use headwater::prelude::*;
 use headwater::{markdown_artifact, table_artifact, variables, Engine};
 use headwater_core::{ArtifactKind, Variable};
 use headwater_server::RunningServer;
-use headwater_store::{ArtifactFilter, SqliteStore, Store};
+use headwater_sql::SqliteStore;
+use headwater_store::{ArtifactFilter, Store};
 use serde_json::json;
 
 #[task]

@@ -7,7 +7,8 @@ use headwater::prelude::*;
 use headwater::Engine;
 use headwater_core::StateType;
 use headwater_server::RunningServer;
-use headwater_store::{FlowRunFilter, RunReader, SqliteStore, Store};
+use headwater_sql::SqliteStore;
+use headwater_store::{FlowRunFilter, RunReader, Store};
 
 #[task(retries = 1, retry_delay = 0)]
 async fn double(x: u64) -> Result<u64> {

@@ -1,7 +1,7 @@
 //! What both SQL dialects share: column lists and batching arithmetic, so
 //! the two stores cannot drift apart on what a row is.
 
-use crate::error::StoreError;
+use headwater_store::StoreError;
 
 pub(crate) const FLOW_RUN_COLS: &str = "id, flow_id, flow_name, name, parameters, tags, state_type, state_name, \
      state_message, state_timestamp, state_scheduled, parent_flow_run_id, run_count, start_time, end_time, created, heartbeat, \
@@ -21,13 +21,16 @@ pub(crate) const LIVE_STATES: &str = "'PENDING', 'RUNNING', 'CANCELLING'";
 pub(crate) const FINAL_STATES: &str = "'COMPLETED', 'FAILED', 'CANCELLED', 'CRASHED'";
 
 /// The snapshot and history row of a run a worker has just claimed.
-pub(crate) fn claim_batch(mut run: headwater_core::FlowRun, now: chrono::DateTime<chrono::Utc>) -> crate::WriteBatch {
+pub(crate) fn claim_batch(
+    mut run: headwater_core::FlowRun,
+    now: chrono::DateTime<chrono::Utc>,
+) -> headwater_store::WriteBatch {
     use headwater_core::{RunKind, State, StateRecord};
     run.state = State::pending(now);
     // The claim is the run's first sign of life: if its worker dies before
     // the flow process starts beating, the reaper still finds it.
     run.heartbeat = Some(now);
-    crate::WriteBatch {
+    headwater_store::WriteBatch {
         states: vec![StateRecord { run_id: run.id, kind: RunKind::Flow, state: run.state.clone() }],
         flow_runs: vec![run],
         ..Default::default()
@@ -38,9 +41,9 @@ pub(crate) fn claim_batch(mut run: headwater_core::FlowRun, now: chrono::DateTim
 pub(crate) fn limit_cancel_batch(
     runs: Vec<headwater_core::FlowRun>,
     now: chrono::DateTime<chrono::Utc>,
-) -> crate::WriteBatch {
+) -> headwater_store::WriteBatch {
     use headwater_core::{RunKind, State, StateRecord};
-    let mut batch = crate::WriteBatch::default();
+    let mut batch = headwater_store::WriteBatch::default();
     for mut r in runs {
         r.state = State::cancelled(now, "its deployment was at its concurrency limit (collision strategy cancel_new)");
         r.end_time = Some(now);
@@ -64,9 +67,12 @@ pub(crate) fn admission(
 
 /// Late runs keep their type (SCHEDULED) and due time; only the name says
 /// nobody has picked them up yet.
-pub(crate) fn late_batch(runs: Vec<headwater_core::FlowRun>, now: chrono::DateTime<chrono::Utc>) -> crate::WriteBatch {
+pub(crate) fn late_batch(
+    runs: Vec<headwater_core::FlowRun>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> headwater_store::WriteBatch {
     use headwater_core::{RunKind, State, StateRecord};
-    let mut batch = crate::WriteBatch::default();
+    let mut batch = headwater_store::WriteBatch::default();
     for mut r in runs {
         let due = r.state.scheduled_time.unwrap_or(r.state.timestamp);
         r.state = State::late(now, due);
@@ -82,7 +88,7 @@ pub(crate) fn crash_batch(
     runs: Vec<headwater_core::FlowRun>,
     tasks: Vec<headwater_core::TaskRun>,
     now: chrono::DateTime<chrono::Utc>,
-) -> crate::WriteBatch {
+) -> headwater_store::WriteBatch {
     let runs = runs
         .into_iter()
         .map(|r| {
@@ -90,7 +96,7 @@ pub(crate) fn crash_batch(
             (r, why)
         })
         .collect();
-    crate::crashed_batch(runs, tasks, now)
+    headwater_store::crashed_batch(runs, tasks, now)
 }
 
 /// Column names of a state: type, name, message, timestamp, scheduled time.
@@ -145,7 +151,7 @@ pub(crate) fn default_queue_stays(pool: &str) -> StoreError {
 pub(crate) fn block_type_for(
     doc: &headwater_core::BlockDocument,
     schema: Option<serde_json::Value>,
-) -> crate::Result<headwater_core::BlockType> {
+) -> headwater_store::Result<headwater_core::BlockType> {
     let schema = schema.ok_or_else(|| {
         StoreError::Refused(format!("unknown block type '{}' (see `headwater block types`)", doc.block_type))
     })?;
@@ -252,11 +258,5 @@ mod tests {
         assert!(got[2].starts_with("CREATE TRIGGER") && got[2].contains("DELETE FROM c;\nEND"), "{}", got[2]);
         assert!(got[3].starts_with("DO $$") && got[3].contains("NULL;\nEND $$"), "{}", got[3]);
         assert_eq!(got[4], "CREATE TABLE d (y TEXT)");
-        // Every shipped migration splits into statements that end cleanly.
-        for (version, sql) in crate::sqlite::MIGRATIONS.iter().chain(crate::postgres::MIGRATIONS) {
-            for s in statements(sql) {
-                assert!(!s.is_empty() && !s.ends_with(';'), "migration {version}: {s}");
-            }
-        }
     }
 }

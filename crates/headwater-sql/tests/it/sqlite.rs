@@ -2,7 +2,8 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use headwater_core::{flow_id_for_name, Flow, FlowRun, LogLevel, LogRecord, State};
-use headwater_store::{conformance, LogFilter, RunReader, RunRecorder, SqliteStore, WriteBatch};
+use headwater_sql::SqliteStore;
+use headwater_store::{conformance, LogFilter, RunReader, RunRecorder, WriteBatch};
 use serde_json::json;
 use uuid::Uuid;
 

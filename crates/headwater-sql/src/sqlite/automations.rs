@@ -11,50 +11,52 @@ use uuid::Uuid;
 
 use super::{from_micros, json_text, micros, state_from, uuid_col, SqliteStore};
 use crate::columns::{corrupt, AUTOMATIONS_WITH_STATUS, DELIVERY_COLS, HISTORY_STATE};
-use crate::error::Result;
-use crate::{AutomationOutbox, AutomationStore};
+use headwater_store::Result;
+
+use crate::error::Db;
+use headwater_store::{AutomationOutbox, AutomationStore};
 
 fn json_col<T: serde::de::DeserializeOwned>(row: &SqliteRow, col: &str) -> Result<T> {
-    let text: String = row.try_get(col)?;
+    let text: String = row.try_get(col).db()?;
     serde_json::from_str(&text).map_err(|e| corrupt(col, e))
 }
 
 fn automation_from(row: &SqliteRow) -> Result<Automation> {
     Ok(Automation {
         id: uuid_col(row, "id")?,
-        name: row.try_get("name")?,
-        description: row.try_get("description")?,
-        enabled: row.try_get("enabled")?,
+        name: row.try_get("name").db()?,
+        description: row.try_get("description").db()?,
+        enabled: row.try_get("enabled").db()?,
         trigger: json_col(row, "trigger")?,
         actions: json_col(row, "actions")?,
-        created: from_micros(row.try_get("created")?),
-        updated: from_micros(row.try_get("updated")?),
+        created: from_micros(row.try_get("created").db()?),
+        updated: from_micros(row.try_get("updated").db()?),
         status: AutomationStatus {
-            delivered: row.try_get::<i64, _>("n_delivered")? as u64,
-            pending: row.try_get::<i64, _>("n_pending")? as u64,
-            failed: row.try_get::<i64, _>("n_failed")? as u64,
-            last_delivered: row.try_get::<Option<i64>, _>("last_delivered")?.map(from_micros),
-            last_error: row.try_get("last_error")?,
-            last_error_at: row.try_get::<Option<i64>, _>("last_error_at")?.map(from_micros),
+            delivered: row.try_get::<i64, _>("n_delivered").db()? as u64,
+            pending: row.try_get::<i64, _>("n_pending").db()? as u64,
+            failed: row.try_get::<i64, _>("n_failed").db()? as u64,
+            last_delivered: row.try_get::<Option<i64>, _>("last_delivered").db()?.map(from_micros),
+            last_error: row.try_get("last_error").db()?,
+            last_error_at: row.try_get::<Option<i64>, _>("last_error_at").db()?.map(from_micros),
         },
     })
 }
 
 fn delivery_from(row: &SqliteRow) -> Result<Delivery> {
-    let status: String = row.try_get("status")?;
+    let status: String = row.try_get("status").db()?;
     Ok(Delivery {
         id: uuid_col(row, "id")?,
         automation_id: uuid_col(row, "automation_id")?,
-        automation: row.try_get("automation_name")?,
-        action_index: row.try_get::<i64, _>("action_index")? as u32,
+        automation: row.try_get("automation_name").db()?,
+        action_index: row.try_get::<i64, _>("action_index").db()? as u32,
         action: json_col(row, "action")?,
         event: json_col(row, "event")?,
         status: DeliveryStatus::parse(&status).ok_or_else(|| corrupt("delivery status", status))?,
-        attempts: row.try_get::<i64, _>("attempts")? as u32,
-        next_attempt: from_micros(row.try_get("next_attempt")?),
-        last_error: row.try_get("last_error")?,
-        delivered: row.try_get::<Option<i64>, _>("delivered")?.map(from_micros),
-        created: from_micros(row.try_get("created")?),
+        attempts: row.try_get::<i64, _>("attempts").db()? as u32,
+        next_attempt: from_micros(row.try_get("next_attempt").db()?),
+        last_error: row.try_get("last_error").db()?,
+        delivered: row.try_get::<Option<i64>, _>("delivered").db()?.map(from_micros),
+        created: from_micros(row.try_get("created").db()?),
     })
 }
 
@@ -77,13 +79,15 @@ impl AutomationStore for SqliteStore {
         .bind(micros(a.created))
         .bind(micros(a.updated))
         .execute(&self.pool)
-        .await?;
+        .await
+        .db()?;
         drop(writing);
         self.read_automation(&a.name).await?.ok_or_else(|| corrupt("automation", "vanished after writing"))
     }
 
     async fn list_automations(&self) -> Result<Vec<Automation>> {
-        let rows = sqlx::query(&format!("{AUTOMATIONS_WITH_STATUS} ORDER BY a.name")).fetch_all(&self.pool).await?;
+        let rows =
+            sqlx::query(&format!("{AUTOMATIONS_WITH_STATUS} ORDER BY a.name")).fetch_all(&self.pool).await.db()?;
         rows.iter().map(automation_from).collect()
     }
 
@@ -91,7 +95,8 @@ impl AutomationStore for SqliteStore {
         let row = sqlx::query(&format!("{AUTOMATIONS_WITH_STATUS} WHERE a.name = ?"))
             .bind(name)
             .fetch_optional(&self.pool)
-            .await?;
+            .await
+            .db()?;
         row.as_ref().map(automation_from).transpose()
     }
 
@@ -102,14 +107,15 @@ impl AutomationStore for SqliteStore {
             .bind(micros(Utc::now()))
             .bind(name)
             .execute(&self.pool)
-            .await?;
+            .await
+            .db()?;
         drop(writing);
         self.read_automation(name).await
     }
 
     async fn delete_automation(&self, name: &str) -> Result<bool> {
         let _writing = self.writer.lock().await;
-        let done = sqlx::query("DELETE FROM automations WHERE name = ?").bind(name).execute(&self.pool).await?;
+        let done = sqlx::query("DELETE FROM automations WHERE name = ?").bind(name).execute(&self.pool).await.db()?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -121,7 +127,8 @@ impl AutomationStore for SqliteStore {
         .bind(automation)
         .bind(i64::from(limit.max(1)))
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .db()?;
         rows.iter().map(delivery_from).collect()
     }
 
@@ -140,7 +147,8 @@ impl AutomationOutbox for SqliteStore {
              WHERE a.enabled = 1 ORDER BY a.name",
         )
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .db()?;
         rows.iter().map(automation_from).collect()
     }
 
@@ -149,29 +157,31 @@ impl AutomationOutbox for SqliteStore {
             .bind(after)
             .bind(i64::from(limit.max(1)))
             .fetch_all(&self.pool)
-            .await?;
+            .await
+            .db()?;
         rows.iter()
             .map(|row| {
-                let kind: String = row.try_get("run_kind")?;
+                let kind: String = row.try_get("run_kind").db()?;
                 let record = StateRecord {
                     run_id: uuid_col(row, "run_id")?,
                     kind: RunKind::from_str(&kind).map_err(|e| corrupt("run_kind", e))?,
                     state: state_from(row, HISTORY_STATE)?,
                 };
-                Ok((row.try_get("id")?, record))
+                Ok((row.try_get("id").db()?, record))
             })
             .collect()
     }
 
     async fn last_state_event(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM run_states").fetch_one(&self.pool).await?)
+        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM run_states").fetch_one(&self.pool).await.db()?)
     }
 
     async fn read_cursor(&self, name: &str) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar("SELECT value FROM engine_cursors WHERE name = ?")
             .bind(name)
             .fetch_optional(&self.pool)
-            .await?)
+            .await
+            .db()?)
     }
 
     async fn write_cursor(&self, name: &str, value: i64) -> Result<()> {
@@ -182,7 +192,7 @@ impl AutomationOutbox for SqliteStore {
         .bind(name)
         .bind(value)
         .execute(&self.pool)
-        .await?;
+        .await.db()?;
         Ok(())
     }
 
@@ -191,7 +201,7 @@ impl AutomationOutbox for SqliteStore {
             return Ok(0);
         }
         let _writing = self.writer.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.db()?;
         let mut added = 0;
         for d in deliveries {
             // Not for an automation deleted meanwhile; not twice for one
@@ -216,10 +226,10 @@ impl AutomationOutbox for SqliteStore {
             .bind(micros(d.created))
             .bind(d.automation_id.to_string())
             .execute(&mut *tx)
-            .await?;
+            .await.db()?;
             added += done.rows_affected() as usize;
         }
-        tx.commit().await?;
+        tx.commit().await.db()?;
         Ok(added)
     }
 
@@ -230,7 +240,7 @@ impl AutomationOutbox for SqliteStore {
         limit: u32,
     ) -> Result<Vec<Delivery>> {
         let _writing = self.writer.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.db()?;
         let rows = sqlx::query(&format!(
             "SELECT {DELIVERY_COLS} FROM automation_deliveries d JOIN automations a ON a.id = d.automation_id \
              WHERE d.status = 'pending' AND d.next_attempt <= ? ORDER BY d.next_attempt LIMIT ?"
@@ -238,7 +248,8 @@ impl AutomationOutbox for SqliteStore {
         .bind(micros(now))
         .bind(i64::from(limit.max(1)))
         .fetch_all(&mut *tx)
-        .await?;
+        .await
+        .db()?;
         let mut claimed: Vec<Delivery> = rows.iter().map(delivery_from).collect::<Result<_>>()?;
         let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
         for d in &mut claimed {
@@ -246,10 +257,11 @@ impl AutomationOutbox for SqliteStore {
                 .bind(micros(until))
                 .bind(d.id.to_string())
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .db()?;
             d.next_attempt = until;
         }
-        tx.commit().await?;
+        tx.commit().await.db()?;
         Ok(claimed)
     }
 
@@ -276,7 +288,7 @@ impl AutomationOutbox for SqliteStore {
             .bind(error)
             .bind(now),
         };
-        q.bind(id.to_string()).execute(&self.pool).await?;
+        q.bind(id.to_string()).execute(&self.pool).await.db()?;
         Ok(())
     }
 
@@ -285,7 +297,8 @@ impl AutomationOutbox for SqliteStore {
         let done = sqlx::query("DELETE FROM automation_deliveries WHERE status <> 'pending' AND created < ?")
             .bind(micros(before))
             .execute(&self.pool)
-            .await?;
+            .await
+            .db()?;
         Ok(done.rows_affected())
     }
 }

@@ -27,29 +27,15 @@ use crate::columns::{
     statements, upsert_set, StateCols, ARTIFACT_COLS, FINAL_STATES, FLOW_RUN_COLS, HISTORY_STATE,
     LATEST_ARTIFACTS_ONLY, LIVE_STATES, LOG_COLS, RUN_STATE, STATE_COLS, TASK_RUN_COLS, TIMELINE_SELECT,
 };
-use crate::error::{Result, StoreError};
+use crate::error::Db;
 use crate::leases::{self, LeaseTx, LimitRow};
-use crate::secrets::{seal_document, unseal_document, Cipher, SecretKey};
-use crate::{
+use crate::migrations::MIGRATIONS;
+use headwater_store::secrets::{seal_document, unseal_document, Cipher, SecretKey};
+use headwater_store::{
     dataset_summary, ArtifactFilter, ArtifactStore, BlockStore, ConcurrencyStore, DatasetStore, DeploymentStore,
     FlowRunFilter, LogFilter, RunQueue, RunReader, RunReaper, RunRecorder, VariableStore, WorkPoolStore, WriteBatch,
 };
-
-pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("migrations/0001_runs.sql")),
-    (2, include_str!("migrations/0002_heartbeats.sql")),
-    (3, include_str!("migrations/0003_deployments.sql")),
-    (4, include_str!("migrations/0004_deployment_runs.sql")),
-    (5, include_str!("migrations/0005_work_pools.sql")),
-    (6, include_str!("migrations/0006_work_queues.sql")),
-    (7, include_str!("migrations/0007_variables_artifacts.sql")),
-    (8, include_str!("migrations/0008_blocks.sql")),
-    (9, include_str!("migrations/0009_datasets.sql")),
-    (10, include_str!("migrations/0010_concurrency.sql")),
-    (11, include_str!("migrations/0011_automations.sql")),
-    (12, include_str!("migrations/0012_run_listing.sql")),
-    (13, include_str!("migrations/0013_run_name_search.sql")),
-];
+use headwater_store::{Result, StoreError};
 
 /// SQLite allows 32766 bound values per statement; stay well below it.
 const MAX_BINDS: usize = 30_000;
@@ -91,7 +77,8 @@ impl SqliteStore {
                 .bind(format!("%{name}%"))
                 .bind(NAME_INDEX_UP_TO)
                 .fetch_one(&self.pool)
-                .await?;
+                .await
+                .db()?;
         Ok(matches < NAME_INDEX_UP_TO)
     }
 
@@ -131,7 +118,7 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(120))
             .connect_with(opts)
             .await
-            .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+            .map_err(|source| StoreError::Open { path: path.to_path_buf(), source: source.into() })?;
         let store = SqliteStore { pool, path: path.to_path_buf(), writer: Default::default(), cipher: None };
         store.migrate().await?;
         Ok(store)
@@ -150,33 +137,38 @@ impl SqliteStore {
     async fn migrate(&self) -> Result<()> {
         // The write lock serialises processes that open a new database at once.
         let _writing = self.writer.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.db()?;
         let conn: &mut SqliteConnection = &mut tx;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied INTEGER NOT NULL)",
         )
         .execute(&mut *conn)
-        .await?;
-        let current: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetch_one(&mut *conn).await?;
-        let known = MIGRATIONS.last().map_or(0, |m| m.0);
+        .await
+        .db()?;
+        let current: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+            .fetch_one(&mut *conn)
+            .await
+            .db()?;
+        let known = crate::migrations::latest();
         if current > known {
             return Err(StoreError::SchemaTooNew { found: current, known });
         }
-        for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+            let (version, sql) = (&m.version, m.sqlite);
             for statement in statements(sql) {
                 sqlx::query(&statement)
                     .execute(&mut *conn)
                     .await
-                    .map_err(|source| StoreError::Migration { version: *version, source })?;
+                    .map_err(|source| StoreError::Migration { version: *version, source: source.into() })?;
             }
             sqlx::query("INSERT INTO schema_migrations (version, applied) VALUES (?, ?)")
                 .bind(version)
                 .bind(micros(Utc::now()))
                 .execute(&mut *conn)
-                .await?;
+                .await
+                .db()?;
         }
-        tx.commit().await?;
+        tx.commit().await.db()?;
         Ok(())
     }
 
@@ -186,11 +178,7 @@ impl SqliteStore {
 }
 
 fn is_locked(e: &StoreError) -> bool {
-    let source = match e {
-        StoreError::Open { source, .. } | StoreError::Migration { source, .. } | StoreError::Database(source) => source,
-        _ => return false,
-    };
-    matches!(source, sqlx::Error::Database(d) if d.message().contains("locked") || d.message().contains("busy"))
+    crate::error::driver_error(e).is_some_and(|e| matches!(e, sqlx::Error::Database(_)) && crate::error::is_busy(e))
 }
 
 fn micros(t: DateTime<Utc>) -> i64 {
@@ -210,61 +198,61 @@ fn json_text<T: serde::Serialize>(v: &T) -> String {
 }
 
 fn uuid_col(row: &SqliteRow, col: &str) -> Result<Uuid> {
-    let s: String = row.try_get(col)?;
+    let s: String = row.try_get(col).db()?;
     Uuid::parse_str(&s).map_err(|e| corrupt(col, e))
 }
 
 fn opt_uuid_col(row: &SqliteRow, col: &str) -> Result<Option<Uuid>> {
-    let s: Option<String> = row.try_get(col)?;
+    let s: Option<String> = row.try_get(col).db()?;
     s.map(|s| Uuid::parse_str(&s).map_err(|e| corrupt(col, e))).transpose()
 }
 
 fn state_from(row: &SqliteRow, [ty, name, message, timestamp, scheduled]: StateCols) -> Result<State> {
-    let ty: String = row.try_get(ty)?;
+    let ty: String = row.try_get(ty).db()?;
     Ok(State {
         state_type: StateType::from_str(&ty).map_err(|e| corrupt("state_type", e))?,
-        name: row.try_get(name)?,
-        timestamp: from_micros(row.try_get(timestamp)?),
-        message: row.try_get(message)?,
-        scheduled_time: row.try_get::<Option<i64>, _>(scheduled)?.map(from_micros),
+        name: row.try_get(name).db()?,
+        timestamp: from_micros(row.try_get(timestamp).db()?),
+        message: row.try_get(message).db()?,
+        scheduled_time: row.try_get::<Option<i64>, _>(scheduled).db()?.map(from_micros),
     })
 }
 
 fn flow_from(row: &SqliteRow) -> Result<Flow> {
-    let schema: String = row.try_get("parameter_schema")?;
+    let schema: String = row.try_get("parameter_schema").db()?;
     Ok(Flow {
         id: uuid_col(row, "id")?,
-        name: row.try_get("name")?,
-        version: row.try_get("version")?,
-        description: row.try_get("description")?,
+        name: row.try_get("name").db()?,
+        version: row.try_get("version").db()?,
+        description: row.try_get("description").db()?,
         parameter_schema: serde_json::from_str(&schema).map_err(|e| corrupt("parameter_schema", e))?,
-        created: from_micros(row.try_get("created")?),
-        updated: from_micros(row.try_get("updated")?),
+        created: from_micros(row.try_get("created").db()?),
+        updated: from_micros(row.try_get("updated").db()?),
     })
 }
 
 fn flow_run_from(row: &SqliteRow) -> Result<FlowRun> {
-    let params: String = row.try_get("parameters")?;
-    let tags: String = row.try_get("tags")?;
+    let params: String = row.try_get("parameters").db()?;
+    let tags: String = row.try_get("tags").db()?;
     Ok(FlowRun {
         id: uuid_col(row, "id")?,
         flow_id: uuid_col(row, "flow_id")?,
-        flow_name: row.try_get("flow_name")?,
-        name: row.try_get("name")?,
+        flow_name: row.try_get("flow_name").db()?,
+        name: row.try_get("name").db()?,
         parameters: serde_json::from_str(&params).map_err(|e| corrupt("parameters", e))?,
         tags: serde_json::from_str(&tags).map_err(|e| corrupt("tags", e))?,
         state: state_from(row, RUN_STATE)?,
         parent_flow_run_id: opt_uuid_col(row, "parent_flow_run_id")?,
-        run_count: row.try_get::<i64, _>("run_count")? as u32,
-        start_time: row.try_get::<Option<i64>, _>("start_time")?.map(from_micros),
-        end_time: row.try_get::<Option<i64>, _>("end_time")?.map(from_micros),
-        created: from_micros(row.try_get("created")?),
-        heartbeat: row.try_get::<Option<i64>, _>("heartbeat")?.map(from_micros),
+        run_count: row.try_get::<i64, _>("run_count").db()? as u32,
+        start_time: row.try_get::<Option<i64>, _>("start_time").db()?.map(from_micros),
+        end_time: row.try_get::<Option<i64>, _>("end_time").db()?.map(from_micros),
+        created: from_micros(row.try_get("created").db()?),
+        heartbeat: row.try_get::<Option<i64>, _>("heartbeat").db()?.map(from_micros),
         deployment_id: opt_uuid_col(row, "deployment_id")?,
-        work_pool: row.try_get("work_pool")?,
-        idempotency_key: row.try_get("idempotency_key")?,
-        work_queue: row.try_get("work_queue")?,
-        retry_policy: match row.try_get::<Option<String>, _>("retry_policy")? {
+        work_pool: row.try_get("work_pool").db()?,
+        idempotency_key: row.try_get("idempotency_key").db()?,
+        work_queue: row.try_get("work_queue").db()?,
+        retry_policy: match row.try_get::<Option<String>, _>("retry_policy").db()? {
             Some(p) => Some(serde_json::from_str(&p).map_err(|e| corrupt("retry_policy", e))?),
             None => None,
         },
@@ -272,21 +260,21 @@ fn flow_run_from(row: &SqliteRow) -> Result<FlowRun> {
 }
 
 fn task_run_from(row: &SqliteRow) -> Result<TaskRun> {
-    let tags: String = row.try_get("tags")?;
+    let tags: String = row.try_get("tags").db()?;
     Ok(TaskRun {
         id: uuid_col(row, "id")?,
         flow_run_id: uuid_col(row, "flow_run_id")?,
-        task_name: row.try_get("task_name")?,
-        name: row.try_get("name")?,
-        dynamic_key: row.try_get::<i64, _>("dynamic_key")? as u64,
+        task_name: row.try_get("task_name").db()?,
+        name: row.try_get("name").db()?,
+        dynamic_key: row.try_get::<i64, _>("dynamic_key").db()? as u64,
         tags: serde_json::from_str(&tags).map_err(|e| corrupt("tags", e))?,
         state: state_from(row, RUN_STATE)?,
-        run_count: row.try_get::<i64, _>("run_count")? as u32,
-        cache_key: row.try_get("cache_key")?,
-        cache_expiration: row.try_get::<Option<i64>, _>("cache_expiration")?.map(from_micros),
-        start_time: row.try_get::<Option<i64>, _>("start_time")?.map(from_micros),
-        end_time: row.try_get::<Option<i64>, _>("end_time")?.map(from_micros),
-        created: from_micros(row.try_get("created")?),
+        run_count: row.try_get::<i64, _>("run_count").db()? as u32,
+        cache_key: row.try_get("cache_key").db()?,
+        cache_expiration: row.try_get::<Option<i64>, _>("cache_expiration").db()?.map(from_micros),
+        start_time: row.try_get::<Option<i64>, _>("start_time").db()?.map(from_micros),
+        end_time: row.try_get::<Option<i64>, _>("end_time").db()?.map(from_micros),
+        created: from_micros(row.try_get("created").db()?),
     })
 }
 
@@ -297,9 +285,9 @@ impl RunRecorder for SqliteStore {
             return Ok(());
         }
         let _writing = self.writer.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.db()?;
         write_batch(&mut tx, batch).await?;
-        tx.commit().await?;
+        tx.commit().await.db()?;
         Ok(())
     }
 }
@@ -308,7 +296,7 @@ impl RunRecorder for SqliteStore {
 impl RunReaper for SqliteStore {
     async fn crash_stale_runs(&self, cutoff: DateTime<Utc>) -> Result<Vec<FlowRun>> {
         let _writing = self.writer.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.db()?;
         let conn: &mut SqliteConnection = &mut tx;
         let rows = sqlx::query(&format!(
             "SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE state_type IN ({LIVE_STATES}) \
@@ -316,7 +304,8 @@ impl RunReaper for SqliteStore {
         ))
         .bind(micros(cutoff))
         .fetch_all(&mut *conn)
-        .await?;
+        .await
+        .db()?;
         if rows.is_empty() {
             return Ok(Vec::new());
         }
@@ -328,14 +317,15 @@ impl RunReaper for SqliteStore {
             ))
             .bind(r.id.to_string())
             .fetch_all(&mut *conn)
-            .await?;
+            .await
+            .db()?;
             for row in &rows {
                 tasks.push(task_run_from(row)?);
             }
         }
         let batch = crash_batch(runs, tasks, Utc::now());
         write_batch(conn, &batch).await?;
-        tx.commit().await?;
+        tx.commit().await.db()?;
         Ok(batch.flow_runs)
     }
 }
@@ -344,11 +334,12 @@ impl RunReaper for SqliteStore {
 impl DeploymentStore for SqliteStore {
     async fn apply_deployment(&self, d: &Deployment) -> Result<Deployment> {
         let _writing = self.writer.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.db()?;
         let created: Option<i64> = sqlx::query_scalar("SELECT created FROM deployments WHERE name = ?")
             .bind(&d.name)
             .fetch_optional(&mut *tx)
-            .await?;
+            .await
+            .db()?;
         let mut stored = d.clone();
         if let Some(c) = created {
             stored.created = from_micros(c);
@@ -366,14 +357,14 @@ impl DeploymentStore for SqliteStore {
         .bind(micros(stored.created))
         .bind(micros(stored.updated))
         .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        .await.db()?;
+        tx.commit().await.db()?;
         Ok(stored)
     }
 
     async fn list_deployments(&self) -> Result<Vec<Deployment>> {
         let specs: Vec<String> =
-            sqlx::query_scalar("SELECT spec FROM deployments ORDER BY name").fetch_all(&self.pool).await?;
+            sqlx::query_scalar("SELECT spec FROM deployments ORDER BY name").fetch_all(&self.pool).await.db()?;
         specs.iter().map(|s| serde_json::from_str(s).map_err(|e| corrupt("deployment", e))).collect()
     }
 
@@ -381,13 +372,14 @@ impl DeploymentStore for SqliteStore {
         let spec: Option<String> = sqlx::query_scalar("SELECT spec FROM deployments WHERE name = ?")
             .bind(name)
             .fetch_optional(&self.pool)
-            .await?;
+            .await
+            .db()?;
         spec.map(|s| serde_json::from_str(&s).map_err(|e| corrupt("deployment", e))).transpose()
     }
 
     async fn delete_deployment(&self, name: &str) -> Result<bool> {
         let _writing = self.writer.lock().await;
-        let done = sqlx::query("DELETE FROM deployments WHERE name = ?").bind(name).execute(&self.pool).await?;
+        let done = sqlx::query("DELETE FROM deployments WHERE name = ?").bind(name).execute(&self.pool).await.db()?;
         Ok(done.rows_affected() > 0)
     }
 }
@@ -396,19 +388,19 @@ impl DeploymentStore for SqliteStore {
 impl RunQueue for SqliteStore {
     async fn enqueue_runs(&self, runs: &[FlowRun]) -> Result<usize> {
         let _writing = self.writer.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.db()?;
         let mut created = Vec::new();
         for r in &claim::with_queue(runs) {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO flow_runs ({FLOW_RUN_COLS}) "));
             q.push_values(std::iter::once(r), push_flow_run);
             q.push(" ON CONFLICT DO NOTHING");
-            if q.build().execute(&mut *tx).await?.rows_affected() == 1 {
+            if q.build().execute(&mut *tx).await.db()?.rows_affected() == 1 {
                 created.push(StateRecord { run_id: r.id, kind: RunKind::Flow, state: r.state.clone() });
             }
         }
         let n = created.len();
         write_batch(&mut tx, &WriteBatch { states: created, ..Default::default() }).await?;
-        tx.commit().await?;
+        tx.commit().await.db()?;
         Ok(n)
     }
 
@@ -416,25 +408,26 @@ impl RunQueue for SqliteStore {
         // The write lock is taken first, so two workers serialise here, and
         // BEGIN IMMEDIATE holds the database's write lock against other processes.
         let _writing = self.writer.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.db()?;
         let claimed = claim::claim(&mut SqliteClaim(&mut tx), work_pool, queues, now).await?;
-        tx.commit().await?;
+        tx.commit().await.db()?;
         Ok(claimed)
     }
     async fn mark_late_runs(&self, cutoff: DateTime<Utc>) -> Result<Vec<FlowRun>> {
         let _writing = self.writer.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.db()?;
         let rows = sqlx::query(&format!(
             "SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE state_type = 'SCHEDULED' AND state_name = 'Scheduled' \
              AND state_scheduled < ? LIMIT 1000"
         ))
         .bind(micros(cutoff))
         .fetch_all(&mut *tx)
-        .await?;
+        .await
+        .db()?;
         let runs: Vec<FlowRun> = rows.iter().map(flow_run_from).collect::<Result<_>>()?;
         let batch = late_batch(runs, Utc::now());
         write_batch(&mut tx, &batch).await?;
-        tx.commit().await?;
+        tx.commit().await.db()?;
         Ok(batch.flow_runs)
     }
 }
@@ -449,14 +442,20 @@ impl ClaimTx for SqliteClaim<'_> {
         let row = sqlx::query("SELECT paused, concurrency_limit FROM work_pools WHERE name = ?")
             .bind(pool)
             .fetch_optional(&mut *self.0)
-            .await?;
-        row.map(|r| Ok((r.try_get("paused")?, r.try_get::<Option<i64>, _>("concurrency_limit")?.map(|l| l as u32))))
-            .transpose()
+            .await
+            .db()?;
+        row.map(|r| {
+            Ok((r.try_get("paused").db()?, r.try_get::<Option<i64>, _>("concurrency_limit").db()?.map(|l| l as u32)))
+        })
+        .transpose()
     }
 
     async fn queues(&mut self, pool: &str) -> Result<Vec<WorkQueue>> {
-        let rows =
-            sqlx::query("SELECT * FROM work_queues WHERE work_pool = ?").bind(pool).fetch_all(&mut *self.0).await?;
+        let rows = sqlx::query("SELECT * FROM work_queues WHERE work_pool = ?")
+            .bind(pool)
+            .fetch_all(&mut *self.0)
+            .await
+            .db()?;
         rows.iter().map(work_queue_from).collect()
     }
 
@@ -468,7 +467,8 @@ impl ClaimTx for SqliteClaim<'_> {
         .bind(pool)
         .bind(micros(now))
         .fetch_all(&mut *self.0)
-        .await?)
+        .await
+        .db()?)
     }
 
     async fn active(&mut self, whose: Active<'_>) -> Result<u32> {
@@ -478,22 +478,23 @@ impl ClaimTx for SqliteClaim<'_> {
                 sqlx::query_scalar(&format!("SELECT COUNT(*) FROM flow_runs WHERE work_pool = ? AND {live}"))
                     .bind(pool)
                     .fetch_one(&mut *self.0)
-                    .await?
+                    .await
+                    .db()?
             }
-            Active::Queue { pool, queue } => {
-                sqlx::query_scalar(&format!(
-                    "SELECT COUNT(*) FROM flow_runs WHERE work_pool = ? AND work_queue = ? AND {live}"
-                ))
-                .bind(pool)
-                .bind(queue)
-                .fetch_one(&mut *self.0)
-                .await?
-            }
+            Active::Queue { pool, queue } => sqlx::query_scalar(&format!(
+                "SELECT COUNT(*) FROM flow_runs WHERE work_pool = ? AND work_queue = ? AND {live}"
+            ))
+            .bind(pool)
+            .bind(queue)
+            .fetch_one(&mut *self.0)
+            .await
+            .db()?,
             Active::Deployment(id) => {
                 sqlx::query_scalar(&format!("SELECT COUNT(*) FROM flow_runs WHERE deployment_id = ? AND {live}"))
                     .bind(id.to_string())
                     .fetch_one(&mut *self.0)
-                    .await?
+                    .await
+                    .db()?
             }
         };
         Ok(n as u32)
@@ -508,7 +509,8 @@ impl ClaimTx for SqliteClaim<'_> {
         .bind(queue)
         .bind(micros(now))
         .fetch_all(&mut *self.0)
-        .await?;
+        .await
+        .db()?;
         rows.iter().map(flow_run_from).collect()
     }
 
@@ -516,7 +518,8 @@ impl ClaimTx for SqliteClaim<'_> {
         let spec: Option<String> = sqlx::query_scalar("SELECT spec FROM deployments WHERE id = ?")
             .bind(id.to_string())
             .fetch_optional(&mut *self.0)
-            .await?;
+            .await
+            .db()?;
         Ok(spec.and_then(|s| serde_json::from_str(&s).ok()))
     }
 
@@ -527,25 +530,25 @@ impl ClaimTx for SqliteClaim<'_> {
 
 fn work_queue_from(row: &SqliteRow) -> Result<WorkQueue> {
     Ok(WorkQueue {
-        work_pool: row.try_get("work_pool")?,
-        name: row.try_get("name")?,
-        priority: row.try_get::<i64, _>("priority")? as u32,
-        concurrency_limit: row.try_get::<Option<i64>, _>("concurrency_limit")?.map(|l| l as u32),
-        paused: row.try_get("paused")?,
-        created: from_micros(row.try_get("created")?),
-        updated: from_micros(row.try_get("updated")?),
+        work_pool: row.try_get("work_pool").db()?,
+        name: row.try_get("name").db()?,
+        priority: row.try_get::<i64, _>("priority").db()? as u32,
+        concurrency_limit: row.try_get::<Option<i64>, _>("concurrency_limit").db()?.map(|l| l as u32),
+        paused: row.try_get("paused").db()?,
+        created: from_micros(row.try_get("created").db()?),
+        updated: from_micros(row.try_get("updated").db()?),
     })
 }
 
 fn work_pool_from(row: &SqliteRow) -> Result<WorkPool> {
-    let kind: String = row.try_get("kind")?;
+    let kind: String = row.try_get("kind").db()?;
     Ok(WorkPool {
-        name: row.try_get("name")?,
+        name: row.try_get("name").db()?,
         kind: kind.parse().map_err(|e: String| corrupt("work pool kind", e))?,
-        paused: row.try_get("paused")?,
-        concurrency_limit: row.try_get::<Option<i64>, _>("concurrency_limit")?.map(|l| l as u32),
-        created: from_micros(row.try_get("created")?),
-        updated: from_micros(row.try_get("updated")?),
+        paused: row.try_get("paused").db()?,
+        concurrency_limit: row.try_get::<Option<i64>, _>("concurrency_limit").db()?.map(|l| l as u32),
+        created: from_micros(row.try_get("created").db()?),
+        updated: from_micros(row.try_get("updated").db()?),
     })
 }
 
@@ -565,7 +568,7 @@ impl WorkPoolStore for SqliteStore {
         .bind(micros(p.created))
         .bind(micros(p.updated))
         .execute(&self.pool)
-        .await?;
+        .await.db()?;
         sqlx::query(
             "INSERT INTO work_queues (work_pool, name, priority, concurrency_limit, paused, created, updated) \
              VALUES (?, ?, 1, NULL, 0, ?, ?) ON CONFLICT DO NOTHING",
@@ -575,38 +578,41 @@ impl WorkPoolStore for SqliteStore {
         .bind(micros(p.created))
         .bind(micros(p.updated))
         .execute(&self.pool)
-        .await?;
+        .await
+        .db()?;
         drop(writing);
         self.read_work_pool(&p.name).await?.ok_or_else(|| corrupt("work pool", "vanished after writing"))
     }
 
     async fn list_work_pools(&self) -> Result<Vec<WorkPool>> {
-        let rows = sqlx::query("SELECT * FROM work_pools ORDER BY name").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT * FROM work_pools ORDER BY name").fetch_all(&self.pool).await.db()?;
         rows.iter().map(work_pool_from).collect()
     }
 
     async fn read_work_pool(&self, name: &str) -> Result<Option<WorkPool>> {
-        let row = sqlx::query("SELECT * FROM work_pools WHERE name = ?").bind(name).fetch_optional(&self.pool).await?;
+        let row =
+            sqlx::query("SELECT * FROM work_pools WHERE name = ?").bind(name).fetch_optional(&self.pool).await.db()?;
         row.as_ref().map(work_pool_from).transpose()
     }
 
     async fn delete_work_pool(&self, name: &str) -> Result<bool> {
         let _writing = self.writer.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let done = sqlx::query("DELETE FROM work_pools WHERE name = ?").bind(name).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM workers WHERE work_pool = ?").bind(name).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM work_queues WHERE work_pool = ?").bind(name).execute(&mut *tx).await?;
-        tx.commit().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.db()?;
+        let done = sqlx::query("DELETE FROM work_pools WHERE name = ?").bind(name).execute(&mut *tx).await.db()?;
+        sqlx::query("DELETE FROM workers WHERE work_pool = ?").bind(name).execute(&mut *tx).await.db()?;
+        sqlx::query("DELETE FROM work_queues WHERE work_pool = ?").bind(name).execute(&mut *tx).await.db()?;
+        tx.commit().await.db()?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn apply_work_queue(&self, q: &WorkQueue) -> Result<WorkQueue> {
         let writing = self.writer.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.db()?;
         let pool_exists: Option<String> = sqlx::query_scalar("SELECT name FROM work_pools WHERE name = ?")
             .bind(&q.work_pool)
             .fetch_optional(&mut *tx)
-            .await?;
+            .await
+            .db()?;
         if pool_exists.is_none() {
             return Err(no_pool_for_queue(q));
         }
@@ -623,8 +629,9 @@ impl WorkPoolStore for SqliteStore {
         .bind(micros(q.created))
         .bind(micros(q.updated))
         .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        .await
+        .db()?;
+        tx.commit().await.db()?;
         drop(writing);
         let queues = self.list_work_queues(&q.work_pool).await?;
         queues.into_iter().find(|x| x.name == q.name).ok_or_else(|| corrupt("work queue", "vanished after writing"))
@@ -634,7 +641,8 @@ impl WorkPoolStore for SqliteStore {
         let rows = sqlx::query("SELECT * FROM work_queues WHERE work_pool = ? ORDER BY priority, name")
             .bind(work_pool)
             .fetch_all(&self.pool)
-            .await?;
+            .await
+            .db()?;
         rows.iter().map(work_queue_from).collect()
     }
 
@@ -647,7 +655,8 @@ impl WorkPoolStore for SqliteStore {
             .bind(work_pool)
             .bind(name)
             .execute(&self.pool)
-            .await?;
+            .await
+            .db()?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -661,26 +670,26 @@ impl WorkPoolStore for SqliteStore {
         .bind(worker)
         .bind(micros(at))
         .execute(&self.pool)
-        .await?;
+        .await
+        .db()?;
         Ok(())
     }
 
     async fn list_workers(&self, work_pool: Option<&str>) -> Result<Vec<WorkerStatus>> {
         let rows = match work_pool {
-            Some(p) => {
-                sqlx::query("SELECT * FROM workers WHERE work_pool = ? ORDER BY name")
-                    .bind(p)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            None => sqlx::query("SELECT * FROM workers ORDER BY work_pool, name").fetch_all(&self.pool).await?,
+            Some(p) => sqlx::query("SELECT * FROM workers WHERE work_pool = ? ORDER BY name")
+                .bind(p)
+                .fetch_all(&self.pool)
+                .await
+                .db()?,
+            None => sqlx::query("SELECT * FROM workers ORDER BY work_pool, name").fetch_all(&self.pool).await.db()?,
         };
         rows.iter()
             .map(|r| {
                 Ok(WorkerStatus {
-                    name: r.try_get("name")?,
-                    work_pool: r.try_get("work_pool")?,
-                    last_heartbeat: from_micros(r.try_get("last_heartbeat")?),
+                    name: r.try_get("name").db()?,
+                    work_pool: r.try_get("work_pool").db()?,
+                    last_heartbeat: from_micros(r.try_get("last_heartbeat").db()?),
                 })
             })
             .collect()
@@ -755,7 +764,7 @@ fn push_run_conditions<'q>(
                 .push(")");
         }
         // LIKE is case-insensitive for ASCII in SQLite.
-        q.push(" AND name LIKE ").push_bind(crate::contains_pattern(name)).push(" ESCAPE '\\'");
+        q.push(" AND name LIKE ").push_bind(headwater_store::contains_pattern(name)).push(" ESCAPE '\\'");
     }
     for tag in &f.tags {
         q.push(" AND EXISTS (SELECT 1 FROM json_each(flow_runs.tags) WHERE json_each.value = ")
@@ -768,7 +777,7 @@ fn push_run_conditions<'q>(
     if let Some(until) = f.until {
         q.push(" AND created < ").push_bind(micros(until));
     }
-    if let Some(crate::Cursor { created, id }) = f.before {
+    if let Some(headwater_store::Cursor { created, id }) = f.before {
         q.push(" AND (created, id) < (").push_bind(micros(created)).push(", ").push_bind(id.to_string()).push(")");
     }
 }
@@ -789,7 +798,7 @@ async fn write_batch(tx: &mut SqliteConnection, batch: &WriteBatch) -> Result<()
             .bind(micros(f.created))
             .bind(micros(f.updated))
             .execute(&mut *tx)
-            .await?;
+            .await.db()?;
         }
 
         let fr_set = upsert_set("flow_runs", FLOW_RUN_COLS);
@@ -797,7 +806,7 @@ async fn write_batch(tx: &mut SqliteConnection, batch: &WriteBatch) -> Result<()
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO flow_runs ({FLOW_RUN_COLS}) "));
             q.push_values(chunk, push_flow_run);
             q.push(format!(" ON CONFLICT(id) DO UPDATE SET {fr_set}"));
-            q.build().execute(&mut *tx).await?;
+            q.build().execute(&mut *tx).await.db()?;
         }
 
         let tr_set = upsert_set("task_runs", TASK_RUN_COLS);
@@ -823,7 +832,7 @@ async fn write_batch(tx: &mut SqliteConnection, batch: &WriteBatch) -> Result<()
                     .push_bind(micros(r.created));
             });
             q.push(format!(" ON CONFLICT(id) DO UPDATE SET {tr_set}"));
-            q.build().execute(&mut *tx).await?;
+            q.build().execute(&mut *tx).await.db()?;
         }
 
         for chunk in batch.states.chunks(rows_per_statement(STATE_COLS, MAX_BINDS)) {
@@ -837,7 +846,7 @@ async fn write_batch(tx: &mut SqliteConnection, batch: &WriteBatch) -> Result<()
                     .push_bind(micros(s.state.timestamp))
                     .push_bind(opt_micros(s.state.scheduled_time));
             });
-            q.build().execute(&mut *tx).await?;
+            q.build().execute(&mut *tx).await.db()?;
         }
 
         for chunk in batch.logs.chunks(rows_per_statement(LOG_COLS, MAX_BINDS)) {
@@ -849,7 +858,7 @@ async fn write_batch(tx: &mut SqliteConnection, batch: &WriteBatch) -> Result<()
                     .push_bind(micros(l.timestamp))
                     .push_bind(l.message.as_str());
             });
-            q.build().execute(&mut *tx).await?;
+            q.build().execute(&mut *tx).await.db()?;
         }
 
         for h in &batch.heartbeats {
@@ -858,7 +867,8 @@ async fn write_batch(tx: &mut SqliteConnection, batch: &WriteBatch) -> Result<()
                 .bind(h.flow_run_id.to_string())
                 .bind(micros(h.at))
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .db()?;
         }
 
         for a in &batch.artifacts {
@@ -874,7 +884,8 @@ async fn write_batch(tx: &mut SqliteConnection, batch: &WriteBatch) -> Result<()
             .bind(a.task_run_id.map(|u| u.to_string()))
             .bind(micros(a.created))
             .execute(&mut *tx)
-            .await?;
+            .await
+            .db()?;
         }
     }
     Ok(())
@@ -884,11 +895,12 @@ async fn write_batch(tx: &mut SqliteConnection, batch: &WriteBatch) -> Result<()
 impl DatasetStore for SqliteStore {
     async fn record_dataset_write(&self, w: &DatasetVersion, allow_evolution: bool) -> Result<DatasetVersion> {
         let _writing = self.writer.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.db()?;
         let current: Option<String> = sqlx::query_scalar("SELECT schema FROM datasets WHERE name = ?")
             .bind(&w.dataset)
             .fetch_optional(&mut *tx)
-            .await?;
+            .await
+            .db()?;
         let current: Vec<headwater_core::Column> = match current {
             Some(s) => serde_json::from_str(&s).map_err(|e| corrupt("dataset schema", e))?,
             None => Vec::new(),
@@ -904,13 +916,15 @@ impl DatasetStore for SqliteStore {
         .bind(micros(w.written))
         .bind(micros(w.written))
         .execute(&mut *tx)
-        .await?;
+        .await
+        .db()?;
         let last: Option<i64> =
             sqlx::query_scalar("SELECT MAX(version) FROM dataset_versions WHERE dataset = ? AND partition = ?")
                 .bind(&w.dataset)
                 .bind(&w.partition)
                 .fetch_one(&mut *tx)
-                .await?;
+                .await
+                .db()?;
         let mut stored = w.clone();
         stored.version = last.unwrap_or(0) as u32 + 1;
         sqlx::query(
@@ -927,14 +941,14 @@ impl DatasetStore for SqliteStore {
         .bind(stored.flow_run_id.map(|u| u.to_string()))
         .bind(micros(stored.written))
         .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        .await.db()?;
+        tx.commit().await.db()?;
         Ok(stored)
     }
 
     async fn list_datasets(&self) -> Result<Vec<Dataset>> {
         let names: Vec<String> =
-            sqlx::query_scalar("SELECT name FROM datasets ORDER BY name").fetch_all(&self.pool).await?;
+            sqlx::query_scalar("SELECT name FROM datasets ORDER BY name").fetch_all(&self.pool).await.db()?;
         let mut out = Vec::new();
         for n in names {
             if let Some(d) = self.read_dataset(&n).await? {
@@ -946,17 +960,17 @@ impl DatasetStore for SqliteStore {
 
     async fn read_dataset(&self, name: &str) -> Result<Option<Dataset>> {
         let Some(row) =
-            sqlx::query("SELECT * FROM datasets WHERE name = ?").bind(name).fetch_optional(&self.pool).await?
+            sqlx::query("SELECT * FROM datasets WHERE name = ?").bind(name).fetch_optional(&self.pool).await.db()?
         else {
             return Ok(None);
         };
-        let schema: String = row.try_get("schema")?;
+        let schema: String = row.try_get("schema").db()?;
         let partitions = self.list_partitions(name).await?;
         Ok(Some(dataset_summary(
             name.to_string(),
             serde_json::from_str(&schema).map_err(|e| corrupt("dataset schema", e))?,
-            from_micros(row.try_get("created")?),
-            from_micros(row.try_get("updated")?),
+            from_micros(row.try_get("created").db()?),
+            from_micros(row.try_get("updated").db()?),
             &partitions,
         )))
     }
@@ -969,7 +983,8 @@ impl DatasetStore for SqliteStore {
         )
         .bind(dataset)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .db()?;
         rows.iter().map(dataset_version_from).collect()
     }
 
@@ -979,23 +994,24 @@ impl DatasetStore for SqliteStore {
         )
         .bind(dataset)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .db()?;
         rows.iter().map(dataset_version_from).collect()
     }
 }
 
 fn dataset_version_from(row: &SqliteRow) -> Result<DatasetVersion> {
-    let schema: String = row.try_get("schema")?;
+    let schema: String = row.try_get("schema").db()?;
     Ok(DatasetVersion {
-        dataset: row.try_get("dataset")?,
-        partition: row.try_get("partition")?,
-        version: row.try_get::<i64, _>("version")? as u32,
-        location: row.try_get("location")?,
-        rows: row.try_get::<i64, _>("rows")? as u64,
-        bytes: row.try_get::<i64, _>("bytes")? as u64,
+        dataset: row.try_get("dataset").db()?,
+        partition: row.try_get("partition").db()?,
+        version: row.try_get::<i64, _>("version").db()? as u32,
+        location: row.try_get("location").db()?,
+        rows: row.try_get::<i64, _>("rows").db()? as u64,
+        bytes: row.try_get::<i64, _>("bytes").db()? as u64,
         schema: serde_json::from_str(&schema).map_err(|e| corrupt("dataset version schema", e))?,
         flow_run_id: opt_uuid_col(row, "flow_run_id")?,
-        written: from_micros(row.try_get("written")?),
+        written: from_micros(row.try_get("written").db()?),
     })
 }
 
@@ -1003,7 +1019,7 @@ fn dataset_version_from(row: &SqliteRow) -> Result<DatasetVersion> {
 impl BlockStore for SqliteStore {
     async fn register_block_types(&self, types: &[BlockType]) -> Result<()> {
         let _writing = self.writer.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.db()?;
         for t in types {
             sqlx::query(
                 "INSERT INTO block_types (slug, name, description, schema) VALUES (?, ?, ?, ?) \
@@ -1015,21 +1031,22 @@ impl BlockStore for SqliteStore {
             .bind(&t.description)
             .bind(json_text(&t.schema))
             .execute(&mut *tx)
-            .await?;
+            .await
+            .db()?;
         }
-        tx.commit().await?;
+        tx.commit().await.db()?;
         Ok(())
     }
 
     async fn list_block_types(&self) -> Result<Vec<BlockType>> {
-        let rows = sqlx::query("SELECT * FROM block_types ORDER BY slug").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT * FROM block_types ORDER BY slug").fetch_all(&self.pool).await.db()?;
         rows.iter()
             .map(|r| {
-                let schema: String = r.try_get("schema")?;
+                let schema: String = r.try_get("schema").db()?;
                 Ok(BlockType {
-                    slug: r.try_get("slug")?,
-                    name: r.try_get("name")?,
-                    description: r.try_get("description")?,
+                    slug: r.try_get("slug").db()?,
+                    name: r.try_get("name").db()?,
+                    description: r.try_get("description").db()?,
                     schema: serde_json::from_str(&schema).map_err(|e| corrupt("block type schema", e))?,
                 })
             })
@@ -1038,18 +1055,20 @@ impl BlockStore for SqliteStore {
 
     async fn save_block(&self, doc: &BlockDocument) -> Result<BlockDocument> {
         let writing = self.writer.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.db()?;
         let schema: Option<String> = sqlx::query_scalar("SELECT schema FROM block_types WHERE slug = ?")
             .bind(&doc.block_type)
             .fetch_optional(&mut *tx)
-            .await?;
+            .await
+            .db()?;
         let schema =
             schema.map(|s| serde_json::from_str(&s)).transpose().map_err(|e| corrupt("block type schema", e))?;
         let t = block_type_for(doc, schema)?;
         let previous: Option<String> = sqlx::query_scalar("SELECT data FROM blocks WHERE name = ?")
             .bind(&doc.name)
             .fetch_optional(&mut *tx)
-            .await?;
+            .await
+            .db()?;
         let previous: Option<serde_json::Value> =
             previous.map(|p| serde_json::from_str(&p)).transpose().map_err(|e| corrupt("block data", e))?;
         let data = seal_document(self.cipher.as_deref(), doc, &t, previous.as_ref())?;
@@ -1064,14 +1083,16 @@ impl BlockStore for SqliteStore {
         .bind(micros(doc.created))
         .bind(micros(doc.updated))
         .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        .await
+        .db()?;
+        tx.commit().await.db()?;
         drop(writing);
         self.read_block(&doc.name, false).await?.ok_or_else(|| corrupt("block", "vanished after writing"))
     }
 
     async fn read_block(&self, name: &str, reveal: bool) -> Result<Option<BlockDocument>> {
-        let row = sqlx::query("SELECT * FROM blocks WHERE name = ?").bind(name).fetch_optional(&self.pool).await?;
+        let row =
+            sqlx::query("SELECT * FROM blocks WHERE name = ?").bind(name).fetch_optional(&self.pool).await.db()?;
         match row {
             Some(r) => Ok(Some(unseal_document(self.cipher.as_deref(), block_from(&r)?, reveal)?)),
             None => Ok(None),
@@ -1079,25 +1100,25 @@ impl BlockStore for SqliteStore {
     }
 
     async fn list_blocks(&self) -> Result<Vec<BlockDocument>> {
-        let rows = sqlx::query("SELECT * FROM blocks ORDER BY name").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT * FROM blocks ORDER BY name").fetch_all(&self.pool).await.db()?;
         rows.iter().map(|r| unseal_document(None, block_from(r)?, false)).collect()
     }
 
     async fn delete_block(&self, name: &str) -> Result<bool> {
         let _writing = self.writer.lock().await;
-        let done = sqlx::query("DELETE FROM blocks WHERE name = ?").bind(name).execute(&self.pool).await?;
+        let done = sqlx::query("DELETE FROM blocks WHERE name = ?").bind(name).execute(&self.pool).await.db()?;
         Ok(done.rows_affected() > 0)
     }
 }
 
 fn block_from(row: &SqliteRow) -> Result<BlockDocument> {
-    let data: String = row.try_get("data")?;
+    let data: String = row.try_get("data").db()?;
     Ok(BlockDocument {
-        name: row.try_get("name")?,
-        block_type: row.try_get("block_type")?,
+        name: row.try_get("name").db()?,
+        block_type: row.try_get("block_type").db()?,
         data: serde_json::from_str(&data).map_err(|e| corrupt("block data", e))?,
-        created: from_micros(row.try_get("created")?),
-        updated: from_micros(row.try_get("updated")?),
+        created: from_micros(row.try_get("created").db()?),
+        updated: from_micros(row.try_get("updated").db()?),
     })
 }
 
@@ -1115,37 +1136,39 @@ impl VariableStore for SqliteStore {
         .bind(micros(v.created))
         .bind(micros(v.updated))
         .execute(&self.pool)
-        .await?;
+        .await
+        .db()?;
         drop(writing);
         self.read_variable(&v.name).await?.ok_or_else(|| corrupt("variable", "vanished after writing"))
     }
 
     async fn read_variable(&self, name: &str) -> Result<Option<Variable>> {
-        let row = sqlx::query("SELECT * FROM variables WHERE name = ?").bind(name).fetch_optional(&self.pool).await?;
+        let row =
+            sqlx::query("SELECT * FROM variables WHERE name = ?").bind(name).fetch_optional(&self.pool).await.db()?;
         row.as_ref().map(variable_from).transpose()
     }
 
     async fn list_variables(&self) -> Result<Vec<Variable>> {
-        let rows = sqlx::query("SELECT * FROM variables ORDER BY name").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT * FROM variables ORDER BY name").fetch_all(&self.pool).await.db()?;
         rows.iter().map(variable_from).collect()
     }
 
     async fn delete_variable(&self, name: &str) -> Result<bool> {
         let _writing = self.writer.lock().await;
-        let done = sqlx::query("DELETE FROM variables WHERE name = ?").bind(name).execute(&self.pool).await?;
+        let done = sqlx::query("DELETE FROM variables WHERE name = ?").bind(name).execute(&self.pool).await.db()?;
         Ok(done.rows_affected() > 0)
     }
 }
 
 fn variable_from(row: &SqliteRow) -> Result<Variable> {
-    let value: String = row.try_get("value")?;
-    let tags: String = row.try_get("tags")?;
+    let value: String = row.try_get("value").db()?;
+    let tags: String = row.try_get("tags").db()?;
     Ok(Variable {
-        name: row.try_get("name")?,
+        name: row.try_get("name").db()?,
         value: serde_json::from_str(&value).map_err(|e| corrupt("variable value", e))?,
         tags: serde_json::from_str(&tags).map_err(|e| corrupt("variable tags", e))?,
-        created: from_micros(row.try_get("created")?),
-        updated: from_micros(row.try_get("updated")?),
+        created: from_micros(row.try_get("created").db()?),
+        updated: from_micros(row.try_get("updated").db()?),
     })
 }
 
@@ -1164,40 +1187,40 @@ impl ArtifactStore for SqliteStore {
             q.push(LATEST_ARTIFACTS_ONLY);
         }
         q.push(" ORDER BY created DESC, id DESC LIMIT ").push_bind(i64::from(f.limit.max(1)));
-        let rows = q.build().fetch_all(&self.pool).await?;
+        let rows = q.build().fetch_all(&self.pool).await.db()?;
         rows.iter().map(artifact_from).collect()
     }
 
     async fn delete_artifacts(&self, key: &str) -> Result<u64> {
         let _writing = self.writer.lock().await;
-        Ok(sqlx::query("DELETE FROM artifacts WHERE key = ?").bind(key).execute(&self.pool).await?.rows_affected())
+        Ok(sqlx::query("DELETE FROM artifacts WHERE key = ?").bind(key).execute(&self.pool).await.db()?.rows_affected())
     }
 }
 
 fn artifact_from(row: &SqliteRow) -> Result<Artifact> {
-    let kind: String = row.try_get("kind")?;
-    let data: String = row.try_get("data")?;
+    let kind: String = row.try_get("kind").db()?;
+    let data: String = row.try_get("data").db()?;
     Ok(Artifact {
         id: uuid_col(row, "id")?,
-        key: row.try_get("key")?,
+        key: row.try_get("key").db()?,
         kind: kind.parse().map_err(|e: String| corrupt("artifact kind", e))?,
         data: serde_json::from_str(&data).map_err(|e| corrupt("artifact data", e))?,
-        description: row.try_get("description")?,
+        description: row.try_get("description").db()?,
         flow_run_id: opt_uuid_col(row, "flow_run_id")?,
         task_run_id: opt_uuid_col(row, "task_run_id")?,
-        created: from_micros(row.try_get("created")?),
+        created: from_micros(row.try_get("created").db()?),
     })
 }
 
 #[async_trait]
 impl RunReader for SqliteStore {
     async fn list_flows(&self) -> Result<Vec<Flow>> {
-        let rows = sqlx::query("SELECT * FROM flows ORDER BY name").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT * FROM flows ORDER BY name").fetch_all(&self.pool).await.db()?;
         rows.iter().map(flow_from).collect()
     }
 
     async fn read_flow(&self, name: &str) -> Result<Option<Flow>> {
-        let row = sqlx::query("SELECT * FROM flows WHERE name = ?").bind(name).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM flows WHERE name = ?").bind(name).fetch_optional(&self.pool).await.db()?;
         row.as_ref().map(flow_from).transpose()
     }
 
@@ -1205,7 +1228,8 @@ impl RunReader for SqliteStore {
         let row = sqlx::query(&format!("SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE id = ?"))
             .bind(id.to_string())
             .fetch_optional(&self.pool)
-            .await?;
+            .await
+            .db()?;
         row.as_ref().map(flow_run_from).transpose()
     }
 
@@ -1219,14 +1243,16 @@ impl RunReader for SqliteStore {
         let mut rows = sqlx::query(&format!("SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE id LIKE ? LIMIT 2"))
             .bind(&prefix)
             .fetch_all(&self.pool)
-            .await?;
+            .await
+            .db()?;
         if rows.is_empty() {
             rows = sqlx::query(&format!(
                 "SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE name = ? ORDER BY created DESC LIMIT 2"
             ))
             .bind(input)
             .fetch_all(&self.pool)
-            .await?;
+            .await
+            .db()?;
         }
         match rows.len() {
             0 => Err(StoreError::FlowRunNotFound(input.to_string())),
@@ -1269,7 +1295,7 @@ impl RunReader for SqliteStore {
             q.push(")");
         }
         q.push(" ORDER BY created DESC, id DESC LIMIT ").push_bind(limit);
-        let rows = q.build().fetch_all(&self.pool).await?;
+        let rows = q.build().fetch_all(&self.pool).await.db()?;
         rows.iter().map(flow_run_from).collect()
     }
 
@@ -1279,7 +1305,8 @@ impl RunReader for SqliteStore {
         ))
         .bind(flow_run_id.to_string())
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .db()?;
         rows.iter().map(task_run_from).collect()
     }
 
@@ -1287,10 +1314,11 @@ impl RunReader for SqliteStore {
         let rows = sqlx::query("SELECT * FROM run_states WHERE run_id = ? ORDER BY id")
             .bind(run_id.to_string())
             .fetch_all(&self.pool)
-            .await?;
+            .await
+            .db()?;
         rows.iter()
             .map(|row| {
-                let kind: String = row.try_get("run_kind")?;
+                let kind: String = row.try_get("run_kind").db()?;
                 Ok(StateRecord {
                     run_id: uuid_col(row, "run_id")?,
                     kind: RunKind::from_str(&kind).map_err(|e| corrupt("run_kind", e))?,
@@ -1313,22 +1341,25 @@ impl RunReader for SqliteStore {
             q.push(" AND task_run_id = ").push_bind(t.to_string());
         }
         q.push(" ORDER BY id LIMIT ").push_bind(f.limit.max(1) as i64);
-        let rows = q.build().fetch_all(&self.pool).await?;
+        let rows = q.build().fetch_all(&self.pool).await.db()?;
         rows.iter()
             .map(|row| {
                 Ok(LogRecord {
-                    id: row.try_get("id")?,
+                    id: row.try_get("id").db()?,
                     flow_run_id: uuid_col(row, "flow_run_id")?,
                     task_run_id: opt_uuid_col(row, "task_run_id")?,
-                    level: LogLevel::from_number(row.try_get("level")?),
-                    timestamp: from_micros(row.try_get("timestamp")?),
-                    message: row.try_get("message")?,
+                    level: LogLevel::from_number(row.try_get("level").db()?),
+                    timestamp: from_micros(row.try_get("timestamp").db()?),
+                    message: row.try_get("message").db()?,
                 })
             })
             .collect()
     }
 
-    async fn flow_run_history(&self, query: &crate::HistoryQuery) -> Result<Vec<crate::HistoryBucket>> {
+    async fn flow_run_history(
+        &self,
+        query: &headwater_store::HistoryQuery,
+    ) -> Result<Vec<headwater_store::HistoryBucket>> {
         let query = query.clamped();
         let since = micros(query.since);
         let rows = sqlx::query(
@@ -1339,36 +1370,38 @@ impl RunReader for SqliteStore {
         .bind(query.width_micros())
         .bind(micros(query.until))
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .db()?;
         let mut buckets = query.empty_buckets();
         for row in rows {
-            let ty: String = row.try_get("state_type")?;
+            let ty: String = row.try_get("state_type").db()?;
             let state = StateType::from_str(&ty).map_err(|e| corrupt("state_type", e))?;
-            query.add(&mut buckets, row.try_get("bucket")?, state, row.try_get::<i64, _>("n")? as u64);
+            query.add(&mut buckets, row.try_get("bucket").db()?, state, row.try_get::<i64, _>("n").db()? as u64);
         }
         Ok(buckets)
     }
 
-    async fn run_timeline(&self, flow_run_id: Uuid) -> Result<Vec<crate::TimelineEntry>> {
+    async fn run_timeline(&self, flow_run_id: Uuid) -> Result<Vec<headwater_store::TimelineEntry>> {
         let rows = sqlx::query(&format!(
             "SELECT * FROM ({TIMELINE_SELECT}) ORDER BY start_time IS NULL, start_time, created, dynamic_key"
         ))
         .bind(flow_run_id.to_string())
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .db()?;
         rows.iter()
             .map(|row| {
-                let ty: String = row.try_get("state_type")?;
-                let kind: String = row.try_get("kind")?;
-                Ok(crate::TimelineEntry {
+                let ty: String = row.try_get("state_type").db()?;
+                let kind: String = row.try_get("kind").db()?;
+                Ok(headwater_store::TimelineEntry {
                     id: uuid_col(row, "id")?,
                     kind: RunKind::from_str(&kind).map_err(|e| corrupt("kind", e))?,
-                    name: row.try_get("name")?,
+                    name: row.try_get("name").db()?,
                     state_type: StateType::from_str(&ty).map_err(|e| corrupt("state_type", e))?,
-                    state_name: row.try_get("state_name")?,
-                    run_count: row.try_get::<i64, _>("run_count")? as u32,
-                    start_time: row.try_get::<Option<i64>, _>("start_time")?.map(from_micros),
-                    end_time: row.try_get::<Option<i64>, _>("end_time")?.map(from_micros),
+                    state_name: row.try_get("state_name").db()?,
+                    run_count: row.try_get::<i64, _>("run_count").db()? as u32,
+                    start_time: row.try_get::<Option<i64>, _>("start_time").db()?.map(from_micros),
+                    end_time: row.try_get::<Option<i64>, _>("end_time").db()?.map(from_micros),
                 })
             })
             .collect()
@@ -1380,12 +1413,12 @@ const LIMIT_COLS: &str = "l.name, l.slot_limit, l.slot_decay_per_second, l.creat
 
 fn limit_from(row: &SqliteRow) -> Result<ConcurrencyLimit> {
     Ok(ConcurrencyLimit {
-        name: row.try_get("name")?,
-        limit: row.try_get::<i64, _>("slot_limit")? as u32,
-        slot_decay_per_second: row.try_get("slot_decay_per_second")?,
-        active_slots: row.try_get::<i64, _>("active")? as u32,
-        created: from_micros(row.try_get("created")?),
-        updated: from_micros(row.try_get("updated")?),
+        name: row.try_get("name").db()?,
+        limit: row.try_get::<i64, _>("slot_limit").db()? as u32,
+        slot_decay_per_second: row.try_get("slot_decay_per_second").db()?,
+        active_slots: row.try_get::<i64, _>("active").db()? as u32,
+        created: from_micros(row.try_get("created").db()?),
+        updated: from_micros(row.try_get("updated").db()?),
     })
 }
 
@@ -1406,7 +1439,8 @@ impl ConcurrencyStore for SqliteStore {
         .bind(now)
         .bind(now)
         .execute(&self.pool)
-        .await?;
+        .await
+        .db()?;
         drop(writing);
         self.read_concurrency_limit(name).await?.ok_or_else(|| corrupt("concurrency limit", "vanished after writing"))
     }
@@ -1416,7 +1450,8 @@ impl ConcurrencyStore for SqliteStore {
             .bind(micros(Utc::now()))
             .bind(name)
             .fetch_optional(&self.pool)
-            .await?;
+            .await
+            .db()?;
         row.as_ref().map(limit_from).transpose()
     }
 
@@ -1424,25 +1459,27 @@ impl ConcurrencyStore for SqliteStore {
         let rows = sqlx::query(&format!("SELECT {LIMIT_COLS} FROM concurrency_limits l ORDER BY l.name"))
             .bind(micros(Utc::now()))
             .fetch_all(&self.pool)
-            .await?;
+            .await
+            .db()?;
         rows.iter().map(limit_from).collect()
     }
 
     async fn delete_concurrency_limit(&self, name: &str) -> Result<bool> {
         let _writing = self.writer.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query("DELETE FROM concurrency_leases WHERE name = ?").bind(name).execute(&mut *tx).await?;
-        let done = sqlx::query("DELETE FROM concurrency_limits WHERE name = ?").bind(name).execute(&mut *tx).await?;
-        tx.commit().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.db()?;
+        sqlx::query("DELETE FROM concurrency_leases WHERE name = ?").bind(name).execute(&mut *tx).await.db()?;
+        let done =
+            sqlx::query("DELETE FROM concurrency_limits WHERE name = ?").bind(name).execute(&mut *tx).await.db()?;
+        tx.commit().await.db()?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn reset_concurrency_limit(&self, name: &str) -> Result<u32> {
         let _writing = self.writer.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.db()?;
         let held = SqliteLeases(&mut tx).slots_in_use(name, Utc::now()).await?;
-        sqlx::query("DELETE FROM concurrency_leases WHERE name = ?").bind(name).execute(&mut *tx).await?;
-        tx.commit().await?;
+        sqlx::query("DELETE FROM concurrency_leases WHERE name = ?").bind(name).execute(&mut *tx).await.db()?;
+        tx.commit().await.db()?;
         Ok(held)
     }
 
@@ -1455,16 +1492,17 @@ impl ConcurrencyStore for SqliteStore {
             list.push_bind(*n);
         }
         q.push(")");
-        let limited: i64 = if names.is_empty() { 0 } else { q.build_query_scalar().fetch_one(&self.pool).await? };
+        let limited: i64 =
+            if names.is_empty() { 0 } else { q.build_query_scalar().fetch_one(&self.pool).await.db()? };
         if limited == 0 {
             let lease =
                 SlotLease { id: Uuid::now_v7(), slots: vec![], holder: request.holder.clone(), expires: Utc::now() };
             return Ok(Acquired::Granted { lease });
         }
         let _writing = self.writer.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.db()?;
         let got = leases::acquire(&mut SqliteLeases(&mut tx), request, Utc::now()).await?;
-        tx.commit().await?;
+        tx.commit().await.db()?;
         Ok(got)
     }
 
@@ -1481,7 +1519,8 @@ impl ConcurrencyStore for SqliteStore {
         .bind(id.to_string())
         .bind(micros(now))
         .execute(&self.pool)
-        .await?;
+        .await
+        .db()?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -1493,7 +1532,8 @@ impl ConcurrencyStore for SqliteStore {
         )
         .bind(id.to_string())
         .execute(&self.pool)
-        .await?;
+        .await
+        .db()?;
         Ok(done.rows_affected() > 0)
     }
 }
@@ -1510,12 +1550,13 @@ impl LeaseTx for SqliteLeases<'_> {
             let row = sqlx::query("SELECT slot_limit, slot_decay_per_second FROM concurrency_limits WHERE name = ?")
                 .bind(name)
                 .fetch_optional(&mut *self.0)
-                .await?;
+                .await
+                .db()?;
             if let Some(r) = row {
                 rows.push(LimitRow {
                     name: name.clone(),
-                    limit: r.try_get::<i64, _>("slot_limit")? as u32,
-                    slot_decay_per_second: r.try_get("slot_decay_per_second")?,
+                    limit: r.try_get::<i64, _>("slot_limit").db()? as u32,
+                    slot_decay_per_second: r.try_get("slot_decay_per_second").db()?,
                 });
             }
         }
@@ -1527,11 +1568,13 @@ impl LeaseTx for SqliteLeases<'_> {
             .bind(name)
             .bind(micros(now))
             .execute(&mut *self.0)
-            .await?;
+            .await
+            .db()?;
         let n: i64 = sqlx::query_scalar("SELECT COALESCE(SUM(slots), 0) FROM concurrency_leases WHERE name = ?")
             .bind(name)
             .fetch_one(&mut *self.0)
-            .await?;
+            .await
+            .db()?;
         Ok(n as u32)
     }
 
@@ -1543,7 +1586,8 @@ impl LeaseTx for SqliteLeases<'_> {
             .bind(&lease.holder)
             .bind(micros(expires))
             .execute(&mut *self.0)
-            .await?;
+            .await
+            .db()?;
         Ok(())
     }
 }

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use headwater_core::{flow_id_for_name, Flow, FlowRun, LogLevel, LogRecord, State};
-use headwater_store::{conformance, LogFilter, PostgresStore, RunReader, RunRecorder, WriteBatch};
+use headwater_sql::PostgresStore;
+use headwater_store::{conformance, LogFilter, RunReader, RunRecorder, WriteBatch};
 use headwater_test_support::PgTestDb as TestDb;
 use serde_json::json;
 use uuid::Uuid;

@@ -8,7 +8,7 @@ use headwater_core::concurrency::{check_request, rate_slot_ms};
 use headwater_core::{Acquired, SlotLease, SlotRequest};
 use uuid::Uuid;
 
-use crate::{Result, StoreError};
+use headwater_store::{Result, StoreError};
 
 /// A limit as the acquisition needs it.
 pub(crate) struct LimitRow {

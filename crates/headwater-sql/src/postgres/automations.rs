@@ -12,45 +12,47 @@ use uuid::Uuid;
 
 use super::{state_from, PostgresStore};
 use crate::columns::{corrupt, AUTOMATIONS_WITH_STATUS, DELIVERY_COLS, HISTORY_STATE};
-use crate::error::Result;
-use crate::{AutomationOutbox, AutomationStore};
+use headwater_store::Result;
+
+use crate::error::Db;
+use headwater_store::{AutomationOutbox, AutomationStore};
 
 fn automation_from(row: &PgRow) -> Result<Automation> {
     Ok(Automation {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        description: row.try_get("description")?,
-        enabled: row.try_get("enabled")?,
-        trigger: row.try_get::<Json<_>, _>("trigger")?.0,
-        actions: row.try_get::<Json<_>, _>("actions")?.0,
-        created: row.try_get("created")?,
-        updated: row.try_get("updated")?,
+        id: row.try_get("id").db()?,
+        name: row.try_get("name").db()?,
+        description: row.try_get("description").db()?,
+        enabled: row.try_get("enabled").db()?,
+        trigger: row.try_get::<Json<_>, _>("trigger").db()?.0,
+        actions: row.try_get::<Json<_>, _>("actions").db()?.0,
+        created: row.try_get("created").db()?,
+        updated: row.try_get("updated").db()?,
         status: AutomationStatus {
-            delivered: row.try_get::<i64, _>("n_delivered")? as u64,
-            pending: row.try_get::<i64, _>("n_pending")? as u64,
-            failed: row.try_get::<i64, _>("n_failed")? as u64,
-            last_delivered: row.try_get("last_delivered")?,
-            last_error: row.try_get("last_error")?,
-            last_error_at: row.try_get("last_error_at")?,
+            delivered: row.try_get::<i64, _>("n_delivered").db()? as u64,
+            pending: row.try_get::<i64, _>("n_pending").db()? as u64,
+            failed: row.try_get::<i64, _>("n_failed").db()? as u64,
+            last_delivered: row.try_get("last_delivered").db()?,
+            last_error: row.try_get("last_error").db()?,
+            last_error_at: row.try_get("last_error_at").db()?,
         },
     })
 }
 
 fn delivery_from(row: &PgRow) -> Result<Delivery> {
-    let status: String = row.try_get("status")?;
+    let status: String = row.try_get("status").db()?;
     Ok(Delivery {
-        id: row.try_get("id")?,
-        automation_id: row.try_get("automation_id")?,
-        automation: row.try_get("automation_name")?,
-        action_index: row.try_get::<i32, _>("action_index")? as u32,
-        action: row.try_get::<Json<_>, _>("action")?.0,
-        event: row.try_get::<Json<_>, _>("event")?.0,
+        id: row.try_get("id").db()?,
+        automation_id: row.try_get("automation_id").db()?,
+        automation: row.try_get("automation_name").db()?,
+        action_index: row.try_get::<i32, _>("action_index").db()? as u32,
+        action: row.try_get::<Json<_>, _>("action").db()?.0,
+        event: row.try_get::<Json<_>, _>("event").db()?.0,
         status: DeliveryStatus::parse(&status).ok_or_else(|| corrupt("delivery status", status))?,
-        attempts: row.try_get::<i32, _>("attempts")? as u32,
-        next_attempt: row.try_get("next_attempt")?,
-        last_error: row.try_get("last_error")?,
-        delivered: row.try_get("delivered")?,
-        created: row.try_get("created")?,
+        attempts: row.try_get::<i32, _>("attempts").db()? as u32,
+        next_attempt: row.try_get("next_attempt").db()?,
+        last_error: row.try_get("last_error").db()?,
+        delivered: row.try_get("delivered").db()?,
+        created: row.try_get("created").db()?,
     })
 }
 
@@ -72,12 +74,14 @@ impl AutomationStore for PostgresStore {
         .bind(a.created)
         .bind(a.updated)
         .execute(&self.pool)
-        .await?;
+        .await
+        .db()?;
         self.read_automation(&a.name).await?.ok_or_else(|| corrupt("automation", "vanished after writing"))
     }
 
     async fn list_automations(&self) -> Result<Vec<Automation>> {
-        let rows = sqlx::query(&format!("{AUTOMATIONS_WITH_STATUS} ORDER BY a.name")).fetch_all(&self.pool).await?;
+        let rows =
+            sqlx::query(&format!("{AUTOMATIONS_WITH_STATUS} ORDER BY a.name")).fetch_all(&self.pool).await.db()?;
         rows.iter().map(automation_from).collect()
     }
 
@@ -85,7 +89,8 @@ impl AutomationStore for PostgresStore {
         let row = sqlx::query(&format!("{AUTOMATIONS_WITH_STATUS} WHERE a.name = $1"))
             .bind(name)
             .fetch_optional(&self.pool)
-            .await?;
+            .await
+            .db()?;
         row.as_ref().map(automation_from).transpose()
     }
 
@@ -95,12 +100,13 @@ impl AutomationStore for PostgresStore {
             .bind(Utc::now())
             .bind(name)
             .execute(&self.pool)
-            .await?;
+            .await
+            .db()?;
         self.read_automation(name).await
     }
 
     async fn delete_automation(&self, name: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM automations WHERE name = $1").bind(name).execute(&self.pool).await?;
+        let done = sqlx::query("DELETE FROM automations WHERE name = $1").bind(name).execute(&self.pool).await.db()?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -112,7 +118,8 @@ impl AutomationStore for PostgresStore {
         .bind(automation)
         .bind(i64::from(limit.max(1)))
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .db()?;
         rows.iter().map(delivery_from).collect()
     }
 
@@ -132,7 +139,8 @@ impl AutomationOutbox for PostgresStore {
              WHERE a.enabled = TRUE ORDER BY a.name",
         )
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .db()?;
         rows.iter().map(automation_from).collect()
     }
 
@@ -141,29 +149,34 @@ impl AutomationOutbox for PostgresStore {
             .bind(after)
             .bind(i64::from(limit.max(1)))
             .fetch_all(&self.pool)
-            .await?;
+            .await
+            .db()?;
         rows.iter()
             .map(|row| {
-                let kind: String = row.try_get("run_kind")?;
+                let kind: String = row.try_get("run_kind").db()?;
                 let record = StateRecord {
-                    run_id: row.try_get("run_id")?,
+                    run_id: row.try_get("run_id").db()?,
                     kind: RunKind::from_str(&kind).map_err(|e| corrupt("run_kind", e))?,
                     state: state_from(row, HISTORY_STATE)?,
                 };
-                Ok((row.try_get("id")?, record))
+                Ok((row.try_get("id").db()?, record))
             })
             .collect()
     }
 
     async fn last_state_event(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(id), 0)::BIGINT FROM run_states").fetch_one(&self.pool).await?)
+        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(id), 0)::BIGINT FROM run_states")
+            .fetch_one(&self.pool)
+            .await
+            .db()?)
     }
 
     async fn read_cursor(&self, name: &str) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar("SELECT value FROM engine_cursors WHERE name = $1")
             .bind(name)
             .fetch_optional(&self.pool)
-            .await?)
+            .await
+            .db()?)
     }
 
     async fn write_cursor(&self, name: &str, value: i64) -> Result<()> {
@@ -174,12 +187,13 @@ impl AutomationOutbox for PostgresStore {
         .bind(name)
         .bind(value)
         .execute(&self.pool)
-        .await?;
+        .await
+        .db()?;
         Ok(())
     }
 
     async fn enqueue_deliveries(&self, deliveries: &[Delivery]) -> Result<usize> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.db()?;
         let mut added = 0;
         for d in deliveries {
             // Not for an automation deleted meanwhile; not twice for one
@@ -203,10 +217,10 @@ impl AutomationOutbox for PostgresStore {
             .bind(d.delivered)
             .bind(d.created)
             .execute(&mut *tx)
-            .await?;
+            .await.db()?;
             added += done.rows_affected() as usize;
         }
-        tx.commit().await?;
+        tx.commit().await.db()?;
         Ok(added)
     }
 
@@ -229,7 +243,8 @@ impl AutomationOutbox for PostgresStore {
         .bind(i64::from(limit.max(1)))
         .bind(until)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .db()?;
         rows.iter().map(delivery_from).collect()
     }
 
@@ -255,7 +270,7 @@ impl AutomationOutbox for PostgresStore {
             .bind(error)
             .bind(now),
         };
-        q.bind(id).execute(&self.pool).await?;
+        q.bind(id).execute(&self.pool).await.db()?;
         Ok(())
     }
 
@@ -263,7 +278,8 @@ impl AutomationOutbox for PostgresStore {
         let done = sqlx::query("DELETE FROM automation_deliveries WHERE status <> 'pending' AND created < $1")
             .bind(before)
             .execute(&self.pool)
-            .await?;
+            .await
+            .db()?;
         Ok(done.rows_affected())
     }
 }

@@ -12,7 +12,7 @@ use headwater_core::{queues_to_serve, Deployment, FlowRun, WorkQueue};
 use uuid::Uuid;
 
 use crate::columns::{admission, claim_batch, limit_cancel_batch};
-use crate::{Result, WriteBatch};
+use headwater_store::{Result, WriteBatch};
 
 /// How many due runs of one queue are looked at per claim. Runs a limit
 /// holds back are skipped, so this bounds the work a full deployment costs.

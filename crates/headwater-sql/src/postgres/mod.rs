@@ -25,30 +25,15 @@ use crate::columns::{
     statements, upsert_set, StateCols, ARTIFACT_COLS, FINAL_STATES, FLOW_RUN_COLS, HISTORY_STATE,
     LATEST_ARTIFACTS_ONLY, LIVE_STATES, LOG_COLS, RUN_STATE, STATE_COLS, TASK_RUN_COLS, TIMELINE_SELECT,
 };
-use crate::error::{Result, StoreError};
+use crate::error::Db;
 use crate::leases::{self, LeaseTx, LimitRow};
-use crate::secrets::{seal_document, unseal_document, Cipher, SecretKey};
-use crate::{
+use crate::migrations::MIGRATIONS;
+use headwater_store::secrets::{seal_document, unseal_document, Cipher, SecretKey};
+use headwater_store::{
     dataset_summary, ArtifactFilter, ArtifactStore, BlockStore, ConcurrencyStore, DatasetStore, DeploymentStore,
     FlowRunFilter, LogFilter, RunQueue, RunReader, RunReaper, RunRecorder, VariableStore, WorkPoolStore, WriteBatch,
 };
-
-pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("migrations/0001_runs.sql")),
-    (2, include_str!("migrations/0002_heartbeats.sql")),
-    (3, include_str!("migrations/0003_deployments.sql")),
-    (4, include_str!("migrations/0004_deployment_runs.sql")),
-    (5, include_str!("migrations/0005_work_pools.sql")),
-    (6, include_str!("migrations/0006_work_queues.sql")),
-    (7, include_str!("migrations/0007_variables_artifacts.sql")),
-    (8, include_str!("migrations/0008_blocks.sql")),
-    (9, include_str!("migrations/0009_datasets.sql")),
-    (10, include_str!("migrations/0010_concurrency.sql")),
-    (11, include_str!("migrations/0011_automations.sql")),
-    (12, include_str!("migrations/0012_run_listing.sql")),
-    (13, include_str!("migrations/0013_run_name_search.sql")),
-    (14, include_str!("migrations/0014_run_filter_covering.sql")),
-];
+use headwater_store::{Result, StoreError};
 
 /// PostgreSQL allows 65535 bound values per statement.
 const MAX_BINDS: usize = 60_000;
@@ -84,40 +69,45 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect(url)
             .await
-            .map_err(|source| StoreError::Open { path: redact(url).into(), source })?;
+            .map_err(|source| StoreError::Open { path: redact(url).into(), source: source.into() })?;
         let store = PostgresStore { pool, cipher: None };
         store.migrate().await?;
         Ok(store)
     }
 
     async fn migrate(&self) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.db()?;
         let conn: &mut PgConnection = &mut tx;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *conn).await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *conn).await.db()?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied TIMESTAMPTZ NOT NULL)",
         )
         .execute(&mut *conn)
-        .await?;
-        let current: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetch_one(&mut *conn).await?;
-        let known = MIGRATIONS.last().map_or(0, |m| m.0);
+        .await
+        .db()?;
+        let current: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+            .fetch_one(&mut *conn)
+            .await
+            .db()?;
+        let known = crate::migrations::latest();
         if current > known {
             return Err(StoreError::SchemaTooNew { found: current, known });
         }
-        for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+            let (version, sql) = (&m.version, m.postgres);
             for statement in statements(sql) {
                 sqlx::query(&statement)
                     .execute(&mut *conn)
                     .await
-                    .map_err(|source| StoreError::Migration { version: *version, source })?;
+                    .map_err(|source| StoreError::Migration { version: *version, source: source.into() })?;
             }
             sqlx::query("INSERT INTO schema_migrations (version, applied) VALUES ($1, now())")
                 .bind(version)
                 .execute(&mut *conn)
-                .await?;
+                .await
+                .db()?;
         }
-        tx.commit().await?;
+        tx.commit().await.db()?;
         Ok(())
     }
 
@@ -139,66 +129,66 @@ fn redact(url: &str) -> String {
 }
 
 fn state_from(row: &PgRow, [ty, name, message, timestamp, scheduled]: StateCols) -> Result<State> {
-    let ty: String = row.try_get(ty)?;
+    let ty: String = row.try_get(ty).db()?;
     Ok(State {
         state_type: StateType::from_str(&ty).map_err(|e| corrupt("state_type", e))?,
-        name: row.try_get(name)?,
-        timestamp: row.try_get(timestamp)?,
-        message: row.try_get(message)?,
-        scheduled_time: row.try_get(scheduled)?,
+        name: row.try_get(name).db()?,
+        timestamp: row.try_get(timestamp).db()?,
+        message: row.try_get(message).db()?,
+        scheduled_time: row.try_get(scheduled).db()?,
     })
 }
 
 fn flow_from(row: &PgRow) -> Result<Flow> {
     Ok(Flow {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        version: row.try_get("version")?,
-        description: row.try_get("description")?,
-        parameter_schema: row.try_get::<Json<serde_json::Value>, _>("parameter_schema")?.0,
-        created: row.try_get("created")?,
-        updated: row.try_get("updated")?,
+        id: row.try_get("id").db()?,
+        name: row.try_get("name").db()?,
+        version: row.try_get("version").db()?,
+        description: row.try_get("description").db()?,
+        parameter_schema: row.try_get::<Json<serde_json::Value>, _>("parameter_schema").db()?.0,
+        created: row.try_get("created").db()?,
+        updated: row.try_get("updated").db()?,
     })
 }
 
 fn flow_run_from(row: &PgRow) -> Result<FlowRun> {
     Ok(FlowRun {
-        id: row.try_get("id")?,
-        flow_id: row.try_get("flow_id")?,
-        flow_name: row.try_get("flow_name")?,
-        name: row.try_get("name")?,
-        parameters: row.try_get::<Json<serde_json::Value>, _>("parameters")?.0,
-        tags: row.try_get::<Json<Vec<String>>, _>("tags")?.0,
+        id: row.try_get("id").db()?,
+        flow_id: row.try_get("flow_id").db()?,
+        flow_name: row.try_get("flow_name").db()?,
+        name: row.try_get("name").db()?,
+        parameters: row.try_get::<Json<serde_json::Value>, _>("parameters").db()?.0,
+        tags: row.try_get::<Json<Vec<String>>, _>("tags").db()?.0,
         state: state_from(row, RUN_STATE)?,
-        parent_flow_run_id: row.try_get("parent_flow_run_id")?,
-        run_count: row.try_get::<i32, _>("run_count")? as u32,
-        start_time: row.try_get("start_time")?,
-        end_time: row.try_get("end_time")?,
-        created: row.try_get("created")?,
-        heartbeat: row.try_get("heartbeat")?,
-        deployment_id: row.try_get("deployment_id")?,
-        work_pool: row.try_get("work_pool")?,
-        idempotency_key: row.try_get("idempotency_key")?,
-        work_queue: row.try_get("work_queue")?,
-        retry_policy: row.try_get::<Option<Json<headwater_core::RetryPolicy>>, _>("retry_policy")?.map(|j| j.0),
+        parent_flow_run_id: row.try_get("parent_flow_run_id").db()?,
+        run_count: row.try_get::<i32, _>("run_count").db()? as u32,
+        start_time: row.try_get("start_time").db()?,
+        end_time: row.try_get("end_time").db()?,
+        created: row.try_get("created").db()?,
+        heartbeat: row.try_get("heartbeat").db()?,
+        deployment_id: row.try_get("deployment_id").db()?,
+        work_pool: row.try_get("work_pool").db()?,
+        idempotency_key: row.try_get("idempotency_key").db()?,
+        work_queue: row.try_get("work_queue").db()?,
+        retry_policy: row.try_get::<Option<Json<headwater_core::RetryPolicy>>, _>("retry_policy").db()?.map(|j| j.0),
     })
 }
 
 fn task_run_from(row: &PgRow) -> Result<TaskRun> {
     Ok(TaskRun {
-        id: row.try_get("id")?,
-        flow_run_id: row.try_get("flow_run_id")?,
-        task_name: row.try_get("task_name")?,
-        name: row.try_get("name")?,
-        dynamic_key: row.try_get::<i64, _>("dynamic_key")? as u64,
-        tags: row.try_get::<Json<Vec<String>>, _>("tags")?.0,
+        id: row.try_get("id").db()?,
+        flow_run_id: row.try_get("flow_run_id").db()?,
+        task_name: row.try_get("task_name").db()?,
+        name: row.try_get("name").db()?,
+        dynamic_key: row.try_get::<i64, _>("dynamic_key").db()? as u64,
+        tags: row.try_get::<Json<Vec<String>>, _>("tags").db()?.0,
         state: state_from(row, RUN_STATE)?,
-        run_count: row.try_get::<i32, _>("run_count")? as u32,
-        cache_key: row.try_get("cache_key")?,
-        cache_expiration: row.try_get("cache_expiration")?,
-        start_time: row.try_get("start_time")?,
-        end_time: row.try_get("end_time")?,
-        created: row.try_get("created")?,
+        run_count: row.try_get::<i32, _>("run_count").db()? as u32,
+        cache_key: row.try_get("cache_key").db()?,
+        cache_expiration: row.try_get("cache_expiration").db()?,
+        start_time: row.try_get("start_time").db()?,
+        end_time: row.try_get("end_time").db()?,
+        created: row.try_get("created").db()?,
     })
 }
 
@@ -218,9 +208,9 @@ impl RunRecorder for PostgresStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.db()?;
         write_batch(&mut tx, batch).await?;
-        tx.commit().await?;
+        tx.commit().await.db()?;
         Ok(())
     }
 }
@@ -228,7 +218,7 @@ impl RunRecorder for PostgresStore {
 #[async_trait]
 impl RunReaper for PostgresStore {
     async fn crash_stale_runs(&self, cutoff: DateTime<Utc>) -> Result<Vec<FlowRun>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.db()?;
         let conn: &mut PgConnection = &mut tx;
         // SKIP LOCKED: two servers reaping at once never crash a run twice.
         let rows = sqlx::query(&format!(
@@ -237,7 +227,8 @@ impl RunReaper for PostgresStore {
         ))
         .bind(cutoff)
         .fetch_all(&mut *conn)
-        .await?;
+        .await
+        .db()?;
         if rows.is_empty() {
             return Ok(Vec::new());
         }
@@ -248,11 +239,12 @@ impl RunReaper for PostgresStore {
         ))
         .bind(&ids)
         .fetch_all(&mut *conn)
-        .await?;
+        .await
+        .db()?;
         let tasks: Vec<TaskRun> = rows.iter().map(task_run_from).collect::<Result<_>>()?;
         let batch = crash_batch(runs, tasks, Utc::now());
         write_batch(conn, &batch).await?;
-        tx.commit().await?;
+        tx.commit().await.db()?;
         Ok(batch.flow_runs)
     }
 }
@@ -260,13 +252,14 @@ impl RunReaper for PostgresStore {
 #[async_trait]
 impl DeploymentStore for PostgresStore {
     async fn apply_deployment(&self, d: &Deployment) -> Result<Deployment> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.db()?;
         let conn: &mut PgConnection = &mut tx;
         let created: Option<DateTime<Utc>> =
             sqlx::query_scalar("SELECT created FROM deployments WHERE name = $1 FOR UPDATE")
                 .bind(&d.name)
                 .fetch_optional(&mut *conn)
-                .await?;
+                .await
+                .db()?;
         let mut stored = d.clone();
         if let Some(c) = created {
             stored.created = c;
@@ -284,14 +277,15 @@ impl DeploymentStore for PostgresStore {
         .bind(stored.created)
         .bind(stored.updated)
         .execute(&mut *conn)
-        .await?;
-        tx.commit().await?;
+        .await
+        .db()?;
+        tx.commit().await.db()?;
         Ok(stored)
     }
 
     async fn list_deployments(&self) -> Result<Vec<Deployment>> {
         let specs: Vec<Json<Deployment>> =
-            sqlx::query_scalar("SELECT spec FROM deployments ORDER BY name").fetch_all(&self.pool).await?;
+            sqlx::query_scalar("SELECT spec FROM deployments ORDER BY name").fetch_all(&self.pool).await.db()?;
         Ok(specs.into_iter().map(|j| j.0).collect())
     }
 
@@ -299,12 +293,13 @@ impl DeploymentStore for PostgresStore {
         let spec: Option<Json<Deployment>> = sqlx::query_scalar("SELECT spec FROM deployments WHERE name = $1")
             .bind(name)
             .fetch_optional(&self.pool)
-            .await?;
+            .await
+            .db()?;
         Ok(spec.map(|j| j.0))
     }
 
     async fn delete_deployment(&self, name: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM deployments WHERE name = $1").bind(name).execute(&self.pool).await?;
+        let done = sqlx::query("DELETE FROM deployments WHERE name = $1").bind(name).execute(&self.pool).await.db()?;
         Ok(done.rows_affected() > 0)
     }
 }
@@ -312,31 +307,31 @@ impl DeploymentStore for PostgresStore {
 #[async_trait]
 impl RunQueue for PostgresStore {
     async fn enqueue_runs(&self, runs: &[FlowRun]) -> Result<usize> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.db()?;
         let conn: &mut PgConnection = &mut tx;
         let mut created = Vec::new();
         for r in &claim::with_queue(runs) {
             let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!("INSERT INTO flow_runs ({FLOW_RUN_COLS}) "));
             q.push_values(std::iter::once(r), push_flow_run);
             q.push(" ON CONFLICT DO NOTHING");
-            if q.build().execute(&mut *conn).await?.rows_affected() == 1 {
+            if q.build().execute(&mut *conn).await.db()?.rows_affected() == 1 {
                 created.push(StateRecord { run_id: r.id, kind: RunKind::Flow, state: r.state.clone() });
             }
         }
         let n = created.len();
         write_batch(conn, &WriteBatch { states: created, ..Default::default() }).await?;
-        tx.commit().await?;
+        tx.commit().await.db()?;
         Ok(n)
     }
 
     async fn claim_due_run(&self, work_pool: &str, queues: &[String], now: DateTime<Utc>) -> Result<Option<FlowRun>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.db()?;
         let claimed = claim::claim(&mut PgClaim(&mut tx), work_pool, queues, now).await?;
-        tx.commit().await?;
+        tx.commit().await.db()?;
         Ok(claimed)
     }
     async fn mark_late_runs(&self, cutoff: DateTime<Utc>) -> Result<Vec<FlowRun>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.db()?;
         let conn: &mut PgConnection = &mut tx;
         let rows = sqlx::query(&format!(
             "SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE state_type = 'SCHEDULED' AND state_name = 'Scheduled' \
@@ -344,11 +339,12 @@ impl RunQueue for PostgresStore {
         ))
         .bind(cutoff)
         .fetch_all(&mut *conn)
-        .await?;
+        .await
+        .db()?;
         let runs: Vec<FlowRun> = rows.iter().map(flow_run_from).collect::<Result<_>>()?;
         let batch = late_batch(runs, Utc::now());
         write_batch(conn, &batch).await?;
-        tx.commit().await?;
+        tx.commit().await.db()?;
         Ok(batch.flow_runs)
     }
 }
@@ -365,14 +361,20 @@ impl ClaimTx for PgClaim<'_> {
         let row = sqlx::query("SELECT paused, concurrency_limit FROM work_pools WHERE name = $1 FOR UPDATE")
             .bind(pool)
             .fetch_optional(&mut *self.0)
-            .await?;
-        row.map(|r| Ok((r.try_get("paused")?, r.try_get::<Option<i32>, _>("concurrency_limit")?.map(|l| l as u32))))
-            .transpose()
+            .await
+            .db()?;
+        row.map(|r| {
+            Ok((r.try_get("paused").db()?, r.try_get::<Option<i32>, _>("concurrency_limit").db()?.map(|l| l as u32)))
+        })
+        .transpose()
     }
 
     async fn queues(&mut self, pool: &str) -> Result<Vec<WorkQueue>> {
-        let rows =
-            sqlx::query("SELECT * FROM work_queues WHERE work_pool = $1").bind(pool).fetch_all(&mut *self.0).await?;
+        let rows = sqlx::query("SELECT * FROM work_queues WHERE work_pool = $1")
+            .bind(pool)
+            .fetch_all(&mut *self.0)
+            .await
+            .db()?;
         rows.iter().map(work_queue_from).collect()
     }
 
@@ -384,7 +386,8 @@ impl ClaimTx for PgClaim<'_> {
         .bind(pool)
         .bind(now)
         .fetch_all(&mut *self.0)
-        .await?)
+        .await
+        .db()?)
     }
 
     async fn active(&mut self, whose: Active<'_>) -> Result<u32> {
@@ -394,22 +397,23 @@ impl ClaimTx for PgClaim<'_> {
                 sqlx::query_scalar(&format!("SELECT COUNT(*) FROM flow_runs WHERE work_pool = $1 AND {live}"))
                     .bind(pool)
                     .fetch_one(&mut *self.0)
-                    .await?
+                    .await
+                    .db()?
             }
-            Active::Queue { pool, queue } => {
-                sqlx::query_scalar(&format!(
-                    "SELECT COUNT(*) FROM flow_runs WHERE work_pool = $1 AND work_queue = $2 AND {live}"
-                ))
-                .bind(pool)
-                .bind(queue)
-                .fetch_one(&mut *self.0)
-                .await?
-            }
+            Active::Queue { pool, queue } => sqlx::query_scalar(&format!(
+                "SELECT COUNT(*) FROM flow_runs WHERE work_pool = $1 AND work_queue = $2 AND {live}"
+            ))
+            .bind(pool)
+            .bind(queue)
+            .fetch_one(&mut *self.0)
+            .await
+            .db()?,
             Active::Deployment(id) => {
                 sqlx::query_scalar(&format!("SELECT COUNT(*) FROM flow_runs WHERE deployment_id = $1 AND {live}"))
                     .bind(id)
                     .fetch_one(&mut *self.0)
-                    .await?
+                    .await
+                    .db()?
             }
         };
         Ok(n as u32)
@@ -425,7 +429,8 @@ impl ClaimTx for PgClaim<'_> {
         .bind(queue)
         .bind(now)
         .fetch_all(&mut *self.0)
-        .await?;
+        .await
+        .db()?;
         rows.iter().map(flow_run_from).collect()
     }
 
@@ -434,7 +439,8 @@ impl ClaimTx for PgClaim<'_> {
             sqlx::query_scalar("SELECT spec FROM deployments WHERE id = $1 FOR UPDATE")
                 .bind(id)
                 .fetch_optional(&mut *self.0)
-                .await?;
+                .await
+                .db()?;
         Ok(spec.map(|j| j.0))
     }
 
@@ -445,25 +451,25 @@ impl ClaimTx for PgClaim<'_> {
 
 fn work_queue_from(row: &PgRow) -> Result<WorkQueue> {
     Ok(WorkQueue {
-        work_pool: row.try_get("work_pool")?,
-        name: row.try_get("name")?,
-        priority: row.try_get::<i32, _>("priority")? as u32,
-        concurrency_limit: row.try_get::<Option<i32>, _>("concurrency_limit")?.map(|l| l as u32),
-        paused: row.try_get("paused")?,
-        created: row.try_get("created")?,
-        updated: row.try_get("updated")?,
+        work_pool: row.try_get("work_pool").db()?,
+        name: row.try_get("name").db()?,
+        priority: row.try_get::<i32, _>("priority").db()? as u32,
+        concurrency_limit: row.try_get::<Option<i32>, _>("concurrency_limit").db()?.map(|l| l as u32),
+        paused: row.try_get("paused").db()?,
+        created: row.try_get("created").db()?,
+        updated: row.try_get("updated").db()?,
     })
 }
 
 fn work_pool_from(row: &PgRow) -> Result<WorkPool> {
-    let kind: String = row.try_get("kind")?;
+    let kind: String = row.try_get("kind").db()?;
     Ok(WorkPool {
-        name: row.try_get("name")?,
+        name: row.try_get("name").db()?,
         kind: kind.parse().map_err(|e: String| corrupt("work pool kind", e))?,
-        paused: row.try_get("paused")?,
-        concurrency_limit: row.try_get::<Option<i32>, _>("concurrency_limit")?.map(|l| l as u32),
-        created: row.try_get("created")?,
-        updated: row.try_get("updated")?,
+        paused: row.try_get("paused").db()?,
+        concurrency_limit: row.try_get::<Option<i32>, _>("concurrency_limit").db()?.map(|l| l as u32),
+        created: row.try_get("created").db()?,
+        updated: row.try_get("updated").db()?,
     })
 }
 
@@ -482,7 +488,7 @@ impl WorkPoolStore for PostgresStore {
         .bind(p.created)
         .bind(p.updated)
         .execute(&self.pool)
-        .await?;
+        .await.db()?;
         sqlx::query(
             "INSERT INTO work_queues (work_pool, name, priority, concurrency_limit, paused, created, updated) \
              VALUES ($1, $2, 1, NULL, FALSE, $3, $4) ON CONFLICT DO NOTHING",
@@ -492,36 +498,39 @@ impl WorkPoolStore for PostgresStore {
         .bind(p.created)
         .bind(p.updated)
         .execute(&self.pool)
-        .await?;
+        .await
+        .db()?;
         self.read_work_pool(&p.name).await?.ok_or_else(|| corrupt("work pool", "vanished after writing"))
     }
 
     async fn list_work_pools(&self) -> Result<Vec<WorkPool>> {
-        let rows = sqlx::query("SELECT * FROM work_pools ORDER BY name").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT * FROM work_pools ORDER BY name").fetch_all(&self.pool).await.db()?;
         rows.iter().map(work_pool_from).collect()
     }
 
     async fn read_work_pool(&self, name: &str) -> Result<Option<WorkPool>> {
-        let row = sqlx::query("SELECT * FROM work_pools WHERE name = $1").bind(name).fetch_optional(&self.pool).await?;
+        let row =
+            sqlx::query("SELECT * FROM work_pools WHERE name = $1").bind(name).fetch_optional(&self.pool).await.db()?;
         row.as_ref().map(work_pool_from).transpose()
     }
 
     async fn delete_work_pool(&self, name: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("DELETE FROM work_pools WHERE name = $1").bind(name).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM workers WHERE work_pool = $1").bind(name).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM work_queues WHERE work_pool = $1").bind(name).execute(&mut *tx).await?;
-        tx.commit().await?;
+        let mut tx = self.pool.begin().await.db()?;
+        let done = sqlx::query("DELETE FROM work_pools WHERE name = $1").bind(name).execute(&mut *tx).await.db()?;
+        sqlx::query("DELETE FROM workers WHERE work_pool = $1").bind(name).execute(&mut *tx).await.db()?;
+        sqlx::query("DELETE FROM work_queues WHERE work_pool = $1").bind(name).execute(&mut *tx).await.db()?;
+        tx.commit().await.db()?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn apply_work_queue(&self, q: &WorkQueue) -> Result<WorkQueue> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.db()?;
         // Locking the pool keeps it from being deleted under its new queue.
         let pool_exists: Option<String> = sqlx::query_scalar("SELECT name FROM work_pools WHERE name = $1 FOR UPDATE")
             .bind(&q.work_pool)
             .fetch_optional(&mut *tx)
-            .await?;
+            .await
+            .db()?;
         if pool_exists.is_none() {
             return Err(no_pool_for_queue(q));
         }
@@ -539,8 +548,8 @@ impl WorkPoolStore for PostgresStore {
         .bind(q.created)
         .bind(q.updated)
         .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        .await.db()?;
+        tx.commit().await.db()?;
         work_queue_from(&row)
     }
 
@@ -548,7 +557,8 @@ impl WorkPoolStore for PostgresStore {
         let rows = sqlx::query("SELECT * FROM work_queues WHERE work_pool = $1 ORDER BY priority, name")
             .bind(work_pool)
             .fetch_all(&self.pool)
-            .await?;
+            .await
+            .db()?;
         rows.iter().map(work_queue_from).collect()
     }
 
@@ -560,7 +570,8 @@ impl WorkPoolStore for PostgresStore {
             .bind(work_pool)
             .bind(name)
             .execute(&self.pool)
-            .await?;
+            .await
+            .db()?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -573,26 +584,25 @@ impl WorkPoolStore for PostgresStore {
         .bind(worker)
         .bind(at)
         .execute(&self.pool)
-        .await?;
+        .await.db()?;
         Ok(())
     }
 
     async fn list_workers(&self, work_pool: Option<&str>) -> Result<Vec<WorkerStatus>> {
         let rows = match work_pool {
-            Some(p) => {
-                sqlx::query("SELECT * FROM workers WHERE work_pool = $1 ORDER BY name")
-                    .bind(p)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            None => sqlx::query("SELECT * FROM workers ORDER BY work_pool, name").fetch_all(&self.pool).await?,
+            Some(p) => sqlx::query("SELECT * FROM workers WHERE work_pool = $1 ORDER BY name")
+                .bind(p)
+                .fetch_all(&self.pool)
+                .await
+                .db()?,
+            None => sqlx::query("SELECT * FROM workers ORDER BY work_pool, name").fetch_all(&self.pool).await.db()?,
         };
         rows.iter()
             .map(|r| {
                 Ok(WorkerStatus {
-                    name: r.try_get("name")?,
-                    work_pool: r.try_get("work_pool")?,
-                    last_heartbeat: r.try_get("last_heartbeat")?,
+                    name: r.try_get("name").db()?,
+                    work_pool: r.try_get("work_pool").db()?,
+                    last_heartbeat: r.try_get("last_heartbeat").db()?,
                 })
             })
             .collect()
@@ -648,7 +658,7 @@ async fn write_batch(conn: &mut PgConnection, batch: &WriteBatch) -> Result<()> 
             .bind(f.created)
             .bind(f.updated)
             .execute(&mut *conn)
-            .await?;
+            .await.db()?;
         }
 
         let fr_set = upsert_set("flow_runs", FLOW_RUN_COLS);
@@ -657,7 +667,7 @@ async fn write_batch(conn: &mut PgConnection, batch: &WriteBatch) -> Result<()> 
             let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!("INSERT INTO flow_runs ({FLOW_RUN_COLS}) "));
             q.push_values(chunk.iter().copied(), push_flow_run);
             q.push(format!(" ON CONFLICT (id) DO UPDATE SET {fr_set}"));
-            q.build().execute(&mut *conn).await?;
+            q.build().execute(&mut *conn).await.db()?;
         }
 
         let tr_set = upsert_set("task_runs", TASK_RUN_COLS);
@@ -684,7 +694,7 @@ async fn write_batch(conn: &mut PgConnection, batch: &WriteBatch) -> Result<()> 
                     .push_bind(r.created);
             });
             q.push(format!(" ON CONFLICT (id) DO UPDATE SET {tr_set}"));
-            q.build().execute(&mut *conn).await?;
+            q.build().execute(&mut *conn).await.db()?;
         }
 
         for chunk in batch.states.chunks(rows_per_statement(STATE_COLS, MAX_BINDS)) {
@@ -698,7 +708,7 @@ async fn write_batch(conn: &mut PgConnection, batch: &WriteBatch) -> Result<()> 
                     .push_bind(s.state.timestamp)
                     .push_bind(s.state.scheduled_time);
             });
-            q.build().execute(&mut *conn).await?;
+            q.build().execute(&mut *conn).await.db()?;
         }
 
         for chunk in batch.logs.chunks(rows_per_statement(LOG_COLS, MAX_BINDS)) {
@@ -710,7 +720,7 @@ async fn write_batch(conn: &mut PgConnection, batch: &WriteBatch) -> Result<()> 
                     .push_bind(l.timestamp)
                     .push_bind(l.message.as_str());
             });
-            q.build().execute(&mut *conn).await?;
+            q.build().execute(&mut *conn).await.db()?;
         }
 
         for h in &batch.heartbeats {
@@ -718,7 +728,8 @@ async fn write_batch(conn: &mut PgConnection, batch: &WriteBatch) -> Result<()> 
                 .bind(h.at)
                 .bind(h.flow_run_id)
                 .execute(&mut *conn)
-                .await?;
+                .await
+                .db()?;
         }
 
         for a in &batch.artifacts {
@@ -734,7 +745,8 @@ async fn write_batch(conn: &mut PgConnection, batch: &WriteBatch) -> Result<()> 
             .bind(a.task_run_id)
             .bind(a.created)
             .execute(&mut *conn)
-            .await?;
+            .await
+            .db()?;
         }
     }
     Ok(())
@@ -743,15 +755,16 @@ async fn write_batch(conn: &mut PgConnection, batch: &WriteBatch) -> Result<()> 
 #[async_trait]
 impl DatasetStore for PostgresStore {
     async fn record_dataset_write(&self, w: &DatasetVersion, allow_evolution: bool) -> Result<DatasetVersion> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.db()?;
         // Writers of one dataset take turns (the schema check and the
         // version number depend on what the others wrote).
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))").bind(&w.dataset).execute(&mut *tx).await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))").bind(&w.dataset).execute(&mut *tx).await.db()?;
         let current: Option<Json<Vec<headwater_core::Column>>> =
             sqlx::query_scalar("SELECT schema FROM datasets WHERE name = $1")
                 .bind(&w.dataset)
                 .fetch_optional(&mut *tx)
-                .await?;
+                .await
+                .db()?;
         let current = current.map(|j| j.0).unwrap_or_default();
         let schema = headwater_core::dataset::check_schema(&w.dataset, &current, &w.schema, allow_evolution)
             .map_err(StoreError::Refused)?;
@@ -763,13 +776,15 @@ impl DatasetStore for PostgresStore {
         .bind(Json(&schema))
         .bind(w.written)
         .execute(&mut *tx)
-        .await?;
+        .await
+        .db()?;
         let last: Option<i32> =
             sqlx::query_scalar("SELECT MAX(version) FROM dataset_versions WHERE dataset = $1 AND partition = $2")
                 .bind(&w.dataset)
                 .bind(&w.partition)
                 .fetch_one(&mut *tx)
-                .await?;
+                .await
+                .db()?;
         let mut stored = w.clone();
         stored.version = last.unwrap_or(0) as u32 + 1;
         sqlx::query(
@@ -786,14 +801,14 @@ impl DatasetStore for PostgresStore {
         .bind(stored.flow_run_id)
         .bind(stored.written)
         .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        .await.db()?;
+        tx.commit().await.db()?;
         Ok(stored)
     }
 
     async fn list_datasets(&self) -> Result<Vec<Dataset>> {
         let names: Vec<String> =
-            sqlx::query_scalar("SELECT name FROM datasets ORDER BY name").fetch_all(&self.pool).await?;
+            sqlx::query_scalar("SELECT name FROM datasets ORDER BY name").fetch_all(&self.pool).await.db()?;
         let mut out = Vec::new();
         for n in names {
             if let Some(d) = self.read_dataset(&n).await? {
@@ -805,16 +820,16 @@ impl DatasetStore for PostgresStore {
 
     async fn read_dataset(&self, name: &str) -> Result<Option<Dataset>> {
         let Some(row) =
-            sqlx::query("SELECT * FROM datasets WHERE name = $1").bind(name).fetch_optional(&self.pool).await?
+            sqlx::query("SELECT * FROM datasets WHERE name = $1").bind(name).fetch_optional(&self.pool).await.db()?
         else {
             return Ok(None);
         };
         let partitions = self.list_partitions(name).await?;
         Ok(Some(dataset_summary(
             name.to_string(),
-            row.try_get::<Json<Vec<headwater_core::Column>>, _>("schema")?.0,
-            row.try_get("created")?,
-            row.try_get("updated")?,
+            row.try_get::<Json<Vec<headwater_core::Column>>, _>("schema").db()?.0,
+            row.try_get("created").db()?,
+            row.try_get("updated").db()?,
             &partitions,
         )))
     }
@@ -826,7 +841,8 @@ impl DatasetStore for PostgresStore {
         )
         .bind(dataset)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .db()?;
         rows.iter().map(dataset_version_from).collect()
     }
 
@@ -836,29 +852,30 @@ impl DatasetStore for PostgresStore {
         )
         .bind(dataset)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .db()?;
         rows.iter().map(dataset_version_from).collect()
     }
 }
 
 fn dataset_version_from(row: &PgRow) -> Result<DatasetVersion> {
     Ok(DatasetVersion {
-        dataset: row.try_get("dataset")?,
-        partition: row.try_get("partition")?,
-        version: row.try_get::<i32, _>("version")? as u32,
-        location: row.try_get("location")?,
-        rows: row.try_get::<i64, _>("rows")? as u64,
-        bytes: row.try_get::<i64, _>("bytes")? as u64,
-        schema: row.try_get::<Json<Vec<headwater_core::Column>>, _>("schema")?.0,
-        flow_run_id: row.try_get("flow_run_id")?,
-        written: row.try_get("written")?,
+        dataset: row.try_get("dataset").db()?,
+        partition: row.try_get("partition").db()?,
+        version: row.try_get::<i32, _>("version").db()? as u32,
+        location: row.try_get("location").db()?,
+        rows: row.try_get::<i64, _>("rows").db()? as u64,
+        bytes: row.try_get::<i64, _>("bytes").db()? as u64,
+        schema: row.try_get::<Json<Vec<headwater_core::Column>>, _>("schema").db()?.0,
+        flow_run_id: row.try_get("flow_run_id").db()?,
+        written: row.try_get("written").db()?,
     })
 }
 
 #[async_trait]
 impl BlockStore for PostgresStore {
     async fn register_block_types(&self, types: &[BlockType]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.db()?;
         for t in types {
             sqlx::query(
                 "INSERT INTO block_types (slug, name, description, schema) VALUES ($1, $2, $3, $4) \
@@ -870,39 +887,42 @@ impl BlockStore for PostgresStore {
             .bind(&t.description)
             .bind(Json(&t.schema))
             .execute(&mut *tx)
-            .await?;
+            .await
+            .db()?;
         }
-        tx.commit().await?;
+        tx.commit().await.db()?;
         Ok(())
     }
 
     async fn list_block_types(&self) -> Result<Vec<BlockType>> {
-        let rows = sqlx::query("SELECT * FROM block_types ORDER BY slug").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT * FROM block_types ORDER BY slug").fetch_all(&self.pool).await.db()?;
         rows.iter()
             .map(|r| {
                 Ok(BlockType {
-                    slug: r.try_get("slug")?,
-                    name: r.try_get("name")?,
-                    description: r.try_get("description")?,
-                    schema: r.try_get::<Json<serde_json::Value>, _>("schema")?.0,
+                    slug: r.try_get("slug").db()?,
+                    name: r.try_get("name").db()?,
+                    description: r.try_get("description").db()?,
+                    schema: r.try_get::<Json<serde_json::Value>, _>("schema").db()?.0,
                 })
             })
             .collect()
     }
 
     async fn save_block(&self, doc: &BlockDocument) -> Result<BlockDocument> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.db()?;
         let schema: Option<Json<serde_json::Value>> =
             sqlx::query_scalar("SELECT schema FROM block_types WHERE slug = $1")
                 .bind(&doc.block_type)
                 .fetch_optional(&mut *tx)
-                .await?;
+                .await
+                .db()?;
         let t = block_type_for(doc, schema.map(|s| s.0))?;
         let previous: Option<Json<serde_json::Value>> =
             sqlx::query_scalar("SELECT data FROM blocks WHERE name = $1 FOR UPDATE")
                 .bind(&doc.name)
                 .fetch_optional(&mut *tx)
-                .await?;
+                .await
+                .db()?;
         let data = seal_document(self.cipher.as_deref(), doc, &t, previous.as_ref().map(|p| &p.0))?;
         sqlx::query(
             "INSERT INTO blocks (name, block_type, data, created, updated) VALUES ($1, $2, $3, $4, $5) \
@@ -915,13 +935,15 @@ impl BlockStore for PostgresStore {
         .bind(doc.created)
         .bind(doc.updated)
         .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        .await
+        .db()?;
+        tx.commit().await.db()?;
         self.read_block(&doc.name, false).await?.ok_or_else(|| corrupt("block", "vanished after writing"))
     }
 
     async fn read_block(&self, name: &str, reveal: bool) -> Result<Option<BlockDocument>> {
-        let row = sqlx::query("SELECT * FROM blocks WHERE name = $1").bind(name).fetch_optional(&self.pool).await?;
+        let row =
+            sqlx::query("SELECT * FROM blocks WHERE name = $1").bind(name).fetch_optional(&self.pool).await.db()?;
         match row {
             Some(r) => Ok(Some(unseal_document(self.cipher.as_deref(), block_from(&r)?, reveal)?)),
             None => Ok(None),
@@ -929,23 +951,23 @@ impl BlockStore for PostgresStore {
     }
 
     async fn list_blocks(&self) -> Result<Vec<BlockDocument>> {
-        let rows = sqlx::query("SELECT * FROM blocks ORDER BY name").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT * FROM blocks ORDER BY name").fetch_all(&self.pool).await.db()?;
         rows.iter().map(|r| unseal_document(None, block_from(r)?, false)).collect()
     }
 
     async fn delete_block(&self, name: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM blocks WHERE name = $1").bind(name).execute(&self.pool).await?;
+        let done = sqlx::query("DELETE FROM blocks WHERE name = $1").bind(name).execute(&self.pool).await.db()?;
         Ok(done.rows_affected() > 0)
     }
 }
 
 fn block_from(row: &PgRow) -> Result<BlockDocument> {
     Ok(BlockDocument {
-        name: row.try_get("name")?,
-        block_type: row.try_get("block_type")?,
-        data: row.try_get::<Json<serde_json::Value>, _>("data")?.0,
-        created: row.try_get("created")?,
-        updated: row.try_get("updated")?,
+        name: row.try_get("name").db()?,
+        block_type: row.try_get("block_type").db()?,
+        data: row.try_get::<Json<serde_json::Value>, _>("data").db()?.0,
+        created: row.try_get("created").db()?,
+        updated: row.try_get("updated").db()?,
     })
 }
 
@@ -963,33 +985,35 @@ impl VariableStore for PostgresStore {
         .bind(v.created)
         .bind(v.updated)
         .fetch_one(&self.pool)
-        .await?;
+        .await
+        .db()?;
         variable_from(&row)
     }
 
     async fn read_variable(&self, name: &str) -> Result<Option<Variable>> {
-        let row = sqlx::query("SELECT * FROM variables WHERE name = $1").bind(name).fetch_optional(&self.pool).await?;
+        let row =
+            sqlx::query("SELECT * FROM variables WHERE name = $1").bind(name).fetch_optional(&self.pool).await.db()?;
         row.as_ref().map(variable_from).transpose()
     }
 
     async fn list_variables(&self) -> Result<Vec<Variable>> {
-        let rows = sqlx::query("SELECT * FROM variables ORDER BY name").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT * FROM variables ORDER BY name").fetch_all(&self.pool).await.db()?;
         rows.iter().map(variable_from).collect()
     }
 
     async fn delete_variable(&self, name: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM variables WHERE name = $1").bind(name).execute(&self.pool).await?;
+        let done = sqlx::query("DELETE FROM variables WHERE name = $1").bind(name).execute(&self.pool).await.db()?;
         Ok(done.rows_affected() > 0)
     }
 }
 
 fn variable_from(row: &PgRow) -> Result<Variable> {
     Ok(Variable {
-        name: row.try_get("name")?,
-        value: row.try_get::<Json<serde_json::Value>, _>("value")?.0,
-        tags: row.try_get::<Json<Vec<String>>, _>("tags")?.0,
-        created: row.try_get("created")?,
-        updated: row.try_get("updated")?,
+        name: row.try_get("name").db()?,
+        value: row.try_get::<Json<serde_json::Value>, _>("value").db()?.0,
+        tags: row.try_get::<Json<Vec<String>>, _>("tags").db()?.0,
+        created: row.try_get("created").db()?,
+        updated: row.try_get("updated").db()?,
     })
 }
 
@@ -1008,38 +1032,44 @@ impl ArtifactStore for PostgresStore {
             q.push(LATEST_ARTIFACTS_ONLY);
         }
         q.push(" ORDER BY created DESC, id DESC LIMIT ").push_bind(i64::from(f.limit.max(1)));
-        let rows = q.build().fetch_all(&self.pool).await?;
+        let rows = q.build().fetch_all(&self.pool).await.db()?;
         rows.iter().map(artifact_from).collect()
     }
 
     async fn delete_artifacts(&self, key: &str) -> Result<u64> {
-        Ok(sqlx::query("DELETE FROM artifacts WHERE key = $1").bind(key).execute(&self.pool).await?.rows_affected())
+        Ok(sqlx::query("DELETE FROM artifacts WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .db()?
+            .rows_affected())
     }
 }
 
 fn artifact_from(row: &PgRow) -> Result<Artifact> {
-    let kind: String = row.try_get("kind")?;
+    let kind: String = row.try_get("kind").db()?;
     Ok(Artifact {
-        id: row.try_get("id")?,
-        key: row.try_get("key")?,
+        id: row.try_get("id").db()?,
+        key: row.try_get("key").db()?,
         kind: kind.parse().map_err(|e: String| corrupt("artifact kind", e))?,
-        data: row.try_get::<Json<serde_json::Value>, _>("data")?.0,
-        description: row.try_get("description")?,
-        flow_run_id: row.try_get("flow_run_id")?,
-        task_run_id: row.try_get("task_run_id")?,
-        created: row.try_get("created")?,
+        data: row.try_get::<Json<serde_json::Value>, _>("data").db()?.0,
+        description: row.try_get("description").db()?,
+        flow_run_id: row.try_get("flow_run_id").db()?,
+        task_run_id: row.try_get("task_run_id").db()?,
+        created: row.try_get("created").db()?,
     })
 }
 
 #[async_trait]
 impl RunReader for PostgresStore {
     async fn list_flows(&self) -> Result<Vec<Flow>> {
-        let rows = sqlx::query("SELECT * FROM flows ORDER BY name").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT * FROM flows ORDER BY name").fetch_all(&self.pool).await.db()?;
         rows.iter().map(flow_from).collect()
     }
 
     async fn read_flow(&self, name: &str) -> Result<Option<Flow>> {
-        let row = sqlx::query("SELECT * FROM flows WHERE name = $1").bind(name).fetch_optional(&self.pool).await?;
+        let row =
+            sqlx::query("SELECT * FROM flows WHERE name = $1").bind(name).fetch_optional(&self.pool).await.db()?;
         row.as_ref().map(flow_from).transpose()
     }
 
@@ -1047,7 +1077,8 @@ impl RunReader for PostgresStore {
         let row = sqlx::query(&format!("SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
-            .await?;
+            .await
+            .db()?;
         row.as_ref().map(flow_run_from).transpose()
     }
 
@@ -1060,14 +1091,16 @@ impl RunReader for PostgresStore {
         let mut rows = sqlx::query(&format!("SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE id::text LIKE $1 LIMIT 2"))
             .bind(&prefix)
             .fetch_all(&self.pool)
-            .await?;
+            .await
+            .db()?;
         if rows.is_empty() {
             rows = sqlx::query(&format!(
                 "SELECT {FLOW_RUN_COLS} FROM flow_runs WHERE name = $1 ORDER BY created DESC LIMIT 2"
             ))
             .bind(input)
             .fetch_all(&self.pool)
-            .await?;
+            .await
+            .db()?;
         }
         match rows.len() {
             0 => Err(StoreError::FlowRunNotFound(input.to_string())),
@@ -1102,7 +1135,7 @@ impl RunReader for PostgresStore {
         }
         if let Some(name) = f.name.as_deref().filter(|n| !n.is_empty()) {
             // `\` is LIKE's default escape; no ESCAPE clause, so a trigram index serves it.
-            q.push(" AND name ILIKE ").push_bind(crate::contains_pattern(name));
+            q.push(" AND name ILIKE ").push_bind(headwater_store::contains_pattern(name));
         }
         if !f.tags.is_empty() {
             q.push(" AND tags @> ").push_bind(Json(f.tags.clone()));
@@ -1113,35 +1146,36 @@ impl RunReader for PostgresStore {
         if let Some(until) = f.until {
             q.push(" AND created < ").push_bind(until);
         }
-        if let Some(crate::Cursor { created, id }) = f.before {
+        if let Some(headwater_store::Cursor { created, id }) = f.before {
             q.push(" AND (created, id) < (").push_bind(created).push(", ").push_bind(id).push(")");
         }
         q.push(" ORDER BY created DESC, id DESC LIMIT ").push_bind(f.limit.max(1) as i64);
         q.push(") ORDER BY created DESC, id DESC");
-        let rows = q.build().fetch_all(&self.pool).await?;
+        let rows = q.build().fetch_all(&self.pool).await.db()?;
         rows.iter().map(flow_run_from).collect()
     }
 
-    async fn run_timeline(&self, flow_run_id: Uuid) -> Result<Vec<crate::TimelineEntry>> {
+    async fn run_timeline(&self, flow_run_id: Uuid) -> Result<Vec<headwater_store::TimelineEntry>> {
         let rows = sqlx::query(&format!(
             "SELECT * FROM ({TIMELINE_SELECT}) t ORDER BY start_time NULLS LAST, created, dynamic_key"
         ))
         .bind(flow_run_id)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .db()?;
         rows.iter()
             .map(|row| {
-                let ty: String = row.try_get("state_type")?;
-                let kind: String = row.try_get("kind")?;
-                Ok(crate::TimelineEntry {
-                    id: row.try_get("id")?,
+                let ty: String = row.try_get("state_type").db()?;
+                let kind: String = row.try_get("kind").db()?;
+                Ok(headwater_store::TimelineEntry {
+                    id: row.try_get("id").db()?,
                     kind: RunKind::from_str(&kind).map_err(|e| corrupt("kind", e))?,
-                    name: row.try_get("name")?,
+                    name: row.try_get("name").db()?,
                     state_type: StateType::from_str(&ty).map_err(|e| corrupt("state_type", e))?,
-                    state_name: row.try_get("state_name")?,
-                    run_count: row.try_get::<i32, _>("run_count")? as u32,
-                    start_time: row.try_get("start_time")?,
-                    end_time: row.try_get("end_time")?,
+                    state_name: row.try_get("state_name").db()?,
+                    run_count: row.try_get::<i32, _>("run_count").db()? as u32,
+                    start_time: row.try_get("start_time").db()?,
+                    end_time: row.try_get("end_time").db()?,
                 })
             })
             .collect()
@@ -1153,7 +1187,8 @@ impl RunReader for PostgresStore {
         ))
         .bind(flow_run_id)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .db()?;
         rows.iter().map(task_run_from).collect()
     }
 
@@ -1161,12 +1196,13 @@ impl RunReader for PostgresStore {
         let rows = sqlx::query("SELECT * FROM run_states WHERE run_id = $1 ORDER BY id")
             .bind(run_id)
             .fetch_all(&self.pool)
-            .await?;
+            .await
+            .db()?;
         rows.iter()
             .map(|row| {
-                let kind: String = row.try_get("run_kind")?;
+                let kind: String = row.try_get("run_kind").db()?;
                 Ok(StateRecord {
-                    run_id: row.try_get("run_id")?,
+                    run_id: row.try_get("run_id").db()?,
                     kind: RunKind::from_str(&kind).map_err(|e| corrupt("run_kind", e))?,
                     state: state_from(row, HISTORY_STATE)?,
                 })
@@ -1187,22 +1223,25 @@ impl RunReader for PostgresStore {
             q.push(" AND task_run_id = ").push_bind(t);
         }
         q.push(" ORDER BY id LIMIT ").push_bind(f.limit.max(1) as i64);
-        let rows = q.build().fetch_all(&self.pool).await?;
+        let rows = q.build().fetch_all(&self.pool).await.db()?;
         rows.iter()
             .map(|row| {
                 Ok(LogRecord {
-                    id: row.try_get("id")?,
-                    flow_run_id: row.try_get("flow_run_id")?,
-                    task_run_id: row.try_get("task_run_id")?,
-                    level: LogLevel::from_number(row.try_get::<i32, _>("level")? as i64),
-                    timestamp: row.try_get::<DateTime<Utc>, _>("timestamp")?,
-                    message: row.try_get("message")?,
+                    id: row.try_get("id").db()?,
+                    flow_run_id: row.try_get("flow_run_id").db()?,
+                    task_run_id: row.try_get("task_run_id").db()?,
+                    level: LogLevel::from_number(row.try_get::<i32, _>("level").db()? as i64),
+                    timestamp: row.try_get::<DateTime<Utc>, _>("timestamp").db()?,
+                    message: row.try_get("message").db()?,
                 })
             })
             .collect()
     }
 
-    async fn flow_run_history(&self, query: &crate::HistoryQuery) -> Result<Vec<crate::HistoryBucket>> {
+    async fn flow_run_history(
+        &self,
+        query: &headwater_store::HistoryQuery,
+    ) -> Result<Vec<headwater_store::HistoryBucket>> {
         let query = query.clamped();
         let rows = sqlx::query(
             "SELECT (EXTRACT(EPOCH FROM created - $1) * 1000000)::BIGINT / $2 AS bucket, state_type, COUNT(*) AS n \
@@ -1212,12 +1251,13 @@ impl RunReader for PostgresStore {
         .bind(query.width_micros())
         .bind(query.until)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .db()?;
         let mut buckets = query.empty_buckets();
         for row in rows {
-            let ty: String = row.try_get("state_type")?;
+            let ty: String = row.try_get("state_type").db()?;
             let state = StateType::from_str(&ty).map_err(|e| corrupt("state_type", e))?;
-            query.add(&mut buckets, row.try_get("bucket")?, state, row.try_get::<i64, _>("n")? as u64);
+            query.add(&mut buckets, row.try_get("bucket").db()?, state, row.try_get::<i64, _>("n").db()? as u64);
         }
         Ok(buckets)
     }
@@ -1228,12 +1268,12 @@ const LIMIT_COLS: &str = "l.name, l.slot_limit, l.slot_decay_per_second, l.creat
 
 fn limit_from(row: &PgRow) -> Result<ConcurrencyLimit> {
     Ok(ConcurrencyLimit {
-        name: row.try_get("name")?,
-        limit: row.try_get::<i32, _>("slot_limit")? as u32,
-        slot_decay_per_second: row.try_get("slot_decay_per_second")?,
-        active_slots: row.try_get::<i64, _>("active")? as u32,
-        created: row.try_get("created")?,
-        updated: row.try_get("updated")?,
+        name: row.try_get("name").db()?,
+        limit: row.try_get::<i32, _>("slot_limit").db()? as u32,
+        slot_decay_per_second: row.try_get("slot_decay_per_second").db()?,
+        active_slots: row.try_get::<i64, _>("active").db()? as u32,
+        created: row.try_get("created").db()?,
+        updated: row.try_get("updated").db()?,
     })
 }
 
@@ -1254,7 +1294,8 @@ impl ConcurrencyStore for PostgresStore {
         .bind(limit as i32)
         .bind(decay)
         .execute(&self.pool)
-        .await?;
+        .await
+        .db()?;
         self.read_concurrency_limit(name).await?.ok_or_else(|| corrupt("concurrency limit", "vanished after writing"))
     }
 
@@ -1262,19 +1303,22 @@ impl ConcurrencyStore for PostgresStore {
         let row = sqlx::query(&format!("SELECT {LIMIT_COLS} FROM concurrency_limits l WHERE l.name = $1"))
             .bind(name)
             .fetch_optional(&self.pool)
-            .await?;
+            .await
+            .db()?;
         row.as_ref().map(limit_from).transpose()
     }
 
     async fn list_concurrency_limits(&self) -> Result<Vec<ConcurrencyLimit>> {
         let rows = sqlx::query(&format!("SELECT {LIMIT_COLS} FROM concurrency_limits l ORDER BY l.name"))
             .fetch_all(&self.pool)
-            .await?;
+            .await
+            .db()?;
         rows.iter().map(limit_from).collect()
     }
 
     async fn delete_concurrency_limit(&self, name: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM concurrency_limits WHERE name = $1").bind(name).execute(&self.pool).await?;
+        let done =
+            sqlx::query("DELETE FROM concurrency_limits WHERE name = $1").bind(name).execute(&self.pool).await.db()?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -1285,7 +1329,8 @@ impl ConcurrencyStore for PostgresStore {
         )
         .bind(name)
         .fetch_one(&self.pool)
-        .await?;
+        .await
+        .db()?;
         Ok(held.unwrap_or(0) as u32)
     }
 
@@ -1294,15 +1339,16 @@ impl ConcurrencyStore for PostgresStore {
         let limited: i64 = sqlx::query_scalar("SELECT count(*) FROM concurrency_limits WHERE name = ANY($1)")
             .bind(&names)
             .fetch_one(&self.pool)
-            .await?;
+            .await
+            .db()?;
         if limited == 0 {
             let lease =
                 SlotLease { id: Uuid::now_v7(), slots: vec![], holder: request.holder.clone(), expires: Utc::now() };
             return Ok(Acquired::Granted { lease });
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.db()?;
         let got = leases::acquire(&mut PgLeases(&mut tx), request, Utc::now()).await?;
-        tx.commit().await?;
+        tx.commit().await.db()?;
         Ok(got)
     }
 
@@ -1314,7 +1360,8 @@ impl ConcurrencyStore for PostgresStore {
         .bind(until)
         .bind(id)
         .execute(&self.pool)
-        .await?;
+        .await
+        .db()?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -1322,7 +1369,8 @@ impl ConcurrencyStore for PostgresStore {
         let done = sqlx::query(&format!("DELETE FROM concurrency_leases WHERE id = $1 AND {HELD_SLOTS}"))
             .bind(id)
             .execute(&self.pool)
-            .await?;
+            .await
+            .db()?;
         Ok(done.rows_affected() > 0)
     }
 }
@@ -1340,13 +1388,14 @@ impl LeaseTx for PgLeases<'_> {
         )
         .bind(names)
         .fetch_all(&mut *self.0)
-        .await?;
+        .await
+        .db()?;
         rows.iter()
             .map(|r| {
                 Ok(LimitRow {
-                    name: r.try_get("name")?,
-                    limit: r.try_get::<i32, _>("slot_limit")? as u32,
-                    slot_decay_per_second: r.try_get("slot_decay_per_second")?,
+                    name: r.try_get("name").db()?,
+                    limit: r.try_get::<i32, _>("slot_limit").db()? as u32,
+                    slot_decay_per_second: r.try_get("slot_decay_per_second").db()?,
                 })
             })
             .collect()
@@ -1357,12 +1406,14 @@ impl LeaseTx for PgLeases<'_> {
             .bind(name)
             .bind(now)
             .execute(&mut *self.0)
-            .await?;
+            .await
+            .db()?;
         let n: i64 =
             sqlx::query_scalar("SELECT COALESCE(SUM(slots), 0)::BIGINT FROM concurrency_leases WHERE name = $1")
                 .bind(name)
                 .fetch_one(&mut *self.0)
-                .await?;
+                .await
+                .db()?;
         Ok(n as u32)
     }
 
@@ -1374,7 +1425,8 @@ impl LeaseTx for PgLeases<'_> {
             .bind(&lease.holder)
             .bind(expires)
             .execute(&mut *self.0)
-            .await?;
+            .await
+            .db()?;
         Ok(())
     }
 }

@@ -1,0 +1,81 @@
+//! The schema's history: one list for both engines. Each entry names a
+//! script under `migrations/sqlite/` and one under `migrations/postgres/`;
+//! a version missing for either engine does not compile, and a script that
+//! is not on the list fails the test below. A change that one engine does
+//! not need is a script of comments saying why.
+
+pub(crate) struct Migration {
+    pub version: i64,
+    pub sqlite: &'static str,
+    pub postgres: &'static str,
+}
+
+macro_rules! migrations {
+    ($($version:literal => $name:literal,)*) => {
+        /// Every migration, oldest first.
+        pub(crate) const MIGRATIONS: &[Migration] = &[$(Migration {
+            version: $version,
+            sqlite: include_str!(concat!("../migrations/sqlite/", $name, ".sql")),
+            postgres: include_str!(concat!("../migrations/postgres/", $name, ".sql")),
+        },)*];
+
+        #[cfg(test)]
+        const FILE_NAMES: &[&str] = &[$($name,)*];
+    };
+}
+
+migrations! {
+    1 => "0001_runs",
+    2 => "0002_heartbeats",
+    3 => "0003_deployments",
+    4 => "0004_deployment_runs",
+    5 => "0005_work_pools",
+    6 => "0006_work_queues",
+    7 => "0007_variables_artifacts",
+    8 => "0008_blocks",
+    9 => "0009_datasets",
+    10 => "0010_concurrency",
+    11 => "0011_automations",
+    12 => "0012_run_listing",
+    13 => "0013_run_name_search",
+    14 => "0014_run_filter_covering",
+}
+
+/// The newest schema version this build knows.
+pub(crate) fn latest() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_engines_have_every_migration_and_nothing_else() {
+        for (i, (m, name)) in MIGRATIONS.iter().zip(FILE_NAMES).enumerate() {
+            assert_eq!(m.version, i as i64 + 1, "versions are consecutive from 1");
+            assert!(name.starts_with(&format!("{:04}_", m.version)), "{name} is numbered {}", m.version);
+        }
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        for engine in ["sqlite", "postgres"] {
+            let mut files: Vec<String> = std::fs::read_dir(dir.join(engine))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            files.sort();
+            let listed: Vec<String> = FILE_NAMES.iter().map(|n| format!("{n}.sql")).collect();
+            assert_eq!(files, listed, "migrations/{engine}/ holds exactly the listed migrations");
+        }
+    }
+
+    #[test]
+    fn every_migration_splits_into_clean_statements() {
+        for m in MIGRATIONS {
+            for sql in [m.sqlite, m.postgres] {
+                for s in crate::columns::statements(sql) {
+                    assert!(!s.is_empty() && !s.ends_with(';'), "migration {}: {s}", m.version);
+                }
+            }
+        }
+    }
+}
