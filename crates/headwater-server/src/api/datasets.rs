@@ -1,0 +1,70 @@
+//! The lake's catalog: datasets, their partitions and versions.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::Json;
+use headwater_core::{Dataset, DatasetVersion};
+use headwater_store::Store;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{ApiResult, Db};
+use crate::error::ApiError;
+
+pub(super) fn routes() -> OpenApiRouter<Arc<dyn Store>> {
+    OpenApiRouter::new()
+        .routes(routes!(list_datasets))
+        .routes(routes!(read_dataset))
+        .routes(routes!(list_partitions))
+        .routes(routes!(dataset_history))
+        .routes(routes!(record_dataset_write))
+}
+
+#[utoipa::path(get, path = "/datasets", tag = "datasets", responses((status = 200, body = Vec<Dataset>)))]
+async fn list_datasets(State(db): Db) -> ApiResult<Vec<Dataset>> {
+    Ok(Json(db.list_datasets().await?))
+}
+
+#[utoipa::path(
+    get, path = "/datasets/{name}", tag = "datasets", params(("name" = String, Path)),
+    responses((status = 200, body = Dataset), (status = 404, description = "no such dataset"))
+)]
+async fn read_dataset(State(db): Db, Path(name): Path<String>) -> ApiResult<Dataset> {
+    db.read_dataset(&name).await?.map(Json).ok_or_else(|| ApiError::not_found(format!("no dataset named '{name}'")))
+}
+
+/// The current version of each partition.
+#[utoipa::path(
+    get, path = "/datasets/{name}/partitions", tag = "datasets", params(("name" = String, Path)),
+    responses((status = 200, body = Vec<DatasetVersion>))
+)]
+async fn list_partitions(State(db): Db, Path(name): Path<String>) -> ApiResult<Vec<DatasetVersion>> {
+    Ok(Json(db.list_partitions(&name).await?))
+}
+
+/// Every version of every partition, newest first.
+#[utoipa::path(
+    get, path = "/datasets/{name}/history", tag = "datasets", params(("name" = String, Path)),
+    responses((status = 200, body = Vec<DatasetVersion>))
+)]
+async fn dataset_history(State(db): Db, Path(name): Path<String>) -> ApiResult<Vec<DatasetVersion>> {
+    Ok(Json(db.dataset_history(&name).await?))
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+struct DatasetWrite {
+    version: DatasetVersion,
+    #[serde(default)]
+    allow_evolution: bool,
+}
+
+/// Records a partition write (the lake writer calls this after the file is in place).
+#[utoipa::path(
+    post, path = "/datasets/versions", tag = "datasets", request_body = DatasetWrite,
+    responses((status = 200, body = DatasetVersion), (status = 409, description = "the schema conflicts"))
+)]
+async fn record_dataset_write(State(db): Db, Json(w): Json<DatasetWrite>) -> ApiResult<DatasetVersion> {
+    Ok(Json(db.record_dataset_write(&w.version, w.allow_evolution).await?))
+}

@@ -1,0 +1,77 @@
+//! The routes under `/api`: one module per resource, each with its handlers
+//! and its `routes()`. Handlers stay thin: parse, call the store or an
+//! operation (`headwater_store::ops`), answer.
+
+mod artifacts;
+mod automations;
+mod blocks;
+mod concurrency;
+mod datasets;
+mod deployments;
+mod events;
+mod meta;
+mod runs;
+mod variables;
+mod work_pools;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::response::Html;
+use axum::Extension;
+use axum::{Json, Router};
+use headwater_core::StateRecord;
+use headwater_store::{Cursor, HistoryBucket, Store};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::error::ApiError;
+
+type Db = State<Arc<dyn Store>>;
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// Wakes claims that are waiting for work.
+pub(crate) type Wake = Arc<tokio::sync::Notify>;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Headwater API", description = "Flows, runs, states and logs of the Headwater orchestrator."),
+    servers((url = "/api")),
+    components(schemas(Cursor, StateRecord, HistoryBucket))
+)]
+struct ApiDoc;
+
+fn api_router() -> OpenApiRouter<Arc<dyn Store>> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(meta::routes())
+        .merge(runs::routes())
+        .merge(deployments::routes())
+        .merge(work_pools::routes())
+        .merge(blocks::routes())
+        .merge(datasets::routes())
+        .merge(variables::routes())
+        .merge(artifacts::routes())
+        .merge(concurrency::routes())
+        .merge(automations::routes())
+        .merge(events::routes())
+}
+
+/// The OpenAPI document of the API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_router().split_for_parts().1
+}
+
+pub(crate) fn router(store: Arc<dyn Store>, wake: Wake) -> Router {
+    let (api, doc) = api_router().split_for_parts();
+    let doc = Arc::new(doc);
+    let api = api
+        .route("/openapi.json", axum::routing::get(move || async move { Json((*doc).clone()) }))
+        .route("/docs", axum::routing::get(|| async { Html(meta::DOCS_PAGE) }))
+        // Not the UI's page: an API client asking for what does not exist gets a 404.
+        .fallback(|| async { ApiError::not_found("no such API endpoint (see /api/docs)") })
+        // Recorded batches from busy flows can be large.
+        .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
+        .layer(Extension(wake))
+        .with_state(store);
+    Router::new().nest("/api", api).merge(crate::ui::router()).layer(tower_http::trace::TraceLayer::new_for_http())
+}

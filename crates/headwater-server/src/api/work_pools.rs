@@ -1,0 +1,195 @@
+//! Work pools, their queues and workers, and the claim a worker makes for its next run.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use headwater_core::{FlowRun, WorkPool, WorkQueue, WorkerStatus};
+use headwater_store::Store;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{ApiResult, Db, Wake};
+use crate::error::ApiError;
+
+pub(super) fn routes() -> OpenApiRouter<Arc<dyn Store>> {
+    OpenApiRouter::new()
+        .routes(routes!(claim_due_run))
+        .routes(routes!(list_work_pools, apply_work_pool))
+        .routes(routes!(read_work_pool, delete_work_pool))
+        .routes(routes!(list_work_queues, apply_work_queue))
+        .routes(routes!(delete_work_queue))
+        .routes(routes!(worker_heartbeat))
+        .routes(routes!(list_workers))
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+struct Claim {
+    /// Runs due by this time may be claimed (default: the server's now).
+    #[serde(default)]
+    now: Option<chrono::DateTime<chrono::Utc>>,
+    /// When nothing is due, wait up to this long for work to arrive (at
+    /// most 30 s) instead of answering at once.
+    #[serde(default)]
+    wait_ms: u64,
+    /// Only these queues of the pool (default: all, by priority).
+    #[serde(default)]
+    queues: Vec<String>,
+}
+
+/// A worker takes the next due run of its pool (moved to PENDING); no run
+/// is handed out twice. With `wait_ms`, the request is held until a run
+/// arrives — workers are woken by new work instead of polling. 404 when
+/// none is due.
+#[utoipa::path(
+    post, path = "/work_pools/{pool}/claim", tag = "work_pools", request_body = Claim,
+    params(("pool" = String, Path)),
+    responses((status = 200, body = FlowRun), (status = 404, description = "nothing due"))
+)]
+async fn claim_due_run(
+    State(db): Db,
+    Extension(wake): Extension<Wake>,
+    Path(pool): Path<String>,
+    Json(req): Json<Claim>,
+) -> ApiResult<FlowRun> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(req.wait_ms.min(30_000));
+    loop {
+        // Registered before looking, so a wake between the look and the wait is not lost.
+        let woken = wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let now = req.now.unwrap_or_else(chrono::Utc::now);
+        if let Some(run) = db.claim_due_run(&pool, &req.queues, now).await? {
+            return Ok(Json(run));
+        }
+        if req.now.is_some() || tokio::time::Instant::now() >= deadline {
+            return Err(ApiError::not_found("no run is due"));
+        }
+        // Scheduled runs also become due by the clock alone: look again soon.
+        let next_look = (tokio::time::Instant::now() + std::time::Duration::from_millis(250)).min(deadline);
+        tokio::select! {
+            _ = woken => {}
+            _ = tokio::time::sleep_until(next_look) => {}
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/work_pools", tag = "work_pools", responses((status = 200, body = Vec<WorkPool>)))]
+async fn list_work_pools(State(db): Db) -> ApiResult<Vec<WorkPool>> {
+    Ok(Json(db.list_work_pools().await?))
+}
+
+/// Creates or replaces a work pool.
+#[utoipa::path(put, path = "/work_pools", tag = "work_pools", request_body = WorkPool, responses((status = 200, body = WorkPool)))]
+async fn apply_work_pool(
+    State(db): Db,
+    Extension(wake): Extension<Wake>,
+    Json(pool): Json<WorkPool>,
+) -> ApiResult<WorkPool> {
+    let stored = db.apply_work_pool(&pool).await?;
+    // A resumed pool or a raised limit may free runs for waiting workers.
+    wake.notify_waiters();
+    Ok(Json(stored))
+}
+
+#[utoipa::path(
+    get, path = "/work_pools/{name}", tag = "work_pools", params(("name" = String, Path)),
+    responses((status = 200, body = WorkPool), (status = 404, description = "no such pool"))
+)]
+async fn read_work_pool(State(db): Db, Path(name): Path<String>) -> ApiResult<WorkPool> {
+    db.read_work_pool(&name).await?.map(Json).ok_or_else(|| ApiError::not_found(format!("no work pool named '{name}'")))
+}
+
+#[utoipa::path(
+    delete, path = "/work_pools/{name}", tag = "work_pools", params(("name" = String, Path)),
+    responses((status = 204, description = "deleted"), (status = 404, description = "no such pool"))
+)]
+async fn delete_work_pool(State(db): Db, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    if db.delete_work_pool(&name).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("no work pool named '{name}'")))
+    }
+}
+
+/// A pool's queues, by priority (lower first).
+#[utoipa::path(
+    get, path = "/work_pools/{pool}/queues", tag = "work_pools", params(("pool" = String, Path)),
+    responses((status = 200, body = Vec<WorkQueue>))
+)]
+async fn list_work_queues(State(db): Db, Path(pool): Path<String>) -> ApiResult<Vec<WorkQueue>> {
+    Ok(Json(db.list_work_queues(&pool).await?))
+}
+
+/// Creates or replaces a queue of the pool.
+#[utoipa::path(
+    put, path = "/work_pools/{pool}/queues", tag = "work_pools", params(("pool" = String, Path)),
+    request_body = WorkQueue,
+    responses((status = 200, body = WorkQueue), (status = 409, description = "no such pool"), (status = 422, description = "the queue names another pool"))
+)]
+async fn apply_work_queue(
+    State(db): Db,
+    Extension(wake): Extension<Wake>,
+    Path(pool): Path<String>,
+    Json(queue): Json<WorkQueue>,
+) -> ApiResult<WorkQueue> {
+    if queue.work_pool != pool {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("the queue says pool '{}' but was sent to pool '{pool}'", queue.work_pool),
+        ));
+    }
+    let stored = db.apply_work_queue(&queue).await?;
+    // A resumed queue or a raised limit may free runs for waiting workers.
+    wake.notify_waiters();
+    Ok(Json(stored))
+}
+
+#[utoipa::path(
+    delete, path = "/work_pools/{pool}/queues/{name}", tag = "work_pools",
+    params(("pool" = String, Path), ("name" = String, Path)),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 404, description = "no such queue"),
+        (status = 409, description = "the default queue stays")
+    )
+)]
+async fn delete_work_queue(State(db): Db, Path((pool, name)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
+    if db.delete_work_queue(&pool, &name).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("no queue '{name}' in work pool '{pool}'")))
+    }
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+struct Beat {
+    at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A worker of the pool is alive.
+#[utoipa::path(
+    post, path = "/work_pools/{pool}/workers/{worker}/heartbeat", tag = "work_pools", request_body = Beat,
+    params(("pool" = String, Path), ("worker" = String, Path)),
+    responses((status = 204, description = "recorded"))
+)]
+async fn worker_heartbeat(
+    State(db): Db,
+    Path((pool, worker)): Path<(String, String)>,
+    Json(beat): Json<Beat>,
+) -> Result<StatusCode, ApiError> {
+    db.worker_heartbeat(&pool, &worker, beat.at).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+struct WorkersQuery {
+    work_pool: Option<String>,
+}
+
+#[utoipa::path(get, path = "/workers", tag = "work_pools", params(WorkersQuery), responses((status = 200, body = Vec<WorkerStatus>)))]
+async fn list_workers(State(db): Db, Query(q): Query<WorkersQuery>) -> ApiResult<Vec<WorkerStatus>> {
+    Ok(Json(db.list_workers(q.work_pool.as_deref()).await?))
+}
