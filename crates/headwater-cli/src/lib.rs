@@ -7,7 +7,6 @@ mod blocks;
 mod concurrency;
 mod datasets;
 mod deploy;
-mod docker;
 mod output;
 mod variables;
 mod work_pool;

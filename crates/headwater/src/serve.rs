@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use headwater_core::deployment::{deployment_id_for_name, CollisionStrategy, Deployment, DeploymentSchedule};
 use headwater_core::Schedule;
-use headwater_store::scheduling::schedule_due;
+use headwater_worker::Claims;
 use serde_json::Value;
 
 use crate::app::FlowHandle;
@@ -94,19 +94,18 @@ pub(crate) async fn serve(flow: FlowHandle, params: Value, opts: ServeOptions) -
             let ctrl_c = tokio::signal::ctrl_c();
             tokio::pin!(ctrl_c);
             loop {
-                let now = Utc::now();
-                if let Err(e) = schedule_due(store.as_ref(), now, Some(&pool), late_after).await {
+                let claims = Claims::new(store.as_ref(), &pool, &[], late_after);
+                if let Err(e) = claims.schedule().await {
                     eprintln!("headwater: could not schedule runs: {e}");
                 }
-                while in_flight.get() < limit {
-                    let run = match store.claim_due_run(&pool, &[], now).await {
-                        Ok(Some(run)) => run,
-                        Ok(None) => break,
-                        Err(e) => {
-                            eprintln!("headwater: could not take a run: {e}");
-                            break;
-                        }
-                    };
+                let claimed = match claims.claim(limit.saturating_sub(in_flight.get()), Duration::ZERO).await {
+                    Ok(claimed) => claimed.runs,
+                    Err(e) => {
+                        eprintln!("headwater: could not take a run: {e}");
+                        Vec::new()
+                    }
+                };
+                for run in claimed {
                     in_flight.set(in_flight.get() + 1);
                     let (flow, in_flight) = (flow.clone(), in_flight.clone());
                     tokio::task::spawn_local(async move {

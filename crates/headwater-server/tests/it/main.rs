@@ -1,6 +1,7 @@
 //! The server over HTTP, on ephemeral loopback ports, with real stores.
 
 mod api;
+mod routes;
 mod ui;
 
 /// An embedded store in `dir` that can seal blocks' secrets.

@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::{anyhow, bail, Context, Result};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode};
@@ -12,6 +11,34 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
 const API: &str = "/v1.41";
+
+/// What went wrong talking to the Docker engine.
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error("DOCKER_HOST={0}: only unix:// sockets are supported")]
+    UnsupportedHost(String),
+    #[error("cannot reach the Docker engine at {}", socket.display())]
+    Unreachable {
+        socket: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the connection to the Docker engine failed")]
+    Connection(#[from] hyper::Error),
+    #[error("cannot build the request to the Docker engine")]
+    Request(#[from] hyper::http::Error),
+    #[error("{what}: the Docker engine answered {status}: {message}")]
+    Refused { what: String, status: StatusCode, message: String },
+    #[error("unreadable answer from the Docker engine")]
+    Unreadable(#[from] serde_json::Error),
+    #[error("the engine returned no container id")]
+    NoContainerId,
+    /// A deployment's `job_variables` do not describe a container.
+    #[error("{0}")]
+    JobVariables(String),
+}
+
+type Result<T, E = DockerError> = std::result::Result<T, E>;
 
 #[derive(Clone)]
 pub struct Docker {
@@ -23,7 +50,7 @@ impl Docker {
     pub fn from_env() -> Result<Docker> {
         let socket = match std::env::var("DOCKER_HOST") {
             Ok(h) if h.starts_with("unix://") => PathBuf::from(h.trim_start_matches("unix://")),
-            Ok(h) if !h.is_empty() => bail!("DOCKER_HOST={h}: only unix:// sockets are supported"),
+            Ok(h) if !h.is_empty() => return Err(DockerError::UnsupportedHost(h)),
             _ => PathBuf::from("/var/run/docker.sock"),
         };
         Ok(Docker { socket })
@@ -44,7 +71,7 @@ impl Docker {
     ) -> Result<hyper::Response<hyper::body::Incoming>> {
         let stream = tokio::net::UnixStream::connect(&self.socket)
             .await
-            .with_context(|| format!("cannot reach the Docker engine at {}", self.socket.display()))?;
+            .map_err(|source| DockerError::Unreachable { socket: self.socket.clone(), source })?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(async move {
             let _ = conn.await;
@@ -59,12 +86,12 @@ impl Docker {
         Ok(sender.send_request(req).await?)
     }
 
-    fn error(what: &str, status: StatusCode, body: &Bytes) -> anyhow::Error {
+    fn error(what: &str, status: StatusCode, body: &Bytes) -> DockerError {
         let message = serde_json::from_slice::<Value>(body)
             .ok()
             .and_then(|v| v["message"].as_str().map(str::to_string))
             .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
-        anyhow!("{what}: the Docker engine answered {status}: {message}")
+        DockerError::Refused { what: what.to_string(), status, message }
     }
 
     pub async fn image_exists(&self, image: &str) -> Result<bool> {
@@ -93,7 +120,7 @@ impl Docker {
             return Err(Docker::error("creating the container", status, &body));
         }
         let v: Value = serde_json::from_slice(&body)?;
-        v["Id"].as_str().map(str::to_string).context("the engine returned no container id")
+        v["Id"].as_str().map(str::to_string).ok_or(DockerError::NoContainerId)
     }
 
     pub async fn start(&self, id: &str) -> Result<()> {
@@ -199,6 +226,10 @@ impl Demux {
     }
 }
 
+fn no_good(why: impl Into<String>) -> DockerError {
+    DockerError::JobVariables(why.into())
+}
+
 /// What a Docker deployment's `job_variables` say, with defaults.
 #[derive(Debug)]
 pub struct JobSpec {
@@ -212,11 +243,15 @@ pub struct JobSpec {
 
 impl JobSpec {
     pub fn from_variables(vars: &Value) -> Result<JobSpec> {
-        let image =
-            vars["image"].as_str().context("a Docker deployment needs work_pool.job_variables.image")?.to_string();
+        let image = vars["image"]
+            .as_str()
+            .ok_or_else(|| no_good("a Docker deployment needs work_pool.job_variables.image"))?
+            .to_string();
         let pull_policy = vars["pull_policy"].as_str().unwrap_or("if_not_present").to_string();
         if !["always", "if_not_present", "never"].contains(&pull_policy.as_str()) {
-            bail!("job_variables.pull_policy is '{pull_policy}'; expected always, if_not_present or never");
+            return Err(no_good(format!(
+                "job_variables.pull_policy is '{pull_policy}'; expected always, if_not_present or never"
+            )));
         }
         let volumes =
             vars["volumes"].as_array().map(|v| v.iter().filter_map(|s| s.as_str().map(String::from)).collect());
