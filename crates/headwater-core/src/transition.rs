@@ -250,3 +250,120 @@ xxx.xxx.x
         assert_eq!(table, expected);
     }
 }
+
+/// How one attempt of a flow (or task) body ended, as the runner saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttemptEnd {
+    Completed,
+    /// The body returned an error, or ran past its timeout.
+    Failed {
+        message: String,
+        timed_out: bool,
+    },
+    /// Stopped from outside: a signal or a cancellation request (`why`:
+    /// "interrupted", "cancelled on request").
+    Stopped {
+        why: String,
+    },
+}
+
+/// What the runner does after an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AfterAttempt {
+    /// The run is over, in this state.
+    Finish(crate::State),
+    /// The run waits `delay` in this state (AwaitingRetry), then tries again.
+    Retry { state: crate::State, delay: std::time::Duration },
+}
+
+/// The state attempt number `attempt` (1-based) runs in: Running, then
+/// Retrying for every attempt after the first.
+pub fn attempt_state(attempt: u32, at: chrono::DateTime<chrono::Utc>) -> crate::State {
+    if attempt <= 1 {
+        crate::State::running(at)
+    } else {
+        crate::State::retrying(at)
+    }
+}
+
+/// The state of a run stopped from outside.
+pub fn stopped(why: &str, at: chrono::DateTime<chrono::Utc>) -> crate::State {
+    crate::State::cancelled(at, format!("Flow run was {why}"))
+}
+
+/// Decides what follows attempt number `attempt`: a completed or stopped
+/// run is over; a failed one retries while `policy` allows (after its
+/// delay, `jitter_sample` in `[0, 1)`), else ends Failed — or TimedOut if
+/// the attempt ran past its timeout.
+pub fn after_attempt(
+    policy: &crate::RetryPolicy,
+    attempt: u32,
+    end: &AttemptEnd,
+    at: chrono::DateTime<chrono::Utc>,
+    jitter_sample: f64,
+) -> AfterAttempt {
+    match end {
+        AttemptEnd::Completed => AfterAttempt::Finish(crate::State::completed(at)),
+        AttemptEnd::Stopped { why } => AfterAttempt::Finish(stopped(why, at)),
+        AttemptEnd::Failed { message, timed_out } if !policy.should_retry(attempt) => {
+            AfterAttempt::Finish(crate::State::failure(at, message.clone(), *timed_out))
+        }
+        AttemptEnd::Failed { message, .. } => {
+            let delay = policy.delay_before(attempt, jitter_sample);
+            let state = crate::State::awaiting_retry_after(at, delay).with_message(message.clone());
+            AfterAttempt::Retry { state, delay }
+        }
+    }
+}
+
+#[cfg(test)]
+mod attempt_tests {
+    use super::*;
+    use crate::{RetryPolicy, StateType};
+    use std::time::Duration;
+
+    fn at() -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap()
+    }
+
+    #[test]
+    fn a_failure_retries_while_the_policy_allows_then_fails() {
+        let policy = RetryPolicy::fixed(2, Duration::from_secs(5));
+        let failed = AttemptEnd::Failed { message: "boom".into(), timed_out: false };
+        for attempt in [1, 2] {
+            match after_attempt(&policy, attempt, &failed, at(), 0.0) {
+                AfterAttempt::Retry { state, delay } => {
+                    assert_eq!((state.name.as_str(), delay), ("AwaitingRetry", Duration::from_secs(5)));
+                    assert_eq!(state.message.as_deref(), Some("boom"));
+                    assert_eq!(state.scheduled_time, Some(at() + chrono::Duration::seconds(5)));
+                }
+                other => panic!("attempt {attempt}: {other:?}"),
+            }
+        }
+        let AfterAttempt::Finish(end) = after_attempt(&policy, 3, &failed, at(), 0.0) else {
+            panic!("retried a third time")
+        };
+        assert_eq!((end.state_type, end.message.as_deref()), (StateType::Failed, Some("boom")));
+    }
+
+    #[test]
+    fn a_timeout_without_retries_ends_timed_out_and_a_stop_ends_cancelled() {
+        let none = RetryPolicy::default();
+        let late = AttemptEnd::Failed { message: "exceeded".into(), timed_out: true };
+        let AfterAttempt::Finish(end) = after_attempt(&none, 1, &late, at(), 0.0) else { panic!() };
+        assert_eq!((end.state_type, end.name.as_str()), (StateType::Failed, "TimedOut"));
+        // A stop is never retried, whatever the policy.
+        let policy = RetryPolicy::fixed(5, Duration::ZERO);
+        let stop = AttemptEnd::Stopped { why: "interrupted".into() };
+        let AfterAttempt::Finish(end) = after_attempt(&policy, 1, &stop, at(), 0.0) else { panic!() };
+        assert_eq!((end.state_type, end.message.as_deref()), (StateType::Cancelled, Some("Flow run was interrupted")));
+        let ok = after_attempt(&policy, 1, &AttemptEnd::Completed, at(), 0.0);
+        assert!(matches!(ok, AfterAttempt::Finish(s) if s.state_type == StateType::Completed));
+    }
+
+    #[test]
+    fn the_first_attempt_runs_and_later_ones_retry() {
+        assert_eq!(attempt_state(1, at()).name, "Running");
+        assert_eq!(attempt_state(2, at()).name, "Retrying");
+    }
+}

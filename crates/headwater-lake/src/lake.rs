@@ -56,7 +56,7 @@ impl std::fmt::Debug for Lake {
 }
 
 fn store_err(e: object_store::Error) -> LakeError {
-    LakeError::Store(e.to_string())
+    LakeError::Store(e)
 }
 
 impl Lake {

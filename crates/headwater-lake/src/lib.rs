@@ -42,7 +42,7 @@ pub enum LakeError {
     #[error("{0}")]
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("object store: {0}")]
-    Store(String),
+    Store(#[source] object_store::Error),
     #[error("{0} does not exist")]
     NotFound(String),
     #[error("downloading {url} failed: {reason}")]

@@ -96,7 +96,7 @@ pub mod variables {
     /// The variable's value, if it is set.
     pub async fn get(name: &str) -> Result<Option<Value>> {
         let engine = engine()?;
-        let found = engine.store().read_variable(name).await.map_err(|e| Error::Store(e.to_string()))?;
+        let found = engine.store().read_variable(name).await.map_err(Error::from)?;
         Ok(found.map(|v| v.value))
     }
 
@@ -117,11 +117,11 @@ pub mod variables {
         let value = serde_json::to_value(value).map_err(|e| Error::Store(format!("variable '{name}': {e}")))?;
         let now = Utc::now();
         let store = engine.store();
-        let existing = store.read_variable(name).await.map_err(|e| Error::Store(e.to_string()))?;
+        let existing = store.read_variable(name).await.map_err(Error::from)?;
         let tags = existing.map(|v| v.tags).unwrap_or_default();
         let variable = Variable { name: name.to_string(), value, tags, created: now, updated: now };
         validate_variable(&variable).map_err(Error::Store)?;
-        store.set_variable(&variable).await.map_err(|e| Error::Store(e.to_string()))?;
+        store.set_variable(&variable).await.map_err(Error::from)?;
         Ok(())
     }
 }

@@ -32,7 +32,7 @@ pub trait BlockExt: Block + Send + Sync + Sized {
             let data = data.map_err(|e| Error::Block(format!("block '{name}' cannot be stored: {e}")))?;
             let engine = engine()?;
             let store = engine.store();
-            let failed = |e: headwater_store::StoreError| Error::Block(e.to_string());
+            let failed = Error::from;
             store.register_block_types(&[Self::block_type()]).await.map_err(failed)?;
             let now = Utc::now();
             let doc = BlockDocument { name, block_type: Self::TYPE.to_string(), data, created: now, updated: now };
@@ -59,7 +59,7 @@ pub async fn load_document(name: &str) -> Result<BlockDocument> {
     let store = engine.store();
     let mut doc = read_revealed(store, name).await?;
     doc.data = resolve(store, doc.data, &mut vec![name.to_string()]).await?;
-    let types = store.list_block_types().await.map_err(|e| Error::Block(e.to_string()))?;
+    let types = store.list_block_types().await.map_err(Error::from)?;
     if let Some(t) = types.iter().find(|t| t.slug == doc.block_type) {
         for path in t.secret_paths() {
             if let Some(Value::String(s)) = get_path(&doc.data, &path) {
@@ -93,7 +93,7 @@ async fn read_revealed(store: &dyn Store, name: &str) -> Result<BlockDocument> {
     store
         .read_block(name, true)
         .await
-        .map_err(|e| Error::Block(e.to_string()))?
+        .map_err(Error::from)?
         .ok_or_else(|| Error::Block(format!("no block named '{name}' (see `headwater block ls`)")))
 }
 

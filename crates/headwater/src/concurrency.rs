@@ -42,9 +42,7 @@ impl SlotGuard {
             r.abort();
         }
         match self.lease.take() {
-            Some(lease) if !lease.slots.is_empty() => {
-                self.store.release_lease(lease.id).await.map_err(|e| Error::Store(e.to_string()))
-            }
+            Some(lease) if !lease.slots.is_empty() => self.store.release_lease(lease.id).await.map_err(Error::from),
             _ => Ok(true),
         }
     }
@@ -92,7 +90,7 @@ pub(crate) async fn acquire(
     let mut delay = Duration::from_millis(25);
     let mut last_full: Option<String> = None;
     loop {
-        match store.acquire_slots(&request).await.map_err(|e| Error::Store(e.to_string()))? {
+        match store.acquire_slots(&request).await.map_err(Error::from)? {
             Acquired::Granted { lease } => {
                 let renewer = (!ask.rate && !lease.slots.is_empty()).then(|| {
                     let (store, id) = (store.clone(), lease.id);
@@ -198,7 +196,7 @@ where
     let names: Vec<String> = names.into_iter().map(Into::into).collect();
     let store = engine.store_handle();
     for n in &names {
-        match store.read_concurrency_limit(n).await.map_err(|e| Error::Store(e.to_string()))? {
+        match store.read_concurrency_limit(n).await.map_err(Error::from)? {
             Some(l) if l.slot_decay_per_second.is_none() => {
                 return Err(Error::Store(format!(
                     "'{n}' is a concurrency limit without slot_decay_per_second, not a rate limit; use concurrency()"

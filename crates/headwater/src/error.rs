@@ -25,6 +25,9 @@ pub enum Error {
     InvalidArtifact(String),
     #[error("{0}")]
     Store(String),
+    /// The store (embedded or the server) failed; its error is the source.
+    #[error(transparent)]
+    Storage(#[from] headwater_store::StoreError),
     #[error("cannot open the Headwater store: {0}")]
     Open(String),
     #[error("runs could not all be recorded: {0}")]

@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use headwater_core::duration::format_duration;
 use headwater_core::names::{render_run_name, run_name};
+use headwater_core::transition::{self, AfterAttempt, AttemptEnd};
 use headwater_core::{flow_id_for_name, FlowRun, RetryPolicy, State};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
@@ -187,7 +188,7 @@ where
     let result = loop {
         let attempt = tracker.run.run_count + 1;
         tracker.run.run_count = attempt;
-        tracker.set(if attempt == 1 { State::running(Utc::now()) } else { State::retrying(Utc::now()) });
+        tracker.set(transition::attempt_state(attempt, Utc::now()));
         let scope = ctx.flow.clone();
         // If this future is dropped mid-attempt, stop the submitted tasks too.
         let stop_on_drop = scope.cancel.clone().drop_guard();
@@ -215,18 +216,13 @@ where
             why = interrupted => Err(why),
             why = requested => Err(why),
         };
-        let (message, err, timed_out) = match outcome {
+        let (end, outcome) = match outcome {
             Err(why) => {
                 scope.stop_tasks().await;
-                tracker.set(State::cancelled(Utc::now(), format!("Flow run was {why}")));
-                emit(&ctx, Level::WARN, format!("Flow run was {why}; finished in state Cancelled"));
-                break Err(E::from(Error::Cancelled { what: format!("flow run '{name}'"), reason: why }));
+                let e = E::from(Error::Cancelled { what: format!("flow run '{name}'"), reason: why.clone() });
+                (AttemptEnd::Stopped { why }, Err(e))
             }
-            Ok(Outcome::Ok(v)) => {
-                tracker.set(State::completed(Utc::now()));
-                emit(&ctx, Level::INFO, "Finished in state Completed()".into());
-                break Ok(v);
-            }
+            Ok(Outcome::Ok(v)) => (AttemptEnd::Completed, Ok(v)),
             Ok(Outcome::Panicked(p)) => {
                 scope.stop_tasks().await;
                 let msg = format!("panicked: {}", panic_message(p.as_ref()));
@@ -238,23 +234,41 @@ where
                 }
                 std::panic::resume_unwind(p);
             }
-            Ok(Outcome::Err(e)) => (error_message(&e), e, false),
+            Ok(Outcome::Err(e)) => {
+                scope.stop_tasks().await;
+                (AttemptEnd::Failed { message: error_message(&e), timed_out: false }, Err(e))
+            }
             Ok(Outcome::TimedOut(after)) => {
+                scope.stop_tasks().await;
                 let e = Error::Timeout { what: format!("flow run '{name}'"), after };
-                (e.to_string(), E::from(e), true)
+                (AttemptEnd::Failed { message: e.to_string(), timed_out: true }, Err(E::from(e)))
             }
         };
-        scope.stop_tasks().await;
         drop(stop_on_drop);
-        if !policy.should_retry(attempt) {
-            let state = State::failure(Utc::now(), message.clone(), timed_out);
-            let shown = state.name.clone();
-            tracker.set(state);
-            emit(&ctx, Level::ERROR, format!("Finished in state {shown}: {message}"));
-            break Err(err);
-        }
-        let delay = policy.delay_before(attempt, rand::random());
-        tracker.set(State::awaiting_retry_after(Utc::now(), delay).with_message(message.clone()));
+        let delay = match transition::after_attempt(&policy, attempt, &end, Utc::now(), rand::random()) {
+            AfterAttempt::Finish(state) => {
+                let shown = state.name.clone();
+                tracker.set(state);
+                match &end {
+                    AttemptEnd::Completed => emit(&ctx, Level::INFO, "Finished in state Completed()".into()),
+                    AttemptEnd::Stopped { why } => {
+                        emit(&ctx, Level::WARN, format!("Flow run was {why}; finished in state Cancelled"))
+                    }
+                    AttemptEnd::Failed { message, .. } => {
+                        emit(&ctx, Level::ERROR, format!("Finished in state {shown}: {message}"))
+                    }
+                }
+                break outcome;
+            }
+            AfterAttempt::Retry { state, delay } => {
+                tracker.set(state);
+                delay
+            }
+        };
+        let message = match &end {
+            AttemptEnd::Failed { message, .. } => message.as_str(),
+            _ => "",
+        };
         emit(
             &ctx,
             Level::WARN,
@@ -275,7 +289,7 @@ where
             why = interrupted => Some(why),
             _ = beating.cancel.cancelled() => Some("cancelled on request".to_string()),
         } {
-            tracker.set(State::cancelled(Utc::now(), format!("Flow run was {why}")));
+            tracker.set(transition::stopped(&why, Utc::now()));
             break Err(E::from(Error::Cancelled { what: format!("flow run '{name}'"), reason: why }));
         }
         // A fresh scope: the old one's submitted tasks were stopped.
