@@ -123,3 +123,8 @@ pub fn current_flow_run() -> Option<(Uuid, String)> {
 pub fn current_task_run() -> Option<(Uuid, String)> {
     CONTEXT.try_with(|c| c.task_run.as_ref().map(|(id, n)| (*id, n.to_string()))).ok().flatten()
 }
+
+tokio::task_local! {
+    /// The final state of the root flow run started under it.
+    pub(crate) static FINAL_STATE: std::cell::Cell<Option<headwater_core::StateType>>;
+}

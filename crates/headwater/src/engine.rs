@@ -14,9 +14,9 @@ use headwater_sql::SqliteStore;
 use headwater_store::{RunReader, RunReaper, Store};
 
 use crate::error::{Error, Result};
-use crate::flow::FlowSpec;
 use crate::recorder::{Event, LiveRuns, Recorder};
 use crate::results::ResultStore;
+use crate::spec::FlowSpec;
 
 /// Where runs are recorded and results kept. One per process is usual
 /// ([`Engine::global`], from the settings); tests and embedders may open

@@ -9,11 +9,9 @@ use chrono::Utc;
 use headwater_core::duration::format_duration;
 use headwater_core::names::{render_run_name, run_name};
 use headwater_core::transition::{self, AfterAttempt, AttemptEnd};
-use headwater_core::{flow_id_for_name, FlowRun, RetryPolicy, State};
+use headwater_core::{flow_id_for_name, FlowRun, State};
 use schemars::JsonSchema;
-use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::Value;
 use tracing::Level;
 use uuid::Uuid;
 
@@ -21,92 +19,8 @@ use crate::context::{Counters, FlowRunScope, RunContext, CONTEXT};
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::outcome::{error_message, panic_message, run_once, Outcome};
+use crate::spec::{parameter_schema, FlowSpec};
 use crate::tracker::Tracker;
-
-/// A flow's options, fixed at compile time by `#[flow(...)]`.
-#[derive(Debug)]
-pub struct FlowSpec {
-    pub name: &'static str,
-    pub version: Option<&'static str>,
-    pub description: Option<&'static str>,
-    pub retries: u32,
-    pub retry_delays_ms: &'static [u64],
-    pub timeout_ms: Option<u64>,
-    /// A template such as `"{color}-{year}-{month:02}"`.
-    pub run_name: Option<&'static str>,
-    pub tags: &'static [&'static str],
-    /// Default parameter values as a JSON object, used when a run is
-    /// started from JSON (the command line, a deployment) without them.
-    pub defaults: Option<&'static str>,
-}
-
-impl FlowSpec {
-    /// The defaults as a JSON object (empty if none were given).
-    pub fn default_parameters(&self) -> Result<serde_json::Map<String, Value>, Error> {
-        match self.defaults {
-            None => Ok(serde_json::Map::new()),
-            Some(text) => match serde_json::from_str(text) {
-                Ok(Value::Object(m)) => Ok(m),
-                _ => Err(Error::InvalidParameters(format!(
-                    "the defaults of flow '{}' are not a JSON object: {text}",
-                    self.name
-                ))),
-            },
-        }
-    }
-
-    fn retry_policy(&self) -> RetryPolicy {
-        RetryPolicy {
-            retries: self.retries,
-            delays: self.retry_delays_ms.iter().map(|ms| Duration::from_millis(*ms)).collect(),
-            ..Default::default()
-        }
-    }
-}
-
-/// The JSON Schema of a parameter type, as stored with the flow.
-///
-/// Subschemas are inlined (no `$ref`s), so a form can be built from the
-/// schema without resolving references.
-pub fn parameter_schema<P: JsonSchema>() -> Value {
-    let settings = schemars::generate::SchemaSettings::draft2020_12().with(|s| s.inline_subschemas = true);
-    let schema = schemars::SchemaGenerator::new(settings).into_root_schema_for::<P>();
-    serde_json::to_value(schema).unwrap_or(Value::Null)
-}
-
-/// Parses JSON parameters into the flow's typed parameters. Errors name the
-/// field and the problem, and happen before any run is created.
-pub fn parse_parameters<P: DeserializeOwned>(value: Value) -> Result<P, Error> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let mut reason = e.into_inner().to_string();
-        if let Some(rest) = reason.strip_prefix("unknown field `") {
-            let expected = rest.split_once(", expected ").map(|(_, r)| r.to_string());
-            reason = match expected {
-                Some(list) => format!("is not a parameter of this flow (expected {list})"),
-                None => "is not a parameter of this flow (it takes none)".into(),
-            };
-            if path != "." && !path.is_empty() {
-                return Error::InvalidParameter { field: path, reason };
-            }
-        }
-        // Errors about the object itself (a missing or unknown field) come
-        // with the root path; the field is named inside the message.
-        if path == "." || path.is_empty() {
-            if let Some(field) = backticked(&reason, "missing field `") {
-                return Error::InvalidParameter { field, reason: "is required but was not given".into() };
-            }
-            return Error::InvalidParameters(reason);
-        }
-        Error::InvalidParameter { field: path, reason }
-    })
-}
-
-fn backticked(text: &str, after: &str) -> Option<String> {
-    let start = text.find(after)? + after.len();
-    let len = text[start..].find('`')?;
-    Some(text[start..start + len].to_string())
-}
 
 /// Runs the flow body `body(params)` as a recorded flow run: a subflow if
 /// called inside another flow, a root run otherwise.
@@ -134,27 +48,7 @@ where
     // A worker that claimed a run starts the program to execute *that* run.
     let adopted = if parent.is_none() { adopt_claimed_run() } else { None };
     let name = adopted.as_ref().and_then(|(_, n)| n.clone()).unwrap_or(name);
-    let run = FlowRun {
-        id: adopted.as_ref().map_or_else(Uuid::now_v7, |(id, _)| *id),
-        flow_id: flow_id_for_name(spec.name),
-        flow_name: spec.name.to_string(),
-        name: name.clone(),
-        parameters,
-        tags: spec.tags.iter().map(|t| t.to_string()).collect(),
-        state: State::pending(now),
-        parent_flow_run_id: parent.as_ref().map(|p| p.flow.id),
-        run_count: if adopted.is_some() { adopted_run_count() } else { 0 },
-        start_time: None,
-        end_time: None,
-        created: now,
-        heartbeat: Some(now),
-        deployment_id: None,
-        work_pool: None,
-        idempotency_key: None,
-        work_queue: None,
-        // Recorded so that, if this process dies, the server can still retry the run.
-        retry_policy: Some(spec.retry_policy()).filter(|p| p.retries > 0),
-    };
+    let run = new_flow_run(spec, parameters, &name, parent.as_ref(), adopted.as_ref(), now);
     let is_root = parent.is_none();
     let mut tracker = Tracker::create(engine.clone(), run);
     let beating = LiveGuard::new(&engine, tracker.run.id);
@@ -302,7 +196,54 @@ where
             task_run: None,
         };
     };
-    if let (Some(calls), Ok(_)) = (&completed, &result) {
+    close_run(&engine, tracker, completed.as_deref(), result.is_ok(), is_root).await;
+    result
+}
+
+/// The record of a new flow run of `spec`: a subflow of `parent`, or the run
+/// a worker claimed (`adopted`: its id and name), or a fresh root run.
+fn new_flow_run(
+    spec: &FlowSpec,
+    parameters: serde_json::Value,
+    name: &str,
+    parent: Option<&RunContext>,
+    adopted: Option<&(Uuid, Option<String>)>,
+    now: chrono::DateTime<Utc>,
+) -> FlowRun {
+    FlowRun {
+        id: adopted.map_or_else(Uuid::now_v7, |(id, _)| *id),
+        flow_id: flow_id_for_name(spec.name),
+        flow_name: spec.name.to_string(),
+        name: name.to_string(),
+        parameters,
+        tags: spec.tags.iter().map(|t| t.to_string()).collect(),
+        state: State::pending(now),
+        parent_flow_run_id: parent.map(|p| p.flow.id),
+        run_count: if adopted.is_some() { adopted_run_count() } else { 0 },
+        start_time: None,
+        end_time: None,
+        created: now,
+        heartbeat: Some(now),
+        deployment_id: None,
+        work_pool: None,
+        idempotency_key: None,
+        work_queue: None,
+        // Recorded so that, if this process dies, the server can still retry the run.
+        retry_policy: Some(spec.retry_policy()).filter(|p| p.retries > 0),
+    }
+}
+
+/// After the last attempt: a completed run's kept results are no longer
+/// needed; a root run's final state goes to the `App` and everything
+/// recorded is flushed before the caller gets the result.
+async fn close_run(
+    engine: &Engine,
+    tracker: Tracker<FlowRun>,
+    completed: Option<&crate::context::CompletedCalls>,
+    succeeded: bool,
+    is_root: bool,
+) {
+    if let (Some(calls), true) = (completed, succeeded) {
         // Completed: no attempt will need them again.
         let keys = std::mem::take(&mut *calls.keys.lock().expect("completed calls lock"));
         for key in keys {
@@ -310,7 +251,7 @@ where
         }
     }
     if is_root {
-        let _ = crate::app::FINAL_STATE.try_with(|c| c.set(Some(tracker.run.state.state_type)));
+        let _ = crate::context::FINAL_STATE.try_with(|c| c.set(Some(tracker.run.state.state_type)));
     }
     drop(tracker);
     if is_root {
@@ -318,7 +259,6 @@ where
             eprintln!("headwater: {e}");
         }
     }
-    result
 }
 
 tokio::task_local! {

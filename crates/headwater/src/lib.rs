@@ -26,20 +26,23 @@ mod context;
 mod engine;
 mod error;
 mod flow;
+mod handle;
 mod logging;
 mod outcome;
 mod recorder;
 mod results;
 mod serve;
 mod signals;
+mod spec;
 mod task;
 mod tracker;
 
-pub use app::{App, FlowHandle};
+pub use app::App;
 pub use artifacts::{link_artifact, markdown_artifact, table_artifact, variables, NewArtifact};
 pub use concurrency::{concurrency, rate_limit, SlotGuard};
 pub use context::{current_flow_run, current_task_run};
 pub use engine::Engine;
+pub use handle::FlowHandle;
 
 /// The store the current flow records to (embedded or the server), for
 /// catalog writes and reads a flow makes itself.
@@ -50,11 +53,11 @@ pub fn current_store() -> Result<std::sync::Arc<dyn headwater_store::Store>> {
     }
 }
 pub use error::{Error, Result};
-pub use flow::{parameter_schema, parse_parameters, FlowSpec};
 pub use headwater_core::{CachePolicy, LogLevel, State, StateType};
 pub use headwater_macros::{flow, flows, task};
 pub use logging::{init as init_logging, layer as log_layer, HeadwaterLayer};
 pub use signals::disable_signal_handling;
+pub use spec::{parameter_schema, parse_parameters, FlowSpec};
 pub use task::{map, map_unordered, submit, TaskHandle, TaskSpec};
 
 /// What a flow program needs in scope.
@@ -73,7 +76,8 @@ pub mod __private {
     pub use serde;
     pub use serde_json;
 
-    pub use crate::flow::{run_flow, FlowSpec};
+    pub use crate::flow::run_flow;
+    pub use crate::spec::FlowSpec;
     pub use crate::task::{
         hash_inputs, keeps_completed_calls, output_probe, run_cached_task, run_task, InputsProbe, OpaqueInputs,
         OpaqueOutput, StorableInputs, StorableOutput, TaskCall, TaskSpec,

@@ -12,9 +12,9 @@ use headwater_core::Schedule;
 use headwater_worker::Claims;
 use serde_json::Value;
 
-use crate::app::FlowHandle;
 use crate::engine::Engine;
 use crate::flow::ADOPT;
+use crate::handle::FlowHandle;
 
 /// How `serve` was asked to run.
 #[derive(Debug, Default)]
