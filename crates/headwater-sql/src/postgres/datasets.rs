@@ -1,0 +1,123 @@
+//! The lake's catalog: datasets and their partitions' versions. (PostgreSQL)
+
+use super::*;
+
+#[async_trait]
+impl DatasetStore for PostgresStore {
+    async fn record_dataset_write(&self, w: &DatasetVersion, allow_evolution: bool) -> Result<DatasetVersion> {
+        let mut tx = self.pool.begin().await.db()?;
+        // Writers of one dataset take turns (the schema check and the
+        // version number depend on what the others wrote).
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))").bind(&w.dataset).execute(&mut *tx).await.db()?;
+        let current: Option<Json<Vec<headwater_core::Column>>> =
+            sqlx::query_scalar("SELECT schema FROM datasets WHERE name = $1")
+                .bind(&w.dataset)
+                .fetch_optional(&mut *tx)
+                .await
+                .db()?;
+        let current = current.map(|j| j.0).unwrap_or_default();
+        let schema = headwater_core::dataset::check_schema(&w.dataset, &current, &w.schema, allow_evolution)
+            .map_err(StoreError::Refused)?;
+        sqlx::query(
+            "INSERT INTO datasets (name, schema, created, updated) VALUES ($1, $2, $3, $3) \
+             ON CONFLICT (name) DO UPDATE SET schema = excluded.schema, updated = excluded.updated",
+        )
+        .bind(&w.dataset)
+        .bind(Json(&schema))
+        .bind(w.written)
+        .execute(&mut *tx)
+        .await
+        .db()?;
+        let last: Option<i32> =
+            sqlx::query_scalar("SELECT MAX(version) FROM dataset_versions WHERE dataset = $1 AND partition = $2")
+                .bind(&w.dataset)
+                .bind(&w.partition)
+                .fetch_one(&mut *tx)
+                .await
+                .db()?;
+        let mut stored = w.clone();
+        stored.version = last.unwrap_or(0) as u32 + 1;
+        sqlx::query(
+            "INSERT INTO dataset_versions (dataset, partition, version, location, rows, bytes, schema, flow_run_id, written) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&stored.dataset)
+        .bind(&stored.partition)
+        .bind(stored.version as i32)
+        .bind(&stored.location)
+        .bind(stored.rows as i64)
+        .bind(stored.bytes as i64)
+        .bind(Json(&stored.schema))
+        .bind(stored.flow_run_id)
+        .bind(stored.written)
+        .execute(&mut *tx)
+        .await.db()?;
+        tx.commit().await.db()?;
+        Ok(stored)
+    }
+
+    async fn list_datasets(&self) -> Result<Vec<Dataset>> {
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM datasets ORDER BY name").fetch_all(&self.pool).await.db()?;
+        let mut out = Vec::new();
+        for n in names {
+            if let Some(d) = self.read_dataset(&n).await? {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn read_dataset(&self, name: &str) -> Result<Option<Dataset>> {
+        let Some(row) =
+            sqlx::query("SELECT * FROM datasets WHERE name = $1").bind(name).fetch_optional(&self.pool).await.db()?
+        else {
+            return Ok(None);
+        };
+        let partitions = self.list_partitions(name).await?;
+        Ok(Some(dataset_summary(
+            name.to_string(),
+            row.try_get::<Json<Vec<headwater_core::Column>>, _>("schema").db()?.0,
+            row.try_get("created").db()?,
+            row.try_get("updated").db()?,
+            &partitions,
+        )))
+    }
+
+    async fn list_partitions(&self, dataset: &str) -> Result<Vec<DatasetVersion>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT ON (partition) * FROM dataset_versions WHERE dataset = $1 \
+             ORDER BY partition, version DESC",
+        )
+        .bind(dataset)
+        .fetch_all(&self.pool)
+        .await
+        .db()?;
+        rows.iter().map(dataset_version_from).collect()
+    }
+
+    async fn dataset_history(&self, dataset: &str) -> Result<Vec<DatasetVersion>> {
+        let rows = sqlx::query(
+            "SELECT * FROM dataset_versions WHERE dataset = $1 ORDER BY written DESC, partition, version DESC",
+        )
+        .bind(dataset)
+        .fetch_all(&self.pool)
+        .await
+        .db()?;
+        rows.iter().map(dataset_version_from).collect()
+    }
+}
+
+fn dataset_version_from(row: &PgRow) -> Result<DatasetVersion> {
+    Ok(DatasetVersion {
+        dataset: row.try_get("dataset").db()?,
+        partition: row.try_get("partition").db()?,
+        version: row.try_get::<i32, _>("version").db()? as u32,
+        location: row.try_get("location").db()?,
+        rows: row.try_get::<i64, _>("rows").db()? as u64,
+        bytes: row.try_get::<i64, _>("bytes").db()? as u64,
+        schema: row.try_get::<Json<Vec<headwater_core::Column>>, _>("schema").db()?.0,
+        flow_run_id: row.try_get("flow_run_id").db()?,
+        written: row.try_get("written").db()?,
+    })
+}

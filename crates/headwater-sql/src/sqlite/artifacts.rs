@@ -1,0 +1,43 @@
+//! Artifacts. (SQLite)
+
+use super::*;
+
+#[async_trait]
+impl ArtifactStore for SqliteStore {
+    async fn list_artifacts(&self, f: &ArtifactFilter) -> Result<Vec<Artifact>> {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("SELECT {ARTIFACT_COLS} FROM artifacts a WHERE 1 = 1"));
+        if let Some(key) = &f.key {
+            q.push(" AND key = ").push_bind(key.as_str());
+        }
+        if let Some(run) = f.flow_run_id {
+            q.push(" AND flow_run_id = ").push_bind(run.to_string());
+        }
+        if f.latest_only {
+            q.push(LATEST_ARTIFACTS_ONLY);
+        }
+        q.push(" ORDER BY created DESC, id DESC LIMIT ").push_bind(i64::from(f.limit.max(1)));
+        let rows = q.build().fetch_all(&self.pool).await.db()?;
+        rows.iter().map(artifact_from).collect()
+    }
+
+    async fn delete_artifacts(&self, key: &str) -> Result<u64> {
+        let _writing = self.writer.lock().await;
+        Ok(sqlx::query("DELETE FROM artifacts WHERE key = ?").bind(key).execute(&self.pool).await.db()?.rows_affected())
+    }
+}
+
+fn artifact_from(row: &SqliteRow) -> Result<Artifact> {
+    let kind: String = row.try_get("kind").db()?;
+    let data: String = row.try_get("data").db()?;
+    Ok(Artifact {
+        id: uuid_col(row, "id")?,
+        key: row.try_get("key").db()?,
+        kind: kind.parse().map_err(|e: String| corrupt("artifact kind", e))?,
+        data: serde_json::from_str(&data).map_err(|e| corrupt("artifact data", e))?,
+        description: row.try_get("description").db()?,
+        flow_run_id: opt_uuid_col(row, "flow_run_id")?,
+        task_run_id: opt_uuid_col(row, "task_run_id")?,
+        created: from_micros(row.try_get("created").db()?),
+    })
+}

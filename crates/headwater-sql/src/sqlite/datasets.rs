@@ -1,0 +1,127 @@
+//! The lake's catalog: datasets and their partitions' versions. (SQLite)
+
+use super::*;
+
+#[async_trait]
+impl DatasetStore for SqliteStore {
+    async fn record_dataset_write(&self, w: &DatasetVersion, allow_evolution: bool) -> Result<DatasetVersion> {
+        let _writing = self.writer.lock().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.db()?;
+        let current: Option<String> = sqlx::query_scalar("SELECT schema FROM datasets WHERE name = ?")
+            .bind(&w.dataset)
+            .fetch_optional(&mut *tx)
+            .await
+            .db()?;
+        let current: Vec<headwater_core::Column> = match current {
+            Some(s) => serde_json::from_str(&s).map_err(|e| corrupt("dataset schema", e))?,
+            None => Vec::new(),
+        };
+        let schema = headwater_core::dataset::check_schema(&w.dataset, &current, &w.schema, allow_evolution)
+            .map_err(StoreError::Refused)?;
+        sqlx::query(
+            "INSERT INTO datasets (name, schema, created, updated) VALUES (?, ?, ?, ?) \
+             ON CONFLICT(name) DO UPDATE SET schema = excluded.schema, updated = excluded.updated",
+        )
+        .bind(&w.dataset)
+        .bind(json_text(&schema))
+        .bind(micros(w.written))
+        .bind(micros(w.written))
+        .execute(&mut *tx)
+        .await
+        .db()?;
+        let last: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM dataset_versions WHERE dataset = ? AND partition = ?")
+                .bind(&w.dataset)
+                .bind(&w.partition)
+                .fetch_one(&mut *tx)
+                .await
+                .db()?;
+        let mut stored = w.clone();
+        stored.version = last.unwrap_or(0) as u32 + 1;
+        sqlx::query(
+            "INSERT INTO dataset_versions (dataset, partition, version, location, rows, bytes, schema, flow_run_id, written) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&stored.dataset)
+        .bind(&stored.partition)
+        .bind(i64::from(stored.version))
+        .bind(&stored.location)
+        .bind(stored.rows as i64)
+        .bind(stored.bytes as i64)
+        .bind(json_text(&stored.schema))
+        .bind(stored.flow_run_id.map(|u| u.to_string()))
+        .bind(micros(stored.written))
+        .execute(&mut *tx)
+        .await.db()?;
+        tx.commit().await.db()?;
+        Ok(stored)
+    }
+
+    async fn list_datasets(&self) -> Result<Vec<Dataset>> {
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM datasets ORDER BY name").fetch_all(&self.pool).await.db()?;
+        let mut out = Vec::new();
+        for n in names {
+            if let Some(d) = self.read_dataset(&n).await? {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn read_dataset(&self, name: &str) -> Result<Option<Dataset>> {
+        let Some(row) =
+            sqlx::query("SELECT * FROM datasets WHERE name = ?").bind(name).fetch_optional(&self.pool).await.db()?
+        else {
+            return Ok(None);
+        };
+        let schema: String = row.try_get("schema").db()?;
+        let partitions = self.list_partitions(name).await?;
+        Ok(Some(dataset_summary(
+            name.to_string(),
+            serde_json::from_str(&schema).map_err(|e| corrupt("dataset schema", e))?,
+            from_micros(row.try_get("created").db()?),
+            from_micros(row.try_get("updated").db()?),
+            &partitions,
+        )))
+    }
+
+    async fn list_partitions(&self, dataset: &str) -> Result<Vec<DatasetVersion>> {
+        let rows = sqlx::query(
+            "SELECT * FROM dataset_versions v WHERE dataset = ? AND version = \
+             (SELECT MAX(version) FROM dataset_versions w WHERE w.dataset = v.dataset AND w.partition = v.partition) \
+             ORDER BY partition",
+        )
+        .bind(dataset)
+        .fetch_all(&self.pool)
+        .await
+        .db()?;
+        rows.iter().map(dataset_version_from).collect()
+    }
+
+    async fn dataset_history(&self, dataset: &str) -> Result<Vec<DatasetVersion>> {
+        let rows = sqlx::query(
+            "SELECT * FROM dataset_versions WHERE dataset = ? ORDER BY written DESC, partition, version DESC",
+        )
+        .bind(dataset)
+        .fetch_all(&self.pool)
+        .await
+        .db()?;
+        rows.iter().map(dataset_version_from).collect()
+    }
+}
+
+fn dataset_version_from(row: &SqliteRow) -> Result<DatasetVersion> {
+    let schema: String = row.try_get("schema").db()?;
+    Ok(DatasetVersion {
+        dataset: row.try_get("dataset").db()?,
+        partition: row.try_get("partition").db()?,
+        version: row.try_get::<i64, _>("version").db()? as u32,
+        location: row.try_get("location").db()?,
+        rows: row.try_get::<i64, _>("rows").db()? as u64,
+        bytes: row.try_get::<i64, _>("bytes").db()? as u64,
+        schema: serde_json::from_str(&schema).map_err(|e| corrupt("dataset version schema", e))?,
+        flow_run_id: opt_uuid_col(row, "flow_run_id")?,
+        written: from_micros(row.try_get("written").db()?),
+    })
+}
