@@ -135,6 +135,7 @@ pub async fn automations_and_their_outbox(store: &dyn Store) {
     assert!(store.set_automation_enabled("no-such-automation", false).await.unwrap().is_none());
     store.set_automation_enabled(&name, true).await.unwrap();
     assert!(store.list_automations().await.unwrap().iter().any(|x| x.name == name && x.enabled));
+    assert!(store.list_deliveries(&name, 10).await.unwrap().is_empty(), "nothing delivered yet");
 
     let Some(outbox) = store.outbox() else {
         // A client of the server: the server keeps the outbox.
