@@ -6,10 +6,12 @@
 
 mod claim;
 mod columns;
+mod dialect;
 mod error;
 mod leases;
 mod migrations;
 mod postgres;
+mod rows;
 mod sqlite;
 
 use std::path::Path;

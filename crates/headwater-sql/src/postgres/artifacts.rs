@@ -30,17 +30,3 @@ impl ArtifactStore for PostgresStore {
             .rows_affected())
     }
 }
-
-fn artifact_from(row: &PgRow) -> Result<Artifact> {
-    let kind: String = row.try_get("kind").db()?;
-    Ok(Artifact {
-        id: row.try_get("id").db()?,
-        key: row.try_get("key").db()?,
-        kind: kind.parse().map_err(|e: String| corrupt("artifact kind", e))?,
-        data: row.try_get::<Json<serde_json::Value>, _>("data").db()?.0,
-        description: row.try_get("description").db()?,
-        flow_run_id: row.try_get("flow_run_id").db()?,
-        task_run_id: row.try_get("task_run_id").db()?,
-        created: row.try_get("created").db()?,
-    })
-}

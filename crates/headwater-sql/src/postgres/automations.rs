@@ -4,57 +4,18 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use headwater_core::{Automation, AutomationStatus, Delivery, DeliveryOutcome, DeliveryStatus, RunKind, StateRecord};
-use sqlx::postgres::PgRow;
+use headwater_core::{Automation, Delivery, DeliveryOutcome, RunKind, StateRecord};
 use sqlx::types::Json;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{state_from, PostgresStore};
+use super::PostgresStore;
 use crate::columns::{corrupt, AUTOMATIONS_WITH_STATUS, DELIVERY_COLS, HISTORY_STATE};
+use crate::rows::{automation_from, delivery_from, state_from};
 use headwater_store::Result;
 
 use crate::error::Db;
 use headwater_store::{AutomationOutbox, AutomationStore};
-
-fn automation_from(row: &PgRow) -> Result<Automation> {
-    Ok(Automation {
-        id: row.try_get("id").db()?,
-        name: row.try_get("name").db()?,
-        description: row.try_get("description").db()?,
-        enabled: row.try_get("enabled").db()?,
-        trigger: row.try_get::<Json<_>, _>("trigger").db()?.0,
-        actions: row.try_get::<Json<_>, _>("actions").db()?.0,
-        created: row.try_get("created").db()?,
-        updated: row.try_get("updated").db()?,
-        status: AutomationStatus {
-            delivered: row.try_get::<i64, _>("n_delivered").db()? as u64,
-            pending: row.try_get::<i64, _>("n_pending").db()? as u64,
-            failed: row.try_get::<i64, _>("n_failed").db()? as u64,
-            last_delivered: row.try_get("last_delivered").db()?,
-            last_error: row.try_get("last_error").db()?,
-            last_error_at: row.try_get("last_error_at").db()?,
-        },
-    })
-}
-
-fn delivery_from(row: &PgRow) -> Result<Delivery> {
-    let status: String = row.try_get("status").db()?;
-    Ok(Delivery {
-        id: row.try_get("id").db()?,
-        automation_id: row.try_get("automation_id").db()?,
-        automation: row.try_get("automation_name").db()?,
-        action_index: row.try_get::<i32, _>("action_index").db()? as u32,
-        action: row.try_get::<Json<_>, _>("action").db()?.0,
-        event: row.try_get::<Json<_>, _>("event").db()?.0,
-        status: DeliveryStatus::parse(&status).ok_or_else(|| corrupt("delivery status", status))?,
-        attempts: row.try_get::<i32, _>("attempts").db()? as u32,
-        next_attempt: row.try_get("next_attempt").db()?,
-        last_error: row.try_get("last_error").db()?,
-        delivered: row.try_get("delivered").db()?,
-        created: row.try_get("created").db()?,
-    })
-}
 
 #[async_trait]
 impl AutomationStore for PostgresStore {

@@ -90,13 +90,3 @@ impl BlockStore for PostgresStore {
         Ok(done.rows_affected() > 0)
     }
 }
-
-fn block_from(row: &PgRow) -> Result<BlockDocument> {
-    Ok(BlockDocument {
-        name: row.try_get("name").db()?,
-        block_type: row.try_get("block_type").db()?,
-        data: row.try_get::<Json<serde_json::Value>, _>("data").db()?.0,
-        created: row.try_get("created").db()?,
-        updated: row.try_get("updated").db()?,
-    })
-}

@@ -5,17 +5,6 @@ use super::*;
 const LIMIT_COLS: &str = "l.name, l.slot_limit, l.slot_decay_per_second, l.created, l.updated, \
      (SELECT COALESCE(SUM(slots), 0) FROM concurrency_leases c WHERE c.name = l.name AND c.expires >= now())::BIGINT AS active";
 
-fn limit_from(row: &PgRow) -> Result<ConcurrencyLimit> {
-    Ok(ConcurrencyLimit {
-        name: row.try_get("name").db()?,
-        limit: row.try_get::<i32, _>("slot_limit").db()? as u32,
-        slot_decay_per_second: row.try_get("slot_decay_per_second").db()?,
-        active_slots: row.try_get::<i64, _>("active").db()? as u32,
-        created: row.try_get("created").db()?,
-        updated: row.try_get("updated").db()?,
-    })
-}
-
 /// Rate-limit slots are not held but decay: renewing or releasing them
 /// changes nothing.
 const HELD_SLOTS: &str = "name IN (SELECT name FROM concurrency_limits WHERE slot_decay_per_second IS NULL)";

@@ -107,17 +107,3 @@ impl DatasetStore for PostgresStore {
         rows.iter().map(dataset_version_from).collect()
     }
 }
-
-fn dataset_version_from(row: &PgRow) -> Result<DatasetVersion> {
-    Ok(DatasetVersion {
-        dataset: row.try_get("dataset").db()?,
-        partition: row.try_get("partition").db()?,
-        version: row.try_get::<i32, _>("version").db()? as u32,
-        location: row.try_get("location").db()?,
-        rows: row.try_get::<i64, _>("rows").db()? as u64,
-        bytes: row.try_get::<i64, _>("bytes").db()? as u64,
-        schema: row.try_get::<Json<Vec<headwater_core::Column>>, _>("schema").db()?.0,
-        flow_run_id: row.try_get("flow_run_id").db()?,
-        written: row.try_get("written").db()?,
-    })
-}

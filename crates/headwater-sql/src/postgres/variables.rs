@@ -37,13 +37,3 @@ impl VariableStore for PostgresStore {
         Ok(done.rows_affected() > 0)
     }
 }
-
-fn variable_from(row: &PgRow) -> Result<Variable> {
-    Ok(Variable {
-        name: row.try_get("name").db()?,
-        value: row.try_get::<Json<serde_json::Value>, _>("value").db()?.0,
-        tags: row.try_get::<Json<Vec<String>>, _>("tags").db()?.0,
-        created: row.try_get("created").db()?,
-        updated: row.try_get("updated").db()?,
-    })
-}

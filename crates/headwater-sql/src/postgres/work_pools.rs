@@ -2,30 +2,6 @@
 
 use super::*;
 
-pub(super) fn work_queue_from(row: &PgRow) -> Result<WorkQueue> {
-    Ok(WorkQueue {
-        work_pool: row.try_get("work_pool").db()?,
-        name: row.try_get("name").db()?,
-        priority: row.try_get::<i32, _>("priority").db()? as u32,
-        concurrency_limit: row.try_get::<Option<i32>, _>("concurrency_limit").db()?.map(|l| l as u32),
-        paused: row.try_get("paused").db()?,
-        created: row.try_get("created").db()?,
-        updated: row.try_get("updated").db()?,
-    })
-}
-
-fn work_pool_from(row: &PgRow) -> Result<WorkPool> {
-    let kind: String = row.try_get("kind").db()?;
-    Ok(WorkPool {
-        name: row.try_get("name").db()?,
-        kind: kind.parse().map_err(|e: String| corrupt("work pool kind", e))?,
-        paused: row.try_get("paused").db()?,
-        concurrency_limit: row.try_get::<Option<i32>, _>("concurrency_limit").db()?.map(|l| l as u32),
-        created: row.try_get("created").db()?,
-        updated: row.try_get("updated").db()?,
-    })
-}
-
 #[async_trait]
 impl WorkPoolStore for PostgresStore {
     async fn apply_work_pool(&self, p: &WorkPool) -> Result<WorkPool> {

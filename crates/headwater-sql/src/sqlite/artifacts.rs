@@ -26,18 +26,3 @@ impl ArtifactStore for SqliteStore {
         Ok(sqlx::query("DELETE FROM artifacts WHERE key = ?").bind(key).execute(&self.pool).await.db()?.rows_affected())
     }
 }
-
-fn artifact_from(row: &SqliteRow) -> Result<Artifact> {
-    let kind: String = row.try_get("kind").db()?;
-    let data: String = row.try_get("data").db()?;
-    Ok(Artifact {
-        id: uuid_col(row, "id")?,
-        key: row.try_get("key").db()?,
-        kind: kind.parse().map_err(|e: String| corrupt("artifact kind", e))?,
-        data: serde_json::from_str(&data).map_err(|e| corrupt("artifact data", e))?,
-        description: row.try_get("description").db()?,
-        flow_run_id: opt_uuid_col(row, "flow_run_id")?,
-        task_run_id: opt_uuid_col(row, "task_run_id")?,
-        created: from_micros(row.try_get("created").db()?),
-    })
-}

@@ -4,61 +4,17 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use headwater_core::{Automation, AutomationStatus, Delivery, DeliveryOutcome, DeliveryStatus, RunKind, StateRecord};
-use sqlx::sqlite::SqliteRow;
+use headwater_core::{Automation, Delivery, DeliveryOutcome, RunKind, StateRecord};
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{from_micros, json_text, micros, state_from, uuid_col, SqliteStore};
+use super::{json_text, micros, uuid_col, SqliteStore};
 use crate::columns::{corrupt, AUTOMATIONS_WITH_STATUS, DELIVERY_COLS, HISTORY_STATE};
+use crate::rows::{automation_from, delivery_from, state_from};
 use headwater_store::Result;
 
 use crate::error::Db;
 use headwater_store::{AutomationOutbox, AutomationStore};
-
-fn json_col<T: serde::de::DeserializeOwned>(row: &SqliteRow, col: &str) -> Result<T> {
-    let text: String = row.try_get(col).db()?;
-    serde_json::from_str(&text).map_err(|e| corrupt(col, e))
-}
-
-fn automation_from(row: &SqliteRow) -> Result<Automation> {
-    Ok(Automation {
-        id: uuid_col(row, "id")?,
-        name: row.try_get("name").db()?,
-        description: row.try_get("description").db()?,
-        enabled: row.try_get("enabled").db()?,
-        trigger: json_col(row, "trigger")?,
-        actions: json_col(row, "actions")?,
-        created: from_micros(row.try_get("created").db()?),
-        updated: from_micros(row.try_get("updated").db()?),
-        status: AutomationStatus {
-            delivered: row.try_get::<i64, _>("n_delivered").db()? as u64,
-            pending: row.try_get::<i64, _>("n_pending").db()? as u64,
-            failed: row.try_get::<i64, _>("n_failed").db()? as u64,
-            last_delivered: row.try_get::<Option<i64>, _>("last_delivered").db()?.map(from_micros),
-            last_error: row.try_get("last_error").db()?,
-            last_error_at: row.try_get::<Option<i64>, _>("last_error_at").db()?.map(from_micros),
-        },
-    })
-}
-
-fn delivery_from(row: &SqliteRow) -> Result<Delivery> {
-    let status: String = row.try_get("status").db()?;
-    Ok(Delivery {
-        id: uuid_col(row, "id")?,
-        automation_id: uuid_col(row, "automation_id")?,
-        automation: row.try_get("automation_name").db()?,
-        action_index: row.try_get::<i64, _>("action_index").db()? as u32,
-        action: json_col(row, "action")?,
-        event: json_col(row, "event")?,
-        status: DeliveryStatus::parse(&status).ok_or_else(|| corrupt("delivery status", status))?,
-        attempts: row.try_get::<i64, _>("attempts").db()? as u32,
-        next_attempt: from_micros(row.try_get("next_attempt").db()?),
-        last_error: row.try_get("last_error").db()?,
-        delivered: row.try_get::<Option<i64>, _>("delivered").db()?.map(from_micros),
-        created: from_micros(row.try_get("created").db()?),
-    })
-}
 
 #[async_trait]
 impl AutomationStore for SqliteStore {

@@ -97,14 +97,3 @@ impl BlockStore for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 }
-
-fn block_from(row: &SqliteRow) -> Result<BlockDocument> {
-    let data: String = row.try_get("data").db()?;
-    Ok(BlockDocument {
-        name: row.try_get("name").db()?,
-        block_type: row.try_get("block_type").db()?,
-        data: serde_json::from_str(&data).map_err(|e| corrupt("block data", e))?,
-        created: from_micros(row.try_get("created").db()?),
-        updated: from_micros(row.try_get("updated").db()?),
-    })
-}

@@ -5,17 +5,6 @@ use super::*;
 const LIMIT_COLS: &str = "l.name, l.slot_limit, l.slot_decay_per_second, l.created, l.updated, \
      (SELECT COALESCE(SUM(slots), 0) FROM concurrency_leases c WHERE c.name = l.name AND c.expires >= ?) AS active";
 
-fn limit_from(row: &SqliteRow) -> Result<ConcurrencyLimit> {
-    Ok(ConcurrencyLimit {
-        name: row.try_get("name").db()?,
-        limit: row.try_get::<i64, _>("slot_limit").db()? as u32,
-        slot_decay_per_second: row.try_get("slot_decay_per_second").db()?,
-        active_slots: row.try_get::<i64, _>("active").db()? as u32,
-        created: from_micros(row.try_get("created").db()?),
-        updated: from_micros(row.try_get("updated").db()?),
-    })
-}
-
 #[async_trait]
 impl ConcurrencyStore for SqliteStore {
     async fn set_concurrency_limit(&self, name: &str, limit: u32, decay: Option<f64>) -> Result<ConcurrencyLimit> {

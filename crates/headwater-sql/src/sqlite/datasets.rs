@@ -110,18 +110,3 @@ impl DatasetStore for SqliteStore {
         rows.iter().map(dataset_version_from).collect()
     }
 }
-
-fn dataset_version_from(row: &SqliteRow) -> Result<DatasetVersion> {
-    let schema: String = row.try_get("schema").db()?;
-    Ok(DatasetVersion {
-        dataset: row.try_get("dataset").db()?,
-        partition: row.try_get("partition").db()?,
-        version: row.try_get::<i64, _>("version").db()? as u32,
-        location: row.try_get("location").db()?,
-        rows: row.try_get::<i64, _>("rows").db()? as u64,
-        bytes: row.try_get::<i64, _>("bytes").db()? as u64,
-        schema: serde_json::from_str(&schema).map_err(|e| corrupt("dataset version schema", e))?,
-        flow_run_id: opt_uuid_col(row, "flow_run_id")?,
-        written: from_micros(row.try_get("written").db()?),
-    })
-}

@@ -12,8 +12,7 @@ mod runs;
 mod variables;
 mod work_pools;
 
-use runs::{flow_run_from, push_flow_run, state_from, write_batch};
-use work_pools::work_queue_from;
+use runs::{push_flow_run, write_batch};
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -24,7 +23,7 @@ use chrono::{DateTime, Utc};
 use headwater_core::{Acquired, ConcurrencyLimit, SlotLease, SlotRequest};
 use headwater_core::{
     Artifact, BlockDocument, BlockType, Dataset, DatasetVersion, Deployment, Flow, FlowRun, LogLevel, LogRecord,
-    RunKind, State, StateRecord, StateType, TaskRun, Variable, WorkPool, WorkQueue, WorkerStatus, DEFAULT_QUEUE,
+    RunKind, StateRecord, StateType, TaskRun, Variable, WorkPool, WorkQueue, WorkerStatus, DEFAULT_QUEUE,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -35,12 +34,13 @@ use uuid::Uuid;
 use crate::claim::{self, Active, ClaimTx, CANDIDATES};
 use crate::columns::{
     block_type_for, corrupt, crash_batch, default_queue_stays, late_batch, no_pool_for_queue, rows_per_statement,
-    statements, upsert_set, StateCols, ARTIFACT_COLS, FINAL_STATES, FLOW_RUN_COLS, HISTORY_STATE,
-    LATEST_ARTIFACTS_ONLY, LIVE_STATES, LOG_COLS, RUN_STATE, STATE_COLS, TASK_RUN_COLS, TIMELINE_SELECT,
+    statements, upsert_set, ARTIFACT_COLS, FINAL_STATES, FLOW_RUN_COLS, HISTORY_STATE, LATEST_ARTIFACTS_ONLY,
+    LIVE_STATES, LOG_COLS, STATE_COLS, TASK_RUN_COLS, TIMELINE_SELECT,
 };
 use crate::error::Db;
 use crate::leases::{self, LeaseTx, LimitRow};
 use crate::migrations::MIGRATIONS;
+use crate::rows::*;
 use headwater_store::secrets::{seal_document, unseal_document, Cipher, SecretKey};
 use headwater_store::{
     dataset_summary, ArtifactFilter, ArtifactStore, BlockStore, ConcurrencyStore, DatasetStore, DeploymentStore,

@@ -39,15 +39,3 @@ impl VariableStore for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 }
-
-fn variable_from(row: &SqliteRow) -> Result<Variable> {
-    let value: String = row.try_get("value").db()?;
-    let tags: String = row.try_get("tags").db()?;
-    Ok(Variable {
-        name: row.try_get("name").db()?,
-        value: serde_json::from_str(&value).map_err(|e| corrupt("variable value", e))?,
-        tags: serde_json::from_str(&tags).map_err(|e| corrupt("variable tags", e))?,
-        created: from_micros(row.try_get("created").db()?),
-        updated: from_micros(row.try_get("updated").db()?),
-    })
-}

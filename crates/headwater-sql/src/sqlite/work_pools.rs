@@ -2,30 +2,6 @@
 
 use super::*;
 
-pub(super) fn work_queue_from(row: &SqliteRow) -> Result<WorkQueue> {
-    Ok(WorkQueue {
-        work_pool: row.try_get("work_pool").db()?,
-        name: row.try_get("name").db()?,
-        priority: row.try_get::<i64, _>("priority").db()? as u32,
-        concurrency_limit: row.try_get::<Option<i64>, _>("concurrency_limit").db()?.map(|l| l as u32),
-        paused: row.try_get("paused").db()?,
-        created: from_micros(row.try_get("created").db()?),
-        updated: from_micros(row.try_get("updated").db()?),
-    })
-}
-
-fn work_pool_from(row: &SqliteRow) -> Result<WorkPool> {
-    let kind: String = row.try_get("kind").db()?;
-    Ok(WorkPool {
-        name: row.try_get("name").db()?,
-        kind: kind.parse().map_err(|e: String| corrupt("work pool kind", e))?,
-        paused: row.try_get("paused").db()?,
-        concurrency_limit: row.try_get::<Option<i64>, _>("concurrency_limit").db()?.map(|l| l as u32),
-        created: from_micros(row.try_get("created").db()?),
-        updated: from_micros(row.try_get("updated").db()?),
-    })
-}
-
 #[async_trait]
 impl WorkPoolStore for SqliteStore {
     async fn apply_work_pool(&self, p: &WorkPool) -> Result<WorkPool> {

@@ -1,0 +1,198 @@
+//! Every row mapping, written once for both engines over [`Cols`].
+
+use std::str::FromStr;
+
+use headwater_core::{
+    Artifact, Automation, AutomationStatus, BlockDocument, ConcurrencyLimit, DatasetVersion, Delivery, DeliveryStatus,
+    Flow, FlowRun, State, StateType, TaskRun, Variable, WorkPool, WorkQueue,
+};
+use headwater_store::Result;
+
+use crate::columns::{corrupt, StateCols, RUN_STATE};
+use crate::dialect::Cols;
+
+pub(crate) fn state_from(row: &impl Cols, [ty, name, message, timestamp, scheduled]: StateCols) -> Result<State> {
+    let ty = row.text(ty)?;
+    Ok(State {
+        state_type: StateType::from_str(&ty).map_err(|e| corrupt("state_type", e))?,
+        name: row.text(name)?,
+        timestamp: row.time(timestamp)?,
+        message: row.opt_text(message)?,
+        scheduled_time: row.opt_time(scheduled)?,
+    })
+}
+
+pub(crate) fn flow_from(row: &impl Cols) -> Result<Flow> {
+    Ok(Flow {
+        id: row.uuid("id")?,
+        name: row.text("name")?,
+        version: row.opt_text("version")?,
+        description: row.opt_text("description")?,
+        parameter_schema: row.json("parameter_schema", "parameter_schema")?,
+        created: row.time("created")?,
+        updated: row.time("updated")?,
+    })
+}
+
+pub(crate) fn flow_run_from(row: &impl Cols) -> Result<FlowRun> {
+    Ok(FlowRun {
+        id: row.uuid("id")?,
+        flow_id: row.uuid("flow_id")?,
+        flow_name: row.text("flow_name")?,
+        name: row.text("name")?,
+        parameters: row.json("parameters", "parameters")?,
+        tags: row.json("tags", "tags")?,
+        state: state_from(row, RUN_STATE)?,
+        parent_flow_run_id: row.opt_uuid("parent_flow_run_id")?,
+        run_count: row.int("run_count")? as u32,
+        start_time: row.opt_time("start_time")?,
+        end_time: row.opt_time("end_time")?,
+        created: row.time("created")?,
+        heartbeat: row.opt_time("heartbeat")?,
+        deployment_id: row.opt_uuid("deployment_id")?,
+        work_pool: row.opt_text("work_pool")?,
+        idempotency_key: row.opt_text("idempotency_key")?,
+        work_queue: row.opt_text("work_queue")?,
+        retry_policy: row.opt_json("retry_policy", "retry_policy")?,
+    })
+}
+
+pub(crate) fn task_run_from(row: &impl Cols) -> Result<TaskRun> {
+    Ok(TaskRun {
+        id: row.uuid("id")?,
+        flow_run_id: row.uuid("flow_run_id")?,
+        task_name: row.text("task_name")?,
+        name: row.text("name")?,
+        dynamic_key: row.int("dynamic_key")? as u64,
+        tags: row.json("tags", "tags")?,
+        state: state_from(row, RUN_STATE)?,
+        run_count: row.int("run_count")? as u32,
+        cache_key: row.opt_text("cache_key")?,
+        cache_expiration: row.opt_time("cache_expiration")?,
+        start_time: row.opt_time("start_time")?,
+        end_time: row.opt_time("end_time")?,
+        created: row.time("created")?,
+    })
+}
+
+pub(crate) fn work_queue_from(row: &impl Cols) -> Result<WorkQueue> {
+    Ok(WorkQueue {
+        work_pool: row.text("work_pool")?,
+        name: row.text("name")?,
+        priority: row.int("priority")? as u32,
+        concurrency_limit: row.opt_int("concurrency_limit")?.map(|l| l as u32),
+        paused: row.flag("paused")?,
+        created: row.time("created")?,
+        updated: row.time("updated")?,
+    })
+}
+
+pub(crate) fn work_pool_from(row: &impl Cols) -> Result<WorkPool> {
+    let kind = row.text("kind")?;
+    Ok(WorkPool {
+        name: row.text("name")?,
+        kind: kind.parse().map_err(|e: String| corrupt("work pool kind", e))?,
+        paused: row.flag("paused")?,
+        concurrency_limit: row.opt_int("concurrency_limit")?.map(|l| l as u32),
+        created: row.time("created")?,
+        updated: row.time("updated")?,
+    })
+}
+
+pub(crate) fn dataset_version_from(row: &impl Cols) -> Result<DatasetVersion> {
+    Ok(DatasetVersion {
+        dataset: row.text("dataset")?,
+        partition: row.text("partition")?,
+        version: row.int("version")? as u32,
+        location: row.text("location")?,
+        rows: row.int("rows")? as u64,
+        bytes: row.int("bytes")? as u64,
+        schema: row.json("schema", "dataset version schema")?,
+        flow_run_id: row.opt_uuid("flow_run_id")?,
+        written: row.time("written")?,
+    })
+}
+
+pub(crate) fn block_from(row: &impl Cols) -> Result<BlockDocument> {
+    Ok(BlockDocument {
+        name: row.text("name")?,
+        block_type: row.text("block_type")?,
+        data: row.json("data", "block data")?,
+        created: row.time("created")?,
+        updated: row.time("updated")?,
+    })
+}
+
+pub(crate) fn variable_from(row: &impl Cols) -> Result<Variable> {
+    Ok(Variable {
+        name: row.text("name")?,
+        value: row.json("value", "variable value")?,
+        tags: row.json("tags", "variable tags")?,
+        created: row.time("created")?,
+        updated: row.time("updated")?,
+    })
+}
+
+pub(crate) fn artifact_from(row: &impl Cols) -> Result<Artifact> {
+    let kind = row.text("kind")?;
+    Ok(Artifact {
+        id: row.uuid("id")?,
+        key: row.opt_text("key")?,
+        kind: kind.parse().map_err(|e: String| corrupt("artifact kind", e))?,
+        data: row.json("data", "artifact data")?,
+        description: row.opt_text("description")?,
+        flow_run_id: row.opt_uuid("flow_run_id")?,
+        task_run_id: row.opt_uuid("task_run_id")?,
+        created: row.time("created")?,
+    })
+}
+
+pub(crate) fn limit_from(row: &impl Cols) -> Result<ConcurrencyLimit> {
+    Ok(ConcurrencyLimit {
+        name: row.text("name")?,
+        limit: row.int("slot_limit")? as u32,
+        slot_decay_per_second: row.opt_real("slot_decay_per_second")?,
+        active_slots: row.int("active")? as u32,
+        created: row.time("created")?,
+        updated: row.time("updated")?,
+    })
+}
+
+pub(crate) fn automation_from(row: &impl Cols) -> Result<Automation> {
+    Ok(Automation {
+        id: row.uuid("id")?,
+        name: row.text("name")?,
+        description: row.opt_text("description")?,
+        enabled: row.flag("enabled")?,
+        trigger: row.json("trigger", "trigger")?,
+        actions: row.json("actions", "actions")?,
+        created: row.time("created")?,
+        updated: row.time("updated")?,
+        status: AutomationStatus {
+            delivered: row.int("n_delivered")? as u64,
+            pending: row.int("n_pending")? as u64,
+            failed: row.int("n_failed")? as u64,
+            last_delivered: row.opt_time("last_delivered")?,
+            last_error: row.opt_text("last_error")?,
+            last_error_at: row.opt_time("last_error_at")?,
+        },
+    })
+}
+
+pub(crate) fn delivery_from(row: &impl Cols) -> Result<Delivery> {
+    let status = row.text("status")?;
+    Ok(Delivery {
+        id: row.uuid("id")?,
+        automation_id: row.uuid("automation_id")?,
+        automation: row.text("automation_name")?,
+        action_index: row.int("action_index")? as u32,
+        action: row.json("action", "action")?,
+        event: row.json("event", "event")?,
+        status: DeliveryStatus::parse(&status).ok_or_else(|| corrupt("delivery status", status))?,
+        attempts: row.int("attempts")? as u32,
+        next_attempt: row.time("next_attempt")?,
+        last_error: row.opt_text("last_error")?,
+        delivered: row.opt_time("delivered")?,
+        created: row.time("created")?,
+    })
+}
