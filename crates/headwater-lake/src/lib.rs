@@ -43,6 +43,8 @@ pub enum LakeError {
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("object store: {0}")]
     Store(#[source] object_store::Error),
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[source] sqlx::Error),
     #[error("{0} does not exist")]
     NotFound(String),
     #[error("downloading {url} failed: {reason}")]

@@ -178,7 +178,7 @@ async fn copy_in(
     mode: &LoadMode,
     mut chunks: tokio::sync::mpsc::Receiver<Chunk>,
 ) -> Result<u64, LakeError> {
-    let pg = |e: sqlx::Error| LakeError::Data(format!("PostgreSQL: {e}"));
+    let pg = LakeError::Postgres;
     let mut conn = PgConnection::connect(url).await.map_err(pg)?;
     let mut tx = conn.begin().await.map_err(pg)?;
     let mut columns: Vec<String> = schema.fields().iter().map(|f| ident(f.name())).collect();
