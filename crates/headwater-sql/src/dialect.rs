@@ -34,7 +34,8 @@ pub(crate) trait Cols {
     fn opt_json<T: DeserializeOwned>(&self, col: &str, what: &str) -> Result<Option<T>>;
 }
 
-fn from_micros(v: i64) -> DateTime<Utc> {
+/// SQLite's times: microseconds since the epoch.
+pub(crate) fn from_micros(v: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(v).unwrap_or_default()
 }
 

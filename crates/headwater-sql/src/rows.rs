@@ -3,12 +3,13 @@
 use std::str::FromStr;
 
 use headwater_core::{
-    Artifact, Automation, AutomationStatus, BlockDocument, ConcurrencyLimit, DatasetVersion, Delivery, DeliveryStatus,
-    Flow, FlowRun, State, StateType, TaskRun, Variable, WorkPool, WorkQueue,
+    Artifact, Automation, AutomationStatus, BlockDocument, BlockType, ConcurrencyLimit, DatasetVersion, Delivery,
+    DeliveryStatus, Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord, StateType, TaskRun, Variable,
+    WorkPool, WorkQueue, WorkerStatus,
 };
-use headwater_store::Result;
+use headwater_store::{Result, TimelineEntry};
 
-use crate::columns::{corrupt, StateCols, RUN_STATE};
+use crate::columns::{corrupt, StateCols, HISTORY_STATE, RUN_STATE};
 use crate::dialect::Cols;
 
 pub(crate) fn state_from(row: &impl Cols, [ty, name, message, timestamp, scheduled]: StateCols) -> Result<State> {
@@ -194,5 +195,56 @@ pub(crate) fn delivery_from(row: &impl Cols) -> Result<Delivery> {
         last_error: row.opt_text("last_error")?,
         delivered: row.opt_time("delivered")?,
         created: row.time("created")?,
+    })
+}
+
+pub(crate) fn state_record_from(row: &impl Cols) -> Result<StateRecord> {
+    let kind = row.text("run_kind")?;
+    Ok(StateRecord {
+        run_id: row.uuid("run_id")?,
+        kind: RunKind::from_str(&kind).map_err(|e| corrupt("run_kind", e))?,
+        state: state_from(row, HISTORY_STATE)?,
+    })
+}
+
+pub(crate) fn log_from(row: &impl Cols) -> Result<LogRecord> {
+    Ok(LogRecord {
+        id: row.int("id")?,
+        flow_run_id: row.uuid("flow_run_id")?,
+        task_run_id: row.opt_uuid("task_run_id")?,
+        level: LogLevel::from_number(row.int("level")?),
+        timestamp: row.time("timestamp")?,
+        message: row.text("message")?,
+    })
+}
+
+pub(crate) fn timeline_entry_from(row: &impl Cols) -> Result<TimelineEntry> {
+    let (ty, kind) = (row.text("state_type")?, row.text("kind")?);
+    Ok(TimelineEntry {
+        id: row.uuid("id")?,
+        kind: RunKind::from_str(&kind).map_err(|e| corrupt("kind", e))?,
+        name: row.text("name")?,
+        state_type: StateType::from_str(&ty).map_err(|e| corrupt("state_type", e))?,
+        state_name: row.text("state_name")?,
+        run_count: row.int("run_count")? as u32,
+        start_time: row.opt_time("start_time")?,
+        end_time: row.opt_time("end_time")?,
+    })
+}
+
+pub(crate) fn worker_from(row: &impl Cols) -> Result<WorkerStatus> {
+    Ok(WorkerStatus {
+        name: row.text("name")?,
+        work_pool: row.text("work_pool")?,
+        last_heartbeat: row.time("last_heartbeat")?,
+    })
+}
+
+pub(crate) fn block_type_from(row: &impl Cols) -> Result<BlockType> {
+    Ok(BlockType {
+        slug: row.text("slug")?,
+        name: row.text("name")?,
+        description: row.text("description")?,
+        schema: row.json("schema", "block type schema")?,
     })
 }

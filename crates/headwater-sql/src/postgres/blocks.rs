@@ -26,16 +26,7 @@ impl BlockStore for PostgresStore {
 
     async fn list_block_types(&self) -> Result<Vec<BlockType>> {
         let rows = sqlx::query("SELECT * FROM block_types ORDER BY slug").fetch_all(&self.pool).await.db()?;
-        rows.iter()
-            .map(|r| {
-                Ok(BlockType {
-                    slug: r.try_get("slug").db()?,
-                    name: r.try_get("name").db()?,
-                    description: r.try_get("description").db()?,
-                    schema: r.try_get::<Json<serde_json::Value>, _>("schema").db()?.0,
-                })
-            })
-            .collect()
+        rows.iter().map(block_type_from).collect()
     }
 
     async fn save_block(&self, doc: &BlockDocument) -> Result<BlockDocument> {

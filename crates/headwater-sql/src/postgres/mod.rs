@@ -32,8 +32,8 @@ use uuid::Uuid;
 use crate::claim::{self, Active, ClaimTx, CANDIDATES};
 use crate::columns::{
     block_type_for, corrupt, crash_batch, default_queue_stays, late_batch, no_pool_for_queue, rows_per_statement,
-    statements, upsert_set, ARTIFACT_COLS, FINAL_STATES, FLOW_RUN_COLS, HISTORY_STATE, LATEST_ARTIFACTS_ONLY,
-    LIVE_STATES, LOG_COLS, STATE_COLS, TASK_RUN_COLS, TIMELINE_SELECT,
+    statements, upsert_set, ARTIFACT_COLS, FINAL_STATES, FLOW_RUN_COLS, LATEST_ARTIFACTS_ONLY, LIVE_STATES, LOG_COLS,
+    STATE_COLS, TASK_RUN_COLS, TIMELINE_SELECT,
 };
 use crate::error::Db;
 use crate::leases::{self, LeaseTx, LimitRow};

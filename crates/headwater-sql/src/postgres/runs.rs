@@ -305,22 +305,7 @@ impl RunReader for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .db()?;
-        rows.iter()
-            .map(|row| {
-                let ty: String = row.try_get("state_type").db()?;
-                let kind: String = row.try_get("kind").db()?;
-                Ok(headwater_store::TimelineEntry {
-                    id: row.try_get("id").db()?,
-                    kind: RunKind::from_str(&kind).map_err(|e| corrupt("kind", e))?,
-                    name: row.try_get("name").db()?,
-                    state_type: StateType::from_str(&ty).map_err(|e| corrupt("state_type", e))?,
-                    state_name: row.try_get("state_name").db()?,
-                    run_count: row.try_get::<i32, _>("run_count").db()? as u32,
-                    start_time: row.try_get("start_time").db()?,
-                    end_time: row.try_get("end_time").db()?,
-                })
-            })
-            .collect()
+        rows.iter().map(timeline_entry_from).collect()
     }
 
     async fn list_task_runs(&self, flow_run_id: Uuid) -> Result<Vec<TaskRun>> {
@@ -340,16 +325,7 @@ impl RunReader for PostgresStore {
             .fetch_all(&self.pool)
             .await
             .db()?;
-        rows.iter()
-            .map(|row| {
-                let kind: String = row.try_get("run_kind").db()?;
-                Ok(StateRecord {
-                    run_id: row.try_get("run_id").db()?,
-                    kind: RunKind::from_str(&kind).map_err(|e| corrupt("run_kind", e))?,
-                    state: state_from(row, HISTORY_STATE)?,
-                })
-            })
-            .collect()
+        rows.iter().map(state_record_from).collect()
     }
 
     async fn read_logs(&self, f: &LogFilter) -> Result<Vec<LogRecord>> {
@@ -366,18 +342,7 @@ impl RunReader for PostgresStore {
         }
         q.push(" ORDER BY id LIMIT ").push_bind(f.limit.max(1) as i64);
         let rows = q.build().fetch_all(&self.pool).await.db()?;
-        rows.iter()
-            .map(|row| {
-                Ok(LogRecord {
-                    id: row.try_get("id").db()?,
-                    flow_run_id: row.try_get("flow_run_id").db()?,
-                    task_run_id: row.try_get("task_run_id").db()?,
-                    level: LogLevel::from_number(row.try_get::<i32, _>("level").db()? as i64),
-                    timestamp: row.try_get::<DateTime<Utc>, _>("timestamp").db()?,
-                    message: row.try_get("message").db()?,
-                })
-            })
-            .collect()
+        rows.iter().map(log_from).collect()
     }
 
     async fn flow_run_history(

@@ -27,17 +27,7 @@ impl BlockStore for SqliteStore {
 
     async fn list_block_types(&self) -> Result<Vec<BlockType>> {
         let rows = sqlx::query("SELECT * FROM block_types ORDER BY slug").fetch_all(&self.pool).await.db()?;
-        rows.iter()
-            .map(|r| {
-                let schema: String = r.try_get("schema").db()?;
-                Ok(BlockType {
-                    slug: r.try_get("slug").db()?,
-                    name: r.try_get("name").db()?,
-                    description: r.try_get("description").db()?,
-                    schema: serde_json::from_str(&schema).map_err(|e| corrupt("block type schema", e))?,
-                })
-            })
-            .collect()
+        rows.iter().map(block_type_from).collect()
     }
 
     async fn save_block(&self, doc: &BlockDocument) -> Result<BlockDocument> {

@@ -34,9 +34,10 @@ use uuid::Uuid;
 use crate::claim::{self, Active, ClaimTx, CANDIDATES};
 use crate::columns::{
     block_type_for, corrupt, crash_batch, default_queue_stays, late_batch, no_pool_for_queue, rows_per_statement,
-    statements, upsert_set, ARTIFACT_COLS, FINAL_STATES, FLOW_RUN_COLS, HISTORY_STATE, LATEST_ARTIFACTS_ONLY,
-    LIVE_STATES, LOG_COLS, STATE_COLS, TASK_RUN_COLS, TIMELINE_SELECT,
+    statements, upsert_set, ARTIFACT_COLS, FINAL_STATES, FLOW_RUN_COLS, LATEST_ARTIFACTS_ONLY, LIVE_STATES, LOG_COLS,
+    STATE_COLS, TASK_RUN_COLS, TIMELINE_SELECT,
 };
+use crate::dialect::from_micros;
 use crate::error::Db;
 use crate::leases::{self, LeaseTx, LimitRow};
 use crate::migrations::MIGRATIONS;
@@ -196,10 +197,6 @@ fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
-fn from_micros(v: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(v).unwrap_or_default()
-}
-
 fn opt_micros(t: Option<DateTime<Utc>>) -> Option<i64> {
     t.map(micros)
 }
@@ -211,9 +208,4 @@ fn json_text<T: serde::Serialize>(v: &T) -> String {
 fn uuid_col(row: &SqliteRow, col: &str) -> Result<Uuid> {
     let s: String = row.try_get(col).db()?;
     Uuid::parse_str(&s).map_err(|e| corrupt(col, e))
-}
-
-fn opt_uuid_col(row: &SqliteRow, col: &str) -> Result<Option<Uuid>> {
-    let s: Option<String> = row.try_get(col).db()?;
-    s.map(|s| Uuid::parse_str(&s).map_err(|e| corrupt(col, e))).transpose()
 }

@@ -353,16 +353,7 @@ impl RunReader for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .db()?;
-        rows.iter()
-            .map(|row| {
-                let kind: String = row.try_get("run_kind").db()?;
-                Ok(StateRecord {
-                    run_id: uuid_col(row, "run_id")?,
-                    kind: RunKind::from_str(&kind).map_err(|e| corrupt("run_kind", e))?,
-                    state: state_from(row, HISTORY_STATE)?,
-                })
-            })
-            .collect()
+        rows.iter().map(state_record_from).collect()
     }
 
     async fn read_logs(&self, f: &LogFilter) -> Result<Vec<LogRecord>> {
@@ -379,18 +370,7 @@ impl RunReader for SqliteStore {
         }
         q.push(" ORDER BY id LIMIT ").push_bind(f.limit.max(1) as i64);
         let rows = q.build().fetch_all(&self.pool).await.db()?;
-        rows.iter()
-            .map(|row| {
-                Ok(LogRecord {
-                    id: row.try_get("id").db()?,
-                    flow_run_id: uuid_col(row, "flow_run_id")?,
-                    task_run_id: opt_uuid_col(row, "task_run_id")?,
-                    level: LogLevel::from_number(row.try_get("level").db()?),
-                    timestamp: from_micros(row.try_get("timestamp").db()?),
-                    message: row.try_get("message").db()?,
-                })
-            })
-            .collect()
+        rows.iter().map(log_from).collect()
     }
 
     async fn flow_run_history(
@@ -426,21 +406,6 @@ impl RunReader for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .db()?;
-        rows.iter()
-            .map(|row| {
-                let ty: String = row.try_get("state_type").db()?;
-                let kind: String = row.try_get("kind").db()?;
-                Ok(headwater_store::TimelineEntry {
-                    id: uuid_col(row, "id")?,
-                    kind: RunKind::from_str(&kind).map_err(|e| corrupt("kind", e))?,
-                    name: row.try_get("name").db()?,
-                    state_type: StateType::from_str(&ty).map_err(|e| corrupt("state_type", e))?,
-                    state_name: row.try_get("state_name").db()?,
-                    run_count: row.try_get::<i64, _>("run_count").db()? as u32,
-                    start_time: row.try_get::<Option<i64>, _>("start_time").db()?.map(from_micros),
-                    end_time: row.try_get::<Option<i64>, _>("end_time").db()?.map(from_micros),
-                })
-            })
-            .collect()
+        rows.iter().map(timeline_entry_from).collect()
     }
 }

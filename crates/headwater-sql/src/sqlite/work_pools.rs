@@ -134,14 +134,6 @@ impl WorkPoolStore for SqliteStore {
                 .db()?,
             None => sqlx::query("SELECT * FROM workers ORDER BY work_pool, name").fetch_all(&self.pool).await.db()?,
         };
-        rows.iter()
-            .map(|r| {
-                Ok(WorkerStatus {
-                    name: r.try_get("name").db()?,
-                    work_pool: r.try_get("work_pool").db()?,
-                    last_heartbeat: from_micros(r.try_get("last_heartbeat").db()?),
-                })
-            })
-            .collect()
+        rows.iter().map(worker_from).collect()
     }
 }
