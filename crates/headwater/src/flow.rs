@@ -95,20 +95,9 @@ where
             }
             outcome
         };
-        let interrupted = async {
-            match signals.as_mut() {
-                Some(sub) => sub.interrupted().await,
-                None => std::future::pending().await,
-            }
-        };
-        let requested = async {
-            beating.cancel.cancelled().await;
-            "cancelled on request".to_string()
-        };
         let outcome = tokio::select! {
             o = body_run => Ok(o),
-            why = interrupted => Err(why),
-            why = requested => Err(why),
+            why = stopped_from_outside(&mut signals, &beating.cancel) => Err(why),
         };
         let (end, outcome) = match outcome {
             Err(why) => {
@@ -141,17 +130,9 @@ where
         drop(stop_on_drop);
         let delay = match transition::after_attempt(&policy, attempt, &end, Utc::now(), rand::random()) {
             AfterAttempt::Finish(state) => {
-                let shown = state.name.clone();
+                let (level, line) = end_line(&end, &state.name);
                 tracker.set(state);
-                match &end {
-                    AttemptEnd::Completed => emit(&ctx, Level::INFO, "Finished in state Completed()".into()),
-                    AttemptEnd::Stopped { why } => {
-                        emit(&ctx, Level::WARN, format!("Flow run was {why}; finished in state Cancelled"))
-                    }
-                    AttemptEnd::Failed { message, .. } => {
-                        emit(&ctx, Level::ERROR, format!("Finished in state {shown}: {message}"))
-                    }
-                }
+                emit(&ctx, level, line);
                 break outcome;
             }
             AfterAttempt::Retry { state, delay } => {
@@ -172,16 +153,9 @@ where
                 policy.retries
             ),
         );
-        let interrupted = async {
-            match signals.as_mut() {
-                Some(sub) => sub.interrupted().await,
-                None => std::future::pending().await,
-            }
-        };
         if let Some(why) = tokio::select! {
             _ = tokio::time::sleep(delay) => None,
-            why = interrupted => Some(why),
-            _ = beating.cancel.cancelled() => Some("cancelled on request".to_string()),
+            why = stopped_from_outside(&mut signals, &beating.cancel) => Some(why),
         } {
             tracker.set(transition::stopped(&why, Utc::now()));
             break Err(E::from(Error::Cancelled { what: format!("flow run '{name}'"), reason: why }));
@@ -198,6 +172,33 @@ where
     };
     close_run(&engine, tracker, completed.as_deref(), result.is_ok(), is_root).await;
     result
+}
+
+/// Waits for the run to be stopped from outside: a signal to the process (a
+/// root run only) or a cancellation request; says which.
+async fn stopped_from_outside(
+    signals: &mut Option<crate::signals::Subscription>,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> String {
+    let interrupted = async {
+        match signals.as_mut() {
+            Some(sub) => sub.interrupted().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        why = interrupted => why,
+        _ = cancel.cancelled() => "cancelled on request".to_string(),
+    }
+}
+
+/// The log line a run's last attempt ends with (`shown`: its final state's name).
+fn end_line(end: &AttemptEnd, shown: &str) -> (Level, String) {
+    match end {
+        AttemptEnd::Completed => (Level::INFO, "Finished in state Completed()".into()),
+        AttemptEnd::Stopped { why } => (Level::WARN, format!("Flow run was {why}; finished in state Cancelled")),
+        AttemptEnd::Failed { message, .. } => (Level::ERROR, format!("Finished in state {shown}: {message}")),
+    }
 }
 
 /// The record of a new flow run of `spec`: a subflow of `parent`, or the run
