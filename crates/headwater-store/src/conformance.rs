@@ -85,6 +85,7 @@ pub async fn run_all(store: &dyn Store) {
     resolve_by_id_prefix_and_name(store).await;
     stale_runs_crash_with_their_tasks(store).await;
     deployments_apply_list_and_delete(store).await;
+    deployment_runs_start_with_their_parameters_checked(store).await;
     runs_are_enqueued_once_and_claimed_once(store).await;
     deployment_limits_hold_at_claim_time(store).await;
     work_pools_pause_limit_and_workers(store).await;
@@ -741,6 +742,56 @@ async fn futures_join4(
 ) -> (Option<FlowRun>, Option<FlowRun>, Option<FlowRun>, Option<FlowRun>) {
     let claim = || async { store.claim_due_run(pool, &[], now).await.unwrap() };
     tokio::join!(claim(), claim(), claim(), claim())
+}
+
+/// The one operation every caller (the API, the CLI, automations) uses.
+pub async fn deployment_runs_start_with_their_parameters_checked(store: &dyn Store) {
+    use crate::ops::{start_deployment_run, DeploymentRunError, DeploymentRunRequest};
+    let name = format!("monthly-{}", Uuid::now_v7().simple());
+    let flow_name = format!("load-month-{}", Uuid::now_v7().simple());
+    let doc = json!({"deployments": [{
+        "name": name, "flow": flow_name, "entrypoint": ["hw-examples", "load-month"],
+        "parameters": {"month": 1}, "work_pool": "conformance"
+    }]});
+    let d = headwater_core::parse_manifest("headwater.yaml", doc, &|_| None, t(0)).unwrap().remove(0);
+    store.apply_deployment(&d).await.unwrap();
+    let mut f = flow(&flow_name, "1");
+    f.parameter_schema = json!({"type": "object", "properties": {"month": {"type": "integer", "maximum": 12}}});
+    store.record(&WriteBatch { flows: vec![f], ..Default::default() }).await.unwrap();
+    let ask = |month: serde_json::Value, key: Option<&str>, check: bool| DeploymentRunRequest {
+        parameters: json!({"month": month}).as_object().unwrap().clone(),
+        idempotency_key: key.map(str::to_string),
+        check,
+    };
+
+    let refused = start_deployment_run(store, &name, ask(json!(13), None, true), None).await.unwrap_err();
+    assert!(
+        matches!(&refused, DeploymentRunError::InvalidParameters(m) if m.starts_with("parameters.month")),
+        "{refused}"
+    );
+    let program = |_: &headwater_core::Deployment, _: &serde_json::Value| Err("the program says no".to_string());
+    let refused = start_deployment_run(store, &name, ask(json!(2), None, true), Some(&program)).await.unwrap_err();
+    assert_eq!(refused.to_string(), "the program says no");
+    assert!(store
+        .list_flow_runs(&FlowRunFilter { deployment_id: Some(d.id), ..Default::default() })
+        .await
+        .unwrap()
+        .is_empty());
+
+    let key = format!("{name}-once");
+    let started = start_deployment_run(store, &name, ask(json!(2), Some(&key), true), None).await.unwrap();
+    assert!(started.created);
+    assert_eq!((started.run.parameters["month"].clone(), started.run.deployment_id), (json!(2), Some(d.id)));
+    assert_eq!(started.run.state.state_type, StateType::Scheduled);
+    let again = start_deployment_run(store, &name, ask(json!(2), Some(&key), true), None).await.unwrap();
+    assert!(!again.created, "one run per idempotency key");
+    // Unchecked (`--no-check`), a value the schema refuses is queued as given.
+    assert!(start_deployment_run(store, &name, ask(json!(13), None, false), None).await.unwrap().created);
+    let runs = store.list_flow_runs(&FlowRunFilter { deployment_id: Some(d.id), ..Default::default() }).await.unwrap();
+    assert_eq!(runs.len(), 2);
+    let missing = start_deployment_run(store, "no-such-deployment", ask(json!(1), None, true), None).await;
+    assert!(matches!(missing, Err(DeploymentRunError::NoDeployment(_))));
+    store.delete_deployment(&name).await.unwrap();
 }
 
 pub async fn deployments_apply_list_and_delete(store: &dyn Store) {
