@@ -246,8 +246,44 @@ fn check_value(root: &Value, schema: &Value, v: &Value, at: &str, depth: usize) 
     if !fits {
         return Err(format!("{at}: expected {}, got {v}", types.join(" or ")));
     }
+    check_bounds(schema, v, at)?;
+    if let (Some(items), Some(item_schema)) = (v.as_array(), schema.get("items")) {
+        for (i, item) in items.iter().enumerate() {
+            check_value(root, item_schema, item, &format!("{at}[{i}]"), depth + 1)?;
+        }
+    }
     if v.is_object() && schema.get("properties").is_some() {
         return check_object(root, schema, v, at, depth + 1);
+    }
+    Ok(())
+}
+
+/// A number's `minimum`/`maximum` (and their exclusive forms), a string's
+/// `minLength`/`maxLength`, an array's `minItems`/`maxItems`.
+fn check_bounds(schema: &Value, v: &Value, at: &str) -> Result<(), String> {
+    let bound = |key: &str| schema.get(key).filter(|b| b.is_number());
+    if let Some(n) = v.as_f64() {
+        let refused = |key: &str, fails: fn(f64, f64) -> bool, words: &str| match bound(key) {
+            Some(b) if fails(n, b.as_f64().unwrap_or_default()) => Err(format!("{at}: must be {words} {b}, got {v}")),
+            _ => Ok(()),
+        };
+        refused("minimum", |n, b| n < b, "at least")?;
+        refused("maximum", |n, b| n > b, "at most")?;
+        refused("exclusiveMinimum", |n, b| n <= b, "more than")?;
+        refused("exclusiveMaximum", |n, b| n >= b, "less than")?;
+    }
+    let count = match v {
+        Value::String(text) => Some((text.chars().count(), "minLength", "maxLength", "characters")),
+        Value::Array(items) => Some((items.len(), "minItems", "maxItems", "items")),
+        _ => None,
+    };
+    if let Some((len, min_key, max_key, unit)) = count {
+        if let Some(min) = bound(min_key).and_then(Value::as_u64).filter(|m| (len as u64) < *m) {
+            return Err(format!("{at}: must have at least {min} {unit}, has {len}"));
+        }
+        if let Some(max) = bound(max_key).and_then(Value::as_u64).filter(|m| (len as u64) > *m) {
+            return Err(format!("{at}: must have at most {max} {unit}, has {len}"));
+        }
     }
     Ok(())
 }
@@ -291,6 +327,26 @@ pub fn fields(pairs: impl IntoIterator<Item = (String, Value)>) -> Value {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn bounds_of_numbers_strings_and_list_items_are_checked() {
+        let schema = json!({"type": "object", "properties": {
+            "month": {"type": "integer", "minimum": 1, "maximum": 12},
+            "months": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 12}, "maxItems": 12},
+            "ratio": {"type": "number", "exclusiveMinimum": 0},
+            "code": {"type": "string", "minLength": 2, "maxLength": 3}
+        }});
+        let check = |data: Value| check_against_schema(&schema, &data);
+        assert_eq!(check(json!({"month": 12, "months": [1, 2], "ratio": 0.5, "code": "ab"})), Ok(()));
+        assert_eq!(check(json!({"month": 13})).unwrap_err(), "month: must be at most 12, got 13");
+        assert_eq!(check(json!({"month": 0})).unwrap_err(), "month: must be at least 1, got 0");
+        assert_eq!(check(json!({"months": [2, 13]})).unwrap_err(), "months[1]: must be at most 12, got 13");
+        assert_eq!(check(json!({"months": ["x"]})).unwrap_err(), "months[0]: expected integer, got \"x\"");
+        assert_eq!(check(json!({"ratio": 0})).unwrap_err(), "ratio: must be more than 0, got 0");
+        assert_eq!(check(json!({"code": "abcd"})).unwrap_err(), "code: must have at most 3 characters, has 4");
+        let many: Vec<u32> = (1..=13).map(|m| m.min(12)).collect();
+        assert_eq!(check(json!({"months": many})).unwrap_err(), "months: must have at most 12 items, has 13");
+    }
 
     fn bucket_type() -> BlockType {
         BlockType {

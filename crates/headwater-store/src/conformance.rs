@@ -751,7 +751,7 @@ pub async fn deployment_runs_start_with_their_parameters_checked(store: &dyn Sto
     let flow_name = format!("load-month-{}", Uuid::now_v7().simple());
     let doc = json!({"deployments": [{
         "name": name, "flow": flow_name, "entrypoint": ["hw-examples", "load-month"],
-        "parameters": {"month": 1}, "work_pool": "conformance"
+        "parameters": {"month": 1}, "work_pool": {"name": "conformance"}
     }]});
     let d = headwater_core::parse_manifest("headwater.yaml", doc, &|_| None, t(0)).unwrap().remove(0);
     store.apply_deployment(&d).await.unwrap();
