@@ -4,6 +4,8 @@
 //! is not on the list fails the test below. A change that one engine does
 //! not need is a script of comments saying why.
 
+use headwater_store::StoreError;
+
 pub(crate) struct Migration {
     pub version: i64,
     pub sqlite: &'static str,
@@ -46,6 +48,16 @@ pub(crate) fn latest() -> i64 {
     MIGRATIONS.last().map_or(0, |m| m.version)
 }
 
+/// The migrations a database at schema version `current` still needs, in
+/// order; refused if a newer Headwater wrote it.
+pub(crate) fn pending(current: i64) -> Result<impl Iterator<Item = &'static Migration>, StoreError> {
+    let known = latest();
+    if current > known {
+        return Err(StoreError::SchemaTooNew { found: current, known });
+    }
+    Ok(MIGRATIONS.iter().filter(move |m| m.version > current))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,6 +78,15 @@ mod tests {
             let listed: Vec<String> = FILE_NAMES.iter().map(|n| format!("{n}.sql")).collect();
             assert_eq!(files, listed, "migrations/{engine}/ holds exactly the listed migrations");
         }
+    }
+
+    #[test]
+    fn a_database_gets_what_it_lacks_and_a_newer_one_is_refused() {
+        assert_eq!(pending(0).unwrap().count(), MIGRATIONS.len());
+        assert_eq!(pending(latest() - 1).unwrap().map(|m| m.version).collect::<Vec<_>>(), vec![latest()]);
+        assert_eq!(pending(latest()).unwrap().count(), 0);
+        let newer = pending(latest() + 1).map(|_| ()).unwrap_err();
+        assert!(newer.to_string().contains("newer Headwater"), "{newer}");
     }
 
     #[test]

@@ -37,7 +37,6 @@ use crate::columns::{
 };
 use crate::error::Db;
 use crate::leases::{self, LeaseTx, LimitRow};
-use crate::migrations::MIGRATIONS;
 use crate::rows::*;
 use headwater_store::secrets::{seal_document, unseal_document, Cipher, SecretKey};
 use headwater_store::{
@@ -100,11 +99,7 @@ impl PostgresStore {
             .fetch_one(&mut *conn)
             .await
             .db()?;
-        let known = crate::migrations::latest();
-        if current > known {
-            return Err(StoreError::SchemaTooNew { found: current, known });
-        }
-        for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        for m in crate::migrations::pending(current)? {
             let (version, sql) = (&m.version, m.postgres);
             for statement in statements(sql) {
                 sqlx::query(&statement)
