@@ -62,6 +62,22 @@ pub enum WorkerError {
 
 type Result<T, E = WorkerError> = std::result::Result<T, E>;
 
+/// An error with its causes, `: `-separated (what `{:#}` shows for anyhow's
+/// errors): the message recorded on a crashed run must say why.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // A message that already ends with its cause's text says it once.
+        if !text.ends_with(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// What executes a claimed run.
 enum Job {
     Process(Child),
@@ -87,7 +103,7 @@ impl Job {
             }
             Job::Container { task, .. } if task.is_finished() => Ok(Some(match task.await {
                 Ok(Ok(code)) => Ended::Exited(format!("container exit code: {code}")),
-                Ok(Err(e)) => Ended::Failed(format!("{e:#}")),
+                Ok(Err(e)) => Ended::Failed(chain(&e)),
                 Err(e) => Ended::Failed(format!("the container task failed: {e}")),
             })),
             Job::Container { .. } => Ok(None),
@@ -183,7 +199,7 @@ pub async fn start(args: WorkerOptions, store: Arc<dyn Store>, settings: &Settin
                     // If this cannot be recorded now, the run's missing
                     // heartbeat settles it later; the worker carries on.
                     if let Err(e) = judged {
-                        eprintln!("warning: could not record the end of '{}': {e:#}", r.run.name);
+                        eprintln!("warning: could not record the end of '{}': {}", r.run.name, chain(&e));
                     }
                 }
                 None => still.push(r),
@@ -192,7 +208,7 @@ pub async fn start(args: WorkerOptions, store: Arc<dyn Store>, settings: &Settin
         running = still;
         for r in running.iter_mut() {
             if let Err(e) = enforce_cancel(store, r, args.cancel_grace).await {
-                eprintln!("warning: could not check '{}' for cancellation: {e:#}", r.run.name);
+                eprintln!("warning: could not check '{}' for cancellation: {}", r.run.name, chain(&e));
             }
         }
         let budget_left = args.max_runs.is_none_or(|m| started < m);
@@ -275,7 +291,7 @@ pub async fn start(args: WorkerOptions, store: Arc<dyn Store>, settings: &Settin
                                 if let Some(dir) = &scratch {
                                     let _ = std::fs::remove_dir_all(dir);
                                 }
-                                crash(store, &run, &format!("{e:#}")).await?
+                                crash(store, &run, &chain(&e)).await?
                             }
                         }
                         continue;
@@ -315,7 +331,7 @@ pub async fn start(args: WorkerOptions, store: Arc<dyn Store>, settings: &Settin
         }
         .await;
         if let Err(e) = round {
-            eprintln!("warning: {e:#}; trying again in a second");
+            eprintln!("warning: {}; trying again in a second", chain(&e));
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
@@ -601,4 +617,27 @@ async fn crash(store: &dyn Store, run: &FlowRun, why: &str) -> Result<()> {
         eprintln!("Flow run '{}' crashed: {why}; {}", run.name, after.state.message.unwrap_or_default());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crash_message_carries_the_cause() {
+        let e = WorkerError::NotAContainer {
+            deployment: "boxed".into(),
+            source: DockerError::JobVariables("a Docker deployment needs work_pool.job_variables.image".into()),
+        };
+        assert_eq!(
+            chain(&e),
+            "deployment 'boxed' cannot run in its Docker pool: a Docker deployment needs work_pool.job_variables.image"
+        );
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let unreachable = DockerError::Unreachable { socket: "/var/run/docker.sock".into(), source: io };
+        assert_eq!(
+            chain(&WorkerError::from(unreachable)),
+            "cannot reach the Docker engine at /var/run/docker.sock: No such file or directory"
+        );
+    }
 }
