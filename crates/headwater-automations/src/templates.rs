@@ -81,6 +81,7 @@ mod tests {
             tags: vec![],
             state: State::failed(now, "boom"),
             parent_flow_run_id: None,
+            parent_task_run_id: None,
             run_count: 1,
             start_time: None,
             end_time: None,

@@ -25,6 +25,9 @@ use headwater_core::{LogLevel, StateType};
 use headwater_server::ServerConfig;
 use headwater_store::{FlowRunFilter, LogFilter, RunReaper, Store};
 
+/// `flow-run inspect` shows each task run's state history up to this many task runs.
+const TASK_HISTORIES_SHOWN: usize = 500;
+
 use crate::output::{print_flow_run, print_flow_runs, print_flows, print_log, print_task_runs};
 
 #[derive(Parser)]
@@ -334,8 +337,10 @@ async fn run(cli: Cli) -> Result<()> {
             let banner = format!(
                 "Headwater server listening on http://{addr}/api\n  API docs:  http://{addr}/api/docs\n  \
                  database:  {shown_db}\n  API key:   {}\nPoint flows and the CLI at it with \
-                 HEADWATER_API_URL=http://{addr}/api\n",
-                if api_keys.is_empty() { "none (loopback only)" } else { "required" }
+                 HEADWATER_API_URL=http://{addr}/api\nand Prefect's client with \
+                 PREFECT_API_URL=http://{addr}{}\n",
+                if api_keys.is_empty() { "none (loopback only)" } else { "required" },
+                headwater_server::prefect::PREFIX,
             );
             let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), banner.as_bytes());
             headwater_server::serve(listener, store, &config, async {
@@ -490,10 +495,17 @@ async fn flow_run(cmd: FlowRunCmd, store: &dyn Store) -> Result<()> {
             let run = store.resolve_flow_run(&id).await?;
             let history = store.read_states(run.id).await?;
             let tasks = store.list_task_runs(run.id).await?;
+            // Every task run's history, while that stays a few reads.
+            let mut task_histories = std::collections::HashMap::new();
+            if tasks.len() <= TASK_HISTORIES_SHOWN {
+                for t in &tasks {
+                    task_histories.insert(t.id, store.read_states(t.id).await?);
+                }
+            }
             let children = store
                 .list_flow_runs(&FlowRunFilter { parent_flow_run_id: Some(run.id), limit: 1000, ..Default::default() })
                 .await?;
-            print_flow_run(&run, &history, &tasks, &children, out.json)
+            print_flow_run(&run, &history, &tasks, &task_histories, &children, out.json)
         }
         FlowRunCmd::Retry { id } => {
             let run = store.resolve_flow_run(&id).await?;

@@ -120,22 +120,44 @@ struct Inspection<'a> {
     #[serde(flatten)]
     run: &'a FlowRun,
     state_history: Vec<&'a headwater_core::State>,
-    task_runs: &'a [TaskRun],
+    task_runs: Vec<TaskInspection<'a>>,
     subflow_runs: &'a [FlowRun],
+}
+
+#[derive(Serialize)]
+struct TaskInspection<'a> {
+    #[serde(flatten)]
+    run: &'a TaskRun,
+    /// Absent when the run has too many task runs to read every history.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state_history: Option<Vec<&'a headwater_core::State>>,
+}
+
+/// The state names a run went through: `Pending → Running → Completed`.
+fn path(history: &[StateRecord]) -> String {
+    history.iter().map(|s| s.state.name.as_str()).collect::<Vec<_>>().join(" → ")
 }
 
 pub fn print_flow_run(
     run: &FlowRun,
     history: &[StateRecord],
     tasks: &[TaskRun],
+    task_histories: &HashMap<Uuid, Vec<StateRecord>>,
     children: &[FlowRun],
     as_json: bool,
 ) -> Result<()> {
     if as_json {
+        let task_runs = tasks
+            .iter()
+            .map(|t| TaskInspection {
+                run: t,
+                state_history: task_histories.get(&t.id).map(|h| h.iter().map(|s| &s.state).collect()),
+            })
+            .collect();
         return json(&Inspection {
             run,
             state_history: history.iter().map(|s| &s.state).collect(),
-            task_runs: tasks,
+            task_runs,
             subflow_runs: children,
         });
     }
@@ -168,7 +190,16 @@ pub fn print_flow_run(
         print_flow_runs(children, false)?;
     }
     println!("\nTask runs:");
-    print_task_runs(tasks, false)
+    print_task_runs(tasks, false)?;
+    if !task_histories.is_empty() {
+        println!("\nTask run states:");
+        for t in tasks {
+            if let Some(h) = task_histories.get(&t.id) {
+                println!("  {}: {}", t.name, path(h));
+            }
+        }
+    }
+    Ok(())
 }
 
 pub fn print_log(l: &LogRecord, flow_run: &str, task_names: &HashMap<Uuid, String>, as_json: bool) -> Result<()> {

@@ -312,6 +312,10 @@ impl RunReader for ApiClient {
         Ok(self.get(&format!("/flow_runs/{flow_run_id}/task_runs")).await?.unwrap_or_default())
     }
 
+    async fn read_task_run(&self, id: Uuid) -> Result<Option<TaskRun>> {
+        self.get(&format!("/task_runs/{id}")).await
+    }
+
     async fn run_timeline(&self, flow_run_id: Uuid) -> Result<Vec<TimelineEntry>> {
         Ok(self.get(&format!("/flow_runs/{flow_run_id}/timeline")).await?.unwrap_or_default())
     }

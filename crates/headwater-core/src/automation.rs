@@ -473,6 +473,7 @@ mod tests {
             tags: tags.iter().map(|t| t.to_string()).collect(),
             state: State::running(now),
             parent_flow_run_id: None,
+            parent_task_run_id: None,
             run_count: 1,
             start_time: None,
             end_time: None,

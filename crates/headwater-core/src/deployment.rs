@@ -116,6 +116,7 @@ impl Deployment {
             tags: self.tags.clone(),
             state: State::scheduled(now, due),
             parent_flow_run_id: None,
+            parent_task_run_id: None,
             run_count: 0,
             start_time: None,
             end_time: None,

@@ -46,6 +46,10 @@ pub struct FlowRun {
     pub tags: Vec<String>,
     pub state: State,
     pub parent_flow_run_id: Option<Uuid>,
+    /// For a subflow started by a Prefect client: the task run in the
+    /// parent that stands for it (and ends in the subflow's final state).
+    #[serde(default)]
+    pub parent_task_run_id: Option<Uuid>,
     /// How many times the flow body has started (1 + retries so far).
     pub run_count: u32,
     pub start_time: Option<DateTime<Utc>>,

@@ -367,3 +367,81 @@ mod attempt_tests {
         assert_eq!(attempt_state(2, at()).name, "Retrying");
     }
 }
+
+/// The server's answer when a client proposes a state for a run (Prefect's
+/// `set_state`): the client's engine decides retries and results, the
+/// server decides whether the run may move at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Orchestration {
+    /// The run enters the proposed state.
+    Accept,
+    /// The run stays where it is; the reason says why.
+    Reject(String),
+}
+
+/// Decides a proposed move from `current` (None: a new run) to `proposed`.
+/// The table of [`is_legal`] applies; `force` lifts it (a client forcing
+/// Crashed or Cancelled, as Prefect allows) except where a run's outcome
+/// would be undone: a final run never starts again other than by being
+/// rescheduled, and a run being cancelled never runs on.
+pub fn orchestrate(current: Option<StateType>, proposed: StateType, force: bool) -> Orchestration {
+    if is_legal(current, proposed) {
+        return Orchestration::Accept;
+    }
+    let from = current.map_or_else(|| "(new run)".to_string(), |c| c.to_string());
+    let protected = match current {
+        Some(c) if c.is_terminal() => proposed != Scheduled,
+        Some(Cancelling) => matches!(proposed, Running | Pending | Scheduled | Paused),
+        _ => false,
+    };
+    if force && !protected {
+        return Orchestration::Accept;
+    }
+    let why = match current {
+        Some(c) if c.is_terminal() => format!("the run is already {from}; only a retry (SCHEDULED) may follow"),
+        Some(Cancelling) => "the run is being cancelled".to_string(),
+        _ => format!("a run may not go from {from} to {proposed}"),
+    };
+    Orchestration::Reject(why)
+}
+
+#[cfg(test)]
+mod orchestration_tests {
+    use super::*;
+
+    #[test]
+    fn the_normal_path_is_accepted() {
+        assert_eq!(orchestrate(None, Pending, false), Orchestration::Accept);
+        assert_eq!(orchestrate(Some(Pending), Running, false), Orchestration::Accept);
+        assert_eq!(orchestrate(Some(Running), Completed, false), Orchestration::Accept);
+        assert_eq!(orchestrate(Some(Failed), Scheduled, false), Orchestration::Accept);
+    }
+
+    #[test]
+    fn a_completed_run_never_runs_again_even_forced() {
+        for force in [false, true] {
+            assert!(matches!(orchestrate(Some(Completed), Running, force), Orchestration::Reject(_)));
+            assert!(matches!(orchestrate(Some(Crashed), Pending, force), Orchestration::Reject(_)));
+        }
+    }
+
+    #[test]
+    fn a_cancelling_run_stays_cancelled_even_forced() {
+        for force in [false, true] {
+            let Orchestration::Reject(why) = orchestrate(Some(Cancelling), Running, force) else {
+                panic!("cancelling → running accepted (force {force})")
+            };
+            assert!(why.contains("cancelled"), "{why}");
+        }
+        assert_eq!(orchestrate(Some(Cancelling), Cancelled, false), Orchestration::Accept);
+        assert_eq!(orchestrate(Some(Cancelling), Completed, false), Orchestration::Accept);
+    }
+
+    #[test]
+    fn force_lifts_the_table_elsewhere() {
+        assert!(matches!(orchestrate(Some(Running), Running, false), Orchestration::Reject(_)));
+        assert_eq!(orchestrate(Some(Running), Running, true), Orchestration::Accept);
+        assert!(matches!(orchestrate(Some(Scheduled), Completed, false), Orchestration::Reject(_)));
+        assert_eq!(orchestrate(Some(Scheduled), Completed, true), Orchestration::Accept);
+    }
+}

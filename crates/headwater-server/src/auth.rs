@@ -12,10 +12,26 @@ use crate::error::ApiError;
 
 const OPEN_PATHS: &[&str] = &["/api/health", "/api/openapi.json", "/api/docs"];
 
+/// Websockets of the Prefect-compatible API: a Prefect client sends its key
+/// in the first message, not in the upgrade request (see `prefect::events`).
+const KEY_IN_FIRST_MESSAGE: &[&str] = &["/prefect/api/events/in", "/prefect/api/events/out"];
+
+/// Whether `given` is one of `keys` (any when none are configured).
+pub(crate) fn key_accepted(keys: &[String], given: Option<&str>) -> bool {
+    keys.is_empty() || given.is_some_and(|k| keys.iter().any(|valid| same(valid.as_bytes(), k.trim().as_bytes())))
+}
+
+/// Whether the API key check applies to `path`: Headwater's API and the
+/// Prefect-compatible one; the UI's page and assets hold no data.
+fn guarded(path: &str) -> bool {
+    let under = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
+    (under("/api") || under(crate::prefect::PREFIX))
+        && !OPEN_PATHS.contains(&path)
+        && !KEY_IN_FIRST_MESSAGE.contains(&path)
+}
+
 pub(crate) async fn require_key(State(keys): State<Arc<Vec<String>>>, req: Request, next: Next) -> Response {
-    // The UI's page and assets hold no data (they call the API, with the key).
-    let path = req.uri().path();
-    if keys.is_empty() || OPEN_PATHS.contains(&path) || !(path == "/api" || path.starts_with("/api/")) {
+    if keys.is_empty() || !guarded(req.uri().path()) {
         return next.run(req).await;
     }
     let given = req
@@ -25,7 +41,7 @@ pub(crate) async fn require_key(State(keys): State<Arc<Vec<String>>>, req: Reque
         .and_then(|v| v.strip_prefix("Bearer "))
         .or_else(|| req.headers().get("x-api-key").and_then(|v| v.to_str().ok()));
     match given {
-        Some(k) if keys.iter().any(|valid| same(valid.as_bytes(), k.trim().as_bytes())) => next.run(req).await,
+        Some(k) if key_accepted(&keys, Some(k)) => next.run(req).await,
         Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "invalid API key").into_response(),
         None => ApiError::new(StatusCode::UNAUTHORIZED, "this server requires an API key (Authorization: Bearer …)")
             .into_response(),
@@ -40,6 +56,17 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn both_apis_are_guarded_but_not_the_ui() {
+        assert!(super::guarded("/api/flow_runs/filter"));
+        assert!(super::guarded("/prefect/api/flow_runs/"));
+        assert!(super::guarded("/prefect/api"));
+        assert!(!super::guarded("/prefect/api/events/in"), "its key comes in the first message");
+        assert!(!super::guarded("/api/health"));
+        assert!(!super::guarded("/runs"));
+        assert!(!super::guarded("/prefectx/api/flows"));
+    }
+
     #[test]
     fn keys_compare_exactly() {
         assert!(super::same(b"abc", b"abc"));

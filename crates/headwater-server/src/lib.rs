@@ -1,4 +1,5 @@
-//! The Headwater server: a REST API under `/api` over any store.
+//! The Headwater server: a REST API under `/api` over any store, and
+//! Prefect's API under `/prefect/api` ([`prefect`]) for Prefect's own client.
 //!
 //! Handlers are thin: they extract, call the store through its traits and
 //! map errors. Beside the API run the scheduler, the reaper of crashed runs
@@ -8,6 +9,7 @@
 mod api;
 mod auth;
 mod error;
+pub mod prefect;
 mod ui;
 /// Scheduling lives with the store so that workers and `serve` share it.
 pub use headwater_store::scheduling as scheduler;
@@ -77,7 +79,11 @@ pub fn app(store: Arc<dyn Store>, api_keys: Vec<String>) -> axum::Router {
 }
 
 fn app_with_wake(store: Arc<dyn Store>, api_keys: Vec<String>, wake: api::Wake) -> axum::Router {
-    api::router(store, wake).layer(axum::middleware::from_fn_with_state(Arc::new(api_keys), auth::require_key))
+    let keys = Arc::new(api_keys);
+    let prefect = prefect::router(store.clone(), keys.clone(), wake.clone());
+    api::router(store, wake)
+        .nest(prefect::PREFIX, prefect)
+        .layer(axum::middleware::from_fn_with_state(keys, auth::require_key))
 }
 
 /// Serves until `shutdown` resolves, then finishes the requests in flight.

@@ -32,5 +32,13 @@ pub(crate) fn router() -> Router {
     Router::new()
         .route("/assets/app.js", get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }))
         .route("/assets/app.css", get(|| async { asset("text/css; charset=utf-8", APP_CSS) }))
+        // Where a Prefect client's "View at …" line points (its UI URL is
+        // the API's without `/api`): the run's page here.
+        .route(
+            "/prefect/runs/flow-run/{id}",
+            get(|axum::extract::Path(id): axum::extract::Path<uuid::Uuid>| async move {
+                axum::response::Redirect::permanent(&format!("/runs/{id}"))
+            }),
+        )
         .fallback(get(|| async { asset("text/html; charset=utf-8", INDEX) }))
 }

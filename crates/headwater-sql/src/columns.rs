@@ -5,7 +5,7 @@ use headwater_store::StoreError;
 
 pub(crate) const FLOW_RUN_COLS: &str = "id, flow_id, flow_name, name, parameters, tags, state_type, state_name, \
      state_message, state_timestamp, state_scheduled, parent_flow_run_id, run_count, start_time, end_time, created, heartbeat, \
-     deployment_id, work_pool, idempotency_key, work_queue, retry_policy";
+     deployment_id, work_pool, idempotency_key, work_queue, retry_policy, parent_task_run_id";
 pub(crate) const TASK_RUN_COLS: &str = "id, flow_run_id, task_name, name, dynamic_key, tags, state_type, state_name, \
      state_message, state_timestamp, state_scheduled, run_count, cache_key, cache_expiration, start_time, end_time, created";
 pub(crate) const STATE_COLS: &str = "run_id, run_kind, state_type, state_name, message, timestamp, scheduled";

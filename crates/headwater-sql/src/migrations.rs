@@ -41,6 +41,7 @@ migrations! {
     12 => "0012_run_listing",
     13 => "0013_run_name_search",
     14 => "0014_run_filter_covering",
+    15 => "0015_parent_task_run",
 }
 
 /// The newest schema version this build knows.

@@ -45,6 +45,7 @@ pub(crate) fn flow_run_from(row: &impl Cols) -> Result<FlowRun> {
         tags: row.json("tags", "tags")?,
         state: state_from(row, RUN_STATE)?,
         parent_flow_run_id: row.opt_uuid("parent_flow_run_id")?,
+        parent_task_run_id: row.opt_uuid("parent_task_run_id")?,
         run_count: row.int("run_count")? as u32,
         start_time: row.opt_time("start_time")?,
         end_time: row.opt_time("end_time")?,

@@ -40,6 +40,7 @@ fn flow_run(flow: &Flow, name: &str, at: i64, state: State) -> FlowRun {
         tags: vec!["nightly".into()],
         state,
         parent_flow_run_id: None,
+        parent_task_run_id: None,
         run_count: 1,
         start_time: None,
         end_time: None,
@@ -952,6 +953,9 @@ pub async fn filters_and_keyset_pagination(store: &dyn Store) {
     let parent = runs[0].id;
     runs[1].parent_flow_run_id = Some(parent);
     runs[2].parent_flow_run_id = Some(parent);
+    // run-2 is a Prefect client's subflow: a task run of run-0 stands for it.
+    let wrapper = Uuid::now_v7();
+    runs[2].parent_task_run_id = Some(wrapper);
     store.record(&WriteBatch { flows: vec![f.clone()], flow_runs: runs.clone(), ..Default::default() }).await.unwrap();
 
     let base = FlowRunFilter { flow_name: Some(f.name.clone()), limit: 10, ..Default::default() };
@@ -992,6 +996,14 @@ pub async fn filters_and_keyset_pagination(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(children.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), vec!["run-2", "run-1"]);
+    let wrapped = store
+        .list_flow_runs(&FlowRunFilter { parent_task_run_id: Some(wrapper), limit: 100, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(
+        wrapped.iter().map(|r| (r.name.as_str(), r.parent_task_run_id)).collect::<Vec<_>>(),
+        vec![("run-2", Some(wrapper))]
+    );
 
     let names = |runs: Vec<FlowRun>| runs.into_iter().map(|r| r.name).collect::<Vec<_>>();
     let by_name =
@@ -1072,6 +1084,8 @@ pub async fn task_runs_and_logs(store: &dyn Store) {
         .unwrap();
     let got = store.list_task_runs(fr.id).await.unwrap();
     assert_eq!(got, tasks);
+    assert_eq!(store.read_task_run(tasks[1].id).await.unwrap().as_ref(), Some(&tasks[1]));
+    assert_eq!(store.read_task_run(Uuid::now_v7()).await.unwrap(), None, "an unknown task run is None, not an error");
 
     let all = store.read_logs(&LogFilter::for_flow_run(fr.id)).await.unwrap();
     assert_eq!(all.len(), 4);

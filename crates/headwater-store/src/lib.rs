@@ -82,6 +82,8 @@ pub struct FlowRunFilter {
     pub state_names: Vec<String>,
     pub flow_name: Option<String>,
     pub parent_flow_run_id: Option<Uuid>,
+    /// Only the subflow runs a task run stands for (Prefect's subflows).
+    pub parent_task_run_id: Option<Uuid>,
     /// Only runs of this deployment.
     pub deployment_id: Option<Uuid>,
     /// Only runs whose name contains this text (case-insensitive).
@@ -105,6 +107,7 @@ impl Default for FlowRunFilter {
             state_names: Vec::new(),
             flow_name: None,
             parent_flow_run_id: None,
+            parent_task_run_id: None,
             deployment_id: None,
             name: None,
             tags: Vec::new(),
@@ -162,6 +165,7 @@ pub trait RunReader: Send + Sync {
     async fn resolve_flow_run(&self, id_or_name: &str) -> Result<FlowRun>;
     async fn list_flow_runs(&self, filter: &FlowRunFilter) -> Result<Vec<FlowRun>>;
     async fn list_task_runs(&self, flow_run_id: Uuid) -> Result<Vec<TaskRun>>;
+    async fn read_task_run(&self, id: Uuid) -> Result<Option<TaskRun>>;
     /// A run's state history, oldest first.
     async fn read_states(&self, run_id: Uuid) -> Result<Vec<StateRecord>>;
     async fn read_logs(&self, filter: &LogFilter) -> Result<Vec<LogRecord>>;

@@ -220,6 +220,7 @@ fn new_flow_run(
         tags: spec.tags.iter().map(|t| t.to_string()).collect(),
         state: State::pending(now),
         parent_flow_run_id: parent.map(|p| p.flow.id),
+        parent_task_run_id: None,
         run_count: if adopted.is_some() { adopted_run_count() } else { 0 },
         start_time: None,
         end_time: None,

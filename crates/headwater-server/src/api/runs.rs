@@ -25,6 +25,7 @@ pub(super) fn routes() -> OpenApiRouter<Arc<dyn Store>> {
         .routes(routes!(read_flow_run))
         .routes(routes!(resolve_flow_run))
         .routes(routes!(list_task_runs))
+        .routes(routes!(read_task_run))
         .routes(routes!(run_timeline))
         .routes(routes!(read_states))
         .routes(routes!(filter_logs))
@@ -95,6 +96,15 @@ async fn resolve_flow_run(State(db): Db, Path(id_or_name): Path<String>) -> ApiR
 )]
 async fn list_task_runs(State(db): Db, Path(id): Path<Uuid>) -> ApiResult<Vec<TaskRun>> {
     Ok(Json(db.list_task_runs(id).await?))
+}
+
+#[utoipa::path(
+    get, path = "/task_runs/{id}", tag = "task_runs",
+    params(("id" = Uuid, Path, description = "task run id")),
+    responses((status = 200, body = TaskRun), (status = 404, description = "no such task run"))
+)]
+async fn read_task_run(State(db): Db, Path(id): Path<Uuid>) -> ApiResult<TaskRun> {
+    db.read_task_run(id).await?.map(Json).ok_or_else(|| ApiError::not_found(format!("no task run with id {id}")))
 }
 
 /// A flow run's task runs and subflow runs as timeline bars (name, state,

@@ -139,6 +139,7 @@ async fn the_server_marks_silent_runs_crashed() {
         tags: vec![],
         state: State::running(silent),
         parent_flow_run_id: None,
+        parent_task_run_id: None,
         run_count: 1,
         start_time: Some(silent),
         end_time: None,

@@ -1,6 +1,7 @@
 //! The server over HTTP, on ephemeral loopback ports, with real stores.
 
 mod api;
+mod prefect;
 mod routes;
 mod ui;
 
@@ -27,6 +28,7 @@ fn run_of(flow: &str, name: &str, state: headwater_core::State, ago: i64, tags: 
         tags: tags.iter().map(|t| t.to_string()).collect(),
         state,
         parent_flow_run_id: None,
+        parent_task_run_id: None,
         run_count: 1,
         start_time: Some(created),
         end_time: None,

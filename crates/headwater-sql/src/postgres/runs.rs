@@ -82,7 +82,8 @@ pub(super) fn push_flow_run<'q>(mut b: sqlx::query_builder::Separated<'_, 'q, Po
         .push_bind(r.work_pool.as_deref())
         .push_bind(r.idempotency_key.as_deref())
         .push_bind(r.work_queue.as_deref())
-        .push_bind(r.retry_policy.as_ref().map(Json));
+        .push_bind(r.retry_policy.as_ref().map(Json))
+        .push_bind(r.parent_task_run_id);
 }
 
 pub(super) async fn write_batch(conn: &mut PgConnection, batch: &WriteBatch) -> Result<()> {
@@ -272,6 +273,9 @@ impl RunReader for PostgresStore {
         if let Some(parent) = f.parent_flow_run_id {
             q.push(" AND parent_flow_run_id = ").push_bind(parent);
         }
+        if let Some(parent) = f.parent_task_run_id {
+            q.push(" AND parent_task_run_id = ").push_bind(parent);
+        }
         if let Some(d) = f.deployment_id {
             q.push(" AND deployment_id = ").push_bind(d);
         }
@@ -317,6 +321,15 @@ impl RunReader for PostgresStore {
         .await
         .db()?;
         rows.iter().map(task_run_from).collect()
+    }
+
+    async fn read_task_run(&self, id: Uuid) -> Result<Option<TaskRun>> {
+        let row = sqlx::query(&format!("SELECT {TASK_RUN_COLS} FROM task_runs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .db()?;
+        row.as_ref().map(task_run_from).transpose()
     }
 
     async fn read_states(&self, run_id: Uuid) -> Result<Vec<StateRecord>> {

@@ -77,7 +77,8 @@ pub(super) fn push_flow_run<'q>(mut b: sqlx::query_builder::Separated<'_, 'q, Sq
         .push_bind(r.work_pool.as_deref())
         .push_bind(r.idempotency_key.as_deref())
         .push_bind(r.work_queue.as_deref())
-        .push_bind(r.retry_policy.as_ref().map(json_text));
+        .push_bind(r.retry_policy.as_ref().map(json_text))
+        .push_bind(r.parent_task_run_id.map(|u| u.to_string()));
 }
 
 /// The filter's conditions (` AND …`) on `flow_runs`; the state lists only
@@ -111,6 +112,9 @@ fn push_run_conditions<'q>(
     }
     if let Some(parent) = f.parent_flow_run_id {
         q.push(" AND parent_flow_run_id = ").push_bind(parent.to_string());
+    }
+    if let Some(parent) = f.parent_task_run_id {
+        q.push(" AND parent_task_run_id = ").push_bind(parent.to_string());
     }
     if let Some(d) = f.deployment_id {
         q.push(" AND deployment_id = ").push_bind(d.to_string());
@@ -345,6 +349,15 @@ impl RunReader for SqliteStore {
         .await
         .db()?;
         rows.iter().map(task_run_from).collect()
+    }
+
+    async fn read_task_run(&self, id: Uuid) -> Result<Option<TaskRun>> {
+        let row = sqlx::query(&format!("SELECT {TASK_RUN_COLS} FROM task_runs WHERE id = ?"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .db()?;
+        row.as_ref().map(task_run_from).transpose()
     }
 
     async fn read_states(&self, run_id: Uuid) -> Result<Vec<StateRecord>> {

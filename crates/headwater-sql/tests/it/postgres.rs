@@ -70,6 +70,7 @@ async fn concurrent_writers_and_snapshots_of_one_run_in_a_batch() {
         tags: vec![],
         state: State::pending(Utc::now()),
         parent_flow_run_id: None,
+        parent_task_run_id: None,
         run_count: 0,
         start_time: None,
         end_time: None,

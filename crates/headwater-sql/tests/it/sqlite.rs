@@ -58,6 +58,7 @@ async fn concurrent_writers_never_see_database_is_locked() {
                 tags: vec![],
                 state: State::running(Utc::now()),
                 parent_flow_run_id: None,
+                parent_task_run_id: None,
                 run_count: 1,
                 start_time: None,
                 end_time: None,

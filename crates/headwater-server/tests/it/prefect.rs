@@ -1,0 +1,139 @@
+//! The Prefect-compatible API over HTTP: its orchestration rules, its
+//! answers to bad input, and its API key. (Prefect's own client against it
+//! is tested in the CLI's tests, with the real `headwater server start`.)
+
+use headwater_server::RunningServer;
+use serde_json::{json, Value};
+
+const KEY: &str = "k-prefect";
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self.http.post(format!("{}{path}", self.base)).bearer_auth(KEY).json(&body).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.http.get(format!("{}{path}", self.base)).bearer_auth(KEY).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+async fn server() -> (RunningServer, Api, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = super::sealed_sqlite(dir.path()).await;
+    let server = RunningServer::start(store, vec![KEY.into()]).await.unwrap();
+    headwater_client::install_tls_provider();
+    let api = Api { http: reqwest::Client::new(), base: format!("http://{}/prefect/api", server.addr) };
+    (server, api, dir)
+}
+
+async fn new_run(api: &Api) -> String {
+    let (status, flow) = api.post("/flows/", json!({"name": "rules"})).await;
+    assert!(status == 201 || status == 200, "201 new, 200 known: {flow}");
+    let (status, again) = api.post("/flows/", json!({"name": "rules"})).await;
+    assert_eq!((status, &again["id"]), (200, &flow["id"]), "the same flow, known");
+    let (status, run) = api.post("/flow_runs/", json!({"flow_id": flow["id"], "state": {"type": "PENDING"}})).await;
+    assert_eq!(status, 201, "{run}");
+    assert_eq!(run["state"]["type"], "PENDING");
+    run["id"].as_str().unwrap().to_string()
+}
+
+async fn propose(api: &Api, run: &str, state: &str, force: bool) -> (u16, Value) {
+    api.post(&format!("/flow_runs/{run}/set_state"), json!({"state": {"type": state}, "force": force})).await
+}
+
+/// The server decides: the normal path is accepted; a final run does not
+/// run again and a cancelling one does not go back to running, forced or
+/// not; force lifts the rest of the table.
+#[tokio::test]
+async fn the_server_decides_state_changes() {
+    let (_server, api, _dir) = server().await;
+    let run = new_run(&api).await;
+    let (status, answer) = propose(&api, &run, "RUNNING", false).await;
+    assert_eq!((status, answer["status"].as_str()), (201, Some("ACCEPT")), "{answer}");
+    let (_, answer) = propose(&api, &run, "RUNNING", false).await;
+    assert_eq!(answer["status"], "REJECT", "running twice: {answer}");
+    let (_, answer) = propose(&api, &run, "COMPLETED", false).await;
+    assert_eq!(answer["status"], "ACCEPT");
+    for force in [false, true] {
+        let (status, answer) = propose(&api, &run, "RUNNING", force).await;
+        assert_eq!((status, answer["status"].as_str()), (200, Some("REJECT")), "force {force}: {answer}");
+        assert_eq!(answer["state"]["type"], "COMPLETED", "the answer carries the run's state");
+        assert!(answer["details"]["reason"].as_str().unwrap().contains("already COMPLETED"), "{answer}");
+    }
+    let (_, read) = api.get(&format!("/flow_runs/{run}")).await;
+    assert_eq!((read["state_type"].as_str(), read["run_count"].as_u64()), (Some("COMPLETED"), Some(1)));
+
+    let cancelled = new_run(&api).await;
+    propose(&api, &cancelled, "RUNNING", false).await;
+    let (_, answer) = propose(&api, &cancelled, "CANCELLING", false).await;
+    assert_eq!(answer["status"], "ACCEPT");
+    for force in [false, true] {
+        let (_, answer) = propose(&api, &cancelled, "RUNNING", force).await;
+        assert_eq!(answer["status"], "REJECT", "force {force}");
+    }
+    let (_, answer) = propose(&api, &cancelled, "CANCELLED", false).await;
+    assert_eq!(answer["status"], "ACCEPT");
+}
+
+/// Bad input gets a clear 4xx naming what is wrong; a malformed event is
+/// skipped without losing the good ones sent with it.
+#[tokio::test]
+async fn bad_input_is_refused_clearly_and_loses_nothing() {
+    let (server, api, dir) = server().await;
+    let (status, body) = api.get("/no/such/endpoint").await;
+    assert_eq!(status, 404);
+    assert!(body["detail"].as_str().unwrap().contains("Coming from Prefect"), "{body}");
+    let (status, body) = api.post("/flow_runs/", json!({"flow_id": "not-a-uuid"})).await;
+    assert_eq!(status, 422);
+    assert!(body["detail"].as_str().unwrap().contains("flow_id"), "names the field: {body}");
+    let (status, body) = api.post("/flow_runs/", json!({"flow_id": uuid::Uuid::now_v7()})).await;
+    assert_eq!(status, 404, "{body}");
+    let run = new_run(&api).await;
+    let (status, body) = api.post(&format!("/flow_runs/{run}/set_state"), json!({"state": {"type": "SLEEPING"}})).await;
+    assert_eq!(status, 422);
+    assert!(body["detail"].as_str().unwrap().contains("state.type"), "{body}");
+    let (status, _) = api.post("/logs/", json!([{"message": "no level or time"}])).await;
+    assert_eq!(status, 422);
+
+    let task = uuid::Uuid::now_v7();
+    let event = |name: &str, state: &str, at: &str| {
+        json!({
+            "occurred": at, "event": format!("prefect.task-run.{name}"), "id": uuid::Uuid::now_v7(),
+            "resource": {"prefect.resource.id": format!("prefect.task-run.{task}"), "prefect.state-timestamp": at},
+            "related": [{"prefect.resource.id": format!("prefect.flow-run.{run}"), "prefect.resource.role": "flow-run"}],
+            "payload": {"validated_state": {"type": state, "name": name}, "task_run": {"name": "t-1", "task_key": "t-0badf00d", "dynamic_key": "1", "run_count": 1}},
+        })
+    };
+    let batch = json!([
+        event("Pending", "PENDING", "2026-12-01T10:00:00Z"),
+        {"event": "prefect.task-run.Running", "garbage": true},
+        "not even an object",
+        {"occurred": "2026-12-01T10:00:00Z", "event": "prefect.some.new-kind", "resource": {"prefect.resource.id": "x"}},
+        event("Running", "RUNNING", "2026-12-01T10:00:01Z"),
+        event("Completed", "COMPLETED", "2026-12-01T10:00:02Z"),
+        // Sent again after a reconnect: not a second history row.
+        event("Completed", "COMPLETED", "2026-12-01T10:00:02Z"),
+    ]);
+    let (status, _) = api.post("/events", batch).await;
+    assert_eq!(status, 204);
+    let store = super::sealed_sqlite(dir.path()).await;
+    let states: Vec<String> = store.read_states(task).await.unwrap().into_iter().map(|s| s.state.name).collect();
+    assert_eq!(states, ["Pending", "Running", "Completed"]);
+    let t = store.read_task_run(task).await.unwrap().unwrap();
+    assert_eq!((t.task_name.as_str(), t.state.name.as_str()), ("t", "Completed"));
+
+    // Without the key, nothing.
+    let anonymous = reqwest::Client::new();
+    let r = anonymous.post(format!("{}/flows/", api.base)).json(&json!({"name": "x"})).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    drop(server);
+}
