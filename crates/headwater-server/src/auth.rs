@@ -1,5 +1,7 @@
 //! API keys: with keys configured, every call of the API but the health
-//! check and the API's description needs `Authorization: Bearer KEY` (or `X-API-Key`).
+//! check and the API's description needs `Authorization: Bearer KEY` (or
+//! `X-API-Key`, or HTTP Basic with the key as the password or the whole
+//! string: what Prefect's client sends for `PREFECT_API_AUTH_STRING`).
 
 use std::sync::Arc;
 
@@ -16,9 +18,24 @@ const OPEN_PATHS: &[&str] = &["/api/health", "/api/openapi.json", "/api/docs"];
 /// in the first message, not in the upgrade request (see `prefect::events`).
 const KEY_IN_FIRST_MESSAGE: &[&str] = &["/prefect/api/events/in", "/prefect/api/events/out"];
 
-/// Whether `given` is one of `keys` (any when none are configured).
+/// Whether `given` is one of `keys` (any when none are configured). A
+/// Prefect auth string `user:KEY` counts by its password.
 pub(crate) fn key_accepted(keys: &[String], given: Option<&str>) -> bool {
-    keys.is_empty() || given.is_some_and(|k| keys.iter().any(|valid| same(valid.as_bytes(), k.trim().as_bytes())))
+    let is_key = |k: &str| keys.iter().any(|valid| same(valid.as_bytes(), k.trim().as_bytes()));
+    keys.is_empty()
+        || given.is_some_and(|k| is_key(k) || k.split_once(':').is_some_and(|(_, password)| is_key(password)))
+}
+
+/// The credential of an `Authorization` header: a bearer token, or what a
+/// Basic one encodes.
+fn credential(value: &str) -> Option<String> {
+    use base64::Engine;
+    if let Some(token) = value.strip_prefix("Bearer ") {
+        return Some(token.to_string());
+    }
+    let encoded = value.strip_prefix("Basic ")?;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    String::from_utf8(bytes).ok()
 }
 
 /// Whether the API key check applies to `path`: Headwater's API and the
@@ -38,10 +55,10 @@ pub(crate) async fn require_key(State(keys): State<Arc<Vec<String>>>, req: Reque
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .or_else(|| req.headers().get("x-api-key").and_then(|v| v.to_str().ok()));
+        .and_then(credential)
+        .or_else(|| req.headers().get("x-api-key").and_then(|v| v.to_str().ok()).map(str::to_string));
     match given {
-        Some(k) if key_accepted(&keys, Some(k)) => next.run(req).await,
+        Some(k) if key_accepted(&keys, Some(&k)) => next.run(req).await,
         Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "invalid API key").into_response(),
         None => ApiError::new(StatusCode::UNAUTHORIZED, "this server requires an API key (Authorization: Bearer …)")
             .into_response(),
@@ -65,6 +82,18 @@ mod tests {
         assert!(!super::guarded("/api/health"));
         assert!(!super::guarded("/runs"));
         assert!(!super::guarded("/prefectx/api/flows"));
+    }
+
+    #[test]
+    fn prefect_auth_strings_count_by_their_password() {
+        let keys = vec!["k-1".to_string()];
+        assert!(super::key_accepted(&keys, Some("k-1")));
+        assert!(super::key_accepted(&keys, Some("admin:k-1")));
+        assert!(!super::key_accepted(&keys, Some("k-1:admin")));
+        assert!(!super::key_accepted(&keys, None));
+        assert_eq!(super::credential("Basic YWRtaW46ay0x").as_deref(), Some("admin:k-1"));
+        assert_eq!(super::credential("Bearer k-1").as_deref(), Some("k-1"));
+        assert_eq!(super::credential("Basic !!!"), None);
     }
 
     #[test]

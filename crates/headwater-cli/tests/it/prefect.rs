@@ -38,9 +38,13 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
-        let home = tempfile::tempdir().unwrap();
+        Server::start_in(tempfile::tempdir().unwrap(), "0")
+    }
+
+    /// The server of `home`, on `port` ("0": any).
+    fn start_in(home: tempfile::TempDir, port: &str) -> Server {
         let mut process = Command::new(BIN)
-            .args(["server", "start", "--port", "0"])
+            .args(["server", "start", "--port", port])
             .env("HEADWATER_HOME", home.path())
             .env("HEADWATER_API_KEY", KEY)
             .env_remove("HEADWATER_API_URL")
@@ -108,10 +112,13 @@ fn python(
         .env("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         .env("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "0.3")
         .env_remove("PREFECT_PROFILE");
+    // For a server of its own (not Prefect Cloud), Prefect's client sends
+    // PREFECT_API_AUTH_STRING on both REST and its event stream.
     match key {
-        Some(k) => c.env("PREFECT_API_KEY", k),
-        None => c.env_remove("PREFECT_API_KEY"),
+        Some(k) => c.env("PREFECT_API_AUTH_STRING", format!("course:{k}")),
+        None => c.env_remove("PREFECT_API_AUTH_STRING"),
     };
+    c.env_remove("PREFECT_API_KEY");
     for (k, v) in env {
         c.env(k, v);
     }
@@ -143,7 +150,7 @@ fn prefect_flows_run_against_headwater() {
     let env = [("HW_TEST_FAIL_ONCE", fail_once.as_path())];
 
     let refused = python(&py, &server, prefect_home.path(), None, &flow, &env);
-    assert!(!refused.status.success(), "without PREFECT_API_KEY the server refuses the client");
+    assert!(!refused.status.success(), "without the key the server refuses the client");
     assert!(server.hw(&["flow-run", "ls"]).as_array().unwrap().is_empty(), "and nothing was recorded");
 
     for attempt in 1..=2 {
@@ -266,7 +273,7 @@ fn prefect_blocks_and_variables_live_in_headwater() {
         c.arg(&script)
             .arg(mode)
             .env("PREFECT_API_URL", server.prefect_url())
-            .env("PREFECT_API_KEY", KEY)
+            .env("PREFECT_API_AUTH_STRING", KEY)
             .env("PREFECT_HOME", prefect_home.path())
             .env("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
             .env("HW_TEST_SECRET", secret);
@@ -354,4 +361,50 @@ fn prefect_cli_commands_answer() {
     prefect(&["block", "ls"]);
     prefect(&["variable", "set", "taxi_color", "green"]);
     assert!(prefect(&["variable", "get", "taxi_color"]).contains("green"));
+}
+
+/// A server killed while a Prefect flow runs, and started again: the flow
+/// finishes, and every task run of both halves is recorded once.
+#[test]
+fn a_server_restart_loses_no_task_run() {
+    let Some(py) = prefect_python() else { return };
+    let mut server = Server::start();
+    let prefect_home = tempfile::tempdir().unwrap();
+    let go = prefect_home.path().join("go");
+    let mut flow = Command::new(&py)
+        .arg(script("restart_flow.py"))
+        .env("PREFECT_API_URL", server.prefect_url())
+        .env("PREFECT_API_AUTH_STRING", KEY)
+        .env("PREFECT_HOME", prefect_home.path())
+        .env("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        .env("HW_TEST_GO", &go)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(flow.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("HALFWAY") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the flow ended before its halfway mark");
+    }
+    // Killed, not stopped: nothing gets a chance to finish.
+    let port = server.api.rsplit(':').next().unwrap().trim_end_matches("/api").to_string();
+    server.process.kill().unwrap();
+    server.process.wait().unwrap();
+    let home = std::mem::replace(&mut server.home, tempfile::tempdir().unwrap());
+    drop(server);
+    let server = Server::start_in(home, &port);
+    std::fs::write(&go, "").unwrap();
+    let status = flow.wait().unwrap();
+    assert!(status.success(), "the flow finishes against the restarted server");
+
+    let runs = server.hw(&["flow-run", "ls", "--flow", "survives-a-restart"]);
+    let run = &runs[0];
+    assert_eq!(run["state"]["type"], "COMPLETED", "{run}");
+    let inspection = server.hw(&["flow-run", "inspect", run["id"].as_str().unwrap()]);
+    let steps = task(&inspection, "step");
+    assert_eq!(steps.len(), 20, "every task run recorded: {}", steps.len());
+    for s in steps {
+        assert_eq!(names(&s["state_history"]), ["Pending", "Running", "Completed"], "once each: {s}");
+    }
 }

@@ -250,9 +250,10 @@ pub(super) async fn handshake(socket: &mut WebSocket, compat: &Compat) -> bool {
     });
     let refusal = match token {
         None => Some("the first message must be {\"type\": \"auth\", \"token\": …}"),
-        Some(token) if !crate::auth::key_accepted(&compat.keys, token.as_deref()) => {
-            Some("this server requires an API key (PREFECT_API_KEY)")
-        }
+        Some(token) if !crate::auth::key_accepted(&compat.keys, token.as_deref()) => Some(
+            "this server requires an API key: set PREFECT_API_AUTH_STRING to it (on its event stream \
+                 Prefect's client sends that, not PREFECT_API_KEY)",
+        ),
         Some(_) => None,
     };
     if let Some(reason) = refusal {
