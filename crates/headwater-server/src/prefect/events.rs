@@ -38,7 +38,7 @@ const BATCH_EVENTS: usize = 2_000;
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Decoded {
     /// A task run entered a state: its snapshot as of that state.
-    TaskRunState(TaskRun),
+    TaskRunState(Box<TaskRun>),
     Heartbeat(Heartbeat),
     /// An event Headwater does not keep (a block loaded, a worker started).
     Other,
@@ -115,7 +115,7 @@ pub(crate) fn decode(raw: &str) -> Result<Decoded, String> {
         Value::Number(n) => n.as_u64().unwrap_or(0),
         _ => 0,
     };
-    Ok(Decoded::TaskRunState(TaskRun {
+    Ok(Decoded::TaskRunState(Box::new(TaskRun {
         id,
         flow_run_id,
         task_name: task_name_of_key(&task.task_key).to_string(),
@@ -129,7 +129,7 @@ pub(crate) fn decode(raw: &str) -> Result<Decoded, String> {
         end_time: task.end_time.filter(|_| state.is_terminal()),
         created: task.expected_start_time.unwrap_or(event.occurred),
         state,
-    }))
+    })))
 }
 
 /// Gathers decoded events and writes them in one transaction: each task
@@ -187,10 +187,10 @@ impl EventSink {
                     self.newest.insert(t.id, t.state.timestamp);
                     batch.states.push(StateRecord { run_id: t.id, kind: RunKind::Task, state: t.state.clone() });
                     match snapshot_at.get(&t.id) {
-                        Some(&i) => batch.task_runs[i] = t,
+                        Some(&i) => batch.task_runs[i] = *t,
                         None => {
                             snapshot_at.insert(t.id, batch.task_runs.len());
-                            batch.task_runs.push(t);
+                            batch.task_runs.push(*t);
                         }
                     }
                 }

@@ -362,7 +362,7 @@ async fn matching_flow_runs(store: &dyn Store, body: FlowRunsFilter) -> Result<V
             }
         }
     }
-    runs.sort_by(|a, b| (b.created, b.id).cmp(&(a.created, a.id)));
+    runs.sort_by_key(|r| std::cmp::Reverse((r.created, r.id)));
     Ok(runs.into_iter().skip(body.offset as usize).take(limit as usize).collect())
 }
 
