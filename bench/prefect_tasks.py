@@ -7,6 +7,7 @@ until all N task runs are visible as COMPLETED through the API ("recorded"),
 since Prefect records task runs asynchronously.
 """
 import json
+import logging
 import sys
 import time
 
@@ -49,7 +50,26 @@ def completed_task_runs(flow_run_id):
         return response.json()
 
 
+class RetryCounter(logging.Handler):
+    """Counts the answers Prefect's client retried, by status (503s, 429s)."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.by_status = {}
+
+    def emit(self, record):
+        message = record.getMessage()
+        marker = "retryable status code "
+        if marker in message:
+            status = message.split(marker, 1)[1].split(".", 1)[0]
+            self.by_status[status] = self.by_status.get(status, 0) + 1
+
+
 def main():
+    retries = RetryCounter()
+    client_logger = logging.getLogger("prefect.client")
+    client_logger.addHandler(retries)
+    client_logger.setLevel(logging.DEBUG)
     n, mode = int(sys.argv[1]), sys.argv[2]
     if mode == "one-task":
         one_task()
@@ -71,7 +91,8 @@ def main():
         else:
             time.sleep(0.1)
     recorded = time.perf_counter() - t0 if seen >= n else None
-    print(json.dumps({"n": n, "mode": mode, "returned": returned, "recorded": recorded, "visible": seen}))
+    print(json.dumps({"n": n, "mode": mode, "returned": returned, "recorded": recorded, "visible": seen,
+                      "retried": retries.by_status}))
 
 
 if __name__ == "__main__":

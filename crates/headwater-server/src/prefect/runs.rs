@@ -463,6 +463,8 @@ pub(super) async fn set_task_run_state(
 struct TaskRunFields {
     #[serde(default, deserialize_with = "nullable")]
     id: AnyOf<Uuid>,
+    #[serde(default, deserialize_with = "nullable")]
+    state: StateFields,
 }
 
 #[derive(Default, Deserialize)]
@@ -477,12 +479,10 @@ pub(super) struct TaskRunsFilter {
     offset: usize,
 }
 
-/// `POST /task_runs/filter`: by id, or the task runs of given flow runs.
-pub(super) async fn filter_task_runs(State(c): State<Compat>, body: Option<PrefectJson<TaskRunsFilter>>) -> Answer {
-    let body = body.map(|b| b.0).unwrap_or_default();
-    let store = c.store.as_ref();
+async fn matching_task_runs(store: &dyn Store, body: TaskRunsFilter) -> Result<Vec<TaskRun>, ApiError> {
+    let fields = body.task_runs.unwrap_or_default();
     let mut tasks = Vec::new();
-    if let Some(ids) = body.task_runs.and_then(|t| t.id.any_) {
+    if let Some(ids) = fields.id.any_ {
         for id in ids {
             tasks.extend(store.read_task_run(id).await?);
         }
@@ -496,8 +496,27 @@ pub(super) async fn filter_task_runs(State(c): State<Compat>, body: Option<Prefe
             "task_runs.id or flow_runs.id: Headwater lists task runs by id or by their flow runs",
         ));
     }
-    let page = tasks.iter().skip(body.offset).take(body.limit.unwrap_or(200)).map(task_run_json).collect();
-    ok(Value::Array(page))
+    let (types, names) = (fields.state.state_type.any_, fields.state.name.any_);
+    tasks.retain(|t| {
+        types.as_ref().is_none_or(|ts| ts.contains(&t.state.state_type))
+            && names.as_ref().is_none_or(|ns| ns.contains(&t.state.name))
+    });
+    Ok(tasks)
+}
+
+/// `POST /task_runs/filter`: by id, or the task runs of given flow runs;
+/// by state type or name.
+pub(super) async fn filter_task_runs(State(c): State<Compat>, body: Option<PrefectJson<TaskRunsFilter>>) -> Answer {
+    let body = body.map(|b| b.0).unwrap_or_default();
+    let (offset, limit) = (body.offset, body.limit.unwrap_or(200));
+    let tasks = matching_task_runs(c.store.as_ref(), body).await?;
+    ok(Value::Array(tasks.iter().skip(offset).take(limit).map(task_run_json).collect()))
+}
+
+/// `POST /task_runs/count`, with the filters of `/task_runs/filter`.
+pub(super) async fn count_task_runs(State(c): State<Compat>, body: Option<PrefectJson<TaskRunsFilter>>) -> Answer {
+    let tasks = matching_task_runs(c.store.as_ref(), body.map(|b| b.0).unwrap_or_default()).await?;
+    ok(json!(tasks.len()))
 }
 
 #[derive(Deserialize)]

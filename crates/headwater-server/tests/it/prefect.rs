@@ -131,6 +131,10 @@ async fn bad_input_is_refused_clearly_and_loses_nothing() {
     let t = store.read_task_run(task).await.unwrap().unwrap();
     assert_eq!((t.task_name.as_str(), t.state.name.as_str()), ("t", "Completed"));
 
+    let count = |state: &str| json!({"flow_runs": {"id": {"any_": [run]}}, "task_runs": {"state": {"type": {"any_": [state]}}}});
+    assert_eq!(api.post("/task_runs/count", count("COMPLETED")).await, (200, json!(1)));
+    assert_eq!(api.post("/task_runs/count", count("RUNNING")).await, (200, json!(0)));
+
     // Without the key, nothing.
     let anonymous = reqwest::Client::new();
     let r = anonymous.post(format!("{}/flows/", api.base)).json(&json!({"name": "x"})).send().await.unwrap();
