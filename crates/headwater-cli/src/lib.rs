@@ -328,6 +328,7 @@ async fn run(cli: Cli) -> Result<()> {
                 heartbeat_timeout,
                 late_after: settings.late_after(),
                 ui_url: settings.ui_url().map(str::to_string),
+                prefect_heartbeat: settings.prefect_heartbeat(),
                 ..Default::default()
             };
             let listener = headwater_server::bind(&config).await?;

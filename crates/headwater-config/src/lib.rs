@@ -95,6 +95,11 @@ pub const KNOWN: &[SettingInfo] = &[
         in_profile: true,
     },
     SettingInfo {
+        name: "HEADWATER_PREFECT_HEARTBEAT_SECONDS",
+        help: "how often Prefect clients beat for their flow runs: PREFECT_FLOWS_HEARTBEAT_FREQUENCY (default 180)",
+        in_profile: true,
+    },
+    SettingInfo {
         name: "HEADWATER_UI_URL",
         help: "the web UI's address as people reach it, for links in notifications (default: the server's)",
         in_profile: true,
@@ -238,7 +243,10 @@ fn validate(key: &str, value: &str) -> Result<()> {
         "HEADWATER_LOGGING_CONSOLE" if value.parse::<bool>().is_err() => {
             Err(bad(&format!("'{value}' is not true or false")))
         }
-        "HEADWATER_HEARTBEAT_SECONDS" | "HEADWATER_HEARTBEAT_TIMEOUT_SECONDS" | "HEADWATER_LATE_AFTER_SECONDS"
+        "HEADWATER_HEARTBEAT_SECONDS"
+        | "HEADWATER_HEARTBEAT_TIMEOUT_SECONDS"
+        | "HEADWATER_LATE_AFTER_SECONDS"
+        | "HEADWATER_PREFECT_HEARTBEAT_SECONDS"
             if !value.parse::<f64>().is_ok_and(|v| v.is_finite() && v > 0.0) =>
         {
             Err(bad(&format!("'{value}' is not a positive number of seconds")))
@@ -413,6 +421,13 @@ impl Settings {
     /// How long a live run may stay silent before it is marked CRASHED.
     pub fn heartbeat_timeout(&self) -> std::time::Duration {
         self.seconds("HEADWATER_HEARTBEAT_TIMEOUT_SECONDS", 60.0)
+    }
+
+    /// How often a Prefect client sends its flow runs' heartbeats (its
+    /// `PREFECT_FLOWS_HEARTBEAT_FREQUENCY`): each one holds its run alive
+    /// that long beyond the heartbeat timeout.
+    pub fn prefect_heartbeat(&self) -> std::time::Duration {
+        self.seconds("HEADWATER_PREFECT_HEARTBEAT_SECONDS", 180.0)
     }
 
     /// How long after its due time a scheduled run not yet started is Late.

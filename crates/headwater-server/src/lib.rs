@@ -44,6 +44,9 @@ pub struct ServerConfig {
     pub ui_url: Option<String>,
     /// How often automations look for new events and due deliveries.
     pub automation_tick: Duration,
+    /// How often Prefect clients send flow-run heartbeats (Prefect's
+    /// `PREFECT_FLOWS_HEARTBEAT_FREQUENCY`, 180 s by default).
+    pub prefect_heartbeat: Duration,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +60,7 @@ impl Default for ServerConfig {
             late_after: Duration::from_secs(scheduler::LATE_AFTER_SECONDS),
             ui_url: None,
             automation_tick: Duration::from_secs(1),
+            prefect_heartbeat: prefect::DEFAULT_HEARTBEAT,
         }
     }
 }
@@ -75,12 +79,17 @@ pub async fn bind(config: &ServerConfig) -> Result<TcpListener, ServerError> {
 
 /// The whole application: `/api/...` behind the key check.
 pub fn app(store: Arc<dyn Store>, api_keys: Vec<String>) -> axum::Router {
-    app_with_wake(store, api_keys, Arc::default())
+    app_with_wake(store, api_keys, Arc::default(), prefect::DEFAULT_HEARTBEAT)
 }
 
-fn app_with_wake(store: Arc<dyn Store>, api_keys: Vec<String>, wake: api::Wake) -> axum::Router {
+fn app_with_wake(
+    store: Arc<dyn Store>,
+    api_keys: Vec<String>,
+    wake: api::Wake,
+    prefect_heartbeat: Duration,
+) -> axum::Router {
     let keys = Arc::new(api_keys);
-    let prefect = prefect::router(store.clone(), keys.clone(), wake.clone());
+    let prefect = prefect::router(store.clone(), keys.clone(), wake.clone(), prefect_heartbeat);
     api::router(store, wake)
         .nest(prefect::PREFIX, prefect)
         .layer(axum::middleware::from_fn_with_state(keys, auth::require_key))
@@ -118,7 +127,7 @@ pub async fn serve(
         },
     );
     let automations = tokio::spawn(engine.run(config.automation_tick, stop.clone()));
-    let served = axum::serve(listener, app_with_wake(store, config.api_keys.clone(), wake))
+    let served = axum::serve(listener, app_with_wake(store, config.api_keys.clone(), wake, config.prefect_heartbeat))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(ServerError::Serve);

@@ -43,8 +43,13 @@ impl Server {
 
     /// The server of `home`, on `port` ("0": any).
     fn start_in(home: tempfile::TempDir, port: &str) -> Server {
+        Server::start_with(home, port, &[])
+    }
+
+    fn start_with(home: tempfile::TempDir, port: &str, env: &[(&str, &str)]) -> Server {
         let mut process = Command::new(BIN)
             .args(["server", "start", "--port", port])
+            .envs(env.iter().copied())
             .env("HEADWATER_HOME", home.path())
             .env("HEADWATER_API_KEY", KEY)
             .env_remove("HEADWATER_API_URL")
@@ -407,4 +412,53 @@ fn a_server_restart_loses_no_task_run() {
     for s in steps {
         assert_eq!(names(&s["state_history"]), ["Pending", "Running", "Completed"], "once each: {s}");
     }
+}
+
+/// A Prefect flow process killed with `kill -9` leaves no zombie: its run
+/// and its running task run become CRASHED once its heartbeat is overdue
+/// (here: Prefect's shortest interval, 30 s, and a 2 s timeout).
+#[test]
+fn a_killed_prefect_flow_is_marked_crashed() {
+    let Some(py) = prefect_python() else { return };
+    let server = Server::start_with(
+        tempfile::tempdir().unwrap(),
+        "0",
+        &[("HEADWATER_PREFECT_HEARTBEAT_SECONDS", "30"), ("HEADWATER_HEARTBEAT_TIMEOUT_SECONDS", "2")],
+    );
+    let prefect_home = tempfile::tempdir().unwrap();
+    let mut flow = Command::new(&py)
+        .arg(script("crash_flow.py"))
+        .env("PREFECT_API_URL", server.prefect_url())
+        .env("PREFECT_API_AUTH_STRING", KEY)
+        .env("PREFECT_HOME", prefect_home.path())
+        .env("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        .env("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "30")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(flow.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("STARTED") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the flow ended before its task started");
+    }
+    // Let the task's Running event be stored (events go out in the background).
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    flow.kill().unwrap(); // SIGKILL: nothing in the process gets to report.
+    flow.wait().unwrap();
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let run = loop {
+        let runs = server.hw(&["flow-run", "ls", "--flow", "killed"]);
+        let run = runs[0].clone();
+        if run["state"]["type"] == "CRASHED" {
+            break run;
+        }
+        assert_eq!(run["state"]["type"], "RUNNING", "running until its heartbeat is overdue: {run}");
+        assert!(std::time::Instant::now() < deadline, "still not CRASHED: {run}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    let inspection = server.hw(&["flow-run", "inspect", run["id"].as_str().unwrap()]);
+    let task = task(&inspection, "forever");
+    assert_eq!(task[0]["state"]["type"], "CRASHED", "its running task run crashed with it: {}", task[0]);
 }

@@ -24,11 +24,6 @@ use super::wire::{dynamic_key_number, task_name_of_key, StateIn};
 use super::{Compat, PrefectJson};
 use crate::error::ApiError;
 
-/// How long a Prefect flow-run heartbeat keeps its run alive beyond the
-/// server's own heartbeat timeout: Prefect's clients beat every 180 s by
-/// default (`PREFECT_FLOWS_HEARTBEAT_FREQUENCY`), Headwater's SDK far more
-/// often, so a Prefect beat is recorded as this much later.
-pub(crate) const PREFECT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(180);
 /// Events wait at most this long for others to share their transaction.
 const GATHER_FOR: Duration = Duration::from_millis(25);
 /// And at most this many share one.
@@ -78,12 +73,15 @@ fn resource_uuid(resource: &Map<String, Value>, kind: &str) -> Option<Uuid> {
 }
 
 /// Reads one event as the client sent it; the error says what is wrong.
-pub(crate) fn decode(raw: &str) -> Result<Decoded, String> {
+/// Prefect's clients beat far less often than Headwater's SDK (every 180 s
+/// by default), so a heartbeat is recorded as `lease` later: the run stays
+/// alive until its next beat is due, then the server's timeout applies.
+pub(crate) fn decode(raw: &str, lease: Duration) -> Result<Decoded, String> {
     let event: Event = serde_json::from_str(raw).map_err(|e| format!("not a Prefect event: {e}"))?;
     if event.event == "prefect.flow-run.heartbeat" {
         let flow_run_id = resource_uuid(&event.resource, "prefect.flow-run.")
             .ok_or("a heartbeat whose resource is not a flow run")?;
-        let lease = chrono::Duration::from_std(PREFECT_HEARTBEAT_INTERVAL).expect("a short duration");
+        let lease = chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::days(1));
         return Ok(Decoded::Heartbeat(Heartbeat { flow_run_id, at: event.occurred + lease }));
     }
     let Some(_) = event.event.strip_prefix("prefect.task-run.") else {
@@ -138,6 +136,7 @@ pub(crate) fn decode(raw: &str) -> Result<Decoded, String> {
 /// resending after a reconnect does not double a history.
 pub(crate) struct EventSink {
     store: Arc<dyn Store>,
+    heartbeat_lease: Duration,
     pending: Vec<Decoded>,
     newest: HashMap<Uuid, DateTime<Utc>>,
     seen_flow_runs: HashSet<Uuid>,
@@ -146,8 +145,15 @@ pub(crate) struct EventSink {
 }
 
 impl EventSink {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        EventSink { store, pending: Vec::new(), newest: HashMap::new(), seen_flow_runs: HashSet::new(), skipped: 0 }
+    pub fn new(store: Arc<dyn Store>, heartbeat_lease: Duration) -> Self {
+        EventSink {
+            store,
+            heartbeat_lease,
+            pending: Vec::new(),
+            newest: HashMap::new(),
+            seen_flow_runs: HashSet::new(),
+            skipped: 0,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -155,7 +161,7 @@ impl EventSink {
     }
 
     pub fn push(&mut self, raw: &str) {
-        match decode(raw) {
+        match decode(raw, self.heartbeat_lease) {
             Ok(Decoded::Other) => {}
             Ok(d) => self.pending.push(d),
             Err(why) => {
@@ -270,7 +276,7 @@ async fn stream_in(mut socket: WebSocket, compat: Compat) {
     if !handshake(&mut socket, &compat).await {
         return;
     }
-    let mut sink = EventSink::new(compat.store.clone());
+    let mut sink = EventSink::new(compat.store.clone(), compat.heartbeat_lease);
     loop {
         let next = if sink.len() == 0 {
             socket.recv().await
@@ -325,7 +331,7 @@ pub(super) async fn post_events(
     State(compat): State<Compat>,
     PrefectJson(events): PrefectJson<Vec<Value>>,
 ) -> Result<StatusCode, ApiError> {
-    let mut sink = EventSink::new(compat.store.clone());
+    let mut sink = EventSink::new(compat.store.clone(), compat.heartbeat_lease);
     for e in &events {
         sink.push(&e.to_string());
     }
@@ -337,11 +343,13 @@ pub(super) async fn post_events(
 mod tests {
     use super::*;
 
+    const LEASE: Duration = Duration::from_secs(180);
+
     const RUNNING: &str = r#"{"occurred":"2026-12-01T11:02:43.966948Z","event":"prefect.task-run.Running","resource":{"prefect.resource.id":"prefect.task-run.01a23145-6fc9-72e4-82b7-c30aba8423f9","prefect.resource.name":"fetch-b6a","prefect.state-timestamp":"2026-12-01T11:02:43.966948+00:00"},"related":[{"prefect.resource.id":"prefect.flow-run.6261b1b6-8902-4283-81ee-90e7056bd062","prefect.resource.role":"flow-run"},{"prefect.resource.id":"prefect.flow.af22f82e-7dd9-4e31-86ab-14039656a3f7","prefect.resource.role":"flow"}],"payload":{"intended":{"from":"PENDING","to":"RUNNING"},"validated_state":{"type":"RUNNING","name":"Running","message":"","state_details":{},"data":null},"task_run":{"name":"fetch-b6a","task_key":"fetch-8a4a4306","dynamic_key":"b6ab1cc1-18d6-473d-9df3-942691ae00ec","tags":["lake"],"run_count":1,"expected_start_time":"2026-12-01T11:02:43.913420Z","start_time":"2026-12-01T11:02:43.966948Z"}},"id":"01a23145-6ffb-7aab-b266-16c15637f60c","follows":null}"#;
 
     #[test]
     fn a_task_run_event_is_its_snapshot() {
-        let Decoded::TaskRunState(t) = decode(RUNNING).unwrap() else { panic!("not a task run") };
+        let Decoded::TaskRunState(t) = decode(RUNNING, LEASE).unwrap() else { panic!("not a task run") };
         assert_eq!(t.id.to_string(), "01a23145-6fc9-72e4-82b7-c30aba8423f9");
         assert_eq!(t.flow_run_id.to_string(), "6261b1b6-8902-4283-81ee-90e7056bd062");
         assert_eq!((t.task_name.as_str(), t.name.as_str(), t.run_count), ("fetch", "fetch-b6a", 1));
@@ -353,19 +361,19 @@ mod tests {
 
     #[test]
     fn bad_events_say_what_is_wrong() {
-        assert!(decode("not json").unwrap_err().contains("not a Prefect event"));
+        assert!(decode("not json", LEASE).unwrap_err().contains("not a Prefect event"));
         let no_flow = RUNNING.replace("\"prefect.resource.role\":\"flow-run\"", "\"prefect.resource.role\":\"x\"");
-        assert!(decode(&no_flow).unwrap_err().contains("flow run"));
+        assert!(decode(&no_flow, LEASE).unwrap_err().contains("flow run"));
         let bad_state = RUNNING.replace("\"type\":\"RUNNING\"", "\"type\":\"SLEEPING\"");
-        assert!(decode(&bad_state).unwrap_err().contains("validated_state"));
+        assert!(decode(&bad_state, LEASE).unwrap_err().contains("validated_state"));
         let other = r#"{"occurred":"2026-12-01T11:02:43Z","event":"prefect.block.secret.loaded","resource":{"prefect.resource.id":"x"}}"#;
-        assert_eq!(decode(other).unwrap(), Decoded::Other);
+        assert_eq!(decode(other, LEASE).unwrap(), Decoded::Other);
     }
 
     #[test]
     fn a_heartbeat_holds_its_run_for_prefects_interval() {
         let beat = r#"{"occurred":"2026-12-01T11:00:00Z","event":"prefect.flow-run.heartbeat","resource":{"prefect.resource.id":"prefect.flow-run.6261b1b6-8902-4283-81ee-90e7056bd062"}}"#;
-        let Decoded::Heartbeat(h) = decode(beat).unwrap() else { panic!("not a heartbeat") };
+        let Decoded::Heartbeat(h) = decode(beat, LEASE).unwrap() else { panic!("not a heartbeat") };
         assert_eq!(h.at.to_rfc3339(), "2026-12-01T11:03:00+00:00");
     }
 }

@@ -13,6 +13,7 @@ mod runs;
 mod wire;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
@@ -27,12 +28,18 @@ use crate::error::ApiError;
 /// Where the Prefect-compatible API is mounted.
 pub const PREFIX: &str = "/prefect/api";
 
+/// Prefect's default flow-run heartbeat interval.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(180);
+
 /// What the handlers share.
 #[derive(Clone)]
 pub(crate) struct Compat {
     pub store: Arc<dyn Store>,
     pub keys: Arc<Vec<String>>,
     pub wake: Wake,
+    /// How long a Prefect heartbeat keeps its run alive beyond the server's
+    /// heartbeat timeout: the clients' beat interval.
+    pub heartbeat_lease: Duration,
 }
 
 /// A JSON body whose errors are Prefect-shaped: 422 with a `detail` that
@@ -68,8 +75,8 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::OptionalFrom
     }
 }
 
-pub(crate) fn router(store: Arc<dyn Store>, keys: Arc<Vec<String>>, wake: Wake) -> Router {
-    let compat = Compat { store, keys, wake };
+pub(crate) fn router(store: Arc<dyn Store>, keys: Arc<Vec<String>>, wake: Wake, heartbeat_lease: Duration) -> Router {
+    let compat = Compat { store, keys, wake, heartbeat_lease };
     Router::new()
         .route("/admin/version", get(|| async { Json(wire::PREFECT_VERSION) }))
         .route("/health", get(|| async { Json(true) }))

@@ -14,7 +14,6 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::events::PREFECT_HEARTBEAT_INTERVAL;
 use super::wire::{
     dynamic_key_number, flow_json, flow_run_json, nullable, state_json, task_name_of_key, task_run_json, AnyOf, StateIn,
 };
@@ -248,7 +247,7 @@ pub(super) async fn set_flow_run_state(
     enter(&mut run.start_time, &mut run.run_count, &mut run.end_time, &state);
     if state.state_type == StateType::Running {
         // A Prefect client's first heartbeat comes with its first beat interval.
-        let lease = chrono::Duration::from_std(PREFECT_HEARTBEAT_INTERVAL).expect("a short duration");
+        let lease = chrono::Duration::from_std(c.heartbeat_lease).unwrap_or_else(|_| chrono::Duration::days(1));
         run.heartbeat = Some(now + lease);
     }
     run.state = state.clone();
