@@ -462,3 +462,73 @@ fn a_killed_prefect_flow_is_marked_crashed() {
     let task = task(&inspection, "forever");
     assert_eq!(task[0]["state"]["type"], "CRASHED", "its running task run crashed with it: {}", task[0]);
 }
+
+/// The course's pipeline in plain Prefect (`examples/prefect/etl_web_to_lake.py`):
+/// a TLC-shaped CSV.gz served on loopback → pandas → Parquet in the lake
+/// through a `LocalFileSystem` block made with Headwater's CLI; the row
+/// counts in the run's logs.
+#[test]
+fn the_course_pipeline_runs_unchanged() {
+    let Some(py) = prefect_python() else { return };
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let (web, lake) = (work.path().join("web"), work.path().join("lake"));
+    // 1,000 trips: every 10th without passengers (0 or empty).
+    let generate = r#"
+import sys, pandas as pd, numpy as np
+n = 1000
+pickup = pd.Timestamp("2021-01-01") + pd.to_timedelta(np.arange(n) * 60, unit="s")
+passengers = pd.array([None if i % 20 == 0 else (0 if i % 10 == 0 else 1 + i % 3) for i in range(n)], dtype="Int64")
+df = pd.DataFrame({"VendorID": 1, "tpep_pickup_datetime": pickup.strftime("%Y-%m-%d %H:%M:%S"),
+                   "tpep_dropoff_datetime": (pickup + pd.Timedelta(minutes=7)).strftime("%Y-%m-%d %H:%M:%S"),
+                   "passenger_count": passengers, "trip_distance": 1.5, "total_amount": 12.3})
+df.to_csv(sys.argv[1], index=False, compression="gzip")
+"#;
+    std::fs::create_dir_all(web.join("yellow")).unwrap();
+    let file = web.join("yellow/yellow_tripdata_2021-01.csv.gz");
+    ok_output(&Command::new(&py).args(["-c", generate]).arg(&file).output().unwrap(), "generating the month");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut web_server = Command::new(&py)
+        .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
+        .arg(&web)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    server.hw_ok(&["block", "create", "local-file-system", "taxi-lake", "-f", &format!("basepath={}", lake.display())]);
+
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/prefect/etl_web_to_lake.py");
+    let mut attempts = 0;
+    let o = loop {
+        // The static server may still be starting: the flow's fetch retries too.
+        let o = Command::new(&py)
+            .arg(&example)
+            .args(["--base-url", &format!("http://127.0.0.1:{port}")])
+            .env("PREFECT_API_URL", server.prefect_url())
+            .env("PREFECT_API_AUTH_STRING", KEY)
+            .env("PREFECT_HOME", work.path().join("prefect-home"))
+            .env("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+            .output()
+            .unwrap();
+        attempts += 1;
+        if o.status.success() || attempts == 3 {
+            break o;
+        }
+    };
+    let _ = web_server.kill();
+    let _ = web_server.wait();
+    ok_output(&o, "the course's pipeline");
+
+    let parquet = lake.join("data/yellow/yellow_tripdata_2021-01.parquet");
+    let rows = Command::new(&py)
+        .args(["-c", "import sys, pyarrow.parquet as pq; print(pq.read_metadata(sys.argv[1]).num_rows)"])
+        .arg(&parquet)
+        .output()
+        .unwrap();
+    assert_eq!(ok_output(&rows, "reading the lake").trim(), "900", "the trips with passengers, in the lake");
+    let runs = server.hw(&["flow-run", "ls", "--flow", "etl-web-to-lake"]);
+    let run = runs.as_array().unwrap().iter().find(|r| r["state"]["type"] == "COMPLETED").expect("a completed run");
+    let logs = server.hw_text(&["flow-run", "logs", run["id"].as_str().unwrap()]);
+    assert!(logs.contains("rows: 900 kept, 100 without passengers dropped"), "{logs}");
+    assert!(logs.contains("wrote data/yellow/yellow_tripdata_2021-01.parquet to the lake"), "{logs}");
+}
