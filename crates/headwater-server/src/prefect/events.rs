@@ -181,16 +181,20 @@ impl EventSink {
         Ok(())
     }
 
-    fn batch(&mut self) -> WriteBatch {
+    /// The batch of what is pending, and each task run's newest state time
+    /// once it is stored.
+    fn batch(&mut self) -> (WriteBatch, HashMap<Uuid, DateTime<Utc>>) {
         let mut batch = WriteBatch::default();
+        let mut newest: HashMap<Uuid, DateTime<Utc>> = HashMap::new();
         let mut snapshot_at: HashMap<Uuid, usize> = HashMap::new();
         for d in std::mem::take(&mut self.pending) {
             match d {
                 Decoded::TaskRunState(t) => {
-                    if self.newest.get(&t.id).is_some_and(|at| t.state.timestamp <= *at) {
+                    let known = newest.get(&t.id).or_else(|| self.newest.get(&t.id));
+                    if known.is_some_and(|at| t.state.timestamp <= *at) {
                         continue;
                     }
-                    self.newest.insert(t.id, t.state.timestamp);
+                    newest.insert(t.id, t.state.timestamp);
                     batch.states.push(StateRecord { run_id: t.id, kind: RunKind::Task, state: t.state.clone() });
                     match snapshot_at.get(&t.id) {
                         Some(&i) => batch.task_runs[i] = *t,
@@ -204,7 +208,7 @@ impl EventSink {
                 Decoded::Other => {}
             }
         }
-        batch
+        (batch, newest)
     }
 
     /// Writes what is pending. On a store error nothing is confirmed: the
@@ -224,13 +228,10 @@ impl EventSink {
         for f in flow_runs {
             self.learn(f).await?;
         }
-        let before = self.newest.clone();
-        let batch = self.batch();
-        if let Err(e) = self.store.record(&batch).await {
-            // Not stored: forget that it was, so a resend is taken.
-            self.newest = before;
-            return Err(e);
-        }
+        let (batch, newest) = self.batch();
+        // Only what is stored counts as seen: if this fails, a resend is taken.
+        self.store.record(&batch).await?;
+        self.newest.extend(newest);
         Ok(())
     }
 }
