@@ -532,3 +532,30 @@ df.to_csv(sys.argv[1], index=False, compression="gzip")
     assert!(logs.contains("rows: 900 kept, 100 without passengers dropped"), "{logs}");
     assert!(logs.contains("wrote data/yellow/yellow_tripdata_2021-01.parquet to the lake"), "{logs}");
 }
+
+/// A tag limit made with Headwater's CLI holds Prefect's tasks: four
+/// submitted tasks tagged `warehouse` with a limit of 1 never overlap, and
+/// every slot is free afterwards.
+#[test]
+fn tag_limits_hold_prefect_tasks() {
+    let Some(py) = prefect_python() else { return };
+    let server = Server::start();
+    server.hw_ok(&["concurrency-limit", "create", "warehouse", "1"]);
+    let prefect_home = tempfile::tempdir().unwrap();
+    let o = python(&py, &server, prefect_home.path(), Some(KEY), &script("limited_flow.py"), &[]);
+    ok_output(&o, "the limited flow");
+
+    let runs = server.hw(&["flow-run", "ls", "--flow", "limited"]);
+    let inspection = server.hw(&["flow-run", "inspect", runs[0]["id"].as_str().unwrap()]);
+    let mut spans: Vec<(String, String)> = task(&inspection, "load")
+        .iter()
+        .map(|t| (t["start_time"].as_str().unwrap().to_string(), t["end_time"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(spans.len(), 4);
+    spans.sort();
+    for pair in spans.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "two tasks of a limit of 1 overlapped: {pair:?}");
+    }
+    let limits = server.hw(&["concurrency-limit", "ls"]);
+    assert_eq!(limits[0]["active_slots"], 0, "every lease released: {limits}");
+}
