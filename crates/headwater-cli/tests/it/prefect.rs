@@ -47,11 +47,19 @@ impl Server {
     }
 
     fn start_with(home: tempfile::TempDir, port: &str, env: &[(&str, &str)]) -> Server {
-        let mut process = Command::new(BIN)
+        Server::start_keyed(home, port, env, Some(KEY))
+    }
+
+    fn start_keyed(home: tempfile::TempDir, port: &str, env: &[(&str, &str)], key: Option<&str>) -> Server {
+        let mut command = Command::new(BIN);
+        match key {
+            Some(k) => command.env("HEADWATER_API_KEY", k),
+            None => command.env_remove("HEADWATER_API_KEY"),
+        };
+        let mut process = command
             .args(["server", "start", "--port", port])
             .envs(env.iter().copied())
             .env("HEADWATER_HOME", home.path())
-            .env("HEADWATER_API_KEY", KEY)
             .env_remove("HEADWATER_API_URL")
             .stdout(Stdio::piped())
             .spawn()
@@ -558,4 +566,48 @@ fn tag_limits_hold_prefect_tasks() {
     }
     let limits = server.hw(&["concurrency-limit", "ls"]);
     assert_eq!(limits[0]["active_slots"], 0, "every lease released: {limits}");
+}
+
+/// The web UI draws a Prefect run like a native one: the run's page has a
+/// timeline bar for each task run and the subflow, the retried task with
+/// its two attempts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ui_draws_a_prefect_runs_timeline() {
+    let Some(py) = prefect_python() else { return };
+    let Some(b) = headwater_test_support::Browser::start().await else { return };
+    // No key: the UI's page then needs no sign-in.
+    let server = Server::start_keyed(tempfile::tempdir().unwrap(), "0", &[], None);
+    let prefect_home = tempfile::tempdir().unwrap();
+    let fail_once = prefect_home.path().join("failed-once");
+    let o = python(
+        &py,
+        &server,
+        prefect_home.path(),
+        None,
+        &script("course_flow.py"),
+        &[("HW_TEST_FAIL_ONCE", fail_once.as_path())],
+    );
+    ok_output(&o, "the course's flow");
+    let runs = server.hw(&["flow-run", "ls", "--flow", "course-etl"]);
+    let id = runs[0]["id"].as_str().unwrap().to_string();
+
+    let ui = server.api.trim_end_matches("/api").to_string();
+    b.goto(&format!("{ui}/runs/{id}")).await;
+    let rows = b
+        .wait(
+            "the timeline",
+            "document.querySelectorAll('.g-row').length >= 8 && document.querySelectorAll('.g-row').length",
+        )
+        .await;
+    assert_eq!(rows, 8, "six task runs, the subflow's wrapper task run and the subflow run");
+    let labels =
+        b.js("return [...document.querySelectorAll('.g-row')].map(r => r.getAttribute('aria-label')).join('|')").await;
+    let labels = labels.as_str().unwrap();
+    assert!(
+        labels.split('|').any(|l| l.starts_with("fetch-") && l.contains("Completed") && l.contains("2 attempts")),
+        "{labels}"
+    );
+    assert!(labels.contains("course-child"), "the subflow is on the timeline: {labels}");
+    b.screenshot("prefect-run").await;
+    b.close().await;
 }
