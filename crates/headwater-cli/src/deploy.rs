@@ -166,8 +166,14 @@ fn check_parameters(d: &Deployment, base: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Runs `<entrypoint> --check --params …` for one parameter set.
+/// Runs `<entrypoint> --check --params …` for one parameter set. A
+/// deployment without a command of its own (one a Prefect client made,
+/// run by Prefect's worker) has no program to ask: its recorded schema is
+/// the check.
 fn check_one(d: &Deployment, base: &Path, field: &str, params: &Value) -> Result<()> {
+    if d.entrypoint.is_empty() {
+        return Ok(());
+    }
     let out = run_entrypoint(d, base, &["--check", "--params", &params.to_string()])?;
     if !out.status.success() {
         let why = String::from_utf8_lossy(&out.stderr);
@@ -186,7 +192,9 @@ fn parameter_schema(d: &Deployment, base: &Path) -> Result<Option<Value>> {
 }
 
 fn run_entrypoint(d: &Deployment, base: &Path, args: &[&str]) -> Result<std::process::Output> {
-    let program = &d.entrypoint[0];
+    let Some(program) = d.entrypoint.first() else {
+        bail!("deployment '{}' has no entrypoint to run", d.name);
+    };
     let resolved =
         if program.contains('/') && Path::new(program).is_relative() { base.join(program) } else { program.into() };
     Command::new(&resolved).args(&d.entrypoint[1..]).args(args).current_dir(base).output().with_context(|| {

@@ -611,3 +611,135 @@ async fn the_ui_draws_a_prefect_runs_timeline() {
     b.screenshot("prefect-run").await;
     b.close().await;
 }
+
+/// The course's deployment path: a process work pool made with Prefect's
+/// CLI, `.from_source(...).deploy(...)`, `prefect worker start`; a run
+/// started with `prefect deployment run F/D -p x=21` and one with
+/// `headwater deployment run F/D -p x=5`, both run by Prefect's worker.
+#[test]
+fn prefects_worker_runs_deployments_started_by_either_cli() {
+    let Some(py) = prefect_python() else { return };
+    let server = Server::start();
+    let prefect_home = tempfile::tempdir().unwrap();
+    let bin = py.parent().unwrap();
+    let env = |c: &mut Command| {
+        c.env("PREFECT_API_URL", server.prefect_url())
+            .env("PREFECT_API_AUTH_STRING", KEY)
+            .env("PREFECT_HOME", prefect_home.path())
+            .env("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+            .env("COLUMNS", "200");
+    };
+    let prefect = |args: &[&str]| {
+        let mut c = Command::new(bin.join("prefect"));
+        c.args(args);
+        env(&mut c);
+        ok_output(&c.output().unwrap(), &format!("prefect {args:?}"))
+    };
+    prefect(&["work-pool", "create", "course-pool", "--type", "process"]);
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/prefect");
+    let mut deploy = Command::new(&py);
+    deploy.arg(source.join("deploy_flow.py")).arg(&source).arg("course-pool");
+    env(&mut deploy);
+    ok_output(&deploy.output().unwrap(), "deploying");
+    assert!(prefect(&["deployment", "ls"]).contains("deployed/dep"));
+
+    let mut worker = Command::new(bin.join("prefect"));
+    worker.args(["worker", "start", "--pool", "course-pool"]).stdout(Stdio::null()).stderr(Stdio::null());
+    env(&mut worker);
+    // Stopped however the test ends.
+    let _worker = KillOnDrop(worker.spawn().unwrap());
+    prefect(&["deployment", "run", "deployed/dep", "-p", "x=21"]);
+    server.hw_ok(&["deployment", "run", "deployed/dep", "-p", "x=5"]);
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let runs = loop {
+        let runs = server.hw(&["flow-run", "ls", "--flow", "deployed"]);
+        let done = runs.as_array().unwrap().iter().filter(|r| r["state"]["type"] == "COMPLETED").count();
+        if done == 2 {
+            break runs;
+        }
+        if std::time::Instant::now() > deadline {
+            panic!("Prefect's worker did not run both: {runs}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    // A flow process sends its last log lines as it exits, after its final state.
+    let got_line = |id: &str| loop {
+        let logs = server.hw_text(&["flow-run", "logs", id]);
+        if let Some(l) = logs.lines().find(|l| l.contains("got ")) {
+            break l.rsplit(" - ").next().unwrap().to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "no 'got' line in the logs:\n{logs}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    let mut got: Vec<String> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert!(r["deployment_id"].is_string() && r["work_pool"] == "course-pool", "{r}");
+            got_line(r["id"].as_str().unwrap())
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, ["got 10", "got 42"], "each run with its own parameters");
+
+    // A cron schedule given to `.deploy()` creates runs (no worker needed).
+    let mut scheduled = Command::new(&py);
+    scheduled.arg(source.join("deploy_flow.py")).arg(&source).arg("course-pool").arg("* * * * *");
+    env(&mut scheduled);
+    ok_output(&scheduled.output().unwrap(), "deploying on a schedule");
+    let shown = server.hw(&["deployment", "inspect", "deployed/every-minute"]);
+    assert_eq!(shown["schedules"][0]["schedule"]["cron"], "* * * * *", "{shown}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let runs = server.hw(&["flow-run", "ls", "--flow", "deployed", "--state", "scheduled"]);
+        if !runs.as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the schedule created no run");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+
+    // `headwater flow-run cancel` stops a run Prefect's worker started.
+    let mut long = Command::new(&py);
+    long.arg(source.join("long_flow.py")).arg(&source).arg("course-pool");
+    env(&mut long);
+    ok_output(&long.output().unwrap(), "deploying the long flow");
+    server.hw_ok(&["deployment", "run", "long/until-cancelled"]);
+    let state_of_long = || {
+        let runs = server.hw(&["flow-run", "ls", "--flow", "long"]);
+        (
+            runs[0]["id"].as_str().unwrap_or_default().to_string(),
+            runs[0]["state"]["type"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let id = loop {
+        let (id, state) = state_of_long();
+        if state == "RUNNING" {
+            break id;
+        }
+        assert!(std::time::Instant::now() < deadline, "the long run never started: {state}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    server.hw_ok(&["flow-run", "cancel", &id]);
+    loop {
+        let (_, state) = state_of_long();
+        if state == "CANCELLED" {
+            break;
+        }
+        assert!(matches!(state.as_str(), "CANCELLING" | "RUNNING"), "{state}");
+        assert!(std::time::Instant::now() < deadline, "still {state}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

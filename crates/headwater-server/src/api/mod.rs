@@ -12,7 +12,7 @@ mod events;
 mod meta;
 mod runs;
 mod variables;
-mod work_pools;
+pub(crate) mod work_pools;
 
 use std::sync::Arc;
 

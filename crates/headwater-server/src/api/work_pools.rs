@@ -54,18 +54,36 @@ async fn claim_due_run(
     Path(pool): Path<String>,
     Json(req): Json<Claim>,
 ) -> ApiResult<FlowRun> {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(req.wait_ms.min(30_000));
+    let wait = std::time::Duration::from_millis(req.wait_ms.min(30_000));
+    match claim_waiting(db.as_ref(), &wake, &pool, &req.queues, req.now, wait).await? {
+        Some(run) => Ok(Json(run)),
+        None => Err(ApiError::not_found("no run is due")),
+    }
+}
+
+/// Claims the next due run of `pool`, waiting up to `wait` for one (woken
+/// by new work, and looking again as scheduled runs come due by the clock).
+/// With `now` given, looks once as of then. Headwater's workers and
+/// Prefect's (`prefect::deployments`) claim through this.
+pub(crate) async fn claim_waiting(
+    db: &dyn Store,
+    wake: &Wake,
+    pool: &str,
+    queues: &[String],
+    now: Option<chrono::DateTime<chrono::Utc>>,
+    wait: std::time::Duration,
+) -> Result<Option<FlowRun>, ApiError> {
+    let deadline = tokio::time::Instant::now() + wait;
     loop {
         // Registered before looking, so a wake between the look and the wait is not lost.
         let woken = wake.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        let now = req.now.unwrap_or_else(chrono::Utc::now);
-        if let Some(run) = db.claim_due_run(&pool, &req.queues, now).await? {
-            return Ok(Json(run));
+        if let Some(run) = db.claim_due_run(pool, queues, now.unwrap_or_else(chrono::Utc::now)).await? {
+            return Ok(Some(run));
         }
-        if req.now.is_some() || tokio::time::Instant::now() >= deadline {
-            return Err(ApiError::not_found("no run is due"));
+        if now.is_some() || tokio::time::Instant::now() >= deadline {
+            return Ok(None);
         }
         // Scheduled runs also become due by the clock alone: look again soon.
         let next_look = (tokio::time::Instant::now() + std::time::Duration::from_millis(250)).min(deadline);

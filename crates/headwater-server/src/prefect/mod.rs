@@ -7,6 +7,7 @@
 
 mod blocks;
 mod concurrency;
+mod deployments;
 mod events;
 mod resources;
 mod runs;
@@ -40,6 +41,9 @@ pub(crate) struct Compat {
     /// How long a Prefect heartbeat keeps its run alive beyond the server's
     /// heartbeat timeout: the clients' beat interval.
     pub heartbeat_lease: Duration,
+    /// Each pool's job template as Prefect's workers set it (they send it
+    /// again when they find none, so memory is enough).
+    pub job_templates: Arc<std::sync::Mutex<std::collections::HashMap<String, serde_json::Value>>>,
 }
 
 /// A JSON body whose errors are Prefect-shaped: 422 with a `detail` that
@@ -76,7 +80,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::OptionalFrom
 }
 
 pub(crate) fn router(store: Arc<dyn Store>, keys: Arc<Vec<String>>, wake: Wake, heartbeat_lease: Duration) -> Router {
-    let compat = Compat { store, keys, wake, heartbeat_lease };
+    let compat = Compat { store, keys, wake, heartbeat_lease, job_templates: Arc::default() };
     Router::new()
         .route("/admin/version", get(|| async { Json(wire::PREFECT_VERSION) }))
         .route("/health", get(|| async { Json(true) }))
@@ -131,9 +135,23 @@ pub(crate) fn router(store: Arc<dyn Store>, keys: Arc<Vec<String>>, wake: Wake, 
         .route("/concurrency_limits/tag/{tag}", get(resources::read_tag_limit).delete(resources::delete_tag_limit))
         .route("/work_pools/", post(resources::create_work_pool))
         .route("/work_pools/filter", post(resources::filter_work_pools))
-        .route("/work_pools/{name}", get(resources::read_work_pool))
+        .route("/work_pools/{name}", get(resources::read_work_pool).patch(resources::update_work_pool))
         .route("/collections/views/aggregate-worker-metadata", get(resources::worker_metadata))
-        .route("/deployments/filter", post(resources::filter_deployments))
+        .route("/deployments/filter", post(deployments::filter_deployments))
+        .route("/deployments/", post(deployments::create_deployment))
+        .route(
+            "/deployments/{id}",
+            get(deployments::read_deployment).patch(deployments::update_deployment).delete(deployments::delete_deployment),
+        )
+        .route("/deployments/name/{flow}/{name}", get(deployments::read_deployment_by_name))
+        .route("/deployments/{id}/create_flow_run", post(deployments::create_deployment_run))
+        .route("/work_pools/{name}/get_scheduled_flow_runs", post(deployments::scheduled_runs))
+        .route("/work_pools/{name}/workers/heartbeat", post(deployments::worker_heartbeat))
+        .route("/work_pools/{name}/workers/filter", post(deployments::filter_workers))
+        .route("/work_pools/{name}/queues/filter", post(deployments::filter_queues))
+        .route("/work_queues/{id}", get(deployments::read_queue))
+        .route("/automations/owned-by/{resource}", axum::routing::delete(deployments::delete_owned_automations))
+        .route("/flow_runs/{id}/labels", axum::routing::patch(|| async { StatusCode::NO_CONTENT }))
         .route("/events", post(events::post_events))
         .route("/events/in", get(events::events_in))
         .fallback(|| async {

@@ -157,13 +157,14 @@ pub(super) async fn filter_tag_limits(State(c): State<Compat>) -> Answer {
     Ok((StatusCode::OK, Json(Value::Array(all.iter().map(tag_limit_json).collect()))))
 }
 
-fn work_pool_json(p: &WorkPool) -> Value {
+fn work_pool_json(p: &WorkPool, c: &Compat) -> Value {
+    let template = c.job_templates.lock().expect("not poisoned").get(&p.name).cloned().unwrap_or_else(|| json!({}));
     json!({
         "id": named_id("work-pool", &p.name),
         "name": p.name,
         "description": null,
         "type": p.kind.to_string(),
-        "base_job_template": {},
+        "base_job_template": template,
         "is_paused": p.paused,
         "concurrency_limit": p.concurrency_limit,
         "status": if p.paused { "PAUSED" } else { "READY" },
@@ -205,17 +206,45 @@ pub(super) async fn create_work_pool(
     pool.paused = body.is_paused;
     pool.concurrency_limit = body.concurrency_limit;
     let pool = c.store.apply_work_pool(&pool).await?;
-    Ok((StatusCode::CREATED, Json(work_pool_json(&pool))))
+    Ok((StatusCode::CREATED, Json(work_pool_json(&pool, &c))))
 }
 
 pub(super) async fn read_work_pool(State(c): State<Compat>, Path(name): Path<String>) -> Answer {
     let p = c.store.read_work_pool(&name).await?.ok_or_else(|| ApiError::not_found("Work pool not found."))?;
-    Ok((StatusCode::OK, Json(work_pool_json(&p))))
+    Ok((StatusCode::OK, Json(work_pool_json(&p, &c))))
+}
+
+/// `PATCH /work_pools/{name}`: pausing, the limit, and the job template a
+/// Prefect worker sets on a pool that has none.
+pub(super) async fn update_work_pool(
+    State(c): State<Compat>,
+    Path(name): Path<String>,
+    PrefectJson(body): PrefectJson<serde_json::Map<String, Value>>,
+) -> Result<StatusCode, ApiError> {
+    let mut pool = c.store.read_work_pool(&name).await?.ok_or_else(|| ApiError::not_found("Work pool not found."))?;
+    if let Some(t) = body.get("base_job_template").filter(|t| t.is_object()) {
+        c.job_templates.lock().expect("not poisoned").insert(name.clone(), t.clone());
+    }
+    let mut changed = false;
+    if let Some(p) = body.get("is_paused").and_then(Value::as_bool) {
+        pool.paused = p;
+        changed = true;
+    }
+    if body.contains_key("concurrency_limit") {
+        pool.concurrency_limit = body.get("concurrency_limit").and_then(Value::as_u64).map(|l| l as u32);
+        changed = true;
+    }
+    if changed {
+        pool.updated = Utc::now();
+        c.store.apply_work_pool(&pool).await?;
+        c.wake.notify_waiters();
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 pub(super) async fn filter_work_pools(State(c): State<Compat>) -> Answer {
     let all = c.store.list_work_pools().await?;
-    Ok((StatusCode::OK, Json(Value::Array(all.iter().map(work_pool_json).collect()))))
+    Ok((StatusCode::OK, Json(Value::Array(all.iter().map(|p| work_pool_json(p, &c)).collect()))))
 }
 
 /// `GET /collections/views/aggregate-worker-metadata`: the worker types a
@@ -233,27 +262,4 @@ pub(super) async fn worker_metadata() -> Json<Value> {
         "process": kind("process", "Runs each flow run as a process on the worker's machine."),
         "docker": kind("docker", "Runs each flow run as a container on the worker's Docker engine."),
     }}))
-}
-
-fn deployment_json(d: &headwater_core::Deployment) -> Value {
-    json!({
-        "id": d.id,
-        "name": d.name,
-        "flow_id": headwater_core::model::flow_id_for_name(&d.flow_name),
-        "paused": d.paused,
-        "parameters": d.parameters,
-        "tags": d.tags,
-        "work_pool_name": d.work_pool,
-        "work_queue_name": d.work_queue,
-        "schedules": [],
-        "created": d.created,
-        "updated": d.updated,
-    })
-}
-
-/// `POST /deployments/filter` (`prefect deployment ls`): Headwater's
-/// deployments, Rust's and Prefect's alike.
-pub(super) async fn filter_deployments(State(c): State<Compat>) -> Answer {
-    let all = c.store.list_deployments().await?;
-    Ok((StatusCode::OK, Json(Value::Array(all.iter().map(deployment_json).collect()))))
 }
