@@ -7,20 +7,24 @@ start` (its Prefect-compatible API, /prefect/api). Run it through
 For N trivial tasks, sequential and submitted: the flow's wall time, the
 time until every task run is recorded (COMPLETED through the server's own
 API), how many were recorded at all, and the answers the client had to
-retry (503s, 429s). And each server's memory, idle and after the runs.
-
-Not yet measured here: dispatch latency with Prefect's worker (Headwater's
-Prefect-compatible API does not serve Prefect's workers yet).
+retry (503s, 429s). Each server's memory, idle and after the runs. And the
+dispatch latency with Prefect's own process worker at its default poll
+interval: a deployment's run created through the API until its flow is
+RUNNING (both times from the server's own records, the same calls on both).
 """
 import argparse
 import json
 import os
+import random
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-from server import free_port, stop, tree_rss_mib, wait_health
+import httpx
+
+from server import free_port, iso, pct, post, stop, tree_rss_mib, wait_health
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -39,7 +43,37 @@ def run_flows(python, api, env, sizes, modes):
     return results
 
 
-def side(name, start, api, python, sizes, modes, home):
+def dispatch(python, api, env, runs):
+    """Prefect's worker on a process pool: created → RUNNING, per run (ms)."""
+    prefect_bin = os.path.join(os.path.dirname(python), "prefect")
+    client_env = dict(env, PREFECT_API_URL=api)
+    subprocess.run([prefect_bin, "work-pool", "create", "bench", "--type", "process"], env=client_env, check=True,
+                   stdout=subprocess.DEVNULL)
+    subprocess.run([python, os.path.join(HERE, "prefect_server_flows.py"), HERE, "bench"], env=client_env, check=True,
+                   stdout=subprocess.DEVNULL, cwd=HERE)
+    worker = subprocess.Popen([prefect_bin, "worker", "start", "--pool", "bench"], env=client_env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=HERE)
+    try:
+        time.sleep(5)
+        http = httpx.Client(base_url=api, timeout=60)
+        dep = http.get("/deployments/name/noop-flow/lat").json()
+        lat = []
+        for _ in range(runs):
+            run = post(http, f"/deployments/{dep['id']}/create_flow_run", json={}).json()
+            while True:
+                r = http.get(f"/flow_runs/{run['id']}").json()
+                if r["state_type"] == "COMPLETED" and r.get("start_time"):
+                    break
+                time.sleep(0.1)
+            lat.append((iso(r["start_time"]) - iso(run["created"])).total_seconds() * 1000)
+            # Runs start at random points of the worker's poll cycle.
+            time.sleep(random.uniform(0, 12))
+        return lat
+    finally:
+        stop(worker)
+
+
+def side(name, start, api, python, sizes, modes, home, latency_runs):
     env = dict(os.environ, PREFECT_HOME=home, PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false",
                PREFECT_LOGGING_LEVEL="WARNING")
     env.pop("PREFECT_API_URL", None)
@@ -52,10 +86,11 @@ def side(name, start, api, python, sizes, modes, home):
         runs = run_flows(python, api, env, sizes, modes)
         time.sleep(1)
         after = tree_rss_mib(server.pid)
+        lat = dispatch(python, api, env, latency_runs) if latency_runs else []
     finally:
         stop(server)
-    print(f"  {name}: idle {idle:.0f} MiB, after {after:.0f} MiB", file=sys.stderr)
-    return {"idle_mib": idle, "after_mib": after, "runs": runs}
+    print(f"  {name}: idle {idle:.0f} MiB, after {after:.0f} MiB, dispatch {lat}", file=sys.stderr)
+    return {"idle_mib": idle, "after_mib": after, "runs": runs, "dispatch_ms": lat}
 
 
 def main():
@@ -64,6 +99,7 @@ def main():
     ap.add_argument("--python", required=True)
     ap.add_argument("--sizes", default="1000,10000")
     ap.add_argument("--modes", default="sequential,concurrent")
+    ap.add_argument("--latency-runs", type=int, default=10)
     a = ap.parse_args()
     sizes = [int(s) for s in a.sizes.split(",")]
     modes = a.modes.split(",")
@@ -84,8 +120,9 @@ def main():
 
     try:
         hw = side("headwater", start_headwater, f"http://127.0.0.1:{hw_port}/prefect/api", python, sizes, modes,
-                  tempfile.mkdtemp())
-        pf = side("prefect", start_prefect, f"http://127.0.0.1:{pf_port}/api", python, sizes, modes, pf_home)
+                  tempfile.mkdtemp(), a.latency_runs)
+        pf = side("prefect", start_prefect, f"http://127.0.0.1:{pf_port}/api", python, sizes, modes, pf_home,
+                  a.latency_runs)
     finally:
         # Prefect's server runs uvicorn in a child that can outlive it.
         subprocess.run(["pkill", "-f", f"prefect.server.api.server:create_app .*--port {pf_port}"], check=False)
@@ -107,6 +144,12 @@ def main():
         print(f"| {what}: recorded after the flow returned | {lag(h)} | {lag(p)} | |")
         retried = lambda r: ", ".join(f"{c} × {s}" for s, c in sorted(r["retried"].items())) or "0"
         print(f"| {what}: answers the client retried (503, 429) | {retried(h)} | {retried(p)} | |")
+    if hw["dispatch_ms"] and pf["dispatch_ms"]:
+        h50, p50 = statistics.median(hw["dispatch_ms"]), statistics.median(pf["dispatch_ms"])
+        print(f"| dispatch with Prefect's worker, p50 (created → RUNNING) | {h50:.0f} ms | {p50:.0f} ms | "
+              f"**{p50 / h50:.0f}×** |")
+        h99, p99 = pct(hw["dispatch_ms"], 99), pct(pf["dispatch_ms"], 99)
+        print(f"| dispatch with Prefect's worker, p99 | {h99:.0f} ms | {p99:.0f} ms | **{p99 / h99:.0f}×** |")
     print(f"| server memory, idle | {hw['idle_mib']:.0f} MiB | {pf['idle_mib']:.0f} MiB | "
           f"**{pf['idle_mib'] / hw['idle_mib']:.0f}×** |")
     print(f"| server memory, after the runs | {hw['after_mib']:.0f} MiB | {pf['after_mib']:.0f} MiB | "

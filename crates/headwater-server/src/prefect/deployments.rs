@@ -27,8 +27,11 @@ use crate::error::ApiError;
 
 type Answer = Result<(StatusCode, Json<Value>), ApiError>;
 
-/// How long the scheduled-runs poll of a Prefect worker waits for work.
-const POLL_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+/// How long the scheduled-runs poll of a Prefect worker waits for work:
+/// Prefect's worker sleeps its interval (10 s) after each poll returns, so
+/// the longer the poll is held (below its 60 s request timeout), the more
+/// of the time a new run is handed out at once.
+const POLL_WAIT: std::time::Duration = std::time::Duration::from_secs(45);
 
 fn prefect_part(d: &Deployment) -> &Value {
     d.job_variables.get("prefect").unwrap_or(&Value::Null)
