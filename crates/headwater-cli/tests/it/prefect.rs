@@ -109,32 +109,58 @@ impl Drop for Server {
     }
 }
 
+/// How a Prefect process proves itself to the test server.
+#[derive(Clone, Copy)]
+enum Auth {
+    /// No key at all (the server must refuse it).
+    Without,
+    /// `PREFECT_API_AUTH_STRING`: what Prefect's client sends a server of its
+    /// own (not Prefect Cloud) on REST and on its event stream.
+    SelfHosted,
+    /// `PREFECT_API_KEY`: a bearer token, sent on REST only.
+    Bearer,
+}
+
+/// `program` (Prefect's python or CLI) pointed at `server`, its home in
+/// `prefect_home`, nothing of the developer's Prefect settings let in.
+fn prefect_command(program: &Path, server: &Server, prefect_home: &Path, auth: Auth) -> Command {
+    let mut c = Command::new(program);
+    c.env("PREFECT_API_URL", server.prefect_url())
+        .env("PREFECT_HOME", prefect_home)
+        .env("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        .env("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "0.3")
+        .env("COLUMNS", "200")
+        .env_remove("PREFECT_PROFILE")
+        .env_remove("PREFECT_API_KEY")
+        .env_remove("PREFECT_API_AUTH_STRING");
+    match auth {
+        Auth::Without => {}
+        Auth::SelfHosted => {
+            c.env("PREFECT_API_AUTH_STRING", format!("course:{KEY}"));
+        }
+        Auth::Bearer => {
+            c.env("PREFECT_API_KEY", KEY);
+        }
+    }
+    c
+}
+
+/// Prefect's CLI beside the virtualenv's python.
+fn prefect_cli(python: &Path) -> PathBuf {
+    python.parent().unwrap().join("prefect")
+}
+
 /// Runs `script` with Prefect's client pointed at `server`.
 fn python(
     python: &Path,
     server: &Server,
     prefect_home: &Path,
-    key: Option<&str>,
+    auth: Auth,
     script: &Path,
     env: &[(&str, &Path)],
 ) -> Output {
-    let mut c = Command::new(python);
-    c.arg(script)
-        .env("PREFECT_API_URL", server.prefect_url())
-        .env("PREFECT_HOME", prefect_home)
-        .env("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        .env("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "0.3")
-        .env_remove("PREFECT_PROFILE");
-    // For a server of its own (not Prefect Cloud), Prefect's client sends
-    // PREFECT_API_AUTH_STRING on both REST and its event stream.
-    match key {
-        Some(k) => c.env("PREFECT_API_AUTH_STRING", format!("course:{k}")),
-        None => c.env_remove("PREFECT_API_AUTH_STRING"),
-    };
-    c.env_remove("PREFECT_API_KEY");
-    for (k, v) in env {
-        c.env(k, v);
-    }
+    let mut c = prefect_command(python, server, prefect_home, auth);
+    c.arg(script).envs(env.iter().copied());
     c.output().unwrap()
 }
 
@@ -162,12 +188,12 @@ fn prefect_flows_run_against_headwater() {
     let flow = script("course_flow.py");
     let env = [("HW_TEST_FAIL_ONCE", fail_once.as_path())];
 
-    let refused = python(&py, &server, prefect_home.path(), None, &flow, &env);
+    let refused = python(&py, &server, prefect_home.path(), Auth::Without, &flow, &env);
     assert!(!refused.status.success(), "without the key the server refuses the client");
     assert!(server.hw(&["flow-run", "ls"]).as_array().unwrap().is_empty(), "and nothing was recorded");
 
     for attempt in 1..=2 {
-        let o = python(&py, &server, prefect_home.path(), Some(KEY), &flow, &env);
+        let o = python(&py, &server, prefect_home.path(), Auth::SelfHosted, &flow, &env);
         assert!(
             o.status.success(),
             "run {attempt}: {}\n{}",
@@ -282,14 +308,8 @@ fn prefect_blocks_and_variables_live_in_headwater() {
     std::fs::write(&secret_file, secret).unwrap();
     let script = script("blocks_flow.py");
     let run = |mode: &str| {
-        let mut c = Command::new(&py);
-        c.arg(&script)
-            .arg(mode)
-            .env("PREFECT_API_URL", server.prefect_url())
-            .env("PREFECT_API_AUTH_STRING", KEY)
-            .env("PREFECT_HOME", prefect_home.path())
-            .env("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-            .env("HW_TEST_SECRET", secret);
+        let mut c = prefect_command(&py, &server, prefect_home.path(), Auth::SelfHosted);
+        c.arg(&script).arg(mode).env("HW_TEST_SECRET", secret);
         c.output().unwrap()
     };
     ok_output(&run("save"), "saving the blocks");
@@ -317,11 +337,8 @@ fn prefect_blocks_and_variables_live_in_headwater() {
     assert!(variable.contains("yellow"), "{variable}");
 
     // Masked to a read without include_secrets, through Prefect's API too.
-    let listed = Command::new(py.parent().unwrap().join("prefect"))
+    let listed = prefect_command(&prefect_cli(&py), &server, prefect_home.path(), Auth::Bearer)
         .args(["block", "inspect", "secret/gcp-creds"])
-        .env("PREFECT_API_URL", server.prefect_url())
-        .env("PREFECT_API_KEY", KEY)
-        .env("PREFECT_HOME", prefect_home.path())
         .output()
         .unwrap();
     let shown = ok_output(&listed, "prefect block inspect");
@@ -329,11 +346,8 @@ fn prefect_blocks_and_variables_live_in_headwater() {
 
     // A secret block made with Headwater's CLI loads in Prefect.
     server.hw_ok(&["block", "create", "secret", "hw-made", "-f", &format!("value={secret}-too")]);
-    let load = Command::new(&py)
+    let load = prefect_command(&py, &server, prefect_home.path(), Auth::Bearer)
         .args(["-c", "from prefect.blocks.system import Secret; print(Secret.load('hw-made').get())"])
-        .env("PREFECT_API_URL", server.prefect_url())
-        .env("PREFECT_API_KEY", KEY)
-        .env("PREFECT_HOME", prefect_home.path())
         .output()
         .unwrap();
     assert_eq!(ok_output(&load, "Secret.load").trim(), format!("{secret}-too"));
@@ -347,15 +361,8 @@ fn prefect_cli_commands_answer() {
     let server = Server::start();
     let prefect_home = tempfile::tempdir().unwrap();
     let prefect = |args: &[&str]| {
-        let o = Command::new(py.parent().unwrap().join("prefect"))
-            .args(args)
-            .env("PREFECT_API_URL", server.prefect_url())
-            .env("PREFECT_API_KEY", KEY)
-            .env("PREFECT_HOME", prefect_home.path())
-            .env("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-            .env("COLUMNS", "200")
-            .output()
-            .unwrap();
+        let o =
+            prefect_command(&prefect_cli(&py), &server, prefect_home.path(), Auth::Bearer).args(args).output().unwrap();
         ok_output(&o, &format!("prefect {args:?}"))
     };
     prefect(&["work-pool", "create", "course-pool", "--type", "process"]);
@@ -384,12 +391,8 @@ fn a_server_restart_loses_no_task_run() {
     let mut server = Server::start();
     let prefect_home = tempfile::tempdir().unwrap();
     let go = prefect_home.path().join("go");
-    let mut flow = Command::new(&py)
+    let mut flow = prefect_command(&py, &server, prefect_home.path(), Auth::SelfHosted)
         .arg(script("restart_flow.py"))
-        .env("PREFECT_API_URL", server.prefect_url())
-        .env("PREFECT_API_AUTH_STRING", KEY)
-        .env("PREFECT_HOME", prefect_home.path())
-        .env("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         .env("HW_TEST_GO", &go)
         .stdout(Stdio::piped())
         .spawn()
@@ -434,12 +437,8 @@ fn a_killed_prefect_flow_is_marked_crashed() {
         &[("HEADWATER_PREFECT_HEARTBEAT_SECONDS", "30"), ("HEADWATER_HEARTBEAT_TIMEOUT_SECONDS", "2")],
     );
     let prefect_home = tempfile::tempdir().unwrap();
-    let mut flow = Command::new(&py)
+    let mut flow = prefect_command(&py, &server, prefect_home.path(), Auth::SelfHosted)
         .arg(script("crash_flow.py"))
-        .env("PREFECT_API_URL", server.prefect_url())
-        .env("PREFECT_API_AUTH_STRING", KEY)
-        .env("PREFECT_HOME", prefect_home.path())
-        .env("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         .env("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "30")
         .stdout(Stdio::piped())
         .spawn()
@@ -509,13 +508,9 @@ df.to_csv(sys.argv[1], index=False, compression="gzip")
     let mut attempts = 0;
     let o = loop {
         // The static server may still be starting: the flow's fetch retries too.
-        let o = Command::new(&py)
+        let o = prefect_command(&py, &server, &work.path().join("prefect-home"), Auth::SelfHosted)
             .arg(&example)
             .args(["--base-url", &format!("http://127.0.0.1:{port}")])
-            .env("PREFECT_API_URL", server.prefect_url())
-            .env("PREFECT_API_AUTH_STRING", KEY)
-            .env("PREFECT_HOME", work.path().join("prefect-home"))
-            .env("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
             .output()
             .unwrap();
         attempts += 1;
@@ -550,7 +545,7 @@ fn tag_limits_hold_prefect_tasks() {
     let server = Server::start();
     server.hw_ok(&["concurrency-limit", "create", "warehouse", "1"]);
     let prefect_home = tempfile::tempdir().unwrap();
-    let o = python(&py, &server, prefect_home.path(), Some(KEY), &script("limited_flow.py"), &[]);
+    let o = python(&py, &server, prefect_home.path(), Auth::SelfHosted, &script("limited_flow.py"), &[]);
     ok_output(&o, "the limited flow");
 
     let runs = server.hw(&["flow-run", "ls", "--flow", "limited"]);
@@ -583,7 +578,7 @@ async fn the_ui_draws_a_prefect_runs_timeline() {
         &py,
         &server,
         prefect_home.path(),
-        None,
+        Auth::Without,
         &script("course_flow.py"),
         &[("HW_TEST_FAIL_ONCE", fail_once.as_path())],
     );
@@ -621,31 +616,18 @@ fn prefects_worker_runs_deployments_started_by_either_cli() {
     let Some(py) = prefect_python() else { return };
     let server = Server::start();
     let prefect_home = tempfile::tempdir().unwrap();
-    let bin = py.parent().unwrap();
-    let env = |c: &mut Command| {
-        c.env("PREFECT_API_URL", server.prefect_url())
-            .env("PREFECT_API_AUTH_STRING", KEY)
-            .env("PREFECT_HOME", prefect_home.path())
-            .env("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-            .env("COLUMNS", "200");
-    };
+    let command = |program: &Path| prefect_command(program, &server, prefect_home.path(), Auth::SelfHosted);
     let prefect = |args: &[&str]| {
-        let mut c = Command::new(bin.join("prefect"));
-        c.args(args);
-        env(&mut c);
-        ok_output(&c.output().unwrap(), &format!("prefect {args:?}"))
+        ok_output(&command(&prefect_cli(&py)).args(args).output().unwrap(), &format!("prefect {args:?}"))
     };
     prefect(&["work-pool", "create", "course-pool", "--type", "process"]);
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/prefect");
-    let mut deploy = Command::new(&py);
-    deploy.arg(source.join("deploy_flow.py")).arg(&source).arg("course-pool");
-    env(&mut deploy);
-    ok_output(&deploy.output().unwrap(), "deploying");
+    let deploy = command(&py).arg(source.join("deploy_flow.py")).arg(&source).arg("course-pool").output().unwrap();
+    ok_output(&deploy, "deploying");
     assert!(prefect(&["deployment", "ls"]).contains("deployed/dep"));
 
-    let mut worker = Command::new(bin.join("prefect"));
+    let mut worker = command(&prefect_cli(&py));
     worker.args(["worker", "start", "--pool", "course-pool"]).stdout(Stdio::null()).stderr(Stdio::null());
-    env(&mut worker);
     // Stopped however the test ends.
     let _worker = KillOnDrop(worker.spawn().unwrap());
     prefect(&["deployment", "run", "deployed/dep", "-p", "x=21"]);
@@ -685,10 +667,14 @@ fn prefects_worker_runs_deployments_started_by_either_cli() {
     assert_eq!(got, ["got 10", "got 42"], "each run with its own parameters");
 
     // A cron schedule given to `.deploy()` creates runs (no worker needed).
-    let mut scheduled = Command::new(&py);
-    scheduled.arg(source.join("deploy_flow.py")).arg(&source).arg("course-pool").arg("* * * * *");
-    env(&mut scheduled);
-    ok_output(&scheduled.output().unwrap(), "deploying on a schedule");
+    let scheduled = command(&py)
+        .arg(source.join("deploy_flow.py"))
+        .arg(&source)
+        .arg("course-pool")
+        .arg("* * * * *")
+        .output()
+        .unwrap();
+    ok_output(&scheduled, "deploying on a schedule");
     let shown = server.hw(&["deployment", "inspect", "deployed/every-minute"]);
     assert_eq!(shown["schedules"][0]["schedule"]["cron"], "* * * * *", "{shown}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -702,10 +688,8 @@ fn prefects_worker_runs_deployments_started_by_either_cli() {
     }
 
     // `headwater flow-run cancel` stops a run Prefect's worker started.
-    let mut long = Command::new(&py);
-    long.arg(source.join("long_flow.py")).arg(&source).arg("course-pool");
-    env(&mut long);
-    ok_output(&long.output().unwrap(), "deploying the long flow");
+    let long = command(&py).arg(source.join("long_flow.py")).arg(&source).arg("course-pool").output().unwrap();
+    ok_output(&long, "deploying the long flow");
     server.hw_ok(&["deployment", "run", "long/until-cancelled"]);
     let state_of_long = || {
         let runs = server.hw(&["flow-run", "ls", "--flow", "long"]);

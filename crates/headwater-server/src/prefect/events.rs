@@ -72,6 +72,12 @@ fn resource_uuid(resource: &Map<String, Value>, kind: &str) -> Option<Uuid> {
     resource.get("prefect.resource.id")?.as_str()?.strip_prefix(kind)?.parse().ok()
 }
 
+/// The heartbeat a Prefect run gets for a sign of life at `at`: alive until
+/// its next beat is due (`interval`), then the server's timeout applies.
+pub(crate) fn held_until(at: DateTime<Utc>, interval: Duration) -> DateTime<Utc> {
+    at + chrono::Duration::from_std(interval).unwrap_or_else(|_| chrono::Duration::days(1))
+}
+
 /// Reads one event as the client sent it; the error says what is wrong.
 /// Prefect's clients beat far less often than Headwater's SDK (every 180 s
 /// by default), so a heartbeat is recorded as `lease` later: the run stays
@@ -81,8 +87,7 @@ pub(crate) fn decode(raw: &str, lease: Duration) -> Result<Decoded, String> {
     if event.event == "prefect.flow-run.heartbeat" {
         let flow_run_id = resource_uuid(&event.resource, "prefect.flow-run.")
             .ok_or("a heartbeat whose resource is not a flow run")?;
-        let lease = chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::days(1));
-        return Ok(Decoded::Heartbeat(Heartbeat { flow_run_id, at: event.occurred + lease }));
+        return Ok(Decoded::Heartbeat(Heartbeat { flow_run_id, at: held_until(event.occurred, lease) }));
     }
     let Some(_) = event.event.strip_prefix("prefect.task-run.") else {
         return Ok(Decoded::Other);

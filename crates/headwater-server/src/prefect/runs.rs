@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
+use super::events::held_until;
 use super::wire::{
     dynamic_key_number, flow_json, flow_run_json, nullable, state_json, task_name_of_key, task_run_json, AnyOf, StateIn,
 };
@@ -133,6 +134,7 @@ pub(super) async fn create_flow_run(State(c): State<Compat>, PrefectJson(body): 
     if let Orchestration::Reject(why) = orchestrate(None, state.state_type, false) {
         return Err(ApiError::new(StatusCode::CONFLICT, format!("state: {why}")));
     }
+    let state_is_waiting = matches!(state.state_type, StateType::Scheduled | StateType::Paused);
     let parent_flow_run_id = match body.parent_task_run_id {
         Some(task) => store.read_task_run(task).await?.map(|t| t.flow_run_id),
         None => None,
@@ -154,7 +156,9 @@ pub(super) async fn create_flow_run(State(c): State<Compat>, PrefectJson(body): 
         start_time: None,
         end_time: None,
         created: now,
-        heartbeat: None,
+        // A live run whose client dies before it starts is reaped like any
+        // other, once a beat is overdue.
+        heartbeat: (!state_is_waiting).then(|| held_until(now, c.heartbeat_lease)),
         deployment_id: None,
         work_pool: None,
         idempotency_key: body.idempotency_key,
@@ -247,8 +251,7 @@ pub(super) async fn set_flow_run_state(
     enter(&mut run.start_time, &mut run.run_count, &mut run.end_time, &state);
     if state.state_type == StateType::Running {
         // A Prefect client's first heartbeat comes with its first beat interval.
-        let lease = chrono::Duration::from_std(c.heartbeat_lease).unwrap_or_else(|_| chrono::Duration::days(1));
-        run.heartbeat = Some(now + lease);
+        run.heartbeat = Some(held_until(now, c.heartbeat_lease));
     }
     run.state = state.clone();
     let mut batch = WriteBatch {

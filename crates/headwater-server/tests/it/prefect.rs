@@ -141,3 +141,32 @@ async fn bad_input_is_refused_clearly_and_loses_nothing() {
     assert_eq!(r.status(), 401);
     drop(server);
 }
+
+/// A run whose Prefect client dies between creating it and starting it is
+/// not left PENDING forever: it crashes once its first beat is overdue.
+#[tokio::test]
+async fn a_run_whose_client_never_starts_it_crashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = super::sealed_sqlite(dir.path()).await;
+    let config = headwater_server::ServerConfig {
+        port: 0,
+        api_keys: vec![KEY.into()],
+        heartbeat_timeout: std::time::Duration::from_millis(200),
+        prefect_heartbeat: std::time::Duration::from_millis(200),
+        ..Default::default()
+    };
+    let server = RunningServer::start_with(store, config).await.unwrap();
+    headwater_client::install_tls_provider();
+    let api = Api { http: reqwest::Client::new(), base: format!("http://{}/prefect/api", server.addr) };
+    let run = new_run(&api).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, read) = api.get(&format!("/flow_runs/{run}")).await;
+        if read["state_type"] == "CRASHED" {
+            break;
+        }
+        assert_eq!(read["state_type"], "PENDING", "{read}");
+        assert!(std::time::Instant::now() < deadline, "still {read}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
