@@ -377,6 +377,50 @@ pub enum Orchestration {
     Accept,
     /// The run stays where it is; the reason says why.
     Reject(String),
+    /// The run stays where it is and may ask again after `delay`: its
+    /// deployment's slots are all in use.
+    Wait { delay: std::time::Duration, reason: String },
+    /// The run is cancelled instead: its deployment is full and says
+    /// `cancel_new`.
+    Cancel(String),
+}
+
+/// How long a run refused a deployment slot waits before asking again.
+/// Short, because a slot frees as soon as another run ends, and asking is
+/// cheap.
+pub const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether moving from `current` to `proposed` starts a run, taking one of
+/// its deployment's concurrency slots (a run already pending or running
+/// holds its slot).
+pub fn takes_slot(current: Option<StateType>, proposed: StateType) -> bool {
+    matches!(proposed, Pending | Running) && !matches!(current, Some(Pending | Running | Cancelling))
+}
+
+/// [`orchestrate`] for a run of a deployment whose slots answer
+/// `admission` (see [`crate::deployment::admit`]). A forced proposal skips
+/// the slot check, as Prefect's forced `set_state` skips its slot rules.
+pub fn orchestrate_in_slots(
+    current: Option<StateType>,
+    proposed: StateType,
+    force: bool,
+    admission: crate::deployment::Admission,
+) -> Orchestration {
+    use crate::deployment::Admission;
+    let decision = orchestrate(current, proposed, force);
+    if decision != Orchestration::Accept || force || !takes_slot(current, proposed) {
+        return decision;
+    }
+    match admission {
+        Admission::Start => Orchestration::Accept,
+        Admission::Wait => Orchestration::Wait {
+            delay: SLOT_WAIT,
+            reason: "every concurrency slot of the run's deployment is in use".to_string(),
+        },
+        Admission::Cancel => Orchestration::Cancel(
+            "the run's deployment is at its concurrency limit and cancels new runs (cancel_new)".to_string(),
+        ),
+    }
 }
 
 /// Decides a proposed move from `current` (None: a new run) to `proposed`.
@@ -415,6 +459,22 @@ mod orchestration_tests {
         assert_eq!(orchestrate(Some(Pending), Running, false), Orchestration::Accept);
         assert_eq!(orchestrate(Some(Running), Completed, false), Orchestration::Accept);
         assert_eq!(orchestrate(Some(Failed), Scheduled, false), Orchestration::Accept);
+    }
+
+    #[test]
+    fn a_full_deployment_makes_a_starting_run_wait_or_cancels_it() {
+        use crate::deployment::Admission;
+        let wait = orchestrate_in_slots(Some(Scheduled), Pending, false, Admission::Wait);
+        assert!(matches!(wait, Orchestration::Wait { delay, .. } if delay == SLOT_WAIT), "{wait:?}");
+        let cancel = orchestrate_in_slots(None, Running, false, Admission::Cancel);
+        assert!(matches!(cancel, Orchestration::Cancel(_)), "{cancel:?}");
+        // A run holding its slot moves on; a forced start skips the check.
+        assert_eq!(orchestrate_in_slots(Some(Pending), Running, false, Admission::Wait), Orchestration::Accept);
+        assert_eq!(orchestrate_in_slots(Some(Scheduled), Pending, true, Admission::Wait), Orchestration::Accept);
+        assert_eq!(orchestrate_in_slots(Some(Scheduled), Pending, false, Admission::Start), Orchestration::Accept);
+        // What the table refuses stays refused, slot or not.
+        let done = orchestrate_in_slots(Some(Completed), Running, false, Admission::Start);
+        assert!(matches!(done, Orchestration::Reject(_)), "{done:?}");
     }
 
     #[test]

@@ -57,6 +57,13 @@ impl WorkPool {
     }
 }
 
+/// The implicit pool of a deployment that one process serves itself
+/// (`headwater serve`, Prefect's `flow.serve()`): only that process takes
+/// its runs, and no pool needs to be created for it.
+pub fn served_pool(deployment: &str) -> String {
+    format!("serve-{deployment}")
+}
+
 /// The queue every pool has, and the one runs wait in when their deployment
 /// names none.
 pub const DEFAULT_QUEUE: &str = "default";

@@ -35,7 +35,7 @@ pub(crate) async fn serve(flow: FlowHandle, params: Value, opts: ServeOptions) -
     let params = flow.resolve_parameters(params).map_err(|e| e.to_string())?;
     flow.check_json(params.clone()).map_err(|e| e.to_string())?;
     let name = opts.name.clone().unwrap_or_else(|| flow.name().to_string());
-    let pool = format!("serve-{name}");
+    let pool = headwater_core::work_pool::served_pool(&name);
     let tz = opts.timezone.as_deref().unwrap_or("UTC");
     let mut schedules = Vec::new();
     if let Some(expr) = &opts.cron {

@@ -608,9 +608,10 @@ async fn the_ui_draws_a_prefect_runs_timeline() {
 }
 
 /// The course's deployment path: a process work pool made with Prefect's
-/// CLI, `.from_source(...).deploy(...)`, `prefect worker start`; a run
-/// started with `prefect deployment run F/D -p x=21` and one with
-/// `headwater deployment run F/D -p x=5`, both run by Prefect's worker.
+/// CLI, `.from_source(...).deploy(...)` and `prefect deploy` from a
+/// prefect.yaml, `prefect worker start`; runs started with `prefect
+/// deployment run F/D -p x=21` and `headwater deployment run F/D -p x=5`,
+/// all run by Prefect's worker.
 #[test]
 fn prefects_worker_runs_deployments_started_by_either_cli() {
     let Some(py) = prefect_python() else { return };
@@ -626,45 +627,42 @@ fn prefects_worker_runs_deployments_started_by_either_cli() {
     ok_output(&deploy, "deploying");
     assert!(prefect(&["deployment", "ls"]).contains("deployed/dep"));
 
+    // `prefect deploy` from a project's prefect.yaml, as the course ends up doing.
+    let project = tempfile::tempdir().unwrap();
+    std::fs::copy(source.join("deploy_flow.py"), project.path().join("deploy_flow.py")).unwrap();
+    let yaml = format!(
+        "name: course\nprefect-version: 3.9.1\npull:\n- prefect.deployments.steps.set_working_directory:\n    \
+         directory: {}\ndeployments:\n- name: from-yaml\n  entrypoint: deploy_flow.py:deployed\n  \
+         parameters:\n    x: 7\n  work_pool:\n    name: course-pool\n",
+        project.path().display()
+    );
+    std::fs::write(project.path().join("prefect.yaml"), yaml).unwrap();
+    let deployed = command(&prefect_cli(&py))
+        .args(["--no-prompt", "deploy", "--all"])
+        .current_dir(project.path())
+        .output()
+        .unwrap();
+    ok_output(&deployed, "prefect deploy");
+    assert!(prefect(&["deployment", "ls"]).contains("deployed/from-yaml"));
+
     let mut worker = command(&prefect_cli(&py));
     worker.args(["worker", "start", "--pool", "course-pool"]).stdout(Stdio::null()).stderr(Stdio::null());
     // Stopped however the test ends.
     let _worker = KillOnDrop(worker.spawn().unwrap());
     prefect(&["deployment", "run", "deployed/dep", "-p", "x=21"]);
     server.hw_ok(&["deployment", "run", "deployed/dep", "-p", "x=5"]);
+    prefect(&["deployment", "run", "deployed/from-yaml"]);
 
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let runs = loop {
-        let runs = server.hw(&["flow-run", "ls", "--flow", "deployed"]);
-        let done = runs.as_array().unwrap().iter().filter(|r| r["state"]["type"] == "COMPLETED").count();
-        if done == 2 {
-            break runs;
-        }
-        if std::time::Instant::now() > deadline {
-            panic!("Prefect's worker did not run both: {runs}");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(500));
-    };
-    // A flow process sends its last log lines as it exits, after its final state.
-    let got_line = |id: &str| loop {
-        let logs = server.hw_text(&["flow-run", "logs", id]);
-        if let Some(l) = logs.lines().find(|l| l.contains("got ")) {
-            break l.rsplit(" - ").next().unwrap().to_string();
-        }
-        assert!(std::time::Instant::now() < deadline, "no 'got' line in the logs:\n{logs}");
-        std::thread::sleep(std::time::Duration::from_millis(500));
-    };
+    let runs = server.completed_runs("deployed", 3);
     let mut got: Vec<String> = runs
-        .as_array()
-        .unwrap()
         .iter()
         .map(|r| {
             assert!(r["deployment_id"].is_string() && r["work_pool"] == "course-pool", "{r}");
-            got_line(r["id"].as_str().unwrap())
+            server.log_line(r["id"].as_str().unwrap(), "got ")
         })
         .collect();
     got.sort();
-    assert_eq!(got, ["got 10", "got 42"], "each run with its own parameters");
+    assert_eq!(got, ["got 10", "got 14", "got 42"], "each run with its own parameters");
 
     // A cron schedule given to `.deploy()` creates runs (no worker needed).
     let scheduled = command(&py)
@@ -716,6 +714,79 @@ fn prefects_worker_runs_deployments_started_by_either_cli() {
         assert!(matches!(state.as_str(), "CANCELLING" | "RUNNING"), "{state}");
         assert!(std::time::Instant::now() < deadline, "still {state}");
         std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
+/// `flow.serve()`: the process that serves a flow runs the runs of its
+/// deployment, started with either CLI, and pauses it when stopped.
+#[test]
+fn a_served_flow_runs_its_deployments_runs() {
+    let Some(py) = prefect_python() else { return };
+    let server = Server::start();
+    let prefect_home = tempfile::tempdir().unwrap();
+    let command = |program: &Path| prefect_command(program, &server, prefect_home.path(), Auth::SelfHosted);
+    let mut serve = command(&py);
+    serve.arg(script("serve_flow.py")).stdout(Stdio::null()).stderr(Stdio::null());
+    let serving = KillOnDrop(serve.spawn().unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !server.hw_text(&["deployment", "ls"]).contains("served/here") {
+        assert!(std::time::Instant::now() < deadline, "serve() registered no deployment");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    ok_output(
+        &command(&prefect_cli(&py)).args(["deployment", "run", "served/here", "-p", "x=2"]).output().unwrap(),
+        "prefect deployment run",
+    );
+    server.hw_ok(&["deployment", "run", "served/here", "-p", "x=4"]);
+    let mut got: Vec<String> = server
+        .completed_runs("served", 2)
+        .iter()
+        .map(|r| server.log_line(r["id"].as_str().unwrap(), "served "))
+        .collect();
+    got.sort();
+    assert_eq!(got, ["served 12", "served 6"]);
+
+    // Stopped the way a terminal or a service manager stops it.
+    let pid = serving.0.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let mut serving = serving;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while serving.0.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "serve() did not stop on SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(server.hw(&["deployment", "inspect", "served/here"])["paused"], true, "paused on exit");
+}
+
+impl Server {
+    /// Waits for `n` COMPLETED runs of `flow` and returns them.
+    fn completed_runs(&self, flow: &str, n: usize) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let runs = self.hw(&["flow-run", "ls", "--flow", flow]);
+            let done: Vec<Value> =
+                runs.as_array().unwrap().iter().filter(|r| r["state"]["type"] == "COMPLETED").cloned().collect();
+            if done.len() >= n {
+                return done;
+            }
+            assert!(std::time::Instant::now() < deadline, "{n} runs of {flow} did not complete: {runs}");
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+
+    /// The message of the first log line of a run that contains `needle`,
+    /// waited for: a flow process sends its last lines as it exits, after
+    /// its final state.
+    fn log_line(&self, run: &str, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let logs = self.hw_text(&["flow-run", "logs", run]);
+            if let Some(l) = logs.lines().find(|l| l.contains(needle)) {
+                return l.rsplit(" - ").next().unwrap().to_string();
+            }
+            assert!(std::time::Instant::now() < deadline, "no {needle:?} line in the logs:\n{logs}");
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
     }
 }
 

@@ -55,20 +55,21 @@ async fn claim_due_run(
     Json(req): Json<Claim>,
 ) -> ApiResult<FlowRun> {
     let wait = std::time::Duration::from_millis(req.wait_ms.min(30_000));
-    match claim_waiting(db.as_ref(), &wake, &pool, &req.queues, req.now, wait).await? {
+    match claim_waiting(db.as_ref(), &wake, std::slice::from_ref(&pool), &req.queues, req.now, wait).await? {
         Some(run) => Ok(Json(run)),
         None => Err(ApiError::not_found("no run is due")),
     }
 }
 
-/// Claims the next due run of `pool`, waiting up to `wait` for one (woken
-/// by new work, and looking again as scheduled runs come due by the clock).
-/// With `now` given, looks once as of then. Headwater's workers and
-/// Prefect's (`prefect::deployments`) claim through this.
+/// Claims the next due run of the first of `pools` that has one, waiting
+/// up to `wait` for one (woken by new work, and looking again as scheduled
+/// runs come due by the clock). With `now` given, looks once as of then.
+/// Headwater's workers and Prefect's workers and runners
+/// (`prefect::deployments`) claim through this.
 pub(crate) async fn claim_waiting(
     db: &dyn Store,
     wake: &Wake,
-    pool: &str,
+    pools: &[String],
     queues: &[String],
     now: Option<chrono::DateTime<chrono::Utc>>,
     wait: std::time::Duration,
@@ -79,8 +80,10 @@ pub(crate) async fn claim_waiting(
         let woken = wake.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        if let Some(run) = db.claim_due_run(pool, queues, now.unwrap_or_else(chrono::Utc::now)).await? {
-            return Ok(Some(run));
+        for pool in pools {
+            if let Some(run) = db.claim_due_run(pool, queues, now.unwrap_or_else(chrono::Utc::now)).await? {
+                return Ok(Some(run));
+            }
         }
         if now.is_some() || tokio::time::Instant::now() >= deadline {
             return Ok(None);

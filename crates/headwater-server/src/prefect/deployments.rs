@@ -13,6 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
+use headwater_core::work_pool::served_pool;
 use headwater_core::{CollisionStrategy, Deployment, FlowRun, WorkQueue};
 use headwater_store::ops::{start_deployment_run, DeploymentRunError, DeploymentRunRequest};
 use headwater_store::Store;
@@ -68,7 +69,7 @@ fn deployment_json(d: &Deployment) -> Value {
         "parameters": d.parameters,
         "tags": d.tags,
         "labels": {},
-        "work_pool_name": d.work_pool,
+        "work_pool_name": d.work_pool.as_ref().filter(|p| **p != served_pool(&d.name)),
         "work_queue_name": d.work_queue,
         "entrypoint": p.get("entrypoint"),
         "path": p.get("path"),
@@ -77,6 +78,10 @@ fn deployment_json(d: &Deployment) -> Value {
         "parameter_openapi_schema": p.get("parameter_openapi_schema"),
         "enforce_parameter_schema": p.get("enforce_parameter_schema").cloned().unwrap_or(json!(true)),
         "concurrency_limit": d.concurrency_limit,
+        "concurrency_options": d.concurrency_limit.map(|_| json!({"collision_strategy": match d.collision_strategy {
+            CollisionStrategy::Enqueue => "ENQUEUE",
+            CollisionStrategy::CancelNew => "CANCEL_NEW",
+        }})),
         "schedules": d.schedules.iter().map(|s| json!({
             "id": s.id,
             "active": s.active,
@@ -123,6 +128,8 @@ pub(super) struct DeploymentCreate {
     #[serde(default)]
     concurrency_limit: Option<u32>,
     #[serde(default)]
+    concurrency_options: Option<ConcurrencyOptions>,
+    #[serde(default)]
     entrypoint: Option<String>,
     #[serde(default)]
     path: Option<String>,
@@ -136,6 +143,19 @@ pub(super) struct DeploymentCreate {
     enforce_parameter_schema: Option<bool>,
     #[serde(default, deserialize_with = "super::wire::nullable")]
     schedules: Vec<ScheduleIn>,
+}
+
+/// What a Prefect deployment at its concurrency limit does with a new run.
+#[derive(Deserialize)]
+pub(super) struct ConcurrencyOptions {
+    collision_strategy: PrefectCollision,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+enum PrefectCollision {
+    Enqueue,
+    CancelNew,
 }
 
 /// One of a Prefect deployment's schedules: `{"schedule": {"cron": …} |
@@ -198,6 +218,9 @@ pub(super) async fn create_deployment(
     }
     let schedules = body.schedules.iter().enumerate().map(|(i, s)| schedule_of(s, i)).collect::<Result<Vec<_>, _>>()?;
     let name = format!("{}/{}", flow.name, body.name);
+    // `.serve()` registers its deployments without a pool: their runs wait
+    // in the implicit pool only the serving process claims from.
+    let work_pool = body.work_pool_name.unwrap_or_else(|| served_pool(&name));
     let now = Utc::now();
     let deployment = Deployment {
         id: headwater_core::deployment::deployment_id_for_name(&name),
@@ -208,7 +231,7 @@ pub(super) async fn create_deployment(
         version: body.version,
         tags: body.tags,
         parameters: Value::Object(body.parameters),
-        work_pool: body.work_pool_name,
+        work_pool: Some(work_pool),
         work_queue: body.work_queue_name,
         job_variables: json!({"prefect": {
             "entrypoint": body.entrypoint,
@@ -220,7 +243,10 @@ pub(super) async fn create_deployment(
         }}),
         schedules,
         concurrency_limit: body.concurrency_limit,
-        collision_strategy: CollisionStrategy::default(),
+        collision_strategy: match body.concurrency_options.map(|o| o.collision_strategy) {
+            Some(PrefectCollision::CancelNew) => CollisionStrategy::CancelNew,
+            Some(PrefectCollision::Enqueue) | None => CollisionStrategy::Enqueue,
+        },
         env: Default::default(),
         pull_steps: Vec::new(),
         paused: body.paused,
@@ -404,32 +430,46 @@ pub(super) struct ScheduledRuns {
     limit: Option<usize>,
 }
 
-/// `POST /work_pools/{name}/get_scheduled_flow_runs`: the pool's due runs,
-/// each claimed (moved to PENDING) so no other worker gets it. When none is
-/// due the request waits for one, so a run is handed out as soon as it is
-/// due rather than at the worker's next poll.
+/// Claims up to `limit` due runs of `pools` (each moved to PENDING, so no
+/// other worker or runner gets it). When none is due the request waits for
+/// one, so a run is handed out as soon as it is due rather than at the
+/// client's next poll.
+async fn claim_runs(
+    c: &Compat,
+    pools: &[String],
+    queues: &[String],
+    limit: Option<usize>,
+) -> Result<Vec<FlowRun>, ApiError> {
+    let store = c.store.as_ref();
+    let limit = limit.unwrap_or(10).clamp(1, 100);
+    let mut runs: Vec<FlowRun> = Vec::new();
+    if let Some(first) = crate::api::work_pools::claim_waiting(store, &c.wake, pools, queues, None, POLL_WAIT).await? {
+        runs.push(first);
+        'more: while runs.len() < limit {
+            for pool in pools {
+                if let Some(r) = store.claim_due_run(pool, queues, Utc::now()).await? {
+                    runs.push(r);
+                    continue 'more;
+                }
+            }
+            break;
+        }
+    }
+    Ok(runs)
+}
+
+/// `POST /work_pools/{name}/get_scheduled_flow_runs` (`prefect worker
+/// start`): the pool's due runs, claimed.
 pub(super) async fn scheduled_runs(
     State(c): State<Compat>,
     Path(pool): Path<String>,
     body: Option<PrefectJson<ScheduledRuns>>,
 ) -> Answer {
     let body = body.map(|b| b.0).unwrap_or_default();
-    let store = c.store.as_ref();
-    if store.read_work_pool(&pool).await?.is_none() {
+    if c.store.read_work_pool(&pool).await?.is_none() {
         return Err(ApiError::not_found("Work pool not found."));
     }
-    let limit = body.limit.unwrap_or(10).clamp(1, 100);
-    let queues = body.work_queue_names;
-    let mut runs: Vec<FlowRun> = Vec::new();
-    if let Some(first) = crate::api::work_pools::claim_waiting(store, &c.wake, &pool, &queues, None, POLL_WAIT).await? {
-        runs.push(first);
-        while runs.len() < limit {
-            match store.claim_due_run(&pool, &queues, Utc::now()).await? {
-                Some(r) => runs.push(r),
-                None => break,
-            }
-        }
-    }
+    let runs = claim_runs(&c, std::slice::from_ref(&pool), &body.work_queue_names, body.limit).await?;
     let listed = runs
         .iter()
         .map(|r| {
@@ -442,6 +482,33 @@ pub(super) async fn scheduled_runs(
         })
         .collect();
     Ok((StatusCode::OK, Json(Value::Array(listed))))
+}
+
+#[derive(Deserialize)]
+pub(super) struct ServedRuns {
+    deployment_ids: Vec<Uuid>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `POST /deployments/get_scheduled_flow_runs` (`flow.serve()`): the due
+/// runs of the deployments a runner serves, claimed as a worker's are. A
+/// run due later is handed out when it is due, not early: Prefect's
+/// `scheduled_before` prefetch would only make the runner wait for it.
+pub(super) async fn served_runs(State(c): State<Compat>, PrefectJson(body): PrefectJson<ServedRuns>) -> Answer {
+    let pools: Vec<String> = c
+        .store
+        .list_deployments()
+        .await?
+        .into_iter()
+        .filter(|d| body.deployment_ids.contains(&d.id))
+        .map(|d| d.work_pool.unwrap_or_else(|| served_pool(&d.name)))
+        .collect();
+    if pools.is_empty() {
+        return Ok((StatusCode::OK, Json(json!([]))));
+    }
+    let runs = claim_runs(&c, &pools, &[], body.limit).await?;
+    Ok((StatusCode::OK, Json(Value::Array(runs.iter().map(flow_run_json).collect()))))
 }
 
 /// `DELETE /automations/owned-by/{resource}`: `.deploy()` clears the

@@ -139,6 +139,7 @@ pub(crate) fn router(store: Arc<dyn Store>, keys: Arc<Vec<String>>, wake: Wake, 
         .route("/collections/views/aggregate-worker-metadata", get(resources::worker_metadata))
         .route("/deployments/filter", post(deployments::filter_deployments))
         .route("/deployments/", post(deployments::create_deployment))
+        .route("/deployments/get_scheduled_flow_runs", post(deployments::served_runs))
         .route(
             "/deployments/{id}",
             get(deployments::read_deployment).patch(deployments::update_deployment).delete(deployments::delete_deployment),

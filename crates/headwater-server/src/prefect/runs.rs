@@ -5,9 +5,11 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use headwater_core::transition::{orchestrate, Orchestration};
+use headwater_core::deployment::{admit, Admission};
+use headwater_core::transition::{orchestrate, orchestrate_in_slots, takes_slot, Orchestration};
 use headwater_core::{Flow, FlowRun, LogLevel, LogRecord, RunKind, State as RunState, StateRecord, StateType, TaskRun};
 use headwater_store::{FlowRunFilter, Store, WriteBatch};
 use serde::Deserialize;
@@ -208,18 +210,61 @@ pub(super) struct SetState {
     force: bool,
 }
 
-fn orchestration_answer(decision: &Orchestration, state: Value) -> Answer {
-    match decision {
-        Orchestration::Accept => Ok((
+/// Prefect's answer to a proposed state: 201 ACCEPT with the new state;
+/// 200 REJECT with the run's state (a cancelled one for `cancel_new`) and
+/// the reason; 200 WAIT with `delay_seconds` and `Retry-After`, after which
+/// the client proposes again.
+fn orchestration_answer(decision: &Orchestration, state: Value) -> Result<Response, ApiError> {
+    let answer = match decision {
+        Orchestration::Accept => (
             StatusCode::CREATED,
             Json(json!({"state": state, "status": "ACCEPT", "details": {"type": "accept_details"}})),
-        )),
-        Orchestration::Reject(reason) => ok(json!({
+        )
+            .into_response(),
+        Orchestration::Reject(reason) | Orchestration::Cancel(reason) => Json(json!({
             "state": state,
             "status": "REJECT",
             "details": {"type": "reject_details", "reason": reason},
-        })),
+        }))
+        .into_response(),
+        Orchestration::Wait { delay, reason } => (
+            [(axum::http::header::RETRY_AFTER, delay.as_secs().to_string())],
+            Json(json!({
+                "state": null,
+                "status": "WAIT",
+                "details": {"type": "wait_details", "delay_seconds": delay.as_secs(), "reason": reason},
+            })),
+        )
+            .into_response(),
+    };
+    Ok(answer)
+}
+
+/// What the run's deployment's slots say to a proposed start (see
+/// [`orchestrate_in_slots`]). The claim a worker or runner makes is the
+/// atomic gate; this check is for clients that propose a start without one.
+async fn slot_admission(
+    store: &dyn Store,
+    run: &FlowRun,
+    proposed: StateType,
+    force: bool,
+) -> Result<Admission, ApiError> {
+    let Some(deployment) = run.deployment_id else { return Ok(Admission::Start) };
+    if force || !takes_slot(Some(run.state.state_type), proposed) {
+        return Ok(Admission::Start);
     }
+    let Some(d) = store.list_deployments().await?.into_iter().find(|d| d.id == deployment) else {
+        return Ok(Admission::Start);
+    };
+    let Some(limit) = d.concurrency_limit else { return Ok(Admission::Start) };
+    let holding = FlowRunFilter {
+        deployment_id: Some(deployment),
+        states: vec![StateType::Pending, StateType::Running, StateType::Cancelling],
+        limit: limit + 1,
+        ..Default::default()
+    };
+    let active = store.list_flow_runs(&holding).await?.iter().filter(|r| r.id != run.id).count();
+    Ok(admit(Some(limit), d.collision_strategy, active))
 }
 
 /// What entering `state` changes on a run's snapshot: its attempts and
@@ -232,21 +277,25 @@ fn enter(start: &mut Option<DateTime<Utc>>, run_count: &mut u32, end: &mut Optio
     *end = state.is_terminal().then_some(state.timestamp);
 }
 
-/// `POST /flow_runs/{id}/set_state`: 201 ACCEPT with the new state, or 200
-/// REJECT with the run's current state and the reason. A subflow's wrapper
-/// task run follows its run (nothing else reports it).
+/// `POST /flow_runs/{id}/set_state`, answered as [`orchestration_answer`]
+/// says; a start beyond the deployment's concurrency limit waits or is
+/// cancelled. A subflow's wrapper task run follows its run (nothing else
+/// reports it).
 pub(super) async fn set_flow_run_state(
     State(c): State<Compat>,
     Path(id): Path<Uuid>,
     PrefectJson(body): PrefectJson<SetState>,
-) -> Answer {
+) -> Result<Response, ApiError> {
     let store = c.store.as_ref();
     let mut run = flow_run(store, id).await?;
     let now = Utc::now();
-    let state = body.state.into_state(now);
-    let decision = orchestrate(Some(run.state.state_type), state.state_type, body.force);
-    if decision != Orchestration::Accept {
-        return orchestration_answer(&decision, state_json(&run.state, Some(run.id), None));
+    let mut state = body.state.into_state(now);
+    let admission = slot_admission(store, &run, state.state_type, body.force).await?;
+    let decision = orchestrate_in_slots(Some(run.state.state_type), state.state_type, body.force, admission);
+    match &decision {
+        Orchestration::Accept => {}
+        Orchestration::Cancel(why) => state = RunState::cancelled(now, why),
+        _ => return orchestration_answer(&decision, state_json(&run.state, Some(run.id), None)),
     }
     enter(&mut run.start_time, &mut run.run_count, &mut run.end_time, &state);
     if state.state_type == StateType::Running {
@@ -446,7 +495,7 @@ pub(super) async fn set_task_run_state(
     State(c): State<Compat>,
     Path(id): Path<Uuid>,
     PrefectJson(body): PrefectJson<SetState>,
-) -> Answer {
+) -> Result<Response, ApiError> {
     let store = c.store.as_ref();
     let mut task = store.read_task_run(id).await?.ok_or_else(|| ApiError::not_found("Task run not found"))?;
     let state = body.state.into_state(Utc::now());

@@ -170,3 +170,59 @@ async fn a_run_whose_client_never_starts_it_crashes() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// A deployment at its concurrency limit: a start proposed without a
+/// worker's claim is told to WAIT (with `Retry-After`) until a slot frees,
+/// or is cancelled when the deployment says `cancel_new`.
+#[tokio::test]
+async fn a_full_deployment_makes_a_start_wait_or_cancels_it() {
+    let (_server, api, _dir) = server().await;
+    let (_, flow) = api.post("/flows/", json!({"name": "slots"})).await;
+    let deployment = |name: &str, strategy: &str| {
+        json!({"name": name, "flow_id": flow["id"], "concurrency_limit": 1,
+               "concurrency_options": {"collision_strategy": strategy}})
+    };
+    let (status, queued) = api.post("/deployments/", deployment("one-at-a-time", "ENQUEUE")).await;
+    assert_eq!(status, 201, "{queued}");
+    assert_eq!(queued["work_pool_name"], Value::Null, "served without a pool: {queued}");
+    let api = &api;
+    let start = |d: &Value| {
+        let path = format!("/deployments/{}/create_flow_run", d["id"].as_str().unwrap());
+        async move {
+            let (status, run) = api.post(&path, json!({})).await;
+            assert_eq!((status, run["state"]["type"].as_str()), (201, Some("SCHEDULED")), "{run}");
+            run["id"].as_str().unwrap().to_string()
+        }
+    };
+    let (first, second) = (start(&queued).await, start(&queued).await);
+    assert_eq!(propose(api, &first, "PENDING", false).await.1["status"], "ACCEPT");
+    let r = api
+        .http
+        .post(format!("{}/flow_runs/{second}/set_state", api.base))
+        .bearer_auth(KEY)
+        .json(&json!({"state": {"type": "PENDING"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let retry_after = r.headers()["retry-after"].to_str().unwrap().to_string();
+    let wait: Value = r.json().await.unwrap();
+    assert_eq!(wait["status"], "WAIT", "{wait}");
+    assert_eq!(wait["details"]["delay_seconds"].to_string(), retry_after, "{wait}");
+    let (_, read) = api.get(&format!("/flow_runs/{second}")).await;
+    assert_eq!(read["state_type"], "SCHEDULED", "a waiting run stays where it was");
+    // The first moves on inside its slot; once it ends, the second starts.
+    assert_eq!(propose(api, &first, "RUNNING", false).await.1["status"], "ACCEPT");
+    assert_eq!(propose(api, &second, "RUNNING", false).await.1["status"], "WAIT");
+    assert_eq!(propose(api, &first, "COMPLETED", false).await.1["status"], "ACCEPT");
+    assert_eq!(propose(api, &second, "PENDING", false).await.1["status"], "ACCEPT");
+
+    let (_, cancelling) = api.post("/deployments/", deployment("cancel-new", "CANCEL_NEW")).await;
+    let (first, second) = (start(&cancelling).await, start(&cancelling).await);
+    assert_eq!(propose(api, &first, "RUNNING", false).await.1["status"], "ACCEPT");
+    let (_, answer) = propose(api, &second, "PENDING", false).await;
+    assert_eq!((answer["status"].as_str(), answer["state"]["type"].as_str()), (Some("REJECT"), Some("CANCELLED")));
+    assert!(answer["details"]["reason"].as_str().unwrap().contains("cancel_new"), "{answer}");
+    let (_, read) = api.get(&format!("/flow_runs/{second}")).await;
+    assert_eq!(read["state_type"], "CANCELLED");
+}
