@@ -9,6 +9,13 @@ PREFECT_API_URL at `headwater server start`'s /prefect/api and run it.
 
 `--base-url` is where the monthly files are (the TLC's public release by
 default; Headwater's `hw-lake serve` or any static server for offline use).
+
+Deployed instead, to a process work pool that Prefect's worker serves:
+
+    prefect work-pool create taxi --type process
+    python examples/prefect/etl_web_to_lake.py --deploy taxi
+    prefect worker start --pool taxi &
+    prefect deployment run etl-web-to-lake/taxi-month -p month=2 -p base_url=http://127.0.0.1:8000
 """
 
 import argparse
@@ -69,5 +76,12 @@ if __name__ == "__main__":
     ap.add_argument("--year", type=int, default=2021)
     ap.add_argument("--month", type=int, default=1)
     ap.add_argument("--base-url", default=TLC)
+    ap.add_argument("--deploy", metavar="POOL", help="deploy to this work pool instead of running")
     a = ap.parse_args()
-    etl_web_to_lake(a.color, a.year, a.month, a.base_url)
+    if a.deploy:
+        here = Path(__file__).resolve().parent
+        etl_web_to_lake.from_source(source=str(here), entrypoint="etl_web_to_lake.py:etl_web_to_lake").deploy(
+            name="taxi-month", work_pool_name=a.deploy
+        )
+    else:
+        etl_web_to_lake(a.color, a.year, a.month, a.base_url)

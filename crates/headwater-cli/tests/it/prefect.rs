@@ -473,7 +473,8 @@ fn a_killed_prefect_flow_is_marked_crashed() {
 /// The course's pipeline in plain Prefect (`examples/prefect/etl_web_to_lake.py`):
 /// a TLC-shaped CSV.gz served on loopback → pandas → Parquet in the lake
 /// through a `LocalFileSystem` block made with Headwater's CLI; the row
-/// counts in the run's logs.
+/// counts in the run's logs. Run once directly and once deployed to a
+/// process pool and run by Prefect's worker.
 #[test]
 fn the_course_pipeline_runs_unchanged() {
     let Some(py) = prefect_python() else { return };
@@ -492,8 +493,10 @@ df = pd.DataFrame({"VendorID": 1, "tpep_pickup_datetime": pickup.strftime("%Y-%m
 df.to_csv(sys.argv[1], index=False, compression="gzip")
 "#;
     std::fs::create_dir_all(web.join("yellow")).unwrap();
-    let file = web.join("yellow/yellow_tripdata_2021-01.csv.gz");
-    ok_output(&Command::new(&py).args(["-c", generate]).arg(&file).output().unwrap(), "generating the month");
+    for month in ["01", "02"] {
+        let file = web.join(format!("yellow/yellow_tripdata_2021-{month}.csv.gz"));
+        ok_output(&Command::new(&py).args(["-c", generate]).arg(&file).output().unwrap(), "generating a month");
+    }
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut web_server = Command::new(&py)
         .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
@@ -518,22 +521,40 @@ df.to_csv(sys.argv[1], index=False, compression="gzip")
             break o;
         }
     };
-    let _ = web_server.kill();
-    let _ = web_server.wait();
     ok_output(&o, "the course's pipeline");
 
-    let parquet = lake.join("data/yellow/yellow_tripdata_2021-01.parquet");
-    let rows = Command::new(&py)
-        .args(["-c", "import sys, pyarrow.parquet as pq; print(pq.read_metadata(sys.argv[1]).num_rows)"])
-        .arg(&parquet)
-        .output()
-        .unwrap();
-    assert_eq!(ok_output(&rows, "reading the lake").trim(), "900", "the trips with passengers, in the lake");
-    let runs = server.hw(&["flow-run", "ls", "--flow", "etl-web-to-lake"]);
-    let run = runs.as_array().unwrap().iter().find(|r| r["state"]["type"] == "COMPLETED").expect("a completed run");
-    let logs = server.hw_text(&["flow-run", "logs", run["id"].as_str().unwrap()]);
-    assert!(logs.contains("rows: 900 kept, 100 without passengers dropped"), "{logs}");
-    assert!(logs.contains("wrote data/yellow/yellow_tripdata_2021-01.parquet to the lake"), "{logs}");
+    // The same flow deployed to a process pool and run by Prefect's worker,
+    // as the README shows.
+    let command =
+        |program: &Path| prefect_command(program, &server, &work.path().join("prefect-home"), Auth::SelfHosted);
+    let prefect = |args: &[&str]| ok_output(&command(&prefect_cli(&py)).args(args).output().unwrap(), "prefect");
+    prefect(&["work-pool", "create", "taxi", "--type", "process"]);
+    ok_output(&command(&py).arg(&example).args(["--deploy", "taxi"]).output().unwrap(), "deploying the pipeline");
+    let mut worker = command(&prefect_cli(&py));
+    worker.args(["worker", "start", "--pool", "taxi"]).stdout(Stdio::null()).stderr(Stdio::null());
+    let _worker = KillOnDrop(worker.spawn().unwrap());
+    let base_url = format!("base_url=http://127.0.0.1:{port}");
+    prefect(&["deployment", "run", "etl-web-to-lake/taxi-month", "-p", "month=2", "-p", &base_url]);
+    let runs = server.completed_runs("etl-web-to-lake", 2);
+    let _ = web_server.kill();
+    let _ = web_server.wait();
+
+    for month in ["01", "02"] {
+        let parquet = lake.join(format!("data/yellow/yellow_tripdata_2021-{month}.parquet"));
+        let rows = Command::new(&py)
+            .args(["-c", "import sys, pyarrow.parquet as pq; print(pq.read_metadata(sys.argv[1]).num_rows)"])
+            .arg(&parquet)
+            .output()
+            .unwrap();
+        assert_eq!(ok_output(&rows, "reading the lake").trim(), "900", "the trips with passengers, in the lake");
+    }
+    let deployed = runs.iter().find(|r| r["deployment_id"].is_string()).expect("the worker's run");
+    assert_eq!(deployed["work_pool"], "taxi", "{deployed}");
+    for run in &runs {
+        let id = run["id"].as_str().unwrap();
+        assert_eq!(server.log_line(id, "rows: "), "rows: 900 kept, 100 without passengers dropped");
+        assert!(server.log_line(id, "wrote ").starts_with("wrote data/yellow/yellow_tripdata_2021-0"), "{run}");
+    }
 }
 
 /// A tag limit made with Headwater's CLI holds Prefect's tasks: four

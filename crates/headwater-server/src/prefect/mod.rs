@@ -105,6 +105,8 @@ pub(crate) fn router(store: Arc<dyn Store>, keys: Arc<Vec<String>>, wake: Wake, 
         .route("/task_runs/{id}", get(runs::read_task_run))
         .route("/task_runs/{id}/set_state", post(runs::set_task_run_state))
         .route("/logs/", post(runs::create_logs))
+        .route("/flow_run_states/", get(runs::read_states))
+        .route("/task_run_states/", get(runs::read_states))
         .route("/v2/concurrency_limits/increment-with-lease", post(concurrency::increment_with_lease))
         .route("/v2/concurrency_limits/leases/{id}/renew", post(concurrency::renew_lease))
         .route("/v2/concurrency_limits/decrement-with-lease", post(concurrency::decrement_with_lease))

@@ -490,6 +490,37 @@ pub(super) async fn read_task_run(State(c): State<Compat>, Path(id): Path<Uuid>)
     ok(task_run_json(&task))
 }
 
+#[derive(Deserialize)]
+pub(super) struct StatesOf {
+    #[serde(default)]
+    flow_run_id: Option<Uuid>,
+    #[serde(default)]
+    task_run_id: Option<Uuid>,
+}
+
+/// `GET /flow_run_states/?flow_run_id=` and `GET /task_run_states/?task_run_id=`:
+/// a run's state history, oldest first.
+pub(super) async fn read_states(
+    State(c): State<Compat>,
+    axum::extract::Query(of): axum::extract::Query<StatesOf>,
+) -> Answer {
+    let (run, flow_run, task_run) = match (of.flow_run_id, of.task_run_id) {
+        (Some(f), None) => (f, Some(f), None),
+        (None, Some(t)) => {
+            let task = c.store.read_task_run(t).await?.ok_or_else(|| ApiError::not_found("Task run not found"))?;
+            (t, Some(task.flow_run_id), Some(t))
+        }
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "give flow_run_id or task_run_id (one of them)",
+            ))
+        }
+    };
+    let states = c.store.read_states(run).await?;
+    ok(Value::Array(states.iter().map(|s| state_json(&s.state, flow_run, task_run)).collect()))
+}
+
 /// `POST /task_runs/{id}/set_state`, decided like a flow run's.
 pub(super) async fn set_task_run_state(
     State(c): State<Compat>,

@@ -216,6 +216,9 @@ async fn a_full_deployment_makes_a_start_wait_or_cancels_it() {
     assert_eq!(propose(api, &second, "RUNNING", false).await.1["status"], "WAIT");
     assert_eq!(propose(api, &first, "COMPLETED", false).await.1["status"], "ACCEPT");
     assert_eq!(propose(api, &second, "PENDING", false).await.1["status"], "ACCEPT");
+    let (status, history) = api.get(&format!("/flow_run_states/?flow_run_id={first}")).await;
+    let types: Vec<&str> = history.as_array().unwrap().iter().map(|s| s["type"].as_str().unwrap()).collect();
+    assert_eq!((status, types), (200, vec!["SCHEDULED", "PENDING", "RUNNING", "COMPLETED"]), "{history}");
 
     let (_, cancelling) = api.post("/deployments/", deployment("cancel-new", "CANCEL_NEW")).await;
     let (first, second) = (start(&cancelling).await, start(&cancelling).await);

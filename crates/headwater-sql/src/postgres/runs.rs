@@ -86,6 +86,10 @@ pub(super) fn push_flow_run<'q>(mut b: sqlx::query_builder::Separated<'_, 'q, Po
         .push_bind(r.parent_task_run_id);
 }
 
+/// Writes a batch in multi-row statements. Their text varies with the
+/// number of rows, so they are not kept prepared: a connection's statement
+/// cache would otherwise hold one large statement per batch size (this was
+/// most of the server's memory after a 10,000-task Prefect flow).
 pub(super) async fn write_batch(conn: &mut PgConnection, batch: &WriteBatch) -> Result<()> {
     {
         let mut flows: Vec<&Flow> = Vec::new();
@@ -118,7 +122,7 @@ pub(super) async fn write_batch(conn: &mut PgConnection, batch: &WriteBatch) -> 
             let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!("INSERT INTO flow_runs ({FLOW_RUN_COLS}) "));
             q.push_values(chunk.iter().copied(), push_flow_run);
             q.push(format!(" ON CONFLICT (id) DO UPDATE SET {fr_set}"));
-            q.build().execute(&mut *conn).await.db()?;
+            q.build().persistent(false).execute(&mut *conn).await.db()?;
         }
 
         let tr_set = upsert_set("task_runs", TASK_RUN_COLS);
@@ -145,7 +149,7 @@ pub(super) async fn write_batch(conn: &mut PgConnection, batch: &WriteBatch) -> 
                     .push_bind(r.created);
             });
             q.push(format!(" ON CONFLICT (id) DO UPDATE SET {tr_set}"));
-            q.build().execute(&mut *conn).await.db()?;
+            q.build().persistent(false).execute(&mut *conn).await.db()?;
         }
 
         for chunk in batch.states.chunks(rows_per_statement(STATE_COLS, MAX_BINDS)) {
@@ -159,7 +163,7 @@ pub(super) async fn write_batch(conn: &mut PgConnection, batch: &WriteBatch) -> 
                     .push_bind(s.state.timestamp)
                     .push_bind(s.state.scheduled_time);
             });
-            q.build().execute(&mut *conn).await.db()?;
+            q.build().persistent(false).execute(&mut *conn).await.db()?;
         }
 
         for chunk in batch.logs.chunks(rows_per_statement(LOG_COLS, MAX_BINDS)) {
@@ -171,7 +175,7 @@ pub(super) async fn write_batch(conn: &mut PgConnection, batch: &WriteBatch) -> 
                     .push_bind(l.timestamp)
                     .push_bind(l.message.as_str());
             });
-            q.build().execute(&mut *conn).await.db()?;
+            q.build().persistent(false).execute(&mut *conn).await.db()?;
         }
 
         for h in &batch.heartbeats {

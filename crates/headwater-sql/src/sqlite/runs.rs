@@ -144,6 +144,10 @@ fn push_run_conditions<'q>(
     }
 }
 
+/// Writes a batch in multi-row statements. Their text varies with the
+/// number of rows, so they are not kept prepared: a connection's statement
+/// cache would otherwise hold one large statement per batch size (this was
+/// most of the server's memory after a 10,000-task Prefect flow).
 pub(super) async fn write_batch(tx: &mut SqliteConnection, batch: &WriteBatch) -> Result<()> {
     {
         for f in &batch.flows {
@@ -168,7 +172,7 @@ pub(super) async fn write_batch(tx: &mut SqliteConnection, batch: &WriteBatch) -
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO flow_runs ({FLOW_RUN_COLS}) "));
             q.push_values(chunk, push_flow_run);
             q.push(format!(" ON CONFLICT(id) DO UPDATE SET {fr_set}"));
-            q.build().execute(&mut *tx).await.db()?;
+            q.build().persistent(false).execute(&mut *tx).await.db()?;
         }
 
         let tr_set = upsert_set("task_runs", TASK_RUN_COLS);
@@ -194,7 +198,7 @@ pub(super) async fn write_batch(tx: &mut SqliteConnection, batch: &WriteBatch) -
                     .push_bind(micros(r.created));
             });
             q.push(format!(" ON CONFLICT(id) DO UPDATE SET {tr_set}"));
-            q.build().execute(&mut *tx).await.db()?;
+            q.build().persistent(false).execute(&mut *tx).await.db()?;
         }
 
         for chunk in batch.states.chunks(rows_per_statement(STATE_COLS, MAX_BINDS)) {
@@ -208,7 +212,7 @@ pub(super) async fn write_batch(tx: &mut SqliteConnection, batch: &WriteBatch) -
                     .push_bind(micros(s.state.timestamp))
                     .push_bind(opt_micros(s.state.scheduled_time));
             });
-            q.build().execute(&mut *tx).await.db()?;
+            q.build().persistent(false).execute(&mut *tx).await.db()?;
         }
 
         for chunk in batch.logs.chunks(rows_per_statement(LOG_COLS, MAX_BINDS)) {
@@ -220,7 +224,7 @@ pub(super) async fn write_batch(tx: &mut SqliteConnection, batch: &WriteBatch) -
                     .push_bind(micros(l.timestamp))
                     .push_bind(l.message.as_str());
             });
-            q.build().execute(&mut *tx).await.db()?;
+            q.build().persistent(false).execute(&mut *tx).await.db()?;
         }
 
         for h in &batch.heartbeats {
