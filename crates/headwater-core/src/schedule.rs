@@ -129,7 +129,12 @@ impl Schedule {
                     return Vec::new();
                 };
                 let mut out = Vec::with_capacity(count);
-                let mut cursor = after.with_timezone(&tz);
+                // Cron fires on whole seconds, but croner keeps the cursor's
+                // fraction in what it finds: searched from "now", the same
+                // due time would come out different at every look (and so
+                // would the run its idempotency key should keep single).
+                let whole = after - chrono::Duration::nanoseconds(i64::from(after.timestamp_subsec_nanos()));
+                let mut cursor = whole.with_timezone(&tz);
                 while out.len() < count {
                     match c.find_next_occurrence(&cursor, false) {
                         Ok(t) => {
@@ -227,6 +232,18 @@ mod tests {
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn cron_due_times_are_whole_seconds_whatever_the_time_asked_from() {
+        let s = Schedule::cron("* * * * *", "UTC").unwrap();
+        let a = s.between(utc("2026-12-01T19:06:20.807471Z"), utc("2026-12-01T19:07:30.807471Z"), 10);
+        let b = s.between(utc("2026-12-01T19:06:25.831247Z"), utc("2026-12-01T19:07:30.831247Z"), 10);
+        assert_eq!(times(&a), ["2026-12-01T19:07:00Z"]);
+        assert_eq!(a, b, "the same due time from either look");
+        // Strictly after: a due time just passed is not found again.
+        let after = s.next_after(utc("2026-12-01T19:07:00.5Z"), 1);
+        assert_eq!(times(&after), ["2026-12-01T19:08:00Z"]);
     }
 
     fn times(v: &[DateTime<Utc>]) -> Vec<String> {
