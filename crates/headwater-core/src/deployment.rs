@@ -565,6 +565,33 @@ mod tests {
         DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().to_utc()
     }
 
+    /// No manifest crashes the parser: mutated copies of a full one are
+    /// refused with a message or read (robustness, not meaning).
+    #[test]
+    fn no_mutated_manifest_crashes_the_parser() {
+        let full = json!({"deployments": [{
+            "name": "taxi", "flow": "etl", "entrypoint": "./etl run", "tags": ["taxi"],
+            "parameters": {"color": "yellow", "year": 2021},
+            "work_pool": {"name": "local", "queue": "high"},
+            "schedules": [{"cron": "0 5 1 * *", "timezone": "America/New_York"}, {"interval": "1h"},
+                          {"rrule": "FREQ=WEEKLY;BYDAY=MO;BYHOUR=9"}],
+            "concurrency_limit": {"limit": 1, "collision_strategy": "cancel_new"},
+            "env": {"PGPASSWORD": "{{ env.TAXI_PG_PASSWORD }}"},
+            "pull": [{"set_working_directory": {"directory": "taxi"}}]
+        }]})
+        .to_string();
+        let pieces = ["{", "}", "[", "]", "\"", ",", ":", "null", "-1", "1e999", "{{ env.X }}", "{{", "\"\""];
+        let mut m = headwater_test_support::Mutator::new(0x3a11_f00d);
+        let mut read = 0;
+        for _ in 0..3_000 {
+            let Ok(doc) = serde_json::from_str::<Value>(&m.mutate_text(&full, &pieces)) else { continue };
+            if let Ok(d) = parse_manifest("headwater.yaml", doc, &env(&[("TAXI_PG_PASSWORD", "x")]), now()) {
+                read += d.len();
+            }
+        }
+        assert!(read > 0, "some mutations keep a valid manifest");
+    }
+
     #[test]
     fn a_full_deployment() {
         let doc = json!({"deployments": [{

@@ -14,7 +14,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, CoreError> {
         if !secs.is_finite() || secs < 0.0 {
             return Err(err("it must be a positive number of seconds"));
         }
-        return Ok(Duration::from_secs_f64(secs));
+        return Duration::try_from_secs_f64(secs).map_err(|_| err("it is too long"));
     }
     let mut total = Duration::ZERO;
     let mut rest = s;
@@ -39,7 +39,10 @@ pub fn parse_duration(input: &str) -> Result<Duration, CoreError> {
             "w" | "week" | "weeks" => 604_800.0,
             other => return Err(err(&format!("unknown unit '{other}'"))),
         };
-        total += Duration::from_secs_f64(value * seconds);
+        total = Duration::try_from_secs_f64(value * seconds)
+            .ok()
+            .and_then(|d| total.checked_add(d))
+            .ok_or_else(|| err("it is too long"))?;
     }
     Ok(total)
 }
@@ -87,6 +90,11 @@ mod tests {
         assert!(parse_duration("-1").is_err());
         assert!(parse_duration("h").is_err());
         assert!(parse_duration("10").is_ok());
+        // Found by the schedule parsers' mutation test: these panicked.
+        for huge in ["99999999999999999999999d", "1e300", "18446744073709551615s18446744073709551615s"] {
+            let e = parse_duration(huge).unwrap_err().to_string();
+            assert!(e.contains("too long"), "{huge}: {e}");
+        }
     }
 
     #[test]

@@ -246,6 +246,32 @@ mod tests {
         assert_eq!(times(&after), ["2026-12-01T19:08:00Z"]);
     }
 
+    /// No schedule text crashes the parsers, and whatever parses can be
+    /// searched and described (robustness, not meaning: mutated inputs).
+    #[test]
+    fn no_mutated_schedule_crashes_the_parsers() {
+        let mut m = headwater_test_support::Mutator::new(0x5c4e_d01e);
+        let crons = ["0 5 2 * *", "*/15 9-17 * * MON-FRI", "0 0 L * *", "30 2 29 2 *", "0 0 1 1 * 2030"];
+        let rules = ["FREQ=MONTHLY;BYMONTHDAY=2;BYHOUR=5", "DTSTART:20210101T000000Z\nRRULE:FREQ=DAILY;COUNT=3"];
+        let zones = ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe"];
+        let pieces = ["*", "/", ",", "-", "L", "W", "#", "?", "99999999999", "0", ";", "=", "\n", " "];
+        let from = DateTime::parse_from_rfc3339("2026-03-29T00:30:00Z").unwrap().to_utc();
+        for case in 0..3_000 {
+            let zone = zones[case % zones.len()];
+            let parsed = if case % 3 == 2 {
+                Schedule::rrule(&m.mutate_text(rules[case % rules.len()], &pieces), zone)
+            } else {
+                Schedule::cron(&m.mutate_text(crons[case % crons.len()], &pieces), zone)
+            };
+            if let Ok(s) = parsed {
+                let _ = s.between(from, from + chrono::Duration::days(400), 20);
+                let _ = s.describe();
+            }
+            let _ =
+                crate::duration::parse_duration(&m.mutate_text("1h30m", &["9999999999999999", "d", "ms", ".", "-"]));
+        }
+    }
+
     fn times(v: &[DateTime<Utc>]) -> Vec<String> {
         v.iter().map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()).collect()
     }

@@ -4,6 +4,7 @@
 //! written, with its line number and the reason, to a rejects file. Rows
 //! loaded plus rows rejected always equal rows read.
 
+use std::borrow::Cow;
 use std::io::{BufRead, Write};
 use std::sync::Arc;
 
@@ -73,8 +74,10 @@ pub fn parse<R: BufRead, W: Write>(
     if input.read_line(&mut line)? == 0 {
         return Err(LakeError::Data("the file is empty (no header row)".into()));
     }
+    // Spreadsheet exports start with a UTF-8 byte-order mark.
+    let first = line.strip_prefix('\u{feff}').unwrap_or(&line);
     let header: Vec<String> =
-        split(line.trim_end_matches(['\n', '\r'])).into_iter().map(|s| s.trim().to_string()).collect();
+        split(first.trim_end_matches(['\n', '\r'])).into_iter().map(|s| s.trim().to_string()).collect();
     let mut positions = Vec::with_capacity(schema.columns.len());
     for (name, _) in &schema.columns {
         positions.push(header.iter().position(|h| h == name));
@@ -110,7 +113,7 @@ pub fn parse<R: BufRead, W: Write>(
         let mut values: Vec<Option<Value>> = Vec::with_capacity(schema.columns.len());
         let mut bad = None;
         for ((name, kind), pos) in schema.columns.iter().zip(&positions) {
-            let text = pos.map(|p| fields[p]).unwrap_or("");
+            let text = pos.map(|p| fields[p].as_ref()).unwrap_or("");
             match parse_value(text, *kind) {
                 Ok(v) => values.push(v),
                 Err(why) => {
@@ -214,9 +217,9 @@ fn fast_timestamp(b: &[u8]) -> Option<i64> {
 }
 
 /// Splits a CSV line; fields may be quoted (`"a,b"`, `""` for a quote).
-fn split(line: &str) -> Vec<&str> {
+fn split(line: &str) -> Vec<Cow<'_, str>> {
     if !line.contains('"') {
-        return line.split(',').collect();
+        return line.split(',').map(Cow::Borrowed).collect();
     }
     let mut out = Vec::new();
     let bytes = line.as_bytes();
@@ -236,8 +239,12 @@ fn split(line: &str) -> Vec<&str> {
     out
 }
 
-fn unquote(f: &str) -> &str {
-    f.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(f)
+fn unquote(f: &str) -> Cow<'_, str> {
+    match f.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+        Some(inner) if inner.contains("\"\"") => Cow::Owned(inner.replace("\"\"", "\"")),
+        Some(inner) => Cow::Borrowed(inner),
+        None => Cow::Borrowed(f),
+    }
 }
 
 struct Builders {
@@ -307,6 +314,55 @@ mod tests {
 
     fn chrono_micros(t: &str) -> Option<i64> {
         NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S").ok().map(|d| d.and_utc().timestamp_micros())
+    }
+
+    /// A CSV as found in the wild: a byte-order mark, CRLF line ends, quoted
+    /// fields (one with an escaped quote and a comma) and the columns in
+    /// another order than the schema's.
+    #[test]
+    fn a_csv_from_a_spreadsheet_reads_like_any_other() {
+        let schema = CsvSchema::new(&[("VendorID", Kind::Int), ("note", Kind::Text), ("fare", Kind::Float)]);
+        let input = "\u{feff}fare,\"VendorID\",note\r\n12.5,1,\"said \"\"hi\"\", then left\"\r\n3,2,plain\r\n";
+        let mut rejects = Rejects::new(Vec::new()).unwrap();
+        let mut batches = Vec::new();
+        let stats = parse(input.as_bytes(), &schema, &mut rejects, |b| {
+            batches.push(b);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((stats.read, stats.loaded, stats.rejected), (2, 2, 0));
+        let b = &batches[0];
+        let vendors = b.column(0).as_any().downcast_ref::<arrow::array::Int64Array>().unwrap();
+        let notes = b.column(1).as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
+        let fares = b.column(2).as_any().downcast_ref::<arrow::array::Float64Array>().unwrap();
+        assert_eq!((vendors.value(0), vendors.value(1)), (1, 2));
+        assert_eq!((notes.value(0), notes.value(1)), ("said \"hi\", then left", "plain"));
+        assert_eq!((fares.value(0), fares.value(1)), (12.5, 3.0));
+    }
+
+    /// No input crashes the reader: mutated copies of a small file are read
+    /// or refused, and what is read always adds up (loaded + rejected = read).
+    #[test]
+    fn no_mutated_csv_crashes_the_reader() {
+        let schema = CsvSchema::new(&[
+            ("VendorID", Kind::Int),
+            ("tpep_pickup_datetime", Kind::Timestamp),
+            ("fare", Kind::Float),
+            ("flag", Kind::Text),
+        ]);
+        let example = "VendorID,tpep_pickup_datetime,fare,flag\r\n1,2021-01-01 00:15:00,12.5,N\n\
+                       2,\"2021-01-01 00:20:00\",3,\"Y,\"\"x\"\"\"\n,,,\n";
+        let pieces: [&[u8]; 10] =
+            [b",", b"\"", b"\r\n", b"\n", "\u{feff}".as_bytes(), b"\"\"", b"-", b"99999999999999999999", b"\xff", b" "];
+        let mut m = headwater_test_support::Mutator::new(0xc5f_2021);
+        for case in 0..5_000 {
+            let input = m.mutate(example.as_bytes(), &pieces);
+            let mut rejects = Rejects::new(Vec::new()).unwrap();
+            if let Ok(stats) = parse(&input[..], &schema, &mut rejects, |_| Ok(())) {
+                assert_eq!(stats.loaded + stats.rejected, stats.read, "case {case}");
+                assert_eq!(rejects.count(), stats.rejected, "case {case}");
+            }
+        }
     }
 
     #[test]

@@ -93,7 +93,18 @@ fn app_with_wake(
     api::router(store, wake)
         .nest(prefect::PREFIX, prefect)
         .layer(axum::middleware::from_fn_with_state(keys, auth::require_key))
+        // A request that takes longer (a slow query) is dropped, which
+        // cancels its work, and answered 503, which clients retry later.
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIME_LIMIT,
+        ))
 }
+
+/// The longest a request may take. Above the longest a poll for work is
+/// held (45 s for Prefect's workers), so only stuck work reaches it;
+/// websockets and streams are timed only until their answer starts.
+pub const REQUEST_TIME_LIMIT: Duration = Duration::from_secs(60);
 
 /// Serves until `shutdown` resolves, then finishes the requests in flight.
 /// Alongside the API, a reaper marks CRASHED the runs whose process went

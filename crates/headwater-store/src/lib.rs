@@ -73,13 +73,22 @@ impl From<&FlowRun> for Cursor {
     }
 }
 
+/// The longest text a filter takes (a name, a tag, a state name): a longer
+/// one is refused, not searched for.
+pub const MAX_FILTER_TEXT: usize = 200;
+/// The most entries a filter's list takes.
+pub const MAX_FILTER_ITEMS: usize = 50;
+
 /// Which flow runs to list, newest first.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct FlowRunFilter {
+    #[schema(max_items = 50)]
     pub states: Vec<StateType>,
-    /// State names such as `Late` or `TimedOut`.
+    /// State names such as `Late` or `TimedOut` (each at most 200 characters).
+    #[schema(max_items = 50)]
     pub state_names: Vec<String>,
+    #[schema(max_length = 200)]
     pub flow_name: Option<String>,
     pub parent_flow_run_id: Option<Uuid>,
     /// Only the subflow runs a task run stands for (Prefect's subflows).
@@ -87,8 +96,10 @@ pub struct FlowRunFilter {
     /// Only runs of this deployment.
     pub deployment_id: Option<Uuid>,
     /// Only runs whose name contains this text (case-insensitive).
+    #[schema(max_length = 200)]
     pub name: Option<String>,
-    /// Only runs carrying every one of these tags.
+    /// Only runs carrying every one of these tags (each at most 200 characters).
+    #[schema(max_items = 50)]
     pub tags: Vec<String>,
     /// Only runs created at or after this time.
     pub since: Option<DateTime<Utc>>,
@@ -116,6 +127,28 @@ impl Default for FlowRunFilter {
             before: None,
             limit: 200,
         }
+    }
+}
+
+impl FlowRunFilter {
+    /// Refuses a filter beyond [`MAX_FILTER_TEXT`] or [`MAX_FILTER_ITEMS`],
+    /// naming the field: an unbounded search text would cost every row.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let lists: [(&str, usize); 3] =
+            [("states", self.states.len()), ("state_names", self.state_names.len()), ("tags", self.tags.len())];
+        if let Some((field, n)) = lists.iter().find(|(_, n)| *n > MAX_FILTER_ITEMS) {
+            return Err(format!("{field}: {n} entries, at most {MAX_FILTER_ITEMS} are taken"));
+        }
+        let texts = [("flow_name", self.flow_name.as_deref()), ("name", self.name.as_deref())]
+            .into_iter()
+            .chain(self.state_names.iter().map(|t| ("state_names", Some(t.as_str()))))
+            .chain(self.tags.iter().map(|t| ("tags", Some(t.as_str()))));
+        for (field, text) in texts {
+            if let Some(t) = text.filter(|t| t.chars().count() > MAX_FILTER_TEXT) {
+                return Err(format!("{field}: {} characters, at most {MAX_FILTER_TEXT} are taken", t.chars().count()));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -552,5 +585,23 @@ mod history_query_tests {
         let clamped = huge.clamped();
         assert_eq!(clamped.buckets, 500);
         assert_eq!(clamped.empty_buckets().len(), 500);
+    }
+}
+
+#[cfg(test)]
+mod filter_tests {
+    use super::*;
+
+    #[test]
+    fn a_filter_beyond_its_bounds_is_refused_by_field() {
+        assert_eq!(FlowRunFilter::default().check(), Ok(()));
+        let at_bound = FlowRunFilter { name: Some("n".repeat(MAX_FILTER_TEXT)), ..Default::default() };
+        assert_eq!(at_bound.check(), Ok(()));
+        let long = FlowRunFilter { name: Some("n".repeat(MAX_FILTER_TEXT + 1)), ..Default::default() };
+        assert!(long.check().unwrap_err().starts_with("name: 201 characters"));
+        let tags = FlowRunFilter { tags: vec!["t".into(); MAX_FILTER_ITEMS + 1], ..Default::default() };
+        assert!(tags.check().unwrap_err().starts_with("tags: 51 entries"));
+        let tag = FlowRunFilter { tags: vec!["t".repeat(MAX_FILTER_TEXT + 1)], ..Default::default() };
+        assert!(tag.check().unwrap_err().starts_with("tags: 201 characters"));
     }
 }

@@ -1,8 +1,10 @@
 //! Helpers shared by integration tests.
 
 mod browser;
+mod mutations;
 
 pub use browser::Browser;
+pub use mutations::Mutator;
 use sqlx::Connection;
 use uuid::Uuid;
 

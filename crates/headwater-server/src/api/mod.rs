@@ -22,6 +22,7 @@ use axum::Extension;
 use axum::{Json, Router};
 use headwater_core::StateRecord;
 use headwater_store::{Cursor, HistoryBucket, Store};
+use tower_http::limit::RequestBodyLimitLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -29,6 +30,12 @@ use crate::error::ApiError;
 
 type Db = State<Arc<dyn Store>>;
 type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// The largest request body most routes take.
+pub(crate) const BODY_LIMIT: usize = 1024 * 1024;
+/// The largest body of the routes that take batches (recorded runs, states
+/// and logs of busy flows; runs enqueued in bulk).
+pub(crate) const BATCH_BODY_LIMIT: usize = 64 * 1024 * 1024;
 
 /// Wakes claims that are waiting for work.
 pub(crate) type Wake = Arc<tokio::sync::Notify>;
@@ -54,6 +61,11 @@ fn api_router() -> OpenApiRouter<Arc<dyn Store>> {
         .merge(concurrency::routes())
         .merge(automations::routes())
         .merge(events::routes())
+        // Small bodies everywhere but where batches need more. A body whose
+        // declared length is above the limit is refused with 413 before it
+        // is read; one without a length, as soon as it passes the limit.
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .merge(runs::batch_routes().layer(RequestBodyLimitLayer::new(BATCH_BODY_LIMIT)))
 }
 
 /// The OpenAPI document of the API.
@@ -69,8 +81,8 @@ pub(crate) fn router(store: Arc<dyn Store>, wake: Wake) -> Router {
         .route("/docs", axum::routing::get(|| async { Html(meta::DOCS_PAGE) }))
         // Not the UI's page: an API client asking for what does not exist gets a 404.
         .fallback(|| async { ApiError::not_found("no such API endpoint (see /api/docs)") })
-        // Recorded batches from busy flows can be large.
-        .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
+        // The limits are the layers' above, per route (axum's own default would cut batches).
+        .layer(DefaultBodyLimit::max(BATCH_BODY_LIMIT))
         .layer(Extension(wake))
         .with_state(store);
     Router::new().nest("/api", api).merge(crate::ui::router()).layer(tower_http::trace::TraceLayer::new_for_http())

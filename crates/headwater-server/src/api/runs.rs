@@ -29,15 +29,18 @@ pub(super) fn routes() -> OpenApiRouter<Arc<dyn Store>> {
         .routes(routes!(run_timeline))
         .routes(routes!(read_states))
         .routes(routes!(filter_logs))
-        .routes(routes!(record_batch))
         .routes(routes!(crash_stale_runs))
-        .routes(routes!(enqueue_runs))
         .routes(routes!(mark_late_runs))
         .routes(routes!(flow_run_history))
         .routes(routes!(cancel_flow_run))
         .routes(routes!(retry_flow_run))
         .routes(routes!(pause_flow_run))
         .routes(routes!(resume_flow_run))
+}
+
+/// The routes that take batches, with the larger body limit (`super::api_router`).
+pub(super) fn batch_routes() -> OpenApiRouter<Arc<dyn Store>> {
+    OpenApiRouter::new().routes(routes!(record_batch)).routes(routes!(enqueue_runs))
 }
 
 /// Every flow that has run, by name.
@@ -59,9 +62,14 @@ async fn read_flow(State(db): Db, Path(name): Path<String>) -> ApiResult<Flow> {
 /// `created` and `id`).
 #[utoipa::path(
     post, path = "/flow_runs/filter", tag = "flow_runs", request_body = FlowRunFilter,
-    responses((status = 200, body = Vec<FlowRun>))
+    responses(
+        (status = 200, body = Vec<FlowRun>),
+        (status = 413, description = "the body is larger than 1 MiB"),
+        (status = 422, description = "a field is malformed or beyond its bounds (named)")
+    )
 )]
 async fn filter_flow_runs(State(db): Db, Json(filter): Json<FlowRunFilter>) -> ApiResult<Vec<FlowRun>> {
+    filter.check().map_err(|why| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, why))?;
     let filter = FlowRunFilter { limit: filter.limit.clamp(1, 10_000), ..filter };
     Ok(Json(db.list_flow_runs(&filter).await?))
 }

@@ -122,7 +122,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(60))
             .pragma("temp_store", "memory")
-            .pragma("cache_size", "-8000");
+            // 2 MiB of pages per pooled connection (SQLite's default): the
+            // OS caches the file anyway, and 8 MiB made a quarter of a busy
+            // server's memory (bench/RESULTS.md, Prefect's client).
+            .pragma("cache_size", "-2000");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(0)
