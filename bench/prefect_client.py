@@ -148,6 +148,10 @@ def main():
         print(f"| {what}: task runs recorded | {h['visible']:,} of {h['n']:,} | {p['visible']:,} of {p['n']:,} | |")
         lag = lambda r: f"{r['recorded'] - r['returned']:.2f} s" if r["recorded"] is not None else "—"
         print(f"| {what}: recorded after the flow returned | {lag(h)} | {lag(p)} | |")
+        # The client may still be sending from its own queue when the flow
+        # returns; this is the server's share alone.
+        sent_lag = lambda r: f"{r['recorded'] - r['sent']:.2f} s" if r["recorded"] is not None else "—"
+        print(f"| {what}: recorded after the client sent its last event | {sent_lag(h)} | {sent_lag(p)} | |")
         retried = lambda r: ", ".join(f"{c} × {s}" for s, c in sorted(r["retried"].items())) or "0"
         print(f"| {what}: answers the client retried (503, 429) | {retried(h)} | {retried(p)} | |")
     if hw["dispatch_ms"] and pf["dispatch_ms"]:
