@@ -104,7 +104,6 @@ pub(crate) fn router(store: Arc<dyn Store>, keys: Arc<Vec<String>>, wake: Wake, 
         .route("/task_runs/count", post(runs::count_task_runs))
         .route("/task_runs/{id}", get(runs::read_task_run))
         .route("/task_runs/{id}/set_state", post(runs::set_task_run_state))
-        .route("/logs/", post(runs::create_logs))
         .route("/flow_run_states/", get(runs::read_states))
         .route("/task_run_states/", get(runs::read_states))
         .route("/v2/concurrency_limits/increment-with-lease", post(concurrency::increment_with_lease))
@@ -155,6 +154,10 @@ pub(crate) fn router(store: Arc<dyn Store>, keys: Arc<Vec<String>>, wake: Wake, 
         .route("/work_queues/{id}", get(deployments::read_queue))
         .route("/automations/owned-by/{resource}", axum::routing::delete(deployments::delete_owned_automations))
         .route("/flow_runs/{id}/labels", axum::routing::patch(|| async { StatusCode::NO_CONTENT }))
+        // Small bodies everywhere but the routes that take a flow's batches of
+        // logs and events (added after this layer, so it does not cover them).
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(crate::api::BODY_LIMIT))
+        .route("/logs/", post(runs::create_logs))
         .route("/events", post(events::post_events))
         .route("/events/in", get(events::events_in))
         .fallback(|| async {
@@ -166,7 +169,6 @@ pub(crate) fn router(store: Arc<dyn Store>, keys: Arc<Vec<String>>, wake: Wake, 
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
         })
         .with_state(compat)
-        // A flow's log and event batches can be large.
-        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
+        .layer(axum::extract::DefaultBodyLimit::max(crate::api::BATCH_BODY_LIMIT))
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }

@@ -370,10 +370,21 @@ async fn matching_flow_runs(store: &dyn Store, body: FlowRunsFilter) -> Result<V
     let fields = body.flow_runs.unwrap_or_default();
     let limit = body.limit.unwrap_or(200).clamp(1, 10_000);
     if let Some(ids) = fields.id.any_ {
+        // By id, and the rest of the filter still applies: a runner asks
+        // which of its runs are being cancelled this way.
+        let (types, names, tags) = (fields.state.state_type.any_, fields.state.name.any_, fields.tags.all_);
+        let (parents, deployments) = (fields.parent_task_run_id.any_, fields.deployment_id.any_);
         let mut runs = Vec::new();
         for id in ids.into_iter().take(limit as usize) {
             runs.extend(store.read_flow_run(id).await?);
         }
+        runs.retain(|r| {
+            types.as_ref().is_none_or(|ts| ts.contains(&r.state.state_type))
+                && names.as_ref().is_none_or(|ns| ns.contains(&r.state.name))
+                && tags.as_ref().is_none_or(|ts| ts.iter().all(|t| r.tags.contains(t)))
+                && parents.as_ref().is_none_or(|ps| r.parent_task_run_id.is_some_and(|p| ps.contains(&p)))
+                && deployments.as_ref().is_none_or(|ds| r.deployment_id.is_some_and(|d| ds.contains(&d)))
+        });
         return Ok(runs);
     }
     let flow_names = match body.flows.and_then(|f| f.id.any_) {
@@ -394,11 +405,24 @@ async fn matching_flow_runs(store: &dyn Store, body: FlowRunsFilter) -> Result<V
         limit: limit + body.offset,
         ..Default::default()
     };
-    // Prefect filters take lists where Headwater's take one value: one query each.
+    base.check().map_err(|why| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("flow_runs.{why}")))?;
+    // Prefect filters take lists where Headwater's take one value: one query
+    // each, so the combinations are bounded like a filter's lists.
     let parents: Vec<Option<Uuid>> =
         fields.parent_task_run_id.any_.map_or(vec![None], |p| p.into_iter().map(Some).collect());
     let deployments: Vec<Option<Uuid>> =
         fields.deployment_id.any_.map_or(vec![None], |d| d.into_iter().map(Some).collect());
+    let combinations = flow_names.len() * parents.len() * deployments.len();
+    if combinations > headwater_store::MAX_FILTER_ITEMS {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "flows.id × flow_runs.parent_task_run_id × flow_runs.deployment_id: {combinations} combinations, \
+                 at most {} are taken",
+                headwater_store::MAX_FILTER_ITEMS
+            ),
+        ));
+    }
     let mut runs = Vec::new();
     for flow_name in &flow_names {
         for parent in &parents {

@@ -71,6 +71,11 @@ async fn the_server_decides_state_changes() {
     }
     let (_, read) = api.get(&format!("/flow_runs/{run}")).await;
     assert_eq!((read["state_type"].as_str(), read["run_count"].as_u64()), (Some("COMPLETED"), Some(1)));
+    // By id, the state filter still applies (Prefect's runners and workers
+    // ask this way which of their runs are being cancelled).
+    let by = |state: &str| json!({"flow_runs": {"id": {"any_": [run]}, "state": {"type": {"any_": [state]}}}});
+    assert_eq!(api.post("/flow_runs/filter", by("CANCELLING")).await, (200, json!([])));
+    assert_eq!(api.post("/flow_runs/filter", by("COMPLETED")).await.1.as_array().unwrap().len(), 1);
 
     let cancelled = new_run(&api).await;
     propose(&api, &cancelled, "RUNNING", false).await;
@@ -134,6 +139,19 @@ async fn bad_input_is_refused_clearly_and_loses_nothing() {
     let count = |state: &str| json!({"flow_runs": {"id": {"any_": [run]}}, "task_runs": {"state": {"type": {"any_": [state]}}}});
     assert_eq!(api.post("/task_runs/count", count("COMPLETED")).await, (200, json!(1)));
     assert_eq!(api.post("/task_runs/count", count("RUNNING")).await, (200, json!(0)));
+
+    // Bounded like Headwater's own filters: no body above 1 MiB but a flow's
+    // batches, no unbounded fan-out of queries.
+    let padded = format!("{{}}{}", " ".repeat(2 << 20));
+    let r = api.http.post(format!("{}/flow_runs/filter", api.base)).bearer_auth(KEY).body(padded.clone());
+    let r = r.header("content-type", "application/json").send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    let r = api.http.post(format!("{}/logs/", api.base)).bearer_auth(KEY).body(format!("[]{}", &padded[2..]));
+    assert_eq!(r.header("content-type", "application/json").send().await.unwrap().status(), 201, "logs take more");
+    let many: Vec<uuid::Uuid> = (0..60).map(|_| uuid::Uuid::now_v7()).collect();
+    let (status, body) = api.post("/flow_runs/filter", json!({"flow_runs": {"deployment_id": {"any_": many}}})).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("60 combinations"), "{body}");
 
     // Without the key, nothing.
     let anonymous = reqwest::Client::new();
