@@ -495,6 +495,9 @@ pub(super) struct ServedRuns {
 /// runs of the deployments a runner serves, claimed as a worker's are. A
 /// run due later is handed out when it is due, not early: Prefect's
 /// `scheduled_before` prefetch would only make the runner wait for it.
+/// One run per poll unless the runner asks for more: a runner at its
+/// process limit skips runs it was handed, and a claimed run it skipped
+/// would wait PENDING until it crashed.
 pub(super) async fn served_runs(State(c): State<Compat>, PrefectJson(body): PrefectJson<ServedRuns>) -> Answer {
     let pools: Vec<String> = c
         .store
@@ -507,7 +510,7 @@ pub(super) async fn served_runs(State(c): State<Compat>, PrefectJson(body): Pref
     if pools.is_empty() {
         return Ok((StatusCode::OK, Json(json!([]))));
     }
-    let runs = claim_runs(&c, &pools, &[], body.limit).await?;
+    let runs = claim_runs(&c, &pools, &[], Some(body.limit.unwrap_or(1))).await?;
     Ok((StatusCode::OK, Json(Value::Array(runs.iter().map(flow_run_json).collect()))))
 }
 
