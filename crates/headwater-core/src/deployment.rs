@@ -581,7 +581,7 @@ mod tests {
         }]})
         .to_string();
         let pieces = ["{", "}", "[", "]", "\"", ",", ":", "null", "-1", "1e999", "{{ env.X }}", "{{", "\"\""];
-        let mut m = headwater_test_support::Mutator::new(0x3a11_f00d);
+        let mut m = crate::mutations::Mutator::new(0x3a11_f00d);
         let mut read = 0;
         for _ in 0..3_000 {
             let Ok(doc) = serde_json::from_str::<Value>(&m.mutate_text(&full, &pieces)) else { continue };

@@ -15,6 +15,8 @@ pub mod deployment;
 pub mod duration;
 pub mod error;
 pub mod model;
+#[cfg(any(test, feature = "mutations"))]
+pub mod mutations;
 pub mod names;
 pub mod retry;
 pub mod schedule;

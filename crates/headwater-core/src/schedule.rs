@@ -250,7 +250,7 @@ mod tests {
     /// searched and described (robustness, not meaning: mutated inputs).
     #[test]
     fn no_mutated_schedule_crashes_the_parsers() {
-        let mut m = headwater_test_support::Mutator::new(0x5c4e_d01e);
+        let mut m = crate::mutations::Mutator::new(0x5c4e_d01e);
         let crons = ["0 5 2 * *", "*/15 9-17 * * MON-FRI", "0 0 L * *", "30 2 29 2 *", "0 0 1 1 * 2030"];
         let rules = ["FREQ=MONTHLY;BYMONTHDAY=2;BYHOUR=5", "DTSTART:20210101T000000Z\nRRULE:FREQ=DAILY;COUNT=3"];
         let zones = ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe"];

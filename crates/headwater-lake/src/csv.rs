@@ -354,7 +354,7 @@ mod tests {
                        2,\"2021-01-01 00:20:00\",3,\"Y,\"\"x\"\"\"\n,,,\n";
         let pieces: [&[u8]; 10] =
             [b",", b"\"", b"\r\n", b"\n", "\u{feff}".as_bytes(), b"\"\"", b"-", b"99999999999999999999", b"\xff", b" "];
-        let mut m = headwater_test_support::Mutator::new(0xc5f_2021);
+        let mut m = headwater_core::mutations::Mutator::new(0xc5f_2021);
         for case in 0..5_000 {
             let input = m.mutate(example.as_bytes(), &pieces);
             let mut rejects = Rejects::new(Vec::new()).unwrap();

@@ -1,10 +1,8 @@
 //! Helpers shared by integration tests.
 
 mod browser;
-mod mutations;
 
 pub use browser::Browser;
-pub use mutations::Mutator;
 use sqlx::Connection;
 use uuid::Uuid;
 

@@ -1,4 +1,5 @@
-//! Inputs for the parsers' robustness tests: valid examples mutated at
+//! Inputs for the parsers' robustness tests (here and in other crates,
+//! with the `mutations` feature): valid examples mutated at
 //! random (bytes dropped, replaced, cut off, or pieces that matter to the
 //! format spliced in). Deterministic from a seed, so a failing case is
 //! replayed by its number.
