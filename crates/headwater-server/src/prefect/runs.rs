@@ -585,14 +585,29 @@ pub(super) struct TaskRunsFilter {
     offset: usize,
 }
 
+/// The most task runs a filter names by id.
+const MAX_IDS: usize = 1_000;
+
 async fn matching_task_runs(store: &dyn Store, body: TaskRunsFilter) -> Result<Vec<TaskRun>, ApiError> {
     let fields = body.task_runs.unwrap_or_default();
+    let runs = body.flow_runs.and_then(|f| f.id.any_);
+    // One read per id or flow run: bounded like a filter's lists.
+    let (ids, flow_runs) = (fields.id.any_.as_ref().map_or(0, Vec::len), runs.as_ref().map_or(0, Vec::len));
+    if ids > MAX_IDS || flow_runs > headwater_store::MAX_FILTER_ITEMS {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "task_runs.id ({ids}) or flow_runs.id ({flow_runs}): at most {MAX_IDS} task runs and {} flow runs",
+                headwater_store::MAX_FILTER_ITEMS
+            ),
+        ));
+    }
     let mut tasks = Vec::new();
     if let Some(ids) = fields.id.any_ {
         for id in ids {
             tasks.extend(store.read_task_run(id).await?);
         }
-    } else if let Some(runs) = body.flow_runs.and_then(|f| f.id.any_) {
+    } else if let Some(runs) = runs {
         for run in runs {
             tasks.extend(store.list_task_runs(run).await?);
         }

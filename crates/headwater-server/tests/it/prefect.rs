@@ -152,6 +152,10 @@ async fn bad_input_is_refused_clearly_and_loses_nothing() {
     let (status, body) = api.post("/flow_runs/filter", json!({"flow_runs": {"deployment_id": {"any_": many}}})).await;
     assert_eq!(status, 422, "{body}");
     assert!(body["detail"].as_str().unwrap().contains("60 combinations"), "{body}");
+    let ids: Vec<uuid::Uuid> = (0..1001).map(|_| uuid::Uuid::now_v7()).collect();
+    let (status, body) = api.post("/task_runs/filter", json!({"task_runs": {"id": {"any_": ids}}})).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("task_runs.id (1001)"), "{body}");
 
     // Without the key, nothing.
     let anonymous = reqwest::Client::new();
