@@ -98,11 +98,23 @@ fn a_run_killed_anywhere_leaves_whole_months_and_no_running_run() {
     let web = home.path().join("taxi/web/yellow/yellow_tripdata_2021-01.csv.gz");
     headwater_lake::generate::generate("yellow", 2021, 1, 400_000, 5, &web).unwrap();
 
+    // How long that run takes on this machine, timed in a home of its own
+    // set up the same way: the kills land at fractions of it, so they fall
+    // inside the run however fast the machine is (fixed delays let a fast
+    // machine finish before most of them).
+    let timing = tempfile::tempdir().unwrap();
+    taxi(timing.path(), &["demo", "--months", "1", "--rows", "20000"]);
+    let timing_web = timing.path().join("taxi/web/yellow/yellow_tripdata_2021-01.csv.gz");
+    headwater_lake::generate::generate("yellow", 2021, 1, 400_000, 5, &timing_web).unwrap();
+    let started = std::time::Instant::now();
+    taxi(timing.path(), &["demo", "--months", "1"]);
+    let whole_run = started.elapsed();
+
     let warehouse = home.path().join("taxi/warehouse/taxi.duckdb");
     let (mut seen_lake, mut seen_wh, mut killed) = (Vec::new(), Vec::new(), 0);
-    for delay_ms in [150, 400, 700, 1_000, 1_400, 1_900, 2_500, 3_200, 4_000, 5_000] {
+    for step in 1..=10u32 {
         let mut child = run(&["demo", "--months", "1"]);
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        std::thread::sleep(whole_run.mul_f64(f64::from(step) / 11.0));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL: no cleanup of any kind
             killed += 1;
@@ -121,8 +133,18 @@ fn a_run_killed_anywhere_leaves_whole_months_and_no_running_run() {
     }
     assert!(killed >= 4, "only {killed} runs were still going when killed: the test would prove nothing");
     // A run to the end gives the new version; every observation was old or new.
+    // With the same short heartbeat timeout, so it finds the last killed runs dead.
     std::thread::sleep(std::time::Duration::from_millis(1_200));
-    let new = counts(&taxi(home.path(), &["demo", "--months", "1"]))[0].1 as i64;
+    let last = Command::new(TAXI)
+        .args(["demo", "--months", "1"])
+        .env("HEADWATER_HOME", home.path())
+        .env("HEADWATER_LOGGING_CONSOLE", "false")
+        .env_remove("HEADWATER_API_URL")
+        .envs(beat)
+        .output()
+        .unwrap();
+    assert!(last.status.success(), "{}", String::from_utf8_lossy(&last.stderr));
+    let new = counts(&String::from_utf8_lossy(&last.stdout))[0].1 as i64;
     let new_lake = parquet_rows(&inspect, &lake_file);
     assert!(new > old && new_lake > old_lake);
     for n in &seen_lake {
