@@ -15,16 +15,14 @@ RUNNING (both times from the server's own records, the same calls on both).
 import argparse
 import json
 import os
-import random
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-import httpx
 
-from server import free_port, iso, pct, post, stop, tree_rss_mib, wait_health
+from server import free_port, pct, prefect_worker_dispatch, stop, tree_rss_mib, wait_health
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -43,42 +41,6 @@ def run_flows(python, api, env, sizes, modes):
     return results
 
 
-def dispatch(python, api, env, runs):
-    """Prefect's worker on a process pool, per run (ms): created → handed to
-    the worker (its first PENDING state) and created → RUNNING (the flow's
-    Python process has started and reported in)."""
-    prefect_bin = os.path.join(os.path.dirname(python), "prefect")
-    client_env = dict(env, PREFECT_API_URL=api)
-    subprocess.run([prefect_bin, "work-pool", "create", "bench", "--type", "process"], env=client_env, check=True,
-                   stdout=subprocess.DEVNULL)
-    subprocess.run([python, os.path.join(HERE, "prefect_server_flows.py"), HERE, "bench"], env=client_env, check=True,
-                   stdout=subprocess.DEVNULL, cwd=HERE)
-    worker = subprocess.Popen([prefect_bin, "worker", "start", "--pool", "bench"], env=client_env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=HERE)
-    try:
-        time.sleep(5)
-        http = httpx.Client(base_url=api, timeout=60)
-        dep = http.get("/deployments/name/noop-flow/lat").json()
-        lat = []
-        for _ in range(runs):
-            run = post(http, f"/deployments/{dep['id']}/create_flow_run", json={}).json()
-            while True:
-                r = http.get(f"/flow_runs/{run['id']}").json()
-                if r["state_type"] == "COMPLETED" and r.get("start_time"):
-                    break
-                time.sleep(0.1)
-            created = iso(run["created"])
-            states = http.get("/flow_run_states/", params={"flow_run_id": run["id"]}).json()
-            handed = min(iso(st["timestamp"]) for st in states if st["type"] == "PENDING")
-            lat.append({"handed": (handed - created).total_seconds() * 1000,
-                        "running": (iso(r["start_time"]) - created).total_seconds() * 1000})
-            # Runs start at random points of the worker's poll cycle.
-            time.sleep(random.uniform(0, 12))
-        return lat
-    finally:
-        stop(worker)
-
-
 def side(name, start, api, python, sizes, modes, home, latency_runs):
     env = dict(os.environ, PREFECT_HOME=home, PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false",
                PREFECT_LOGGING_LEVEL="WARNING")
@@ -92,7 +54,7 @@ def side(name, start, api, python, sizes, modes, home, latency_runs):
         runs = run_flows(python, api, env, sizes, modes)
         time.sleep(1)
         after = tree_rss_mib(server.pid)
-        lat = dispatch(python, api, env, latency_runs) if latency_runs else []
+        lat = prefect_worker_dispatch(python, api, env, latency_runs, spread=True) if latency_runs else []
     finally:
         stop(server)
     print(f"  {name}: idle {idle:.0f} MiB, after {after:.0f} MiB, dispatch {lat}", file=sys.stderr)

@@ -11,6 +11,7 @@ state), so both are measured the same way.
 import argparse
 import json
 import os
+import random
 import socket
 import statistics
 import subprocess
@@ -88,6 +89,45 @@ def stop(proc):
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+def prefect_worker_dispatch(python, api, env, runs, spread):
+    """Prefect's own process worker against the server at `api`, per run
+    (ms): created → handed to the worker (its first PENDING state) and
+    created → RUNNING (the flow's Python process has started and reported
+    in). With `spread`, runs are created at random points of the worker's
+    poll cycle; without, each right after the last one ended."""
+    prefect_bin = os.path.join(os.path.dirname(python), "prefect")
+    client_env = dict(env, PREFECT_API_URL=api)
+    subprocess.run([prefect_bin, "work-pool", "create", "bench", "--type", "process"], env=client_env, check=True,
+                   stdout=subprocess.DEVNULL)
+    subprocess.run([python, os.path.join(HERE, "prefect_server_flows.py"), HERE, "bench"], env=client_env, check=True,
+                   stdout=subprocess.DEVNULL, cwd=HERE)
+    worker = subprocess.Popen([prefect_bin, "worker", "start", "--pool", "bench"], env=client_env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=HERE)
+    try:
+        time.sleep(5)
+        http = httpx.Client(base_url=api, timeout=60)
+        dep = http.get("/deployments/name/noop-flow/lat").json()
+        lat = []
+        for _ in range(runs):
+            run = post(http, f"/deployments/{dep['id']}/create_flow_run", json={}).json()
+            while True:
+                r = http.get(f"/flow_runs/{run['id']}").json()
+                if r["state_type"] == "COMPLETED" and r.get("start_time"):
+                    break
+                time.sleep(0.1)
+            created = iso(run["created"])
+            states = http.get("/flow_run_states/", params={"flow_run_id": run["id"]}).json()
+            handed = min(iso(st["timestamp"]) for st in states if st["type"] == "PENDING")
+            lat.append({"handed": (handed - created).total_seconds() * 1000,
+                        "running": (iso(r["start_time"]) - created).total_seconds() * 1000})
+            if spread:
+                time.sleep(random.uniform(0, 12))
+        return lat
+    finally:
+        stop(worker)
+
 
 
 # ---------------------------------------------------------------- Headwater
@@ -192,26 +232,9 @@ def prefect(python, runs, logs, latency_runs, many):
         time.sleep(3)
         out["idle_mib"] = tree_rss_mib(server.pid)
         client_env = dict(env, PREFECT_API_URL=api)
-        subprocess.run([prefect_bin, "work-pool", "create", "bench", "--type", "process"], env=client_env, check=True,
-                       stdout=subprocess.DEVNULL)
-        subprocess.run([python, os.path.join(HERE, "prefect_server_flows.py"), HERE, "bench"], env=client_env, check=True,
-                       stdout=subprocess.DEVNULL, cwd=HERE)
-        worker = subprocess.Popen([prefect_bin, "worker", "start", "--pool", "bench"], env=client_env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=HERE)
-        time.sleep(3)
+        dispatch = prefect_worker_dispatch(python, api, env, latency_runs, spread=False)
+        out["dispatch_ms"] = [d["running"] for d in dispatch]
         http = httpx.Client(base_url=api, timeout=60)
-        dep = http.get("/deployments/name/noop-flow/lat").json()
-        lat = []
-        for _ in range(latency_runs):
-            run = post(http, f"/deployments/{dep['id']}/create_flow_run", json={}).json()
-            while True:
-                r = http.get(f"/flow_runs/{run['id']}").json()
-                if r["state_type"] == "COMPLETED" and r.get("start_time"):
-                    break
-                time.sleep(0.1)
-            lat.append((iso(r["start_time"]) - iso(run["created"])).total_seconds() * 1000)
-        stop(worker)
-        out["dispatch_ms"] = lat
 
         t = json.loads(subprocess.run([python, os.path.join(HERE, "prefect_tasks.py"), "40", "sequential"], env=client_env,
                                       check=True, capture_output=True, text=True).stdout)
