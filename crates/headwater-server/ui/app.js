@@ -566,6 +566,38 @@ async function deployment(main, name) {
       link('/runs?deployment=' + d.id, 'Runs')),
     h('h2', {}, 'Custom run'), form, status,
     h('h2', {}, 'Default parameters'), json(d.parameters));
+  if (d.partitions) main.append(...await partitionsView(d.name));
+}
+
+/// A partitioned deployment's heatmap (time partitions by static value,
+/// each cell its latest run's state, a link to that run) and its backfills.
+async function partitionsView(name) {
+  const enc = encodeURIComponent(name);
+  const [grid, backfills] = await Promise.all([api(`/deployments/name/${enc}/partitions`), api('/backfills?deployment=' + enc)]);
+  const cells = new Map(grid.cells.map((c) => [(c.time || '') + '|' + c.column, c]));
+  const times = grid.times.length ? grid.times : [''];
+  const cell = (c) => {
+    const label = `${c.partition}: ${c.state_name || 'no run yet'}`;
+    const cls = 'hm ' + (c.state_type ? 's-' + c.state_type : 'hm-missing');
+    return c.run_id ? h('a', { class: cls, href: '/runs/' + c.run_id, title: label, 'aria-label': label, 'data-partition': c.partition }, '')
+      : h('span', { class: cls, title: label, 'aria-label': label, 'data-partition': c.partition }, '');
+  };
+  const heat = h('table', { class: 'heatmap' },
+    h('thead', {}, h('tr', {}, h('th', {}, grid.times.length ? 'Partition' : ''), ...grid.columns.map((c) => h('th', {}, c || 'state')))),
+    h('tbody', {}, ...times.map((t) => h('tr', {}, h('th', {}, t),
+      ...grid.columns.map((col) => h('td', {}, cells.has(t + '|' + col) ? cell(cells.get(t + '|' + col)) : ''))))));
+  const counts = Object.entries(grid.counts).map(([k, v]) => `${v} ${k.replace('_', ' ')}`).join(', ');
+  const reports = await Promise.all(backfills.map((b) => api('/backfills/' + encodeURIComponent(b.id) + '/report')));
+  const progress = (r) => {
+    const n = (k) => r.counts[k] || 0;
+    return h('span', {}, h('progress', { max: r.partitions.length || 1, value: n('completed') }),
+      ` ${n('completed')}/${r.partitions.length} completed, ${n('in_flight')} in flight, ${n('failed')} failed`);
+  };
+  return [h('h2', {}, 'Partitions'), h('p', { class: 'muted' }, `${grid.cells.length} partitions: ${counts || 'none yet'}`),
+    h('div', { class: 'table-wrap' }, heat),
+    h('h2', {}, 'Backfills'), reports.length ? table(['Backfill', 'Progress', 'Max at once', 'Created'],
+      reports.map((r) => [r.backfill.name + (r.backfill.cancelled ? ' (cancelled)' : ''), progress(r), r.backfill.max_concurrent || '—', when(r.backfill.created)]))
+      : h('p', { class: 'muted' }, `None yet: headwater backfill ${name} --from … --to …`)];
 }
 
 async function workPools(main) {

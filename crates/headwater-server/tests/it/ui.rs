@@ -473,3 +473,58 @@ async fn the_ui_searches_stays_live_pauses_runs_edits_blocks_and_draws_big_timel
     b.close().await;
     server.stop().await.unwrap();
 }
+
+/// A partitioned deployment's page: the heatmap of its partitions (months
+/// by colour, each cell its latest run's state) and its backfill's progress;
+/// a cell opens its run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_partition_heatmap_opens_a_partitions_run() {
+    use headwater_store::backfills::{start_backfill, BackfillRequest};
+    let Some(b) = Browser::start().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let store = sealed_sqlite(dir.path()).await;
+    let now = Utc::now();
+    let doc = json!({"deployments": [{
+        "name": "taxi-months", "flow": "etl-month", "entrypoint": "x", "work_pool": {"name": "taxi"},
+        "partitions": {
+            "time": {"every": "month", "start": "2021-01", "end": "2021-03"},
+            "static": {"color": ["yellow", "green"]},
+            "parameters": {"color": "color", "year": "year", "month": "month"}
+        }
+    }]});
+    let d = headwater_core::parse_manifest("headwater.yaml", doc, &|_| None, now).unwrap().remove(0);
+    store.apply_deployment(&d).await.unwrap();
+    let request = BackfillRequest { deployment: d.name.clone(), max_concurrent: Some(2), ..Default::default() };
+    assert_eq!(start_backfill(store.as_ref(), request, now).await.unwrap().created, 6);
+    let claimed = store.claim_due_run("taxi", &[], now).await.unwrap().expect("a run");
+    let mut done = claimed.clone();
+    done.state = State::completed(Utc::now());
+    store.record(&WriteBatch { flow_runs: vec![done], ..Default::default() }).await.unwrap();
+    let server = RunningServer::start(store.clone(), vec![]).await.unwrap();
+    let ui = format!("http://{}", server.addr);
+
+    b.goto(&format!("{ui}/deployments/taxi-months")).await;
+    b.wait("the heatmap", "document.querySelectorAll('.heatmap .hm').length === 6").await;
+    let partition = claimed.partition.clone().unwrap();
+    let cell = format!(".hm[data-partition='{partition}']");
+    let class = b.js(&format!("return document.querySelector(\"{cell}\").className")).await;
+    assert_eq!(class, "hm s-COMPLETED", "{partition}");
+    let queued = b.js("return document.querySelectorAll('.hm.s-SCHEDULED').length").await;
+    assert_eq!(queued, 5);
+    let rows =
+        b.js("return [...document.querySelectorAll('.heatmap tbody th')].map(t => t.textContent).join(',')").await;
+    assert_eq!(rows, "2021-01,2021-02,2021-03");
+    b.wait("the backfill's progress", "document.body.innerText.includes('1/6 completed, 5 in flight, 0 failed')").await;
+    b.screenshot("partitions").await;
+    b.click(&cell).await;
+    b.wait(
+        "the run's page",
+        &format!(
+            "document.querySelector('h1') && document.querySelector('h1').textContent.includes('{}')",
+            claimed.name
+        ),
+    )
+    .await;
+    b.close().await;
+    server.stop().await.unwrap();
+}
