@@ -92,6 +92,8 @@ mod tests {
             idempotency_key: None,
             work_queue: None,
             retry_policy: None,
+            partition: None,
+            backfill_id: None,
         };
         let event = AutomationEvent {
             kind: "flow-run-state".into(),

@@ -122,8 +122,14 @@ pub async fn deploy(args: DeployArgs, store: &dyn Store) -> Result<()> {
     let mut schemas = Vec::new();
     if !args.no_check {
         for d in &chosen {
+            let schema = parameter_schema(d, base)?;
+            // The partition mapping first: its error names the mapping's field.
+            if let (Some(p), Some(schema)) = (&d.partitions, &schema) {
+                p.check_against_schema(schema, &d.parameters)
+                    .map_err(|e| anyhow::anyhow!("{shown}: deployment '{}': {e}", d.name))?;
+            }
             check_parameters(d, base)?;
-            match parameter_schema(d, base)? {
+            match schema {
                 Some(schema) => schemas.push((d.flow_name.clone(), schema)),
                 None => eprintln!(
                     "warning: deployment '{}': its entrypoint printed no parameter schema for --schema; \
@@ -154,7 +160,17 @@ pub async fn deploy(args: DeployArgs, store: &dyn Store) -> Result<()> {
 /// Asks the flow program itself whether the parameters fit its types: the
 /// same check a run makes, with the same messages.
 fn check_parameters(d: &Deployment, base: &Path) -> Result<()> {
-    let mut sets = vec![("parameters".to_string(), d.parameters.clone())];
+    let mut sets = match &d.partitions {
+        None => vec![("parameters".to_string(), d.parameters.clone())],
+        // A partitioned deployment's runs take part of their parameters
+        // from their partition: check it with each static value.
+        Some(p) => p
+            .first_keys()
+            .with_context(|| format!("deployment '{}'", d.name))?
+            .iter()
+            .map(|k| (format!("parameters (partition {k})"), d.merged_parameters(&Value::Object(p.parameters_for(k)))))
+            .collect(),
+    };
     for (i, s) in d.schedules.iter().enumerate() {
         let mut merged = d.parameters.as_object().cloned().unwrap_or_default();
         merged.extend(s.parameters.as_object().cloned().unwrap_or_default());
@@ -334,4 +350,29 @@ async fn set_schedule(store: &dyn Store, name: &str, index: usize, active: bool)
     store.apply_deployment(&d).await?;
     println!("Schedule {index} of '{name}' {}", if active { "resumed" } else { "paused" });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_manifests_parse() {
+        let taxi = include_str!("../../../examples/taxi/headwater.yaml");
+        let examples = include_str!("../../../examples/headwater.yaml");
+        for (name, text) in [("examples/taxi/headwater.yaml", taxi), ("examples/headwater.yaml", examples)] {
+            let document: Value = serde_saphyr::from_str(text).unwrap();
+            let deployments = headwater_core::parse_manifest(name, document, &|_| Some("x".into()), Utc::now())
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(!deployments.is_empty(), "{name}");
+        }
+        let document: Value = serde_saphyr::from_str(taxi).unwrap();
+        let months = headwater_core::parse_manifest("taxi", document, &|_| None, Utc::now()).unwrap();
+        let months = months.iter().find(|d| d.name == "taxi-months").expect("the partitioned deployment");
+        let keys = months.partitions.as_ref().unwrap().first_keys().unwrap();
+        assert_eq!(
+            keys.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["color=yellow/month=2019-01", "color=green/month=2019-01"]
+        );
+    }
 }

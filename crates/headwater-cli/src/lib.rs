@@ -3,6 +3,7 @@
 //! (`run_from`); `main.rs` is the binary.
 
 mod automations;
+mod backfills;
 mod blocks;
 mod concurrency;
 mod datasets;
@@ -97,6 +98,12 @@ enum Command {
     /// Automations: notify on failures, run or pause things when runs, workers or deployments need it.
     #[command(subcommand)]
     Automation(automations::AutomationCmd),
+    /// Backfill a partitioned deployment (each missing partition once), or
+    /// list, inspect, cancel and retry backfills.
+    Backfill(backfills::BackfillArgs),
+    /// A deployment's partitions and their latest runs.
+    #[command(subcommand)]
+    Partition(backfills::PartitionCmd),
 }
 
 #[derive(Subcommand)]
@@ -298,6 +305,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Artifact(cmd) => variables::run_artifact(cmd, open(&settings).await?.as_ref()).await,
         Command::ConcurrencyLimit(cmd) => concurrency::run(cmd, open(&settings).await?.as_ref()).await,
         Command::Automation(cmd) => automations::run(cmd, open(&settings).await?.as_ref()).await,
+        Command::Backfill(args) => backfills::backfill(args, open(&settings).await?.as_ref()).await,
+        Command::Partition(cmd) => backfills::partition(cmd, open(&settings).await?.as_ref()).await,
         Command::Worker(WorkerCmd::Start(args)) => {
             log_to_stderr(&settings);
             worker::start(args, open(&settings).await?, &settings).await

@@ -7,15 +7,16 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use headwater_core::partition::Backfill;
 use headwater_core::{
     Acquired, Artifact, Automation, BlockDocument, BlockType, ConcurrencyLimit, Dataset, DatasetVersion, Delivery,
     Deployment, Flow, FlowRun, LogRecord, SlotRequest, StateRecord, TaskRun, Variable, WorkPool, WorkQueue,
     WorkerStatus,
 };
 use headwater_store::{
-    ArtifactFilter, ArtifactStore, AutomationStore, BlockStore, ConcurrencyStore, DatasetStore, DeploymentStore,
-    FlowRunFilter, HistoryBucket, HistoryQuery, LogFilter, Result, RunQueue, RunReader, RunReaper, RunRecorder,
-    StoreError, TimelineEntry, VariableStore, WorkPoolStore, WriteBatch,
+    ArtifactFilter, ArtifactStore, AutomationStore, BackfillStore, BlockStore, ConcurrencyStore, DatasetStore,
+    DeploymentStore, FlowRunFilter, HistoryBucket, HistoryQuery, LogFilter, Result, RunQueue, RunReader, RunReaper,
+    RunRecorder, StoreError, TimelineEntry, VariableStore, WorkPoolStore, WriteBatch,
 };
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -508,6 +509,43 @@ impl ConcurrencyStore for ApiClient {
     async fn release_lease(&self, id: Uuid) -> Result<bool> {
         let path = format!("/concurrency_leases/{id}");
         Ok(self.call::<(), bool>(Method::DELETE, &path, None).await?.unwrap_or(false))
+    }
+}
+
+#[async_trait]
+impl BackfillStore for ApiClient {
+    async fn save_backfill(&self, backfill: &Backfill, runs: &[FlowRun]) -> Result<usize> {
+        let body = serde_json::json!({ "backfill": backfill, "runs": runs });
+        let path = format!("/backfill_records/{}", backfill.id);
+        Ok(self.call(Method::PUT, &path, Some(&body)).await?.unwrap_or(0))
+    }
+
+    async fn list_backfills(&self, deployment: Option<&str>) -> Result<Vec<Backfill>> {
+        let path = match deployment {
+            Some(d) => format!("/backfills?deployment={}", encode(d)),
+            None => "/backfills".to_string(),
+        };
+        self.get(&path).await?.ok_or_else(|| missing("backfills endpoint"))
+    }
+
+    async fn read_backfill(&self, name_or_id: &str) -> Result<Option<Backfill>> {
+        self.get(&format!("/backfills/{}", encode(name_or_id))).await
+    }
+
+    async fn cancel_backfill(&self, id: Uuid, _at: chrono::DateTime<chrono::Utc>) -> Result<Option<Backfill>> {
+        // The server cancels it and its runs at its own time.
+        #[derive(serde::Deserialize)]
+        struct Cancelled {
+            backfill: Backfill,
+        }
+        let done: Option<Cancelled> = self.post(&format!("/backfills/{id}/cancel"), &()).await?;
+        Ok(done.map(|c| c.backfill))
+    }
+
+    async fn latest_partition_runs(&self, deployment_id: Uuid) -> Result<Vec<FlowRun>> {
+        self.get(&format!("/partition_runs?deployment_id={deployment_id}"))
+            .await?
+            .ok_or_else(|| missing("partition runs endpoint"))
     }
 }
 

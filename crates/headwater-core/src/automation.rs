@@ -484,6 +484,8 @@ mod tests {
             idempotency_key: None,
             work_queue: None,
             retry_policy: None,
+            partition: None,
+            backfill_id: None,
         }
     }
 

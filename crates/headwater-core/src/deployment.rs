@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::duration::parse_duration;
 use crate::model::{flow_id_for_name, FlowRun};
 use crate::names::run_name;
+use crate::partition::{PartitionSpec, PartitionStatus, Selection};
 use crate::schedule::Schedule;
 use crate::state::State;
 
@@ -58,6 +59,30 @@ pub struct DeploymentSchedule {
     #[schema(value_type = Object)]
     pub parameters: Value,
     pub active: bool,
+    /// Runs the newest complete partition at each due time (one run per
+    /// static value), instead of one run with the parameters alone.
+    #[serde(default)]
+    pub partition: Option<SchedulePartition>,
+}
+
+/// A schedule that runs "last month": the newest partition complete at its
+/// due time, with the partition's parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SchedulePartition {
+    /// What to do when that partition already has a completed run.
+    #[serde(default)]
+    pub when_done: WhenDone,
+}
+
+/// Whether a partition schedule runs a partition that is already done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenDone {
+    /// Create no run for it.
+    #[default]
+    Skip,
+    /// Run it again.
+    Run,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -85,6 +110,10 @@ pub struct Deployment {
     pub env: BTreeMap<String, String>,
     pub pull_steps: Vec<PullStep>,
     pub paused: bool,
+    /// The partitions its runs are cut into (a backfill runs each once).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub partitions: Option<PartitionSpec>,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
 }
@@ -127,7 +156,29 @@ impl Deployment {
             idempotency_key: key,
             work_queue: Some(self.work_queue.clone().unwrap_or_else(|| crate::DEFAULT_QUEUE.to_string())),
             retry_policy: None,
+            partition: None,
+            backfill_id: None,
         }
+    }
+
+    /// A backfill's run of one partition: the partition's parameters over
+    /// the deployment's, due now, its key as a field and a tag.
+    pub fn partition_run(
+        &self,
+        key: &crate::partition::PartitionKey,
+        backfill: Uuid,
+        idempotency_key: String,
+        now: DateTime<Utc>,
+        seed: u64,
+    ) -> Option<FlowRun> {
+        let spec = self.partitions.as_ref()?;
+        let params = Value::Object(spec.parameters_for(key));
+        let mut run = self.new_run(self.merged_parameters(&params), now, now, seed, Some(idempotency_key));
+        let key = key.to_string();
+        run.tags.push(format!("partition:{key}"));
+        run.partition = Some(key);
+        run.backfill_id = Some(backfill);
+        Some(run)
     }
 
     /// The runs of the active schedules due in `[from, to)`, at most
@@ -142,6 +193,22 @@ impl Deployment {
         now: DateTime<Utc>,
         seed: &mut dyn FnMut() -> u64,
     ) -> Vec<FlowRun> {
+        self.scheduled_runs_with(from, to, per_schedule, now, seed, &|_| PartitionStatus::Missing)
+    }
+
+    /// [`Deployment::scheduled_runs`], with where each partition stands
+    /// (`status` of a key): a partition schedule creates no run for a
+    /// partition queued or running, nor for one done unless its
+    /// `when_done` is `run`.
+    pub fn scheduled_runs_with(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        per_schedule: usize,
+        now: DateTime<Utc>,
+        seed: &mut dyn FnMut() -> u64,
+        status: &dyn Fn(&str) -> PartitionStatus,
+    ) -> Vec<FlowRun> {
         if self.paused {
             return Vec::new();
         }
@@ -149,7 +216,32 @@ impl Deployment {
         for s in self.schedules.iter().filter(|s| s.active) {
             for due in s.schedule.between(from, to, per_schedule) {
                 let key = format!("scheduled:{}:{}:{}", self.id, s.id, due.timestamp_micros());
-                runs.push(self.new_run(self.merged_parameters(&s.parameters), due, now, seed(), Some(key)));
+                let (Some(choice), Some(spec)) = (s.partition, &self.partitions) else {
+                    runs.push(self.new_run(self.merged_parameters(&s.parameters), due, now, seed(), Some(key)));
+                    continue;
+                };
+                let Some(latest) = spec.latest_complete(due) else { continue };
+                let newest = Selection { from: Some(latest.clone()), to: Some(latest), ..Default::default() };
+                for p in spec.keys(&newest, due).unwrap_or_default() {
+                    let name = p.to_string();
+                    match status(&name) {
+                        PartitionStatus::InFlight => continue,
+                        PartitionStatus::Completed if choice.when_done == WhenDone::Skip => continue,
+                        _ => {}
+                    }
+                    let mut params = s.parameters.as_object().cloned().unwrap_or_default();
+                    params.extend(spec.parameters_for(&p));
+                    let mut run = self.new_run(
+                        self.merged_parameters(&Value::Object(params)),
+                        due,
+                        now,
+                        seed(),
+                        Some(format!("{key}:{name}")),
+                    );
+                    run.tags.push(format!("partition:{name}"));
+                    run.partition = Some(name);
+                    runs.push(run);
+                }
             }
         }
         runs
@@ -251,6 +343,8 @@ struct DeploymentSpec {
     pull: Vec<PullStep>,
     #[serde(default)]
     paused: bool,
+    #[serde(default)]
+    partitions: Option<PartitionSpec>,
 }
 
 #[derive(Deserialize)]
@@ -298,6 +392,11 @@ struct ScheduleSpec {
     parameters: serde_json::Map<String, Value>,
     #[serde(default = "yes")]
     active: bool,
+    /// `latest`: run the newest complete partition at each due time.
+    #[serde(default)]
+    partition: Option<String>,
+    #[serde(default)]
+    when_done: Option<WhenDone>,
 }
 
 fn utc() -> String {
@@ -402,11 +501,33 @@ pub fn parse_manifest_with(
                 Schedule::interval(every, s.anchor_date, &s.timezone)
             }
             .map_err(|e| err(loc.clone(), e.to_string()))?;
+            let partition = match (s.partition.as_deref(), s.when_done) {
+                (None, None) => None,
+                (None, Some(_)) => {
+                    return Err(err(
+                        format!("{loc}.when_done"),
+                        "only a schedule with `partition: latest` takes it".into(),
+                    ))
+                }
+                (Some("latest"), when_done) => {
+                    if spec.partitions.as_ref().and_then(|p| p.time.as_ref()).is_none() {
+                        return Err(err(
+                            format!("{loc}.partition"),
+                            "the deployment declares no time partitions (`partitions.time`)".into(),
+                        ));
+                    }
+                    Some(SchedulePartition { when_done: when_done.unwrap_or_default() })
+                }
+                (Some(other), _) => {
+                    return Err(err(format!("{loc}.partition"), format!("'{other}': the one choice is `latest`")))
+                }
+            };
             schedules.push(DeploymentSchedule {
                 id: schedule_id(&spec.name, j),
                 schedule,
                 parameters: Value::Object(s.parameters),
                 active: s.active,
+                partition,
             });
         }
         let (concurrency_limit, collision_strategy) = match spec.concurrency_limit {
@@ -417,6 +538,9 @@ pub fn parse_manifest_with(
             Some(ConcurrencySpec::Limit(n)) => (Some(n), CollisionStrategy::Enqueue),
             Some(ConcurrencySpec::Full { limit, collision_strategy }) => (Some(limit), collision_strategy),
         };
+        if let Some(p) = &spec.partitions {
+            p.validate().map_err(|e| err(at(&e.field), e.reason))?;
+        }
         out.push(Deployment {
             id: deployment_id_for_name(&spec.name),
             name: spec.name,
@@ -435,6 +559,7 @@ pub fn parse_manifest_with(
             env: spec.env,
             pull_steps: spec.pull,
             paused: spec.paused,
+            partitions: spec.partitions,
             created: now,
             updated: now,
         });
@@ -706,6 +831,60 @@ mod tests {
         assert_eq!(manual.parameters, json!({"n": 9}));
         assert_eq!(manual.idempotency_key, None);
         assert_eq!(manual.state.state_type, crate::StateType::Scheduled);
+    }
+
+    #[test]
+    fn a_partition_schedule_runs_last_month_once_per_colour() {
+        let doc = json!({"deployments": [{
+            "name": "taxi-months", "flow": "etl-month", "entrypoint": "x", "parameters": {"lake": "l"},
+            "partitions": {
+                "time": {"every": "month", "start": "2019-01", "timezone": "America/New_York"},
+                "static": {"color": ["yellow", "green"]},
+                "parameters": {"color": "color", "year": "year", "month": "month"}
+            },
+            "schedules": [{"cron": "0 5 2 * *", "timezone": "America/New_York", "partition": "latest"}]
+        }]});
+        let d = parse_manifest("headwater.yaml", doc.clone(), &env(&[]), now()).unwrap().remove(0);
+        let from = DateTime::parse_from_rfc3339("2021-03-01T00:00:00Z").unwrap().to_utc();
+        let to = from + chrono::Duration::days(3);
+        let mut seed = || 1;
+        let runs = d.scheduled_runs(from, to, 10, now(), &mut seed);
+        let got: Vec<_> = runs.iter().map(|r| (r.partition.clone().unwrap(), r.parameters.clone())).collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "color=yellow/month=2021-02".to_string(),
+                    json!({"lake": "l", "color": "yellow", "year": 2021, "month": 2})
+                ),
+                (
+                    "color=green/month=2021-02".to_string(),
+                    json!({"lake": "l", "color": "green", "year": 2021, "month": 2})
+                ),
+            ]
+        );
+        assert_ne!(runs[0].idempotency_key, runs[1].idempotency_key, "one key per partition");
+        // Done or in flight: no run (unless it says to run it again).
+        let status = |k: &str| match k {
+            "color=yellow/month=2021-02" => PartitionStatus::Completed,
+            _ => PartitionStatus::InFlight,
+        };
+        assert!(d.scheduled_runs_with(from, to, 10, now(), &mut seed, &status).is_empty());
+        let mut again = doc;
+        again["deployments"][0]["schedules"][0]["when_done"] = json!("run");
+        let d = parse_manifest("headwater.yaml", again, &env(&[]), now()).unwrap().remove(0);
+        let runs = d.scheduled_runs_with(from, to, 10, now(), &mut seed, &status);
+        assert_eq!(
+            runs.iter().map(|r| r.partition.clone().unwrap()).collect::<Vec<_>>(),
+            ["color=yellow/month=2021-02"]
+        );
+        let e = refused(json!({"deployments": [{
+            "name": "a", "flow": "f", "entrypoint": "x", "schedules": [{"cron": "0 5 2 * *", "partition": "latest"}]
+        }]}));
+        assert!(
+            e.ends_with("schedules[0].partition: the deployment declares no time partitions (`partitions.time`)"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod model;
 #[cfg(any(test, feature = "mutations"))]
 pub mod mutations;
 pub mod names;
+pub mod partition;
 pub mod retry;
 pub mod schedule;
 pub mod state;

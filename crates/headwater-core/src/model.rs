@@ -76,6 +76,12 @@ pub struct FlowRun {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub retry_policy: Option<crate::RetryPolicy>,
+    /// The deployment's partition the run is for (`color=yellow/month=2019-01`).
+    #[serde(default)]
+    pub partition: Option<String>,
+    /// The backfill that created the run.
+    #[serde(default)]
+    pub backfill_id: Option<Uuid>,
 }
 
 /// A live flow run's process saying it is still there.

@@ -35,7 +35,7 @@ fn invalid(schedule: &str, reason: impl Into<String>) -> CoreError {
     CoreError::InvalidSchedule { schedule: schedule.to_string(), reason: reason.into() }
 }
 
-fn zone(name: &str) -> Result<Tz, CoreError> {
+pub(crate) fn zone(name: &str) -> Result<Tz, CoreError> {
     Tz::from_str(name).map_err(|_| {
         invalid(name, "unknown time zone; use an IANA name such as UTC, Europe/Berlin or America/New_York")
     })
@@ -49,7 +49,7 @@ fn default_anchor(tz: Tz) -> DateTime<Utc> {
 
 /// A wall-clock time in `tz`: a time skipped by DST moves forward past the
 /// gap, an ambiguous one takes its first occurrence.
-fn resolve_local(tz: Tz, mut naive: NaiveDateTime) -> DateTime<Tz> {
+pub(crate) fn resolve_local(tz: Tz, mut naive: NaiveDateTime) -> DateTime<Tz> {
     for _ in 0..=180 {
         match tz.from_local_datetime(&naive) {
             LocalResult::Single(t) => return t,

@@ -23,6 +23,13 @@ pub(crate) enum Active<'a> {
     Pool(&'a str),
     Queue { pool: &'a str, queue: &'a str },
     Deployment(Uuid),
+    Backfill(Uuid),
+}
+
+/// What a claim needs of a backfill: its bound and whether it was cancelled.
+pub(crate) struct BackfillLimit {
+    pub max_concurrent: Option<u32>,
+    pub cancelled: bool,
 }
 
 /// A store's reads and writes inside one claim transaction.
@@ -39,6 +46,8 @@ pub(crate) trait ClaimTx: Send {
     async fn due_runs(&mut self, pool: &str, queue: &str, now: DateTime<Utc>) -> Result<Vec<FlowRun>>;
     /// The deployment's spec, locked so two claims cannot both take its last slot.
     async fn lock_deployment(&mut self, id: Uuid) -> Result<Option<Deployment>>;
+    /// The backfill's bound, locked so two claims cannot both take its last slot.
+    async fn lock_backfill(&mut self, id: Uuid) -> Result<Option<BackfillLimit>>;
     async fn write(&mut self, batch: &WriteBatch) -> Result<()>;
 }
 
@@ -60,9 +69,16 @@ pub(crate) async fn claim(
             }
         }
     }
+    // The claim is stamped when it holds its locks, not when it was asked
+    // for: a run whose end freed the slot was recorded before this moment,
+    // so recorded timestamps show a limit held.
+    let at = now.max(chrono::Utc::now());
     let defined = tx.queues(pool).await?;
     let due = tx.queues_with_due_runs(pool, now).await?;
     let mut specs: HashMap<Uuid, Option<Deployment>> = HashMap::new();
+    let mut backfills: HashMap<Uuid, Option<BackfillLimit>> = HashMap::new();
+    // Active counts do not change within the claim until it takes a run.
+    let mut active: HashMap<Uuid, u32> = HashMap::new();
     let mut cancelled = Vec::new();
     let mut claimed = None;
     'queues: for queue in queues_to_serve(&defined, &due, only) {
@@ -75,33 +91,54 @@ pub(crate) async fn claim(
             }
         }
         for run in tx.due_runs(pool, &queue.name, now).await? {
-            let decision = match run.deployment_id {
+            let mut decision = match run.deployment_id {
                 None => Admission::Start,
                 Some(dep) => {
                     if let std::collections::hash_map::Entry::Vacant(slot) = specs.entry(dep) {
                         slot.insert(tx.lock_deployment(dep).await?);
                     }
                     let spec = specs[&dep].as_ref();
-                    let active = match spec {
-                        Some(d) if d.concurrency_limit.is_some() => tx.active(Active::Deployment(dep)).await?,
+                    let n = match spec {
+                        Some(d) if d.concurrency_limit.is_some() => {
+                            count(tx, &mut active, dep, Active::Deployment(dep)).await?
+                        }
                         _ => 0,
                     };
-                    admission(spec, active as usize)
+                    admission(spec, n as usize)
                 }
             };
+            let mut why = LIMIT_CANCELLED;
+            if let (Admission::Start, Some(b)) = (decision, run.backfill_id) {
+                if let std::collections::hash_map::Entry::Vacant(slot) = backfills.entry(b) {
+                    slot.insert(tx.lock_backfill(b).await?);
+                }
+                match backfills[&b].as_ref().map(|l| (l.cancelled, l.max_concurrent)) {
+                    Some((true, _)) => {
+                        decision = Admission::Cancel;
+                        why = BACKFILL_CANCELLED;
+                    }
+                    Some((false, Some(max))) => {
+                        let running = count(tx, &mut active, b, Active::Backfill(b)).await?;
+                        if running >= max {
+                            decision = Admission::Wait;
+                        }
+                    }
+                    _ => {}
+                }
+            }
             match decision {
                 Admission::Start => {
                     claimed = Some(run);
                     break 'queues;
                 }
                 Admission::Wait => {}
-                Admission::Cancel => cancelled.push(run),
+                Admission::Cancel => cancelled.push((run, why)),
             }
         }
     }
-    let mut batch = limit_cancel_batch(cancelled, now);
+    let mut batch = limit_cancel_batch(cancelled, at);
     let claimed = claimed.map(|run| {
-        let b = claim_batch(run, now);
+        let b = claim_batch(run, at);
         batch.states.extend(b.states);
         batch.flow_runs.extend(b.flow_runs.iter().cloned());
         b.flow_runs.into_iter().next().expect("one run")
@@ -110,6 +147,19 @@ pub(crate) async fn claim(
         tx.write(&batch).await?;
     }
     Ok(claimed)
+}
+
+const LIMIT_CANCELLED: &str = "its deployment was at its concurrency limit (collision strategy cancel_new)";
+const BACKFILL_CANCELLED: &str = "its backfill was cancelled";
+
+/// How many runs of a deployment or backfill are active, asked once per claim.
+async fn count(tx: &mut dyn ClaimTx, cache: &mut HashMap<Uuid, u32>, id: Uuid, whose: Active<'_>) -> Result<u32> {
+    if let Some(n) = cache.get(&id) {
+        return Ok(*n);
+    }
+    let n = tx.active(whose).await?;
+    cache.insert(id, n);
+    Ok(n)
 }
 
 /// Runs without a queue wait in the default one.

@@ -5,7 +5,7 @@ use headwater_store::StoreError;
 
 pub(crate) const FLOW_RUN_COLS: &str = "id, flow_id, flow_name, name, parameters, tags, state_type, state_name, \
      state_message, state_timestamp, state_scheduled, parent_flow_run_id, run_count, start_time, end_time, created, heartbeat, \
-     deployment_id, work_pool, idempotency_key, work_queue, retry_policy, parent_task_run_id";
+     deployment_id, work_pool, idempotency_key, work_queue, retry_policy, parent_task_run_id, partition_key, backfill_id";
 pub(crate) const TASK_RUN_COLS: &str = "id, flow_run_id, task_name, name, dynamic_key, tags, state_type, state_name, \
      state_message, state_timestamp, state_scheduled, run_count, cache_key, cache_expiration, start_time, end_time, created";
 pub(crate) const STATE_COLS: &str = "run_id, run_kind, state_type, state_name, message, timestamp, scheduled";
@@ -37,15 +37,16 @@ pub(crate) fn claim_batch(
     }
 }
 
-/// Runs cancelled because their deployment was full (`cancel_new`).
+/// Runs a claim cancelled instead of starting, each with why (a full
+/// deployment that says `cancel_new`, a cancelled backfill).
 pub(crate) fn limit_cancel_batch(
-    runs: Vec<headwater_core::FlowRun>,
+    runs: Vec<(headwater_core::FlowRun, &str)>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> headwater_store::WriteBatch {
     use headwater_core::{RunKind, State, StateRecord};
     let mut batch = headwater_store::WriteBatch::default();
-    for mut r in runs {
-        r.state = State::cancelled(now, "its deployment was at its concurrency limit (collision strategy cancel_new)");
+    for (mut r, why) in runs {
+        r.state = State::cancelled(now, why);
         r.end_time = Some(now);
         batch.states.push(StateRecord { run_id: r.id, kind: RunKind::Flow, state: r.state.clone() });
         batch.flow_runs.push(r);
@@ -109,8 +110,16 @@ pub(crate) const HISTORY_STATE: StateCols = ["state_type", "state_name", "messag
 
 /// Columns a later snapshot without them must not erase: a flow process
 /// adopting a run a worker claimed does not know its deployment.
-const KEPT_WHEN_NULL: &[&str] =
-    &["deployment_id", "work_pool", "idempotency_key", "heartbeat", "work_queue", "retry_policy"];
+const KEPT_WHEN_NULL: &[&str] = &[
+    "deployment_id",
+    "work_pool",
+    "idempotency_key",
+    "heartbeat",
+    "work_queue",
+    "retry_policy",
+    "partition_key",
+    "backfill_id",
+];
 
 /// `col = excluded.col` for every column but the key and the creation time.
 pub(crate) fn upsert_set(table: &str, cols: &str) -> String {

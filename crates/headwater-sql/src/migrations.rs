@@ -42,6 +42,7 @@ migrations! {
     13 => "0013_run_name_search",
     14 => "0014_run_filter_covering",
     15 => "0015_parent_task_run",
+    16 => "0016_partitions_backfills",
 }
 
 /// The newest schema version this build knows.

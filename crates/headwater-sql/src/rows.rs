@@ -56,6 +56,8 @@ pub(crate) fn flow_run_from(row: &impl Cols) -> Result<FlowRun> {
         idempotency_key: row.opt_text("idempotency_key")?,
         work_queue: row.opt_text("work_queue")?,
         retry_policy: row.opt_json("retry_policy", "retry_policy")?,
+        partition: row.opt_text("partition_key")?,
+        backfill_id: row.opt_uuid("backfill_id")?,
     })
 }
 

@@ -51,6 +51,8 @@ fn flow_run(flow: &Flow, name: &str, at: i64, state: State) -> FlowRun {
         idempotency_key: None,
         work_queue: None,
         retry_policy: None,
+        partition: None,
+        backfill_id: None,
     }
 }
 
@@ -89,6 +91,7 @@ pub async fn run_all(store: &dyn Store) {
     deployment_runs_start_with_their_parameters_checked(store).await;
     runs_are_enqueued_once_and_claimed_once(store).await;
     deployment_limits_hold_at_claim_time(store).await;
+    backfills_run_each_partition_once_within_their_bound(store).await;
     work_pools_pause_limit_and_workers(store).await;
     work_queues_by_priority_with_limits(store).await;
     crashed_runs_retry_when_their_flow_allows(store).await;
@@ -288,18 +291,19 @@ pub async fn concurrency_slots_are_leased_atomically(store: &dyn Store) {
     assert_eq!(store.reset_concurrency_limit(&tag).await.unwrap(), 2);
     assert_eq!(store.read_concurrency_limit(&tag).await.unwrap().unwrap().active_slots, 0);
 
-    // A rate limit: 2 slots freeing at 10 per second, so each is taken 200 ms.
+    // A rate limit: 2 slots at 4 per second, each taken 500 ms (slow enough that a busy
+    // machine takes the three asks below before one frees).
     let api = format!("api-{}", Uuid::now_v7().simple());
-    store.set_concurrency_limit(&api, 2, Some(10.0)).await.unwrap();
+    store.set_concurrency_limit(&api, 2, Some(4.0)).await.unwrap();
     let r = granted(store.acquire_slots(&ask(vec![(api.clone(), 1)], 60_000)).await.unwrap());
     granted(store.acquire_slots(&ask(vec![(api.clone(), 1)], 60_000)).await.unwrap());
     assert!(!store.release_lease(r.id).await.unwrap(), "a rate limit's slot is not given back");
     assert!(matches!(store.acquire_slots(&ask(vec![(api.clone(), 1)], 60_000)).await.unwrap(), Acquired::Full { .. }));
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
     granted(store.acquire_slots(&ask(vec![(api.clone(), 1)], 60_000)).await.unwrap());
 
     let listed = store.list_concurrency_limits().await.unwrap();
-    assert!(listed.iter().any(|l| l.name == api && l.slot_decay_per_second == Some(10.0)));
+    assert!(listed.iter().any(|l| l.name == api && l.slot_decay_per_second == Some(4.0)));
     assert!(matches!(store.set_concurrency_limit("", 1, None).await, Err(StoreError::Refused(_))));
     for name in [&tag, &db, &api] {
         assert!(store.delete_concurrency_limit(name).await.unwrap());
@@ -665,6 +669,130 @@ pub async fn deployment_limits_hold_at_claim_time(store: &dyn Store) {
     }
 }
 
+pub async fn backfills_run_each_partition_once_within_their_bound(store: &dyn Store) {
+    use crate::backfills::{
+        backfill_report, cancel_backfill, partition_grid, retry_failed, start_backfill, BackfillError, BackfillRequest,
+    };
+    use headwater_core::partition::{Only, Selection};
+    let now = Utc::now().trunc_subsecs(6);
+    let pool = format!("backfill-{}", Uuid::now_v7().simple());
+    let name = format!("taxi-{}", Uuid::now_v7().simple());
+    let doc = json!({"deployments": [{
+        "name": name, "flow": "etl-month", "entrypoint": "x", "work_pool": {"name": pool},
+        "parameters": {"lake": "taxi-lake"},
+        "partitions": {
+            "time": {"every": "month", "start": "2021-01", "end": "2021-03"},
+            "static": {"color": ["yellow", "green"]},
+            "parameters": {"color": "color", "year": "year", "month": "month"}
+        }
+    }]});
+    let d = headwater_core::parse_manifest("headwater.yaml", doc, &|_| None, now).unwrap().remove(0);
+    store.apply_deployment(&d).await.unwrap();
+    let request = BackfillRequest { deployment: name.clone(), max_concurrent: Some(2), ..Default::default() };
+
+    let dry = start_backfill(store, BackfillRequest { dry_run: true, ..request.clone() }, now).await.unwrap();
+    assert_eq!((dry.plan.to_run.len(), dry.created), (6, 0));
+    assert!(store.read_backfill(&dry.backfill.name).await.unwrap().is_none(), "a dry run records nothing");
+    let made = start_backfill(store, request.clone(), now).await.unwrap();
+    assert_eq!(made.created, 6);
+    let again = start_backfill(store, request.clone(), now).await.unwrap();
+    assert_eq!((again.created, again.plan.in_flight.len()), (0, 6), "the same command twice runs nothing twice");
+    let b = store.read_backfill(&made.backfill.name).await.unwrap().expect("by name");
+    assert_eq!(store.read_backfill(&b.id.to_string()).await.unwrap().expect("by id").name, b.name);
+    assert_eq!(store.list_backfills(Some(&name)).await.unwrap().len(), 1);
+    assert_eq!(b.partitions.len(), 6);
+
+    let runs = store
+        .list_flow_runs(&FlowRunFilter { backfill_id: Some(b.id), limit: 100, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 6);
+    let first = runs.iter().find(|r| r.partition.as_deref() == Some("color=yellow/month=2021-01")).unwrap();
+    assert_eq!(first.parameters, json!({"lake": "taxi-lake", "color": "yellow", "year": 2021, "month": 1}));
+    assert!(first.tags.contains(&"partition:color=yellow/month=2021-01".to_string()));
+    let by_partition = FlowRunFilter { partition: Some("color=green/month=2021-02".into()), ..Default::default() };
+    assert_eq!(store.list_flow_runs(&by_partition).await.unwrap().len(), 1);
+
+    // The server holds the backfill to 2 at once, whoever claims.
+    let a = store.claim_due_run(&pool, &[], now).await.unwrap().expect("a slot");
+    let second = store.claim_due_run(&pool, &[], now).await.unwrap().expect("a second slot");
+    assert!(store.claim_due_run(&pool, &[], now).await.unwrap().is_none(), "at most 2 at once");
+    let mut done = a.clone();
+    done.state = State::completed(now);
+    let mut failed = second.clone();
+    failed.state = State::failed(now, "the download was cut off");
+    store.record(&WriteBatch { flow_runs: vec![done, failed], ..Default::default() }).await.unwrap();
+    let report = backfill_report(store, &b.name).await.unwrap();
+    assert_eq!(report.counts.get("completed"), Some(&1));
+    assert_eq!(report.counts.get("failed"), Some(&1));
+    assert_eq!(report.counts.get("in_flight"), Some(&4));
+
+    // Only the failed partition is queued again, once.
+    let retried = retry_failed(store, &b.name, now).await.unwrap();
+    assert_eq!(retried.created, 1);
+    assert_eq!(retried.plan.to_run[0].partition, second.partition.clone().unwrap());
+    assert_eq!(retry_failed(store, &b.name, now).await.unwrap().created, 0, "now it is queued");
+    let latest = store.latest_partition_runs(d.id).await.unwrap();
+    assert_eq!(latest.len(), 6, "one latest run per partition");
+    let retry_run = latest.iter().find(|r| r.partition == second.partition).unwrap();
+    assert_ne!(retry_run.id, second.id);
+    assert_eq!(retry_run.state.state_type, StateType::Scheduled);
+
+    let grid = partition_grid(store, &name, now).await.unwrap();
+    assert_eq!(grid.times, ["2021-01", "2021-02", "2021-03"]);
+    assert_eq!(grid.columns, ["yellow", "green"]);
+    assert_eq!(grid.cells.len(), 6);
+
+    // Cancelling stops what is queued; no run of it starts any more.
+    let running = store.claim_due_run(&pool, &[], now).await.unwrap().expect("a slot freed");
+    let (cancelled, stopped) = cancel_backfill(store, &b.name, now).await.unwrap();
+    assert!(cancelled.cancelled.is_some());
+    assert_eq!(stopped, 5, "four queued and one claimed");
+    assert!(store.claim_due_run(&pool, &[], now).await.unwrap().is_none());
+    let r = store.read_flow_run(running.id).await.unwrap().unwrap();
+    assert_eq!(r.state.state_type, StateType::Cancelling, "a running run is asked to stop");
+    let report = backfill_report(store, &b.name).await.unwrap();
+    assert_eq!(report.counts.get("completed"), Some(&1));
+
+    // Bad selections name the field and create nothing.
+    let blue = Selection::default().with_statics(&["color=blue".into()]).unwrap();
+    let e = start_backfill(store, BackfillRequest { selection: blue, ..request.clone() }, now).await.unwrap_err();
+    assert!(matches!(&e, BackfillError::Invalid(p) if p.field == "partition.color"), "{e}");
+    let early = Selection { from: Some("2020-12".into()), ..Default::default() };
+    let e = start_backfill(store, BackfillRequest { selection: early, only: Only::All, ..request.clone() }, now)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().starts_with("from: 2020-12 is before"), "{e}");
+    assert!(matches!(
+        start_backfill(store, BackfillRequest { deployment: "no-such".into(), ..request }, now).await,
+        Err(BackfillError::NoDeployment(_))
+    ));
+    assert_eq!(store.list_backfills(Some(&name)).await.unwrap().len(), 1);
+
+    // A partition schedule runs last month once per colour, once.
+    let pool = format!("monthly-{}", Uuid::now_v7().simple());
+    let doc = json!({"deployments": [{
+        "name": format!("{name}-monthly"), "flow": "etl-month", "entrypoint": "x", "work_pool": {"name": pool},
+        "partitions": {
+            "time": {"every": "month", "start": "2019-01", "timezone": "America/New_York"},
+            "static": {"color": ["yellow", "green"]},
+            "parameters": {"color": "color", "year": "year", "month": "month"}
+        },
+        "schedules": [{"cron": "0 5 2 * *", "timezone": "America/New_York", "partition": "latest"}]
+    }]});
+    let mut monthly = headwater_core::parse_manifest("headwater.yaml", doc, &|_| None, now).unwrap().remove(0);
+    monthly.created = Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap();
+    store.apply_deployment(&monthly).await.unwrap();
+    let at = Utc.with_ymd_and_hms(2021, 3, 2, 10, 0, 5).unwrap();
+    let late = std::time::Duration::from_secs(15);
+    assert_eq!(crate::scheduling::schedule_due(store, at, Some(&pool), late).await.unwrap(), 2);
+    assert_eq!(crate::scheduling::schedule_due(store, at, Some(&pool), late).await.unwrap(), 0);
+    let mut made: Vec<String> =
+        store.latest_partition_runs(monthly.id).await.unwrap().into_iter().filter_map(|r| r.partition).collect();
+    made.sort();
+    assert_eq!(made, ["color=green/month=2021-02", "color=yellow/month=2021-02"]);
+}
+
 pub async fn runs_are_enqueued_once_and_claimed_once(store: &dyn Store) {
     let pool = format!("pool-{}", Uuid::now_v7().simple());
     let name = format!("queue-{}", Uuid::now_v7().simple());
@@ -730,7 +858,9 @@ pub async fn runs_are_enqueued_once_and_claimed_once(store: &dyn Store) {
     assert!(store.claim_due_run("no-such-pool", &[], now).await.unwrap().is_none());
     // A claimed run that never starts (its worker died) is not left PENDING.
     let never_started = store.read_flow_run(claimed[0].id).await.unwrap().unwrap();
-    assert_eq!(never_started.heartbeat, Some(now), "a claim counts as a heartbeat");
+    // Stamped when the claim held its locks: at or after the time it was asked for.
+    let beat = never_started.heartbeat.expect("a claim counts as a heartbeat");
+    assert!(beat >= now && beat < now + Duration::minutes(1), "{beat} is the claim's time ({now})");
     let crashed = store.crash_stale_runs(now + Duration::hours(3)).await.unwrap();
     assert!(crashed.iter().any(|r| r.id == never_started.id));
     assert_eq!(store.read_flow_run(never_started.id).await.unwrap().unwrap().state.state_type, StateType::Crashed);

@@ -11,6 +11,7 @@
 //! scheduling due runs, starting a deployment's run — live in [`ops`] and
 //! [`scheduling`], written once for every caller.
 
+pub mod backfills;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
@@ -20,6 +21,7 @@ pub mod secrets;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use headwater_core::partition::Backfill;
 use headwater_core::{
     Acquired, Artifact, Automation, BlockDocument, BlockType, ConcurrencyLimit, Dataset, DatasetVersion, Delivery,
     DeliveryOutcome, Deployment, Flow, FlowRun, Heartbeat, LogLevel, LogRecord, SlotRequest, StateRecord, StateType,
@@ -95,6 +97,11 @@ pub struct FlowRunFilter {
     pub parent_task_run_id: Option<Uuid>,
     /// Only runs of this deployment.
     pub deployment_id: Option<Uuid>,
+    /// Only runs a backfill created.
+    pub backfill_id: Option<Uuid>,
+    /// Only runs for this partition (`color=yellow/month=2019-01`, at most 200 characters).
+    #[schema(max_length = 200)]
+    pub partition: Option<String>,
     /// Only runs whose name contains this text (case-insensitive).
     #[schema(max_length = 200)]
     pub name: Option<String>,
@@ -120,6 +127,8 @@ impl Default for FlowRunFilter {
             parent_flow_run_id: None,
             parent_task_run_id: None,
             deployment_id: None,
+            backfill_id: None,
+            partition: None,
             name: None,
             tags: Vec::new(),
             since: None,
@@ -139,10 +148,14 @@ impl FlowRunFilter {
         if let Some((field, n)) = lists.iter().find(|(_, n)| *n > MAX_FILTER_ITEMS) {
             return Err(format!("{field}: {n} entries, at most {MAX_FILTER_ITEMS} are taken"));
         }
-        let texts = [("flow_name", self.flow_name.as_deref()), ("name", self.name.as_deref())]
-            .into_iter()
-            .chain(self.state_names.iter().map(|t| ("state_names", Some(t.as_str()))))
-            .chain(self.tags.iter().map(|t| ("tags", Some(t.as_str()))));
+        let texts = [
+            ("flow_name", self.flow_name.as_deref()),
+            ("name", self.name.as_deref()),
+            ("partition", self.partition.as_deref()),
+        ]
+        .into_iter()
+        .chain(self.state_names.iter().map(|t| ("state_names", Some(t.as_str()))))
+        .chain(self.tags.iter().map(|t| ("tags", Some(t.as_str()))));
         for (field, text) in texts {
             if let Some(t) = text.filter(|t| t.chars().count() > MAX_FILTER_TEXT) {
                 return Err(format!("{field}: {} characters, at most {MAX_FILTER_TEXT} are taken", t.chars().count()));
@@ -537,6 +550,24 @@ pub trait AutomationOutbox: Send + Sync {
     async fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<u64>;
 }
 
+/// Backfills and the partitions their runs are for.
+#[async_trait]
+pub trait BackfillStore: Send + Sync {
+    /// Records `backfill` (new, or its spec updated and un-cancelled) and
+    /// enqueues `runs`, each once per idempotency key, in one transaction.
+    /// Returns how many runs were created.
+    async fn save_backfill(&self, backfill: &Backfill, runs: &[FlowRun]) -> Result<usize>;
+    /// Newest first; only `deployment`'s if given.
+    async fn list_backfills(&self, deployment: Option<&str>) -> Result<Vec<Backfill>>;
+    /// By name or id.
+    async fn read_backfill(&self, name_or_id: &str) -> Result<Option<Backfill>>;
+    /// Marks it cancelled at `at` (the claim then cancels its queued runs
+    /// instead of starting them). None if there is no such backfill.
+    async fn cancel_backfill(&self, id: Uuid, at: DateTime<Utc>) -> Result<Option<Backfill>>;
+    /// The latest run of each of the deployment's partitions, by partition.
+    async fn latest_partition_runs(&self, deployment_id: Uuid) -> Result<Vec<FlowRun>>;
+}
+
 /// A complete store.
 pub trait Store:
     RunRecorder
@@ -551,6 +582,7 @@ pub trait Store:
     + DatasetStore
     + ConcurrencyStore
     + AutomationStore
+    + BackfillStore
 {
 }
 impl<
@@ -565,7 +597,8 @@ impl<
             + BlockStore
             + DatasetStore
             + ConcurrencyStore
-            + AutomationStore,
+            + AutomationStore
+            + BackfillStore,
     > Store for T
 {
 }

@@ -4,6 +4,8 @@
 use crate::{Result, Store};
 use chrono::{DateTime, Duration, Utc};
 use headwater_core::deployment::DEFAULT_WORK_POOL;
+use headwater_core::partition::PartitionStatus;
+use headwater_core::StateType;
 
 /// How far ahead runs are created; they are claimable only once due.
 pub const LOOKAHEAD_SECONDS: i64 = 30;
@@ -35,7 +37,20 @@ pub async fn schedule_due(
         // No run is due before the deployment existed (a new deployment
         // does not catch up on its schedule's past).
         let from = (now - Duration::seconds(CATCH_UP_SECONDS)).max(d.created);
-        let runs = d.scheduled_runs(from, now + Duration::seconds(LOOKAHEAD_SECONDS), 50, now, &mut seed);
+        let to = now + Duration::seconds(LOOKAHEAD_SECONDS);
+        let runs = if d.schedules.iter().any(|s| s.partition.is_some()) {
+            // A partition schedule skips partitions in flight or done.
+            let latest: std::collections::HashMap<String, StateType> = store
+                .latest_partition_runs(d.id)
+                .await?
+                .into_iter()
+                .filter_map(|r| Some((r.partition?, r.state.state_type)))
+                .collect();
+            let status = |key: &str| PartitionStatus::of(latest.get(key).copied());
+            d.scheduled_runs_with(from, to, 50, now, &mut seed, &status)
+        } else {
+            d.scheduled_runs(from, to, 50, now, &mut seed)
+        };
         if !runs.is_empty() {
             created += store.enqueue_runs(&runs).await?;
         }

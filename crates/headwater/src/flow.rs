@@ -232,6 +232,9 @@ fn new_flow_run(
         work_queue: None,
         // Recorded so that, if this process dies, the server can still retry the run.
         retry_policy: Some(spec.retry_policy()).filter(|p| p.retries > 0),
+        // A worker's run keeps the partition and backfill it was created with.
+        partition: None,
+        backfill_id: None,
     }
 }
 

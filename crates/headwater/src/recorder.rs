@@ -23,7 +23,8 @@ use crate::error::Error;
 pub(crate) enum Event {
     Flow(Flow),
     /// A flow run's latest snapshot; its current state joins the history.
-    FlowRun(FlowRun),
+    /// (Boxed: a run is several times larger than the other events.)
+    FlowRun(Box<FlowRun>),
     TaskRun(TaskRun),
     Log(LogRecord),
     Heartbeats(Vec<Heartbeat>),
@@ -151,10 +152,10 @@ impl Pending {
             Event::FlowRun(r) => {
                 b.states.push(StateRecord { run_id: r.id, kind: RunKind::Flow, state: r.state.clone() });
                 match self.flow_run_index.get(&r.id) {
-                    Some(&i) => b.flow_runs[i] = r,
+                    Some(&i) => b.flow_runs[i] = *r,
                     None => {
                         self.flow_run_index.insert(r.id, b.flow_runs.len());
-                        b.flow_runs.push(r);
+                        b.flow_runs.push(*r);
                     }
                 }
             }

@@ -45,7 +45,7 @@ impl Trackable for FlowRun {
         format!("flow run '{}'", self.name)
     }
     fn event(self) -> Event {
-        Event::FlowRun(self)
+        Event::FlowRun(Box::new(self))
     }
 }
 

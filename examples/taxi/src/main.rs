@@ -30,6 +30,7 @@ async fn main() -> ExitCode {
         pipeline::etl_web_to_lake,
         pipeline::etl_lake_to_warehouse,
         pipeline::etl_parent_flow,
+        pipeline::etl_month,
     ])
     .run()
     .await

@@ -369,6 +369,27 @@ pub async fn etl_lake_to_warehouse(
     load_month(lake, warehouse, color, year, month.0).await
 }
 
+/// One colour's month, web → lake → warehouse: the flow a partitioned
+/// deployment runs once per partition (`headwater backfill taxi-months …`).
+#[flow(
+    name = "etl-month",
+    run_name = "{color}-{year}-{month:02}",
+    defaults = r#"{"base_url": "https://github.com/DataTalksClub/nyc-tlc-data/releases/download", "lake": "taxi-lake", "warehouse": "taxi-warehouse"}"#
+)]
+pub async fn etl_month(
+    color: Color,
+    year: i32,
+    month: Month,
+    base_url: String,
+    lake: String,
+    warehouse: String,
+) -> Result<u64> {
+    let rows = etl_web_to_lake(color, year, month, base_url, lake.clone()).await?;
+    let loaded = etl_lake_to_warehouse(color, year, month, lake, warehouse).await?;
+    info!("{} {year}-{:02}: {rows} rows in the lake, {loaded} in the warehouse", color.name(), month.0);
+    Ok(loaded)
+}
+
 /// The month rows, as the parent flow's table artifact shows them.
 #[derive(Serialize)]
 struct MonthRows {

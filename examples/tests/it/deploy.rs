@@ -45,14 +45,14 @@ deployments:
 /// or a server on PostgreSQL, which the CLI, the workers and the flow
 /// processes reach through HEADWATER_API_URL (each test is its own process
 /// under nextest, so its environment is its own).
-struct Backend {
-    store: std::sync::Arc<dyn headwater_store::Store>,
+pub(crate) struct Backend {
+    pub(crate) store: std::sync::Arc<dyn headwater_store::Store>,
     _server: Option<headwater_server::RunningServer>,
     _db: Option<headwater_test_support::PgTestDb>,
 }
 
 /// `None` when PostgreSQL is wanted but not available (outside CI only).
-async fn backend(on_postgres: bool, home: &Path) -> Option<Backend> {
+pub(crate) async fn backend(on_postgres: bool, home: &Path) -> Option<Backend> {
     if !on_postgres {
         let store = std::sync::Arc::new(SqliteStore::open(&home.join("headwater.db")).await.unwrap());
         return Some(Backend { store, _server: None, _db: None });

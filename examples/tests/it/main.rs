@@ -1,5 +1,6 @@
 //! The example program run as real processes against one embedded store.
 
+mod backfill;
 mod deploy;
 mod processes;
 mod ui;

@@ -4,6 +4,7 @@
 
 mod artifacts;
 mod automations;
+mod backfills;
 mod blocks;
 mod concurrency;
 mod datasets;
@@ -61,11 +62,13 @@ fn api_router() -> OpenApiRouter<Arc<dyn Store>> {
         .merge(concurrency::routes())
         .merge(automations::routes())
         .merge(events::routes())
+        .merge(backfills::routes())
         // Small bodies everywhere but where batches need more. A body whose
         // declared length is above the limit is refused with 413 before it
         // is read; one without a length, as soon as it passes the limit.
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .merge(runs::batch_routes().layer(RequestBodyLimitLayer::new(BATCH_BODY_LIMIT)))
+        .merge(backfills::batch_routes().layer(RequestBodyLimitLayer::new(BATCH_BODY_LIMIT)))
 }
 
 /// The OpenAPI document of the API.

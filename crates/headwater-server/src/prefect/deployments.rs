@@ -195,6 +195,7 @@ fn schedule_of(s: &ScheduleIn, i: usize) -> Result<headwater_core::DeploymentSch
         schedule,
         parameters: Value::Object(s.parameters.clone()),
         active: s.active,
+        partition: None,
     })
 }
 
@@ -249,6 +250,7 @@ pub(super) async fn create_deployment(
         },
         env: Default::default(),
         pull_steps: Vec::new(),
+        partitions: None,
         paused: body.paused,
         created: now,
         updated: now,

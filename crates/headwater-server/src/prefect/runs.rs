@@ -166,6 +166,8 @@ pub(super) async fn create_flow_run(State(c): State<Compat>, PrefectJson(body): 
         idempotency_key: body.idempotency_key,
         work_queue: None,
         retry_policy: None,
+        partition: None,
+        backfill_id: None,
     };
     let history = StateRecord { run_id: run.id, kind: RunKind::Flow, state: run.state.clone() };
     store.record(&WriteBatch { flow_runs: vec![run.clone()], states: vec![history], ..Default::default() }).await?;

@@ -150,6 +150,8 @@ async fn the_server_marks_silent_runs_crashed() {
         idempotency_key: None,
         work_queue: None,
         retry_policy: None,
+        partition: None,
+        backfill_id: None,
     };
     let client = ApiClient::new(&server.api_url(), None).unwrap();
     client.record(&WriteBatch { flow_runs: vec![run.clone()], ..Default::default() }).await.unwrap();
@@ -399,5 +401,80 @@ async fn hostile_bodies_are_refused_at_once() {
         .await
         .unwrap();
     assert_ne!(r.status(), 413, "{:?}", r.text().await);
+    server.stop().await.unwrap();
+}
+
+/// The backfill routes people and the UI use: a plan, the backfill, its
+/// report, retry-failed and the partition grid, with 4xx naming the field.
+#[tokio::test]
+async fn backfills_through_the_api() {
+    let (server, _dir) = sqlite_server(vec![]).await;
+    let client = ApiClient::new(&server.api_url(), None).unwrap();
+    let doc = serde_json::json!({"deployments": [{
+        "name": "days", "flow": "daily", "entrypoint": "x", "work_pool": {"name": "p"},
+        "partitions": {
+            "time": {"every": "day", "start": "2024-02-27", "end": "2024-03-02"},
+            "parameters": {"day": "date"}
+        }
+    }]});
+    let d = headwater_core::parse_manifest("headwater.yaml", doc, &|_| None, chrono::Utc::now()).unwrap().remove(0);
+    headwater_store::DeploymentStore::apply_deployment(&client, &d).await.unwrap();
+    let http = reqwest::Client::new();
+    let api = server.api_url();
+    let post = |path: &str, body: serde_json::Value| http.post(format!("{api}{path}")).json(&body).send();
+
+    let dry = post("/backfills", serde_json::json!({"deployment": "days", "dry_run": true})).await.unwrap();
+    assert_eq!(dry.status(), 200);
+    let dry: serde_json::Value = dry.json().await.unwrap();
+    assert_eq!(dry["plan"]["to_run"].as_array().unwrap().len(), 5, "{dry}");
+    assert_eq!(dry["created"], 0);
+
+    let made = post("/backfills", serde_json::json!({"deployment": "days", "max_concurrent": 2, "name": "feb"}))
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    let made: serde_json::Value = made.json().await.unwrap();
+    assert_eq!(made["created"], 5);
+    let run =
+        headwater_store::RunQueue::claim_due_run(&client, "p", &[], chrono::Utc::now()).await.unwrap().expect("one");
+    assert_eq!(run.parameters["day"], run.partition.as_deref().unwrap().trim_start_matches("day="));
+    let mut failed = run.clone();
+    failed.state = headwater_core::State::failed(chrono::Utc::now(), "no data");
+    headwater_store::RunRecorder::record(
+        &client,
+        &headwater_store::WriteBatch { flow_runs: vec![failed], ..Default::default() },
+    )
+    .await
+    .unwrap();
+
+    let report: serde_json::Value =
+        http.get(format!("{api}/backfills/feb/report")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(report["counts"]["failed"], 1, "{report}");
+    assert_eq!(report["counts"]["in_flight"], 4, "{report}");
+    let retried = post("/backfills/feb/retry-failed", serde_json::json!({})).await.unwrap();
+    assert_eq!(retried.status(), 200);
+    assert_eq!(retried.json::<serde_json::Value>().await.unwrap()["created"], 1);
+
+    let grid = http.get(format!("{api}/deployments/name/days/partitions")).send().await.unwrap();
+    assert_eq!(grid.status(), 200);
+    let grid: serde_json::Value = grid.json().await.unwrap();
+    assert_eq!(grid["times"].as_array().unwrap().len(), 5);
+    assert_eq!(grid["counts"]["in_flight"], 5, "{grid}");
+
+    // Bad input: 422 naming the field, 404 for what does not exist; nothing created.
+    let bad = post("/backfills", serde_json::json!({"deployment": "days", "selection": {"from": "2024-02-01"}}))
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+    let why = bad.json::<serde_json::Value>().await.unwrap()["detail"].as_str().unwrap().to_string();
+    assert!(why.starts_with("from: 2024-02-01 is before the partitions' start"), "{why}");
+    let zero = post("/backfills", serde_json::json!({"deployment": "days", "max_concurrent": 0})).await.unwrap();
+    assert_eq!(zero.status(), 422);
+    assert_eq!(post("/backfills", serde_json::json!({"deployment": "nope"})).await.unwrap().status(), 404);
+    assert_eq!(http.get(format!("{api}/backfills/nope/report")).send().await.unwrap().status(), 404);
+    assert_eq!(http.get(format!("{api}/deployments/name/nope/partitions")).send().await.unwrap().status(), 404);
+    let backfills: Vec<serde_json::Value> =
+        http.get(format!("{api}/backfills")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(backfills.len(), 1);
     server.stop().await.unwrap();
 }

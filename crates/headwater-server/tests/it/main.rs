@@ -39,5 +39,7 @@ fn run_of(flow: &str, name: &str, state: headwater_core::State, ago: i64, tags: 
         idempotency_key: None,
         work_queue: None,
         retry_policy: None,
+        partition: None,
+        backfill_id: None,
     }
 }

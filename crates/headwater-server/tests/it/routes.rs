@@ -16,6 +16,10 @@ use headwater_store::conformance;
 /// (the CLI reaches them through the store traits' other methods or not at
 /// all). A new route the client should use must not be added here.
 const NOT_CALLED_BY_THE_CLIENT: &[&str] = &[
+    "GET /backfills/{name}/report",
+    "GET /deployments/name/{name}/partitions",
+    "POST /backfills",
+    "POST /backfills/{name}/retry-failed",
     "GET /deployments/name/{name}/schedules",
     "GET /flow_runs/events",
     "GET /flow_runs/{id}/events",

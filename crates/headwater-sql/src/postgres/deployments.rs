@@ -61,18 +61,7 @@ impl DeploymentStore for PostgresStore {
 impl RunQueue for PostgresStore {
     async fn enqueue_runs(&self, runs: &[FlowRun]) -> Result<usize> {
         let mut tx = self.pool.begin().await.db()?;
-        let conn: &mut PgConnection = &mut tx;
-        let mut created = Vec::new();
-        for r in &claim::with_queue(runs) {
-            let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!("INSERT INTO flow_runs ({FLOW_RUN_COLS}) "));
-            q.push_values(std::iter::once(r), push_flow_run);
-            q.push(" ON CONFLICT DO NOTHING");
-            if q.build().execute(&mut *conn).await.db()?.rows_affected() == 1 {
-                created.push(StateRecord { run_id: r.id, kind: RunKind::Flow, state: r.state.clone() });
-            }
-        }
-        let n = created.len();
-        write_batch(conn, &WriteBatch { states: created, ..Default::default() }).await?;
+        let n = enqueue_in(&mut tx, runs).await?;
         tx.commit().await.db()?;
         Ok(n)
     }
@@ -100,6 +89,23 @@ impl RunQueue for PostgresStore {
         tx.commit().await.db()?;
         Ok(batch.flow_runs)
     }
+}
+
+/// Inserts new runs (a run whose id or idempotency key exists is left
+/// alone) with their first state, inside the caller's transaction.
+pub(super) async fn enqueue_in(conn: &mut PgConnection, runs: &[FlowRun]) -> Result<usize> {
+    let mut created = Vec::new();
+    for r in &claim::with_queue(runs) {
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!("INSERT INTO flow_runs ({FLOW_RUN_COLS}) "));
+        q.push_values(std::iter::once(r), push_flow_run);
+        q.push(" ON CONFLICT DO NOTHING");
+        if q.build().execute(&mut *conn).await.db()?.rows_affected() == 1 {
+            created.push(StateRecord { run_id: r.id, kind: RunKind::Flow, state: r.state.clone() });
+        }
+    }
+    let n = created.len();
+    write_batch(conn, &WriteBatch { states: created, ..Default::default() }).await?;
+    Ok(n)
 }
 
 /// A claim inside a PostgreSQL transaction: the pool's row lock serialises
@@ -168,6 +174,13 @@ impl ClaimTx for PgClaim<'_> {
                     .await
                     .db()?
             }
+            Active::Backfill(id) => {
+                sqlx::query_scalar(&format!("SELECT COUNT(*) FROM flow_runs WHERE backfill_id = $1 AND {live}"))
+                    .bind(id)
+                    .fetch_one(&mut *self.0)
+                    .await
+                    .db()?
+            }
         };
         Ok(n as u32)
     }
@@ -195,6 +208,20 @@ impl ClaimTx for PgClaim<'_> {
                 .await
                 .db()?;
         Ok(spec.map(|j| j.0))
+    }
+
+    async fn lock_backfill(&mut self, id: Uuid) -> Result<Option<claim::BackfillLimit>> {
+        let row = sqlx::query("SELECT spec, cancelled FROM backfills WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *self.0)
+            .await
+            .db()?;
+        row.map(|r| {
+            let Json(b): Json<headwater_core::partition::Backfill> = r.try_get("spec").db()?;
+            let cancelled: Option<DateTime<Utc>> = r.try_get("cancelled").db()?;
+            Ok(claim::BackfillLimit { max_concurrent: b.max_concurrent, cancelled: cancelled.is_some() })
+        })
+        .transpose()
     }
 
     async fn write(&mut self, batch: &WriteBatch) -> Result<()> {

@@ -3,6 +3,7 @@
 
 mod artifacts;
 mod automations;
+mod backfills;
 mod blocks;
 mod concurrency;
 mod datasets;

@@ -83,7 +83,9 @@ pub(super) fn push_flow_run<'q>(mut b: sqlx::query_builder::Separated<'_, 'q, Po
         .push_bind(r.idempotency_key.as_deref())
         .push_bind(r.work_queue.as_deref())
         .push_bind(r.retry_policy.as_ref().map(Json))
-        .push_bind(r.parent_task_run_id);
+        .push_bind(r.parent_task_run_id)
+        .push_bind(r.partition.as_deref())
+        .push_bind(r.backfill_id);
 }
 
 /// Writes a batch in multi-row statements. Their text varies with the
@@ -282,6 +284,12 @@ impl RunReader for PostgresStore {
         }
         if let Some(d) = f.deployment_id {
             q.push(" AND deployment_id = ").push_bind(d);
+        }
+        if let Some(b) = f.backfill_id {
+            q.push(" AND backfill_id = ").push_bind(b);
+        }
+        if let Some(p) = &f.partition {
+            q.push(" AND partition_key = ").push_bind(p.as_str());
         }
         if let Some(name) = f.name.as_deref().filter(|n| !n.is_empty()) {
             // `\` is LIKE's default escape; no ESCAPE clause, so a trigram index serves it.

@@ -61,17 +61,7 @@ impl RunQueue for SqliteStore {
     async fn enqueue_runs(&self, runs: &[FlowRun]) -> Result<usize> {
         let _writing = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.db()?;
-        let mut created = Vec::new();
-        for r in &claim::with_queue(runs) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO flow_runs ({FLOW_RUN_COLS}) "));
-            q.push_values(std::iter::once(r), push_flow_run);
-            q.push(" ON CONFLICT DO NOTHING");
-            if q.build().execute(&mut *tx).await.db()?.rows_affected() == 1 {
-                created.push(StateRecord { run_id: r.id, kind: RunKind::Flow, state: r.state.clone() });
-            }
-        }
-        let n = created.len();
-        write_batch(&mut tx, &WriteBatch { states: created, ..Default::default() }).await?;
+        let n = enqueue_in(&mut tx, runs).await?;
         tx.commit().await.db()?;
         Ok(n)
     }
@@ -102,6 +92,23 @@ impl RunQueue for SqliteStore {
         tx.commit().await.db()?;
         Ok(batch.flow_runs)
     }
+}
+
+/// Inserts new runs (a run whose id or idempotency key exists is left
+/// alone) with their first state, inside the caller's transaction.
+pub(super) async fn enqueue_in(conn: &mut SqliteConnection, runs: &[FlowRun]) -> Result<usize> {
+    let mut created = Vec::new();
+    for r in &claim::with_queue(runs) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO flow_runs ({FLOW_RUN_COLS}) "));
+        q.push_values(std::iter::once(r), push_flow_run);
+        q.push(" ON CONFLICT DO NOTHING");
+        if q.build().execute(&mut *conn).await.db()?.rows_affected() == 1 {
+            created.push(StateRecord { run_id: r.id, kind: RunKind::Flow, state: r.state.clone() });
+        }
+    }
+    let n = created.len();
+    write_batch(conn, &WriteBatch { states: created, ..Default::default() }).await?;
+    Ok(n)
 }
 
 /// A claim inside SQLite's write transaction (which already excludes every
@@ -168,6 +175,13 @@ impl ClaimTx for SqliteClaim<'_> {
                     .await
                     .db()?
             }
+            Active::Backfill(id) => {
+                sqlx::query_scalar(&format!("SELECT COUNT(*) FROM flow_runs WHERE backfill_id = ? AND {live}"))
+                    .bind(id.to_string())
+                    .fetch_one(&mut *self.0)
+                    .await
+                    .db()?
+            }
         };
         Ok(n as u32)
     }
@@ -193,6 +207,22 @@ impl ClaimTx for SqliteClaim<'_> {
             .await
             .db()?;
         Ok(spec.and_then(|s| serde_json::from_str(&s).ok()))
+    }
+
+    async fn lock_backfill(&mut self, id: Uuid) -> Result<Option<claim::BackfillLimit>> {
+        let row = sqlx::query("SELECT spec, cancelled FROM backfills WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&mut *self.0)
+            .await
+            .db()?;
+        row.map(|r| {
+            let spec: String = r.try_get("spec").db()?;
+            let b: headwater_core::partition::Backfill =
+                serde_json::from_str(&spec).map_err(|e| corrupt("backfill", e))?;
+            let cancelled: Option<i64> = r.try_get("cancelled").db()?;
+            Ok(claim::BackfillLimit { max_concurrent: b.max_concurrent, cancelled: cancelled.is_some() })
+        })
+        .transpose()
     }
 
     async fn write(&mut self, batch: &WriteBatch) -> Result<()> {

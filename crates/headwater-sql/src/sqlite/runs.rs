@@ -78,7 +78,9 @@ pub(super) fn push_flow_run<'q>(mut b: sqlx::query_builder::Separated<'_, 'q, Sq
         .push_bind(r.idempotency_key.as_deref())
         .push_bind(r.work_queue.as_deref())
         .push_bind(r.retry_policy.as_ref().map(json_text))
-        .push_bind(r.parent_task_run_id.map(|u| u.to_string()));
+        .push_bind(r.parent_task_run_id.map(|u| u.to_string()))
+        .push_bind(r.partition.as_deref())
+        .push_bind(r.backfill_id.map(|u| u.to_string()));
 }
 
 /// The filter's conditions (` AND …`) on `flow_runs`; the state lists only
@@ -118,6 +120,12 @@ fn push_run_conditions<'q>(
     }
     if let Some(d) = f.deployment_id {
         q.push(" AND deployment_id = ").push_bind(d.to_string());
+    }
+    if let Some(b) = f.backfill_id {
+        q.push(" AND backfill_id = ").push_bind(b.to_string());
+    }
+    if let Some(p) = &f.partition {
+        q.push(" AND partition_key = ").push_bind(p.as_str());
     }
     if let Some(name) = f.name.as_deref().filter(|n| !n.is_empty()) {
         if by_name_index {

@@ -81,6 +81,8 @@ async fn concurrent_writers_and_snapshots_of_one_run_in_a_batch() {
         idempotency_key: None,
         work_queue: None,
         retry_policy: None,
+        partition: None,
+        backfill_id: None,
     };
     // Two snapshots of one run in a batch: the last wins.
     let mut done = run.clone();

@@ -69,6 +69,8 @@ async fn concurrent_writers_never_see_database_is_locked() {
                 idempotency_key: None,
                 work_queue: None,
                 retry_policy: None,
+                partition: None,
+                backfill_id: None,
             };
             store
                 .record(&WriteBatch { flows: vec![flow], flow_runs: vec![run.clone()], ..Default::default() })
