@@ -385,7 +385,10 @@ impl PartitionSpec {
         while at <= to {
             out.push(at);
             if out.len() > MAX_PARTITIONS {
-                return Err(error("to", format!("more than {MAX_PARTITIONS} time partitions; narrow the range")));
+                return Err(error(
+                    "range",
+                    format!("more than {MAX_PARTITIONS} time partitions; narrow it with from and to"),
+                ));
             }
             at = t.every.next(at);
         }
@@ -838,6 +841,18 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("partition: 'green' is not NAME=VALUE"));
+
+        let hourly = PartitionSpec {
+            time: Some(TimePartitions {
+                every: Granularity::Hour,
+                start: "2019-01-01T00".into(),
+                end: None,
+                timezone: "UTC".into(),
+            }),
+            dimensions: BTreeMap::new(),
+            parameters: BTreeMap::from([("at".into(), "start".into())]),
+        };
+        assert_eq!(hourly.keys(&Selection::default(), now).unwrap_err().field, "range", "seven years of hours");
 
         let mut bad = taxi();
         bad.parameters.insert("day".into(), "day".into());
