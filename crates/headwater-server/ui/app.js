@@ -587,7 +587,8 @@ async function partitionsView(name) {
     h('tbody', {}, ...times.map((t) => h('tr', {}, h('th', {}, t),
       ...grid.columns.map((col) => h('td', {}, cells.has(t + '|' + col) ? cell(cells.get(t + '|' + col)) : ''))))));
   const counts = Object.entries(grid.counts).map(([k, v]) => `${v} ${k.replace('_', ' ')}`).join(', ');
-  const reports = await Promise.all(backfills.map((b) => api('/backfills/' + encodeURIComponent(b.id) + '/report')));
+  // The newest ten: each report reads the deployment's partition runs.
+  const reports = await Promise.all(backfills.slice(0, 10).map((b) => api('/backfills/' + encodeURIComponent(b.id) + '/report')));
   const progress = (r) => {
     const n = (k) => r.counts[k] || 0;
     return h('span', {}, h('progress', { max: r.partitions.length || 1, value: n('completed') }),
@@ -595,7 +596,7 @@ async function partitionsView(name) {
   };
   return [h('h2', {}, 'Partitions'), h('p', { class: 'muted' }, `${grid.cells.length} partitions: ${counts || 'none yet'}`),
     h('div', { class: 'table-wrap' }, heat),
-    h('h2', {}, 'Backfills'), reports.length ? table(['Backfill', 'Progress', 'Max at once', 'Created'],
+    h('h2', {}, backfills.length > 10 ? `Backfills (the newest 10 of ${backfills.length})` : 'Backfills'), reports.length ? table(['Backfill', 'Progress', 'Max at once', 'Created'],
       reports.map((r) => [r.backfill.name + (r.backfill.cancelled ? ' (cancelled)' : ''), progress(r), r.backfill.max_concurrent || '—', when(r.backfill.created)]))
       : h('p', { class: 'muted' }, `None yet: headwater backfill ${name} --from … --to …`)];
 }

@@ -16,6 +16,9 @@ use uuid::Uuid;
 use crate::ops::{name_seed, record_flow_run_state};
 use crate::{FlowRunFilter, Store, StoreError};
 
+/// The longest name a backfill may be given.
+pub const MAX_NAME: usize = 200;
+
 /// A backfill asked for: which partitions of which deployment, how many at
 /// once.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -29,6 +32,7 @@ pub struct BackfillRequest {
     pub max_concurrent: Option<u32>,
     /// Defaults to one made of the deployment and the selection, so the
     /// same command names the same backfill.
+    #[schema(max_length = 200)]
     pub name: Option<String>,
     /// Plan only: nothing is created.
     pub dry_run: bool,
@@ -130,6 +134,10 @@ pub async fn start_backfill(
 ) -> Result<BackfillOutcome, BackfillError> {
     if request.max_concurrent == Some(0) {
         return Err(PartitionError { field: "max_concurrent".into(), reason: "must be at least 1".into() }.into());
+    }
+    if let Some(n) = request.name.as_deref().map(|n| n.chars().count()).filter(|n| *n > MAX_NAME) {
+        let reason = format!("{n} characters, at most {MAX_NAME} are taken");
+        return Err(PartitionError { field: "name".into(), reason }.into());
     }
     let deployment = partitioned(store, &request.deployment).await?;
     let spec = deployment.partitions.as_ref().expect("checked");

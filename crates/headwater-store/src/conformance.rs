@@ -763,6 +763,9 @@ pub async fn backfills_run_each_partition_once_within_their_bound(store: &dyn St
         .await
         .unwrap_err();
     assert!(e.to_string().starts_with("from: 2020-12 is before"), "{e}");
+    let long = BackfillRequest { name: Some("n".repeat(201)), ..request.clone() };
+    let e = start_backfill(store, long, now).await.unwrap_err();
+    assert!(matches!(&e, BackfillError::Invalid(p) if p.field == "name"), "{e}");
     assert!(matches!(
         start_backfill(store, BackfillRequest { deployment: "no-such".into(), ..request }, now).await,
         Err(BackfillError::NoDeployment(_))

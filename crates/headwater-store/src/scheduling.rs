@@ -38,8 +38,13 @@ pub async fn schedule_due(
         // does not catch up on its schedule's past).
         let from = (now - Duration::seconds(CATCH_UP_SECONDS)).max(d.created);
         let to = now + Duration::seconds(LOOKAHEAD_SECONDS);
-        let runs = if d.schedules.iter().any(|s| s.partition.is_some()) {
-            // A partition schedule skips partitions in flight or done.
+        // A partition schedule skips partitions in flight or done: their
+        // latest runs are read only on a pass where one of them is due.
+        let partition_due = d
+            .schedules
+            .iter()
+            .any(|s| s.active && s.partition.is_some() && !s.schedule.between(from, to, 1).is_empty());
+        let runs = if partition_due && !d.paused {
             let latest: std::collections::HashMap<String, StateType> = store
                 .latest_partition_runs(d.id)
                 .await?
