@@ -212,3 +212,65 @@ async fn a_late_run_is_paused_and_a_paused_automation_notices_nothing() {
     assert_eq!(store.read_flow_run(second.id).await.unwrap().unwrap().state.name, "Late");
     assert_eq!(deliveries(store.as_ref(), "hold-late").await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_partition_past_its_deadline_fires_once_and_a_loaded_one_never() {
+    use chrono::Datelike;
+    let (_dir, store) = store().await;
+    // One month, this one: its deadline (the 3rd of next month at 09:00
+    // UTC) is always ahead of the real clock, and the test moves it.
+    let now = Utc::now();
+    let month = format!("{}-{:02}", now.year(), now.month());
+    let doc = json!({"deployments": [{"name": "months", "flow": "etl", "entrypoint": "./etl",
+        "work_pool": {"name": "local"},
+        "partitions": {"time": {"every": "month", "start": month, "end": month},
+                       "static": {"color": ["yellow", "green"]},
+                       "parameters": {"color": "color", "month": "date"},
+                       "freshness": {"within": "2d 9h"}}}]});
+    let d = parse_manifest("headwater.yaml", doc, &|_| None, now).unwrap().remove(0);
+    let d = store.apply_deployment(&d).await.unwrap();
+    let spec = d.partitions.clone().unwrap();
+    let yellow = spec.parse_key(&format!("color=yellow/month={month}")).unwrap();
+    let green = spec.parse_key(&format!("color=green/month={month}")).unwrap();
+    let deadline = spec.deadline(&yellow).unwrap();
+    assert_eq!(deadline.format("%d %H:%M").to_string(), "03 09:00");
+    // Yellow is loaded; green's run failed.
+    let backfill = uuid::Uuid::now_v7();
+    let loaded = d.partition_run(&yellow, backfill, "y".into(), now, 1).unwrap();
+    states(store.as_ref(), &loaded, vec![State::completed(now)]).await;
+    let failed = d.partition_run(&green, backfill, "g".into(), now, 2).unwrap();
+    states(store.as_ref(), &failed, vec![State::failed(now, "the download timed out")]).await;
+    store
+        .apply_automation(&automation(
+            json!({"name": "stale-months", "trigger": {"type": "dataset-stale", "deployments": ["months"]},
+                   "actions": [{"type": "notify", "block": "nowhere",
+                                "body": "{{ partition }} of {{ deployment.name }}"}]}),
+            Duration::seconds(1),
+        ))
+        .await
+        .unwrap();
+    let config = EngineConfig { periodic_every: std::time::Duration::ZERO, ..EngineConfig::default() };
+    let mut engine = Engine::new(store.clone(), config.clone());
+    engine.tick_at(now).await.unwrap();
+    engine.tick_at(deadline - Duration::seconds(1)).await.unwrap();
+    assert!(deliveries(store.as_ref(), "stale-months").await.is_empty(), "nothing is due yet");
+
+    let after = deadline + Duration::minutes(1);
+    engine.tick_at(after).await.unwrap();
+    engine.tick_at(after + Duration::minutes(1)).await.unwrap();
+    // A restarted engine does not fire it again either.
+    Engine::new(store.clone(), config).tick_at(after + Duration::hours(1)).await.unwrap();
+    let ds = deliveries(store.as_ref(), "stale-months").await;
+    assert_eq!(ds.len(), 1, "once, for green only: {ds:?}");
+    let event = &ds[0].event;
+    assert_eq!((event.kind.as_str(), event.partition.as_deref()), ("dataset-stale", Some(green.to_string().as_str())));
+    assert_eq!(event.flow_run.as_ref().map(|r| r.id), Some(failed.id));
+    assert!(event.summary.contains("is stale: it was due by") && event.summary.contains("Failed"), "{}", event.summary);
+
+    // The grid marks the same cell.
+    let grid = headwater_store::backfills::partition_grid(store.as_ref(), "months", after).await.unwrap();
+    let stale: Vec<&str> = grid.cells.iter().filter(|c| c.stale).map(|c| c.partition.as_str()).collect();
+    assert_eq!(stale, [green.to_string().as_str()]);
+    assert_eq!(grid.counts.get("stale"), Some(&1));
+    assert!(grid.cells.iter().all(|c| c.due == Some(deadline)));
+}

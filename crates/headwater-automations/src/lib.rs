@@ -3,7 +3,8 @@
 //!
 //! Each [`Engine::tick`] reads the flow-run state history from where the
 //! last one stopped (a cursor kept in the store), checks the clock-driven
-//! triggers (SLAs, offline pools and workers, deployments without success),
+//! triggers (SLAs, offline pools and workers, deployments without success,
+//! stale partitions),
 //! and writes one outbox row per (automation, event, action). Rows are
 //! unique on that key, so an event seen twice (a restart, an overlap) is
 //! delivered once. Due rows are then claimed under a lease and carried
@@ -23,6 +24,7 @@ use headwater_core::automation::next_delivery_attempt;
 use headwater_core::{
     Automation, AutomationEvent, Delivery, DeliveryOutcome, Deployment, FlowRun, State, StateType, Trigger,
 };
+use headwater_store::backfills::{newly_stale, BackfillError};
 use headwater_store::{AutomationOutbox, Cursor, FlowRunFilter, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -86,6 +88,10 @@ const PAGE: u32 = 500;
 /// Finished deliveries are kept this long (their keys are what stop an
 /// event from firing twice; events are not seen again after this).
 const KEEP_DELIVERIES: Duration = Duration::from_secs(30 * 86_400);
+/// How far back a freshness check looks for deadlines that passed: less
+/// than [`KEEP_DELIVERIES`], so a stale partition's event, once delivered,
+/// is still remembered while its deadline is looked at.
+const STALE_LOOKBACK: Duration = Duration::from_secs(25 * 86_400);
 
 pub struct Engine {
     store: Arc<dyn Store>,
@@ -140,7 +146,12 @@ impl Engine {
 
     /// Notices new events, then carries out what is due.
     pub async fn tick(&mut self) -> Result<Tick, EngineError> {
-        let now = Utc::now();
+        self.tick_at(Utc::now()).await
+    }
+
+    /// A tick whose clock-driven triggers are checked as of `now` (tests
+    /// move the clock past a deadline this way).
+    pub async fn tick_at(&mut self, now: DateTime<Utc>) -> Result<Tick, EngineError> {
         let mut tick = Tick::default();
         let automations = self.outbox()?.active_automations().await?;
         // Nothing to match against: the events are still read, to move on.
@@ -277,6 +288,7 @@ impl Engine {
                         deployment: deployment.map(str::to_string),
                         work_pool: run.work_pool.clone(),
                         worker: None,
+                        partition: None,
                         flow_run: Some(run),
                     });
                 }
@@ -309,7 +321,47 @@ impl Engine {
                         deployment: None,
                         work_pool: Some(pool),
                         worker,
+                        partition: None,
                     });
+                }
+            }
+            Trigger::DatasetStale { deployments: names } => {
+                // Deadlines that passed while the automation existed, and
+                // recently enough that their deliveries are still kept
+                // (older ones have fired, or passed before it was made).
+                let since = a.created.max(now - chrono::Duration::from_std(STALE_LOOKBACK).unwrap_or_default());
+                for d in deployments.iter().filter(|d| names.is_empty() || names.contains(&d.name)) {
+                    let stale = match newly_stale(self.store.as_ref(), d, since, now).await {
+                        Ok(s) => s,
+                        Err(BackfillError::Store(e)) => return Err(e.into()),
+                        Err(e) => {
+                            tracing::warn!("automation '{}': deployment '{}': {e}", a.name, d.name);
+                            continue;
+                        }
+                    };
+                    for p in stale {
+                        let said = match &p.latest {
+                            Some(r) => format!("its latest run '{}' is {}", r.name, r.state.name),
+                            None => "it has never run".to_string(),
+                        };
+                        events.push(AutomationEvent {
+                            kind: "dataset-stale".into(),
+                            key: format!("stale:{}:{}:{}", d.name, p.partition, p.due.timestamp()),
+                            occurred: now,
+                            summary: format!(
+                                "Partition {} of deployment '{}' is stale: it was due by {} ({said})",
+                                p.partition,
+                                d.name,
+                                p.due.format("%Y-%m-%d %H:%M UTC")
+                            ),
+                            state: p.latest.as_ref().map(|r| r.state.clone()),
+                            flow_run: p.latest,
+                            deployment: Some(d.name.clone()),
+                            work_pool: d.work_pool.clone(),
+                            worker: None,
+                            partition: Some(p.partition),
+                        });
+                    }
                 }
             }
             Trigger::DeploymentNoSuccess { deployments: names, within } => {
@@ -345,6 +397,7 @@ impl Engine {
                         deployment: Some(d.name.clone()),
                         work_pool: d.work_pool.clone(),
                         worker: None,
+                        partition: None,
                     });
                 }
             }
@@ -445,6 +498,7 @@ fn state_event(seq: i64, run: &FlowRun, state: &State, deployment: Option<&str>)
         deployment: deployment.map(str::to_string),
         work_pool: run.work_pool.clone(),
         worker: None,
+        partition: None,
         flow_run: Some(run),
     }
 }

@@ -36,7 +36,7 @@ pub fn check_templates(automation: &Automation) -> Result<(), String> {
 }
 
 /// What templates see: `automation`, `event`, `flow_run` (with `url`),
-/// `flow`, `deployment`, `state`, `work_pool`, `worker`.
+/// `flow`, `deployment`, `state`, `work_pool`, `worker`, `partition`.
 pub(crate) fn context(automation: &str, event: &AutomationEvent, ui_url: &str) -> Value {
     let ui = ui_url.trim_end_matches('/');
     let flow_run = event.flow_run.as_ref().map(|r| {
@@ -55,6 +55,7 @@ pub(crate) fn context(automation: &str, event: &AutomationEvent, ui_url: &str) -
         })),
         "work_pool": event.work_pool,
         "worker": event.worker,
+        "partition": event.partition,
         "ui_url": ui,
     })
 }
@@ -105,6 +106,7 @@ mod tests {
             deployment: Some("etl-nightly".into()),
             work_pool: None,
             worker: None,
+            partition: None,
         };
         let ctx = context("on-failure", &event, "http://hw.example:4200/");
         let text = render(DEFAULT_SLACK_BODY, &ctx).unwrap();

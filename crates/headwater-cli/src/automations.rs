@@ -198,6 +198,7 @@ fn trigger_words(t: &Trigger) -> String {
         Trigger::DeploymentNoSuccess { deployments, within } => {
             format!("no success in {}{}", secs(*within), only("deployments", deployments))
         }
+        Trigger::DatasetStale { deployments } => format!("partition stale{}", only("deployments", deployments)),
     }
 }
 

@@ -84,7 +84,8 @@ enum BackfillCmd {
 #[derive(Subcommand)]
 pub enum PartitionCmd {
     /// A deployment's partitions as a grid (months by static value), each
-    /// cell its latest run's state; or a dataset's partitions with rows.
+    /// cell its latest run's state and the rows it wrote, `!` if stale; or
+    /// a dataset's partitions with rows.
     Ls {
         /// A partitioned deployment, or a dataset of the lake.
         name: String,
@@ -351,17 +352,28 @@ pub async fn partition(cmd: PartitionCmd, store: &dyn Store) -> Result<()> {
     header.extend(grid.columns.iter().map(|c| if c.is_empty() { "STATE".to_string() } else { c.clone() }));
     let mut t = Table::new();
     t.load_preset(presets::UTF8_BORDERS_ONLY).set_header(header);
-    let by_place: std::collections::HashMap<(Option<&str>, &str), &str> = grid
+    // Each cell: the latest run's state, the rows it wrote, and `!` when
+    // stale (past its freshness deadline without a completed run).
+    let by_place: std::collections::HashMap<(Option<&str>, &str), String> = grid
         .cells
         .iter()
-        .map(|c| ((c.time.as_deref(), c.column.as_str()), c.state_name.as_deref().unwrap_or("·")))
+        .map(|c| {
+            let mut text = c.state_name.clone().unwrap_or_else(|| "·".into());
+            if let Some(rows) = c.rows {
+                text.push_str(&format!(" {rows}"));
+            }
+            if c.stale {
+                text.push_str(" !");
+            }
+            ((c.time.as_deref(), c.column.as_str()), text)
+        })
         .collect();
     let rows: Vec<Option<String>> =
         if grid.times.is_empty() { vec![None] } else { grid.times.iter().cloned().map(Some).collect() };
     for time in rows {
         let mut row = vec![time.clone().unwrap_or_default()];
         for col in &grid.columns {
-            row.push(by_place.get(&(time.as_deref(), col.as_str())).copied().unwrap_or("·").to_string());
+            row.push(by_place.get(&(time.as_deref(), col.as_str())).cloned().unwrap_or_else(|| "·".into()));
         }
         t.add_row(row);
     }

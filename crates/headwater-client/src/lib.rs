@@ -10,13 +10,13 @@ use async_trait::async_trait;
 use headwater_core::partition::Backfill;
 use headwater_core::{
     Acquired, Artifact, Automation, BlockDocument, BlockType, ConcurrencyLimit, Dataset, DatasetVersion, Delivery,
-    Deployment, Flow, FlowRun, LogRecord, SlotRequest, StateRecord, TaskRun, Variable, WorkPool, WorkQueue,
+    Deployment, Flow, FlowRun, LogRecord, RunWrite, SlotRequest, StateRecord, TaskRun, Variable, WorkPool, WorkQueue,
     WorkerStatus,
 };
 use headwater_store::{
     ArtifactFilter, ArtifactStore, AutomationStore, BackfillStore, BlockStore, ConcurrencyStore, DatasetStore,
     DeploymentStore, FlowRunFilter, HistoryBucket, HistoryQuery, LogFilter, Result, RunQueue, RunReader, RunReaper,
-    RunRecorder, StoreError, TimelineEntry, VariableStore, WorkPoolStore, WriteBatch,
+    RunRecorder, StoreError, TimelineEntry, VariableStore, WorkPoolStore, WriteBatch, MAX_RUNS_ASKED,
 };
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -361,6 +361,16 @@ impl DatasetStore for ApiClient {
 
     async fn dataset_history(&self, dataset: &str) -> Result<Vec<DatasetVersion>> {
         Ok(self.get(&format!("/datasets/{}/history", encode(dataset))).await?.unwrap_or_default())
+    }
+
+    async fn versions_written_by(&self, runs: &[Uuid]) -> Result<Vec<RunWrite>> {
+        let mut out = Vec::new();
+        for chunk in runs.chunks(MAX_RUNS_ASKED) {
+            let body = serde_json::json!({ "runs": chunk });
+            let got: Vec<RunWrite> = self.post("/datasets/written_by", &body).await?.unwrap_or_default();
+            out.extend(got);
+        }
+        Ok(out)
     }
 }
 

@@ -101,6 +101,14 @@ pub enum Trigger {
         #[schema(value_type = u64)]
         within: Seconds,
     },
+    /// A partition of a deployment with a freshness policy
+    /// (`partitions.freshness`) passed its deadline without a completed
+    /// run (once per partition and deadline).
+    DatasetStale {
+        /// Only these deployments (empty: every one with a policy).
+        #[serde(default)]
+        deployments: Vec<String>,
+    },
 }
 
 fn default_offline_after() -> Seconds {
@@ -269,7 +277,8 @@ impl Automation {
             return Err("actions: give at least one action".into());
         }
         let about_runs = matches!(self.trigger, Trigger::FlowRunState { .. } | Trigger::FlowRunSla { .. });
-        let about_deployments = about_runs || matches!(self.trigger, Trigger::DeploymentNoSuccess { .. });
+        let about_deployments =
+            about_runs || matches!(self.trigger, Trigger::DeploymentNoSuccess { .. } | Trigger::DatasetStale { .. });
         for (i, a) in self.actions.iter().enumerate() {
             match a {
                 Action::Notify { block, .. } if block.trim().is_empty() => {
@@ -328,7 +337,7 @@ impl Automation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AutomationEvent {
     /// `flow-run-state`, `flow-run-sla`, `work-pool-offline`,
-    /// `worker-offline` or `deployment-no-success`.
+    /// `worker-offline`, `deployment-no-success` or `dataset-stale`.
     pub kind: String,
     /// Unique per automation: the same key never fires twice.
     pub key: String,
@@ -345,6 +354,9 @@ pub struct AutomationEvent {
     pub work_pool: Option<String>,
     #[serde(default)]
     pub worker: Option<String>,
+    /// The partition the event is about (`color=yellow/month=2019-01`).
+    #[serde(default)]
+    pub partition: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

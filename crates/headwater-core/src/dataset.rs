@@ -31,6 +31,15 @@ pub struct DatasetVersion {
     pub written: DateTime<Utc>,
 }
 
+/// A version written by a run, or by one of its direct subflows (a
+/// deployment's run that calls `etl-web-to-lake`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RunWrite {
+    /// The run asked about (not the subflow that wrote).
+    pub run_id: Uuid,
+    pub version: DatasetVersion,
+}
+
 /// A dataset with its current partitions summed up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Dataset {

@@ -11,7 +11,10 @@
 //! ```
 //!
 //! A partition's key is its static values by dimension name, then its time
-//! partition: `color=yellow/month=2019-01`. Everything here is pure: the
+//! partition: `color=yellow/month=2019-01`. A `freshness: {within: 2d 9h}`
+//! says how soon after its window ends each time partition must be loaded
+//! (a month in UTC by the 3rd at 09:00); a partition past that deadline
+//! without a completed run is stale. Everything here is pure: the
 //! current time is passed in, so every rule is testable.
 
 use std::collections::{BTreeMap, HashMap};
@@ -23,6 +26,7 @@ use serde_json::{json, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::automation::Seconds;
 use crate::schedule::{resolve_local, zone};
 use crate::state::StateType;
 
@@ -143,6 +147,19 @@ pub struct PartitionSpec {
     /// Flow parameter → what of the key it takes (see [`TIME_SOURCES`]).
     #[serde(default)]
     pub parameters: BTreeMap<String, String>,
+    /// How soon after its window ends a time partition must be loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freshness: Option<Freshness>,
+}
+
+/// A freshness policy: each time partition has a completed run `within`
+/// this long after its window ends, or it is stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Freshness {
+    /// `2d 9h`, `36h`, or seconds.
+    #[schema(value_type = u64)]
+    pub within: Seconds,
 }
 
 /// Bad partitions or a bad selection of them; `field` says where.
@@ -230,6 +247,9 @@ impl PartitionSpec {
         }
         if self.time.is_none() && self.dimensions.is_empty() {
             return Err(error("partitions", "declare `time`, `static`, or both"));
+        }
+        if self.freshness.is_some() && self.time.is_none() {
+            return Err(error("partitions.freshness", "a freshness policy needs time partitions (`time:`)"));
         }
         for (name, values) in &self.dimensions {
             let field = format!("partitions.static.{name}");
@@ -437,6 +457,48 @@ impl PartitionSpec {
         let tz = zone(&t.timezone).ok()?;
         let utc = |n: NaiveDateTime| resolve_local(tz, n).with_timezone(&Utc);
         Some((utc(start), utc(g.next(start))))
+    }
+
+    /// When a key's partition must be loaded by, under the freshness policy.
+    pub fn deadline(&self, key: &PartitionKey) -> Option<DateTime<Utc>> {
+        let within = self.freshness?.within;
+        Some(self.window(key)?.1 + within.duration())
+    }
+
+    /// Whether a partition is stale at `now`: past its deadline, and its
+    /// latest run (if any) did not complete.
+    pub fn is_stale(&self, key: &PartitionKey, latest: Option<StateType>, now: DateTime<Utc>) -> bool {
+        latest != Some(StateType::Completed) && self.deadline(key).is_some_and(|d| d <= now)
+    }
+
+    /// The partitions whose deadline falls in `(after, until]`, with it:
+    /// what a check that last looked at `after` has not seen pass yet.
+    pub fn deadlines_between(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<(PartitionKey, DateTime<Utc>)>, PartitionError> {
+        let (Some(t), Some(f)) = (&self.time, self.freshness) else { return Ok(Vec::new()) };
+        if until <= after {
+            return Ok(Vec::new());
+        }
+        // Windows that end in (after - within, until - within]: from the
+        // partition holding the first end, to the newest complete one.
+        let Some(to) = self.latest_complete(until - f.within.duration()) else { return Ok(Vec::new()) };
+        let tz = zone(&t.timezone).map_err(|_| error("partitions.time.timezone", "unknown time zone"))?;
+        let first_end = (after - f.within.duration()).with_timezone(&tz).naive_local();
+        let start = parse_label(t.every, &t.start, "partitions.time.start")?;
+        let from = t.every.floor(first_end).max(start);
+        let selection = Selection { from: Some(t.every.label(from)), to: Some(to), statics: BTreeMap::new() };
+        if parse_label(t.every, selection.to.as_deref().unwrap_or_default(), "to")? < from {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .keys(&selection, until)?
+            .into_iter()
+            .filter_map(|k| self.deadline(&k).map(|d| (k, d)))
+            .filter(|(_, d)| *d > after && *d <= until)
+            .collect())
     }
 
     /// Reads a key as [`PartitionKey`]'s `Display` writes it, checked
@@ -750,6 +812,7 @@ mod tests {
                 ("year".into(), "year".into()),
                 ("month".into(), "month".into()),
             ]),
+            freshness: None,
         }
     }
 
@@ -804,6 +867,7 @@ mod tests {
             }),
             dimensions: BTreeMap::new(),
             parameters: BTreeMap::from([("day".into(), "date".into())]),
+            freshness: None,
         };
         let days = daily.keys(&Selection::default(), at("2024-03-02T01:00:00Z")).unwrap();
         let days: Vec<String> = days.iter().map(ToString::to_string).collect();
@@ -818,6 +882,53 @@ mod tests {
             ..daily.clone()
         };
         assert_eq!(hourly.keys(&Selection::default(), at("2024-03-02T01:30:00Z")).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_partition_past_its_deadline_without_a_completed_run_is_stale() {
+        let mut spec = taxi();
+        spec.time.as_mut().unwrap().timezone = "UTC".into();
+        spec.freshness = Some(Freshness { within: Seconds(2 * 86_400 + 9 * 3600) });
+        spec.validate().unwrap();
+        let jan = spec.parse_key("color=yellow/month=2021-01").unwrap();
+        // January is due by the 3rd of February at 09:00.
+        assert_eq!(spec.deadline(&jan), Some(at("2021-02-03T09:00:00Z")));
+        assert!(!spec.is_stale(&jan, None, at("2021-02-03T08:59:59Z")));
+        assert!(spec.is_stale(&jan, None, at("2021-02-03T09:00:00Z")));
+        assert!(spec.is_stale(&jan, Some(StateType::Failed), at("2021-03-01T00:00:00Z")));
+        assert!(spec.is_stale(&jan, Some(StateType::Running), at("2021-03-01T00:00:00Z")));
+        assert!(!spec.is_stale(&jan, Some(StateType::Completed), at("2021-03-01T00:00:00Z")));
+
+        // The deadlines a check from 1 February to 10 February sees pass:
+        // January's, both colours, and nothing older.
+        let due = spec.deadlines_between(at("2021-02-01T00:00:00Z"), at("2021-02-10T00:00:00Z")).unwrap();
+        let names: Vec<String> = due.iter().map(|(k, _)| k.to_string()).collect();
+        assert_eq!(names, ["color=yellow/month=2021-01", "color=green/month=2021-01"]);
+        assert!(due.iter().all(|(_, d)| *d == at("2021-02-03T09:00:00Z")));
+        // A check just after it sees nothing new; one from New Year to 4 March
+        // sees December's, January's and February's.
+        assert!(spec.deadlines_between(at("2021-02-03T09:00:00Z"), at("2021-03-03T08:00:00Z")).unwrap().is_empty());
+        assert_eq!(spec.deadlines_between(at("2021-01-01T00:00:00Z"), at("2021-03-04T00:00:00Z")).unwrap().len(), 6);
+        // Before the first partition's deadline, nothing is due.
+        assert!(spec.deadlines_between(at("2018-01-01T00:00:00Z"), at("2019-02-03T08:00:00Z")).unwrap().is_empty());
+        // Hourly partitions over years: only the hours in the window are computed.
+        let hourly = PartitionSpec {
+            time: Some(TimePartitions {
+                every: Granularity::Hour,
+                start: "2015-01-01T00".into(),
+                end: None,
+                timezone: "UTC".into(),
+            }),
+            dimensions: BTreeMap::new(),
+            parameters: BTreeMap::from([("at".into(), "start".into())]),
+            freshness: Some(Freshness { within: Seconds(1800) }),
+        };
+        let due = hourly.deadlines_between(at("2024-03-01T10:00:00Z"), at("2024-03-01T13:00:00Z")).unwrap();
+        let names: Vec<String> = due.iter().map(|(k, _)| k.to_string()).collect();
+        assert_eq!(names, ["hour=2024-03-01T09", "hour=2024-03-01T10", "hour=2024-03-01T11"]);
+
+        let static_only = PartitionSpec { time: None, ..spec.clone() };
+        assert_eq!(static_only.validate().unwrap_err().field, "partitions.freshness");
     }
 
     #[test]
@@ -851,6 +962,7 @@ mod tests {
             }),
             dimensions: BTreeMap::new(),
             parameters: BTreeMap::from([("at".into(), "start".into())]),
+            freshness: None,
         };
         assert_eq!(hourly.keys(&Selection::default(), now).unwrap_err().field, "range", "seven years of hours");
 

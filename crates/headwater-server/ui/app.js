@@ -289,10 +289,11 @@ async function flowRun(main, id) {
   main.replaceChildren(header, status, h('h2', {}, 'Timeline'), timeline, h('h2', {}, 'Logs'),
     h('div', { class: 'actions' }, level, search), logsBox, history, related);
   async function refresh() {
-    const [r, bars, states, newLogs, children, artifacts] = await Promise.all([
+    const [r, bars, states, newLogs, children, artifacts, written] = await Promise.all([
       api('/flow_runs/' + id), api(`/flow_runs/${id}/timeline`), api('/states/' + id),
       api('/logs/filter', { body: { flow_run_id: id, after_id: afterId, limit: 5000 } }),
       runs({ parent_flow_run_id: id, limit: 1000 }), api('/artifacts/filter', { body: { flow_run_id: id } }),
+      api('/datasets/written_by', { body: { runs: [id] } }),
     ]);
     if (newLogs.length) { logs = logs.concat(newLogs); afterId = newLogs[newLogs.length - 1].id; showLogs(); }
     // Live while the run is not over (the server then ends the stream); a
@@ -310,6 +311,7 @@ async function flowRun(main, id) {
         h('dt', {}, 'Duration'), h('dd', {}, duration(r.start_time, r.end_time)),
         h('dt', {}, 'Attempts'), h('dd', {}, r.run_count),
         r.parent_flow_run_id ? [h('dt', {}, 'Parent'), h('dd', {}, link('/runs/' + r.parent_flow_run_id, 'parent run'))] : '',
+        r.partition ? [h('dt', {}, 'Partition'), h('dd', {}, r.partition)] : '',
         r.work_pool ? [h('dt', {}, 'Work pool'), h('dd', {}, r.work_pool)] : ''),
       h('div', { class: 'actions' },
         FINAL.includes(r.state.type) ? '' : h('button', { onclick: act('cancel') }, 'Cancel'),
@@ -325,6 +327,9 @@ async function flowRun(main, id) {
       table(['State', 'At', 'Message'], states.map((s) => [badge(s.state), when(s.state.timestamp), s.state.message || ''])));
     // Through h(), which flattens the nested lists (replaceChildren would print them).
     related.replaceChildren(h('div', {},
+      written.length ? [h('h2', {}, 'Datasets written'), table(['Dataset', 'Partition', 'Version', 'Rows', 'Written', 'Where'],
+        written.map(({ version: v }) => [link('/datasets/' + encodeURIComponent(v.dataset), v.dataset), v.partition,
+          v.version, v.rows, when(v.written), v.location]))] : '',
       children.length ? [h('h2', {}, 'Subflow runs'), runTable(children)] : '',
       artifacts.length ? [h('h2', {}, 'Artifacts'), artifacts.map(artifactView)] : ''));
   }
@@ -577,8 +582,9 @@ async function partitionsView(name) {
   const cells = new Map(grid.cells.map((c) => [(c.time || '') + '|' + c.column, c]));
   const times = grid.times.length ? grid.times : [''];
   const cell = (c) => {
-    const label = `${c.partition}: ${c.state_name || 'no run yet'}`;
-    const cls = 'hm ' + (c.state_type ? 's-' + c.state_type : 'hm-missing');
+    const rows = c.rows == null ? '' : `, ${c.rows} rows`;
+    const label = `${c.partition}: ${c.state_name || 'no run yet'}${rows}${c.stale ? ', stale (due ' + when(c.due) + ')' : ''}`;
+    const cls = 'hm ' + (c.state_type ? 's-' + c.state_type : 'hm-missing') + (c.stale ? ' hm-stale' : '');
     return c.run_id ? h('a', { class: cls, href: '/runs/' + c.run_id, title: label, 'aria-label': label, 'data-partition': c.partition }, '')
       : h('span', { class: cls, title: label, 'aria-label': label, 'data-partition': c.partition }, '');
   };

@@ -137,6 +137,32 @@ pub(crate) fn upsert_set(table: &str, cols: &str) -> String {
         .join(", ")
 }
 
+/// The versions written by some runs or their direct subflows, each with
+/// the run asked about as `asked`; `bind` pushes one id as its engine
+/// stores ids.
+pub(crate) fn versions_written_by<'a, DB: sqlx::Database>(
+    q: &mut sqlx::QueryBuilder<'a, DB>,
+    runs: &[uuid::Uuid],
+    bind: impl Fn(&mut sqlx::QueryBuilder<'a, DB>, uuid::Uuid),
+) {
+    let ids = |q: &mut sqlx::QueryBuilder<'a, DB>| {
+        for (i, id) in runs.iter().enumerate() {
+            if i > 0 {
+                q.push(", ");
+            }
+            bind(q, *id);
+        }
+    };
+    q.push("SELECT v.flow_run_id AS asked, v.* FROM dataset_versions v WHERE v.flow_run_id IN (");
+    ids(q);
+    q.push(
+        ") UNION ALL SELECT r.parent_flow_run_id AS asked, v.* FROM dataset_versions v \
+            JOIN flow_runs r ON r.id = v.flow_run_id WHERE r.parent_flow_run_id IN (",
+    );
+    ids(q);
+    q.push(") ORDER BY written, dataset, partition, version");
+}
+
 /// How many rows of `cols` fit in one statement under `max_binds`.
 pub(crate) fn rows_per_statement(cols: &str, max_binds: usize) -> usize {
     (max_binds / cols.split(',').count()).max(1)

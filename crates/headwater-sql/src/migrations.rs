@@ -43,6 +43,7 @@ migrations! {
     14 => "0014_run_filter_covering",
     15 => "0015_parent_task_run",
     16 => "0016_partitions_backfills",
+    17 => "0017_dataset_writers",
 }
 
 /// The newest schema version this build knows.

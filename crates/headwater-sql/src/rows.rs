@@ -4,8 +4,8 @@ use std::str::FromStr;
 
 use headwater_core::{
     Artifact, Automation, AutomationStatus, BlockDocument, BlockType, ConcurrencyLimit, DatasetVersion, Delivery,
-    DeliveryStatus, Flow, FlowRun, LogLevel, LogRecord, RunKind, State, StateRecord, StateType, TaskRun, Variable,
-    WorkPool, WorkQueue, WorkerStatus,
+    DeliveryStatus, Flow, FlowRun, LogLevel, LogRecord, RunKind, RunWrite, State, StateRecord, StateType, TaskRun,
+    Variable, WorkPool, WorkQueue, WorkerStatus,
 };
 use headwater_store::{Result, TimelineEntry};
 
@@ -115,6 +115,10 @@ pub(crate) fn dataset_version_from(row: &impl Cols) -> Result<DatasetVersion> {
         flow_run_id: row.opt_uuid("flow_run_id")?,
         written: row.time("written")?,
     })
+}
+
+pub(crate) fn run_write_from(row: &impl Cols) -> Result<RunWrite> {
+    Ok(RunWrite { run_id: row.uuid("asked")?, version: dataset_version_from(row)? })
 }
 
 pub(crate) fn block_from(row: &impl Cols) -> Result<BlockDocument> {

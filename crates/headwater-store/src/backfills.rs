@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use headwater_core::partition::{
     backfill_id_for_name, default_backfill_name, plan_backfill, Backfill, BackfillPlan, LatestRun, Only,
-    PartitionError, PartitionKey, PartitionStatus, Selection,
+    PartitionError, PartitionKey, PartitionSpec, PartitionStatus, Selection,
 };
 use headwater_core::{Deployment, FlowRun, StateType};
 use serde::{Deserialize, Serialize};
@@ -63,6 +63,26 @@ pub struct PartitionCell {
     pub state_type: Option<StateType>,
     pub state_name: Option<String>,
     pub end_time: Option<DateTime<Utc>>,
+    /// When it must be loaded by (the deployment's freshness policy).
+    pub due: Option<DateTime<Utc>>,
+    /// Past `due` without a completed run.
+    pub stale: bool,
+    /// What the latest run wrote (itself or through its subflows), the
+    /// newest version of each dataset partition; filled in grids.
+    pub written: Vec<Written>,
+    /// Their rows, summed (None when it wrote nothing).
+    pub rows: Option<u64>,
+}
+
+/// A dataset version a partition's run wrote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Written {
+    pub dataset: String,
+    /// The dataset's own partition (`year=2019/month=01`).
+    pub partition: String,
+    pub version: u32,
+    pub rows: u64,
+    pub location: String,
 }
 
 /// A deployment's partitions, each with its latest run.
@@ -80,7 +100,8 @@ pub struct PartitionGrid {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BackfillReport {
     pub backfill: Backfill,
-    /// Partitions by status (`completed`, `in_flight`, `failed`, `missing`).
+    /// Partitions by status (`completed`, `in_flight`, `failed`, `missing`),
+    /// and how many of them are `stale`.
     pub counts: BTreeMap<String, u64>,
     pub partitions: Vec<PartitionCell>,
 }
@@ -262,12 +283,24 @@ pub async fn cancel_backfill(
     Ok((backfill, stopped.max(before)))
 }
 
-fn cell(key: &str, time: Option<String>, column: String, run: Option<&FlowRun>) -> PartitionCell {
+fn cell(
+    spec: Option<&PartitionSpec>,
+    name: &str,
+    key: Option<&PartitionKey>,
+    run: Option<&FlowRun>,
+    now: DateTime<Utc>,
+) -> PartitionCell {
+    let state = run.map(|r| r.state.state_type);
+    let freshness = spec.zip(key);
     PartitionCell {
-        partition: key.to_string(),
-        time,
-        column,
-        status: PartitionStatus::of(run.map(|r| r.state.state_type)),
+        partition: name.to_string(),
+        time: key.and_then(PartitionKey::time_label),
+        column: key.map(PartitionKey::static_label).unwrap_or_default(),
+        due: freshness.and_then(|(s, k)| s.deadline(k)),
+        stale: freshness.is_some_and(|(s, k)| s.is_stale(k, state, now)),
+        written: Vec::new(),
+        rows: None,
+        status: PartitionStatus::of(state),
         run_id: run.map(|r| r.id),
         run_name: run.map(|r| r.name.clone()),
         state_type: run.map(|r| r.state.state_type),
@@ -284,6 +317,9 @@ fn count(cells: &[PartitionCell]) -> BTreeMap<String, u64> {
     let mut counts = BTreeMap::new();
     for c in cells {
         *counts.entry(status_name(c.status)).or_insert(0) += 1;
+        if c.stale {
+            *counts.entry("stale".to_string()).or_insert(0) += 1;
+        }
     }
     counts
 }
@@ -297,17 +333,85 @@ pub async fn backfill_report(store: &dyn Store, name: &str) -> Result<BackfillRe
         None => HashMap::new(),
     };
     let spec = deployment.and_then(|d| d.partitions);
+    let now = Utc::now();
     let partitions: Vec<PartitionCell> = backfill
         .partitions
         .iter()
         .map(|p| {
             let key = spec.as_ref().and_then(|s| s.parse_key(p).ok());
-            let time = key.as_ref().and_then(PartitionKey::time_label);
-            let column = key.as_ref().map(PartitionKey::static_label).unwrap_or_default();
-            cell(p, time, column, latest.get(p))
+            cell(spec.as_ref(), p, key.as_ref(), latest.get(p), now)
         })
         .collect();
     Ok(BackfillReport { counts: count(&partitions), backfill, partitions })
+}
+
+/// Fills each cell's `written` and `rows` from what its latest run wrote.
+async fn fill_written(store: &dyn Store, cells: &mut [PartitionCell]) -> Result<(), StoreError> {
+    let runs: Vec<Uuid> = cells.iter().filter_map(|c| c.run_id).collect();
+    if runs.is_empty() {
+        return Ok(());
+    }
+    // Oldest first: a later version of the same dataset partition (a
+    // retry, a subflow run twice) replaces the earlier one.
+    let mut by_run: HashMap<Uuid, BTreeMap<(String, String), Written>> = HashMap::new();
+    for w in store.versions_written_by(&runs).await? {
+        let v = w.version;
+        by_run.entry(w.run_id).or_default().insert(
+            (v.dataset.clone(), v.partition.clone()),
+            Written {
+                dataset: v.dataset,
+                partition: v.partition,
+                version: v.version,
+                rows: v.rows,
+                location: v.location,
+            },
+        );
+    }
+    for c in cells.iter_mut() {
+        if let Some(written) = c.run_id.and_then(|id| by_run.remove(&id)) {
+            c.rows = Some(written.values().map(|w| w.rows).sum());
+            c.written = written.into_values().collect();
+        }
+    }
+    Ok(())
+}
+
+/// A partition whose deadline passed without a completed run.
+#[derive(Debug, Clone)]
+pub struct StalePartition {
+    pub partition: String,
+    pub due: DateTime<Utc>,
+    /// Its latest run, if it has one.
+    pub latest: Option<FlowRun>,
+}
+
+/// The partitions of `deployment` whose deadline fell in `(after, until]`
+/// and that are stale at `until` (what a freshness check that last looked
+/// at `after` reports). The runs are read only when a deadline fell.
+pub async fn newly_stale(
+    store: &dyn Store,
+    deployment: &Deployment,
+    after: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<StalePartition>, BackfillError> {
+    let Some(spec) = &deployment.partitions else { return Ok(Vec::new()) };
+    let due = spec.deadlines_between(after, until)?;
+    if due.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut latest = latest_runs(store, deployment.id).await?;
+    Ok(due
+        .into_iter()
+        .filter_map(|(key, due)| {
+            let partition = key.to_string();
+            let run = latest.remove(&partition);
+            spec.is_stale(&key, run.as_ref().map(|r| r.state.state_type), until).then_some(StalePartition {
+                partition,
+                due,
+                latest: run,
+            })
+        })
+        .collect())
 }
 
 /// Every partition of a deployment up to the newest complete one at `now`
@@ -332,18 +436,19 @@ pub async fn partition_grid(
         .iter()
         .map(|k| {
             let name = k.to_string();
-            let time = k.time_label();
-            let column = k.static_label();
-            if let Some(t) = &time {
+            let c = cell(Some(spec), &name, Some(k), latest.get(&name), now);
+            if let Some(t) = &c.time {
                 if times.last() != Some(t) {
                     times.push(t.clone());
                 }
             }
-            if !columns.contains(&column) {
-                columns.push(column.clone());
+            if !columns.contains(&c.column) {
+                columns.push(c.column.clone());
             }
-            cell(&name, time, column, latest.get(&name))
+            c
         })
         .collect();
+    let mut cells = cells;
+    fill_written(store, &mut cells).await?;
     Ok(PartitionGrid { deployment: d.name, times, columns, counts: count(&cells), cells })
 }

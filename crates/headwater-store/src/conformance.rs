@@ -196,6 +196,7 @@ pub async fn automations_and_their_outbox(store: &dyn Store) {
         deployment: None,
         work_pool: None,
         worker: None,
+        partition: None,
     };
     let now = Utc::now();
     let deliveries = Delivery::for_event(&a, &event, now);
@@ -357,6 +358,34 @@ pub async fn datasets_version_partitions_and_guard_their_schema(store: &dyn Stor
     store.record_dataset_write(&write("year=2021/month=03", 5, 4, "Float64"), true).await.unwrap();
     assert_eq!(store.read_dataset(&name).await.unwrap().unwrap().schema, cols("Float64"), "evolution allowed");
     assert!(store.read_dataset("no-such-dataset").await.unwrap().is_none());
+
+    // What a run wrote, itself or through a subflow; another run's writes
+    // are not its own.
+    let f = flow("etl-month", "1");
+    let parent = flow_run(&f, "parent", 10, State::completed(t(12)));
+    let mut child = flow_run(&f, "child", 10, State::completed(t(11)));
+    child.parent_flow_run_id = Some(parent.id);
+    let other = flow_run(&f, "other", 10, State::completed(t(11)));
+    store
+        .record(&WriteBatch {
+            flows: vec![f.clone()],
+            flow_runs: vec![parent.clone(), child.clone(), other.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let by = |run: &FlowRun, partition: &str, at: i64| DatasetVersion {
+        flow_run_id: Some(run.id),
+        ..write(partition, 7, at, "Float64")
+    };
+    store.record_dataset_write(&by(&child, "year=2022/month=01", 20), true).await.unwrap();
+    store.record_dataset_write(&by(&parent, "year=2022/month=02", 21), true).await.unwrap();
+    store.record_dataset_write(&by(&other, "year=2022/month=03", 22), true).await.unwrap();
+    let written = store.versions_written_by(&[parent.id, Uuid::now_v7()]).await.unwrap();
+    let seen: Vec<(Uuid, &str)> = written.iter().map(|w| (w.run_id, w.version.partition.as_str())).collect();
+    assert_eq!(seen, [(parent.id, "year=2022/month=01"), (parent.id, "year=2022/month=02")]);
+    assert_eq!(written[0].version.flow_run_id, Some(child.id), "the writer is kept");
+    assert!(store.versions_written_by(&[]).await.unwrap().is_empty());
 }
 
 /// The store under test must have a secret key.

@@ -24,8 +24,8 @@ use chrono::{DateTime, Utc};
 use headwater_core::partition::Backfill;
 use headwater_core::{
     Acquired, Artifact, Automation, BlockDocument, BlockType, ConcurrencyLimit, Dataset, DatasetVersion, Delivery,
-    DeliveryOutcome, Deployment, Flow, FlowRun, Heartbeat, LogLevel, LogRecord, SlotRequest, StateRecord, StateType,
-    TaskRun, Variable, WorkPool, WorkQueue, WorkerStatus,
+    DeliveryOutcome, Deployment, Flow, FlowRun, Heartbeat, LogLevel, LogRecord, RunWrite, SlotRequest, StateRecord,
+    StateType, TaskRun, Variable, WorkPool, WorkQueue, WorkerStatus,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -447,7 +447,14 @@ pub trait DatasetStore: Send + Sync {
     async fn list_partitions(&self, dataset: &str) -> Result<Vec<DatasetVersion>>;
     /// Every version of every partition, newest first.
     async fn dataset_history(&self, dataset: &str) -> Result<Vec<DatasetVersion>>;
+    /// The versions each of `runs` wrote, itself or through its direct
+    /// subflows, oldest first within each [`MAX_RUNS_ASKED`] runs asked.
+    async fn versions_written_by(&self, runs: &[Uuid]) -> Result<Vec<RunWrite>>;
 }
+
+/// The most runs one statement (or one HTTP request) of
+/// [`DatasetStore::versions_written_by`] asks about.
+pub const MAX_RUNS_ASKED: usize = 1000;
 
 /// Sums a dataset's current partitions.
 pub fn dataset_summary(

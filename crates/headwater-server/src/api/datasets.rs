@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::Json;
-use headwater_core::{Dataset, DatasetVersion};
-use headwater_store::Store;
+use headwater_core::{Dataset, DatasetVersion, RunWrite};
+use headwater_store::{Store, MAX_RUNS_ASKED};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use uuid::Uuid;
 
 use super::{ApiResult, Db};
 use crate::error::ApiError;
@@ -20,6 +21,7 @@ pub(super) fn routes() -> OpenApiRouter<Arc<dyn Store>> {
         .routes(routes!(list_partitions))
         .routes(routes!(dataset_history))
         .routes(routes!(record_dataset_write))
+        .routes(routes!(versions_written_by))
 }
 
 #[utoipa::path(get, path = "/datasets", tag = "datasets", responses((status = 200, body = Vec<Dataset>)))]
@@ -67,4 +69,27 @@ struct DatasetWrite {
 )]
 async fn record_dataset_write(State(db): Db, Json(w): Json<DatasetWrite>) -> ApiResult<DatasetVersion> {
     Ok(Json(db.record_dataset_write(&w.version, w.allow_evolution).await?))
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+struct WrittenBy {
+    /// At most 1000 run ids.
+    #[schema(max_items = 1000)]
+    runs: Vec<Uuid>,
+}
+
+/// The versions some runs wrote, themselves or through their direct
+/// subflows (what a partition's run loaded into the lake).
+#[utoipa::path(
+    post, path = "/datasets/written_by", tag = "datasets", request_body = WrittenBy,
+    responses((status = 200, body = Vec<RunWrite>), (status = 422, description = "more than 1000 runs"))
+)]
+async fn versions_written_by(State(db): Db, Json(w): Json<WrittenBy>) -> ApiResult<Vec<RunWrite>> {
+    if w.runs.len() > MAX_RUNS_ASKED {
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            format!("runs: at most {MAX_RUNS_ASKED} runs per request"),
+        ));
+    }
+    Ok(Json(db.versions_written_by(&w.runs).await?))
 }

@@ -489,7 +489,8 @@ async fn the_partition_heatmap_opens_a_partitions_run() {
         "partitions": {
             "time": {"every": "month", "start": "2021-01", "end": "2021-03"},
             "static": {"color": ["yellow", "green"]},
-            "parameters": {"color": "color", "year": "year", "month": "month"}
+            "parameters": {"color": "color", "year": "year", "month": "month"},
+            "freshness": {"within": "1d"}
         }
     }]});
     let d = headwater_core::parse_manifest("headwater.yaml", doc, &|_| None, now).unwrap().remove(0);
@@ -500,6 +501,19 @@ async fn the_partition_heatmap_opens_a_partitions_run() {
     let mut done = claimed.clone();
     done.state = State::completed(Utc::now());
     store.record(&WriteBatch { flow_runs: vec![done], ..Default::default() }).await.unwrap();
+    // The completed run wrote its month to the lake.
+    let write = headwater_core::DatasetVersion {
+        dataset: "yellow".into(),
+        partition: "year=2021/month=01".into(),
+        version: 0,
+        location: "file:///lake/yellow/year=2021/month=01/data.parquet".into(),
+        rows: 4321,
+        bytes: 99_000,
+        schema: vec![],
+        flow_run_id: Some(claimed.id),
+        written: Utc::now(),
+    };
+    store.record_dataset_write(&write, false).await.unwrap();
     let server = RunningServer::start(store.clone(), vec![]).await.unwrap();
     let ui = format!("http://{}", server.addr);
 
@@ -511,6 +525,11 @@ async fn the_partition_heatmap_opens_a_partitions_run() {
     assert_eq!(class, "hm s-COMPLETED", "{partition}");
     let queued = b.js("return document.querySelectorAll('.hm.s-SCHEDULED').length").await;
     assert_eq!(queued, 5);
+    // 2021 is long past its deadlines: every month not loaded is stale.
+    let stale = b.js("return document.querySelectorAll('.hm.hm-stale').length").await;
+    assert_eq!(stale, 5);
+    let title = b.js(&format!("return document.querySelector(\"{cell}\").title")).await;
+    assert!(title.as_str().unwrap().contains("Completed, 4321 rows"), "{title}");
     let rows =
         b.js("return [...document.querySelectorAll('.heatmap tbody th')].map(t => t.textContent).join(',')").await;
     assert_eq!(rows, "2021-01,2021-02,2021-03");
@@ -523,6 +542,12 @@ async fn the_partition_heatmap_opens_a_partitions_run() {
             "document.querySelector('h1') && document.querySelector('h1').textContent.includes('{}')",
             claimed.name
         ),
+    )
+    .await;
+    // The run's page says what it wrote: the dataset version and its rows.
+    b.wait(
+        "the datasets it wrote",
+        "document.body.innerText.includes('Datasets written') && document.body.innerText.includes('4321')",
     )
     .await;
     b.close().await;

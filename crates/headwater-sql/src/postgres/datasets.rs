@@ -1,5 +1,8 @@
 //! The lake's catalog: datasets and their partitions' versions. (PostgreSQL)
 
+use headwater_core::RunWrite;
+use headwater_store::MAX_RUNS_ASKED;
+
 use super::*;
 
 #[async_trait]
@@ -94,6 +97,20 @@ impl DatasetStore for PostgresStore {
         .await
         .db()?;
         rows.iter().map(dataset_version_from).collect()
+    }
+
+    async fn versions_written_by(&self, runs: &[Uuid]) -> Result<Vec<RunWrite>> {
+        let mut out = Vec::new();
+        for chunk in runs.chunks(MAX_RUNS_ASKED) {
+            let mut q = QueryBuilder::<Postgres>::new("");
+            crate::columns::versions_written_by(&mut q, chunk, |q, id| {
+                q.push_bind(id);
+            });
+            for row in q.build().persistent(false).fetch_all(&self.pool).await.db()? {
+                out.push(run_write_from(&row)?);
+            }
+        }
+        Ok(out)
     }
 
     async fn dataset_history(&self, dataset: &str) -> Result<Vec<DatasetVersion>> {

@@ -1,5 +1,8 @@
 //! The lake's catalog: datasets and their partitions' versions. (SQLite)
 
+use headwater_core::RunWrite;
+use headwater_store::MAX_RUNS_ASKED;
+
 use super::*;
 
 #[async_trait]
@@ -97,6 +100,20 @@ impl DatasetStore for SqliteStore {
         .await
         .db()?;
         rows.iter().map(dataset_version_from).collect()
+    }
+
+    async fn versions_written_by(&self, runs: &[Uuid]) -> Result<Vec<RunWrite>> {
+        let mut out = Vec::new();
+        for chunk in runs.chunks(MAX_RUNS_ASKED) {
+            let mut q = QueryBuilder::<Sqlite>::new("");
+            crate::columns::versions_written_by(&mut q, chunk, |q, id| {
+                q.push_bind(id.to_string());
+            });
+            for row in q.build().persistent(false).fetch_all(&self.pool).await.db()? {
+                out.push(run_write_from(&row)?);
+            }
+        }
+        Ok(out)
     }
 
     async fn dataset_history(&self, dataset: &str) -> Result<Vec<DatasetVersion>> {
