@@ -261,3 +261,276 @@ mod url_parts {
         }
     }
 }
+
+// ---- a two-year backfill through a server, with a worker killed ---------------
+
+/// The CLI, built beside `taxi` by the workspace's test build.
+fn headwater_bin() -> std::path::PathBuf {
+    let bin = Path::new(TAXI).with_file_name("headwater");
+    assert!(bin.exists(), "{} is missing: build the workspace (`cargo build --workspace`)", bin.display());
+    bin
+}
+
+fn hw(home: &Path, api: &str, args: &[&str]) -> String {
+    let out = Command::new(headwater_bin())
+        .args(args)
+        .env("HEADWATER_HOME", home)
+        .env("HEADWATER_API_URL", api)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "headwater {args:?}\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+/// Rows the cleaning keeps, counted from the generated file itself: every
+/// line with a passenger count that is neither missing nor zero (the
+/// generator writes no malformed lines here).
+fn expected_rows(file: &Path) -> u64 {
+    let out = Command::new("zcat").arg(file).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "passenger_count").unwrap();
+    lines.filter(|l| !matches!(l.split(',').nth(col), Some("" | "0") | None)).count() as u64
+}
+
+/// The flow runs whose processes are in a process group: each flow
+/// process has its run's id in its environment.
+fn runs_of_group(group: u32) -> Vec<uuid::Uuid> {
+    let out = Command::new("pgrep").args(["-g", &group.to_string()]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|pid| std::fs::read(format!("/proc/{}/environ", pid.trim())).ok())
+        .filter_map(|env| {
+            env.split(|b| *b == 0)
+                .find_map(|kv| kv.strip_prefix(b"HEADWATER_FLOW_RUN_ID="))
+                .and_then(|id| uuid::Uuid::parse_str(&String::from_utf8_lossy(id)).ok())
+        })
+        .collect()
+}
+
+/// A worker in a process group of its own, so a kill takes its flows with
+/// it (a host that dies).
+fn worker(home: &Path, api: &str, name: &str) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    Command::new(headwater_bin())
+        .args(["worker", "start", "--pool", "taxi", "--limit", "4", "--poll-ms", "50", "--name", name])
+        .env("HEADWATER_HOME", home)
+        .env("HEADWATER_API_URL", api)
+        // Slots a killed flow held (the warehouse's) free on the clock
+        // that crashes its run.
+        .env("HEADWATER_HEARTBEAT_SECONDS", "0.5")
+        .env("HEADWATER_HEARTBEAT_TIMEOUT_SECONDS", "3")
+        .env("HEADWATER_LOGGING_CONSOLE", "false")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_years_of_taxi_months_are_backfilled_once_each_with_a_worker_killed() {
+    let home = tempfile::tempdir().unwrap();
+    let store: std::sync::Arc<dyn headwater_store::Store> =
+        std::sync::Arc::new(headwater_sql::SqliteStore::open(&home.path().join("server.db")).await.unwrap());
+    backfill_with_a_kill(home.path(), store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_years_of_taxi_months_are_backfilled_once_each_with_a_worker_killed_on_postgres() {
+    let Some(db) = headwater_test_support::PgTestDb::create().await else { return };
+    let home = tempfile::tempdir().unwrap();
+    backfill_with_a_kill(home.path(), headwater_sql::open(&db.url).await.unwrap()).await;
+}
+
+async fn backfill_with_a_kill(home: &Path, store: std::sync::Arc<dyn headwater_store::Store>) {
+    use headwater_core::StateType;
+    use headwater_store::FlowRunFilter;
+
+    // 24 months × 2 colours of generated trips, served on loopback.
+    let web = home.join("web");
+    let mut expected = std::collections::BTreeMap::new();
+    for color in ["yellow", "green"] {
+        for year in [2019, 2020] {
+            for month in 1..=12u32 {
+                let file = web.join(color).join(headwater_lake::generate::file_name(color, year, month));
+                let rows = 1500 + u64::from(month) * 50 + if color == "green" { 7 } else { 0 };
+                headwater_lake::generate::generate(color, year, month, rows, 0, &file).unwrap();
+                expected.insert((color.to_string(), year, month), expected_rows(&file));
+            }
+        }
+    }
+    let files = headwater_lake::serve::FileServer::start(&web, 0).await.unwrap();
+    // Runs whose process went silent for 3 s are crashed by the server.
+    let config = headwater_server::ServerConfig {
+        port: 0,
+        heartbeat_timeout: std::time::Duration::from_secs(3),
+        ..Default::default()
+    };
+    let server = headwater_server::RunningServer::start_with(store.clone(), config).await.unwrap();
+    let api = server.api_url();
+    let api = api.as_str();
+
+    let lake = home.join("lake");
+    let duckdb = home.join("warehouse.duckdb");
+    hw(
+        home,
+        api,
+        &["block", "create", "local-file-system", "taxi-lake", "-f", &format!("basepath={}", lake.display())],
+    );
+    hw(
+        home,
+        api,
+        &["block", "create", "duckdb-warehouse", "taxi-warehouse", "-f", &format!("path={}", duckdb.display())],
+    );
+    // DuckDB takes one writer at a time: the loads (tagged `warehouse`) take turns.
+    hw(home, api, &["concurrency-limit", "create", "warehouse", "1"]);
+    let manifest = home.join("headwater.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"deployments:
+  - name: taxi-months
+    flow: etl-month
+    entrypoint: ["{TAXI}", "etl-month"]
+    parameters: {{lake: taxi-lake, warehouse: taxi-warehouse, base_url: "{}"}}
+    work_pool: {{name: taxi}}
+    partitions:
+      time: {{every: month, start: "2019-01", timezone: America/New_York}}
+      static: {{color: [yellow, green]}}
+      parameters: {{color: color, year: year, month: month}}
+"#,
+            files.url()
+        ),
+    )
+    .unwrap();
+    hw(home, api, &["deploy", "--file", manifest.to_str().unwrap()]);
+    let d = store.read_deployment("taxi-months").await.unwrap().unwrap();
+    let all_runs = FlowRunFilter { deployment_id: Some(d.id), limit: 1000, ..Default::default() };
+    let backfill = ["backfill", "taxi-months", "--from", "2019-01", "--to", "2020-12", "--max-concurrent", "4"];
+    hw(home, api, &backfill);
+    assert_eq!(store.list_flow_runs(&all_runs).await.unwrap().len(), 48);
+
+    // Two workers; one is killed (with its flows) once it holds a running run.
+    let mut doomed = worker(home, api, "doomed");
+    let mut survivor = worker(home, api, "survivor");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let held = loop {
+        let runs = store.list_flow_runs(&all_runs).await.unwrap();
+        let done = runs.iter().filter(|r| r.state.state_type == StateType::Completed).count();
+        let running: Vec<uuid::Uuid> =
+            runs.iter().filter(|r| r.state.state_type == StateType::Running).map(|r| r.id).collect();
+        let held: Vec<uuid::Uuid> = runs_of_group(doomed.id()).into_iter().filter(|id| running.contains(id)).collect();
+        if done >= 8 && !held.is_empty() {
+            break held;
+        }
+        assert!(std::time::Instant::now() < deadline, "the backfill made no progress: {done} completed");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let group = format!("-{}", doomed.id());
+    assert!(Command::new("kill").args(["-9", "--", &group]).status().unwrap().success());
+    doomed.wait().unwrap();
+
+    // What it held crashes (the server notices the silence); the survivor
+    // carries on with the rest.
+    loop {
+        let mut crashed = 0;
+        for id in &held {
+            if store.read_flow_run(*id).await.unwrap().unwrap().state.state_type == StateType::Crashed {
+                crashed += 1;
+            }
+        }
+        if crashed == held.len() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the killed worker's runs were never crashed");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let settled = |runs: &[headwater_core::FlowRun]| {
+        runs.iter().all(|r| matches!(r.state.state_type, StateType::Completed | StateType::Crashed | StateType::Failed))
+    };
+    while !settled(&store.list_flow_runs(&all_runs).await.unwrap()) {
+        assert!(std::time::Instant::now() < deadline, "the backfill did not settle");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // The same command again runs the crashed partitions, and only those.
+    let crashed: Vec<String> = store
+        .list_flow_runs(&all_runs)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.state.state_type != StateType::Completed)
+        .map(|r| r.partition.unwrap())
+        .collect();
+    assert!(!crashed.is_empty());
+    hw(home, api, &backfill);
+    assert_eq!(store.list_flow_runs(&all_runs).await.unwrap().len(), 48 + crashed.len());
+    while !settled(&store.list_flow_runs(&all_runs).await.unwrap()) {
+        assert!(std::time::Instant::now() < deadline, "the re-run did not finish");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    survivor.kill().unwrap();
+    survivor.wait().unwrap();
+
+    // Every partition completed exactly once; the re-runs were the crashed ones.
+    let runs = store.list_flow_runs(&all_runs).await.unwrap();
+    let mut completed = std::collections::BTreeMap::new();
+    let mut edges = Vec::new();
+    for r in &runs {
+        let history = store.read_states(r.id).await.unwrap();
+        if let Some(p) = history.iter().find(|s| s.state.state_type == StateType::Pending) {
+            edges.push((p.state.timestamp, 1));
+            edges.push((r.end_time.unwrap_or(r.state.timestamp), -1));
+        }
+        if r.state.state_type == StateType::Completed {
+            *completed.entry(r.partition.clone().unwrap()).or_insert(0) += 1;
+        } else {
+            assert_eq!(r.state.state_type, StateType::Crashed, "{}: {}", r.name, r.state);
+            assert!(crashed.contains(r.partition.as_ref().unwrap()));
+        }
+    }
+    assert_eq!(completed.len(), 48, "every partition completed");
+    assert!(completed.values().all(|n| *n == 1), "none twice: {completed:?}");
+    edges.sort();
+    let (mut active, mut most) = (0, 0);
+    for (_, step) in edges {
+        active += step;
+        most = most.max(active);
+    }
+    assert!(most <= 4, "{most} runs of the backfill were active at once; its bound is 4");
+
+    // The warehouse holds each month's rows once, as generated.
+    let wh = Warehouse::open(&duckdb).unwrap();
+    for color in ["yellow", "green"] {
+        let got: Vec<((String, i32, u32), u64)> = wh
+            .month_counts(&format!("{color}_trips"))
+            .unwrap()
+            .into_iter()
+            .map(|c| ((color.to_string(), c.year, c.month), c.rows))
+            .collect();
+        let want: Vec<((String, i32, u32), u64)> =
+            expected.iter().filter(|((c, _, _), _)| c == color).map(|(k, v)| (k.clone(), *v)).collect();
+        assert_eq!(got, want, "{color}: rows per month in the warehouse");
+    }
+    drop(wh);
+
+    // The grid (`partition ls --json`) says the same, cell by cell.
+    let grid: serde_json::Value =
+        serde_json::from_str(&hw(home, api, &["partition", "ls", "taxi-months", "--json"])).unwrap();
+    assert_eq!(grid["counts"]["completed"], 48, "{}", grid["counts"]);
+    for cell in grid["cells"].as_array().unwrap() {
+        let color = cell["column"].as_str().unwrap().to_string();
+        let (year, month) = cell["time"].as_str().unwrap().split_once('-').unwrap();
+        let key = (color, year.parse().unwrap(), month.parse().unwrap());
+        let Some(rows) = expected.get(&key) else {
+            // The months since 2021 are in the grid, not yet loaded.
+            assert_eq!((cell["status"].as_str(), &cell["rows"]), (Some("missing"), &serde_json::Value::Null));
+            continue;
+        };
+        assert_eq!(cell["rows"].as_u64(), Some(*rows), "{}", cell["partition"]);
+        assert_eq!(cell["written"][0]["dataset"], key.0.as_str());
+    }
+    server.stop().await.unwrap();
+}
