@@ -68,11 +68,15 @@ pub async fn run(cmd: DatasetCmd, store: &dyn Store) -> Result<()> {
                 .await?
                 .with_context(|| format!("no dataset named '{name}' (see `headwater dataset ls`)"))?;
             let parts = store.list_partitions(&name).await?;
+            let lineage = headwater_store::lineage::lineage(store, &name).await?.unwrap_or_default();
             if json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"dataset": d, "partitions": parts}))?);
+                let all = serde_json::json!({"dataset": d, "partitions": parts, "lineage": lineage});
+                println!("{}", serde_json::to_string_pretty(&all)?);
                 return Ok(());
             }
             println!("Dataset  {} ({} partitions, {} rows, {})", d.name, d.partitions, d.rows, size(d.bytes));
+            let names = |v: &[String]| if v.is_empty() { "-".to_string() } else { v.join(", ") };
+            println!("Lineage  {} → {} → {}", names(&lineage.upstream), d.name, names(&lineage.downstream));
             println!(
                 "Schema   {}",
                 d.schema.iter().map(|c| format!("{} {}", c.name, c.data_type)).collect::<Vec<_>>().join(", ")

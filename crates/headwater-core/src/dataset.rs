@@ -29,6 +29,18 @@ pub struct DatasetVersion {
     pub schema: Vec<Column>,
     pub flow_run_id: Option<Uuid>,
     pub written: DateTime<Utc>,
+    /// The versions it was made from (a warehouse month from the lake's
+    /// month): the lineage upstream → downstream.
+    #[serde(default)]
+    pub inputs: Vec<VersionRef>,
+}
+
+/// One version of one dataset partition, named.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+pub struct VersionRef {
+    pub dataset: String,
+    pub partition: String,
+    pub version: u32,
 }
 
 /// A version written by a run, or by one of its direct subflows (a

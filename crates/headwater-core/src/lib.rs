@@ -33,7 +33,7 @@ pub use automation::{
 pub use block::{validate_block, BlockDocument, BlockType};
 pub use cache::{CacheKey, CachePolicy};
 pub use concurrency::{Acquired, ConcurrencyLimit, SlotLease, SlotRequest};
-pub use dataset::{Column, Dataset, DatasetVersion, RunWrite};
+pub use dataset::{Column, Dataset, DatasetVersion, RunWrite, VersionRef};
 pub use deployment::{
     parse_automations, parse_manifest, parse_manifest_with, CollisionStrategy, Deployment, DeploymentSchedule,
     ManifestError, PullStep, Templates,

@@ -821,16 +821,21 @@ async function datasets(main) {
 /// each with the run that wrote it.
 async function dataset(main, name) {
   const path = '/datasets/' + encodeURIComponent(name);
-  const [d, parts, history] = await Promise.all([api(path), api(path + '/partitions'), api(path + '/history')]);
+  const [d, parts, history, lineage] = await Promise.all([api(path), api(path + '/partitions'), api(path + '/history'),
+    api(path + '/lineage')]);
   const writer = (v) => (v.flow_run_id ? link('/runs/' + v.flow_run_id, 'run') : '—');
+  const datasets = (names) => (names.length ? names.flatMap((n, i) => [i ? ', ' : '', link('/datasets/' + encodeURIComponent(n), n)]) : '—');
+  const from = (v) => v.inputs.map((i) => `${i.dataset} ${i.partition} v${i.version}`).join(', ') || '—';
   main.replaceChildren(h('h1', {}, d.name),
     h('dl', { class: 'kv' }, h('dt', {}, 'Partitions'), h('dd', {}, d.partitions), h('dt', {}, 'Rows'), h('dd', {}, d.rows),
-      h('dt', {}, 'Bytes'), h('dd', {}, d.bytes), h('dt', {}, 'Updated'), h('dd', {}, when(d.updated))),
+      h('dt', {}, 'Bytes'), h('dd', {}, d.bytes), h('dt', {}, 'Updated'), h('dd', {}, when(d.updated)),
+      h('dt', {}, 'Made from'), h('dd', { class: 'upstream' }, datasets(lineage.upstream)),
+      h('dt', {}, 'Made into'), h('dd', { class: 'downstream' }, datasets(lineage.downstream))),
     h('h2', {}, 'Schema'), table(['Column', 'Type'], d.schema.map((c) => [c.name, c.data_type])),
     h('h2', {}, 'Partitions'), table(['Partition', 'Version', 'Rows', 'Bytes', 'Location', 'Written', 'By'],
       parts.map((v) => [v.partition, v.version, v.rows, v.bytes, v.location, when(v.written), writer(v)])),
-    h('h2', {}, 'Versions'), table(['Partition', 'Version', 'Rows', 'Written', 'By'],
-      history.map((v) => [v.partition, v.version, v.rows, when(v.written), writer(v)])));
+    h('h2', {}, 'Versions'), table(['Partition', 'Version', 'Rows', 'Written', 'By', 'From'],
+      history.map((v) => [v.partition, v.version, v.rows, when(v.written), writer(v), from(v)])));
 }
 
 function askForKey(main, message) {

@@ -44,6 +44,7 @@ migrations! {
     15 => "0015_parent_task_run",
     16 => "0016_partitions_backfills",
     17 => "0017_dataset_writers",
+    18 => "0018_dataset_inputs",
 }
 
 /// The newest schema version this build knows.

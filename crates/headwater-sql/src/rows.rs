@@ -114,6 +114,7 @@ pub(crate) fn dataset_version_from(row: &impl Cols) -> Result<DatasetVersion> {
         schema: row.json("schema", "dataset version schema")?,
         flow_run_id: row.opt_uuid("flow_run_id")?,
         written: row.time("written")?,
+        inputs: row.json("inputs", "dataset version inputs")?,
     })
 }
 

@@ -8,7 +8,7 @@ use headwater_core::partition::{
     backfill_id_for_name, default_backfill_name, plan_backfill, Backfill, BackfillPlan, LatestRun, Only,
     PartitionError, PartitionKey, PartitionSpec, PartitionStatus, Selection,
 };
-use headwater_core::{Deployment, FlowRun, StateType};
+use headwater_core::{Deployment, FlowRun, StateType, VersionRef};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -70,7 +70,9 @@ pub struct PartitionCell {
     /// What the latest run wrote (itself or through its subflows), the
     /// newest version of each dataset partition; filled in grids.
     pub written: Vec<Written>,
-    /// Their rows, summed (None when it wrote nothing).
+    /// The rows it delivered: those of the versions no other of its
+    /// versions was made from (the warehouse's month, not the lake's copy
+    /// it was loaded from), summed; None when it wrote nothing.
     pub rows: Option<u64>,
 }
 
@@ -83,6 +85,8 @@ pub struct Written {
     pub version: u32,
     pub rows: u64,
     pub location: String,
+    /// The versions it was made from.
+    pub inputs: Vec<VersionRef>,
 }
 
 /// A deployment's partitions, each with its latest run.
@@ -364,12 +368,18 @@ async fn fill_written(store: &dyn Store, cells: &mut [PartitionCell]) -> Result<
                 version: v.version,
                 rows: v.rows,
                 location: v.location,
+                inputs: v.inputs,
             },
         );
     }
     for c in cells.iter_mut() {
         if let Some(written) = c.run_id.and_then(|id| by_run.remove(&id)) {
-            c.rows = Some(written.values().map(|w| w.rows).sum());
+            let made_from: std::collections::HashSet<(&str, &str, u32)> = written
+                .values()
+                .flat_map(|w| w.inputs.iter().map(|i| (i.dataset.as_str(), i.partition.as_str(), i.version)))
+                .collect();
+            let sinks = written.values().filter(|w| !made_from.contains(&(&w.dataset, &w.partition, w.version)));
+            c.rows = Some(sinks.map(|w| w.rows).sum());
             c.written = written.into_values().collect();
         }
     }

@@ -332,6 +332,7 @@ pub async fn datasets_version_partitions_and_guard_their_schema(store: &dyn Stor
         schema: cols(ty),
         flow_run_id: Some(Uuid::now_v7()),
         written: t(at),
+        inputs: vec![],
     };
     let v1 = store.record_dataset_write(&write("year=2021/month=01", 100, 1, "Int64"), false).await.unwrap();
     assert_eq!(v1.version, 1);
@@ -386,6 +387,24 @@ pub async fn datasets_version_partitions_and_guard_their_schema(store: &dyn Stor
     assert_eq!(seen, [(parent.id, "year=2022/month=01"), (parent.id, "year=2022/month=02")]);
     assert_eq!(written[0].version.flow_run_id, Some(child.id), "the writer is kept");
     assert!(store.versions_written_by(&[]).await.unwrap().is_empty());
+
+    // Lineage: a warehouse month made from the lake's month.
+    let table = format!("{name}_trips");
+    let source =
+        headwater_core::VersionRef { dataset: name.clone(), partition: "year=2022/month=01".into(), version: 1 };
+    let month = DatasetVersion {
+        dataset: table.clone(),
+        location: format!("duckdb:///wh.duckdb#{table}"),
+        inputs: vec![source.clone()],
+        ..by(&child, "year=2022/month=01", 23)
+    };
+    store.record_dataset_write(&month, true).await.unwrap();
+    assert_eq!(store.dataset_history(&table).await.unwrap()[0].inputs, [source], "inputs are kept");
+    let up = crate::lineage::lineage(store, &table).await.unwrap().unwrap();
+    assert_eq!((up.upstream, up.downstream), (vec![name.clone()], vec![]));
+    let down = crate::lineage::lineage(store, &name).await.unwrap().unwrap();
+    assert_eq!((down.upstream, down.downstream), (vec![], vec![table.clone()]));
+    assert!(crate::lineage::lineage(store, "no-such-dataset").await.unwrap().is_none());
 }
 
 /// The store under test must have a secret key.

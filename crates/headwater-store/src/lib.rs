@@ -15,6 +15,7 @@ pub mod backfills;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+pub mod lineage;
 pub mod ops;
 pub mod scheduling;
 pub mod secrets;

@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use arrow::record_batch::RecordBatch;
 use headwater::blocks::{BlockExt, DuckDbWarehouse, LocalFileSystem};
 use headwater::prelude::*;
-use headwater_core::{Column, DatasetVersion};
+use headwater_core::{Column, DatasetVersion, VersionRef};
 use headwater_duckdb::Warehouse;
 use headwater_lake::download::{download, DownloadOptions};
 use headwater_lake::{csv_to_parquet, generate, partition_key, schema, transform, Lake};
@@ -202,6 +202,7 @@ async fn write_to_lake(lake_block: String, dataset: String, year: i32, month: u3
                 schema: cleaned.schema.clone(),
                 flow_run_id: headwater::current_flow_run().map(|(id, _)| id),
                 written: chrono::Utc::now(),
+                inputs: vec![],
             },
             false,
         )
@@ -282,13 +283,15 @@ async fn load_month(lake_block: String, warehouse_block: String, color: Color, y
         let rows =
             headwater_lake::bigquery::BigQuery::from_block(&block)?.replace_month(&table, &uri, year, month).await?;
         info!("loaded {rows} rows of {what} into BigQuery {}.{}.{table}", block.project, block.dataset);
+        let location = format!("bigquery://{}/{}/{table}", block.project, block.dataset);
+        record_warehouse_write(color, &table, year, month, rows, location).await?;
         return Ok(rows);
     }
     let local = work_dir().join("from-lake").join(format!("{}_{year}_{month:02}.parquet", color.name()));
     std::fs::create_dir_all(local.parent().expect("has a parent"))?;
     lake.get_to_file(&key, &local).await?;
     let scratch = local.clone();
-    let rows = match warehouse.block_type.as_str() {
+    let (rows, location) = match warehouse.block_type.as_str() {
         "duckdb-warehouse" => {
             let wh: DuckDbWarehouse = serde_json::from_value(warehouse.data)?;
             // A lake in a local folder is also queryable in place, as a view.
@@ -308,21 +311,61 @@ async fn load_month(lake_block: String, warehouse_block: String, color: Color, y
             })
             .await??;
             info!("loaded {rows} rows of {what} into {table} in {}", wh.path);
-            rows
+            (rows, format!("duckdb://{}#{table}", wh.path))
         }
         "postgres-connection" => {
             let pg: headwater::blocks::PostgresConnection = serde_json::from_value(warehouse.data)?;
             let mode = headwater_lake::postgres::LoadMode::month(year, month);
             let rows = headwater_lake::postgres::load_parquet(&pg.url(), &table, &local, mode).await?;
             info!("loaded {rows} rows of {what} into {table} on {}:{}/{}", pg.host, pg.port, pg.database);
-            rows
+            (rows, format!("postgres://{}:{}/{}#{table}", pg.host, pg.port, pg.database))
         }
         other => bail!(
             "block '{warehouse_block}' is a {other}; a warehouse is a duckdb-warehouse, postgres-connection or bigquery-warehouse"
         ),
     };
     let _ = std::fs::remove_file(scratch);
+    record_warehouse_write(color, &table, year, month, rows, location).await?;
     Ok(rows)
+}
+
+/// Records the warehouse's month in the catalog as a version of the
+/// table's dataset (`yellow_trips`), made from the lake's version of the
+/// month it was loaded from: the lineage lake → warehouse.
+async fn record_warehouse_write(
+    color: Color,
+    table: &str,
+    year: i32,
+    month: u32,
+    rows: u64,
+    location: String,
+) -> Result<()> {
+    let store = headwater::current_store()?;
+    let partition = format!("year={year}/month={month:02}");
+    let source = store.list_partitions(color.name()).await?.into_iter().find(|v| v.partition == partition);
+    let version = store
+        .record_dataset_write(
+            &DatasetVersion {
+                dataset: table.to_string(),
+                partition,
+                version: 0,
+                location,
+                rows,
+                bytes: 0,
+                // The table's columns are the lake's.
+                schema: source.as_ref().map(|v| v.schema.clone()).unwrap_or_default(),
+                flow_run_id: headwater::current_flow_run().map(|(id, _)| id),
+                written: chrono::Utc::now(),
+                inputs: source
+                    .map(|v| VersionRef { dataset: v.dataset, partition: v.partition, version: v.version })
+                    .into_iter()
+                    .collect(),
+            },
+            true,
+        )
+        .await?;
+    info!("recorded {table} {} as version {}", version.partition, version.version);
+    Ok(())
 }
 
 /// Where BigQuery's load job reads the month from: the lake itself when it

@@ -530,7 +530,18 @@ async fn backfill_with_a_kill(home: &Path, store: std::sync::Arc<dyn headwater_s
             continue;
         };
         assert_eq!(cell["rows"].as_u64(), Some(*rows), "{}", cell["partition"]);
-        assert_eq!(cell["written"][0]["dataset"], key.0.as_str());
+        // The lake's month and the warehouse's, made from it.
+        let written: Vec<&str> =
+            cell["written"].as_array().unwrap().iter().map(|w| w["dataset"].as_str().unwrap()).collect();
+        assert_eq!(written, [key.0.clone(), format!("{}_trips", key.0)]);
     }
+    // Lineage: the lake's colour → the warehouse's table.
+    let trips: serde_json::Value =
+        serde_json::from_str(&hw(home, api, &["dataset", "inspect", "yellow_trips", "--json"])).unwrap();
+    assert_eq!(trips["lineage"]["upstream"], serde_json::json!(["yellow"]));
+    assert_eq!(trips["partitions"].as_array().unwrap().len(), 24);
+    let yellow: serde_json::Value =
+        serde_json::from_str(&hw(home, api, &["dataset", "inspect", "yellow", "--json"])).unwrap();
+    assert_eq!(yellow["lineage"]["downstream"], serde_json::json!(["yellow_trips"]));
     server.stop().await.unwrap();
 }

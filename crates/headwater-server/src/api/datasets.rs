@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::Json;
 use headwater_core::{Dataset, DatasetVersion, RunWrite};
+use headwater_store::lineage::Lineage;
 use headwater_store::{Store, MAX_RUNS_ASKED};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -22,6 +23,20 @@ pub(super) fn routes() -> OpenApiRouter<Arc<dyn Store>> {
         .routes(routes!(dataset_history))
         .routes(routes!(record_dataset_write))
         .routes(routes!(versions_written_by))
+        .routes(routes!(dataset_lineage))
+}
+
+/// What a dataset is made from and what is made from it (from the inputs
+/// its versions and others' record).
+#[utoipa::path(
+    get, path = "/datasets/{name}/lineage", tag = "datasets", params(("name" = String, Path)),
+    responses((status = 200, body = Lineage), (status = 404, description = "no such dataset"))
+)]
+async fn dataset_lineage(State(db): Db, Path(name): Path<String>) -> ApiResult<Lineage> {
+    headwater_store::lineage::lineage(db.as_ref(), &name)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no dataset named '{name}'")))
 }
 
 #[utoipa::path(get, path = "/datasets", tag = "datasets", responses((status = 200, body = Vec<Dataset>)))]

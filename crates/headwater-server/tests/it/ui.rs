@@ -419,7 +419,19 @@ async fn the_ui_searches_stays_live_pauses_runs_edits_blocks_and_draws_big_timel
         }],
         flow_run_id: Some(big.id),
         written: Utc::now(),
+        inputs: vec![headwater_core::VersionRef {
+            dataset: "yellow".into(),
+            partition: "year=2024/month=01".into(),
+            version: 1,
+        }],
     };
+    let source = headwater_core::DatasetVersion {
+        dataset: "yellow".into(),
+        location: "file:///lake/yellow/year=2024/month=01/data.parquet".into(),
+        inputs: vec![],
+        ..write.clone()
+    };
+    store.record_dataset_write(&source, false).await.unwrap();
     store.record_dataset_write(&write, false).await.unwrap();
     b.goto(&format!("{ui}/datasets")).await;
     b.wait("the datasets", "document.querySelector('a[href=\"/datasets/yellow_trips\"]')").await;
@@ -427,6 +439,10 @@ async fn the_ui_searches_stays_live_pauses_runs_edits_blocks_and_draws_big_timel
     b.wait("the dataset's partitions", "document.body.innerText.includes('year=2024/month=01')").await;
     let writer = b.js(&format!("return document.querySelectorAll('a[href=\"/runs/{}\"]').length", big.id)).await;
     assert_eq!(writer, 2, "the writing run linked from the partition and from its version");
+    // Its lineage: made from the lake's yellow, that month's version 1.
+    let upstream = b.js("return document.querySelector('.upstream a').getAttribute('href')").await;
+    assert_eq!(upstream, "/datasets/yellow");
+    assert!(b.js("return document.body.innerText").await.as_str().unwrap().contains("yellow year=2024/month=01 v1"));
     b.screenshot("dataset").await;
 
     // A block from the type's form: a bad port is refused inline; the
@@ -512,6 +528,7 @@ async fn the_partition_heatmap_opens_a_partitions_run() {
         schema: vec![],
         flow_run_id: Some(claimed.id),
         written: Utc::now(),
+        inputs: vec![],
     };
     store.record_dataset_write(&write, false).await.unwrap();
     let server = RunningServer::start(store.clone(), vec![]).await.unwrap();

@@ -41,8 +41,8 @@ impl DatasetStore for PostgresStore {
         let mut stored = w.clone();
         stored.version = last.unwrap_or(0) as u32 + 1;
         sqlx::query(
-            "INSERT INTO dataset_versions (dataset, partition, version, location, rows, bytes, schema, flow_run_id, written) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO dataset_versions (dataset, partition, version, location, rows, bytes, schema, flow_run_id, written, \
+             inputs) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&stored.dataset)
         .bind(&stored.partition)
@@ -53,6 +53,7 @@ impl DatasetStore for PostgresStore {
         .bind(Json(&stored.schema))
         .bind(stored.flow_run_id)
         .bind(stored.written)
+        .bind(Json(&stored.inputs))
         .execute(&mut *tx)
         .await.db()?;
         tx.commit().await.db()?;

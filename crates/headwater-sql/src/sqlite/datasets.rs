@@ -42,8 +42,8 @@ impl DatasetStore for SqliteStore {
         let mut stored = w.clone();
         stored.version = last.unwrap_or(0) as u32 + 1;
         sqlx::query(
-            "INSERT INTO dataset_versions (dataset, partition, version, location, rows, bytes, schema, flow_run_id, written) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO dataset_versions (dataset, partition, version, location, rows, bytes, schema, flow_run_id, written, \
+             inputs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&stored.dataset)
         .bind(&stored.partition)
@@ -54,6 +54,7 @@ impl DatasetStore for SqliteStore {
         .bind(json_text(&stored.schema))
         .bind(stored.flow_run_id.map(|u| u.to_string()))
         .bind(micros(stored.written))
+        .bind(json_text(&stored.inputs))
         .execute(&mut *tx)
         .await.db()?;
         tx.commit().await.db()?;

@@ -1,0 +1,3 @@
+-- Lineage: the versions a version was made from, as a JSON list of
+-- {dataset, partition, version}.
+ALTER TABLE dataset_versions ADD COLUMN inputs JSONB NOT NULL DEFAULT '[]';
