@@ -69,10 +69,6 @@ pub(crate) async fn claim(
             }
         }
     }
-    // The claim is stamped when it holds its locks, not when it was asked
-    // for: a run whose end freed the slot was recorded before this moment,
-    // so recorded timestamps show a limit held.
-    let at = now.max(chrono::Utc::now());
     let defined = tx.queues(pool).await?;
     let due = tx.queues_with_due_runs(pool, now).await?;
     let mut specs: HashMap<Uuid, Option<Deployment>> = HashMap::new();
@@ -136,6 +132,12 @@ pub(crate) async fn claim(
             }
         }
     }
+    // The claim is stamped once it holds every lock and has counted what is
+    // active, not when it was asked for: a run whose end freed the slot was
+    // committed before the count read it, so recorded times show the limit
+    // held (stamped before the backfill's lock, PostgreSQL showed 5 active
+    // under a bound of 4).
+    let at = now.max(chrono::Utc::now());
     let mut batch = limit_cancel_batch(cancelled, at);
     let claimed = claimed.map(|run| {
         let b = claim_batch(run, at);
