@@ -92,13 +92,51 @@ fn app_with_wake(
     let prefect = prefect::router(store.clone(), keys.clone(), wake.clone(), prefect_heartbeat);
     api::router(store, wake)
         .nest(prefect::PREFIX, prefect)
+        .layer(axum::middleware::from_fn(run_to_completion))
         .layer(axum::middleware::from_fn_with_state(keys, auth::require_key))
-        // A request that takes longer (a slow query) is dropped, which
-        // cancels its work, and answered 503, which clients retry later.
+        // A request that takes longer (a slow query) is answered 503, which
+        // clients retry later; its work still finishes (above).
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIME_LIMIT,
         ))
+}
+
+tokio::task_local! {
+    static CLIENT_GONE: CancellationToken;
+}
+
+/// Cancelled once the client of the request being handled has gone away
+/// (None outside a request).
+pub(crate) fn client_gone() -> Option<CancellationToken> {
+    CLIENT_GONE.try_with(CancellationToken::clone).ok()
+}
+
+/// Runs each request's handler in a task of its own, so that a client
+/// going away (a killed flow process, a worker's host cut off) or the time
+/// limit does not drop it halfway. A store write dropped between SQLite's
+/// `BEGIN IMMEDIATE` and its answer leaves the transaction open on a pooled
+/// connection: the database's write lock stays held, and every later write
+/// of the server waits for it (seen: a backfill stalled after a worker was
+/// killed with `kill -9`).
+///
+/// A handler that waits (a worker's long poll) asks [`client_gone`]
+/// between its steps, so a poll whose worker went away stops waiting and
+/// claims nothing for it.
+async fn run_to_completion(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let gone = CancellationToken::new();
+    // Cancelled when this future is dropped (the client went away), not
+    // when the handler finishes.
+    let guard = gone.clone().drop_guard();
+    let handled = tokio::spawn(CLIENT_GONE.scope(gone, next.run(req))).await;
+    guard.disarm();
+    match handled {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::error!("a request's handler failed: {e}");
+            axum::response::IntoResponse::into_response(axum::http::StatusCode::INTERNAL_SERVER_ERROR)
+        }
+    }
 }
 
 /// The longest a request may take. Above the longest a poll for work is

@@ -75,7 +75,13 @@ pub(crate) async fn claim_waiting(
     wait: std::time::Duration,
 ) -> Result<Option<FlowRun>, ApiError> {
     let deadline = tokio::time::Instant::now() + wait;
+    // A poll whose worker went away claims nothing for it (checked between
+    // claims: a claim under way finishes).
+    let gone = crate::client_gone().unwrap_or_default();
     loop {
+        if gone.is_cancelled() {
+            return Ok(None);
+        }
         // Registered before looking, so a wake between the look and the wait is not lost.
         let woken = wake.notified();
         tokio::pin!(woken);
@@ -93,6 +99,7 @@ pub(crate) async fn claim_waiting(
         tokio::select! {
             _ = woken => {}
             _ = tokio::time::sleep_until(next_look) => {}
+            _ = gone.cancelled() => return Ok(None),
         }
     }
 }

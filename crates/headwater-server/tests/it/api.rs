@@ -268,6 +268,36 @@ async fn claims_wait_for_work_to_arrive() {
     assert!(nothing.is_none());
 }
 
+/// A waiting claim whose worker went away (its connection closed) stops
+/// waiting: a run enqueued afterwards is left for a worker that is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_whose_worker_went_away_takes_nothing() {
+    use headwater_store::{RunQueue, RunReader};
+
+    let (server, _dir) = sqlite_server(vec![]).await;
+    let client = ApiClient::new(&server.api_url(), None).unwrap();
+    let doc = serde_json::json!({"deployments": [{"name": "left", "flow": "f", "entrypoint": "x", "work_pool": {"name": "wp"}}]});
+    let now = chrono::Utc::now();
+    let d = headwater_core::parse_manifest("headwater.yaml", doc, &|_| None, now).unwrap().remove(0);
+
+    let waiting = {
+        let client = client.clone();
+        tokio::spawn(async move { client.claim_or_wait("wp", &[], std::time::Duration::from_secs(10)).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The worker dies: its request is dropped and its connection closed.
+    waiting.abort();
+    let _ = waiting.await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let run = d.manual_run(&serde_json::json!({}), chrono::Utc::now(), chrono::Utc::now(), 1);
+    assert_eq!(client.enqueue_runs(std::slice::from_ref(&run)).await.unwrap(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let state = client.read_flow_run(run.id).await.unwrap().unwrap().state;
+    assert_eq!(state.state_type, headwater_core::StateType::Scheduled, "claimed for a worker that is gone: {state}");
+    let got = client.claim_or_wait("wp", &[], std::time::Duration::from_secs(2)).await.unwrap();
+    assert_eq!(got.map(|r| r.id), Some(run.id), "a live worker gets it");
+}
+
 /// Limits and the slots held live in the database: a server restart loses
 /// neither (a lease held across it is still held, and still expires).
 #[tokio::test]
