@@ -174,7 +174,10 @@ def main():
         ends = sorted(ts(r["end_time"]) for r in runs)
         for r in runs:
             history = http.get(f"{api}/states/{r['id']}").json()
-            at = {s["state"]["type"]: ts(s["state"]["timestamp"]) for s in history}
+            at = {}
+            for s in sorted(history, key=lambda s: s["state"]["timestamp"]):
+                # The first of each: the claim's PENDING, not the flow process's own.
+                at.setdefault(s["state"]["type"], ts(s["state"]["timestamp"]))
             # Claimed (PENDING) → the flow's process reports RUNNING.
             dispatch.append(at["RUNNING"] - at["PENDING"])
             work_s.append(ts(r["end_time"]) - at["RUNNING"])
