@@ -291,7 +291,7 @@ where
     let mut policy: Option<RetryPolicy> = None;
     loop {
         // A slot of each tag that has a concurrency limit, for this attempt.
-        let slots = if spec.tags.is_empty() {
+        let mut slots = if spec.tags.is_empty() {
             None
         } else {
             let ask = crate::concurrency::Ask {
@@ -327,7 +327,17 @@ where
         let attempt = tracker.run.run_count + 1;
         tracker.run.run_count = attempt;
         tracker.set(if attempt == 1 { State::running(Utc::now()) } else { State::retrying(Utc::now()) });
-        let (message, err, timed_out) = match run_once(ctx.clone(), timeout, body()).await {
+        let outcome = run_once(ctx.clone(), timeout, body()).await;
+        // The slots go back, awaited, when the attempt ends: a process that
+        // exits right after its last task still frees them (a release left
+        // to Drop is a spawned task the exit may never run, and the slot
+        // stayed taken until its lease expired: a minute for the next loader).
+        if let Some(guard) = slots.take() {
+            if let Err(e) = guard.release().await {
+                tracing::debug!("releasing concurrency slots failed (they expire on their own): {e}");
+            }
+        }
+        let (message, err, timed_out) = match outcome {
             Outcome::Ok(v) => {
                 if let (Some(key), Some((encode, _))) = (&key, codec) {
                     let created = Utc::now();
@@ -394,8 +404,6 @@ where
             return Err(err);
         }
         let delay = policy.delay_before(attempt, rand::random());
-        // The slots are not held while the retry waits.
-        drop(slots);
         tracker.set(State::awaiting_retry_after(Utc::now(), delay).with_message(message.clone()));
         emit(
             &ctx,
