@@ -334,3 +334,22 @@ async fn serve_runs_its_own_scheduled_and_manual_runs() {
         assert!(!matches!(r.state.state_type, StateType::Running | StateType::Pending), "{} is {}", r.name, r.state);
     }
 }
+
+/// A flow process gives its concurrency slots back before it exits: the
+/// next process does not wait for the lease to expire. (The lost release
+/// this guards against was a race this flow's shape has not shown; the
+/// backfill benchmark's loop showed it as a 60 s wait.)
+#[tokio::test]
+async fn a_flow_process_gives_its_slots_back_before_it_exits() {
+    use headwater_store::ConcurrencyStore;
+    let home = tempfile::tempdir().unwrap();
+    let s = store(home.path()).await;
+    s.set_concurrency_limit("warehouse", 1, None).await.unwrap();
+    for i in 0..5 {
+        let o = run(home.path(), &["hold-slot", "-p", "secs=0"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let limits = s.list_concurrency_limits().await.unwrap();
+        let held = limits.iter().find(|l| l.name == "warehouse").unwrap().active_slots;
+        assert_eq!(held, 0, "run {i}: the exited process still holds a warehouse slot");
+    }
+}
