@@ -102,6 +102,11 @@ pub struct Engine {
     last_prune: Option<tokio::time::Instant>,
     /// When each live run was due, from its history (read once per run).
     expected_start: HashMap<Uuid, DateTime<Utc>>,
+    /// Up to when each `dataset-stale` automation has looked at deadlines:
+    /// each deadline is looked at once (a restart looks again; the outbox's
+    /// keys keep that from firing twice).
+    stale_checked: HashMap<Uuid, DateTime<Utc>>,
+    stale_pending: HashMap<Uuid, DateTime<Utc>>,
 }
 
 impl Engine {
@@ -121,6 +126,8 @@ impl Engine {
             last_periodic: None,
             last_prune: None,
             expected_start: HashMap::new(),
+            stale_checked: HashMap::new(),
+            stale_pending: HashMap::new(),
         }
     }
 
@@ -167,6 +174,8 @@ impl Engine {
             }
         }
         tick.enqueued = self.outbox()?.enqueue_deliveries(&deliveries).await?;
+        let looked = std::mem::take(&mut self.stale_pending);
+        self.stale_checked.extend(looked);
         self.deliver(&mut tick).await?;
         if self.last_prune.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
             self.last_prune = Some(tokio::time::Instant::now());
@@ -329,7 +338,12 @@ impl Engine {
                 // Deadlines that passed while the automation existed, and
                 // recently enough that their deliveries are still kept
                 // (older ones have fired, or passed before it was made).
-                let since = a.created.max(now - chrono::Duration::from_std(STALE_LOOKBACK).unwrap_or_default());
+                let lookback = now - chrono::Duration::from_std(STALE_LOOKBACK).unwrap_or_default();
+                let since = [Some(a.created), Some(lookback), self.stale_checked.get(&a.id).copied()]
+                    .into_iter()
+                    .flatten()
+                    .max()
+                    .unwrap_or(lookback);
                 for d in deployments.iter().filter(|d| names.is_empty() || names.contains(&d.name)) {
                     let stale = match newly_stale(self.store.as_ref(), d, since, now).await {
                         Ok(s) => s,
@@ -363,6 +377,8 @@ impl Engine {
                         });
                     }
                 }
+                // Kept once the events are in the outbox (see `tick_at`).
+                self.stale_pending.insert(a.id, now);
             }
             Trigger::DeploymentNoSuccess { deployments: names, within } => {
                 for d in deployments.iter().filter(|d| names.is_empty() || names.contains(&d.name)) {

@@ -6,6 +6,19 @@ pub use browser::Browser;
 use sqlx::Connection;
 use uuid::Uuid;
 
+/// The most spans `[start, end]` open at once (an end sorts before a start
+/// at the same instant): what recorded times say of a concurrency bound.
+pub fn most_at_once<T: Ord>(spans: impl IntoIterator<Item = (T, T)>) -> i32 {
+    let mut edges: Vec<(T, i32)> = spans.into_iter().flat_map(|(start, end)| [(start, 1), (end, -1)]).collect();
+    edges.sort();
+    let (mut open, mut most) = (0, 0);
+    for (_, step) in edges {
+        open += step;
+        most = most.max(open);
+    }
+    most
+}
+
 /// A fresh database on the test PostgreSQL server, dropped with the guard.
 ///
 /// The server comes from `HEADWATER_TEST_POSTGRES_URL` (scripts/test starts

@@ -477,12 +477,11 @@ async fn backfill_with_a_kill(home: &Path, store: std::sync::Arc<dyn headwater_s
     // Every partition completed exactly once; the re-runs were the crashed ones.
     let runs = store.list_flow_runs(&all_runs).await.unwrap();
     let mut completed = std::collections::BTreeMap::new();
-    let mut edges = Vec::new();
+    let mut spans = Vec::new();
     for r in &runs {
         let history = store.read_states(r.id).await.unwrap();
         if let Some(p) = history.iter().find(|s| s.state.state_type == StateType::Pending) {
-            edges.push((p.state.timestamp, 1));
-            edges.push((r.end_time.unwrap_or(r.state.timestamp), -1));
+            spans.push((p.state.timestamp, r.end_time.unwrap_or(r.state.timestamp)));
         }
         if r.state.state_type == StateType::Completed {
             *completed.entry(r.partition.clone().unwrap()).or_insert(0) += 1;
@@ -493,12 +492,7 @@ async fn backfill_with_a_kill(home: &Path, store: std::sync::Arc<dyn headwater_s
     }
     assert_eq!(completed.len(), 48, "every partition completed");
     assert!(completed.values().all(|n| *n == 1), "none twice: {completed:?}");
-    edges.sort();
-    let (mut active, mut most) = (0, 0);
-    for (_, step) in edges {
-        active += step;
-        most = most.max(active);
-    }
+    let most = headwater_test_support::most_at_once(spans);
     assert!(most <= 4, "{most} runs of the backfill were active at once; its bound is 4");
 
     // The warehouse holds each month's rows once, as generated.

@@ -97,7 +97,7 @@ async fn backfill_two_years(on_postgres: bool) {
     partitions.sort();
     partitions.dedup();
     assert_eq!(partitions.len(), 48, "one run per partition");
-    let mut edges = Vec::new();
+    let mut spans = Vec::new();
     for r in &runs {
         if r.state.state_type != StateType::Completed {
             let logs = store.read_logs(&headwater_store::LogFilter::for_flow_run(r.id)).await.unwrap();
@@ -113,15 +113,9 @@ async fn backfill_two_years(on_postgres: bool) {
         // Claimed (PENDING) to final: the span the backfill's bound covers.
         let claimed =
             history.iter().find(|s| s.state.state_type == StateType::Pending).expect("claimed").state.timestamp;
-        edges.push((claimed, 1));
-        edges.push((r.end_time.expect("ended"), -1));
+        spans.push((claimed, r.end_time.expect("ended")));
     }
-    edges.sort();
-    let (mut now, mut most) = (0, 0);
-    for (_, step) in edges {
-        now += step;
-        most = most.max(now);
-    }
+    let most = headwater_test_support::most_at_once(spans);
     assert!(most <= 4, "{most} runs of the backfill were active at once; its bound is 4");
 
     // Run again: every partition is fresh, nothing is created.
