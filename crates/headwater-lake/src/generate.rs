@@ -36,6 +36,10 @@ pub fn real_rows(color: &str, year: i32, month: u32) -> u64 {
         ("green", 2020, 11) => 88_605,
         ("green", 2019, 4) => 514_392,
         ("green", _, _) => 300_000 + u64::from(month) * 7_919,
+        // From 2019-02 the big app companies have files of their own
+        // (fhvhv), so the FHV months are small after January.
+        ("fhv", 2019, 1) => 23_143_222,
+        ("fhv", _, _) => 1_700_000 + u64::from(month) * 11_113,
         _ => 1_300_000 + u64::from(month) * 23_456,
     }
 }
@@ -52,8 +56,8 @@ pub fn month_url(base: &str, color: &str, year: i32, month: u32) -> String {
 }
 
 /// Writes `rows` well-formed rows and `malformed` broken lines of `color`
-/// (yellow or green) for the month to `path` (gzip), deterministically from
-/// the month.
+/// (yellow, green or fhv) for the month to `path` (gzip), deterministically
+/// from the month.
 pub fn generate(
     color: &str,
     year: i32,
@@ -62,10 +66,11 @@ pub fn generate(
     malformed: u64,
     path: &Path,
 ) -> Result<Generated, LakeError> {
-    let green = match color {
-        "yellow" => false,
-        "green" => true,
-        other => return Err(LakeError::Data(format!("cannot generate '{other}' trips (yellow or green)"))),
+    let kind = match color {
+        "yellow" => Kind::Yellow,
+        "green" => Kind::Green,
+        "fhv" => Kind::Fhv,
+        other => return Err(LakeError::Data(format!("cannot generate '{other}' trips (yellow, green or fhv)"))),
     };
     let start = NaiveDate::from_ymd_opt(year, month, 1)
         .ok_or_else(|| LakeError::Data(format!("no month {year}-{month:02}")))?
@@ -77,7 +82,7 @@ pub fn generate(
             .and_hms_opt(0, 0, 0)
             .expect("midnight exists");
     let month_secs = (next - start).num_seconds();
-    let seed = (u64::from(green) << 40) ^ ((year as u64) << 8) ^ u64::from(month);
+    let seed = ((kind as u64) << 40) ^ ((year as u64) << 8) ^ u64::from(month);
     let mut rng = StdRng::seed_from_u64(seed);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -85,7 +90,7 @@ pub fn generate(
     let tmp = path.with_extension("gz.tmp");
     let file = std::fs::File::create(&tmp)?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, GzEncoder::new(file, Compression::fast()));
-    out.write_all(if green { GREEN_HEADER } else { YELLOW_HEADER }.as_bytes())?;
+    out.write_all(kind.header().as_bytes())?;
     out.write_all(b"\n")?;
     // Malformed lines at spread-out positions.
     let total = rows + malformed;
@@ -97,14 +102,14 @@ pub fn generate(
     let mut line = String::with_capacity(256);
     for i in 0..total {
         line.clear();
-        let trip = Trip::random(&mut rng, start, month_secs);
+        let trip = Trip::random(&mut rng, start, month_secs, kind);
         if bad.peek() == Some(&i) || (written_rows == rows && written_bad < malformed) {
             bad.next();
-            trip.write(&mut line, green);
+            trip.write(&mut line, kind);
             break_line(&mut line, written_bad);
             written_bad += 1;
         } else if written_rows < rows {
-            trip.write(&mut line, green);
+            trip.write(&mut line, kind);
             written_rows += 1;
         } else {
             continue;
@@ -118,15 +123,36 @@ pub fn generate(
     Ok(Generated { rows: written_rows, malformed: written_bad })
 }
 
+/// The three layouts; the number seeds the generator (yellow's 0 and
+/// green's 1 keep the files they always made).
+#[derive(Clone, Copy)]
+enum Kind {
+    Yellow = 0,
+    Green = 1,
+    Fhv = 2,
+}
+
+impl Kind {
+    fn header(self) -> &'static str {
+        match self {
+            Kind::Yellow => YELLOW_HEADER,
+            Kind::Green => GREEN_HEADER,
+            Kind::Fhv => FHV_HEADER,
+        }
+    }
+}
+
 const YELLOW_HEADER: &str = "VendorID,tpep_pickup_datetime,tpep_dropoff_datetime,passenger_count,trip_distance,RatecodeID,store_and_fwd_flag,PULocationID,DOLocationID,payment_type,fare_amount,extra,mta_tax,tip_amount,tolls_amount,improvement_surcharge,total_amount,congestion_surcharge";
 const GREEN_HEADER: &str = "VendorID,lpep_pickup_datetime,lpep_dropoff_datetime,store_and_fwd_flag,RatecodeID,PULocationID,DOLocationID,passenger_count,trip_distance,fare_amount,extra,mta_tax,tip_amount,tolls_amount,ehail_fee,improvement_surcharge,total_amount,payment_type,trip_type,congestion_surcharge";
+const FHV_HEADER: &str =
+    "dispatching_base_num,pickup_datetime,dropOff_datetime,PUlocationID,DOlocationID,SR_Flag,Affiliated_base_number";
 
 /// Breaks a line in one of the ways real files break.
 fn break_line(line: &mut String, n: u64) {
     match n % 3 {
         // Cut short.
         0 => {
-            let cut = line.match_indices(',').nth(6).map_or(line.len(), |(i, _)| i);
+            let cut = line.match_indices(',').nth(3).map_or(line.len(), |(i, _)| i);
             line.truncate(cut);
         }
         // A number that is not one.
@@ -164,10 +190,17 @@ struct Trip {
     tolls: f64,
     congestion: Option<f64>,
     trip_type: u8,
+    /// FHV: the base that dispatched it, and the one it is affiliated with.
+    base: u16,
+    affiliated: Option<u16>,
+    /// FHV: shared ride (often empty), location ids known.
+    shared: bool,
+    pu_known: bool,
+    do_known: bool,
 }
 
 impl Trip {
-    fn random(rng: &mut StdRng, start: NaiveDateTime, month_secs: i64) -> Trip {
+    fn random(rng: &mut StdRng, start: NaiveDateTime, month_secs: i64, kind: Kind) -> Trip {
         let mut offset = rng.random_range(0..month_secs);
         // A few trips fall outside the file's month, as in the real files.
         if rng.random_bool(0.0005) {
@@ -204,7 +237,7 @@ impl Trip {
             98 => 3,
             _ => 4,
         };
-        Trip {
+        let mut trip = Trip {
             sparse: rng.random_bool(0.072),
             vendor: if rng.random_bool(0.35) { 1 } else { 2 },
             pickup,
@@ -227,17 +260,43 @@ impl Trip {
             tolls: if rng.random_bool(0.05) { 6.12 } else { 0.0 },
             congestion: if rng.random_bool(0.1) { None } else { Some(2.5) },
             trip_type: if rng.random_bool(0.97) { 1 } else { 2 },
+            base: 0,
+            affiliated: None,
+            shared: false,
+            pu_known: true,
+            do_known: true,
+        };
+        // Drawn only for FHV, so yellow and green files stay what they were.
+        if let Kind::Fhv = kind {
+            trip.base = rng.random_range(1..=3_000);
+            trip.affiliated = rng.random_bool(0.9).then(|| rng.random_range(1..=3_000));
+            trip.shared = rng.random_bool(0.05);
+            trip.pu_known = rng.random_bool(0.8);
+            trip.do_known = rng.random_bool(0.85);
         }
+        trip
     }
 
-    fn write(&self, out: &mut String, green: bool) {
+    fn write(&self, out: &mut String, kind: Kind) {
         use std::fmt::Write;
         let ts = |t: NaiveDateTime| t.format("%Y-%m-%d %H:%M:%S").to_string();
         let opt = |present: bool, v: String| if present { v } else { String::new() };
         let keep = !self.sparse;
         let total = self.fare + self.extra + 0.5 + self.tip + self.tolls + 0.3 + self.congestion.unwrap_or(0.0);
         let congestion = opt(keep && self.congestion.is_some(), format!("{:.1}", self.congestion.unwrap_or(0.0)));
-        if green {
+        if let Kind::Fhv = kind {
+            let _ = write!(
+                out,
+                "B{:05},{},{},{},{},{},{}",
+                self.base,
+                ts(self.pickup),
+                ts(self.dropoff),
+                opt(self.pu_known, self.pu.to_string()),
+                opt(self.do_known, self.dolo.to_string()),
+                opt(self.shared, "1".to_string()),
+                self.affiliated.map(|b| format!("B{b:05}")).unwrap_or_default(),
+            );
+        } else if let Kind::Green = kind {
             let _ = write!(
                 out,
                 "{},{},{},{},{},{},{},{},{:.2},{:.2},{},0.5,{:.2},{:.2},,0.3,{:.2},{},{},{}",

@@ -25,8 +25,8 @@ pub fn rename(batch: &RecordBatch, pairs: &[(&str, &str)]) -> Result<RecordBatch
 }
 
 /// CamelCase TLC names in snake_case (`VendorID` → `vendor_id`,
-/// `PULocationID` → `pu_location_id`), the timestamps of either color as
-/// `pickup_datetime` / `dropoff_datetime`.
+/// `PULocationID` → `pu_location_id`, FHV's `PUlocationID` too), the
+/// timestamps of every color as `pickup_datetime` / `dropoff_datetime`.
 pub fn snake_case_names(batch: &RecordBatch) -> Result<RecordBatch, LakeError> {
     rename(
         batch,
@@ -39,6 +39,11 @@ pub fn snake_case_names(batch: &RecordBatch) -> Result<RecordBatch, LakeError> {
             ("tpep_dropoff_datetime", "dropoff_datetime"),
             ("lpep_pickup_datetime", "pickup_datetime"),
             ("lpep_dropoff_datetime", "dropoff_datetime"),
+            ("dropOff_datetime", "dropoff_datetime"),
+            ("PUlocationID", "pu_location_id"),
+            ("DOlocationID", "do_location_id"),
+            ("SR_Flag", "sr_flag"),
+            ("Affiliated_base_number", "affiliated_base_number"),
         ],
     )
 }

@@ -59,6 +59,43 @@ fn green_files_clean_with_renames_fills_and_filters() {
 }
 
 #[test]
+fn fhv_files_have_their_seven_columns_sparse_locations_and_snake_case_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("fhv_tripdata_2019-03.csv.gz");
+    let made = generate("fhv", 2019, 3, 4_000, 3, &src).unwrap();
+    assert_eq!((made.rows, made.malformed), (4_000, 3));
+    let (mut read, mut no_pickup_zone) = (0, 0);
+    let mut clean = |b: arrow::record_batch::RecordBatch| {
+        read += b.num_rows();
+        no_pickup_zone += transform::count_nulls(&b, "PUlocationID")?;
+        transform::snake_case_names(&b)
+    };
+    let out = dir.path().join("fhv.parquet");
+    let rejects = dir.path().join("r.csv");
+    let c = csv_to_parquet(&src, &schema::fhv(), &mut clean, &out, &rejects, 0.01).unwrap();
+    assert_eq!((c.parse.loaded, c.parse.rejected, c.written), (4_000, 3, 4_000));
+    assert_eq!(read, 4_000);
+    assert!((400..1_200).contains(&no_pickup_zone), "about 20% lack a pickup zone: {no_pickup_zone}");
+    let quarantined = std::fs::read_to_string(&rejects).unwrap();
+    assert!(quarantined.contains("expected 7 fields"), "{quarantined}");
+    let r = SerializedFileReader::new(std::fs::File::open(&out).unwrap()).unwrap();
+    let names: Vec<String> =
+        r.metadata().file_metadata().schema_descr().columns().iter().map(|c| c.name().to_string()).collect();
+    assert_eq!(
+        names,
+        [
+            "dispatching_base_num",
+            "pickup_datetime",
+            "dropoff_datetime",
+            "pu_location_id",
+            "do_location_id",
+            "sr_flag",
+            "affiliated_base_number"
+        ]
+    );
+}
+
+#[test]
 fn too_many_rejects_fail_and_leave_no_output() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("bad.csv");
