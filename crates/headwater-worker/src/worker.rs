@@ -179,6 +179,9 @@ pub async fn start(args: WorkerOptions, store: Arc<dyn Store>, settings: &Settin
     let mut stopping = false;
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
+    // A flow process that exits frees room at once: the rest below ends on
+    // its SIGCHLD rather than at the next poll.
+    let mut child_exits = child_exits();
     loop {
         // Finished processes: a run they left unfinished crashed.
         let mut still = Vec::new();
@@ -344,11 +347,36 @@ pub async fn start(args: WorkerOptions, store: Arc<dyn Store>, settings: &Settin
         let rest = if idle { poll.saturating_sub(waited) } else { Duration::ZERO };
         tokio::select! {
             _ = tokio::time::sleep(rest) => {}
+            _ = child_exited(&mut child_exits), if !running.is_empty() => {}
             _ = &mut ctrl_c, if !stopping => {
                 println!("Stopping: no new runs; waiting for {} running", running.len());
                 stopping = true;
             }
         }
+    }
+}
+
+#[cfg(unix)]
+type ChildExits = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type ChildExits = Option<()>;
+
+fn child_exits() -> ChildExits {
+    #[cfg(unix)]
+    return tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()).ok();
+    #[cfg(not(unix))]
+    None
+}
+
+/// Ends when a child process of the worker exits (never where that cannot
+/// be heard: the poll still notices).
+async fn child_exited(exits: &mut ChildExits) {
+    match exits {
+        #[cfg(unix)]
+        Some(signal) => {
+            signal.recv().await;
+        }
+        _ => std::future::pending().await,
     }
 }
 
