@@ -274,3 +274,62 @@ async fn a_partition_past_its_deadline_fires_once_and_a_loaded_one_never() {
     assert_eq!(grid.counts.get("stale"), Some(&1));
     assert!(grid.cells.iter().all(|c| c.due == Some(deadline)));
 }
+
+#[tokio::test]
+async fn a_dataset_partition_not_written_by_its_deadline_fires_once() {
+    use chrono::Datelike;
+    let (_dir, store) = store().await;
+    let now = Utc::now();
+    let month = format!("{}-{:02}", now.year(), now.month());
+    let policy: headwater_core::partition::DatasetPolicy = serde_json::from_value(json!({
+        "time": {"every": "month", "start": month, "end": month, "timezone": "UTC"},
+        "freshness": {"within": "2d 9h"}
+    }))
+    .unwrap();
+    let partition = format!("year={}/month={:02}", now.year(), now.month());
+    // The yellow lake has this month; the green lake does not.
+    for name in ["yellow-lake", "green-lake"] {
+        store.set_dataset_policy(name, Some(&policy), now).await.unwrap();
+    }
+    let written = headwater_core::DatasetVersion {
+        dataset: "yellow-lake".into(),
+        partition: partition.clone(),
+        version: 0,
+        location: "file:///lake/yellow/data.parquet".into(),
+        rows: 10,
+        bytes: 100,
+        schema: vec![],
+        flow_run_id: None,
+        written: now,
+        inputs: vec![],
+        source: None,
+        source_check: None,
+    };
+    store.record_dataset_write(&written, false).await.unwrap();
+    store
+        .apply_automation(&automation(
+            json!({"name": "stale-lakes", "trigger": {"type": "dataset-stale", "datasets": ["yellow-lake", "green-lake"]},
+                   "actions": [{"type": "notify", "block": "nowhere", "body": "{{ partition }} of {{ dataset }}"}]}),
+            Duration::seconds(1),
+        ))
+        .await
+        .unwrap();
+    let deadline = policy.spec().deadline(&policy.spec().parse_key(&format!("month={month}")).unwrap()).unwrap();
+    let config = EngineConfig { periodic_every: std::time::Duration::ZERO, ..EngineConfig::default() };
+    let mut engine = Engine::new(store.clone(), config.clone());
+    engine.tick_at(deadline - Duration::seconds(1)).await.unwrap();
+    assert!(deliveries(store.as_ref(), "stale-lakes").await.is_empty(), "nothing is due yet");
+    engine.tick_at(deadline + Duration::minutes(1)).await.unwrap();
+    engine.tick_at(deadline + Duration::minutes(2)).await.unwrap();
+    Engine::new(store.clone(), config).tick_at(deadline + Duration::hours(1)).await.unwrap();
+    let ds = deliveries(store.as_ref(), "stale-lakes").await;
+    assert_eq!(ds.len(), 1, "once, for the green lake only: {ds:?}");
+    let event = &ds[0].event;
+    assert_eq!((event.dataset.as_deref(), event.partition.as_deref()), (Some("green-lake"), Some(partition.as_str())));
+    assert!(event.summary.contains("has not been written"), "{}", event.summary);
+    let parts =
+        headwater_store::freshness::dataset_partitions(store.as_ref(), "green-lake", deadline + Duration::hours(1))
+            .await
+            .unwrap();
+    assert!(parts.len() == 1 && parts[0].stale, "the dataset's grid marks it: {parts:?}");
+}

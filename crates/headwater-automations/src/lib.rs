@@ -25,6 +25,7 @@ use headwater_core::{
     Automation, AutomationEvent, Delivery, DeliveryOutcome, Deployment, FlowRun, State, StateType, Trigger,
 };
 use headwater_store::backfills::{newly_stale, BackfillError};
+use headwater_store::freshness::{newly_late, FreshnessError};
 use headwater_store::{AutomationOutbox, Cursor, FlowRunFilter, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -298,6 +299,7 @@ impl Engine {
                         work_pool: run.work_pool.clone(),
                         worker: None,
                         partition: None,
+                        dataset: None,
                         flow_run: Some(run),
                     });
                 }
@@ -331,10 +333,12 @@ impl Engine {
                         work_pool: Some(pool),
                         worker,
                         partition: None,
+                        dataset: None,
                     });
                 }
             }
-            Trigger::DatasetStale { deployments: names } => {
+            Trigger::DatasetStale { deployments: names, datasets: dataset_names } => {
+                let every = names.is_empty() && dataset_names.is_empty();
                 // Deadlines that passed while the automation existed, and
                 // recently enough that their deliveries are still kept
                 // (older ones have fired, or passed before it was made).
@@ -344,7 +348,7 @@ impl Engine {
                     .flatten()
                     .max()
                     .unwrap_or(lookback);
-                for d in deployments.iter().filter(|d| names.is_empty() || names.contains(&d.name)) {
+                for d in deployments.iter().filter(|d| every || names.contains(&d.name)) {
                     let stale = match newly_stale(self.store.as_ref(), d, since, now).await {
                         Ok(s) => s,
                         Err(BackfillError::Store(e)) => return Err(e.into()),
@@ -374,6 +378,47 @@ impl Engine {
                             work_pool: d.work_pool.clone(),
                             worker: None,
                             partition: Some(p.partition),
+                            dataset: None,
+                        });
+                    }
+                }
+                let datasets = if every {
+                    self.store.list_datasets().await?
+                } else {
+                    let mut found = Vec::new();
+                    for n in dataset_names {
+                        found.extend(self.store.read_dataset(n).await?);
+                    }
+                    found
+                };
+                for ds in datasets {
+                    let Some(policy) = &ds.policy else { continue };
+                    let late = match newly_late(self.store.as_ref(), &ds.name, policy, since, now).await {
+                        Ok(l) => l,
+                        Err(FreshnessError::Store(e)) => return Err(e.into()),
+                        Err(e) => {
+                            tracing::warn!("automation '{}': dataset '{}': {e}", a.name, ds.name);
+                            continue;
+                        }
+                    };
+                    for p in late {
+                        events.push(AutomationEvent {
+                            kind: "dataset-stale".into(),
+                            key: format!("stale:dataset:{}:{}:{}", ds.name, p.partition, p.due.timestamp()),
+                            occurred: now,
+                            summary: format!(
+                                "Partition {} of dataset '{}' is stale: it was due by {} and has not been written",
+                                p.partition,
+                                ds.name,
+                                p.due.format("%Y-%m-%d %H:%M UTC")
+                            ),
+                            state: None,
+                            flow_run: None,
+                            deployment: None,
+                            work_pool: None,
+                            worker: None,
+                            partition: Some(p.partition),
+                            dataset: Some(ds.name.clone()),
                         });
                     }
                 }
@@ -414,6 +459,7 @@ impl Engine {
                         work_pool: d.work_pool.clone(),
                         worker: None,
                         partition: None,
+                        dataset: None,
                     });
                 }
             }
@@ -515,6 +561,7 @@ fn state_event(seq: i64, run: &FlowRun, state: &State, deployment: Option<&str>)
         work_pool: run.work_pool.clone(),
         worker: None,
         partition: None,
+        dataset: None,
         flow_run: Some(run),
     }
 }

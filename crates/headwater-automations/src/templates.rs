@@ -56,6 +56,7 @@ pub(crate) fn context(automation: &str, event: &AutomationEvent, ui_url: &str) -
         "work_pool": event.work_pool,
         "worker": event.worker,
         "partition": event.partition,
+        "dataset": event.dataset,
         "ui_url": ui,
     })
 }
@@ -107,6 +108,7 @@ mod tests {
             work_pool: None,
             worker: None,
             partition: None,
+            dataset: None,
         };
         let ctx = context("on-failure", &event, "http://hw.example:4200/");
         let text = render(DEFAULT_SLACK_BODY, &ctx).unwrap();

@@ -198,7 +198,9 @@ fn trigger_words(t: &Trigger) -> String {
         Trigger::DeploymentNoSuccess { deployments, within } => {
             format!("no success in {}{}", secs(*within), only("deployments", deployments))
         }
-        Trigger::DatasetStale { deployments } => format!("partition stale{}", only("deployments", deployments)),
+        Trigger::DatasetStale { deployments, datasets } => {
+            format!("partition stale{}{}", only("deployments", deployments), only("datasets", datasets))
+        }
     }
 }
 

@@ -34,7 +34,8 @@ pub struct BackfillArgs {
     /// Only these values of a static dimension: `color=yellow,green` (repeatable).
     #[arg(long = "partition", value_name = "NAME=VALUES")]
     partitions: Vec<String>,
-    /// Which partitions to run: missing (no completed run), failed, or all.
+    /// Which partitions to run: missing (no completed run), failed, all, or
+    /// stale (missing, and those whose source changed: `dataset check-sources`).
     #[arg(long, default_value = "missing")]
     only: String,
     /// At most this many runs at once (the server holds the rest back).
@@ -316,7 +317,7 @@ pub async fn partition(cmd: PartitionCmd, store: &dyn Store) -> Result<()> {
     let PartitionCmd::Ls { name, json } = cmd;
     if store.read_deployment(&name).await?.is_none() {
         if store.read_dataset(&name).await?.is_some() {
-            let parts = store.list_partitions(&name).await?;
+            let parts = headwater_store::freshness::dataset_partitions(store, &name, chrono::Utc::now()).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&parts)?);
                 return Ok(());
@@ -328,17 +329,29 @@ pub async fn partition(cmd: PartitionCmd, store: &dyn Store) -> Result<()> {
                 "ROWS",
                 "RUN",
                 "WRITTEN",
+                "DUE",
             ]);
+            let time = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M:%S").to_string();
             for p in &parts {
+                let v = p.version.as_ref();
+                let mut due = p.due.map(time).unwrap_or_else(|| "-".into());
+                if p.source_changed {
+                    due.push_str(" ~ source changed");
+                } else if p.stale {
+                    due.push_str(" ! late");
+                }
                 t.add_row(vec![
                     p.partition.clone(),
-                    p.version.to_string(),
-                    p.rows.to_string(),
-                    p.flow_run_id.map(|u| u.to_string()).unwrap_or_else(|| "-".into()),
-                    p.written.format("%Y-%m-%d %H:%M:%S").to_string(),
+                    v.map_or("-".into(), |v| v.version.to_string()),
+                    v.map_or("-".into(), |v| v.rows.to_string()),
+                    v.and_then(|v| v.flow_run_id).map(|u| u.to_string()).unwrap_or_else(|| "-".into()),
+                    v.map_or("-".into(), |v| time(v.written)),
+                    due,
                 ]);
             }
             println!("{t}");
+            let stale = parts.iter().filter(|p| p.stale).count();
+            println!("{} partition(s), {stale} stale", parts.len());
             return Ok(());
         }
         bail!("no deployment or dataset named '{name}' (see `headwater deployment ls`, `headwater dataset ls`)");
@@ -353,7 +366,8 @@ pub async fn partition(cmd: PartitionCmd, store: &dyn Store) -> Result<()> {
     let mut t = Table::new();
     t.load_preset(presets::UTF8_BORDERS_ONLY).set_header(header);
     // Each cell: the latest run's state, the rows it wrote, and `!` when
-    // stale (past its freshness deadline without a completed run).
+    // stale (past its freshness deadline without a completed run, or `~`
+    // when made from a file that changed on the web since).
     let by_place: std::collections::HashMap<(Option<&str>, &str), String> = grid
         .cells
         .iter()
@@ -362,7 +376,9 @@ pub async fn partition(cmd: PartitionCmd, store: &dyn Store) -> Result<()> {
             if let Some(rows) = c.rows {
                 text.push_str(&format!(" {rows}"));
             }
-            if c.stale {
+            if c.source_changed {
+                text.push_str(" ~");
+            } else if c.stale {
                 text.push_str(" !");
             }
             ((c.time.as_deref(), c.column.as_str()), text)
@@ -380,5 +396,8 @@ pub async fn partition(cmd: PartitionCmd, store: &dyn Store) -> Result<()> {
     println!("{t}");
     let counts: Vec<String> = grid.counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
     println!("{} partition(s): {}", grid.cells.len(), counts.join(", "));
+    if grid.cells.iter().any(|c| c.stale) {
+        println!("! past its freshness deadline, ~ its source changed on the web (run them with `--only stale`)");
+    }
     Ok(())
 }

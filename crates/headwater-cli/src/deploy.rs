@@ -91,11 +91,12 @@ pub async fn deploy(args: DeployArgs, store: &dyn Store) -> Result<()> {
     // Checked before anything is applied, so a bad automation stops the
     // deployments too.
     let automations = crate::automations::read_automations(&shown, &document)?;
+    let datasets = headwater_core::parse_datasets(&shown, &document)?;
     let deployments = {
         let templates = Templates { env: &env, variables: &variables };
         parse_manifest_with(&shown, document, &templates, Utc::now())?
     };
-    let chosen: Vec<Deployment> = if deployments.is_empty() && !automations.is_empty() {
+    let chosen: Vec<Deployment> = if deployments.is_empty() && !(automations.is_empty() && datasets.is_empty()) {
         Vec::new()
     } else if args.all {
         deployments
@@ -152,6 +153,18 @@ pub async fn deploy(args: DeployArgs, store: &dyn Store) -> Result<()> {
         if stored.paused {
             println!("  the deployment is paused: `headwater deployment resume {}`", stored.name);
         }
+    }
+    for d in &datasets {
+        store.set_dataset_policy(&d.name, Some(&d.policy()), Utc::now()).await?;
+        let secs = d.freshness.within.0;
+        let parts = [(secs / 86_400, "d"), (secs % 86_400 / 3_600, "h"), (secs % 3_600 / 60, "m"), (secs % 60, "s")];
+        let within: Vec<String> = parts.iter().filter(|(n, _)| *n > 0).map(|(n, u)| format!("{n}{u}")).collect();
+        println!(
+            "Dataset '{}': each {} partition is due {} after it ends",
+            d.name,
+            serde_json::to_value(d.time.every)?.as_str().unwrap_or_default(),
+            if within.is_empty() { "0s".to_string() } else { within.join(" ") }
+        );
     }
     crate::automations::apply(store, &automations).await?;
     Ok(())

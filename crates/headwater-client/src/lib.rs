@@ -7,11 +7,11 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use headwater_core::partition::Backfill;
+use headwater_core::partition::{Backfill, DatasetPolicy};
 use headwater_core::{
     Acquired, Artifact, Automation, BlockDocument, BlockType, ConcurrencyLimit, Dataset, DatasetVersion, Delivery,
-    Deployment, Flow, FlowRun, LogRecord, RunWrite, SlotRequest, StateRecord, TaskRun, Variable, WorkPool, WorkQueue,
-    WorkerStatus,
+    Deployment, Flow, FlowRun, LogRecord, RunWrite, SlotRequest, SourceCheck, StateRecord, TaskRun, Variable,
+    VersionRef, WorkPool, WorkQueue, WorkerStatus,
 };
 use headwater_store::{
     ArtifactFilter, ArtifactStore, AutomationStore, BackfillStore, BlockStore, ConcurrencyStore, DatasetStore,
@@ -371,6 +371,22 @@ impl DatasetStore for ApiClient {
             out.extend(got);
         }
         Ok(out)
+    }
+
+    async fn set_dataset_policy(
+        &self,
+        name: &str,
+        policy: Option<&DatasetPolicy>,
+        _now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<()> {
+        self.call::<_, serde_json::Value>(Method::PUT, &format!("/datasets/{}/policy", encode(name)), Some(&policy))
+            .await?;
+        Ok(())
+    }
+
+    async fn record_source_check(&self, version: &VersionRef, check: &SourceCheck) -> Result<bool> {
+        let body = serde_json::json!({ "version": version, "check": check });
+        Ok(self.post::<_, bool>("/datasets/source_checks", &body).await?.unwrap_or(false))
     }
 }
 

@@ -105,9 +105,14 @@ pub enum Trigger {
     /// (`partitions.freshness`) passed its deadline without a completed
     /// run (once per partition and deadline).
     DatasetStale {
-        /// Only these deployments (empty: every one with a policy).
+        /// Only these deployments; with `datasets` also empty, every
+        /// deployment and dataset with a freshness policy.
         #[serde(default)]
         deployments: Vec<String>,
+        /// Only these datasets (their policy from `datasets:` in
+        /// headwater.yaml).
+        #[serde(default)]
+        datasets: Vec<String>,
     },
 }
 
@@ -357,6 +362,10 @@ pub struct AutomationEvent {
     /// The partition the event is about (`color=yellow/month=2019-01`).
     #[serde(default)]
     pub partition: Option<String>,
+    /// The dataset the event is about (a `dataset-stale` event of a
+    /// dataset's own policy).
+    #[serde(default)]
+    pub dataset: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -33,6 +33,66 @@ pub struct DatasetVersion {
     /// month): the lineage upstream → downstream.
     #[serde(default)]
     pub inputs: Vec<VersionRef>,
+    /// The file on the web it was made from, as its server described it
+    /// when it was downloaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceStamp>,
+    /// The latest look at that file since (`headwater dataset check-sources`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_check: Option<SourceCheck>,
+}
+
+impl DatasetVersion {
+    /// Whether the latest look at its source found a different file: the
+    /// partition is stale even if its run completed.
+    pub fn source_changed(&self) -> bool {
+        self.source_check.as_ref().is_some_and(|c| c.changed)
+    }
+}
+
+/// A file on the web as its server described it: what tells one version
+/// of the file from the next.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SourceStamp {
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+    /// Bytes, from `Content-Length`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+}
+
+impl SourceStamp {
+    /// Whether `now` describes another file than `self`: by ETag when both
+    /// have one, else by Last-Modified, and by size whenever both know it.
+    /// None when the two share nothing to compare (the server says too
+    /// little to tell).
+    pub fn changed_in(&self, now: &SourceStamp) -> Option<bool> {
+        let by_validator = match (&self.etag, &now.etag, &self.last_modified, &now.last_modified) {
+            (Some(a), Some(b), _, _) => Some(a != b),
+            (_, _, Some(a), Some(b)) => Some(a != b),
+            _ => None,
+        };
+        let by_size = match (self.size, now.size) {
+            (Some(a), Some(b)) => Some(a != b),
+            _ => None,
+        };
+        match (by_validator, by_size) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(false) || b.unwrap_or(false)),
+        }
+    }
+}
+
+/// What a later look at a version's source found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SourceCheck {
+    pub seen: SourceStamp,
+    pub checked: DateTime<Utc>,
+    /// The file differs from the one the version was made from.
+    pub changed: bool,
 }
 
 /// One version of one dataset partition, named.
@@ -62,6 +122,10 @@ pub struct Dataset {
     pub bytes: u64,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
+    /// When each time partition must be written by (`headwater.yaml`
+    /// `datasets:`); late ones are stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<crate::partition::DatasetPolicy>,
 }
 
 /// The dataset's schema after a write of `incoming`: the same columns with
@@ -110,6 +174,31 @@ pub fn check_schema(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_source_changed_when_its_validator_or_size_differs() {
+        use super::SourceStamp;
+        let stamp = |etag: Option<&str>, modified: Option<&str>, size: Option<u64>| SourceStamp {
+            url: "http://x/yellow_tripdata_2019-01.csv.gz".into(),
+            etag: etag.map(String::from),
+            last_modified: modified.map(String::from),
+            size,
+        };
+        let was = stamp(Some("\"a\""), Some("Mon, 01 Jan 2024 00:00:00 GMT"), Some(100));
+        assert_eq!(was.changed_in(&was.clone()), Some(false));
+        // ETag decides over Last-Modified when both have one.
+        assert_eq!(was.changed_in(&stamp(Some("\"b\""), Some("Mon, 01 Jan 2024 00:00:00 GMT"), Some(100))), Some(true));
+        assert_eq!(
+            was.changed_in(&stamp(Some("\"a\""), Some("Tue, 02 Jan 2024 00:00:00 GMT"), Some(100))),
+            Some(false)
+        );
+        // Without ETags, Last-Modified; a size change is a change either way.
+        assert_eq!(was.changed_in(&stamp(None, Some("Tue, 02 Jan 2024 00:00:00 GMT"), Some(100))), Some(true));
+        assert_eq!(was.changed_in(&stamp(Some("\"a\""), None, Some(101))), Some(true));
+        assert_eq!(was.changed_in(&stamp(None, None, Some(100))), Some(false));
+        // Nothing to compare: cannot tell.
+        assert_eq!(stamp(Some("\"a\""), None, None).changed_in(&stamp(None, Some("x"), None)), None);
+    }
+
     use super::*;
 
     fn col(name: &str, t: &str) -> Column {

@@ -315,6 +315,10 @@ struct ManifestFile {
     #[serde(default)]
     #[allow(dead_code)]
     automations: Option<Value>,
+    /// Read by [`parse_datasets`].
+    #[serde(default)]
+    #[allow(dead_code)]
+    datasets: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -597,6 +601,50 @@ pub fn parse_automations(
         a.created = now;
         a.updated = now;
         out.push(a);
+    }
+    Ok(out)
+}
+
+/// A dataset's entry in a manifest: its name and freshness policy.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSpec {
+    pub name: String,
+    /// Its time partitions, named the lake's way (`year=2019/month=01`).
+    pub time: crate::partition::TimePartitions,
+    /// How soon after its window ends each must be written.
+    pub freshness: crate::partition::Freshness,
+}
+
+impl DatasetSpec {
+    pub fn policy(&self) -> crate::partition::DatasetPolicy {
+        crate::partition::DatasetPolicy { time: self.time.clone(), freshness: self.freshness }
+    }
+}
+
+/// The `datasets:` of a manifest, checked: each a name, its time
+/// partitions and a freshness policy (`time: {every: month, start:
+/// "2019-01"}`, `freshness: {within: 2d 9h}`).
+pub fn parse_datasets(file: &str, document: &Value) -> Result<Vec<DatasetSpec>, ManifestError> {
+    let err = |location: String, reason: String| ManifestError { file: file.to_string(), location, reason };
+    let Some(list) = document.get("datasets") else { return Ok(Vec::new()) };
+    let items = list.as_array().ok_or_else(|| err("datasets".into(), "expected a list of datasets".into()))?;
+    let mut out: Vec<DatasetSpec> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let d: DatasetSpec = serde_path_to_error::deserialize(item).map_err(|e| {
+            let path = e.path().to_string();
+            let at = if path == "." { String::new() } else { format!(".{path}") };
+            err(format!("datasets[{i}]{at}"), e.into_inner().to_string())
+        })?;
+        let at = format!("datasets[{i}] ({})", d.name);
+        if d.name.trim().is_empty() {
+            return Err(err(format!("datasets[{i}].name"), "name the dataset".into()));
+        }
+        d.policy().validate().map_err(|e| err(format!("{at}.{}", e.field), e.reason))?;
+        if out.iter().any(|o| o.name == d.name) {
+            return Err(err(format!("{at}.name"), format!("the name '{}' is used twice", d.name)));
+        }
+        out.push(d);
     }
     Ok(out)
 }
@@ -923,5 +971,25 @@ mod tests {
         assert!(e.contains("no variable named 'x'"), "{e}");
         let e = refused(json!({"deployments": [{"name": "a", "flow": "f", "entrypoint": "{{ blocks.x }}"}]}));
         assert!(e.contains("supported: {{ env.NAME }} and {{ variables.NAME }}"), "{e}");
+    }
+
+    #[test]
+    fn datasets_declare_their_freshness_and_bad_ones_name_the_field() {
+        let doc = json!({"datasets": [{"name": "yellow_trips",
+            "time": {"every": "month", "start": "2019-01", "timezone": "America/New_York"},
+            "freshness": {"within": "2d 9h"}}]});
+        let got = parse_datasets("headwater.yaml", &doc).unwrap();
+        assert_eq!(got[0].name, "yellow_trips");
+        assert_eq!(got[0].policy().freshness.within.0, 2 * 86_400 + 9 * 3_600);
+        // The deployments part of the file does not mind them.
+        assert!(parse_manifest("headwater.yaml", doc, &|_| None, Utc::now()).unwrap().is_empty());
+        let bad = json!({"datasets": [{"name": "yellow_trips",
+            "time": {"every": "month", "start": "2019-01", "timezone": "Mars/Olympus"},
+            "freshness": {"within": "2d"}}]});
+        let e = parse_datasets("headwater.yaml", &bad).unwrap_err();
+        assert_eq!(e.location, "datasets[0] (yellow_trips).time.timezone", "{e}");
+        let unknown = json!({"datasets": [{"name": "y", "time": {"every": "month", "start": "2019-01"},
+            "freshness": {"within": "2d"}, "fresh": true}]});
+        assert!(parse_datasets("headwater.yaml", &unknown).unwrap_err().reason.contains("fresh"));
     }
 }

@@ -33,10 +33,10 @@ pub use automation::{
 pub use block::{validate_block, BlockDocument, BlockType};
 pub use cache::{CacheKey, CachePolicy};
 pub use concurrency::{Acquired, ConcurrencyLimit, SlotLease, SlotRequest};
-pub use dataset::{Column, Dataset, DatasetVersion, RunWrite, VersionRef};
+pub use dataset::{Column, Dataset, DatasetVersion, RunWrite, SourceCheck, SourceStamp, VersionRef};
 pub use deployment::{
-    parse_automations, parse_manifest, parse_manifest_with, CollisionStrategy, Deployment, DeploymentSchedule,
-    ManifestError, PullStep, Templates,
+    parse_automations, parse_datasets, parse_manifest, parse_manifest_with, CollisionStrategy, DatasetSpec, Deployment,
+    DeploymentSchedule, ManifestError, PullStep, Templates,
 };
 pub use error::{CoreError, Result};
 pub use model::{

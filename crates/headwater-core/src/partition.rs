@@ -609,6 +609,50 @@ fn is_key_text(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
+// ---- datasets -----------------------------------------------------------------
+
+/// A freshness policy on a lake dataset: each of its time partitions, named
+/// the lake's way (`year=2019/month=01`, `…/day=05`, `…/hour=07`), must be
+/// written `within` this long after its window ends, or it is stale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetPolicy {
+    pub time: TimePartitions,
+    pub freshness: Freshness,
+}
+
+impl DatasetPolicy {
+    /// The policy as partitions of its own, for the same math as a
+    /// deployment's.
+    pub fn spec(&self) -> PartitionSpec {
+        PartitionSpec {
+            time: Some(self.time.clone()),
+            dimensions: BTreeMap::new(),
+            parameters: BTreeMap::from([("partition".to_string(), "partition".to_string())]),
+            freshness: Some(self.freshness),
+        }
+    }
+
+    /// Its time zone and labels checked; the field is named from the policy
+    /// (`time.start`).
+    pub fn validate(&self) -> Result<(), PartitionError> {
+        self.spec()
+            .validate()
+            .map_err(|e| PartitionError { field: e.field.replacen("partitions.", "", 1), reason: e.reason })
+    }
+
+    /// The lake's name of a key's time partition: `year=2019/month=01`.
+    pub fn lake_partition(key: &PartitionKey) -> Option<String> {
+        let (g, t) = key.time?;
+        let month = format!("year={}/month={:02}", t.year(), t.month());
+        Some(match g {
+            Granularity::Month => month,
+            Granularity::Day => format!("{month}/day={:02}", t.day()),
+            Granularity::Hour => format!("{month}/day={:02}/hour={:02}", t.day(), t.hour()),
+        })
+    }
+}
+
 // ---- backfills ---------------------------------------------------------------
 
 /// Which partitions of a selection a backfill runs.
@@ -624,6 +668,10 @@ pub enum Only {
     /// Every one, done or not; a second run of the same backfill still skips
     /// what this backfill has already completed.
     All,
+    /// What `missing` takes, and the completed ones whose source changed
+    /// since their run (`headwater dataset check-sources` found another file
+    /// on the web).
+    Stale,
 }
 
 impl Only {
@@ -632,6 +680,7 @@ impl Only {
             Only::Missing => "missing",
             Only::Failed => "failed",
             Only::All => "all",
+            Only::Stale => "stale",
         }
     }
 }
@@ -643,7 +692,8 @@ impl std::str::FromStr for Only {
             "missing" => Ok(Only::Missing),
             "failed" => Ok(Only::Failed),
             "all" => Ok(Only::All),
-            other => Err(error("only", format!("'{other}' is not one of missing, failed, all"))),
+            "stale" => Ok(Only::Stale),
+            other => Err(error("only", format!("'{other}' is not one of missing, failed, all, stale"))),
         }
     }
 }
@@ -679,6 +729,9 @@ pub struct LatestRun {
     pub run_id: Uuid,
     pub state: StateType,
     pub backfill_id: Option<Uuid>,
+    /// A version it wrote was made from a file that has changed since.
+    #[serde(default)]
+    pub source_changed: bool,
 }
 
 /// What a backfill will do with each partition of its selection.
@@ -726,6 +779,7 @@ pub fn plan_backfill(keys: &[String], latest: &HashMap<String, LatestRun>, only:
                 continue;
             }
             (PartitionStatus::Completed, Only::All) => last.and_then(|l| l.backfill_id) != Some(backfill),
+            (PartitionStatus::Completed, Only::Stale) => last.is_some_and(|l| l.source_changed),
             (PartitionStatus::Completed, _) => false,
             (PartitionStatus::Failed, _) => true,
             (PartitionStatus::Missing, Only::Failed) => {
@@ -1014,7 +1068,7 @@ mod tests {
         let bf = backfill_id_for_name("b");
         let other = backfill_id_for_name("other");
         let keys: Vec<String> = ["a", "b", "c", "d", "e"].iter().map(|s| s.to_string()).collect();
-        let run = |state, backfill_id| LatestRun { run_id: Uuid::now_v7(), state, backfill_id };
+        let run = |state, backfill_id| LatestRun { run_id: Uuid::now_v7(), state, backfill_id, source_changed: false };
         let latest = HashMap::from([
             ("b".to_string(), run(StateType::Completed, Some(other))),
             ("c".to_string(), run(StateType::Running, Some(bf))),
@@ -1031,11 +1085,43 @@ mod tests {
         assert_eq!(missing.to_run[1].follows, Some(latest["d"].run_id));
         assert_eq!(names(&plan_backfill(&keys, &latest, Only::Failed, bf)), ["d"]);
         assert_eq!(names(&plan_backfill(&keys, &latest, Only::All, bf)), ["a", "b", "d"], "not what it completed");
+        // `stale`: what `missing` takes, and a completed one whose source changed.
+        let mut changed = latest.clone();
+        changed.get_mut("b").unwrap().source_changed = true;
+        assert_eq!(names(&plan_backfill(&keys, &changed, Only::Stale, bf)), ["a", "b", "d"]);
+        assert_eq!(names(&plan_backfill(&keys, &changed, Only::Missing, bf)), ["a", "d"]);
         // The same facts make the same keys; a new latest run makes a new one.
         let again = plan_backfill(&keys, &latest, Only::Missing, bf);
         assert_eq!(again.to_run[0].idempotency_key(bf), missing.to_run[0].idempotency_key(bf));
         let d_again = PlannedRun { partition: "d".into(), follows: Some(Uuid::now_v7()) };
         assert_ne!(d_again.idempotency_key(bf), missing.to_run[1].idempotency_key(bf));
+    }
+
+    #[test]
+    fn a_dataset_policy_names_partitions_the_lake_way() {
+        let policy: DatasetPolicy = serde_json::from_value(json!({
+            "time": {"every": "month", "start": "2019-01", "timezone": "UTC"},
+            "freshness": {"within": "2d 9h"}
+        }))
+        .unwrap();
+        policy.validate().unwrap();
+        let spec = policy.spec();
+        let now: DateTime<Utc> = "2019-04-10T00:00:00Z".parse().unwrap();
+        let keys = spec.keys(&Selection::default(), now).unwrap();
+        let names: Vec<String> = keys.iter().filter_map(DatasetPolicy::lake_partition).collect();
+        assert_eq!(names, ["year=2019/month=01", "year=2019/month=02", "year=2019/month=03"]);
+        assert_eq!(spec.deadline(&keys[2]).unwrap(), "2019-04-03T09:00:00Z".parse::<DateTime<Utc>>().unwrap());
+        let bad = DatasetPolicy {
+            time: TimePartitions { timezone: "Mars/Olympus".into(), ..policy.time.clone() },
+            ..policy.clone()
+        };
+        assert_eq!(bad.validate().unwrap_err().field, "time.timezone");
+        let hourly = DatasetPolicy {
+            time: TimePartitions { every: Granularity::Hour, start: "2019-01-05T07".into(), ..policy.time },
+            ..policy
+        };
+        let first = hourly.spec().keys(&Selection::default(), now).unwrap().remove(0);
+        assert_eq!(DatasetPolicy::lake_partition(&first).unwrap(), "year=2019/month=01/day=05/hour=07");
     }
 
     #[test]

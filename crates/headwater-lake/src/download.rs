@@ -12,12 +12,19 @@ use tokio::io::AsyncWriteExt;
 
 use crate::LakeError;
 
-/// How a download went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// How a download went, and which version of the file it got: what a
+/// catalog records to notice later that the file on the server changed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Downloaded {
     pub bytes: u64,
     /// Attempts that resumed a partial file.
     pub resumed: u32,
+    /// The server's `ETag` and `Last-Modified` for the file, if it sent them.
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    /// The file was already here and the server said it has not changed
+    /// since (304): nothing was downloaded.
+    pub unchanged: bool,
 }
 
 /// How hard to try.
@@ -42,6 +49,11 @@ impl Default for DownloadOptions {
 /// Last-Modified, kept in `dest.part.validator`) goes in an `If-Range`
 /// header, and a server whose file changed answers with the whole new file.
 /// A partial file without a validator is started over.
+///
+/// A whole file already at `dest` is revalidated instead of fetched again:
+/// its validators (kept in `dest.source`) go in `If-None-Match` /
+/// `If-Modified-Since`, and a server that answers 304 Not Modified costs no
+/// download. A changed file is downloaded again.
 pub async fn download(url: &str, dest: &Path, opts: &DownloadOptions) -> Result<Downloaded, LakeError> {
     // HTTPS through rustls needs its process-wide provider (a second install changes nothing).
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -56,6 +68,11 @@ pub async fn download(url: &str, dest: &Path, opts: &DownloadOptions) -> Result<
     let part = dest.with_extension(format!("{}.part", dest.extension().and_then(|e| e.to_str()).unwrap_or("")));
     let validator_file =
         dest.with_extension(format!("{}.part.validator", dest.extension().and_then(|e| e.to_str()).unwrap_or("")));
+    let source_file =
+        dest.with_extension(format!("{}.source", dest.extension().and_then(|e| e.to_str()).unwrap_or("")));
+    if let Some(got) = revalidate(&client, url, dest, &source_file).await {
+        return Ok(got);
+    }
     let mut ours = false;
     let mut resumed = 0;
     let mut delay = opts.first_delay;
@@ -71,10 +88,12 @@ pub async fn download(url: &str, dest: &Path, opts: &DownloadOptions) -> Result<
         let got = fetch(&client, url, &part, have, validator.as_deref(), &validator_file).await;
         ours = true;
         match got {
-            Ok(Fetch::Done(bytes)) => {
+            Ok(Fetch::Done(bytes, validators)) => {
                 tokio::fs::rename(&part, dest).await?;
                 let _ = tokio::fs::remove_file(&validator_file).await;
-                return Ok(Downloaded { bytes, resumed });
+                let _ = tokio::fs::write(&source_file, validators.to_text()).await;
+                let Validators { etag, last_modified } = validators;
+                return Ok(Downloaded { bytes, resumed, etag, last_modified, unchanged: false });
             }
             Ok(Fetch::Fatal(reason)) => return Err(LakeError::Download { url: url.into(), reason }),
             Err(e) => {
@@ -99,8 +118,66 @@ pub async fn download(url: &str, dest: &Path, opts: &DownloadOptions) -> Result<
     })
 }
 
+/// What the server said of the file's version.
+#[derive(Default)]
+struct Validators {
+    etag: Option<String>,
+    last_modified: Option<String>,
+}
+
+impl Validators {
+    fn of(headers: &reqwest::header::HeaderMap) -> Validators {
+        let get = |h| headers.get(h).and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok()).map(String::from);
+        Validators { etag: get(ETAG), last_modified: get(LAST_MODIFIED) }
+    }
+
+    /// Two lines, `etag:` and `last-modified:` (either may be empty).
+    fn to_text(&self) -> String {
+        format!(
+            "etag:{}\nlast-modified:{}\n",
+            self.etag.as_deref().unwrap_or(""),
+            self.last_modified.as_deref().unwrap_or("")
+        )
+    }
+
+    fn from_text(text: &str) -> Validators {
+        let field = |name: &str| {
+            text.lines().find_map(|l| l.strip_prefix(name)).map(str::trim).filter(|v| !v.is_empty()).map(String::from)
+        };
+        Validators { etag: field("etag:"), last_modified: field("last-modified:") }
+    }
+}
+
+/// Asks whether the whole file at `dest` is still the server's; Some when
+/// it is (304), None when it must be downloaded (changed, no file, no
+/// validators, or the server could not say).
+async fn revalidate(client: &reqwest::Client, url: &str, dest: &Path, source_file: &Path) -> Option<Downloaded> {
+    use reqwest::header::{IF_MODIFIED_SINCE, IF_NONE_MATCH};
+    let bytes = tokio::fs::metadata(dest).await.ok()?.len();
+    let known = Validators::from_text(&tokio::fs::read_to_string(source_file).await.ok()?);
+    let mut req = client.get(url);
+    match (&known.etag, &known.last_modified) {
+        (Some(etag), _) => req = req.header(IF_NONE_MATCH, etag),
+        (None, Some(modified)) => req = req.header(IF_MODIFIED_SINCE, modified),
+        (None, None) => return None,
+    }
+    let resp = req.send().await.ok()?;
+    if resp.status() != StatusCode::NOT_MODIFIED {
+        return None;
+    }
+    tracing::info!("{url} has not changed since it was downloaded: keeping {}", dest.display());
+    let now = Validators::of(resp.headers());
+    Some(Downloaded {
+        bytes,
+        resumed: 0,
+        etag: now.etag.or(known.etag),
+        last_modified: now.last_modified.or(known.last_modified),
+        unchanged: true,
+    })
+}
+
 enum Fetch {
-    Done(u64),
+    Done(u64, Validators),
     /// Not worth retrying (404, 403, …).
     Fatal(String),
 }
@@ -135,7 +212,7 @@ async fn fetch(
         }
         StatusCode::RANGE_NOT_SATISFIABLE if have > 0 => {
             // The partial file is already whole.
-            return Ok(Fetch::Done(have));
+            return Ok(Fetch::Done(have, Validators::of(resp.headers())));
         }
         s if s.is_success() => {
             // The server ignored the range, the file changed (If-Range), or
@@ -157,6 +234,7 @@ async fn fetch(
         }
         s => return Ok(Fetch::Fatal(format!("the server answered {s}"))),
     };
+    let validators = Validators::of(resp.headers());
     let mut progress = Progress::new(url, total);
     while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
         file.write_all(&chunk).await.map_err(|e| e.to_string())?;
@@ -171,7 +249,7 @@ async fn fetch(
         }
     }
     progress.done(got);
-    Ok(Fetch::Done(got))
+    Ok(Fetch::Done(got, validators))
 }
 
 struct Progress {

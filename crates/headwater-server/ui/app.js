@@ -583,7 +583,8 @@ async function partitionsView(name) {
   const times = grid.times.length ? grid.times : [''];
   const cell = (c) => {
     const rows = c.rows == null ? '' : `, ${c.rows} rows`;
-    const label = `${c.partition}: ${c.state_name || 'no run yet'}${rows}${c.stale ? ', stale (due ' + when(c.due) + ')' : ''}`;
+    const why = c.source_changed ? ', stale (its source changed on the web)' : c.stale ? ', stale (due ' + when(c.due) + ')' : '';
+    const label = `${c.partition}: ${c.state_name || 'no run yet'}${rows}${why}`;
     const cls = 'hm ' + (c.state_type ? 's-' + c.state_type : 'hm-missing') + (c.stale ? ' hm-stale' : '');
     return c.run_id ? h('a', { class: cls, href: '/runs/' + c.run_id, title: label, 'aria-label': label, 'data-partition': c.partition }, '')
       : h('span', { class: cls, title: label, 'aria-label': label, 'data-partition': c.partition }, '');

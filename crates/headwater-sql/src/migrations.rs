@@ -45,6 +45,7 @@ migrations! {
     16 => "0016_partitions_backfills",
     17 => "0017_dataset_writers",
     18 => "0018_dataset_inputs",
+    19 => "0019_dataset_sources",
 }
 
 /// The newest schema version this build knows.

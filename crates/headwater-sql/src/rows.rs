@@ -115,6 +115,8 @@ pub(crate) fn dataset_version_from(row: &impl Cols) -> Result<DatasetVersion> {
         flow_run_id: row.opt_uuid("flow_run_id")?,
         written: row.time("written")?,
         inputs: row.json("inputs", "dataset version inputs")?,
+        source: row.opt_json("source", "dataset version source")?,
+        source_check: row.opt_json("source_check", "dataset version source check")?,
     })
 }
 

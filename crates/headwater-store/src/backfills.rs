@@ -65,8 +65,13 @@ pub struct PartitionCell {
     pub end_time: Option<DateTime<Utc>>,
     /// When it must be loaded by (the deployment's freshness policy).
     pub due: Option<DateTime<Utc>>,
-    /// Past `due` without a completed run.
+    /// Past `due` without a completed run, or made from a file on the web
+    /// that has changed since (`source_changed`).
     pub stale: bool,
+    /// A version its latest run wrote was made from a file that has
+    /// changed since (`headwater dataset check-sources`).
+    #[serde(default)]
+    pub source_changed: bool,
     /// What the latest run wrote (itself or through its subflows), the
     /// newest version of each dataset partition; filled in grids.
     pub written: Vec<Written>,
@@ -87,6 +92,9 @@ pub struct Written {
     pub location: String,
     /// The versions it was made from.
     pub inputs: Vec<VersionRef>,
+    /// The file on the web it was made from has changed since.
+    #[serde(default)]
+    pub source_changed: bool,
 }
 
 /// A deployment's partitions, each with its latest run.
@@ -145,7 +153,15 @@ async fn latest_runs(store: &dyn Store, deployment: Uuid) -> Result<HashMap<Stri
 
 fn latest_states(runs: &HashMap<String, FlowRun>) -> HashMap<String, LatestRun> {
     runs.iter()
-        .map(|(p, r)| (p.clone(), LatestRun { run_id: r.id, state: r.state.state_type, backfill_id: r.backfill_id }))
+        .map(|(p, r)| {
+            let latest = LatestRun {
+                run_id: r.id,
+                state: r.state.state_type,
+                backfill_id: r.backfill_id,
+                source_changed: false,
+            };
+            (p.clone(), latest)
+        })
         .collect()
 }
 
@@ -174,7 +190,17 @@ pub async fn start_backfill(
         .unwrap_or_else(|| default_backfill_name(&deployment.name, &request.selection, request.only));
     let id = backfill_id_for_name(&name);
     let existing = store.read_backfill(&id.to_string()).await?;
-    let latest = latest_states(&latest_runs(store, deployment.id).await?);
+    let runs = latest_runs(store, deployment.id).await?;
+    let mut latest = latest_states(&runs);
+    if request.only == Only::Stale {
+        // Which completed runs wrote a version whose source changed since.
+        let done: Vec<Uuid> =
+            runs.values().filter(|r| r.state.state_type == StateType::Completed).map(|r| r.id).collect();
+        let written = written_by(store, &done).await?;
+        for l in latest.values_mut() {
+            l.source_changed = written.get(&l.run_id).is_some_and(|w| w.values().any(|w| w.source_changed));
+        }
+    }
     let names: Vec<String> = keys.iter().map(ToString::to_string).collect();
     let plan = plan_backfill(&names, &latest, request.only, id);
     let mut partitions = existing.as_ref().map(|b| b.partitions.clone()).unwrap_or_default();
@@ -302,6 +328,7 @@ fn cell(
         column: key.map(PartitionKey::static_label).unwrap_or_default(),
         due: freshness.and_then(|(s, k)| s.deadline(k)),
         stale: freshness.is_some_and(|(s, k)| s.is_stale(k, state, now)),
+        source_changed: false,
         written: Vec::new(),
         rows: None,
         status: PartitionStatus::of(state),
@@ -349,17 +376,20 @@ pub async fn backfill_report(store: &dyn Store, name: &str) -> Result<BackfillRe
     Ok(BackfillReport { counts: count(&partitions), backfill, partitions })
 }
 
-/// Fills each cell's `written` and `rows` from what its latest run wrote.
-async fn fill_written(store: &dyn Store, cells: &mut [PartitionCell]) -> Result<(), StoreError> {
-    let runs: Vec<Uuid> = cells.iter().filter_map(|c| c.run_id).collect();
-    if runs.is_empty() {
-        return Ok(());
-    }
+/// What each of `runs` wrote, the newest version of each dataset partition.
+async fn written_by(
+    store: &dyn Store,
+    runs: &[Uuid],
+) -> Result<HashMap<Uuid, BTreeMap<(String, String), Written>>, StoreError> {
     // Oldest first: a later version of the same dataset partition (a
     // retry, a subflow run twice) replaces the earlier one.
     let mut by_run: HashMap<Uuid, BTreeMap<(String, String), Written>> = HashMap::new();
-    for w in store.versions_written_by(&runs).await? {
+    if runs.is_empty() {
+        return Ok(by_run);
+    }
+    for w in store.versions_written_by(runs).await? {
         let v = w.version;
+        let source_changed = v.source_changed();
         by_run.entry(w.run_id).or_default().insert(
             (v.dataset.clone(), v.partition.clone()),
             Written {
@@ -367,11 +397,20 @@ async fn fill_written(store: &dyn Store, cells: &mut [PartitionCell]) -> Result<
                 partition: v.partition,
                 version: v.version,
                 rows: v.rows,
+                source_changed,
                 location: v.location,
                 inputs: v.inputs,
             },
         );
     }
+    Ok(by_run)
+}
+
+/// Fills each cell's `written` and `rows` from what its latest run wrote,
+/// and marks it stale if a source of it changed.
+async fn fill_written(store: &dyn Store, cells: &mut [PartitionCell]) -> Result<(), StoreError> {
+    let runs: Vec<Uuid> = cells.iter().filter_map(|c| c.run_id).collect();
+    let mut by_run = written_by(store, &runs).await?;
     for c in cells.iter_mut() {
         if let Some(written) = c.run_id.and_then(|id| by_run.remove(&id)) {
             let made_from: std::collections::HashSet<(&str, &str, u32)> = written
@@ -380,6 +419,8 @@ async fn fill_written(store: &dyn Store, cells: &mut [PartitionCell]) -> Result<
                 .collect();
             let sinks = written.values().filter(|w| !made_from.contains(&(&w.dataset, &w.partition, w.version)));
             c.rows = Some(sinks.map(|w| w.rows).sum());
+            c.source_changed = written.values().any(|w| w.source_changed);
+            c.stale |= c.source_changed;
             c.written = written.into_values().collect();
         }
     }

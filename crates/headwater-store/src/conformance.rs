@@ -197,6 +197,7 @@ pub async fn automations_and_their_outbox(store: &dyn Store) {
         work_pool: None,
         worker: None,
         partition: None,
+        dataset: None,
     };
     let now = Utc::now();
     let deliveries = Delivery::for_event(&a, &event, now);
@@ -333,6 +334,8 @@ pub async fn datasets_version_partitions_and_guard_their_schema(store: &dyn Stor
         flow_run_id: Some(Uuid::now_v7()),
         written: t(at),
         inputs: vec![],
+        source: None,
+        source_check: None,
     };
     let v1 = store.record_dataset_write(&write("year=2021/month=01", 100, 1, "Int64"), false).await.unwrap();
     assert_eq!(v1.version, 1);
@@ -405,6 +408,79 @@ pub async fn datasets_version_partitions_and_guard_their_schema(store: &dyn Stor
     let down = crate::lineage::lineage(store, &name).await.unwrap().unwrap();
     assert_eq!((down.upstream, down.downstream), (vec![], vec![table.clone()]));
     assert!(crate::lineage::lineage(store, "no-such-dataset").await.unwrap().is_none());
+
+    // The file on the web a version was made from, and a later look at it.
+    let stamp = headwater_core::SourceStamp {
+        url: format!("http://web/{name}_tripdata_2022-04.csv.gz"),
+        etag: Some("\"v1\"".into()),
+        last_modified: Some("Mon, 01 Jan 2024 00:00:00 GMT".into()),
+        size: Some(10),
+    };
+    let sourced = DatasetVersion { source: Some(stamp.clone()), ..write("year=2022/month=04", 5, 30, "Float64") };
+    let sourced = store.record_dataset_write(&sourced, true).await.unwrap();
+    let current = || async {
+        store.list_partitions(&name).await.unwrap().into_iter().find(|v| v.partition == "year=2022/month=04").unwrap()
+    };
+    assert_eq!((current().await.source, current().await.source_check), (Some(stamp.clone()), None));
+    let at = headwater_core::VersionRef {
+        dataset: name.clone(),
+        partition: "year=2022/month=04".into(),
+        version: sourced.version,
+    };
+    let seen = headwater_core::SourceStamp { etag: Some("\"v2\"".into()), ..stamp.clone() };
+    let check = headwater_core::SourceCheck { seen, checked: t(31), changed: true };
+    assert!(store.record_source_check(&at, &check).await.unwrap());
+    assert_eq!(current().await.source_check, Some(check.clone()));
+    assert!(current().await.source_changed());
+    let missing = headwater_core::VersionRef { version: 99, ..at.clone() };
+    assert!(!store.record_source_check(&missing, &check).await.unwrap(), "no such version");
+    // The partition written again: its new version has not been looked at.
+    let again = DatasetVersion { source: Some(check.seen.clone()), ..write("year=2022/month=04", 6, 32, "Float64") };
+    store.record_dataset_write(&again, true).await.unwrap();
+    assert_eq!((current().await.rows, current().await.source_check), (6, None));
+
+    // A freshness policy on the dataset: the partitions it expects, the late one stale.
+    let policy: headwater_core::partition::DatasetPolicy = serde_json::from_value(json!({
+        "time": {"every": "month", "start": "2022-01", "end": "2022-05", "timezone": "UTC"},
+        "freshness": {"within": "2d"}
+    }))
+    .unwrap();
+    store.set_dataset_policy(&name, Some(&policy), t(40)).await.unwrap();
+    let d = store.read_dataset(&name).await.unwrap().unwrap();
+    assert_eq!((d.policy.as_ref(), d.partitions), (Some(&policy), 7), "the policy is kept, the partitions too");
+    let now: chrono::DateTime<Utc> = "2022-07-01T00:00:00Z".parse().unwrap();
+    let parts = crate::freshness::dataset_partitions(store, &name, now).await.unwrap();
+    let names: Vec<&str> = parts.iter().map(|p| p.partition.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "year=2022/month=01",
+            "year=2022/month=02",
+            "year=2022/month=03",
+            "year=2022/month=04",
+            "year=2022/month=05",
+            "year=2021/month=01",
+            "year=2021/month=02",
+            "year=2021/month=03"
+        ],
+        "what the policy expects, then what else it holds"
+    );
+    let stale: Vec<&str> = parts.iter().filter(|p| p.stale).map(|p| p.partition.as_str()).collect();
+    assert_eq!(stale, ["year=2022/month=05"]);
+    assert_eq!(parts[4].due, Some("2022-06-03T00:00:00Z".parse().unwrap()));
+    assert!(parts[4].version.is_none() && parts[3].version.is_some());
+    let before: chrono::DateTime<Utc> = "2022-01-01T00:00:00Z".parse().unwrap();
+    let late = crate::freshness::newly_late(store, &name, &policy, before, now).await.unwrap();
+    assert_eq!(late.iter().map(|l| l.partition.as_str()).collect::<Vec<_>>(), ["year=2022/month=05"]);
+    // A policy for a dataset nothing has written yet creates it, empty.
+    let planned = format!("{name}-planned");
+    store.set_dataset_policy(&planned, Some(&policy), t(41)).await.unwrap();
+    let empty = store.read_dataset(&planned).await.unwrap().unwrap();
+    assert_eq!((empty.partitions, empty.schema.len(), empty.policy.is_some()), (0, 0, true));
+    let parts = crate::freshness::dataset_partitions(store, &planned, now).await.unwrap();
+    assert_eq!(parts.iter().filter(|p| p.stale).count(), 5, "none written, all late");
+    store.set_dataset_policy(&planned, None, t(42)).await.unwrap();
+    assert!(store.read_dataset(&planned).await.unwrap().unwrap().policy.is_none());
 }
 
 /// The store under test must have a secret key.

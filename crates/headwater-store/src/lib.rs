@@ -15,18 +15,20 @@ pub mod backfills;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+pub mod freshness;
 pub mod lineage;
 pub mod ops;
 pub mod scheduling;
 pub mod secrets;
+pub mod sources;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use headwater_core::partition::Backfill;
+use headwater_core::partition::{Backfill, DatasetPolicy};
 use headwater_core::{
     Acquired, Artifact, Automation, BlockDocument, BlockType, ConcurrencyLimit, Dataset, DatasetVersion, Delivery,
-    DeliveryOutcome, Deployment, Flow, FlowRun, Heartbeat, LogLevel, LogRecord, RunWrite, SlotRequest, StateRecord,
-    StateType, TaskRun, Variable, WorkPool, WorkQueue, WorkerStatus,
+    DeliveryOutcome, Deployment, Flow, FlowRun, Heartbeat, LogLevel, LogRecord, RunWrite, SlotRequest, SourceCheck,
+    StateRecord, StateType, TaskRun, Variable, VersionRef, WorkPool, WorkQueue, WorkerStatus,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -451,6 +453,12 @@ pub trait DatasetStore: Send + Sync {
     /// The versions each of `runs` wrote, itself or through its direct
     /// subflows, oldest first within each [`MAX_RUNS_ASKED`] runs asked.
     async fn versions_written_by(&self, runs: &[Uuid]) -> Result<Vec<RunWrite>>;
+    /// Records the latest look at a version's source; false when there is
+    /// no such version.
+    async fn record_source_check(&self, version: &VersionRef, check: &SourceCheck) -> Result<bool>;
+    /// Sets (or, with None, removes) a dataset's freshness policy; a
+    /// dataset not written yet is created, empty, to hold it.
+    async fn set_dataset_policy(&self, name: &str, policy: Option<&DatasetPolicy>, now: DateTime<Utc>) -> Result<()>;
 }
 
 /// The most runs one statement (or one HTTP request) of
@@ -473,6 +481,7 @@ pub fn dataset_summary(
         bytes: partitions.iter().map(|p| p.bytes).sum(),
         created,
         updated,
+        policy: None,
     }
 }
 

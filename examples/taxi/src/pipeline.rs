@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use arrow::record_batch::RecordBatch;
 use headwater::blocks::{BlockExt, DuckDbWarehouse, LocalFileSystem};
 use headwater::prelude::*;
-use headwater_core::{Column, DatasetVersion, VersionRef};
+use headwater_core::{Column, DatasetVersion, SourceStamp, VersionRef};
 use headwater_duckdb::Warehouse;
 use headwater_lake::download::{download, DownloadOptions};
 use headwater_lake::{csv_to_parquet, generate, partition_key, schema, transform, Lake};
@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 pub enum Color {
     Yellow,
     Green,
+    /// For-hire vehicles: 7 columns, no passenger counts or fares.
+    Fhv,
 }
 
 impl Color {
@@ -25,7 +27,12 @@ impl Color {
         match self {
             Color::Yellow => "yellow",
             Color::Green => "green",
+            Color::Fhv => "fhv",
         }
+    }
+
+    fn schema(self) -> headwater_lake::schema::CsvSchema {
+        schema::for_color(self.name()).expect("every color has a schema")
     }
 }
 
@@ -78,19 +85,32 @@ async fn lake_from_block(name: &str) -> Result<Lake> {
     Ok(lake)
 }
 
-fn url_key(url: &str) -> String {
-    url.to_string()
+/// A downloaded month: where it is, and which version of the file on the
+/// web it is (recorded with the lake's version, so that a changed file is
+/// noticed by `headwater dataset check-sources`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Fetched {
+    path: String,
+    source: SourceStamp,
 }
 
-/// Downloads a month's file (resuming if interrupted); cached on the URL
-/// for a day, so a re-run does not fetch it again.
-#[task(retries = 3, retry_delay = [1, 5, 10], cache_key_fn = url_key, cache_expiration = "1d", tags = ["extract"])]
-async fn fetch(url: String) -> Result<String> {
+/// Downloads a month's file (resuming if interrupted). A file downloaded
+/// before is revalidated with the server instead (`If-None-Match` /
+/// `If-Modified-Since`): a re-run fetches it again only if it changed on
+/// the web, which a result cache keyed on the URL could not tell.
+#[task(retries = 3, retry_delay = [1, 5, 10], tags = ["extract"])]
+async fn fetch(url: String) -> Result<Fetched> {
     let file = url.rsplit('/').next().context("the URL names no file")?.to_string();
     let dest = work_dir().join("downloads").join(&file);
     let got = download(&url, &dest, &DownloadOptions::default()).await?;
-    info!("downloaded {file}: {:.1} MB{}", got.bytes as f64 / 1e6, if got.resumed > 0 { " (resumed)" } else { "" });
-    Ok(dest.display().to_string())
+    if got.unchanged {
+        info!("{file} has not changed on the server: using the copy downloaded before");
+    } else {
+        let resumed = if got.resumed > 0 { " (resumed)" } else { "" };
+        info!("downloaded {file}: {:.1} MB{resumed}", got.bytes as f64 / 1e6);
+    }
+    let source = SourceStamp { url, etag: got.etag, last_modified: got.last_modified, size: Some(got.bytes) };
+    Ok(Fetched { path: dest.display().to_string(), source })
 }
 
 /// What cleaning a month produced.
@@ -109,8 +129,9 @@ struct Cleaned {
 
 /// CSV → Parquet: timestamps parsed by the schema, snake_case column names,
 /// and (with `drop_passengers`) passenger counts that are missing or zero
-/// dropped, logged before and after. Malformed rows are quarantined; more
-/// than 1 % fails.
+/// dropped, logged before and after (FHV files have no passenger counts:
+/// their trips without a pickup zone are counted instead). Malformed rows
+/// are quarantined; more than 1 % fails.
 #[task(tags = ["transform"])]
 async fn clean(color: Color, csv: String, year: i32, month: u32, drop_passengers: bool) -> Result<Cleaned> {
     let out = work_dir().join("parquet");
@@ -118,10 +139,14 @@ async fn clean(color: Color, csv: String, year: i32, month: u32, drop_passengers
     let parquet = out.join(format!("{}_tripdata_{year}-{month:02}.parquet", color.name()));
     let rejects = out.join(format!("{}_tripdata_{year}-{month:02}.rejects.csv", color.name()));
     let (p, r) = (parquet.clone(), rejects.clone());
-    let schema = schema::for_color(color.name()).expect("yellow and green have schemas");
+    let schema = color.schema();
     let (converted, missing, zero) = tokio::task::spawn_blocking(move || {
         let (mut missing, mut zero) = (0u64, 0u64);
         let mut step = |b: RecordBatch| {
+            if color == Color::Fhv {
+                missing += transform::count_nulls(&b, "PUlocationID")? as u64;
+                return transform::snake_case_names(&b);
+            }
             missing += transform::count_nulls(&b, "passenger_count")? as u64;
             if !drop_passengers {
                 return transform::snake_case_names(&b);
@@ -142,10 +167,14 @@ async fn clean(color: Color, csv: String, year: i32, month: u32, drop_passengers
         parsed.rejected,
         rejects.display()
     );
-    info!(
-        "passenger_count: {missing} missing and {zero} zero dropped; rows: {} before, {} after",
-        parsed.loaded, converted.written
-    );
+    if color == Color::Fhv {
+        info!("PUlocationID: missing on {missing} of {} trips (kept)", converted.written);
+    } else {
+        info!(
+            "passenger_count: {missing} missing and {zero} zero dropped; rows: {} before, {} after",
+            parsed.loaded, converted.written
+        );
+    }
     let file = std::fs::File::open(&parquet)?;
     let meta = parquet_schema(file)?;
     Ok(Cleaned {
@@ -174,7 +203,14 @@ fn parquet_schema(file: std::fs::File) -> Result<Vec<Column>> {
 /// and records the write in the catalog. A schema that conflicts with the
 /// dataset's is refused before anything is uploaded.
 #[task(retries = 2, retry_delay = 2, tags = ["load"])]
-async fn write_to_lake(lake_block: String, dataset: String, year: i32, month: u32, cleaned: Cleaned) -> Result<String> {
+async fn write_to_lake(
+    lake_block: String,
+    dataset: String,
+    year: i32,
+    month: u32,
+    cleaned: Cleaned,
+    source: SourceStamp,
+) -> Result<String> {
     let store = headwater::current_store()?;
     if let Some(d) = store.read_dataset(&dataset).await? {
         headwater_core::dataset::check_schema(&dataset, &d.schema, &cleaned.schema, false)
@@ -203,6 +239,8 @@ async fn write_to_lake(lake_block: String, dataset: String, year: i32, month: u3
                 flow_run_id: headwater::current_flow_run().map(|(id, _)| id),
                 written: chrono::Utc::now(),
                 inputs: vec![],
+                source: Some(source),
+                source_check: None,
             },
             false,
         )
@@ -215,10 +253,10 @@ async fn write_to_lake(lake_block: String, dataset: String, year: i32, month: u3
 /// write it to the lake. Returns the rows written.
 #[flow(name = "etl-web-to-lake", run_name = "{color}-{year}-{month:02}")]
 pub async fn etl_web_to_lake(color: Color, year: i32, month: Month, base_url: String, lake: String) -> Result<u64> {
-    let csv = fetch(generate::month_url(&base_url, color.name(), year, month.0)).await?;
-    let cleaned = clean(color, csv, year, month.0, true).await?;
+    let got = fetch(generate::month_url(&base_url, color.name(), year, month.0)).await?;
+    let cleaned = clean(color, got.path, year, month.0, true).await?;
     let rows = cleaned.rows;
-    write_to_lake(lake, color.name().to_string(), year, month.0, cleaned).await?;
+    write_to_lake(lake, color.name().to_string(), year, month.0, cleaned, got.source).await?;
     Ok(rows)
 }
 
@@ -228,7 +266,7 @@ pub async fn etl_web_to_lake(color: Color, year: i32, month: Month, base_url: St
 #[task(retries = 2, retry_delay = 2, tags = ["postgres"])]
 async fn load_postgres(postgres: String, table: String, color: Color, csv: String) -> Result<u64> {
     let pg = headwater::blocks::PostgresConnection::load(&postgres).await?;
-    let schema = schema::for_color(color.name()).expect("yellow and green have schemas");
+    let schema = color.schema();
     let rejects = PathBuf::from(format!("{}.rejects.csv", csv.trim_end_matches(".gz").trim_end_matches(".csv")));
     let input = headwater_lake::postgres::CsvInput {
         path: Path::new(&csv),
@@ -263,8 +301,8 @@ pub async fn ingest_web_to_postgres(
     postgres: String,
     table: String,
 ) -> Result<u64> {
-    let csv = fetch(generate::month_url(&base_url, color.name(), year, month.0)).await?;
-    load_postgres(postgres, table, color, csv).await
+    let got = fetch(generate::month_url(&base_url, color.name(), year, month.0)).await?;
+    load_postgres(postgres, table, color, got.path).await
 }
 
 /// Loads a month from the lake into the warehouse block — DuckDB, a
@@ -360,6 +398,8 @@ async fn record_warehouse_write(
                     .map(|v| VersionRef { dataset: v.dataset, partition: v.partition, version: v.version })
                     .into_iter()
                     .collect(),
+                source: None,
+                source_check: None,
             },
             true,
         )
@@ -485,7 +525,7 @@ pub async fn demo(args: &[String]) -> Result<()> {
             "--color" => color = serde_json::from_value(serde_json::json!(value()?))?,
             "--rows" => rows = Some(value()?.parse()?),
             other => {
-                bail!("unknown option {other} (options: --months 1,2,3 --year 2021 --color yellow|green --rows N)")
+                bail!("unknown option {other} (options: --months 1,2,3 --year 2021 --color yellow|green|fhv --rows N)")
             }
         }
     }

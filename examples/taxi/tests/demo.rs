@@ -291,7 +291,8 @@ fn expected_rows(file: &Path) -> u64 {
     let text = String::from_utf8(out.stdout).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let col = header.iter().position(|h| *h == "passenger_count").unwrap();
+    // FHV files have no passenger counts: every trip is kept.
+    let Some(col) = header.iter().position(|h| *h == "passenger_count") else { return lines.count() as u64 };
     lines.filter(|l| !matches!(l.split(',').nth(col), Some("" | "0") | None)).count() as u64
 }
 
@@ -349,11 +350,12 @@ async fn backfill_with_a_kill(home: &Path, store: std::sync::Arc<dyn headwater_s
     use headwater_core::StateType;
     use headwater_store::FlowRunFilter;
 
-    // 24 months × 2 colours of generated trips, served on loopback.
+    // 24 months × 2 colours of generated trips, and FHV's 2019 (the
+    // course's job), served on loopback.
     let web = home.join("web");
     let mut expected = std::collections::BTreeMap::new();
-    for color in ["yellow", "green"] {
-        for year in [2019, 2020] {
+    for (color, years) in [("yellow", &[2019, 2020][..]), ("green", &[2019, 2020]), ("fhv", &[2019])] {
+        for &year in years {
             for month in 1..=12u32 {
                 let file = web.join(color).join(headwater_lake::generate::file_name(color, year, month));
                 let rows = 1500 + u64::from(month) * 50 + if color == "green" { 7 } else { 0 };
@@ -399,7 +401,7 @@ async fn backfill_with_a_kill(home: &Path, store: std::sync::Arc<dyn headwater_s
     work_pool: {{name: taxi}}
     partitions:
       time: {{every: month, start: "2019-01", timezone: America/New_York}}
-      static: {{color: [yellow, green]}}
+      static: {{color: [yellow, green, fhv]}}
       parameters: {{color: color, year: year, month: month}}
 "#,
             files.url()
@@ -409,7 +411,18 @@ async fn backfill_with_a_kill(home: &Path, store: std::sync::Arc<dyn headwater_s
     hw(home, api, &["deploy", "--file", manifest.to_str().unwrap()]);
     let d = store.read_deployment("taxi-months").await.unwrap().unwrap();
     let all_runs = FlowRunFilter { deployment_id: Some(d.id), limit: 1000, ..Default::default() };
-    let backfill = ["backfill", "taxi-months", "--from", "2019-01", "--to", "2020-12", "--max-concurrent", "4"];
+    let backfill = [
+        "backfill",
+        "taxi-months",
+        "--from",
+        "2019-01",
+        "--to",
+        "2020-12",
+        "--partition",
+        "color=yellow,green",
+        "--max-concurrent",
+        "4",
+    ];
     hw(home, api, &backfill);
     assert_eq!(store.list_flow_runs(&all_runs).await.unwrap().len(), 48);
 
@@ -471,10 +484,56 @@ async fn backfill_with_a_kill(home: &Path, store: std::sync::Arc<dyn headwater_s
         assert!(std::time::Instant::now() < deadline, "the re-run did not finish");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
+    // FHV's 2019, a backfill of its own.
+    hw(home, api, &["backfill", "taxi-months", "--to", "2019-12", "--partition", "color=fhv", "--max-concurrent", "4"]);
+    assert_eq!(store.list_flow_runs(&all_runs).await.unwrap().len(), 60 + crashed.len());
+    while !settled(&store.list_flow_runs(&all_runs).await.unwrap()) {
+        assert!(std::time::Instant::now() < deadline, "FHV's backfill did not finish");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    // A month changes on the web (more trips): the catalog notices it, the
+    // grid marks it stale, and `--only stale` loads it again, alone.
+    let changed = web.join("yellow").join(headwater_lake::generate::file_name("yellow", 2019, 5));
+    headwater_lake::generate::generate("yellow", 2019, 5, 2222, 0, &changed).unwrap();
+    expected.insert(("yellow".to_string(), 2019, 5), expected_rows(&changed));
+    let outcomes = |home: &Path| {
+        let checked: serde_json::Value =
+            serde_json::from_str(&hw(home, api, &["dataset", "check-sources", "--json"])).unwrap();
+        let mut by: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for r in checked.as_array().unwrap() {
+            let place = format!("{} {}", r["version"]["dataset"].as_str().unwrap(), r["version"]["partition"]);
+            by.entry(r["outcome"].as_str().unwrap().to_string()).or_default().push(place);
+        }
+        by
+    };
+    let seen = outcomes(home);
+    assert_eq!(seen["changed"], ["yellow \"year=2019/month=05\""], "{seen:?}");
+    assert_eq!(seen["unchanged"].len(), 59, "every other lake month ({seen:?})");
+    let grid: serde_json::Value =
+        serde_json::from_str(&hw(home, api, &["partition", "ls", "taxi-months", "--json"])).unwrap();
+    let stale: Vec<&str> = grid["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["source_changed"] == true && c["stale"] == true)
+        .map(|c| c["partition"].as_str().unwrap())
+        .collect();
+    assert_eq!(stale, ["color=yellow/month=2019-05"]);
+    let mut again = backfill.to_vec();
+    again.extend(["--only", "stale"]);
+    hw(home, api, &again);
+    assert_eq!(store.list_flow_runs(&all_runs).await.unwrap().len(), 61 + crashed.len(), "one run: the changed month");
+    while !settled(&store.list_flow_runs(&all_runs).await.unwrap()) {
+        assert!(std::time::Instant::now() < deadline, "the stale month's run did not finish");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(!outcomes(home).contains_key("changed"), "the new version was made from the new file");
     survivor.kill().unwrap();
     survivor.wait().unwrap();
 
-    // Every partition completed exactly once; the re-runs were the crashed ones.
+    // Every partition completed exactly once (the changed month twice); the
+    // re-runs were the crashed ones.
     let runs = store.list_flow_runs(&all_runs).await.unwrap();
     let mut completed = std::collections::BTreeMap::new();
     let mut spans = Vec::new();
@@ -490,14 +549,15 @@ async fn backfill_with_a_kill(home: &Path, store: std::sync::Arc<dyn headwater_s
             assert!(crashed.contains(r.partition.as_ref().unwrap()));
         }
     }
-    assert_eq!(completed.len(), 48, "every partition completed");
-    assert!(completed.values().all(|n| *n == 1), "none twice: {completed:?}");
+    assert_eq!(completed.len(), 60, "every partition completed");
+    assert_eq!(completed.remove("color=yellow/month=2019-05"), Some(2), "the changed month, twice");
+    assert!(completed.values().all(|n| *n == 1), "none other twice: {completed:?}");
     let most = headwater_test_support::most_at_once(spans);
     assert!(most <= 4, "{most} runs of the backfill were active at once; its bound is 4");
 
     // The warehouse holds each month's rows once, as generated.
     let wh = Warehouse::open(&duckdb).unwrap();
-    for color in ["yellow", "green"] {
+    for color in ["yellow", "green", "fhv"] {
         let got: Vec<((String, i32, u32), u64)> = wh
             .month_counts(&format!("{color}_trips"))
             .unwrap()
@@ -513,13 +573,13 @@ async fn backfill_with_a_kill(home: &Path, store: std::sync::Arc<dyn headwater_s
     // The grid (`partition ls --json`) says the same, cell by cell.
     let grid: serde_json::Value =
         serde_json::from_str(&hw(home, api, &["partition", "ls", "taxi-months", "--json"])).unwrap();
-    assert_eq!(grid["counts"]["completed"], 48, "{}", grid["counts"]);
+    assert_eq!(grid["counts"]["completed"], 60, "{}", grid["counts"]);
     for cell in grid["cells"].as_array().unwrap() {
         let color = cell["column"].as_str().unwrap().to_string();
         let (year, month) = cell["time"].as_str().unwrap().split_once('-').unwrap();
         let key = (color, year.parse().unwrap(), month.parse().unwrap());
         let Some(rows) = expected.get(&key) else {
-            // The months since 2021 are in the grid, not yet loaded.
+            // The months since 2021 (and FHV's 2020) are in the grid, not yet loaded.
             assert_eq!((cell["status"].as_str(), &cell["rows"]), (Some("missing"), &serde_json::Value::Null));
             continue;
         };

@@ -20,12 +20,40 @@ async fn files_are_served_and_downloaded_whole() {
     let got = download(&url, &dest, &DownloadOptions::default()).await.unwrap();
     assert_eq!(got.bytes, body.len() as u64);
     assert_eq!(std::fs::read(&dest).unwrap(), body);
+    // Which version of the file it was: what the catalog records as its source.
+    assert!(got.last_modified.as_deref().is_some_and(|m| m.ends_with("GMT")), "{got:?}");
     let missing =
         download(&format!("{}/yellow/nope.csv.gz", server.url()), &out.path().join("n"), &DownloadOptions::default())
             .await
             .unwrap_err();
     assert!(missing.to_string().contains("404"), "{missing}");
     assert!(!out.path().join("n").exists());
+}
+
+/// A file already downloaded is asked about, not fetched again, until the
+/// server's copy changes.
+#[tokio::test]
+async fn a_file_already_here_is_revalidated_and_fetched_again_only_once_changed() {
+    let web = tempfile::tempdir().unwrap();
+    let file = web.path().join("green_tripdata_2020-01.csv.gz");
+    std::fs::write(&file, b"first version").unwrap();
+    let server = FileServer::start(web.path(), 0).await.unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("g.csv.gz");
+    let url = format!("{}/green_tripdata_2020-01.csv.gz", server.url());
+    let first = download(&url, &dest, &DownloadOptions::default()).await.unwrap();
+    assert!(!first.unchanged);
+    let again = download(&url, &dest, &DownloadOptions::default()).await.unwrap();
+    assert!(again.unchanged, "304: {again:?}");
+    assert_eq!((again.bytes, again.last_modified.clone()), (first.bytes, first.last_modified.clone()));
+    // The server's copy changes (a newer modification time, another size).
+    std::fs::write(&file, b"second, longer version").unwrap();
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+    std::fs::File::options().write(true).open(&file).unwrap().set_modified(later).unwrap();
+    let changed = download(&url, &dest, &DownloadOptions::default()).await.unwrap();
+    assert!(!changed.unchanged);
+    assert_ne!(changed.last_modified, first.last_modified);
+    assert_eq!(std::fs::read(&dest).unwrap(), b"second, longer version");
 }
 
 /// A server that drops the first response halfway: the download resumes

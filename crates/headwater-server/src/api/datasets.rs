@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::Json;
-use headwater_core::{Dataset, DatasetVersion, RunWrite};
+use headwater_core::partition::DatasetPolicy;
+use headwater_core::{Dataset, DatasetVersion, RunWrite, SourceCheck, VersionRef};
 use headwater_store::lineage::Lineage;
 use headwater_store::{Store, MAX_RUNS_ASKED};
 use utoipa::ToSchema;
@@ -23,6 +24,8 @@ pub(super) fn routes() -> OpenApiRouter<Arc<dyn Store>> {
         .routes(routes!(dataset_history))
         .routes(routes!(record_dataset_write))
         .routes(routes!(versions_written_by))
+        .routes(routes!(record_source_check))
+        .routes(routes!(set_dataset_policy))
         .routes(routes!(dataset_lineage))
 }
 
@@ -107,4 +110,45 @@ async fn versions_written_by(State(db): Db, Json(w): Json<WrittenBy>) -> ApiResu
         ));
     }
     Ok(Json(db.versions_written_by(&w.runs).await?))
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+struct SourceCheckOf {
+    version: VersionRef,
+    check: SourceCheck,
+}
+
+/// Records a look at the file on the web a version was made from
+/// (`headwater dataset check-sources`); a changed file marks the partition
+/// stale.
+#[utoipa::path(
+    post, path = "/datasets/source_checks", tag = "datasets", request_body = SourceCheckOf,
+    responses((status = 200, body = bool), (status = 404, description = "no such version"))
+)]
+async fn record_source_check(State(db): Db, Json(c): Json<SourceCheckOf>) -> ApiResult<bool> {
+    if db.record_source_check(&c.version, &c.check).await? {
+        Ok(Json(true))
+    } else {
+        let v = &c.version;
+        Err(ApiError::not_found(format!("no version {} of {} partition {}", v.version, v.dataset, v.partition)))
+    }
+}
+
+/// Sets a dataset's freshness policy (`null` removes it); a dataset not
+/// written yet is created, empty, to hold it.
+#[utoipa::path(
+    put, path = "/datasets/{name}/policy", tag = "datasets", params(("name" = String, Path)),
+    request_body = Option<DatasetPolicy>,
+    responses((status = 204, description = "set"), (status = 422, description = "a bad policy; the message names the field"))
+)]
+async fn set_dataset_policy(
+    State(db): Db,
+    Path(name): Path<String>,
+    Json(policy): Json<Option<DatasetPolicy>>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    if let Some(e) = policy.as_ref().and_then(|p| p.validate().err()) {
+        return Err(ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, e.to_string()));
+    }
+    db.set_dataset_policy(&name, policy.as_ref(), chrono::Utc::now()).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }

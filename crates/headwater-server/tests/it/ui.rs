@@ -424,6 +424,8 @@ async fn the_ui_searches_stays_live_pauses_runs_edits_blocks_and_draws_big_timel
             partition: "year=2024/month=01".into(),
             version: 1,
         }],
+        source: None,
+        source_check: None,
     };
     let source = headwater_core::DatasetVersion {
         dataset: "yellow".into(),
@@ -529,6 +531,8 @@ async fn the_partition_heatmap_opens_a_partitions_run() {
         flow_run_id: Some(claimed.id),
         written: Utc::now(),
         inputs: vec![],
+        source: None,
+        source_check: None,
     };
     store.record_dataset_write(&write, false).await.unwrap();
     let server = RunningServer::start(store.clone(), vec![]).await.unwrap();

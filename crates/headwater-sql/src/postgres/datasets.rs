@@ -1,6 +1,7 @@
 //! The lake's catalog: datasets and their partitions' versions. (PostgreSQL)
 
-use headwater_core::RunWrite;
+use headwater_core::partition::DatasetPolicy;
+use headwater_core::{RunWrite, SourceCheck, VersionRef};
 use headwater_store::MAX_RUNS_ASKED;
 
 use super::*;
@@ -40,9 +41,11 @@ impl DatasetStore for PostgresStore {
                 .db()?;
         let mut stored = w.clone();
         stored.version = last.unwrap_or(0) as u32 + 1;
+        // A new version's source has not been looked at since.
+        stored.source_check = None;
         sqlx::query(
             "INSERT INTO dataset_versions (dataset, partition, version, location, rows, bytes, schema, flow_run_id, written, \
-             inputs) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             inputs, source) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&stored.dataset)
         .bind(&stored.partition)
@@ -54,6 +57,7 @@ impl DatasetStore for PostgresStore {
         .bind(stored.flow_run_id)
         .bind(stored.written)
         .bind(Json(&stored.inputs))
+        .bind(stored.source.as_ref().map(Json))
         .execute(&mut *tx)
         .await.db()?;
         tx.commit().await.db()?;
@@ -79,13 +83,15 @@ impl DatasetStore for PostgresStore {
             return Ok(None);
         };
         let partitions = self.list_partitions(name).await?;
-        Ok(Some(dataset_summary(
+        let mut d = dataset_summary(
             name.to_string(),
             row.try_get::<Json<Vec<headwater_core::Column>>, _>("schema").db()?.0,
             row.try_get("created").db()?,
             row.try_get("updated").db()?,
             &partitions,
-        )))
+        );
+        d.policy = crate::dialect::Cols::opt_json(&row, "policy", "dataset policy")?;
+        Ok(Some(d))
     }
 
     async fn list_partitions(&self, dataset: &str) -> Result<Vec<DatasetVersion>> {
@@ -112,6 +118,34 @@ impl DatasetStore for PostgresStore {
             }
         }
         Ok(out)
+    }
+
+    async fn set_dataset_policy(&self, name: &str, policy: Option<&DatasetPolicy>, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO datasets (name, schema, created, updated, policy) VALUES ($1, '[]', $2, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET policy = excluded.policy, updated = excluded.updated",
+        )
+        .bind(name)
+        .bind(now)
+        .bind(policy.map(Json))
+        .execute(&self.pool)
+        .await
+        .db()?;
+        Ok(())
+    }
+
+    async fn record_source_check(&self, v: &VersionRef, check: &SourceCheck) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE dataset_versions SET source_check = $1 WHERE dataset = $2 AND partition = $3 AND version = $4",
+        )
+        .bind(Json(check))
+        .bind(&v.dataset)
+        .bind(&v.partition)
+        .bind(v.version as i32)
+        .execute(&self.pool)
+        .await
+        .db()?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn dataset_history(&self, dataset: &str) -> Result<Vec<DatasetVersion>> {

@@ -1,6 +1,7 @@
 //! The lake's catalog: datasets and their partitions' versions. (SQLite)
 
-use headwater_core::RunWrite;
+use headwater_core::partition::DatasetPolicy;
+use headwater_core::{RunWrite, SourceCheck, VersionRef};
 use headwater_store::MAX_RUNS_ASKED;
 
 use super::*;
@@ -41,9 +42,11 @@ impl DatasetStore for SqliteStore {
                 .db()?;
         let mut stored = w.clone();
         stored.version = last.unwrap_or(0) as u32 + 1;
+        // A new version's source has not been looked at since.
+        stored.source_check = None;
         sqlx::query(
             "INSERT INTO dataset_versions (dataset, partition, version, location, rows, bytes, schema, flow_run_id, written, \
-             inputs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             inputs, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&stored.dataset)
         .bind(&stored.partition)
@@ -55,6 +58,7 @@ impl DatasetStore for SqliteStore {
         .bind(stored.flow_run_id.map(|u| u.to_string()))
         .bind(micros(stored.written))
         .bind(json_text(&stored.inputs))
+        .bind(stored.source.as_ref().map(json_text))
         .execute(&mut *tx)
         .await.db()?;
         tx.commit().await.db()?;
@@ -81,13 +85,15 @@ impl DatasetStore for SqliteStore {
         };
         let schema: String = row.try_get("schema").db()?;
         let partitions = self.list_partitions(name).await?;
-        Ok(Some(dataset_summary(
+        let mut d = dataset_summary(
             name.to_string(),
             serde_json::from_str(&schema).map_err(|e| corrupt("dataset schema", e))?,
             from_micros(row.try_get("created").db()?),
             from_micros(row.try_get("updated").db()?),
             &partitions,
-        )))
+        );
+        d.policy = crate::dialect::Cols::opt_json(&row, "policy", "dataset policy")?;
+        Ok(Some(d))
     }
 
     async fn list_partitions(&self, dataset: &str) -> Result<Vec<DatasetVersion>> {
@@ -115,6 +121,37 @@ impl DatasetStore for SqliteStore {
             }
         }
         Ok(out)
+    }
+
+    async fn set_dataset_policy(&self, name: &str, policy: Option<&DatasetPolicy>, now: DateTime<Utc>) -> Result<()> {
+        let _writing = self.writer.lock().await;
+        sqlx::query(
+            "INSERT INTO datasets (name, schema, created, updated, policy) VALUES (?, '[]', ?, ?, ?) \
+             ON CONFLICT(name) DO UPDATE SET policy = excluded.policy, updated = excluded.updated",
+        )
+        .bind(name)
+        .bind(micros(now))
+        .bind(micros(now))
+        .bind(policy.map(json_text))
+        .execute(&self.pool)
+        .await
+        .db()?;
+        Ok(())
+    }
+
+    async fn record_source_check(&self, v: &VersionRef, check: &SourceCheck) -> Result<bool> {
+        let _writing = self.writer.lock().await;
+        let done = sqlx::query(
+            "UPDATE dataset_versions SET source_check = ? WHERE dataset = ? AND partition = ? AND version = ?",
+        )
+        .bind(json_text(check))
+        .bind(&v.dataset)
+        .bind(&v.partition)
+        .bind(i64::from(v.version))
+        .execute(&self.pool)
+        .await
+        .db()?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn dataset_history(&self, dataset: &str) -> Result<Vec<DatasetVersion>> {
