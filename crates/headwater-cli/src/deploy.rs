@@ -385,7 +385,11 @@ mod tests {
         let keys = months.partitions.as_ref().unwrap().first_keys().unwrap();
         assert_eq!(
             keys.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            ["color=yellow/month=2019-01", "color=green/month=2019-01"]
+            ["color=yellow/month=2019-01", "color=green/month=2019-01", "color=fhv/month=2019-01"]
         );
+        let document: Value = serde_saphyr::from_str(taxi).unwrap();
+        let datasets = headwater_core::parse_datasets("taxi", &document).unwrap();
+        let names: Vec<&str> = datasets.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["yellow_trips", "green_trips", "fhv_trips"]);
     }
 }

@@ -43,10 +43,11 @@ function duration(a, b) {
   return Math.floor(s / 3600) + 'h ' + Math.floor((s % 3600) / 60) + 'm';
 }
 
-function table(headers, rows) {
+/// `classes[i]`, if given, is row i's class.
+function table(headers, rows, classes = []) {
   return h('div', { class: 'table-wrap' }, h('table', {},
     h('thead', {}, h('tr', {}, headers.map((x) => h('th', { scope: 'col' }, x)))),
-    h('tbody', {}, rows.length ? rows.map((r) => h('tr', {}, r.map((c) => h('td', {}, c))))
+    h('tbody', {}, rows.length ? rows.map((r, i) => h('tr', { class: classes[i] || '' }, r.map((c) => h('td', {}, c))))
       : h('tr', {}, h('td', { colspan: headers.length, class: 'muted' }, 'Nothing yet.')))));
 }
 
@@ -818,11 +819,24 @@ async function datasets(main) {
       d.schema.map((c) => `${c.name} ${c.data_type}`).join(', ')])));
 }
 
+/// A dataset's partitions: the current version of each, and, under a
+/// freshness policy, the ones not written yet, late ones marked.
+function partitionTable(parts, writer) {
+  const why = (p) => (p.source_changed ? 'stale: its source changed on the web' : p.stale ? 'stale: late' : '');
+  const rows = parts.map((p) => {
+    const v = p.version || {};
+    return [p.partition, v.version ?? '—', v.rows ?? '—', v.bytes ?? '—', v.location || '—',
+      v.written ? when(v.written) : 'not written', p.version ? writer(v) : '—', when(p.due), why(p)];
+  });
+  return table(['Partition', 'Version', 'Rows', 'Bytes', 'Location', 'Written', 'By', 'Due', 'Fresh?'], rows,
+    parts.map((p) => (p.stale ? 'stale' : '')));
+}
+
 /// A dataset's schema, its partitions (current versions) and every write,
 /// each with the run that wrote it.
 async function dataset(main, name) {
   const path = '/datasets/' + encodeURIComponent(name);
-  const [d, parts, history, lineage] = await Promise.all([api(path), api(path + '/partitions'), api(path + '/history'),
+  const [d, parts, history, lineage] = await Promise.all([api(path), api(path + '/freshness'), api(path + '/history'),
     api(path + '/lineage')]);
   const writer = (v) => (v.flow_run_id ? link('/runs/' + v.flow_run_id, 'run') : '—');
   const datasets = (names) => (names.length ? names.flatMap((n, i) => [i ? ', ' : '', link('/datasets/' + encodeURIComponent(n), n)]) : '—');
@@ -833,8 +847,9 @@ async function dataset(main, name) {
       h('dt', {}, 'Made from'), h('dd', { class: 'upstream' }, datasets(lineage.upstream)),
       h('dt', {}, 'Made into'), h('dd', { class: 'downstream' }, datasets(lineage.downstream))),
     h('h2', {}, 'Schema'), table(['Column', 'Type'], d.schema.map((c) => [c.name, c.data_type])),
-    h('h2', {}, 'Partitions'), table(['Partition', 'Version', 'Rows', 'Bytes', 'Location', 'Written', 'By'],
-      parts.map((v) => [v.partition, v.version, v.rows, v.bytes, v.location, when(v.written), writer(v)])),
+    d.policy ? h('p', { class: 'policy' },
+      `Each ${d.policy.time.every} is due ${duration(new Date(0), new Date(d.policy.freshness.within * 1000))} after it ends.`) : '',
+    h('h2', {}, 'Partitions'), partitionTable(parts, writer),
     h('h2', {}, 'Versions'), table(['Partition', 'Version', 'Rows', 'Written', 'By', 'From'],
       history.map((v) => [v.partition, v.version, v.rows, when(v.written), writer(v), from(v)])));
 }

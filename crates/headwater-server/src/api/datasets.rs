@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::Json;
 use headwater_core::partition::DatasetPolicy;
 use headwater_core::{Dataset, DatasetVersion, RunWrite, SourceCheck, VersionRef};
+use headwater_store::freshness::{DatasetPartition, FreshnessError};
 use headwater_store::lineage::Lineage;
 use headwater_store::{Store, MAX_RUNS_ASKED};
 use utoipa::ToSchema;
@@ -26,6 +27,7 @@ pub(super) fn routes() -> OpenApiRouter<Arc<dyn Store>> {
         .routes(routes!(versions_written_by))
         .routes(routes!(record_source_check))
         .routes(routes!(set_dataset_policy))
+        .routes(routes!(dataset_freshness))
         .routes(routes!(dataset_lineage))
 }
 
@@ -151,4 +153,22 @@ async fn set_dataset_policy(
     }
     db.set_dataset_policy(&name, policy.as_ref(), chrono::Utc::now()).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// Every partition of a dataset: those its freshness policy expects (up to
+/// the newest complete one), written or not, with their due times and
+/// which are stale; then any other it holds.
+#[utoipa::path(
+    get, path = "/datasets/{name}/freshness", tag = "datasets", params(("name" = String, Path)),
+    responses((status = 200, body = Vec<DatasetPartition>), (status = 404, description = "no such dataset"))
+)]
+async fn dataset_freshness(State(db): Db, Path(name): Path<String>) -> ApiResult<Vec<DatasetPartition>> {
+    match headwater_store::freshness::dataset_partitions(db.as_ref(), &name, chrono::Utc::now()).await {
+        Ok(parts) => Ok(Json(parts)),
+        Err(FreshnessError::NoDataset(_)) => Err(ApiError::not_found(format!("no dataset named '{name}'"))),
+        Err(FreshnessError::Invalid(e)) => {
+            Err(ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))
+        }
+        Err(FreshnessError::Store(e)) => Err(e.into()),
+    }
 }

@@ -17,6 +17,7 @@ use headwater_store::conformance;
 /// all). A new route the client should use must not be added here.
 const NOT_CALLED_BY_THE_CLIENT: &[&str] = &[
     "GET /backfills/{name}/report",
+    "GET /datasets/{name}/freshness",
     "GET /datasets/{name}/lineage",
     "GET /deployments/name/{name}/partitions",
     "POST /backfills",

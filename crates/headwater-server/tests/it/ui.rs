@@ -435,6 +435,13 @@ async fn the_ui_searches_stays_live_pauses_runs_edits_blocks_and_draws_big_timel
     };
     store.record_dataset_write(&source, false).await.unwrap();
     store.record_dataset_write(&write, false).await.unwrap();
+    // Its freshness policy expects February too, long overdue.
+    let policy: headwater_core::partition::DatasetPolicy = serde_json::from_value(serde_json::json!({
+        "time": {"every": "month", "start": "2024-01", "end": "2024-02", "timezone": "UTC"},
+        "freshness": {"within": "1d"}
+    }))
+    .unwrap();
+    store.set_dataset_policy("yellow_trips", Some(&policy), Utc::now()).await.unwrap();
     b.goto(&format!("{ui}/datasets")).await;
     b.wait("the datasets", "document.querySelector('a[href=\"/datasets/yellow_trips\"]')").await;
     b.click("a[href='/datasets/yellow_trips']").await;
@@ -445,6 +452,10 @@ async fn the_ui_searches_stays_live_pauses_runs_edits_blocks_and_draws_big_timel
     let upstream = b.js("return document.querySelector('.upstream a').getAttribute('href')").await;
     assert_eq!(upstream, "/datasets/yellow");
     assert!(b.js("return document.body.innerText").await.as_str().unwrap().contains("yellow year=2024/month=01 v1"));
+    // The late month is listed, unwritten, and marked.
+    let late = b.js("return [...document.querySelectorAll('tr.stale')].map((r) => r.cells[0].innerText)").await;
+    assert_eq!(late, serde_json::json!(["year=2024/month=02"]));
+    assert!(b.js("return document.querySelector('.policy').innerText").await.as_str().unwrap().contains("24h"));
     b.screenshot("dataset").await;
 
     // A block from the type's form: a bad port is refused inline; the
