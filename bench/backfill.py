@@ -56,13 +56,27 @@ class Sampler(threading.Thread):
             time.sleep(0.02)
 
 
-def serve(folder):
+def serve(folder, mbps=0.0):
+    """The folder on loopback; each download paced to `mbps` MB/s when
+    given (a stand-in for the web's bandwidth, which loopback does not have)."""
+
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *a, **kw):
             super().__init__(*a, directory=folder, **kw)
 
         def log_message(self, *a):
             pass
+
+        def copyfile(self, source, outputfile):
+            if mbps <= 0:
+                return super().copyfile(source, outputfile)
+            chunk, start, sent = 64 * 1024, time.perf_counter(), 0
+            while data := source.read(chunk):
+                outputfile.write(data)
+                sent += len(data)
+                ahead = sent / (mbps * 1e6) - (time.perf_counter() - start)
+                if ahead > 0:
+                    time.sleep(ahead)
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
@@ -91,6 +105,8 @@ def main():
     ap.add_argument("--headwater-bin", required=True, help="the release folder with headwater, taxi and hw-lake")
     ap.add_argument("--rows", type=int, default=3000, help="trips per colour-month")
     ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--mbps", type=float, default=0.0,
+                    help="pace each download to this many MB/s (default: loopback's speed)")
     args = ap.parse_args()
     hw, taxi, lake = (os.path.join(args.headwater_bin, b) for b in ("headwater", "taxi", "hw-lake"))
     work = tempfile.mkdtemp(prefix="hw-bench-backfill-")
@@ -103,7 +119,7 @@ def main():
                 out = os.path.join(web, c, f"{c}_tripdata_{y}-{m:02}.csv.gz")
                 run([lake, "generate", "--color", c, "--year", str(y), "--month", str(m), "--rows", str(args.rows),
                      "--malformed", "0", out], os.environ.copy())
-    base = serve(web)
+    base = serve(web, args.mbps)
     n = len(colors) * len(years) * 12
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("HEADWATER_")}
     base_env["HEADWATER_LOGGING_CONSOLE"] = "false"
@@ -190,7 +206,8 @@ def main():
     finally:
         stop(server)
 
-    print(f"{n} colour-months of {args.rows} trips, web → lake → DuckDB")
+    web_speed = f", downloads paced to {args.mbps:g} MB/s each" if args.mbps > 0 else ", downloads at loopback speed"
+    print(f"{n} colour-months of {args.rows} trips, web → lake → DuckDB{web_speed}")
     print(f"  sequential etl-parent-flow (4 processes, one after another): {seq_wall:7.2f} s, peak {seq_peak:.0f} MiB")
     print(f"  backfill, --max-concurrent {args.concurrency}, one worker:       {bf_wall:7.2f} s")
     print(f"  ratio (sequential / backfill): {seq_wall / bf_wall:.2f}x")
