@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use headwater_core::automation::next_delivery_attempt;
+use headwater_core::partition::DatasetPolicy;
 use headwater_core::{
     Automation, AutomationEvent, Delivery, DeliveryOutcome, Deployment, FlowRun, State, StateType, Trigger,
 };
@@ -108,7 +109,16 @@ pub struct Engine {
     /// keys keep that from firing twice).
     stale_checked: HashMap<Uuid, DateTime<Utc>>,
     stale_pending: HashMap<Uuid, DateTime<Utc>>,
+    /// The datasets with a freshness policy, as read at the time given:
+    /// read again at most every [`POLICIES_EVERY`], not on every pass (each
+    /// read lists every dataset's partitions).
+    dataset_policies: Option<(DateTime<Utc>, Vec<(String, DatasetPolicy)>)>,
 }
+
+/// How long the datasets' policies are used before they are read again: a
+/// new or changed policy counts within this long (its deadlines are not
+/// missed, only noticed later).
+const POLICIES_EVERY: chrono::Duration = chrono::Duration::minutes(1);
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, config: EngineConfig) -> Engine {
@@ -129,6 +139,7 @@ impl Engine {
             expected_start: HashMap::new(),
             stale_checked: HashMap::new(),
             stale_pending: HashMap::new(),
+            dataset_policies: None,
         }
     }
 
@@ -382,34 +393,32 @@ impl Engine {
                         });
                     }
                 }
-                let datasets = if every {
-                    self.store.list_datasets().await?
-                } else {
-                    let mut found = Vec::new();
-                    for n in dataset_names {
-                        found.extend(self.store.read_dataset(n).await?);
-                    }
-                    found
-                };
-                for ds in datasets {
-                    let Some(policy) = &ds.policy else { continue };
-                    let late = match newly_late(self.store.as_ref(), &ds.name, policy, since, now).await {
+                let fresh =
+                    self.dataset_policies.as_ref().is_some_and(|(at, _)| now - *at < POLICIES_EVERY && *at <= now);
+                if !fresh {
+                    let all = self.store.list_datasets().await?;
+                    let policies = all.into_iter().filter_map(|d| d.policy.map(|p| (d.name, p))).collect();
+                    self.dataset_policies = Some((now, policies));
+                }
+                let policies = self.dataset_policies.as_ref().map(|(_, p)| p.clone()).unwrap_or_default();
+                for (name, policy) in policies.iter().filter(|(n, _)| every || dataset_names.contains(n)) {
+                    let late = match newly_late(self.store.as_ref(), name, policy, since, now).await {
                         Ok(l) => l,
                         Err(FreshnessError::Store(e)) => return Err(e.into()),
                         Err(e) => {
-                            tracing::warn!("automation '{}': dataset '{}': {e}", a.name, ds.name);
+                            tracing::warn!("automation '{}': dataset '{name}': {e}", a.name);
                             continue;
                         }
                     };
                     for p in late {
                         events.push(AutomationEvent {
                             kind: "dataset-stale".into(),
-                            key: format!("stale:dataset:{}:{}:{}", ds.name, p.partition, p.due.timestamp()),
+                            key: format!("stale:dataset:{name}:{}:{}", p.partition, p.due.timestamp()),
                             occurred: now,
                             summary: format!(
                                 "Partition {} of dataset '{}' is stale: it was due by {} and has not been written",
                                 p.partition,
-                                ds.name,
+                                name,
                                 p.due.format("%Y-%m-%d %H:%M UTC")
                             ),
                             state: None,
@@ -418,7 +427,7 @@ impl Engine {
                             work_pool: None,
                             worker: None,
                             partition: Some(p.partition),
-                            dataset: Some(ds.name.clone()),
+                            dataset: Some(name.clone()),
                         });
                     }
                 }

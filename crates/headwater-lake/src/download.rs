@@ -89,6 +89,9 @@ pub async fn download(url: &str, dest: &Path, opts: &DownloadOptions) -> Result<
         ours = true;
         match got {
             Ok(Fetch::Done(bytes, validators)) => {
+                // The old file's validators go first: killed between the
+                // rename and the write, the next run downloads again.
+                let _ = tokio::fs::remove_file(&source_file).await;
                 tokio::fs::rename(&part, dest).await?;
                 let _ = tokio::fs::remove_file(&validator_file).await;
                 let _ = tokio::fs::write(&source_file, validators.to_text()).await;
