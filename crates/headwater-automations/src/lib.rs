@@ -112,8 +112,11 @@ pub struct Engine {
     /// The datasets with a freshness policy, as read at the time given:
     /// read again at most every [`POLICIES_EVERY`], not on every pass (each
     /// read lists every dataset's partitions).
-    dataset_policies: Option<(DateTime<Utc>, Vec<(String, DatasetPolicy)>)>,
+    dataset_policies: Option<(DateTime<Utc>, Vec<NamedPolicy>)>,
 }
+
+/// A dataset's name and its freshness policy.
+type NamedPolicy = (String, DatasetPolicy);
 
 /// How long the datasets' policies are used before they are read again: a
 /// new or changed policy counts within this long (its deadlines are not
