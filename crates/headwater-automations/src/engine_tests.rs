@@ -332,4 +332,27 @@ async fn a_dataset_partition_not_written_by_its_deadline_fires_once() {
             .await
             .unwrap();
     assert!(parts.len() == 1 && parts[0].stale, "the dataset's grid marks it: {parts:?}");
+
+    // The yellow month's file then changes on the web (`dataset check-sources` saw it).
+    let seen =
+        headwater_core::SourceStamp { url: "http://web/yellow.csv.gz".into(), size: Some(2), ..Default::default() };
+    let checked = deadline + Duration::hours(2);
+    let version =
+        headwater_core::VersionRef { dataset: "yellow-lake".into(), partition: partition.clone(), version: 1 };
+    let check = headwater_core::SourceCheck { seen, checked, changed: true };
+    assert!(store.record_source_check(&version, &check).await.unwrap());
+    let mut engine = Engine::new(
+        store.clone(),
+        EngineConfig { periodic_every: std::time::Duration::ZERO, ..EngineConfig::default() },
+    );
+    engine.tick_at(checked + Duration::minutes(1)).await.unwrap();
+    engine.tick_at(checked + Duration::minutes(3)).await.unwrap();
+    let ds = deliveries(store.as_ref(), "stale-lakes").await;
+    assert_eq!(ds.len(), 2, "once more, for the changed source: {ds:?}");
+    let changed: Vec<&str> = ds
+        .iter()
+        .filter(|d| d.event.summary.contains("changed on the web"))
+        .map(|d| d.event.dataset.as_deref().unwrap())
+        .collect();
+    assert_eq!(changed, ["yellow-lake"]);
 }

@@ -109,14 +109,23 @@ pub struct Engine {
     /// keys keep that from firing twice).
     stale_checked: HashMap<Uuid, DateTime<Utc>>,
     stale_pending: HashMap<Uuid, DateTime<Utc>>,
-    /// The datasets with a freshness policy, as read at the time given:
-    /// read again at most every [`POLICIES_EVERY`], not on every pass (each
-    /// read lists every dataset's partitions).
-    dataset_policies: Option<(DateTime<Utc>, Vec<NamedPolicy>)>,
+    /// The datasets' policies and changed sources, read again at most every
+    /// [`POLICIES_EVERY`], not on every pass (each read lists every
+    /// dataset's partitions).
+    dataset_look: Option<DatasetLook>,
+    /// The look each `dataset-stale` automation last took its source
+    /// changes from (they are sent once per look, not on every pass).
+    source_looked: HashMap<Uuid, DateTime<Utc>>,
 }
 
-/// A dataset's name and its freshness policy.
-type NamedPolicy = (String, DatasetPolicy);
+/// What the datasets were like at `at`: their freshness policies, and the
+/// current versions whose source changed on the web.
+#[derive(Clone)]
+struct DatasetLook {
+    at: DateTime<Utc>,
+    policies: Vec<(String, DatasetPolicy)>,
+    changed: Vec<headwater_core::DatasetVersion>,
+}
 
 /// How long the datasets' policies are used before they are read again: a
 /// new or changed policy counts within this long (its deadlines are not
@@ -142,7 +151,8 @@ impl Engine {
             expected_start: HashMap::new(),
             stale_checked: HashMap::new(),
             stale_pending: HashMap::new(),
-            dataset_policies: None,
+            dataset_look: None,
+            source_looked: HashMap::new(),
         }
     }
 
@@ -396,15 +406,50 @@ impl Engine {
                         });
                     }
                 }
-                let fresh =
-                    self.dataset_policies.as_ref().is_some_and(|(at, _)| now - *at < POLICIES_EVERY && *at <= now);
+                let fresh = self.dataset_look.as_ref().is_some_and(|l| now - l.at < POLICIES_EVERY && l.at <= now);
                 if !fresh {
-                    let all = self.store.list_datasets().await?;
-                    let policies = all.into_iter().filter_map(|d| d.policy.map(|p| (d.name, p))).collect();
-                    self.dataset_policies = Some((now, policies));
+                    let mut look = DatasetLook { at: now, policies: Vec::new(), changed: Vec::new() };
+                    for d in self.store.list_datasets().await? {
+                        let versions = self.store.list_partitions(&d.name).await?;
+                        look.changed.extend(versions.into_iter().filter(|v| v.source_changed()));
+                        look.policies.extend(d.policy.map(|p| (d.name, p)));
+                    }
+                    self.dataset_look = Some(look);
                 }
-                let policies = self.dataset_policies.as_ref().map(|(_, p)| p.clone()).unwrap_or_default();
-                for (name, policy) in policies.iter().filter(|(n, _)| every || dataset_names.contains(n)) {
+                let look = self.dataset_look.clone().expect("read above");
+                let watched = |name: &str| every || dataset_names.iter().any(|n| n == name);
+                // Source changes seen since the automation was made (and
+                // within the look-back), once per look: the outbox's keys
+                // keep each version's from firing twice.
+                if self.source_looked.insert(a.id, look.at) != Some(look.at) {
+                    for v in look.changed.iter().filter(|v| watched(&v.dataset)) {
+                        let Some(check) = v.source_check.as_ref().filter(|c| c.checked >= a.created.max(lookback))
+                        else {
+                            continue;
+                        };
+                        let url = v.source.as_ref().map(|s| s.url.as_str()).unwrap_or("its source");
+                        events.push(AutomationEvent {
+                            kind: "dataset-stale".into(),
+                            key: format!("stale:source:{}:{}:{}", v.dataset, v.partition, v.version),
+                            occurred: now,
+                            summary: format!(
+                                "Partition {} of dataset '{}' is stale: {url} changed on the web since version {} was made from it (seen {})",
+                                v.partition,
+                                v.dataset,
+                                v.version,
+                                check.checked.format("%Y-%m-%d %H:%M UTC")
+                            ),
+                            state: None,
+                            flow_run: None,
+                            deployment: None,
+                            work_pool: None,
+                            worker: None,
+                            partition: Some(v.partition.clone()),
+                            dataset: Some(v.dataset.clone()),
+                        });
+                    }
+                }
+                for (name, policy) in look.policies.iter().filter(|(n, _)| watched(n)) {
                     let late = match newly_late(self.store.as_ref(), name, policy, since, now).await {
                         Ok(l) => l,
                         Err(FreshnessError::Store(e)) => return Err(e.into()),
