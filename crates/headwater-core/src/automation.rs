@@ -101,9 +101,11 @@ pub enum Trigger {
         #[schema(value_type = u64)]
         within: Seconds,
     },
-    /// A partition of a deployment with a freshness policy
-    /// (`partitions.freshness`) passed its deadline without a completed
-    /// run (once per partition and deadline).
+    /// A partition is stale: a deployment's partition (`partitions.freshness`)
+    /// passed its deadline without a completed run, a dataset's partition
+    /// (`datasets:`) passed its deadline unwritten (once per partition and
+    /// deadline), or a dataset version's source changed on the web (once
+    /// per version).
     DatasetStale {
         /// Only these deployments; with `datasets` also empty, every
         /// deployment and dataset with a freshness policy.
