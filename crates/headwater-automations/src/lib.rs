@@ -407,7 +407,8 @@ impl Engine {
                     }
                 }
                 let fresh = self.dataset_look.as_ref().is_some_and(|l| now - l.at < POLICIES_EVERY && l.at <= now);
-                if !fresh {
+                // A trigger naming deployments only needs no look at datasets.
+                if !fresh && (every || !dataset_names.is_empty()) {
                     let mut look = DatasetLook { at: now, policies: Vec::new(), changed: Vec::new() };
                     for d in self.store.list_datasets().await? {
                         let versions = self.store.list_partitions(&d.name).await?;
@@ -416,7 +417,10 @@ impl Engine {
                     }
                     self.dataset_look = Some(look);
                 }
-                let look = self.dataset_look.clone().expect("read above");
+                let look = match &self.dataset_look {
+                    Some(l) if every || !dataset_names.is_empty() => l.clone(),
+                    _ => DatasetLook { at: now, policies: Vec::new(), changed: Vec::new() },
+                };
                 let watched = |name: &str| every || dataset_names.iter().any(|n| n == name);
                 // Source changes seen since the automation was made (and
                 // within the look-back), once per look: the outbox's keys
