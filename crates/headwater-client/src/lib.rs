@@ -156,7 +156,14 @@ impl RunRecorder for ApiClient {
         if batch.is_empty() {
             return Ok(());
         }
-        self.post::<_, serde_json::Value>("/batches", batch).await.map(|_| ())
+        self.record_checked(batch).await.map(|_| ())
+    }
+
+    async fn record_checked(&self, batch: &WriteBatch) -> Result<headwater_store::reports::BatchOutcome> {
+        if batch.is_empty() {
+            return Ok(Default::default());
+        }
+        Ok(self.post("/batches", batch).await?.unwrap_or_default())
     }
 }
 

@@ -163,6 +163,31 @@ pub(crate) fn versions_written_by<'a, DB: sqlx::Database>(
     q.push(") ORDER BY written, dataset, partition, version");
 }
 
+/// The recorded state of some runs of one table (`flow_runs` or
+/// `task_runs`), read by the checked batch writer; `bind` pushes one id as
+/// its engine stores ids, `lock` ends the statement (PostgreSQL's `FOR
+/// UPDATE`, or nothing).
+pub(crate) fn recorded_states<'a, DB: sqlx::Database>(
+    q: &mut sqlx::QueryBuilder<'a, DB>,
+    table: &str,
+    runs: &[uuid::Uuid],
+    bind: impl Fn(&mut sqlx::QueryBuilder<'a, DB>, uuid::Uuid),
+    lock: &str,
+) {
+    let [ty, name, message, timestamp, scheduled] = RUN_STATE;
+    q.push(format!("SELECT id, {ty}, {name}, {message}, {timestamp}, {scheduled} FROM {table} WHERE id IN ("));
+    for (i, id) in runs.iter().enumerate() {
+        if i > 0 {
+            q.push(", ");
+        }
+        bind(q, *id);
+    }
+    q.push(format!(") ORDER BY id{lock}"));
+}
+
+/// How many ids one [`recorded_states`] statement asks about.
+pub(crate) const STATES_ASKED: usize = 500;
+
 /// How many rows of `cols` fit in one statement under `max_binds`.
 pub(crate) fn rows_per_statement(cols: &str, max_binds: usize) -> usize {
     (max_binds / cols.split(',').count()).max(1)

@@ -23,6 +23,11 @@ pub(crate) fn state_from(row: &impl Cols, [ty, name, message, timestamp, schedul
     })
 }
 
+/// A run's id with its recorded state (`columns::recorded_states`).
+pub(crate) fn recorded_state_from(row: &impl Cols) -> Result<(uuid::Uuid, State)> {
+    Ok((row.uuid("id")?, state_from(row, RUN_STATE)?))
+}
+
 pub(crate) fn flow_from(row: &impl Cols) -> Result<Flow> {
     Ok(Flow {
         id: row.uuid("id")?,

@@ -102,6 +102,65 @@ pub async fn run_all(store: &dyn Store) {
     concurrency_slots_are_leased_atomically(store).await;
     automations_and_their_outbox(store).await;
     empty_batch_is_fine(store).await;
+    reported_moves_are_checked_against_the_rules(store).await;
+}
+
+pub async fn reported_moves_are_checked_against_the_rules(store: &dyn Store) {
+    let f = flow(&format!("checked-{}", Uuid::now_v7().simple()), "1");
+    let moved = |r: &FlowRun| StateRecord { run_id: r.id, kind: RunKind::Flow, state: r.state.clone() };
+    let mut a = flow_run(&f, "crashed-meanwhile", 0, State::pending(t(1)));
+    let mut b = flow_run(&f, "healthy", 0, State::pending(t(1)));
+    let mut task = task_run(&b, "fetch", 0, 1);
+    task.state = State::pending(t(2));
+    let task_moves = [State::pending(t(2)), State::running(t(3)), State::completed(t(4))].map(|state| StateRecord {
+        run_id: task.id,
+        kind: RunKind::Task,
+        state,
+    });
+    let created = WriteBatch {
+        flows: vec![f.clone()],
+        flow_runs: vec![a.clone(), b.clone()],
+        states: vec![moved(&a), moved(&b)],
+        ..Default::default()
+    };
+    assert!(store.record_checked(&created).await.unwrap().refused.is_empty());
+
+    // The reaper crashes `a` while its process still reports it running.
+    a.state = State::crashed(t(5), "no heartbeat");
+    store
+        .record(&WriteBatch { flow_runs: vec![a.clone()], states: vec![moved(&a)], ..Default::default() })
+        .await
+        .unwrap();
+    a.state = State::running(t(6));
+    b.state = State::running(t(6));
+    task.state = State::completed(t(4));
+    let report = WriteBatch {
+        flow_runs: vec![a.clone(), b.clone()],
+        task_runs: vec![task.clone()],
+        states: [vec![moved(&a), moved(&b)], task_moves.to_vec()].concat(),
+        logs: vec![log(&a, None, LogLevel::Info, "still working"), log(&b, None, LogLevel::Info, "working")],
+        ..Default::default()
+    };
+    let outcome = store.record_checked(&report).await.unwrap();
+    assert_eq!(outcome.refused.len(), 1, "{outcome:?}");
+    let refused = &outcome.refused[0];
+    assert_eq!((refused.run_id, refused.from, refused.to), (a.id, Some(StateType::Crashed), StateType::Running));
+    assert_eq!(refused.run, "crashed-meanwhile");
+    assert!(refused.reason.contains("CRASHED -> RUNNING"), "{}", refused.reason);
+
+    let a_now = store.read_flow_run(a.id).await.unwrap().unwrap();
+    assert_eq!(a_now.state.state_type, StateType::Crashed, "the refused run keeps its state");
+    assert_eq!(store.read_states(a.id).await.unwrap().len(), 2);
+    assert_eq!(store.read_flow_run(b.id).await.unwrap().unwrap().state.state_type, StateType::Running);
+    assert_eq!(store.read_task_run(task.id).await.unwrap().unwrap().state.state_type, StateType::Completed);
+    let logs = store.read_logs(&LogFilter::for_flow_run(a.id)).await.unwrap();
+    assert_eq!(logs.len(), 1, "a refused run's logs are kept");
+
+    // The same report again (its answer was lost): nothing new is refused or doubled.
+    let again = store.record_checked(&report).await.unwrap();
+    assert_eq!(again.refused.iter().map(|r| r.run_id).collect::<Vec<_>>(), vec![a.id]);
+    assert_eq!(store.read_states(b.id).await.unwrap().len(), 2, "b's history is not written twice");
+    assert_eq!(store.read_states(task.id).await.unwrap().len(), 3);
 }
 
 pub async fn automations_and_their_outbox(store: &dyn Store) {
@@ -1174,6 +1233,9 @@ pub async fn runs_round_trip_with_history(store: &dyn Store) {
     let mut ar = State::awaiting_retry(t(3), t(13));
     ar.message = Some("retry 1 of 2".into());
     states.push(StateRecord { run_id: run.id, kind: RunKind::Flow, state: ar });
+    let mut retrying = State::running(t(13));
+    retrying.name = "Retrying".into();
+    states.push(StateRecord { run_id: run.id, kind: RunKind::Flow, state: retrying });
     run.state = State::failed(t(20), "boom: connection reset");
     run.end_time = Some(t(20));
     run.run_count = 2;

@@ -18,6 +18,7 @@ mod error;
 pub mod freshness;
 pub mod lineage;
 pub mod ops;
+pub mod reports;
 pub mod scheduling;
 pub mod secrets;
 pub mod sources;
@@ -202,6 +203,12 @@ impl LogFilter {
 pub trait RunRecorder: Send + Sync {
     /// Writes the whole batch in one transaction, or nothing of it.
     async fn record(&self, batch: &WriteBatch) -> Result<()>;
+
+    /// [`RunRecorder::record`] for what a client reports: each run's moves
+    /// are checked against core's transition table in the write's own
+    /// transaction, and a run moved illegally keeps its state (see
+    /// [`reports`]). Answers the runs refused.
+    async fn record_checked(&self, batch: &WriteBatch) -> Result<reports::BatchOutcome>;
 }
 
 /// Reads what was recorded.

@@ -253,10 +253,15 @@ async fn write_with_retries(store: &dyn RunRecorder, batch: &WriteBatch) -> Resu
     let started = std::time::Instant::now();
     let mut attempt = 0u32;
     loop {
-        match store.record(batch).await {
-            Ok(()) => {
+        match store.record_checked(batch).await {
+            Ok(outcome) => {
                 if attempt > 0 {
                     eprintln!("headwater: recording again after {attempt} retries");
+                }
+                // The store keeps a run's recorded state when a move breaks the
+                // rules (a run crashed or cancelled meanwhile): say so, once per run.
+                for r in &outcome.refused {
+                    eprintln!("headwater: not recorded: {} ({} states dropped)", r.reason, r.states_dropped);
                 }
                 return Ok(());
             }

@@ -6,6 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use headwater_core::{Flow, FlowRun, LogRecord, StateRecord, TaskRun};
+use headwater_store::reports::BatchOutcome;
 use headwater_store::{
     record_flow_run_state, FlowRunFilter, HistoryBucket, HistoryQuery, LogFilter, Store, TimelineEntry, WriteBatch,
 };
@@ -148,20 +149,26 @@ async fn filter_logs(State(db): Db, Json(filter): Json<LogFilter>) -> ApiResult<
 }
 
 /// Records what flows reported (runs, states, logs) in one transaction. The
-/// SDK sends these in client mode.
+/// SDK sends these in client mode. Each run's moves are checked against the
+/// transition rules: a run moved illegally keeps its recorded state and is
+/// named in `refused`, while the rest of the batch (other runs, every log)
+/// is recorded.
 #[utoipa::path(
     post, path = "/batches", tag = "runs", request_body = WriteBatch,
-    responses((status = 204, description = "recorded"))
+    responses((status = 200, body = BatchOutcome, description = "recorded, but for the runs refused"))
 )]
 async fn record_batch(
     State(db): Db,
     Extension(wake): Extension<Wake>,
     Json(batch): Json<WriteBatch>,
-) -> Result<StatusCode, ApiError> {
+) -> ApiResult<BatchOutcome> {
     if let Some(e) = batch.artifacts.iter().find_map(|a| headwater_core::validate_artifact(a).err()) {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e));
     }
-    db.record(&batch).await?;
+    let outcome = db.record_checked(&batch).await?;
+    for r in &outcome.refused {
+        tracing::warn!(run = %r.run_id, "refused a reported move: {}", r.reason);
+    }
     // A run rescheduled, or one ending and freeing a slot: waiting workers look again.
     if batch
         .flow_runs
@@ -170,7 +177,7 @@ async fn record_batch(
     {
         wake.notify_waiters();
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(outcome))
 }
 
 #[derive(serde::Deserialize, ToSchema)]
