@@ -7,6 +7,7 @@ mod backfills;
 mod blocks;
 mod concurrency;
 mod datasets;
+mod db;
 mod deploy;
 mod output;
 mod variables;
@@ -104,6 +105,9 @@ enum Command {
     /// A deployment's partitions and their latest runs.
     #[command(subcommand)]
     Partition(backfills::PartitionCmd),
+    /// The embedded database: online backups and restores.
+    #[command(subcommand)]
+    Db(db::DbCmd),
 }
 
 #[derive(Subcommand)]
@@ -307,6 +311,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Automation(cmd) => automations::run(cmd, open(&settings).await?.as_ref()).await,
         Command::Backfill(args) => backfills::backfill(args, open(&settings).await?.as_ref()).await,
         Command::Partition(cmd) => backfills::partition(cmd, open(&settings).await?.as_ref()).await,
+        Command::Db(cmd) => db::run(cmd, &settings).await,
         Command::Worker(WorkerCmd::Start(args)) => {
             log_to_stderr(&settings);
             worker::start(args, open(&settings).await?, &settings).await

@@ -73,6 +73,22 @@ impl Lake {
         })
     }
 
+    /// The lake a block's data describes, by its type: `local-file-system`,
+    /// `s3-bucket`, `gcs-bucket` or `azure-blob-container` (the blocks it
+    /// names filled in, secrets revealed).
+    pub fn from_block(name: &str, block_type: &str, data: serde_json::Value) -> Result<Lake, LakeError> {
+        let parse = |e: serde_json::Error| LakeError::Block(format!("block '{name}' ({block_type}): {e}"));
+        match block_type {
+            "local-file-system" => Lake::from_local_block(&serde_json::from_value(data).map_err(parse)?),
+            "s3-bucket" => Lake::from_s3(&serde_json::from_value(data).map_err(parse)?),
+            "gcs-bucket" => Lake::from_gcs(&serde_json::from_value(data).map_err(parse)?),
+            "azure-blob-container" => Lake::from_azure(&serde_json::from_value(data).map_err(parse)?),
+            other => Err(LakeError::Block(format!(
+                "block '{name}' is a {other}; a lake is a local-file-system, s3-bucket, gcs-bucket or azure-blob-container"
+            ))),
+        }
+    }
+
     pub fn from_local_block(b: &LocalFileSystem) -> Result<Lake, LakeError> {
         Lake::local(Path::new(&b.basepath))
     }

@@ -47,6 +47,9 @@ pub enum LakeError {
     Postgres(#[source] sqlx::Error),
     #[error("{0} does not exist")]
     NotFound(String),
+    /// A block that does not describe a lake.
+    #[error("{0}")]
+    Block(String),
     #[error("downloading {url} failed: {reason}")]
     Download { url: String, reason: String },
     #[error(

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use headwater_store::{Result, SecretKey, Store};
 
 pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{restore as restore_sqlite, Restored, SqliteStore};
 
 /// Opens the store a URL names: `postgres://…` (or `postgresql://…`) for
 /// PostgreSQL, `sqlite:PATH` or a plain path for SQLite. Without a secret

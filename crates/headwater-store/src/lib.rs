@@ -12,6 +12,7 @@
 //! [`scheduling`], written once for every caller.
 
 pub mod backfills;
+pub mod blocks;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::{Arc, RwLock};
 
 use chrono::Utc;
-use headwater_core::block::{block_refs, get_path, get_path_mut, MASK};
+use headwater_core::block::{get_path, MASK};
 use headwater_core::BlockDocument;
 use headwater_store::Store;
 use serde_json::Value;
@@ -90,37 +90,20 @@ async fn load<T: Block>(name: String) -> Result<T> {
 }
 
 async fn read_revealed(store: &dyn Store, name: &str) -> Result<BlockDocument> {
-    store
-        .read_block(name, true)
-        .await
-        .map_err(Error::from)?
-        .ok_or_else(|| Error::Block(format!("no block named '{name}' (see `headwater block ls`)")))
+    headwater_store::blocks::read_revealed(store, name).await.map_err(block_error)
 }
 
-/// Replaces `{"$block": name}` with that block's data, recursively.
-fn resolve<'a>(
-    store: &'a dyn Store,
-    mut data: Value,
-    chain: &'a mut Vec<String>,
-) -> std::pin::Pin<Box<dyn Future<Output = Result<Value>> + Send + 'a>> {
-    Box::pin(async move {
-        for (path, target) in block_refs(&data) {
-            if chain.contains(&target) {
-                return Err(Error::Block(format!(
-                    "blocks refer to each other in a circle: {} → {target}",
-                    chain.join(" → ")
-                )));
-            }
-            let inner = read_revealed(store, &target).await?;
-            chain.push(target);
-            let resolved = resolve(store, inner.data, chain).await?;
-            chain.pop();
-            if let Some(slot) = get_path_mut(&mut data, &path) {
-                *slot = resolved;
-            }
-        }
-        Ok(data)
-    })
+async fn resolve(store: &dyn Store, data: Value, chain: &mut Vec<String>) -> Result<Value> {
+    headwater_store::blocks::resolve(store, data, chain).await.map_err(block_error)
+}
+
+/// A block missing or naming blocks in a circle is the block's trouble; any
+/// other error is the store's.
+fn block_error(e: headwater_store::StoreError) -> Error {
+    match e {
+        headwater_store::StoreError::Refused(m) => Error::Block(m),
+        other => Error::from(other),
+    }
 }
 
 /// Secret values loaded in this process; logs never show them.

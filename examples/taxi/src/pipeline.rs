@@ -73,16 +73,7 @@ fn work_dir() -> PathBuf {
 /// The lake a block names: a folder, S3, GCS or Azure.
 async fn lake_from_block(name: &str) -> Result<Lake> {
     let doc = headwater::blocks::load_document(name).await?;
-    let lake = match doc.block_type.as_str() {
-        "local-file-system" => Lake::from_local_block(&serde_json::from_value(doc.data)?)?,
-        "s3-bucket" => Lake::from_s3(&serde_json::from_value(doc.data)?)?,
-        "gcs-bucket" => Lake::from_gcs(&serde_json::from_value(doc.data)?)?,
-        "azure-blob-container" => Lake::from_azure(&serde_json::from_value(doc.data)?)?,
-        other => bail!(
-            "block '{name}' is a {other}; a lake is a local-file-system, s3-bucket, gcs-bucket or azure-blob-container"
-        ),
-    };
-    Ok(lake)
+    Ok(Lake::from_block(name, &doc.block_type, doc.data)?)
 }
 
 /// A downloaded month: where it is, and which version of the file on the

@@ -7,6 +7,7 @@ use headwater::prelude::*;
 use serde_json::Value;
 
 mod automations;
+mod db;
 mod prefect;
 
 const BIN: &str = env!("CARGO_BIN_EXE_headwater");

@@ -5,6 +5,7 @@
 mod artifacts;
 mod automations;
 mod backfills;
+mod backup;
 mod blocks;
 mod concurrency;
 mod datasets;
@@ -13,6 +14,7 @@ mod runs;
 mod variables;
 mod work_pools;
 
+pub use backup::{restore, Restored};
 use runs::{push_flow_run, write_batch};
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,123 @@
+//! `headwater db`: backups of the embedded database and putting one back.
+//! PostgreSQL keeps its own (`pg_dump`, base backups with WAL archiving).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use headwater_config::Settings;
+use headwater_lake::Lake;
+
+#[derive(Subcommand)]
+pub enum DbCmd {
+    /// Write an online, consistent copy of the embedded database (flows and
+    /// the server may keep writing). DEST is a file, or with --block a key
+    /// in a lake (a local-file-system, s3-bucket, gcs-bucket or
+    /// azure-blob-container block).
+    Backup {
+        dest: String,
+        /// Upload the copy to this block's store, under DEST.
+        #[arg(long)]
+        block: Option<String>,
+        /// The database file, if not the embedded one of this home.
+        #[arg(long, value_name = "PATH")]
+        database: Option<PathBuf>,
+    },
+    /// Put a backup in place of the embedded database. Stop the server,
+    /// workers and flows using it first; the database it replaces is kept
+    /// beside it as `<name>.before-restore`.
+    Restore {
+        src: String,
+        /// Download the copy from this block's store, from SRC.
+        #[arg(long)]
+        block: Option<String>,
+        #[arg(long, value_name = "PATH")]
+        database: Option<PathBuf>,
+    },
+}
+
+/// The SQLite file to back up or restore: PostgreSQL is refused with
+/// what to use instead.
+fn database_file(settings: &Settings, given: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(p) = given {
+        return Ok(p);
+    }
+    if settings.get("HEADWATER_DATABASE_URL").is_some_and(|u| u.starts_with("postgres")) {
+        bail!(
+            "HEADWATER_DATABASE_URL is PostgreSQL: back it up with pg_dump (or base backups with WAL \
+             archiving for point-in-time recovery); `headwater db` is for the embedded database"
+        );
+    }
+    Ok(settings.database_path())
+}
+
+async fn lake(settings: &Settings, name: &str) -> Result<Lake> {
+    let store = crate::open(settings).await?;
+    let doc = headwater_store::blocks::load_resolved(store.as_ref(), name).await?;
+    Ok(Lake::from_block(name, &doc.block_type, doc.data)?)
+}
+
+/// A file in the home for a copy on its way to or from a lake.
+fn staging(settings: &Settings, what: &str) -> PathBuf {
+    settings.home.join(format!(".{what}.{}.db", std::process::id()))
+}
+
+pub async fn run(cmd: DbCmd, settings: &Settings) -> Result<()> {
+    match cmd {
+        DbCmd::Backup { dest, block, database } => {
+            let path = database_file(settings, database)?;
+            if !path.exists() {
+                bail!("no database at {}: nothing to back up", path.display());
+            }
+            let store =
+                headwater_sql::SqliteStore::open(&path).await.with_context(|| format!("opening {}", path.display()))?;
+            match block {
+                None => {
+                    let bytes = store.backup_to(Path::new(&dest)).await?;
+                    store.close().await;
+                    println!("backed up {} to {dest} ({bytes} bytes)", path.display());
+                }
+                Some(name) => {
+                    let lake = lake(settings, &name).await?;
+                    let tmp = staging(settings, "backup");
+                    let _ = std::fs::remove_file(&tmp);
+                    let copied = store.backup_to(&tmp).await;
+                    store.close().await;
+                    copied?;
+                    let uploaded = lake.put_file(&dest, &tmp).await;
+                    let _ = std::fs::remove_file(&tmp);
+                    let bytes = uploaded?;
+                    println!("backed up {} to {} ({bytes} bytes)", path.display(), lake.uri_of(&dest));
+                }
+            }
+            Ok(())
+        }
+        DbCmd::Restore { src, block, database } => {
+            let path = database_file(settings, database)?;
+            let (copy, staged) = match block {
+                None => (PathBuf::from(&src), None),
+                Some(name) => {
+                    let lake = lake(settings, &name).await?;
+                    let tmp = staging(settings, "restore");
+                    lake.get_to_file(&src, &tmp).await?;
+                    (tmp.clone(), Some(tmp))
+                }
+            };
+            let restored = headwater_sql::restore_sqlite(&copy, &path).await;
+            if let Some(tmp) = staged {
+                let _ = std::fs::remove_file(tmp);
+            }
+            let restored = restored?;
+            println!(
+                "restored {} from {src}: {} flow runs, schema version {}",
+                path.display(),
+                restored.flow_runs,
+                restored.schema_version
+            );
+            if let Some(previous) = restored.previous {
+                println!("the database it replaced is kept as {}", previous.display());
+            }
+            Ok(())
+        }
+    }
+}
