@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use headwater_config::Settings;
+use headwater_core::retention::{PruneKind, Retention};
 use headwater_lake::Lake;
+use headwater_store::retention::{prune_kind, PRUNE_BATCH};
 
 #[derive(Subcommand)]
 pub enum DbCmd {
@@ -23,6 +25,26 @@ pub enum DbCmd {
         #[arg(long, value_name = "PATH")]
         database: Option<PathBuf>,
     },
+    /// Delete history older than an age: finished flow runs with their task
+    /// runs, states, logs and artifacts; log lines; artifacts; notification
+    /// deliveries. Never unfinished runs, the latest run of a partition, a
+    /// key's latest artifact or deliveries still to make. In small batches,
+    /// so flows and the UI carry on meanwhile.
+    Prune {
+        /// e.g. 30d, 12w, 36h (at least 1h).
+        #[arg(long, value_name = "AGE")]
+        older_than: String,
+        /// Only these kinds (default: all): runs, logs, artifacts, deliveries.
+        #[arg(long = "kind", value_name = "KIND")]
+        kinds: Vec<PruneKind>,
+        /// Count what would go; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Afterwards give the freed space back to the disk (the embedded
+        /// database only; SQLite reuses it anyway).
+        #[arg(long)]
+        vacuum: bool,
+    },
     /// Put a backup in place of the embedded database. Stop the server,
     /// workers and flows using it first; the database it replaces is kept
     /// beside it as `<name>.before-restore`.
@@ -34,6 +56,19 @@ pub enum DbCmd {
         #[arg(long, value_name = "PATH")]
         database: Option<PathBuf>,
     },
+}
+
+/// The server's retention from the settings (`HEADWATER_RETAIN_RUNS`, …);
+/// a bad value is refused naming its setting.
+pub fn retention(settings: &Settings) -> Result<Retention> {
+    let mut retention = Retention::default();
+    for kind in PruneKind::ALL {
+        let key = format!("HEADWATER_RETAIN_{}", kind.as_str().to_ascii_uppercase());
+        if let Some(age) = settings.get(&key) {
+            retention = retention.keep_text(kind, age).map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
+        }
+    }
+    Ok(retention)
 }
 
 /// The SQLite file to back up or restore: PostgreSQL is refused with
@@ -64,6 +99,43 @@ fn staging(settings: &Settings, what: &str) -> PathBuf {
 
 pub async fn run(cmd: DbCmd, settings: &Settings) -> Result<()> {
     match cmd {
+        DbCmd::Prune { older_than, kinds, dry_run, vacuum } => {
+            let kinds = if kinds.is_empty() { PruneKind::ALL.to_vec() } else { kinds };
+            let mut keep = Retention::default();
+            for k in &kinds {
+                keep = keep.keep_text(*k, &older_than).map_err(|e| anyhow::anyhow!("--older-than: {e}"))?;
+            }
+            let embedded = if settings.api_url().is_none() {
+                let path = database_file(settings, None)?;
+                Some(
+                    headwater_sql::SqliteStore::open(&path)
+                        .await
+                        .with_context(|| format!("opening {}", path.display()))?,
+                )
+            } else if vacuum {
+                bail!("--vacuum is for the embedded database; this profile talks to a server");
+            } else {
+                None
+            };
+            let store: std::sync::Arc<dyn headwater_store::Store> = match &embedded {
+                Some(s) => std::sync::Arc::new(s.clone()),
+                None => crate::open(settings).await?,
+            };
+            let pause = std::time::Duration::from_millis(20);
+            for (kind, before) in keep.cutoffs(chrono::Utc::now()) {
+                let done = prune_kind(store.as_ref(), kind, before, PRUNE_BATCH, pause, dry_run).await?;
+                let verb = if dry_run { "would delete" } else { "deleted" };
+                let what = if kind == PruneKind::Runs { "flow runs" } else { kind.as_str() };
+                println!("{kind}: {verb} {} {what} older than {}", done.deleted, before.format("%Y-%m-%d %H:%M UTC"));
+            }
+            if vacuum && !dry_run {
+                if let Some(s) = &embedded {
+                    s.vacuum().await?;
+                    println!("vacuumed {}", s.path().display());
+                }
+            }
+            Ok(())
+        }
         DbCmd::Backup { dest, block, database } => {
             let path = database_file(settings, database)?;
             if !path.exists() {

@@ -343,6 +343,7 @@ async fn run(cli: Cli) -> Result<()> {
                 late_after: settings.late_after(),
                 ui_url: settings.ui_url().map(str::to_string),
                 prefect_heartbeat: settings.prefect_heartbeat(),
+                retention: db::retention(&settings)?,
                 ..Default::default()
             };
             let listener = headwater_server::bind(&config).await?;

@@ -168,6 +168,22 @@ impl RunRecorder for ApiClient {
 }
 
 #[async_trait]
+impl headwater_store::HistoryPruner for ApiClient {
+    async fn prune(
+        &self,
+        kind: headwater_core::retention::PruneKind,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+        dry_run: bool,
+    ) -> Result<u64> {
+        // The server deletes at most 5000 a request.
+        let body =
+            serde_json::json!({ "kind": kind, "before": before, "limit": limit.clamp(1, 5000), "dry_run": dry_run });
+        Ok(self.post("/retention/prune", &body).await?.unwrap_or(0))
+    }
+}
+
+#[async_trait]
 impl DeploymentStore for ApiClient {
     async fn apply_deployment(&self, deployment: &Deployment) -> Result<Deployment> {
         self.call(Method::PUT, "/deployments", Some(deployment)).await?.ok_or_else(|| missing("deployments endpoint"))

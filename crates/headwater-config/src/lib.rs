@@ -95,6 +95,26 @@ pub const KNOWN: &[SettingInfo] = &[
         in_profile: true,
     },
     SettingInfo {
+        name: "HEADWATER_RETAIN_RUNS",
+        help: "the server deletes finished flow runs (with their task runs, states, logs) older than this, e.g. 30d (default: kept)",
+        in_profile: true,
+    },
+    SettingInfo {
+        name: "HEADWATER_RETAIN_LOGS",
+        help: "the server deletes log lines older than this, e.g. 7d (default: kept)",
+        in_profile: true,
+    },
+    SettingInfo {
+        name: "HEADWATER_RETAIN_ARTIFACTS",
+        help: "the server deletes artifacts older than this, but each key's latest (default: kept)",
+        in_profile: true,
+    },
+    SettingInfo {
+        name: "HEADWATER_RETAIN_DELIVERIES",
+        help: "the server deletes finished notification deliveries older than this (default: kept)",
+        in_profile: true,
+    },
+    SettingInfo {
         name: "HEADWATER_PREFECT_HEARTBEAT_SECONDS",
         help: "how often Prefect clients beat for their flow runs: PREFECT_FLOWS_HEARTBEAT_FREQUENCY (default 180)",
         in_profile: true,

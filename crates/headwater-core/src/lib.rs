@@ -19,6 +19,7 @@ pub mod model;
 pub mod mutations;
 pub mod names;
 pub mod partition;
+pub mod retention;
 pub mod retry;
 pub mod schedule;
 pub mod state;

@@ -47,6 +47,10 @@ pub struct ServerConfig {
     /// How often Prefect clients send flow-run heartbeats (Prefect's
     /// `PREFECT_FLOWS_HEARTBEAT_FREQUENCY`, 180 s by default).
     pub prefect_heartbeat: Duration,
+    /// How long history is kept (default: forever).
+    pub retention: headwater_core::retention::Retention,
+    /// How often retention looks for what is old enough to go.
+    pub retention_every: Duration,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +65,8 @@ impl Default for ServerConfig {
             ui_url: None,
             automation_tick: Duration::from_secs(1),
             prefect_heartbeat: prefect::DEFAULT_HEARTBEAT,
+            retention: Default::default(),
+            retention_every: Duration::from_secs(600),
         }
     }
 }
@@ -176,6 +182,9 @@ pub async fn serve(
         },
     );
     let automations = tokio::spawn(engine.run(config.automation_tick, stop.clone()));
+    let retention = (!config.retention.is_off()).then(|| {
+        tokio::spawn(retention_loop(store.clone(), config.retention.clone(), config.retention_every, stop.clone()))
+    });
     let served = axum::serve(listener, app_with_wake(store, config.api_keys.clone(), wake, config.prefect_heartbeat))
         .with_graceful_shutdown(shutdown)
         .await
@@ -184,7 +193,45 @@ pub async fn serve(
     let _ = reaper.await;
     let _ = scheduling.await;
     let _ = automations.await;
+    if let Some(r) = retention {
+        let _ = r.await;
+    }
     served
+}
+
+/// Background work of the server, stopped by `stop`: every `every`, deletes
+/// the history older than the retention keeps, in small batches with rests
+/// between them (the UI and writers wait for one batch at most).
+async fn retention_loop(
+    store: Arc<dyn Store>,
+    retention: headwater_core::retention::Retention,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    tracing::info!("retention: keeping {retention}");
+    loop {
+        let pass = headwater_store::retention::apply(
+            store.as_ref(),
+            &retention,
+            chrono::Utc::now(),
+            Duration::from_millis(20),
+        );
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            done = pass => match done {
+                Ok(pruned) => {
+                    for p in pruned.iter().filter(|p| p.deleted > 0) {
+                        tracing::info!("retention: deleted {} {} older than {}", p.deleted, p.kind, p.before);
+                    }
+                }
+                Err(e) => tracing::error!("retention: {e}"),
+            },
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 /// Background work of the server, stopped by `stop`: creates the runs of

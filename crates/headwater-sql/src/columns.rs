@@ -185,6 +185,89 @@ pub(crate) fn recorded_states<'a, DB: sqlx::Database>(
     q.push(format!(") ORDER BY id{lock}"));
 }
 
+/// Finished flow runs older than `$1` that retention may delete, oldest
+/// first, at most `$2`: never the latest run of a deployment's partition
+/// (it keeps the partition filled), and a parent only once its subflows
+/// are gone. Walks the creation index, so each batch is cheap.
+/// (`parents_last` false: every run that will go, for a count.)
+pub(crate) fn prunable_runs(parents_last: bool) -> String {
+    let parents =
+        if parents_last { " AND NOT EXISTS (SELECT 1 FROM flow_runs c WHERE c.parent_flow_run_id = r.id)" } else { "" };
+    format!(
+        "SELECT r.id FROM flow_runs r WHERE r.created < $1 AND r.state_type IN ({FINAL_STATES}) \
+         AND r.state_timestamp < $1 \
+         AND (r.partition_key IS NULL OR r.deployment_id IS NULL OR EXISTS (SELECT 1 FROM flow_runs n \
+              WHERE n.deployment_id = r.deployment_id AND n.partition_key = r.partition_key AND n.created > r.created))\
+         {parents} ORDER BY r.created LIMIT $2"
+    )
+}
+
+/// The statement that deletes a batch of `kind` (`$1` the time before which,
+/// `$2` the batch size) or, on a dry run, counts them all (`$1` only, but
+/// for runs). Runs are deleted with [`PRUNE_WITH_RUNS`] instead.
+pub(crate) fn prune_statement(kind: headwater_core::retention::PruneKind, dry_run: bool) -> (String, bool) {
+    use headwater_core::retention::PruneKind::*;
+    match (kind, dry_run) {
+        (Runs, true) => (format!("SELECT COUNT(*) FROM ({}) x", prunable_runs(false)), true),
+        (Runs, false) => (prunable_runs(true), true),
+        (Logs, true) => (COUNT_OLD_LOGS.to_string(), false),
+        (Logs, false) => (PRUNE_LOGS.to_string(), true),
+        (Artifacts, true) => (format!("SELECT COUNT(*) {PRUNE_ARTIFACTS_WHERE}"), false),
+        (Artifacts, false) => {
+            (format!("DELETE FROM artifacts WHERE id IN (SELECT a.id {PRUNE_ARTIFACTS_WHERE} ORDER BY a.created LIMIT $2)"), true)
+        }
+        (Deliveries, true) => (format!("SELECT COUNT(*) {PRUNE_DELIVERIES_WHERE}"), false),
+        (Deliveries, false) => (
+            format!("DELETE FROM automation_deliveries WHERE id IN (SELECT d.id {PRUNE_DELIVERIES_WHERE} ORDER BY d.created LIMIT $2)"),
+            true,
+        ),
+    }
+}
+
+/// What goes with a pruned flow run, children first: each statement is the
+/// text before and after the list of run ids. A keyed artifact's latest
+/// version stays (it is what the key shows).
+pub(crate) const PRUNE_WITH_RUNS: [(&str, &str); 6] = [
+    ("DELETE FROM run_states WHERE run_id IN (SELECT id FROM task_runs WHERE flow_run_id IN (", "))"),
+    ("DELETE FROM run_states WHERE run_id IN (", ")"),
+    ("DELETE FROM logs WHERE flow_run_id IN (", ")"),
+    (
+        "DELETE FROM artifacts WHERE flow_run_id IN (",
+        ") AND (key IS NULL OR EXISTS (SELECT 1 FROM artifacts b WHERE b.key = artifacts.key AND b.created > artifacts.created))",
+    ),
+    ("DELETE FROM task_runs WHERE flow_run_id IN (", ")"),
+    ("DELETE FROM flow_runs WHERE id IN (", ")"),
+];
+
+/// One of [`PRUNE_WITH_RUNS`] for `runs`; `bind` pushes one id as its
+/// engine stores ids.
+pub(crate) fn prune_with_runs<'a, DB: sqlx::Database>(
+    q: &mut sqlx::QueryBuilder<'a, DB>,
+    (head, tail): (&str, &str),
+    runs: &[uuid::Uuid],
+    bind: impl Fn(&mut sqlx::QueryBuilder<'a, DB>, uuid::Uuid),
+) {
+    q.push(head);
+    for (i, id) in runs.iter().enumerate() {
+        if i > 0 {
+            q.push(", ");
+        }
+        bind(q, *id);
+    }
+    q.push(tail);
+}
+
+/// The `$2` oldest log lines older than `$1` (index `logs_timestamp`).
+pub(crate) const PRUNE_LOGS: &str =
+    "DELETE FROM logs WHERE id IN (SELECT id FROM logs WHERE timestamp < $1 ORDER BY timestamp LIMIT $2)";
+pub(crate) const COUNT_OLD_LOGS: &str = "SELECT COUNT(*) FROM logs WHERE timestamp < $1";
+/// Artifacts older than `$1`, but the latest of each key, `$2` at a time.
+pub(crate) const PRUNE_ARTIFACTS_WHERE: &str = "FROM artifacts a WHERE a.created < $1 AND (a.key IS NULL OR EXISTS \
+    (SELECT 1 FROM artifacts b WHERE b.key = a.key AND b.created > a.created))";
+/// Outbox deliveries made or given up before `$1`; pending ones stay.
+pub(crate) const PRUNE_DELIVERIES_WHERE: &str =
+    "FROM automation_deliveries d WHERE d.status <> 'pending' AND d.created < $1";
+
 /// How many ids one [`recorded_states`] statement asks about.
 pub(crate) const STATES_ASKED: usize = 500;
 

@@ -46,6 +46,7 @@ migrations! {
     17 => "0017_dataset_writers",
     18 => "0018_dataset_inputs",
     19 => "0019_dataset_sources",
+    20 => "0020_retention",
 }
 
 /// The newest schema version this build knows.

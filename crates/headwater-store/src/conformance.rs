@@ -103,6 +103,124 @@ pub async fn run_all(store: &dyn Store) {
     automations_and_their_outbox(store).await;
     empty_batch_is_fine(store).await;
     reported_moves_are_checked_against_the_rules(store).await;
+    // Last: it deletes what other tests left older than its cutoff.
+    old_history_is_pruned_but_what_must_stay(store).await;
+}
+
+pub async fn old_history_is_pruned_but_what_must_stay(store: &dyn Store) {
+    use crate::ArtifactFilter;
+    use headwater_core::retention::PruneKind;
+    use headwater_core::{Artifact, ArtifactKind};
+    // Long before every other test's records, so the counts are this test's.
+    const ERA: i64 = -50_000_000;
+    let at = |s: i64| t(ERA + s);
+    let before = at(10_000);
+    let f = flow(&format!("prune-{}", Uuid::now_v7().simple()), "1");
+    let finished = |name: &str, created: i64| {
+        let mut r = flow_run(&f, name, 0, State::completed(at(created + 10)));
+        r.created = at(created);
+        r
+    };
+    let old = finished("old", 0);
+    let mut unfinished = finished("still-running", 1);
+    unfinished.state = State::running(at(11));
+    let deployment = Uuid::now_v7();
+    let mut part_first = finished("partition-first-try", 2);
+    let mut part_latest = finished("partition-latest", 3);
+    for r in [&mut part_first, &mut part_latest] {
+        r.deployment_id = Some(deployment);
+        r.partition = Some("month=2019-01".into());
+    }
+    let parent = finished("parent", 4);
+    let mut child = finished("child", 5);
+    child.parent_flow_run_id = Some(parent.id);
+    let young = finished("young", 20_000);
+    let task = task_run(&old, "fetch", 0, ERA + 1);
+    let key = format!("rows-{}", Uuid::now_v7().simple());
+    let art = |key: Option<&str>, created: i64, run: &FlowRun| Artifact {
+        id: Uuid::now_v7(),
+        key: key.map(String::from),
+        kind: ArtifactKind::Markdown,
+        data: json!("# rows"),
+        description: None,
+        flow_run_id: Some(run.id),
+        task_run_id: None,
+        created: at(created),
+    };
+    let keyed_latest = art(Some(&key), 6, &old);
+    let keyed_older = art(Some(&key), 5, &young);
+    let loose = art(None, 6, &old);
+    let line = |run: &FlowRun, s: i64| LogRecord {
+        id: 0,
+        flow_run_id: run.id,
+        task_run_id: None,
+        level: LogLevel::Info,
+        timestamp: at(s),
+        message: "a line".into(),
+    };
+    let runs = vec![
+        old.clone(),
+        unfinished.clone(),
+        part_first.clone(),
+        part_latest.clone(),
+        parent.clone(),
+        child.clone(),
+        young.clone(),
+    ];
+    let states =
+        runs.iter().map(|r| StateRecord { run_id: r.id, kind: RunKind::Flow, state: r.state.clone() }).collect();
+    store
+        .record(&WriteBatch {
+            flows: vec![f.clone()],
+            flow_runs: runs,
+            task_runs: vec![task.clone()],
+            states,
+            logs: vec![line(&old, 1), line(&young, 2), line(&young, 20_001)],
+            artifacts: vec![keyed_latest.clone(), keyed_older.clone(), loose.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let doomed = [old.id, part_first.id, parent.id, child.id];
+    assert_eq!(store.prune(PruneKind::Runs, before, 100, true).await.unwrap(), 4, "a dry run counts");
+    assert!(store.read_flow_run(old.id).await.unwrap().is_some(), "a dry run deletes nothing");
+    // Small batches, until one comes back short: the parent waits for its subflow.
+    let mut deleted = 0;
+    loop {
+        let n = store.prune(PruneKind::Runs, before, 1, false).await.unwrap();
+        deleted += n;
+        if n < 1 {
+            break;
+        }
+    }
+    assert_eq!(deleted, 4);
+    for id in doomed {
+        assert!(store.read_flow_run(id).await.unwrap().is_none(), "pruned");
+        assert!(store.read_states(id).await.unwrap().is_empty(), "with its states");
+    }
+    assert!(store.read_task_run(task.id).await.unwrap().is_none(), "with its task runs");
+    assert!(store.read_states(task.id).await.unwrap().is_empty());
+    assert!(store.read_logs(&LogFilter::for_flow_run(old.id)).await.unwrap().is_empty(), "with its logs");
+    for kept in [&unfinished, &part_latest, &young] {
+        assert!(store.read_flow_run(kept.id).await.unwrap().is_some(), "{} stays", kept.name);
+    }
+    let arts = store.list_artifacts(&ArtifactFilter { key: Some(key.clone()), ..Default::default() }).await.unwrap();
+    assert!(arts.iter().any(|a| a.id == keyed_latest.id), "a key's latest artifact stays with its run gone");
+    let of_old =
+        store.list_artifacts(&ArtifactFilter { flow_run_id: Some(old.id), ..Default::default() }).await.unwrap();
+    assert!(of_old.iter().all(|a| a.id != loose.id), "a run's loose artifacts go with it");
+
+    assert_eq!(store.prune(PruneKind::Artifacts, before, 100, true).await.unwrap(), 1);
+    assert_eq!(store.prune(PruneKind::Artifacts, before, 100, false).await.unwrap(), 1);
+    let arts = store.list_artifacts(&ArtifactFilter { key: Some(key.clone()), ..Default::default() }).await.unwrap();
+    assert_eq!(arts.iter().map(|a| a.id).collect::<Vec<_>>(), vec![keyed_latest.id], "the older version goes");
+
+    assert_eq!(store.prune(PruneKind::Logs, before, 100, true).await.unwrap(), 1);
+    assert_eq!(store.prune(PruneKind::Logs, before, 100, false).await.unwrap(), 1);
+    let young_logs = store.read_logs(&LogFilter::for_flow_run(young.id)).await.unwrap();
+    assert_eq!(young_logs.iter().map(|l| l.timestamp).collect::<Vec<_>>(), vec![at(20_001)]);
+    assert_eq!(store.prune(PruneKind::Deliveries, before, 100, true).await.unwrap(), 0);
 }
 
 pub async fn reported_moves_are_checked_against_the_rules(store: &dyn Store) {

@@ -20,6 +20,7 @@ pub mod freshness;
 pub mod lineage;
 pub mod ops;
 pub mod reports;
+pub mod retention;
 pub mod scheduling;
 pub mod secrets;
 pub mod sources;
@@ -27,6 +28,7 @@ pub mod sources;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use headwater_core::partition::{Backfill, DatasetPolicy};
+use headwater_core::retention::PruneKind;
 use headwater_core::{
     Acquired, Artifact, Automation, BlockDocument, BlockType, ConcurrencyLimit, Dataset, DatasetVersion, Delivery,
     DeliveryOutcome, Deployment, Flow, FlowRun, Heartbeat, LogLevel, LogRecord, RunWrite, SlotRequest, SourceCheck,
@@ -327,6 +329,16 @@ pub trait RunReaper: Send + Sync {
     async fn crash_stale_runs(&self, cutoff: DateTime<Utc>) -> Result<Vec<FlowRun>>;
 }
 
+/// Deletes old history (retention), a small batch at a time.
+#[async_trait]
+pub trait HistoryPruner: Send + Sync {
+    /// Deletes up to `limit` records of `kind` older than `before`, in one
+    /// short transaction, and answers how many; with `dry_run` deletes
+    /// nothing and answers how many there are in all. What
+    /// [`headwater_core::retention`] never deletes stays.
+    async fn prune(&self, kind: PruneKind, before: DateTime<Utc>, limit: u32, dry_run: bool) -> Result<u64>;
+}
+
 /// Keeps deployments (a flow with its parameters, schedules and work pool).
 #[async_trait]
 pub trait DeploymentStore: Send + Sync {
@@ -608,6 +620,7 @@ pub trait Store:
     + ConcurrencyStore
     + AutomationStore
     + BackfillStore
+    + HistoryPruner
 {
 }
 impl<
@@ -623,7 +636,8 @@ impl<
             + DatasetStore
             + ConcurrencyStore
             + AutomationStore
-            + BackfillStore,
+            + BackfillStore
+            + HistoryPruner,
     > Store for T
 {
 }

@@ -178,3 +178,82 @@ async fn backups_taken_while_flows_write_restore_whole() {
     assert!(said(&o).contains("junk.db"), "{}", said(&o));
     assert!(json(&restored_home, &["flow-run", "ls", "--json"]).as_array().is_some_and(|a| !a.is_empty()));
 }
+
+/// `db prune` deletes finished history older than an age, in batches, and
+/// a dry run only counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_deletes_old_history_and_a_dry_run_counts() {
+    use headwater_core::{flow_id_for_name, FlowRun, LogLevel, LogRecord, State};
+    use headwater_store::{RunRecorder, WriteBatch};
+
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let engine = headwater::Engine::with_home(&home).unwrap();
+    engine.scope(parent(vec![1, 2])).await.unwrap();
+    drop(engine);
+    // A thousand runs of last year, written as a flow would have.
+    let store = headwater_sql::SqliteStore::open(&home.join("headwater.db")).await.unwrap();
+    let last_year = chrono::Utc::now() - chrono::Duration::days(365);
+    let old: Vec<FlowRun> = (0..1000)
+        .map(|i| {
+            let at = last_year + chrono::Duration::seconds(i);
+            FlowRun {
+                id: uuid::Uuid::now_v7(),
+                flow_id: flow_id_for_name("cli-parent"),
+                flow_name: "cli-parent".into(),
+                name: format!("old-{i}"),
+                parameters: serde_json::json!({}),
+                tags: vec![],
+                state: State::completed(at),
+                parent_flow_run_id: None,
+                parent_task_run_id: None,
+                run_count: 1,
+                start_time: Some(at),
+                end_time: Some(at),
+                created: at,
+                heartbeat: None,
+                deployment_id: None,
+                work_pool: None,
+                idempotency_key: None,
+                work_queue: None,
+                retry_policy: None,
+                partition: None,
+                backfill_id: None,
+            }
+        })
+        .collect();
+    let logs = old
+        .iter()
+        .map(|r| LogRecord {
+            id: 0,
+            flow_run_id: r.id,
+            task_run_id: None,
+            level: LogLevel::Info,
+            timestamp: r.created,
+            message: "done".into(),
+        })
+        .collect();
+    store.record(&WriteBatch { flow_runs: old.clone(), logs, ..Default::default() }).await.unwrap();
+    store.close().await;
+    let all = |home: &Path| json(home, &["flow-run", "ls", "--limit", "10000", "--json"]).as_array().unwrap().len();
+    assert_eq!(all(&home), 1003);
+
+    let dry = ok(&home, &["db", "prune", "--older-than", "30d", "--dry-run"]);
+    assert!(dry.contains("runs: would delete 1000 flow runs older than"), "{dry}");
+    assert_eq!(all(&home), 1003, "a dry run deletes nothing");
+    let too_short = hw(&home, &["db", "prune", "--older-than", "5m"]);
+    assert!(!too_short.status.success());
+    assert!(said(&too_short).contains("the shortest retention is 1h"), "{}", said(&too_short));
+
+    let done = ok(&home, &["db", "prune", "--older-than", "30d", "--kind", "runs", "--vacuum"]);
+    assert!(done.contains("runs: deleted 1000 flow runs"), "{done}");
+    assert!(done.contains("vacuumed"), "{done}");
+    assert!(!done.contains("logs:"), "only the kinds asked for: {done}");
+    let left = json(&home, &["flow-run", "ls", "--limit", "10000", "--json"]);
+    let names: Vec<&str> = left.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names.iter().all(|n| !n.starts_with("old-")), "{names:?}");
+    // Their logs went with them: nothing old is left to prune.
+    let again = ok(&home, &["db", "prune", "--older-than", "30d", "--dry-run"]);
+    assert!(again.contains("runs: would delete 0") && again.contains("logs: would delete 0"), "{again}");
+}

@@ -11,6 +11,7 @@ mod datasets;
 mod deployments;
 mod events;
 mod meta;
+mod retention;
 mod runs;
 mod variables;
 pub(crate) mod work_pools;
@@ -63,6 +64,7 @@ fn api_router() -> OpenApiRouter<Arc<dyn Store>> {
         .merge(automations::routes())
         .merge(events::routes())
         .merge(backfills::routes())
+        .merge(retention::routes())
         // Small bodies everywhere but where batches need more. A body whose
         // declared length is above the limit is refused with 413 before it
         // is read; one without a length, as soon as it passes the limit.

@@ -167,6 +167,81 @@ async fn the_server_marks_silent_runs_crashed() {
     server.stop().await.unwrap();
 }
 
+/// With retention configured, the server deletes old finished runs by
+/// itself and keeps the young ones and the unfinished.
+#[tokio::test]
+async fn the_server_prunes_history_past_its_retention() {
+    use chrono::Utc;
+    use headwater_core::retention::{PruneKind, Retention};
+    use headwater_core::{flow_id_for_name, FlowRun, State};
+    use headwater_store::WriteBatch;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("hw.db")).await.unwrap());
+    let run = |name: &str, state: State, age_days: i64| {
+        let at = Utc::now() - chrono::Duration::days(age_days);
+        FlowRun {
+            id: uuid::Uuid::now_v7(),
+            flow_id: flow_id_for_name("nightly"),
+            flow_name: "nightly".into(),
+            name: name.into(),
+            parameters: serde_json::json!({}),
+            tags: vec![],
+            state: State { timestamp: at, ..state },
+            parent_flow_run_id: None,
+            parent_task_run_id: None,
+            run_count: 1,
+            start_time: Some(at),
+            end_time: None,
+            created: at,
+            heartbeat: None,
+            deployment_id: None,
+            work_pool: None,
+            idempotency_key: None,
+            work_queue: None,
+            retry_policy: None,
+            partition: None,
+            backfill_id: None,
+        }
+    };
+    let now = Utc::now();
+    let old = run("last-month", State::completed(now), 40);
+    let stuck = run("stuck-since-last-month", State::running(now), 40);
+    let young = run("yesterday", State::completed(now), 1);
+    store
+        .record(&WriteBatch { flow_runs: vec![old.clone(), stuck.clone(), young.clone()], ..Default::default() })
+        .await
+        .unwrap();
+    let retention = Retention::default().keep_text(PruneKind::Runs, "30d").unwrap();
+    let config = ServerConfig { port: 0, retention, ..Default::default() };
+    let server = RunningServer::start_with(store.clone(), config).await.unwrap();
+    let mut gone = false;
+    for _ in 0..200 {
+        if store.read_flow_run(old.id).await.unwrap().is_none() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(gone, "the server pruned the old run");
+    assert!(store.read_flow_run(stuck.id).await.unwrap().is_some(), "an unfinished run stays");
+    assert!(store.read_flow_run(young.id).await.unwrap().is_some(), "a young run stays");
+
+    // By request too, through the API: a dry run counts, a limit out of range is refused.
+    let client = ApiClient::new(&server.api_url(), None).unwrap();
+    use headwater_store::HistoryPruner;
+    assert_eq!(client.prune(PruneKind::Runs, Utc::now(), 100, true).await.unwrap(), 1, "yesterday's run would go");
+    let http = reqwest::Client::new();
+    let bad = http
+        .post(format!("{}/retention/prune", server.api_url()))
+        .json(&serde_json::json!({"kind": "runs", "before": Utc::now(), "limit": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+    server.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn runs_can_be_cancelled_paused_and_resumed_through_the_api() {
     use headwater_core::State;

@@ -236,11 +236,14 @@ impl AutomationOutbox for PostgresStore {
     }
 
     async fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM automation_deliveries WHERE status <> 'pending' AND created < $1")
-            .bind(before)
-            .execute(&self.pool)
-            .await
-            .db()?;
+        let done = sqlx::query(&format!(
+            "DELETE FROM automation_deliveries WHERE id IN (SELECT d.id {})",
+            crate::columns::PRUNE_DELIVERIES_WHERE
+        ))
+        .bind(before)
+        .execute(&self.pool)
+        .await
+        .db()?;
         Ok(done.rows_affected())
     }
 }

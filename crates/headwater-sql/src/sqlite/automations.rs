@@ -250,11 +250,14 @@ impl AutomationOutbox for SqliteStore {
 
     async fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<u64> {
         let _writing = self.writer.lock().await;
-        let done = sqlx::query("DELETE FROM automation_deliveries WHERE status <> 'pending' AND created < ?")
-            .bind(micros(before))
-            .execute(&self.pool)
-            .await
-            .db()?;
+        let done = sqlx::query(&format!(
+            "DELETE FROM automation_deliveries WHERE id IN (SELECT d.id {})",
+            crate::columns::PRUNE_DELIVERIES_WHERE
+        ))
+        .bind(micros(before))
+        .execute(&self.pool)
+        .await
+        .db()?;
         Ok(done.rows_affected())
     }
 }

@@ -10,6 +10,7 @@ mod blocks;
 mod concurrency;
 mod datasets;
 mod deployments;
+mod retention;
 mod runs;
 mod variables;
 mod work_pools;
