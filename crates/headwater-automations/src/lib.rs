@@ -574,6 +574,12 @@ impl Engine {
                         }
                     }
                 };
+                let counted = match &outcome {
+                    DeliveryOutcome::Delivered { .. } => "delivered",
+                    DeliveryOutcome::Retry { .. } => "retried",
+                    DeliveryOutcome::Failed { .. } => "failed",
+                };
+                metrics::counter!("headwater_outbox_attempts_total", "outcome" => counted).increment(1);
                 match &outcome {
                     DeliveryOutcome::Delivered { .. } => tick.delivered += 1,
                     DeliveryOutcome::Retry { error, at } => {

@@ -135,6 +135,9 @@ enum ServerCmd {
         /// Serve a non-loopback address without an API key anyway.
         #[arg(long)]
         allow_unauthenticated_remote: bool,
+        /// Serve `/metrics` without the API key (for a scraper on a trusted network).
+        #[arg(long)]
+        metrics_public: bool,
     },
 }
 
@@ -321,7 +324,14 @@ async fn run(cli: Cli) -> Result<()> {
             let run = store.resolve_flow_run(&flow_run).await?;
             print_task_runs(&store.list_task_runs(run.id).await?, out.json)
         }
-        Command::Server(ServerCmd::Start { host, port, database_url, api_key_file, allow_unauthenticated_remote }) => {
+        Command::Server(ServerCmd::Start {
+            host,
+            port,
+            database_url,
+            api_key_file,
+            allow_unauthenticated_remote,
+            metrics_public,
+        }) => {
             let mut api_keys: Vec<String> = settings.get("HEADWATER_API_KEY").map(str::to_string).into_iter().collect();
             if let Some(path) = api_key_file {
                 let text = std::fs::read_to_string(&path)
@@ -344,6 +354,7 @@ async fn run(cli: Cli) -> Result<()> {
                 ui_url: settings.ui_url().map(str::to_string),
                 prefect_heartbeat: settings.prefect_heartbeat(),
                 retention: db::retention(&settings)?,
+                metrics_public,
                 ..Default::default()
             };
             let listener = headwater_server::bind(&config).await?;

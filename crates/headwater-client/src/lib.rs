@@ -239,6 +239,10 @@ impl RunQueue for ApiClient {
         let body = serde_json::json!({ "cutoff": cutoff });
         Ok(self.post("/flow_runs/mark_late", &body).await?.unwrap_or_default())
     }
+
+    async fn waiting_runs(&self) -> Result<Vec<headwater_store::WaitingRuns>> {
+        self.get("/flow_runs/waiting").await?.ok_or_else(|| missing("waiting runs endpoint"))
+    }
 }
 
 #[async_trait]

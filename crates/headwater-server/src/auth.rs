@@ -47,8 +47,17 @@ fn guarded(path: &str) -> bool {
         && !KEY_IN_FIRST_MESSAGE.contains(&path)
 }
 
-pub(crate) async fn require_key(State(keys): State<Arc<Vec<String>>>, req: Request, next: Next) -> Response {
-    if keys.is_empty() || !guarded(req.uri().path()) {
+/// Who may call what: the keys, and whether `/metrics` is open to all.
+pub(crate) struct Guard {
+    pub keys: Vec<String>,
+    pub metrics_public: bool,
+}
+
+pub(crate) async fn require_key(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
+    let keys = &guard.keys;
+    let path = req.uri().path();
+    let scrape_open = path == "/metrics" && guard.metrics_public;
+    if keys.is_empty() || scrape_open || !(guarded(path) || path == "/metrics") {
         return next.run(req).await;
     }
     let given = req

@@ -9,6 +9,7 @@
 mod api;
 mod auth;
 mod error;
+mod metrics;
 pub mod prefect;
 mod ui;
 /// Scheduling lives with the store so that workers and `serve` share it.
@@ -51,6 +52,9 @@ pub struct ServerConfig {
     pub retention: headwater_core::retention::Retention,
     /// How often retention looks for what is old enough to go.
     pub retention_every: Duration,
+    /// Serve `/metrics` without an API key even when keys are required
+    /// (for a scraper inside a trusted network).
+    pub metrics_public: bool,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +71,7 @@ impl Default for ServerConfig {
             prefect_heartbeat: prefect::DEFAULT_HEARTBEAT,
             retention: Default::default(),
             retention_every: Duration::from_secs(600),
+            metrics_public: false,
         }
     }
 }
@@ -85,21 +90,20 @@ pub async fn bind(config: &ServerConfig) -> Result<TcpListener, ServerError> {
 
 /// The whole application: `/api/...` behind the key check.
 pub fn app(store: Arc<dyn Store>, api_keys: Vec<String>) -> axum::Router {
-    app_with_wake(store, api_keys, Arc::default(), prefect::DEFAULT_HEARTBEAT)
+    app_with_wake(store, &ServerConfig { api_keys, ..Default::default() }, Arc::default())
 }
 
-fn app_with_wake(
-    store: Arc<dyn Store>,
-    api_keys: Vec<String>,
-    wake: api::Wake,
-    prefect_heartbeat: Duration,
-) -> axum::Router {
-    let keys = Arc::new(api_keys);
-    let prefect = prefect::router(store.clone(), keys.clone(), wake.clone(), prefect_heartbeat);
+fn app_with_wake(store: Arc<dyn Store>, config: &ServerConfig, wake: api::Wake) -> axum::Router {
+    let keys = Arc::new(config.api_keys.clone());
+    let prefect = prefect::router(store.clone(), keys.clone(), wake.clone(), config.prefect_heartbeat);
+    let guard = Arc::new(auth::Guard { keys: config.api_keys.clone(), metrics_public: config.metrics_public });
+    let scrape = axum::Router::new().route("/metrics", axum::routing::get(metrics::render)).with_state(store.clone());
     api::router(store, wake)
         .nest(prefect::PREFIX, prefect)
+        .merge(scrape)
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::from_fn(run_to_completion))
-        .layer(axum::middleware::from_fn_with_state(keys, auth::require_key))
+        .layer(axum::middleware::from_fn_with_state(guard, auth::require_key))
         // A request that takes longer (a slow query) is answered 503, which
         // clients retry later; its work still finishes (above).
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -163,6 +167,7 @@ pub async fn serve(
     if let Err(e) = store.register_block_types(&headwater_blocks::builtin_types()).await {
         tracing::error!("could not register the block types: {e}");
     }
+    metrics::install();
     let stop = CancellationToken::new();
     let wake = api::Wake::default();
     let reaper = tokio::spawn(reap_loop(store.clone(), wake.clone(), config.heartbeat_timeout, stop.clone()));
@@ -185,7 +190,7 @@ pub async fn serve(
     let retention = (!config.retention.is_off()).then(|| {
         tokio::spawn(retention_loop(store.clone(), config.retention.clone(), config.retention_every, stop.clone()))
     });
-    let served = axum::serve(listener, app_with_wake(store, config.api_keys.clone(), wake, config.prefect_heartbeat))
+    let served = axum::serve(listener, app_with_wake(store, config, wake))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(ServerError::Serve);
@@ -266,6 +271,7 @@ async fn reap_loop(store: Arc<dyn Store>, wake: api::Wake, timeout: Duration, st
         let cutoff = chrono::Utc::now() - chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
         match store.crash_stale_runs(cutoff).await {
             Ok(crashed) => {
+                metrics::runs_crashed(&crashed);
                 if crashed.iter().any(|r| !r.state.is_terminal()) {
                     wake.notify_waiters();
                 }

@@ -26,7 +26,10 @@ pub(crate) fn claim_batch(
     now: chrono::DateTime<chrono::Utc>,
 ) -> headwater_store::WriteBatch {
     use headwater_core::{RunKind, State, StateRecord};
-    run.state = State::pending(now);
+    // The pending state keeps when the run was due: how long it waited for
+    // a worker (the server's dispatch latency) stays known.
+    let due = run.state.scheduled_time;
+    run.state = State { scheduled_time: due, ..State::pending(now) };
     // The claim is the run's first sign of life: if its worker dies before
     // the flow process starts beating, the reaper still finds it.
     run.heartbeat = Some(now);
@@ -267,6 +270,12 @@ pub(crate) const PRUNE_ARTIFACTS_WHERE: &str = "FROM artifacts a WHERE a.created
 /// Outbox deliveries made or given up before `$1`; pending ones stay.
 pub(crate) const PRUNE_DELIVERIES_WHERE: &str =
     "FROM automation_deliveries d WHERE d.status <> 'pending' AND d.created < $1";
+
+/// SCHEDULED runs per pool, queue and lateness (`WaitingRuns`).
+pub(crate) const WAITING_RUNS: &str = "SELECT work_pool, COALESCE(work_queue, 'default') AS work_queue, \
+    state_name = 'Late' AS late, COUNT(*) AS runs FROM flow_runs \
+    WHERE state_type = 'SCHEDULED' AND work_pool IS NOT NULL \
+    GROUP BY work_pool, COALESCE(work_queue, 'default'), state_name = 'Late' ORDER BY 1, 2, 3";
 
 /// How many ids one [`recorded_states`] statement asks about.
 pub(crate) const STATES_ASKED: usize = 500;

@@ -23,6 +23,15 @@ pub(crate) fn state_from(row: &impl Cols, [ty, name, message, timestamp, schedul
     })
 }
 
+pub(crate) fn waiting_runs_from(row: &impl Cols) -> Result<headwater_store::WaitingRuns> {
+    Ok(headwater_store::WaitingRuns {
+        work_pool: row.text("work_pool")?,
+        work_queue: row.text("work_queue")?,
+        late: row.flag("late")?,
+        runs: row.int("runs")?.max(0) as u64,
+    })
+}
+
 /// A run's id with its recorded state (`columns::recorded_states`).
 pub(crate) fn recorded_state_from(row: &impl Cols) -> Result<(uuid::Uuid, State)> {
     Ok((row.uuid("id")?, state_from(row, RUN_STATE)?))

@@ -103,6 +103,7 @@ pub async fn run_all(store: &dyn Store) {
     automations_and_their_outbox(store).await;
     empty_batch_is_fine(store).await;
     reported_moves_are_checked_against_the_rules(store).await;
+    waiting_runs_are_counted_per_pool_and_queue(store).await;
     // Last: it deletes what other tests left older than its cutoff.
     old_history_is_pruned_but_what_must_stay(store).await;
 }
@@ -221,6 +222,38 @@ pub async fn old_history_is_pruned_but_what_must_stay(store: &dyn Store) {
     let young_logs = store.read_logs(&LogFilter::for_flow_run(young.id)).await.unwrap();
     assert_eq!(young_logs.iter().map(|l| l.timestamp).collect::<Vec<_>>(), vec![at(20_001)]);
     assert_eq!(store.prune(PruneKind::Deliveries, before, 100, true).await.unwrap(), 0);
+}
+
+pub async fn waiting_runs_are_counted_per_pool_and_queue(store: &dyn Store) {
+    let f = flow(&format!("waiting-{}", Uuid::now_v7().simple()), "1");
+    let pool = format!("pool-{}", Uuid::now_v7().simple());
+    let mut runs = Vec::new();
+    for (i, (queue, late)) in
+        [(None, false), (None, false), (None, true), (Some("urgent"), false)].into_iter().enumerate()
+    {
+        let state = if late { State::late(t(i as i64), t(i as i64)) } else { State::scheduled(t(i as i64), t(100)) };
+        let mut r = flow_run(&f, &format!("waiting-{i}"), i as i64, state);
+        r.work_pool = Some(pool.clone());
+        r.work_queue = queue.map(String::from);
+        runs.push(r);
+    }
+    let mut done = flow_run(&f, "done", 9, State::completed(t(9)));
+    done.work_pool = Some(pool.clone());
+    runs.push(done);
+    store.record(&WriteBatch { flows: vec![f], flow_runs: runs, ..Default::default() }).await.unwrap();
+    let mut mine: Vec<_> = store
+        .waiting_runs()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|w| w.work_pool == pool)
+        .map(|w| (w.work_queue, w.late, w.runs))
+        .collect();
+    mine.sort();
+    assert_eq!(
+        mine,
+        vec![("default".to_string(), false, 2), ("default".to_string(), true, 1), ("urgent".to_string(), false, 1)]
+    );
 }
 
 pub async fn reported_moves_are_checked_against_the_rules(store: &dyn Store) {

@@ -378,6 +378,18 @@ pub trait RunQueue: Send + Sync {
     /// Renames `Late` the SCHEDULED runs due before `cutoff` that no worker
     /// has started. Returns them.
     async fn mark_late_runs(&self, cutoff: DateTime<Utc>) -> Result<Vec<FlowRun>>;
+    /// How many SCHEDULED runs wait in each pool and queue, the Late apart.
+    async fn waiting_runs(&self) -> Result<Vec<WaitingRuns>>;
+}
+
+/// SCHEDULED runs of one work pool and queue (Late ones or the others).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WaitingRuns {
+    pub work_pool: String,
+    pub work_queue: String,
+    /// Whether these are the runs marked Late (due and not started in time).
+    pub late: bool,
+    pub runs: u64,
 }
 
 /// Work pools and their workers' heartbeats.

@@ -32,6 +32,7 @@ pub(super) fn routes() -> OpenApiRouter<Arc<dyn Store>> {
         .routes(routes!(filter_logs))
         .routes(routes!(crash_stale_runs))
         .routes(routes!(mark_late_runs))
+        .routes(routes!(waiting_runs))
         .routes(routes!(flow_run_history))
         .routes(routes!(cancel_flow_run))
         .routes(routes!(retry_flow_run))
@@ -165,7 +166,9 @@ async fn record_batch(
     if let Some(e) = batch.artifacts.iter().find_map(|a| headwater_core::validate_artifact(a).err()) {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e));
     }
+    let started = std::time::Instant::now();
     let outcome = db.record_checked(&batch).await?;
+    crate::metrics::batch_recorded(&batch, &outcome.refused, started.elapsed().as_secs_f64());
     for r in &outcome.refused {
         tracing::warn!(run = %r.run_id, "refused a reported move: {}", r.reason);
     }
@@ -225,6 +228,15 @@ async fn enqueue_runs(
 )]
 async fn mark_late_runs(State(db): Db, Json(req): Json<CrashStale>) -> ApiResult<Vec<FlowRun>> {
     Ok(Json(db.mark_late_runs(req.cutoff).await?))
+}
+
+/// How many SCHEDULED runs wait in each work pool and queue, the Late apart.
+#[utoipa::path(
+    get, path = "/flow_runs/waiting", tag = "flow_runs",
+    responses((status = 200, body = Vec<headwater_store::WaitingRuns>))
+)]
+async fn waiting_runs(State(db): Db) -> ApiResult<Vec<headwater_store::WaitingRuns>> {
+    Ok(Json(db.waiting_runs().await?))
 }
 
 /// Cancels a flow run: a scheduled one at once (CANCELLED), a running one is

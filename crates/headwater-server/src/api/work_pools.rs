@@ -87,7 +87,10 @@ pub(crate) async fn claim_waiting(
         tokio::pin!(woken);
         woken.as_mut().enable();
         for pool in pools {
-            if let Some(run) = db.claim_due_run(pool, queues, now.unwrap_or_else(chrono::Utc::now)).await? {
+            let started = std::time::Instant::now();
+            let claimed = db.claim_due_run(pool, queues, now.unwrap_or_else(chrono::Utc::now)).await?;
+            crate::metrics::claimed(claimed.as_ref(), started.elapsed().as_secs_f64());
+            if let Some(run) = claimed {
                 return Ok(Some(run));
             }
         }

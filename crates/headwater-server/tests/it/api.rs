@@ -583,3 +583,111 @@ async fn backfills_through_the_api() {
     assert_eq!(backfills.len(), 1);
     server.stop().await.unwrap();
 }
+
+/// `/metrics` in Prometheus' text format: what happened (state moves,
+/// claims, requests) and what is (runs waiting and Late per pool and queue,
+/// slots, the outbox); behind the API key unless made public.
+#[tokio::test]
+async fn metrics_count_what_happens_and_show_what_waits() {
+    use chrono::Utc;
+    use headwater_core::{flow_id_for_name, FlowRun, RunKind, State, StateRecord, WorkPool, WorkPoolKind};
+    use headwater_store::{ConcurrencyStore, RunQueue, RunRecorder, WorkPoolStore, WriteBatch};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("hw.db")).await.unwrap());
+    let config = ServerConfig { port: 0, api_keys: vec!["sesame".into()], ..Default::default() };
+    let server = RunningServer::start_with(store.clone(), config).await.unwrap();
+    headwater_client::install_tls_provider();
+    let http = reqwest::Client::new();
+    let scrape = |key: Option<&'static str>| {
+        let mut req = http.get(format!("http://{}/metrics", server.addr));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        async move { req.send().await.unwrap() }
+    };
+    assert_eq!(scrape(None).await.status(), 401, "behind the API key");
+
+    let client = ApiClient::new(&server.api_url(), Some("sesame".into())).unwrap();
+    let now = Utc::now();
+    let run = |name: &str, state: State, pool: Option<&str>| FlowRun {
+        id: uuid::Uuid::now_v7(),
+        flow_id: flow_id_for_name("metered"),
+        flow_name: "metered".into(),
+        name: name.into(),
+        parameters: serde_json::json!({}),
+        tags: vec![],
+        state,
+        parent_flow_run_id: None,
+        parent_task_run_id: None,
+        run_count: 1,
+        start_time: None,
+        end_time: None,
+        created: now,
+        heartbeat: None,
+        deployment_id: None,
+        work_pool: pool.map(String::from),
+        idempotency_key: None,
+        work_queue: None,
+        retry_policy: None,
+        partition: None,
+        backfill_id: None,
+    };
+    // A run reported through its life.
+    let mut r = run("metered-1", State::pending(now), None);
+    let mut states = vec![];
+    for s in [State::pending(now), State::running(now), State::completed(now)] {
+        states.push(StateRecord { run_id: r.id, kind: RunKind::Flow, state: s.clone() });
+        r.state = s;
+    }
+    client.record(&WriteBatch { flow_runs: vec![r], states, ..Default::default() }).await.unwrap();
+    // Runs waiting in a pool: two due, one of them Late.
+    client.apply_work_pool(&WorkPool::new("etl", WorkPoolKind::Process, now)).await.unwrap();
+    let due = now - chrono::Duration::minutes(5);
+    client
+        .enqueue_runs(&[
+            run("waits-1", State::scheduled(due, due), Some("etl")),
+            run("waits-2", State::late(due, due), Some("etl")),
+        ])
+        .await
+        .unwrap();
+    client.set_concurrency_limit("warehouse", 3, None).await.unwrap();
+
+    let text = scrape(Some("sesame")).await.text().await.unwrap();
+    let has = |line: &str| text.lines().any(|l| l == line);
+    assert!(has(r#"headwater_flow_runs_started_total{flow="metered"} 1"#), "{text}");
+    assert!(has(r#"headwater_flow_runs_finished_total{flow="metered",state="COMPLETED"} 1"#), "{text}");
+    assert!(has(r#"headwater_runs_waiting{pool="etl",queue="default"} 2"#), "{text}");
+    assert!(has(r#"headwater_runs_late{pool="etl",queue="default"} 1"#), "{text}");
+    assert!(has(r#"headwater_concurrency_slots_limit{limit="warehouse"} 3"#), "{text}");
+    assert!(has(r#"headwater_concurrency_slots_in_use{limit="warehouse"} 0"#), "{text}");
+    assert!(has(r#"headwater_outbox_deliveries{status="pending"} 0"#), "{text}");
+    assert!(
+        text.contains(r#"headwater_http_request_seconds_count{route="/api/batches",method="POST",status="200"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("# TYPE headwater_http_request_seconds histogram"), "{text}");
+
+    // A claim: the dispatch latency is observed and one run still waits.
+    let claimed = client.claim_due_run("etl", &[], Utc::now()).await.unwrap().expect("a due run");
+    assert!(claimed.state.scheduled_time.is_some(), "the claimed run keeps when it was due");
+    let text = scrape(Some("sesame")).await.text().await.unwrap();
+    assert!(text.lines().any(|l| l == r#"headwater_dispatch_seconds_count{pool="etl"} 1"#), "{text}");
+    let waiting: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"headwater_runs_waiting{pool="etl",queue="default"} "#))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(waiting, 1);
+    server.stop().await.unwrap();
+
+    // Made public, a scraper needs no key (the API still does).
+    let config = ServerConfig { port: 0, api_keys: vec!["sesame".into()], metrics_public: true, ..Default::default() };
+    let server = RunningServer::start_with(store.clone(), config).await.unwrap();
+    let open = http.get(format!("http://{}/metrics", server.addr)).send().await.unwrap();
+    assert_eq!(open.status(), 200);
+    assert!(open.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    let api = http.get(format!("{}/flow_runs/waiting", server.api_url())).send().await.unwrap();
+    assert_eq!(api.status(), 401);
+}

@@ -92,6 +92,11 @@ impl RunQueue for SqliteStore {
         tx.commit().await.db()?;
         Ok(batch.flow_runs)
     }
+
+    async fn waiting_runs(&self) -> Result<Vec<headwater_store::WaitingRuns>> {
+        let rows = sqlx::query(crate::columns::WAITING_RUNS).fetch_all(&self.pool).await.db()?;
+        rows.iter().map(waiting_runs_from).collect()
+    }
 }
 
 /// Inserts new runs (a run whose id or idempotency key exists is left
