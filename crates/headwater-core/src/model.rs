@@ -220,6 +220,35 @@ pub struct LogRecord {
 }
 
 impl FlowRun {
+    /// A run of `flow` named `name`, in `state` and created at `created`,
+    /// with no parameters, parent, deployment or pool: a start that callers
+    /// (and tests) fill in.
+    pub fn new(id: Uuid, flow: &str, name: &str, state: State, created: DateTime<Utc>) -> FlowRun {
+        FlowRun {
+            id,
+            flow_id: flow_id_for_name(flow),
+            flow_name: flow.to_string(),
+            name: name.to_string(),
+            parameters: serde_json::json!({}),
+            tags: Vec::new(),
+            state,
+            parent_flow_run_id: None,
+            parent_task_run_id: None,
+            run_count: 1,
+            start_time: None,
+            end_time: None,
+            created,
+            heartbeat: None,
+            deployment_id: None,
+            work_pool: None,
+            idempotency_key: None,
+            work_queue: None,
+            retry_policy: None,
+            partition: None,
+            backfill_id: None,
+        }
+    }
+
     pub fn is_finished(&self) -> bool {
         self.state.state_type.is_terminal()
     }

@@ -166,26 +166,34 @@ pub(crate) fn versions_written_by<'a, DB: sqlx::Database>(
     q.push(") ORDER BY written, dataset, partition, version");
 }
 
-/// The recorded state of some runs of one table (`flow_runs` or
-/// `task_runs`), read by the checked batch writer; `bind` pushes one id as
-/// its engine stores ids, `lock` ends the statement (PostgreSQL's `FOR
-/// UPDATE`, or nothing).
+/// The statements that read the recorded state of every run a batch
+/// reports on (flow runs and task runs, [`STATES_ASKED`] ids each), for the
+/// checked batch writer; `bind` pushes one id as its engine stores ids,
+/// `lock` ends each statement (PostgreSQL's `FOR UPDATE`, or nothing).
 pub(crate) fn recorded_states<'a, DB: sqlx::Database>(
-    q: &mut sqlx::QueryBuilder<'a, DB>,
-    table: &str,
-    runs: &[uuid::Uuid],
+    batch: &headwater_store::WriteBatch,
     bind: impl Fn(&mut sqlx::QueryBuilder<'a, DB>, uuid::Uuid),
     lock: &str,
-) {
+) -> Vec<sqlx::QueryBuilder<'a, DB>> {
     let [ty, name, message, timestamp, scheduled] = RUN_STATE;
-    q.push(format!("SELECT id, {ty}, {name}, {message}, {timestamp}, {scheduled} FROM {table} WHERE id IN ("));
-    for (i, id) in runs.iter().enumerate() {
-        if i > 0 {
-            q.push(", ");
+    let (flows, tasks) = headwater_store::reports::reported_runs(batch);
+    let mut out = Vec::new();
+    for (table, ids) in [("flow_runs", &flows), ("task_runs", &tasks)] {
+        for chunk in ids.chunks(STATES_ASKED) {
+            let mut q = sqlx::QueryBuilder::new(format!(
+                "SELECT id, {ty}, {name}, {message}, {timestamp}, {scheduled} FROM {table} WHERE id IN ("
+            ));
+            for (i, id) in chunk.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                bind(&mut q, *id);
+            }
+            q.push(format!(") ORDER BY id{lock}"));
+            out.push(q);
         }
-        bind(q, *id);
     }
-    q.push(format!(") ORDER BY id{lock}"));
+    out
 }
 
 /// Finished flow runs older than `$1` that retention may delete, oldest

@@ -202,29 +202,7 @@ mod tests {
     }
 
     fn run(name: &str, state: State) -> FlowRun {
-        FlowRun {
-            id: Uuid::now_v7(),
-            flow_id: Uuid::now_v7(),
-            flow_name: "etl".into(),
-            name: name.into(),
-            parameters: serde_json::json!({}),
-            tags: vec![],
-            state,
-            parent_flow_run_id: None,
-            parent_task_run_id: None,
-            run_count: 1,
-            start_time: None,
-            end_time: None,
-            created: at(0),
-            heartbeat: None,
-            deployment_id: None,
-            work_pool: None,
-            idempotency_key: None,
-            work_queue: None,
-            retry_policy: None,
-            partition: None,
-            backfill_id: None,
-        }
+        FlowRun::new(Uuid::now_v7(), "etl", name, state, at(0))
     }
 
     fn moved(r: &FlowRun, state: State) -> StateRecord {

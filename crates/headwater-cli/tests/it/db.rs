@@ -183,7 +183,7 @@ async fn backups_taken_while_flows_write_restore_whole() {
 /// a dry run only counts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prune_deletes_old_history_and_a_dry_run_counts() {
-    use headwater_core::{flow_id_for_name, FlowRun, LogLevel, LogRecord, State};
+    use headwater_core::{FlowRun, LogLevel, LogRecord, State};
     use headwater_store::{RunRecorder, WriteBatch};
 
     let dir = tempfile::tempdir().unwrap();
@@ -197,29 +197,9 @@ async fn prune_deletes_old_history_and_a_dry_run_counts() {
     let old: Vec<FlowRun> = (0..1000)
         .map(|i| {
             let at = last_year + chrono::Duration::seconds(i);
-            FlowRun {
-                id: uuid::Uuid::now_v7(),
-                flow_id: flow_id_for_name("cli-parent"),
-                flow_name: "cli-parent".into(),
-                name: format!("old-{i}"),
-                parameters: serde_json::json!({}),
-                tags: vec![],
-                state: State::completed(at),
-                parent_flow_run_id: None,
-                parent_task_run_id: None,
-                run_count: 1,
-                start_time: Some(at),
-                end_time: Some(at),
-                created: at,
-                heartbeat: None,
-                deployment_id: None,
-                work_pool: None,
-                idempotency_key: None,
-                work_queue: None,
-                retry_policy: None,
-                partition: None,
-                backfill_id: None,
-            }
+            let mut r = FlowRun::new(uuid::Uuid::now_v7(), "cli-parent", &format!("old-{i}"), State::completed(at), at);
+            (r.start_time, r.end_time) = (Some(at), Some(at));
+            r
         })
         .collect();
     let logs = old

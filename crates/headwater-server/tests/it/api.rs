@@ -173,36 +173,14 @@ async fn the_server_marks_silent_runs_crashed() {
 async fn the_server_prunes_history_past_its_retention() {
     use chrono::Utc;
     use headwater_core::retention::{PruneKind, Retention};
-    use headwater_core::{flow_id_for_name, FlowRun, State};
+    use headwater_core::{FlowRun, State};
     use headwater_store::WriteBatch;
 
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("hw.db")).await.unwrap());
     let run = |name: &str, state: State, age_days: i64| {
         let at = Utc::now() - chrono::Duration::days(age_days);
-        FlowRun {
-            id: uuid::Uuid::now_v7(),
-            flow_id: flow_id_for_name("nightly"),
-            flow_name: "nightly".into(),
-            name: name.into(),
-            parameters: serde_json::json!({}),
-            tags: vec![],
-            state: State { timestamp: at, ..state },
-            parent_flow_run_id: None,
-            parent_task_run_id: None,
-            run_count: 1,
-            start_time: Some(at),
-            end_time: None,
-            created: at,
-            heartbeat: None,
-            deployment_id: None,
-            work_pool: None,
-            idempotency_key: None,
-            work_queue: None,
-            retry_policy: None,
-            partition: None,
-            backfill_id: None,
-        }
+        FlowRun::new(uuid::Uuid::now_v7(), "nightly", name, State { timestamp: at, ..state }, at)
     };
     let now = Utc::now();
     let old = run("last-month", State::completed(now), 40);
@@ -590,7 +568,7 @@ async fn backfills_through_the_api() {
 #[tokio::test]
 async fn metrics_count_what_happens_and_show_what_waits() {
     use chrono::Utc;
-    use headwater_core::{flow_id_for_name, FlowRun, RunKind, State, StateRecord, WorkPool, WorkPoolKind};
+    use headwater_core::{FlowRun, RunKind, State, StateRecord, WorkPool, WorkPoolKind};
     use headwater_store::{ConcurrencyStore, RunQueue, RunRecorder, WorkPoolStore, WriteBatch};
 
     let dir = tempfile::tempdir().unwrap();
@@ -611,27 +589,8 @@ async fn metrics_count_what_happens_and_show_what_waits() {
     let client = ApiClient::new(&server.api_url(), Some("sesame".into())).unwrap();
     let now = Utc::now();
     let run = |name: &str, state: State, pool: Option<&str>| FlowRun {
-        id: uuid::Uuid::now_v7(),
-        flow_id: flow_id_for_name("metered"),
-        flow_name: "metered".into(),
-        name: name.into(),
-        parameters: serde_json::json!({}),
-        tags: vec![],
-        state,
-        parent_flow_run_id: None,
-        parent_task_run_id: None,
-        run_count: 1,
-        start_time: None,
-        end_time: None,
-        created: now,
-        heartbeat: None,
-        deployment_id: None,
         work_pool: pool.map(String::from),
-        idempotency_key: None,
-        work_queue: None,
-        retry_policy: None,
-        partition: None,
-        backfill_id: None,
+        ..FlowRun::new(uuid::Uuid::now_v7(), "metered", name, state, now)
     };
     // A run reported through its life.
     let mut r = run("metered-1", State::pending(now), None);

@@ -1,8 +1,7 @@
 //! Flow runs, task runs, their states and logs: the batch writer, the reaper's queries and every read. (PostgreSQL)
 
 use super::*;
-use crate::columns::STATES_ASKED;
-use headwater_store::reports::{check_batch, reported_runs, BatchOutcome};
+use headwater_store::reports::{check_batch, BatchOutcome};
 
 /// One row per id, the last snapshot winning: PostgreSQL refuses an upsert
 /// that touches the same row twice in one statement.
@@ -31,26 +30,19 @@ impl RunRecorder for PostgresStore {
             return Ok(BatchOutcome::default());
         }
         let mut tx = self.pool.begin().await.db()?;
-        let (flows, tasks) = reported_runs(batch);
-        let mut current = HashMap::new();
         // FOR UPDATE: a cancel or a crash by another server waits for this
         // write, or this one reads its result; the check never goes stale.
-        for (table, ids) in [("flow_runs", &flows), ("task_runs", &tasks)] {
-            for chunk in ids.chunks(STATES_ASKED) {
-                let mut q = QueryBuilder::<Postgres>::new("");
-                crate::columns::recorded_states(
-                    &mut q,
-                    table,
-                    chunk,
-                    |q, id| {
-                        q.push_bind(id);
-                    },
-                    " FOR UPDATE",
-                );
-                for row in q.build().persistent(false).fetch_all(&mut *tx).await.db()? {
-                    let (id, state) = recorded_state_from(&row)?;
-                    current.insert(id, state);
-                }
+        let mut current = HashMap::new();
+        for mut q in crate::columns::recorded_states(
+            batch,
+            |q, id| {
+                q.push_bind(id);
+            },
+            " FOR UPDATE",
+        ) {
+            for row in q.build().persistent(false).fetch_all(&mut *tx).await.db()? {
+                let (id, state) = recorded_state_from(&row)?;
+                current.insert(id, state);
             }
         }
         let (written, refused) = check_batch(batch, &current);

@@ -1,8 +1,7 @@
 //! Flow runs, task runs, their states and logs: the batch writer, the reaper's queries and every read. (SQLite)
 
 use super::*;
-use crate::columns::STATES_ASKED;
-use headwater_store::reports::{check_batch, reported_runs, BatchOutcome};
+use headwater_store::reports::{check_batch, BatchOutcome};
 use std::collections::HashMap;
 
 #[async_trait]
@@ -24,24 +23,17 @@ impl RunRecorder for SqliteStore {
         }
         let _writing = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.db()?;
-        let (flows, tasks) = reported_runs(batch);
         let mut current = HashMap::new();
-        for (table, ids) in [("flow_runs", &flows), ("task_runs", &tasks)] {
-            for chunk in ids.chunks(STATES_ASKED) {
-                let mut q = QueryBuilder::<Sqlite>::new("");
-                crate::columns::recorded_states(
-                    &mut q,
-                    table,
-                    chunk,
-                    |q, id| {
-                        q.push_bind(id.to_string());
-                    },
-                    "",
-                );
-                for row in q.build().persistent(false).fetch_all(&mut *tx).await.db()? {
-                    let (id, state) = recorded_state_from(&row)?;
-                    current.insert(id, state);
-                }
+        for mut q in crate::columns::recorded_states(
+            batch,
+            |q, id| {
+                q.push_bind(id.to_string());
+            },
+            "",
+        ) {
+            for row in q.build().persistent(false).fetch_all(&mut *tx).await.db()? {
+                let (id, state) = recorded_state_from(&row)?;
+                current.insert(id, state);
             }
         }
         let (written, refused) = check_batch(batch, &current);
