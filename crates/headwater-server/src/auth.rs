@@ -67,7 +67,7 @@ pub(crate) async fn require_key(State(guard): State<Arc<Guard>>, req: Request, n
         .and_then(credential)
         .or_else(|| req.headers().get("x-api-key").and_then(|v| v.to_str().ok()).map(str::to_string));
     match given {
-        Some(k) if key_accepted(&keys, Some(&k)) => next.run(req).await,
+        Some(k) if key_accepted(keys, Some(&k)) => next.run(req).await,
         Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "invalid API key").into_response(),
         None => ApiError::new(StatusCode::UNAUTHORIZED, "this server requires an API key (Authorization: Bearer …)")
             .into_response(),
