@@ -47,6 +47,7 @@ migrations! {
     18 => "0018_dataset_inputs",
     19 => "0019_dataset_sources",
     20 => "0020_retention",
+    21 => "0021_run_names_by_row",
 }
 
 /// The newest schema version this build knows.

@@ -206,6 +206,12 @@ pub async fn old_history_is_pruned_but_what_must_stay(store: &dyn Store) {
     for kept in [&unfinished, &part_latest, &young] {
         assert!(store.read_flow_run(kept.id).await.unwrap().is_some(), "{} stays", kept.name);
     }
+    // The name search forgets the pruned runs and still finds the others.
+    let named =
+        |name: &str| FlowRunFilter { flow_name: Some(f.name.clone()), name: Some(name.into()), ..Default::default() };
+    let found = store.list_flow_runs(&named("partition-")).await.unwrap();
+    assert_eq!(found.iter().map(|r| r.id).collect::<Vec<_>>(), vec![part_latest.id]);
+    assert!(store.list_flow_runs(&named("parent")).await.unwrap().is_empty());
     let arts = store.list_artifacts(&ArtifactFilter { key: Some(key.clone()), ..Default::default() }).await.unwrap();
     assert!(arts.iter().any(|a| a.id == keyed_latest.id), "a key's latest artifact stays with its run gone");
     let of_old =

@@ -1,0 +1,4 @@
+-- No-op on PostgreSQL, kept so both engines count the same versions.
+-- Its name search is a pg_trgm index on flow_runs.name itself (0013), which
+-- a deleted run leaves by itself; SQLite's migration 21 gives its separate
+-- FTS5 index rowids that a deleted run's entry is found by.
