@@ -36,6 +36,20 @@ def prefect_env(home):
     return env
 
 
+def stored_bytes(path):
+    """The bytes a SQLite database holds (its WAL folded in, free pages not
+    counted), or None when there is no database."""
+    if not os.path.exists(path):
+        return None
+    import sqlite3
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page = con.execute("PRAGMA page_size").fetchone()[0]
+    used = con.execute("PRAGMA page_count").fetchone()[0] - con.execute("PRAGMA freelist_count").fetchone()[0]
+    con.close()
+    return used * page
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--headwater-bin", required=True, help="folder with hw-bench and hw-examples")
@@ -51,6 +65,7 @@ def main():
     print("| shape | tasks | Headwater µs/task | Prefect µs/task (flow returned) | Prefect µs/task (all recorded) | ratio | Headwater peak RSS | Prefect peak RSS |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|", flush=True)
     totals = {}
+    stored = []
     for mode in ("sequential", "concurrent"):
         for n in sizes:
             with tempfile.TemporaryDirectory() as h1, tempfile.TemporaryDirectory() as h2:
@@ -58,6 +73,8 @@ def main():
                 hw = json.loads(out)
                 out, _, pf_rss = run_measured([args.python, prefect_script, str(n), mode], prefect_env(h2))
                 pf = json.loads(out)
+                stored.append((mode, n, stored_bytes(os.path.join(h1, "headwater.db")),
+                               stored_bytes(os.path.join(h2, "prefect.db")), pf["visible"] if pf["recorded"] is None else n))
             hw_us = hw["seconds"] / n * 1e6
             pf_ret_us = pf["returned"] / n * 1e6
             totals[(mode, n)] = (hw["seconds"], pf["returned"], pf["recorded"])
@@ -91,6 +108,27 @@ def main():
             hw_m = (hw_l - hw_s) / (large - small) * 1e6
             pf_m = (pf_l - pf_s) / (large - small) * 1e6
             print(f"| {mode} | {hw_m:.1f} | {pf_m:.1f} ({basis}) | **{pf_m / hw_m:.0f}×** |", flush=True)
+
+    if len(sizes) >= 2:
+        # Bytes per recorded task run, between the two largest sizes: the
+        # database's fixed part (schema, flows) cancels.
+        small, large = sorted(sizes)[-2:]
+        print()
+        print(f"Bytes stored per task run (with its states; between {small} and {large} tasks):")
+        print()
+        print("| shape | Headwater bytes/task run | Prefect bytes/task run | ratio |")
+        print("|---|---:|---:|---:|")
+        by = {(m, n): (h, p, rec) for m, n, h, p, rec in stored}
+        for mode in ("sequential", "concurrent"):
+            (hs, ps, rs), (hl, pl, rl) = by[(mode, small)], by[(mode, large)]
+            if None in (hs, ps, hl, pl):
+                print(f"| {mode} | n/a | n/a | |")
+                continue
+            # Per task run the flow made: Prefect's database also holds the
+            # events of the task runs it then failed to record.
+            hw_b, pf_b = (hl - hs) / (large - small), (pl - ps) / (large - small)
+            lost = "" if rl == large else f" (it recorded {rl} of {large})"
+            print(f"| {mode} | {hw_b:.0f} | {pf_b:.0f}{lost} | **{pf_b / hw_b:.1f}×** |", flush=True)
 
     hw_one, pf_one = [], []
     for _ in range(args.repeat):
