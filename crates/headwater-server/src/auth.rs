@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
 
-const OPEN_PATHS: &[&str] = &["/api/health", "/api/openapi.json", "/api/docs"];
+pub(crate) const OPEN_PATHS: &[&str] = &["/api/health", "/api/openapi.json", "/api/docs"];
 
 /// Websockets of the Prefect-compatible API: a Prefect client sends its key
 /// in the first message, not in the upgrade request (see `prefect::events`).

@@ -110,6 +110,8 @@ fn app_with_wake(store: Arc<dyn Store>, config: &ServerConfig, wake: api::Wake) 
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIME_LIMIT,
         ))
+        // Every error as `{"detail": …}`, the layers' and extractors' too.
+        .layer(axum::middleware::map_response(error::json_errors))
 }
 
 tokio::task_local! {

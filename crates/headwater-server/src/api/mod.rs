@@ -75,12 +75,18 @@ fn api_router() -> OpenApiRouter<Arc<dyn Store>> {
 
 /// The OpenAPI document of the API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().split_for_parts().1
+    documented(api_router().split_for_parts().1)
+}
+
+/// The generated document with the answers every route may give.
+fn documented(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    crate::error::document_common_answers(&mut doc, crate::auth::OPEN_PATHS);
+    doc
 }
 
 pub(crate) fn router(store: Arc<dyn Store>, wake: Wake) -> Router {
     let (api, doc) = api_router().split_for_parts();
-    let doc = Arc::new(doc);
+    let doc = Arc::new(documented(doc));
     let api = api
         .route("/openapi.json", axum::routing::get(move || async move { Json((*doc).clone()) }))
         .route("/docs", axum::routing::get(|| async { Html(meta::DOCS_PAGE) }))

@@ -107,6 +107,42 @@ async fn the_openapi_document_describes_every_route() {
     assert_eq!(resp.status(), 404);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["detail"], "no flow run matches 'nope'");
+
+    // Every operation documents the answers any route may give, with the
+    // error body it really sends.
+    let filter = &doc["paths"]["/flow_runs/filter"]["post"]["responses"];
+    for status in ["200", "400", "401", "413", "415", "422", "503"] {
+        assert!(filter[status].is_object(), "POST /flow_runs/filter does not document {status}: {filter}");
+    }
+    assert_eq!(filter["422"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorBody");
+    assert!(doc["paths"]["/health"]["get"]["responses"]["401"].is_null(), "the health check needs no key");
+    assert!(doc["paths"]["/flow_runs/{id}"]["get"]["responses"]["400"].is_object());
+    let post = |body: &'static str, content_type: &'static str| {
+        http.post(format!("{}/flow_runs/filter", server.api_url()))
+            .bearer_auth("secret")
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    for (body, content_type, status) in [
+        ("{not json", "application/json", 400),
+        (r#"{"limit": "many"}"#, "application/json", 422),
+        ("{}", "text/plain", 415),
+    ] {
+        let resp = post(body, content_type).await.unwrap();
+        assert_eq!(resp.status(), status, "{body} as {content_type}");
+        assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+        let said: serde_json::Value = resp.json().await.unwrap();
+        assert!(said["detail"].as_str().is_some_and(|d| !d.is_empty()), "{said}");
+    }
+    let bad_id =
+        http.get(format!("{}/flow_runs/not-a-uuid", server.api_url())).bearer_auth("secret").send().await.unwrap();
+    assert_eq!(bad_id.status(), 400);
+    let said: serde_json::Value = bad_id.json().await.unwrap();
+    assert!(
+        said["detail"].as_str().unwrap().contains("UUID") || said["detail"].as_str().unwrap().contains("uuid"),
+        "{said}"
+    );
 }
 
 #[tokio::test]
