@@ -103,14 +103,19 @@ pub fn check_batch(batch: &WriteBatch, current: &HashMap<Uuid, State>) -> (Write
         }
     }
 
+    // Each run's reported moves in batch order, found once (a batch may
+    // carry ten thousand task runs).
+    let mut moves_of: HashMap<Uuid, Vec<(usize, &State)>> = HashMap::new();
+    for (i, s) in batch.states.iter().enumerate() {
+        moves_of.entry(s.run_id).or_default().push((i, &s.state));
+    }
     let mut refused = Vec::new();
     let mut rejected: HashSet<Uuid> = HashSet::new();
     // Indices of states already recorded: not written twice.
     let mut repeats: HashSet<usize> = HashSet::new();
     for (id, kind) in runs {
         let kind = if flow_ids.contains(&id) { RunKind::Flow } else { kind };
-        let moves: Vec<(usize, &State)> =
-            batch.states.iter().enumerate().filter(|(_, s)| s.run_id == id).map(|(i, s)| (i, &s.state)).collect();
+        let moves: &[(usize, &State)] = moves_of.get(&id).map_or(&[], Vec::as_slice);
         let recorded = current.get(&id);
         let new_from = match recorded {
             Some(r) => moves.iter().rposition(|(_, m)| same_state(m, r)).map_or(0, |p| p + 1),
