@@ -123,7 +123,7 @@ pub async fn run(cmd: DbCmd, settings: &Settings) -> Result<()> {
             };
             let pause = std::time::Duration::from_millis(20);
             for (kind, before) in keep.cutoffs(chrono::Utc::now()) {
-                let done = prune_kind(store.as_ref(), kind, before, PRUNE_BATCH, pause, dry_run).await?;
+                let done = prune_kind(store.as_ref(), kind, before, PRUNE_BATCH, pause, dry_run, &|| true).await?;
                 let verb = if dry_run { "would delete" } else { "deleted" };
                 let what = if kind == PruneKind::Runs { "flow runs" } else { kind.as_str() };
                 println!("{kind}: {verb} {} {what} older than {}", done.deleted, before.format("%Y-%m-%d %H:%M UTC"));

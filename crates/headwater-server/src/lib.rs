@@ -217,22 +217,23 @@ async fn retention_loop(
 ) {
     tracing::info!("retention: keeping {retention}");
     loop {
+        // Not raced against `stop`: a dropped prune would leave its
+        // transaction open on a pooled connection. It stops between batches.
+        let keep_going = || !stop.is_cancelled();
         let pass = headwater_store::retention::apply(
             store.as_ref(),
             &retention,
             chrono::Utc::now(),
             Duration::from_millis(20),
+            &keep_going,
         );
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            done = pass => match done {
-                Ok(pruned) => {
-                    for p in pruned.iter().filter(|p| p.deleted > 0) {
-                        tracing::info!("retention: deleted {} {} older than {}", p.deleted, p.kind, p.before);
-                    }
+        match pass.await {
+            Ok(pruned) => {
+                for p in pruned.iter().filter(|p| p.deleted > 0) {
+                    tracing::info!("retention: deleted {} {} older than {}", p.deleted, p.kind, p.before);
                 }
-                Err(e) => tracing::error!("retention: {e}"),
-            },
+            }
+            Err(e) => tracing::error!("retention: {e}"),
         }
         tokio::select! {
             _ = stop.cancelled() => return,

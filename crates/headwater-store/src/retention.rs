@@ -23,7 +23,9 @@ pub struct Pruned {
 }
 
 /// Deletes every record of `kind` older than `before`, `batch` at a time,
-/// resting `pause` between batches. A dry run counts instead.
+/// resting `pause` between batches, while `keep_going` says so (asked
+/// between batches: a batch under way always finishes, so no transaction is
+/// dropped half done). A dry run counts instead.
 pub async fn prune_kind(
     store: &dyn Store,
     kind: PruneKind,
@@ -31,6 +33,7 @@ pub async fn prune_kind(
     batch: u32,
     pause: Duration,
     dry_run: bool,
+    keep_going: &(dyn Fn() -> bool + Sync),
 ) -> Result<Pruned> {
     if dry_run {
         let deleted = store.prune(kind, before, batch, true).await?;
@@ -40,7 +43,7 @@ pub async fn prune_kind(
     loop {
         let n = store.prune(kind, before, batch, false).await?;
         deleted += n;
-        if n < u64::from(batch) {
+        if n < u64::from(batch) || !keep_going() {
             return Ok(Pruned { kind, before, deleted });
         }
         if !pause.is_zero() {
@@ -56,10 +59,14 @@ pub async fn apply(
     retention: &Retention,
     now: DateTime<Utc>,
     pause: Duration,
+    keep_going: &(dyn Fn() -> bool + Sync),
 ) -> Result<Vec<Pruned>> {
     let mut out = Vec::new();
     for (kind, before) in retention.cutoffs(now) {
-        out.push(prune_kind(store, kind, before, PRUNE_BATCH, pause, false).await?);
+        if !keep_going() {
+            break;
+        }
+        out.push(prune_kind(store, kind, before, PRUNE_BATCH, pause, false, keep_going).await?);
     }
     Ok(out)
 }
