@@ -71,9 +71,16 @@ pub(crate) async fn track(req: Request, next: Next) -> Response {
     response
 }
 
-/// Counts the moves of a batch as recorded (the refused ones apart).
-pub(crate) fn batch_recorded(batch: &WriteBatch, refused: &[headwater_store::reports::RefusedMove], took: f64) {
-    metrics::histogram!("headwater_store_write_seconds", "op" => "batch").record(took);
+/// Counts the moves of a batch as recorded (the refused ones apart); `op`
+/// names the write (`batch`: Headwater's clients, `prefect_state`,
+/// `prefect_events`: Prefect's).
+pub(crate) fn batch_recorded(
+    op: &'static str,
+    batch: &WriteBatch,
+    refused: &[headwater_store::reports::RefusedMove],
+    took: f64,
+) {
+    metrics::histogram!("headwater_store_write_seconds", "op" => op).record(took);
     let refused_runs: std::collections::HashSet<_> = refused.iter().map(|r| r.run_id).collect();
     metrics::counter!("headwater_reported_moves_refused_total").increment(refused.len() as u64);
     let flows: std::collections::HashMap<_, _> = batch.flow_runs.iter().map(|r| (r.id, r.flow_name.as_str())).collect();

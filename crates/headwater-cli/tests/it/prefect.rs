@@ -37,6 +37,18 @@ struct Server {
 }
 
 impl Server {
+    /// `GET /metrics` with the key, over a plain socket (these tests are not async).
+    fn scrape_metrics(&self) -> String {
+        use std::io::{Read, Write};
+        let host = self.api.trim_start_matches("http://").trim_end_matches("/api");
+        let mut socket = std::net::TcpStream::connect(host).unwrap();
+        write!(socket, "GET /metrics HTTP/1.0\r\nHost: {host}\r\nAuthorization: Bearer {KEY}\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        socket.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"), "{answer}");
+        answer.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
+    }
+
     fn start() -> Server {
         Server::start_in(tempfile::tempdir().unwrap(), "0")
     }
@@ -257,6 +269,19 @@ fn prefect_flows_run_against_headwater() {
     }
     let text = server.hw_text(&["flow-run", "inspect", first["id"].as_str().unwrap()]);
     assert!(text.contains("Pending → Running → AwaitingRetry → Retrying → Completed"), "{text}");
+
+    // Prefect's runs count in the server's metrics like Headwater's own.
+    let metrics = server.scrape_metrics();
+    assert!(
+        metrics.lines().any(|l| l == r#"headwater_flow_runs_finished_total{flow="course-etl",state="COMPLETED"} 2"#),
+        "{metrics}"
+    );
+    let finished_tasks: u64 = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix(r#"headwater_task_runs_finished_total{state="COMPLETED"} "#))
+        .map(|n| n.parse::<u64>().unwrap())
+        .sum();
+    assert!(finished_tasks >= 10, "task runs counted: {finished_tasks}\n{metrics}");
 }
 
 impl Server {

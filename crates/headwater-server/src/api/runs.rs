@@ -168,7 +168,7 @@ async fn record_batch(
     }
     let started = std::time::Instant::now();
     let outcome = db.record_checked(&batch).await?;
-    crate::metrics::batch_recorded(&batch, &outcome.refused, started.elapsed().as_secs_f64());
+    crate::metrics::batch_recorded("batch", &batch, &outcome.refused, started.elapsed().as_secs_f64());
     for r in &outcome.refused {
         tracing::warn!(run = %r.run_id, "refused a reported move: {}", r.reason);
     }

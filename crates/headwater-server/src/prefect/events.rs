@@ -235,7 +235,9 @@ impl EventSink {
         }
         let (batch, newest) = self.batch();
         // Only what is stored counts as seen: if this fails, a resend is taken.
+        let started = std::time::Instant::now();
         self.store.record(&batch).await?;
+        crate::metrics::batch_recorded("prefect_events", &batch, &[], started.elapsed().as_secs_f64());
         self.newest.extend(newest);
         Ok(())
     }

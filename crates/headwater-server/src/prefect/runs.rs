@@ -321,7 +321,9 @@ pub(super) async fn set_flow_run_state(
         }
     }
     batch.flow_runs.push(run.clone());
+    let started = std::time::Instant::now();
     store.record(&batch).await?;
+    crate::metrics::batch_recorded("prefect_state", &batch, &[], started.elapsed().as_secs_f64());
     if state.state_type == StateType::Scheduled {
         c.wake.notify_waiters();
     }
@@ -563,7 +565,10 @@ pub(super) async fn set_task_run_state(
     enter(&mut task.start_time, &mut task.run_count, &mut task.end_time, &state);
     task.state = state.clone();
     let history = StateRecord { run_id: task.id, kind: RunKind::Task, state: state.clone() };
-    store.record(&WriteBatch { task_runs: vec![task.clone()], states: vec![history], ..Default::default() }).await?;
+    let batch = WriteBatch { task_runs: vec![task.clone()], states: vec![history], ..Default::default() };
+    let started = std::time::Instant::now();
+    store.record(&batch).await?;
+    crate::metrics::batch_recorded("prefect_state", &batch, &[], started.elapsed().as_secs_f64());
     orchestration_answer(&decision, state_json(&state, Some(task.flow_run_id), Some(task.id)))
 }
 
