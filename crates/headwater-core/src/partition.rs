@@ -356,6 +356,29 @@ impl PartitionSpec {
             .collect())
     }
 
+    /// The keys of the newest `periods` complete time partitions at `now`
+    /// (fewer when the range holds fewer), with every static value: a
+    /// window onto a range too long to list whole (hourly for years).
+    pub fn recent_keys(&self, periods: usize, now: DateTime<Utc>) -> Result<Vec<PartitionKey>, PartitionError> {
+        let Some(t) = &self.time else { return self.keys(&Selection::default(), now) };
+        let first = parse_label(t.every, &t.start, "partitions.time.start")?;
+        let last = match &t.end {
+            Some(end) => Some(parse_label(t.every, end, "partitions.time.end")?),
+            None => self.latest_complete_time(t, now),
+        };
+        let Some(last) = last else { return Ok(Vec::new()) };
+        let mut from = last;
+        for _ in 1..periods.clamp(1, MAX_PARTITIONS) {
+            if from <= first {
+                break;
+            }
+            // The start of the period before: the floor of its last second.
+            from = t.every.floor(from - chrono::Duration::seconds(1)).max(first);
+        }
+        let window = Selection { from: Some(t.every.label(from)), to: Some(t.every.label(last)), ..Default::default() };
+        self.keys(&window, now)
+    }
+
     fn time_range(
         &self,
         t: &TimePartitions,
@@ -936,6 +959,18 @@ mod tests {
             ..daily.clone()
         };
         assert_eq!(hourly.keys(&Selection::default(), at("2024-03-02T01:30:00Z")).unwrap().len(), 3);
+
+        // Hourly for years is too long to list whole; the newest hours are a window onto it.
+        let years = PartitionSpec {
+            time: Some(TimePartitions { start: "2019-01-01T00".into(), ..hourly.time.clone().unwrap() }),
+            ..hourly.clone()
+        };
+        let now = at("2024-03-02T01:30:00Z");
+        assert_eq!(years.keys(&Selection::default(), now).unwrap_err().field, "range");
+        let window: Vec<String> = years.recent_keys(3, now).unwrap().iter().map(ToString::to_string).collect();
+        assert_eq!(window.len(), 3, "{window:?}");
+        assert!(window[0].ends_with("2024-03-01T22") && window[2].ends_with("2024-03-02T00"), "{window:?}");
+        assert_eq!(hourly.recent_keys(100, now).unwrap().len(), 3, "fewer when the range holds fewer");
     }
 
     #[test]

@@ -695,6 +695,16 @@ pub async fn datasets_version_partitions_and_guard_their_schema(store: &dyn Stor
     assert_eq!((empty.partitions, empty.schema.len(), empty.policy.is_some()), (0, 0, true));
     let parts = crate::freshness::dataset_partitions(store, &planned, now).await.unwrap();
     assert_eq!(parts.iter().filter(|p| p.stale).count(), 5, "none written, all late");
+    // Hourly for years is too long to list whole: the newest hours are listed.
+    let hourly: headwater_core::partition::DatasetPolicy = serde_json::from_value(json!({
+        "time": {"every": "hour", "start": "2015-01-01T00", "timezone": "UTC"},
+        "freshness": {"within": "1h"}
+    }))
+    .unwrap();
+    store.set_dataset_policy(&planned, Some(&hourly), t(42)).await.unwrap();
+    let parts = crate::freshness::dataset_partitions(store, &planned, now).await.unwrap();
+    assert_eq!(parts.len(), crate::freshness::PARTITIONS_SHOWN);
+    assert_eq!(parts.last().unwrap().partition, "year=2022/month=06/day=30/hour=23", "up to the newest complete hour");
     store.set_dataset_policy(&planned, None, t(42)).await.unwrap();
     assert!(store.read_dataset(&planned).await.unwrap().unwrap().policy.is_none());
 }
