@@ -75,27 +75,9 @@ mod tests {
     fn defaults_say_what_happened_with_a_link() {
         let now = Utc::now();
         let run = FlowRun {
-            id: uuid::Uuid::nil(),
             flow_id: uuid::Uuid::nil(),
-            flow_name: "etl".into(),
-            name: "brave-otter".into(),
             parameters: json!({"month": 3}),
-            tags: vec![],
-            state: State::failed(now, "boom"),
-            parent_flow_run_id: None,
-            parent_task_run_id: None,
-            run_count: 1,
-            start_time: None,
-            end_time: None,
-            created: now,
-            heartbeat: None,
-            deployment_id: None,
-            work_pool: None,
-            idempotency_key: None,
-            work_queue: None,
-            retry_policy: None,
-            partition: None,
-            backfill_id: None,
+            ..FlowRun::new(uuid::Uuid::nil(), "etl", "brave-otter", State::failed(now, "boom"), now)
         };
         let event = AutomationEvent {
             kind: "flow-run-state".into(),

@@ -32,27 +32,10 @@ fn flow(name: &str, version: &str) -> Flow {
 
 fn flow_run(flow: &Flow, name: &str, at: i64, state: State) -> FlowRun {
     FlowRun {
-        id: Uuid::now_v7(),
         flow_id: flow.id,
-        flow_name: flow.name.clone(),
-        name: name.to_string(),
         parameters: json!({"month": 1, "color": "yellow"}),
         tags: vec!["nightly".into()],
-        state,
-        parent_flow_run_id: None,
-        parent_task_run_id: None,
-        run_count: 1,
-        start_time: None,
-        end_time: None,
-        created: t(at),
-        heartbeat: None,
-        deployment_id: None,
-        work_pool: None,
-        idempotency_key: None,
-        work_queue: None,
-        retry_policy: None,
-        partition: None,
-        backfill_id: None,
+        ..FlowRun::new(Uuid::now_v7(), &flow.name, name, state, t(at))
     }
 }
 

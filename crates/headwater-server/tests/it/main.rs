@@ -20,26 +20,8 @@ async fn sealed_sqlite(dir: &std::path::Path) -> std::sync::Arc<dyn headwater_st
 fn run_of(flow: &str, name: &str, state: headwater_core::State, ago: i64, tags: &[&str]) -> headwater_core::FlowRun {
     let created = chrono::Utc::now() - chrono::Duration::seconds(ago);
     headwater_core::FlowRun {
-        id: uuid::Uuid::now_v7(),
-        flow_id: headwater_core::flow_id_for_name(flow),
-        flow_name: flow.to_string(),
-        name: name.into(),
-        parameters: serde_json::json!({}),
         tags: tags.iter().map(|t| t.to_string()).collect(),
-        state,
-        parent_flow_run_id: None,
-        parent_task_run_id: None,
-        run_count: 1,
         start_time: Some(created),
-        end_time: None,
-        created,
-        heartbeat: None,
-        deployment_id: None,
-        work_pool: None,
-        idempotency_key: None,
-        work_queue: None,
-        retry_policy: None,
-        partition: None,
-        backfill_id: None,
+        ..headwater_core::FlowRun::new(uuid::Uuid::now_v7(), flow, name, state, created)
     }
 }
