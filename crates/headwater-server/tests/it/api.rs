@@ -157,7 +157,7 @@ async fn an_unreachable_server_is_a_clear_retryable_error() {
 #[tokio::test]
 async fn the_server_marks_silent_runs_crashed() {
     use chrono::Utc;
-    use headwater_core::{flow_id_for_name, FlowRun, State, StateType};
+    use headwater_core::{FlowRun, State, StateType};
     use headwater_store::{RunRecorder, WriteBatch};
 
     let dir = tempfile::tempdir().unwrap();
@@ -167,27 +167,9 @@ async fn the_server_marks_silent_runs_crashed() {
     let server = RunningServer::start_with(store.clone(), config).await.unwrap();
     let silent = Utc::now() - chrono::Duration::seconds(10);
     let run = FlowRun {
-        id: uuid::Uuid::now_v7(),
-        flow_id: flow_id_for_name("silent"),
-        flow_name: "silent".into(),
-        name: "quiet-wren".into(),
-        parameters: serde_json::json!({}),
-        tags: vec![],
-        state: State::running(silent),
-        parent_flow_run_id: None,
-        parent_task_run_id: None,
-        run_count: 1,
         start_time: Some(silent),
-        end_time: None,
-        created: silent,
         heartbeat: Some(silent),
-        deployment_id: None,
-        work_pool: None,
-        idempotency_key: None,
-        work_queue: None,
-        retry_policy: None,
-        partition: None,
-        backfill_id: None,
+        ..FlowRun::new(uuid::Uuid::now_v7(), "silent", "quiet-wren", State::running(silent), silent)
     };
     let client = ApiClient::new(&server.api_url(), None).unwrap();
     client.record(&WriteBatch { flow_runs: vec![run.clone()], ..Default::default() }).await.unwrap();

@@ -62,27 +62,9 @@ async fn concurrent_writers_and_snapshots_of_one_run_in_a_batch() {
         updated: Utc::now(),
     };
     let mut run = FlowRun {
-        id: Uuid::now_v7(),
         flow_id: flow.id,
-        flow_name: flow.name.clone(),
-        name: "r".into(),
-        parameters: json!({}),
-        tags: vec![],
-        state: State::pending(Utc::now()),
-        parent_flow_run_id: None,
-        parent_task_run_id: None,
         run_count: 0,
-        start_time: None,
-        end_time: None,
-        created: Utc::now(),
-        heartbeat: None,
-        deployment_id: None,
-        work_pool: None,
-        idempotency_key: None,
-        work_queue: None,
-        retry_policy: None,
-        partition: None,
-        backfill_id: None,
+        ..FlowRun::new(Uuid::now_v7(), &flow.name, "r", State::pending(Utc::now()), Utc::now())
     };
     // Two snapshots of one run in a batch: the last wins.
     let mut done = run.clone();

@@ -50,27 +50,8 @@ async fn concurrent_writers_never_see_database_is_locked() {
                 updated: Utc::now(),
             };
             let run = FlowRun {
-                id: Uuid::now_v7(),
                 flow_id: flow.id,
-                flow_name: name.clone(),
-                name: format!("run-{w}"),
-                parameters: json!({}),
-                tags: vec![],
-                state: State::running(Utc::now()),
-                parent_flow_run_id: None,
-                parent_task_run_id: None,
-                run_count: 1,
-                start_time: None,
-                end_time: None,
-                created: Utc::now(),
-                heartbeat: None,
-                deployment_id: None,
-                work_pool: None,
-                idempotency_key: None,
-                work_queue: None,
-                retry_policy: None,
-                partition: None,
-                backfill_id: None,
+                ..FlowRun::new(Uuid::now_v7(), &name, &format!("run-{w}"), State::running(Utc::now()), Utc::now())
             };
             store
                 .record(&WriteBatch { flows: vec![flow], flow_runs: vec![run.clone()], ..Default::default() })
