@@ -1,5 +1,6 @@
-//! `headwater db`: backups of the embedded database and putting one back.
-//! PostgreSQL keeps its own (`pg_dump`, base backups with WAL archiving).
+//! `headwater db`: backups of the embedded database, putting one back, and
+//! pruning old history (any store). PostgreSQL keeps its own backup tools
+//! (`pg_dump`, base backups with WAL archiving).
 
 use std::path::{Path, PathBuf};
 
@@ -47,7 +48,7 @@ pub enum DbCmd {
     },
     /// Put a backup in place of the embedded database. Stop the server,
     /// workers and flows using it first; the database it replaces is kept
-    /// beside it as `<name>.before-restore`.
+    /// beside it as `<name>.before-restore-<time>`.
     Restore {
         src: String,
         /// Download the copy from this block's store, from SRC.

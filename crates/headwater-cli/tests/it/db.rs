@@ -169,6 +169,13 @@ async fn backups_taken_while_flows_write_restore_whole() {
         assert_eq!(detail["subflow_runs"].as_array().unwrap().len(), 2);
     }
 
+    let kept = std::fs::read_dir(&restored_home)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("headwater.db.before-restore-"))
+        .count();
+    assert_eq!(kept, sources.len() - 1, "each replaced database is kept, none overwritten");
+
     // What is not a Headwater database is refused, and nothing is replaced.
     let junk = dir.path().join("junk.db");
     std::fs::write(&junk, b"not a database at all, just bytes").unwrap();

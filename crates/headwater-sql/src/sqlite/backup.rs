@@ -136,8 +136,8 @@ async fn check_unused(db: &Path) -> Result<()> {
 
 /// Puts the copy at `src` in place of the database at `db`. The copy is
 /// checked first (whole, a Headwater database, not from a newer version);
-/// the database it replaces is kept beside it as `<name>.before-restore`,
-/// so a restore loses nothing. Refused while any process uses `db`.
+/// the database it replaces is kept beside it as
+/// `<name>.before-restore-<time>`, so a restore loses nothing. Refused while any process uses `db`.
 pub async fn restore(src: &Path, db: &Path) -> Result<Restored> {
     let (schema_version, flow_runs) = check_copy(src).await?;
     if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -155,9 +155,11 @@ pub async fn restore(src: &Path, db: &Path) -> Result<Restored> {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
+        // Named by the time, so a second restore does not replace the first one's.
         let kept = db.with_file_name(format!(
-            "{}.before-restore",
-            db.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            "{}.before-restore-{}",
+            db.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            Utc::now().format("%Y%m%dT%H%M%S%.3f")
         ));
         std::fs::rename(db, &kept).map_err(|e| io("cannot move aside", db, e))?;
         Some(kept)
