@@ -2,6 +2,7 @@
 //! deployments, run the server. A library so it can be driven in-process
 //! (`run_from`); `main.rs` is the binary.
 
+mod access;
 mod automations;
 mod backfills;
 mod blocks;
@@ -108,6 +109,12 @@ enum Command {
     /// The embedded database: online backups and restores.
     #[command(subcommand)]
     Db(db::DbCmd),
+    /// Named API keys with a role: create, list, revoke.
+    #[command(subcommand, name = "api-key")]
+    ApiKey(access::ApiKeyCmd),
+    /// The audit log: who changed what, with which key.
+    #[command(subcommand)]
+    Audit(access::AuditCmd),
 }
 
 #[derive(Subcommand)]
@@ -315,6 +322,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Backfill(args) => backfills::backfill(args, open(&settings).await?.as_ref()).await,
         Command::Partition(cmd) => backfills::partition(cmd, open(&settings).await?.as_ref()).await,
         Command::Db(cmd) => db::run(cmd, &settings).await,
+        Command::ApiKey(cmd) => access::run_api_key(cmd, open(&settings).await?.as_ref()).await,
+        Command::Audit(cmd) => access::run_audit(cmd, open(&settings).await?.as_ref()).await,
         Command::Worker(WorkerCmd::Start(args)) => {
             log_to_stderr(&settings);
             worker::start(args, open(&settings).await?, &settings).await
@@ -344,10 +353,13 @@ async fn run(cli: Cli) -> Result<()> {
             let database = database_url.unwrap_or_else(|| settings.database_path().display().to_string());
             let store = headwater_sql::open_with_key(&database, Some(&secret_key(&settings)?)).await?;
             let heartbeat_timeout = settings.heartbeat_timeout();
+            // Once keys are issued, a key stays required, even if all are revoked.
+            let require_key = store.has_api_keys().await?;
             let config = ServerConfig {
                 host,
                 port,
                 api_keys: api_keys.clone(),
+                require_key,
                 allow_unauthenticated_remote,
                 heartbeat_timeout,
                 late_after: settings.late_after(),
@@ -366,7 +378,7 @@ async fn run(cli: Cli) -> Result<()> {
                  database:  {shown_db}\n  API key:   {}\nPoint flows and the CLI at it with \
                  HEADWATER_API_URL=http://{addr}/api\nand Prefect's client with \
                  PREFECT_API_URL=http://{addr}{}\n",
-                if api_keys.is_empty() { "none (loopback only)" } else { "required" },
+                if api_keys.is_empty() && !require_key { "none (loopback only)" } else { "required" },
                 headwater_server::prefect::PREFIX,
             );
             let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), banner.as_bytes());

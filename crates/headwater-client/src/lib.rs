@@ -97,6 +97,7 @@ impl ApiClient {
                     "the Headwater server at {} refused the request: {detail} (set HEADWATER_API_KEY or `headwater config set HEADWATER_API_KEY=…`)",
                     self.base
                 ),
+                StatusCode::FORBIDDEN => format!("the Headwater server at {} refused the request: {detail}", self.base),
                 _ => format!("the Headwater server answered {status}: {detail}"),
             };
             return Err(StoreError::Remote { status: Some(status.as_u16()), message });
@@ -599,6 +600,67 @@ impl BackfillStore for ApiClient {
         self.get(&format!("/partition_runs?deployment_id={deployment_id}"))
             .await?
             .ok_or_else(|| missing("partition runs endpoint"))
+    }
+}
+
+#[async_trait]
+impl headwater_store::AccessStore for ApiClient {
+    /// The server makes the key (at its own time) and answers it once.
+    async fn issue_api_key(
+        &self,
+        name: &str,
+        role: headwater_core::Role,
+        _at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<headwater_store::IssuedKey> {
+        let body = serde_json::json!({ "name": name, "role": role });
+        self.post("/api_keys", &body).await?.ok_or_else(|| missing("API keys endpoint"))
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<headwater_core::ApiKey>> {
+        self.get("/api_keys").await?.ok_or_else(|| missing("API keys endpoint"))
+    }
+
+    async fn revoke_api_key(
+        &self,
+        name: &str,
+        _at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<headwater_core::ApiKey>> {
+        self.call::<(), _>(Method::POST, &format!("/api_keys/{}/revoke", encode(name)), None).await
+    }
+
+    /// Asks the server who `secret` is, presenting it as the key.
+    async fn find_api_key(&self, secret: &str) -> Result<Option<headwater_core::ApiKey>> {
+        let holder = ApiClient { api_key: Some(secret.to_string()), ..self.clone() };
+        #[derive(serde::Deserialize)]
+        struct Whoami {
+            key: Option<headwater_core::ApiKey>,
+        }
+        match holder.get::<Whoami>("/api_keys/me").await {
+            Err(StoreError::Remote { status: Some(401), .. }) => Ok(None),
+            other => Ok(other?.and_then(|w| w.key)),
+        }
+    }
+
+    async fn has_api_keys(&self) -> Result<bool> {
+        Ok(self.list_api_keys().await?.iter().any(|k| k.revoked.is_none()))
+    }
+
+    async fn record_audit(&self, entries: &[headwater_core::AuditEntry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.post::<_, serde_json::Value>("/audit", entries).await.map(|_| ())
+    }
+
+    async fn read_audit(&self, filter: &headwater_store::AuditFilter) -> Result<Vec<headwater_core::AuditEntry>> {
+        let mut query = vec![format!("limit={}", filter.limit())];
+        if let Some(key) = &filter.key {
+            query.push(format!("key={}", encode(key)));
+        }
+        if let Some(before) = filter.before {
+            query.push(format!("before={before}"));
+        }
+        self.get(&format!("/audit?{}", query.join("&"))).await?.ok_or_else(|| missing("audit endpoint"))
     }
 }
 

@@ -5,6 +5,7 @@
 //! run names. Nothing reads a clock, a file or the network; callers pass in
 //! the time and the randomness they want, which keeps every rule testable.
 
+pub mod access;
 pub mod artifact;
 pub mod automation;
 pub mod block;
@@ -26,6 +27,7 @@ pub mod state;
 pub mod transition;
 pub mod work_pool;
 
+pub use access::{validate_key_name, ApiKey, AuditEntry, Role};
 pub use artifact::{validate_artifact, validate_variable, Artifact, ArtifactKind, Variable};
 pub use automation::{
     automation_id_for_name, Action, Automation, AutomationEvent, AutomationStatus, Delivery, DeliveryOutcome,

@@ -113,13 +113,25 @@ pub(crate) fn document_common_answers(doc: &mut utoipa::openapi::OpenApi, open: 
     };
     let error_content = || ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
     for (path, item) in doc.paths.paths.iter_mut() {
-        let needs_key = !open.contains(&format!("/api{path}").as_str());
-        for op in [item.get.as_mut(), item.put.as_mut(), item.post.as_mut(), item.delete.as_mut(), item.patch.as_mut()]
-            .into_iter()
-            .flatten()
-        {
+        let full = format!("/api{path}");
+        let needs_key = !open.contains(&full.as_str());
+        let operations = [
+            (axum::http::Method::GET, item.get.as_mut()),
+            (axum::http::Method::PUT, item.put.as_mut()),
+            (axum::http::Method::POST, item.post.as_mut()),
+            (axum::http::Method::DELETE, item.delete.as_mut()),
+            (axum::http::Method::PATCH, item.patch.as_mut()),
+        ];
+        for (method, op) in operations.into_iter().filter_map(|(m, op)| Some((m, op?))) {
             if needs_key {
                 add(op, "401", "an API key is required (this server has keys) and was missing or wrong");
+                let role = crate::auth::required_role(&method, &full, None);
+                let reveals = op.parameters.iter().flatten().any(|p| p.name == "reveal");
+                let refused = format!(
+                    "the key's role does not allow this call: it needs a {role} key{}",
+                    if reveals { " (an admin key with reveal=true)" } else { "" }
+                );
+                add(op, "403", &refused);
             }
             if op.request_body.is_some() {
                 add(op, "400", "the body is not JSON");

@@ -7,6 +7,7 @@
 //! served at `/api/openapi.json`, with a page to browse it at `/api/docs`.
 
 mod api;
+mod audit;
 mod auth;
 mod error;
 mod metrics;
@@ -34,6 +35,9 @@ pub struct ServerConfig {
     pub port: u16,
     /// Valid API keys; empty means no key is required.
     pub api_keys: Vec<String>,
+    /// Require a key even when none is configured or issued (the CLI sets
+    /// it when named keys exist: revoking them all must not open the API).
+    pub require_key: bool,
     /// Serve a non-loopback address without API keys anyway.
     pub allow_unauthenticated_remote: bool,
     /// Live runs silent for this long are marked CRASHED.
@@ -63,6 +67,7 @@ impl Default for ServerConfig {
             host: "127.0.0.1".into(),
             port: 4200,
             api_keys: Vec::new(),
+            require_key: false,
             allow_unauthenticated_remote: false,
             heartbeat_timeout: Duration::from_secs(60),
             late_after: Duration::from_secs(scheduler::LATE_AFTER_SECONDS),
@@ -82,28 +87,46 @@ pub async fn bind(config: &ServerConfig) -> Result<TcpListener, ServerError> {
     let addr = format!("{}:{}", config.host, config.port);
     let listener = TcpListener::bind(&addr).await.map_err(|source| ServerError::Bind { addr: addr.clone(), source })?;
     let local = listener.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
-    if !local.ip().is_loopback() && config.api_keys.is_empty() && !config.allow_unauthenticated_remote {
+    if !local.ip().is_loopback()
+        && config.api_keys.is_empty()
+        && !config.require_key
+        && !config.allow_unauthenticated_remote
+    {
         return Err(ServerError::UnauthenticatedRemote { addr: local });
     }
     Ok(listener)
 }
 
 /// The whole application: `/api/...` behind the key check.
+/// (Its audit log's writer runs until the router is dropped.)
 pub fn app(store: Arc<dyn Store>, api_keys: Vec<String>) -> axum::Router {
-    app_with_wake(store, &ServerConfig { api_keys, ..Default::default() }, Arc::default())
+    let (audit, _writer) = audit::AuditTrail::start(store.clone());
+    app_with_wake(store, &ServerConfig { api_keys, ..Default::default() }, Arc::default(), audit)
 }
 
-fn app_with_wake(store: Arc<dyn Store>, config: &ServerConfig, wake: api::Wake) -> axum::Router {
-    let keys = Arc::new(config.api_keys.clone());
-    let prefect = prefect::router(store.clone(), keys.clone(), wake.clone(), config.prefect_heartbeat);
-    let guard = Arc::new(auth::Guard { keys: config.api_keys.clone(), metrics_public: config.metrics_public });
+fn app_with_wake(
+    store: Arc<dyn Store>,
+    config: &ServerConfig,
+    wake: api::Wake,
+    audit: audit::AuditTrail,
+) -> axum::Router {
+    let access = Arc::new(auth::Access {
+        keys: config.api_keys.clone(),
+        require_key: config.require_key,
+        store: store.clone(),
+        metrics_public: config.metrics_public,
+        audit,
+    });
+    let prefect = prefect::router(store.clone(), access.clone(), wake.clone(), config.prefect_heartbeat);
     let scrape = axum::Router::new().route("/metrics", axum::routing::get(metrics::render)).with_state(store.clone());
     api::router(store, wake)
         .nest(prefect::PREFIX, prefect)
         .merge(scrape)
         .layer(axum::middleware::from_fn(metrics::track))
+        // Inside the handler's own task (below), so a call whose client
+        // went away is still audited.
+        .layer(axum::middleware::from_fn_with_state(access, auth::require_key))
         .layer(axum::middleware::from_fn(run_to_completion))
-        .layer(axum::middleware::from_fn_with_state(guard, auth::require_key))
         // A request that takes longer (a slow query) is answered 503, which
         // clients retry later; its work still finishes (above).
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -192,11 +215,16 @@ pub async fn serve(
     let retention = (!config.retention.is_off()).then(|| {
         tokio::spawn(retention_loop(store.clone(), config.retention.clone(), config.retention_every, stop.clone()))
     });
-    let served = axum::serve(listener, app_with_wake(store, config, wake))
+    let (audit, audit_writer) = audit::AuditTrail::start(store.clone());
+    let served = axum::serve(listener, app_with_wake(store, config, wake, audit))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(ServerError::Serve);
     stop.cancel();
+    // The router is gone: the writer writes what is left and ends.
+    if tokio::time::timeout(Duration::from_secs(10), audit_writer).await.is_err() {
+        tracing::error!("the audit log's last entries were not written in 10 s");
+    }
     let _ = reaper.await;
     let _ = scheduling.await;
     let _ = automations.await;

@@ -854,6 +854,31 @@ async function dataset(main, name) {
       history.map((v) => [v.partition, v.version, v.rows, when(v.written), writer(v), from(v)])));
 }
 
+/// Who did what: the keys, and the calls that changed something (admin keys only).
+async function audit(main, params) {
+  const key = params.get('key') || '';
+  const before = params.get('before') || '';
+  const query = new URLSearchParams({ limit: '100' });
+  if (key) query.set('key', key);
+  if (before) query.set('before', before);
+  const [keys, entries] = await Promise.all([api('/api_keys'), api('/audit?' + query)]);
+  const select = h('select', { name: 'key', onchange: () => go('/audit' + (select.value ? '?key=' + encodeURIComponent(select.value) : '')) },
+    h('option', { value: '' }, 'every key'), ...keys.map((k) => h('option', { value: k.name, selected: k.name === key }, k.name)));
+  const older = entries.length === 100
+    ? link('/audit?' + new URLSearchParams({ ...(key ? { key } : {}), before: String(entries[entries.length - 1].id) }), 'Older entries') : '';
+  main.replaceChildren(h('h1', {}, 'Audit log'),
+    h('h2', {}, 'API keys'),
+    keys.length ? table(['Key', 'Role', 'Starts with', 'Created', 'Revoked'],
+      keys.map((k) => [k.name, k.role, k.prefix + '…', when(k.created), k.revoked ? when(k.revoked) : '—']))
+      : h('p', { class: 'muted' }, 'No named keys (make one with headwater api-key create).'),
+    h('h2', {}, 'Calls that changed something'),
+    h('label', {}, 'Made with ', select),
+    entries.length ? table(['Time', 'Key', 'Call', 'Status'],
+      entries.map((e) => [when(e.at), e.key || '—', `${e.method} ${e.path}`, String(e.status)]))
+      : h('p', { class: 'muted' }, 'Nothing recorded yet.'),
+    older);
+}
+
 function askForKey(main, message) {
   const input = h('input', { type: 'password', name: 'key', autocomplete: 'current-password', required: true });
   main.replaceChildren(h('h1', {}, 'API key'), h('p', {}, message),
@@ -868,6 +893,7 @@ const ROUTES = [
   [/^\/deployments$/, deployments], [/^\/deployments\/([^/]+)$/, deployment], [/^\/work-pools$/, workPools],
   [/^\/blocks$/, blocks], [/^\/blocks\/([^/]+)$/, block], [/^\/automations$/, automations], [/^\/variables$/, variables],
   [/^\/artifacts$/, artifacts], [/^\/datasets$/, datasets], [/^\/datasets\/([^/]+)$/, dataset],
+  [/^\/audit$/, audit],
 ];
 
 async function route() {
@@ -885,7 +911,7 @@ async function route() {
     await found[1](main, arg !== undefined ? decodeURIComponent(arg) : new URLSearchParams(location.search));
     document.title = (main.querySelector('h1') || {}).textContent + ' · Headwater';
   } catch (e) {
-    if (e.status === 401) askForKey(main, e.message);
+    if (e.status === 401 || e.status === 403) askForKey(main, e.message);
     else main.replaceChildren(h('h1', {}, 'Something went wrong'), h('p', { class: 'err' }, e.message));
   }
 }

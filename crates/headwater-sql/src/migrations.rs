@@ -48,6 +48,7 @@ migrations! {
     19 => "0019_dataset_sources",
     20 => "0020_retention",
     21 => "0021_run_names_by_row",
+    22 => "0022_access",
 }
 
 /// The newest schema version this build knows.

@@ -272,3 +272,24 @@ pub(crate) fn block_type_from(row: &impl Cols) -> Result<BlockType> {
         schema: row.json("schema", "block type schema")?,
     })
 }
+
+pub(crate) fn api_key_from(row: &impl Cols) -> Result<headwater_core::ApiKey> {
+    Ok(headwater_core::ApiKey {
+        name: row.text("name")?,
+        role: row.text("role")?.parse().map_err(|e| corrupt("api key role", e))?,
+        prefix: row.text("prefix")?,
+        created: row.time("created")?,
+        revoked: row.opt_time("revoked")?,
+    })
+}
+
+pub(crate) fn audit_entry_from(row: &impl Cols) -> Result<headwater_core::AuditEntry> {
+    Ok(headwater_core::AuditEntry {
+        id: row.int("id")?,
+        at: row.time("at")?,
+        key: row.opt_text("key_name")?,
+        method: row.text("method")?,
+        path: row.text("path")?,
+        status: u16::try_from(row.int("status")?).map_err(|e| corrupt("audit status", e))?,
+    })
+}

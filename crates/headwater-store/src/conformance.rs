@@ -1642,3 +1642,71 @@ pub async fn resolve_by_id_prefix_and_name(store: &dyn Store) {
 pub async fn empty_batch_is_fine(store: &dyn Store) {
     store.record(&WriteBatch::default()).await.unwrap();
 }
+
+/// Not in [`run_all`]: issuing a key makes a server over the store require
+/// one, which the suite's anonymous API client would then lack. Over the
+/// API, the client needs the server's configured (admin) key.
+pub async fn api_keys_are_hashed_revocable_and_calls_audited(store: &dyn Store) {
+    use crate::AuditFilter;
+    use headwater_core::{AuditEntry, Role};
+
+    let tag = Uuid::now_v7().simple().to_string()[20..].to_string();
+    let name = format!("ci-{tag}");
+    assert!(!store.has_api_keys().await.unwrap(), "a fresh store has no keys");
+    let issued = store.issue_api_key(&name, Role::Run, t(0)).await.unwrap();
+    assert_eq!((issued.key.name.as_str(), issued.key.role, issued.key.revoked), (name.as_str(), Role::Run, None));
+    assert!(issued.secret.starts_with(&issued.key.prefix));
+    let again = store.issue_api_key(&name, Role::Admin, t(1)).await.unwrap_err();
+    assert!(matches!(again, StoreError::Refused(_)), "{again:?}");
+    let bad = store.issue_api_key("Not Valid", Role::Read, t(1)).await.unwrap_err();
+    assert!(bad.to_string().contains("contains 'N'"), "{bad}");
+    let reader = store.issue_api_key(&format!("ro-{tag}"), Role::Read, t(2)).await.unwrap();
+
+    assert_eq!(store.find_api_key(&issued.secret).await.unwrap(), Some(issued.key.clone()));
+    assert_eq!(store.find_api_key(&format!(" {} ", reader.secret)).await.unwrap().map(|k| k.role), Some(Role::Read));
+    assert_eq!(store.find_api_key(&format!("{}0", issued.secret)).await.unwrap(), None);
+    assert_eq!(store.find_api_key(&issued.key.prefix).await.unwrap(), None);
+    assert!(store.has_api_keys().await.unwrap());
+
+    // (Over the API, the server's clock sets the time.)
+    let revoked = store.revoke_api_key(&name, t(10)).await.unwrap().expect("the key");
+    assert!(revoked.revoked.is_some());
+    assert_eq!(store.revoke_api_key(&name, t(20)).await.unwrap().unwrap().revoked, revoked.revoked, "revoked once");
+    assert_eq!(store.revoke_api_key("no-such-key", t(20)).await.unwrap(), None);
+    assert_eq!(store.find_api_key(&issued.secret).await.unwrap(), None, "a revoked key is refused");
+    assert!(store.has_api_keys().await.unwrap(), "the read key is still accepted");
+    let listed = store.list_api_keys().await.unwrap();
+    let mine: Vec<_> = listed.iter().filter(|k| k.name.ends_with(&tag)).collect();
+    assert_eq!(mine.len(), 2);
+    assert!(mine.iter().any(|k| k.name == name && k.revoked.is_some()), "revoked keys stay listed");
+    store.revoke_api_key(&reader.key.name, t(11)).await.unwrap();
+    assert!(!store.has_api_keys().await.unwrap());
+    assert!(store.issue_api_key(&name, Role::Run, t(30)).await.is_err(), "a revoked key's name stays taken");
+
+    let entry = |at: i64, key: &str, path: &str, status: u16| AuditEntry {
+        id: 0,
+        at: t(at),
+        key: Some(key.to_string()),
+        method: "PUT".into(),
+        path: path.into(),
+        status,
+    };
+    let (a, b) = (format!("a-{tag}"), format!("b-{tag}"));
+    let entries = vec![
+        entry(1, &a, "/api/variables", 200),
+        entry(2, &b, "/api/blocks", 403),
+        entry(3, &a, "/api/deployments", 200),
+    ];
+    store.record_audit(&entries).await.unwrap();
+    store.record_audit(&[]).await.unwrap();
+    let of_a = store.read_audit(&AuditFilter { key: Some(a.clone()), ..Default::default() }).await.unwrap();
+    assert_eq!(of_a.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(), ["/api/deployments", "/api/variables"]);
+    assert!(of_a[0].id > of_a[1].id, "newest first");
+    assert_eq!(of_a[1].at, t(1));
+    let older = AuditFilter { key: Some(a.clone()), before: Some(of_a[0].id), limit: Some(5) };
+    assert_eq!(store.read_audit(&older).await.unwrap(), vec![of_a[1].clone()]);
+    let of_b = store.read_audit(&AuditFilter { key: Some(b), limit: Some(1), ..Default::default() }).await.unwrap();
+    assert_eq!((of_b.len(), of_b[0].status), (1, 403));
+    let newest = store.read_audit(&AuditFilter { limit: Some(2), ..Default::default() }).await.unwrap();
+    assert!(newest.len() == 2 && newest[0].id > newest[1].id);
+}

@@ -11,6 +11,7 @@
 //! scheduling due runs, starting a deployment's run — live in [`ops`] and
 //! [`scheduling`], written once for every caller.
 
+pub mod access;
 pub mod backfills;
 pub mod blocks;
 #[cfg(feature = "conformance")]
@@ -38,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+pub use access::{AccessStore, AuditFilter, IssuedKey};
 pub use error::{DriverError, Result, StoreError};
 pub use ops::{crashed_batch, record_crash, record_flow_run_state};
 pub use secrets::SecretKey;
@@ -633,6 +635,7 @@ pub trait Store:
     + AutomationStore
     + BackfillStore
     + HistoryPruner
+    + AccessStore
 {
 }
 impl<
@@ -649,7 +652,8 @@ impl<
             + ConcurrencyStore
             + AutomationStore
             + BackfillStore
-            + HistoryPruner,
+            + HistoryPruner
+            + AccessStore,
     > Store for T
 {
 }

@@ -159,7 +159,7 @@ fn find_sealed(v: &Value, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
     }
 }
 
-fn to_hex(bytes: &[u8]) -> String {
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -85,13 +85,13 @@ fn receive_smtp(listener: tokio::net::TcpListener) -> Arc<Mutex<Vec<String>>> {
     inbox
 }
 
-struct Server {
+pub(super) struct Server {
     child: Child,
-    url: String,
+    pub(super) url: String,
     _banner: BufReader<ChildStdout>,
 }
 
-fn start_server(home: &Path) -> Server {
+pub(super) fn start_server(home: &Path) -> Server {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(home.join("server.log")).unwrap();
     let mut child = Command::new(BIN)
         .args(["server", "start", "--port", "0"])
@@ -109,12 +109,12 @@ fn start_server(home: &Path) -> Server {
     Server { child, url, _banner: banner }
 }
 
-fn stop_server(mut s: Server) {
+pub(super) fn stop_server(mut s: Server) {
     let _ = Command::new("kill").args(["-INT", &s.child.id().to_string()]).status();
     assert!(s.child.wait().unwrap().success());
 }
 
-fn hw_at(home: &Path, url: &str, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+pub(super) fn hw_at(home: &Path, url: &str, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut c = Command::new(BIN);
     c.args(args).env("HEADWATER_HOME", home).env("HEADWATER_API_URL", url);
     for (k, v) in env {
@@ -123,13 +123,13 @@ fn hw_at(home: &Path, url: &str, args: &[&str], env: &[(&str, &str)]) -> std::pr
     c.output().unwrap()
 }
 
-fn ok_at(home: &Path, url: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+pub(super) fn ok_at(home: &Path, url: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     let o = hw_at(home, url, args, env);
     assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8(o.stdout).unwrap()
 }
 
-async fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+pub(super) async fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
         assert!(start.elapsed() < timeout, "timed out waiting for {what}");

@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 use headwater::prelude::*;
 use serde_json::Value;
 
+mod access;
 mod automations;
 mod db;
 mod prefect;

@@ -2,6 +2,7 @@
 //! and its `routes()`. Handlers stay thin: parse, call the store or an
 //! operation (`headwater_store::ops`), answer.
 
+mod access;
 mod artifacts;
 mod automations;
 mod backfills;
@@ -53,6 +54,7 @@ struct ApiDoc;
 fn api_router() -> OpenApiRouter<Arc<dyn Store>> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(meta::routes())
+        .merge(access::routes())
         .merge(runs::routes())
         .merge(deployments::routes())
         .merge(work_pools::routes())

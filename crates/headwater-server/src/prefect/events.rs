@@ -251,7 +251,7 @@ pub(super) async fn events_in(ws: WebSocketUpgrade, State(compat): State<Compat>
 
 /// Reads the auth message (answering pings meanwhile) and answers it;
 /// false when the client is refused or gone.
-pub(super) async fn handshake(socket: &mut WebSocket, compat: &Compat) -> bool {
+pub(super) async fn handshake(socket: &mut WebSocket, compat: &Compat, needs: headwater_core::Role) -> bool {
     let first = loop {
         match tokio::time::timeout(Duration::from_secs(30), socket.recv()).await {
             Ok(Some(Ok(Message::Text(t)))) => break t,
@@ -263,12 +263,21 @@ pub(super) async fn handshake(socket: &mut WebSocket, compat: &Compat) -> bool {
         (v.get("type")?.as_str()? == "auth").then(|| v.get("token").and_then(Value::as_str).map(str::to_string))
     });
     let refusal = match token {
-        None => Some("the first message must be {\"type\": \"auth\", \"token\": …}"),
-        Some(token) if !crate::auth::key_accepted(&compat.keys, token.as_deref()) => Some(
-            "this server requires an API key: set PREFECT_API_AUTH_STRING to it (on its event stream \
-                 Prefect's client sends that, not PREFECT_API_KEY)",
-        ),
-        Some(_) => None,
+        None => Some("the first message must be {\"type\": \"auth\", \"token\": …}".to_string()),
+        Some(token) => match compat.access.identify(token.as_deref()).await {
+            Ok(caller) if caller.role.allows(needs) => None,
+            Ok(caller) => Some(format!(
+                "the key '{}' has the role {}; this stream needs {needs}",
+                caller.name.unwrap_or_default(),
+                caller.role
+            )),
+            Err(crate::auth::Refusal::Unavailable(_)) => Some("cannot check the API key now; try again".into()),
+            Err(_) => Some(
+                "this server requires an API key: set PREFECT_API_AUTH_STRING to it (on its event stream \
+                 Prefect's client sends that, not PREFECT_API_KEY)"
+                    .into(),
+            ),
+        },
     };
     if let Some(reason) = refusal {
         let answer = serde_json::json!({"type": "auth_failure", "reason": reason}).to_string();
@@ -281,7 +290,7 @@ pub(super) async fn handshake(socket: &mut WebSocket, compat: &Compat) -> bool {
 }
 
 async fn stream_in(mut socket: WebSocket, compat: Compat) {
-    if !handshake(&mut socket, &compat).await {
+    if !handshake(&mut socket, &compat, headwater_core::Role::Run).await {
         return;
     }
     let mut sink = EventSink::new(compat.store.clone(), compat.heartbeat_lease);

@@ -36,7 +36,7 @@ pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(180);
 #[derive(Clone)]
 pub(crate) struct Compat {
     pub store: Arc<dyn Store>,
-    pub keys: Arc<Vec<String>>,
+    pub access: Arc<crate::auth::Access>,
     pub wake: Wake,
     /// How long a Prefect heartbeat keeps its run alive beyond the server's
     /// heartbeat timeout: the clients' beat interval.
@@ -79,8 +79,13 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::OptionalFrom
     }
 }
 
-pub(crate) fn router(store: Arc<dyn Store>, keys: Arc<Vec<String>>, wake: Wake, heartbeat_lease: Duration) -> Router {
-    let compat = Compat { store, keys, wake, heartbeat_lease, job_templates: Arc::default() };
+pub(crate) fn router(
+    store: Arc<dyn Store>,
+    access: Arc<crate::auth::Access>,
+    wake: Wake,
+    heartbeat_lease: Duration,
+) -> Router {
+    let compat = Compat { store, access, wake, heartbeat_lease, job_templates: Arc::default() };
     Router::new()
         .route("/admin/version", get(|| async { Json(wire::PREFECT_VERSION) }))
         .route("/health", get(|| async { Json(true) }))

@@ -668,3 +668,75 @@ async fn metrics_count_what_happens_and_show_what_waits() {
     let api = http.get(format!("{}/flow_runs/waiting", server.api_url())).send().await.unwrap();
     assert_eq!(api.status(), 401);
 }
+
+/// `HEADWATER_API_KEY` stays an admin key beside named keys; the HTTP
+/// client manages keys and reads the audit log like the store does.
+#[tokio::test]
+async fn the_configured_key_is_admin_beside_named_keys_and_keys_are_managed_over_the_api() {
+    use headwater_core::Role;
+    use headwater_store::{AccessStore, AuditFilter};
+    let dir = tempfile::tempdir().unwrap();
+    let store = super::sealed_sqlite(dir.path()).await;
+    let reader = store.issue_api_key("grafana", Role::Read, chrono::Utc::now()).await.unwrap();
+    let server = RunningServer::start(store.clone(), vec!["k-static".into()]).await.unwrap();
+    headwater_client::install_tls_provider();
+    let http = reqwest::Client::new();
+    let api = server.api_url();
+
+    let admin = ApiClient::new(&api, Some("k-static".into())).unwrap();
+    let ops = admin.issue_api_key("ops", Role::Admin, chrono::Utc::now()).await.unwrap();
+    assert!(ops.secret.starts_with("hw_"));
+    assert_eq!(admin.find_api_key(&ops.secret).await.unwrap().map(|k| k.name), Some("ops".into()));
+    assert_eq!(admin.find_api_key("hw_0000").await.unwrap(), None);
+    let names: Vec<String> = admin.list_api_keys().await.unwrap().into_iter().map(|k| k.name).collect();
+    assert_eq!(names, ["grafana", "ops"]);
+    let taken = admin.issue_api_key("ops", Role::Read, chrono::Utc::now()).await.unwrap_err();
+    assert!(taken.to_string().contains("exists already"), "{taken}");
+
+    // Reads with the read key; no secret, no change, no key management.
+    let as_reader = ApiClient::new(&api, Some(reader.secret.clone())).unwrap();
+    assert!(as_reader.list_flows().await.unwrap().is_empty());
+    let refused = as_reader.list_api_keys().await.unwrap_err();
+    assert!(matches!(refused, StoreError::Remote { status: Some(403), .. }), "{refused:?}");
+    assert!(refused.to_string().contains("the key 'grafana' has the role read"), "{refused}");
+    let reveal = http.get(format!("{api}/blocks/any?reveal=true")).bearer_auth(&reader.secret).send().await.unwrap();
+    assert_eq!(reveal.status(), 403, "revealing a secret needs admin");
+    let masked = http.get(format!("{api}/blocks/any")).bearer_auth(&reader.secret).send().await.unwrap();
+    assert_eq!(masked.status(), 404, "a read key reads blocks, masked");
+    let me: serde_json::Value =
+        http.get(format!("{api}/api_keys/me")).bearer_auth(&reader.secret).send().await.unwrap().json().await.unwrap();
+    assert_eq!((me["name"].as_str(), me["role"].as_str()), (Some("grafana"), Some("read")));
+    let scrape = http.get(format!("http://{}/metrics", server.addr)).bearer_auth(&reader.secret).send().await.unwrap();
+    assert_eq!(scrape.status(), 200, "a read key scrapes");
+
+    // Revoked at once.
+    assert!(admin.revoke_api_key("grafana", chrono::Utc::now()).await.unwrap().unwrap().revoked.is_some());
+    let gone = as_reader.list_flows().await.unwrap_err();
+    assert!(matches!(gone, StoreError::Remote { status: Some(401), .. }), "{gone:?}");
+    assert_eq!(admin.revoke_api_key("nobody", chrono::Utc::now()).await.unwrap(), None);
+
+    // Audited under the configured key's name; the refused attempt too.
+    let mut entries = Vec::new();
+    for _ in 0..100 {
+        entries = admin.read_audit(&AuditFilter::default()).await.unwrap();
+        if entries.iter().any(|e| e.path == "/api/api_keys/grafana/revoke") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let calls: Vec<(Option<&str>, &str, u16)> =
+        entries.iter().map(|e| (e.key.as_deref(), e.path.as_str(), e.status)).collect();
+    assert!(calls.contains(&(Some("HEADWATER_API_KEY"), "/api/api_keys", 201)), "{calls:?}");
+    assert!(calls.contains(&(Some("HEADWATER_API_KEY"), "/api/api_keys", 409)), "{calls:?}");
+    assert!(calls.contains(&(Some("grafana"), "/api/blocks/any", 403)), "the reveal attempt: {calls:?}");
+    assert!(calls.contains(&(Some("HEADWATER_API_KEY"), "/api/api_keys/grafana/revoke", 200)), "{calls:?}");
+    assert!(!calls.iter().any(|(_, path, _)| *path == "/api/flows"), "reads are not audited: {calls:?}");
+    let limited = admin.read_audit(&AuditFilter { limit: Some(2), ..Default::default() }).await.unwrap();
+    assert_eq!(limited.len(), 2);
+    let too_many = http.get(format!("{api}/audit?limit=5000")).bearer_auth("k-static").send().await.unwrap();
+    assert_eq!(too_many.status(), 422);
+    server.stop().await.unwrap();
+    // Written before the server stopped answering.
+    let after = store.read_audit(&AuditFilter::default()).await.unwrap();
+    assert!(after.len() >= entries.len());
+}

@@ -45,17 +45,21 @@ async fn every_request_of_the_client_is_a_documented_route_of_the_server() {
     let store = super::sealed_sqlite(dir.path()).await;
     let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     let record = seen.clone();
-    let app = headwater_server::app(store, vec![]).layer(middleware::from_fn(move |req: Request, next: Next| {
-        let record = record.clone();
-        async move {
-            record.lock().unwrap().push((req.method().to_string(), req.uri().path().to_string()));
-            next.run(req).await
-        }
-    }));
+    let app = headwater_server::app(store, vec!["k-routes".into()]).layer(middleware::from_fn(
+        move |req: Request, next: Next| {
+            let record = record.clone();
+            async move {
+                record.lock().unwrap().push((req.method().to_string(), req.uri().path().to_string()));
+                next.run(req).await
+            }
+        },
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/api", listener.local_addr().unwrap());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    conformance::run_all(&ApiClient::new(&url, None).unwrap()).await;
+    let client = ApiClient::new(&url, Some("k-routes".into())).unwrap();
+    conformance::run_all(&client).await;
+    conformance::api_keys_are_hashed_revocable_and_calls_audited(&client).await;
     server.abort();
 
     let doc = headwater_server::openapi();

@@ -585,3 +585,61 @@ async fn the_partition_heatmap_opens_a_partitions_run() {
     b.close().await;
     server.stop().await.unwrap();
 }
+
+/// The audit log's page: a read key is sent back for an admin one; the
+/// admin sees the keys (never the keys themselves) and who changed what.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_page_shows_keys_and_who_changed_what_to_admins_only() {
+    use headwater_core::Role;
+    use headwater_store::AuditFilter;
+    let Some(b) = Browser::start().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let store = sealed_sqlite(dir.path()).await;
+    let ops = store.issue_api_key("ops", Role::Admin, Utc::now()).await.unwrap();
+    let dash = store.issue_api_key("dash", Role::Read, Utc::now()).await.unwrap();
+    let server = RunningServer::start(store.clone(), vec![]).await.unwrap();
+    headwater_client::install_tls_provider();
+    let http = reqwest::Client::new();
+    let variable = json!({"name": "region", "value": "eu", "tags": [], "created": Utc::now(), "updated": Utc::now()});
+    for key in [&ops.secret, &dash.secret] {
+        http.put(format!("{}/variables", server.api_url())).bearer_auth(key).json(&variable).send().await.unwrap();
+    }
+    for _ in 0..100 {
+        if store.read_audit(&AuditFilter::default()).await.unwrap().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let ui = format!("http://{}", server.addr);
+
+    b.goto(&format!("{ui}/audit")).await;
+    b.wait("the key form", "document.querySelector('input[name=key]')").await;
+    b.type_into("input[name=key]", &dash.secret).await;
+    b.click("button[type=submit]").await;
+    b.wait("the refusal", "document.body.innerText.includes(\"the key 'dash' has the role read\")").await;
+    b.type_into("input[name=key]", &ops.secret).await;
+    b.click("button[type=submit]").await;
+    b.wait(
+        "the audit log",
+        "document.querySelector('h1').textContent === 'Audit log' && document.querySelectorAll('table').length === 2",
+    )
+    .await;
+    let rows = b
+        .js("return [...document.querySelectorAll('table')[1].querySelectorAll('tbody tr')].map(r => [...r.cells].slice(1).map(c => c.textContent).join(' '))")
+        .await;
+    assert_eq!(rows, json!(["dash PUT /api/variables 403", "ops PUT /api/variables 200"]), "newest first");
+    let keys = b.js("return document.querySelectorAll('table')[0].innerText").await;
+    let keys = keys.as_str().unwrap();
+    assert!(keys.contains("ops") && keys.contains("admin") && keys.contains(&ops.key.prefix), "{keys}");
+    let page = b.js("return document.documentElement.outerHTML").await;
+    for secret in [&ops.secret, &dash.secret] {
+        assert!(!page.as_str().unwrap().contains(&secret[11..]), "no key on the page");
+    }
+    b.screenshot("audit").await;
+    // Only one key's calls.
+    b.js("const s = document.querySelector('select[name=key]'); s.value = 'ops'; s.dispatchEvent(new Event('change'))")
+        .await;
+    b.wait("the filtered log", "location.search === '?key=ops' && document.querySelectorAll('table')[1] && document.querySelectorAll('table')[1].querySelectorAll('tbody tr').length === 1").await;
+    b.close().await;
+    server.stop().await.unwrap();
+}

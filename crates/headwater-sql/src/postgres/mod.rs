@@ -1,6 +1,7 @@
 //! The PostgreSQL store: the same contract as SQLite, in native types
 //! (UUID, TIMESTAMPTZ, JSONB) so the tables read well from plain SQL.
 
+mod access;
 mod artifacts;
 mod automations;
 mod backfills;

@@ -2,6 +2,7 @@
 //! IMMEDIATE` writes, so several flow processes can write one database at
 //! once without "database is locked" failures.
 
+mod access;
 mod artifacts;
 mod automations;
 mod backfills;

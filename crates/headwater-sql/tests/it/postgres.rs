@@ -17,6 +17,7 @@ async fn postgres_passes_the_conformance_suite() {
     };
     let store = PostgresStore::open(&db.url).await.unwrap().with_secret_key(&headwater_store::SecretKey::generate());
     conformance::run_all(&store).await;
+    conformance::api_keys_are_hashed_revocable_and_calls_audited(&store).await;
     store.close().await;
 
     // The list's indexes: name search by trigrams (pg_trgm is installed on

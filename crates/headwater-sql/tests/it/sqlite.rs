@@ -15,6 +15,7 @@ async fn sqlite_passes_the_conformance_suite() {
         .unwrap()
         .with_secret_key(&headwater_store::SecretKey::generate());
     conformance::run_all(&store).await;
+    conformance::api_keys_are_hashed_revocable_and_calls_audited(&store).await;
 }
 
 #[tokio::test]

@@ -1,0 +1,97 @@
+//! API keys and the audit log. (SQLite)
+
+use headwater_core::{ApiKey, AuditEntry, Role};
+use headwater_store::access::{hash_secret, issue, name_taken};
+use headwater_store::{AccessStore, AuditFilter, IssuedKey};
+
+use super::*;
+use crate::dialect::Cols;
+
+#[async_trait]
+impl AccessStore for SqliteStore {
+    async fn issue_api_key(&self, name: &str, role: Role, at: DateTime<Utc>) -> Result<IssuedKey> {
+        let (issued, hash) = issue(name, role, at)?;
+        let _writing = self.writer.lock().await;
+        let done = sqlx::query(
+            "INSERT INTO api_keys (name, role, hash, prefix, created) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(role.as_str())
+        .bind(&hash)
+        .bind(&issued.key.prefix)
+        .bind(micros(at))
+        .execute(&self.pool)
+        .await
+        .db()?;
+        if done.rows_affected() == 0 {
+            return Err(name_taken(name));
+        }
+        Ok(issued)
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>> {
+        let rows = sqlx::query("SELECT * FROM api_keys ORDER BY name").fetch_all(&self.pool).await.db()?;
+        rows.iter().map(api_key_from).collect()
+    }
+
+    async fn revoke_api_key(&self, name: &str, at: DateTime<Utc>) -> Result<Option<ApiKey>> {
+        let _writing = self.writer.lock().await;
+        let row = sqlx::query("UPDATE api_keys SET revoked = coalesce(revoked, ?) WHERE name = ? RETURNING *")
+            .bind(micros(at))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .db()?;
+        row.as_ref().map(api_key_from).transpose()
+    }
+
+    async fn find_api_key(&self, secret: &str) -> Result<Option<ApiKey>> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE hash = ? AND revoked IS NULL")
+            .bind(hash_secret(secret))
+            .fetch_optional(&self.pool)
+            .await
+            .db()?;
+        row.as_ref().map(api_key_from).transpose()
+    }
+
+    async fn has_api_keys(&self) -> Result<bool> {
+        let row = sqlx::query("SELECT EXISTS (SELECT 1 FROM api_keys WHERE revoked IS NULL) AS any")
+            .fetch_one(&self.pool)
+            .await
+            .db()?;
+        row.flag("any")
+    }
+
+    async fn record_audit(&self, entries: &[AuditEntry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let _writing = self.writer.lock().await;
+        for chunk in entries.chunks(MAX_BINDS / 5) {
+            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO audit_log (at, key_name, method, path, status) ");
+            q.push_values(chunk, |mut b, e| {
+                b.push_bind(micros(e.at))
+                    .push_bind(&e.key)
+                    .push_bind(&e.method)
+                    .push_bind(&e.path)
+                    .push_bind(i64::from(e.status));
+            });
+            q.build().execute(&self.pool).await.db()?;
+        }
+        Ok(())
+    }
+
+    async fn read_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM audit_log WHERE 1 = 1");
+        if let Some(key) = &filter.key {
+            q.push(" AND key_name = ").push_bind(key);
+        }
+        if let Some(before) = filter.before {
+            q.push(" AND id < ").push_bind(before);
+        }
+        q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(filter.limit()));
+        let rows = q.build().fetch_all(&self.pool).await.db()?;
+        rows.iter().map(audit_entry_from).collect()
+    }
+}
