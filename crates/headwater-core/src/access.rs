@@ -99,6 +99,7 @@ pub struct AuditEntry {
     /// The path called, without its query.
     pub path: String,
     /// The HTTP status it was answered with.
+    #[schema(maximum = 65535)]
     pub status: u16,
 }
 

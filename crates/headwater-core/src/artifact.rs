@@ -14,8 +14,10 @@ use uuid::Uuid;
 /// `{{ variables.NAME }}` in headwater.yaml.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Variable {
+    #[schema(pattern = "^[a-z0-9_-]{1,255}$")]
     pub name: String,
-    #[schema(value_type = Object)]
+    /// Any JSON value.
+    #[schema(value_type = serde_json::Value)]
     pub value: Value,
     #[serde(default)]
     pub tags: Vec<String>,
@@ -78,6 +80,7 @@ impl FromStr for ArtifactKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Artifact {
     pub id: Uuid,
+    #[schema(pattern = "^[a-z0-9-]{1,255}$")]
     pub key: Option<String>,
     pub kind: ArtifactKind,
     #[schema(value_type = Object)]

@@ -37,12 +37,22 @@ pub struct ConcurrencyLimit {
 pub struct SlotRequest {
     /// Limit names and how many slots of each. Names without a limit are
     /// not limited (and not part of the lease).
-    #[schema(value_type = Vec<Vec<Object>>)]
+    #[schema(schema_with = slot_pairs)]
     pub slots: Vec<(String, u32)>,
     /// Who holds them, for people reading the leases (a task run's name).
     pub holder: String,
     /// How long the lease lasts unless renewed.
     pub ttl_ms: u64,
+}
+
+/// `[["name", 2], …]`: each pair a limit's name and a count.
+fn slot_pairs() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ArrayItems, ObjectBuilder, Type};
+    let name = ObjectBuilder::new().schema_type(Type::String).build();
+    let count = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)).maximum(Some(u32::MAX)).build();
+    let pair =
+        ArrayBuilder::new().prefix_items([name, count]).items(ArrayItems::False).min_items(Some(2)).max_items(Some(2));
+    ArrayBuilder::new().items(pair).build()
 }
 
 /// Slots held until `expires` (or release).
@@ -51,7 +61,7 @@ pub struct SlotLease {
     pub id: Uuid,
     /// The limited names it holds slots of; empty when nothing asked for
     /// has a limit (there is nothing to renew or release then).
-    #[schema(value_type = Vec<Vec<Object>>)]
+    #[schema(schema_with = slot_pairs)]
     pub slots: Vec<(String, u32)>,
     pub holder: String,
     pub expires: DateTime<Utc>,

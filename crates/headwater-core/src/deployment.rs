@@ -87,6 +87,9 @@ pub enum WhenDone {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Deployment {
+    /// Derived from the name (`deployment_id_for_name`); the server sets it.
+    #[serde(default)]
+    #[schema(read_only)]
     pub id: Uuid,
     pub name: String,
     pub flow_name: String,
@@ -102,7 +105,7 @@ pub struct Deployment {
     /// Settings for the pool's kind of worker (a Docker pool: image,
     /// pull_policy, network_mode, volumes, env, auto_remove).
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub job_variables: Value,
     pub schedules: Vec<DeploymentSchedule>,
     pub concurrency_limit: Option<u32>,

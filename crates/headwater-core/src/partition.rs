@@ -825,6 +825,9 @@ pub fn plan_backfill(keys: &[String], latest: &HashMap<String, LatestRun>, only:
 /// claim holds the rest back).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Backfill {
+    /// Derived from the name (`backfill_id_for_name`); the server sets it.
+    #[serde(default)]
+    #[schema(read_only)]
     pub id: Uuid,
     pub name: String,
     pub deployment: String,

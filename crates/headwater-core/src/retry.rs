@@ -17,6 +17,7 @@ pub enum Backoff {
 
 /// When and how often a failed run is tried again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct RetryPolicy {
     /// How many times to retry after the first attempt (0: never).
     pub retries: u32,

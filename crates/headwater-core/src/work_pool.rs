@@ -72,6 +72,9 @@ pub const DEFAULT_QUEUE: &str = "default";
 /// queues (lower numbers) first; a queue can be paused or limited on its own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct WorkQueue {
+    /// The pool it belongs to; set from the path where one names it.
+    #[serde(default)]
+    #[schema(read_only)]
     pub work_pool: String,
     pub name: String,
     /// 1 is served first.

@@ -255,11 +255,14 @@ pub struct TimelineEntry {
 }
 
 /// Which span [`RunReader::flow_run_history`] counts, in how many buckets.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
+    /// The span's start (RFC 3339).
     pub since: DateTime<Utc>,
+    /// Its end, exclusive (RFC 3339).
     pub until: DateTime<Utc>,
-    /// 1 to 500.
+    /// 1 to 500 (others are taken as the nearest).
     pub buckets: u32,
 }
 
@@ -434,7 +437,13 @@ pub struct ArtifactFilter {
     pub flow_run_id: Option<Uuid>,
     /// Only the newest version of each key (unkeyed artifacts are left out).
     pub latest_only: bool,
+    #[schema(maximum = 100_000)]
     pub limit: u32,
+}
+
+impl ArtifactFilter {
+    /// The most artifacts one listing answers.
+    pub const MAX_LIMIT: u32 = 100_000;
 }
 
 impl Default for ArtifactFilter {

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::{Extension, Json};
+use axum::Extension;
+
+use super::json::Json;
 use headwater_core::{ApiKey, AuditEntry, Role};
 use headwater_store::{AuditFilter, IssuedKey, Store};
 use serde::{Deserialize, Serialize};
@@ -93,7 +95,7 @@ async fn whoami(State(db): Db, caller: Option<Extension<Caller>>) -> ApiResult<W
 /// revealed a secret, with the key that made it.
 #[utoipa::path(
     get, path = "/audit", tag = "access", params(AuditFilter),
-    responses((status = 200, body = Vec<AuditEntry>))
+    responses((status = 200, body = Vec<AuditEntry>), (status = 422, description = "limit or key out of bounds"))
 )]
 async fn read_audit(State(db): Db, Query(filter): Query<AuditFilter>) -> ApiResult<Vec<AuditEntry>> {
     if filter.limit.is_some_and(|l| l == 0 || l > AuditFilter::MAX_LIMIT) {

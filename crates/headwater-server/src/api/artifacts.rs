@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use super::json::Json;
 use axum::extract::{Path, State};
-use axum::Json;
 use headwater_core::Artifact;
 use headwater_store::{ArtifactFilter, Store};
 use utoipa_axum::router::OpenApiRouter;
@@ -19,9 +19,13 @@ pub(super) fn routes() -> OpenApiRouter<Arc<dyn Store>> {
 /// current version of each key.
 #[utoipa::path(
     post, path = "/artifacts/filter", tag = "artifacts", request_body = ArtifactFilter,
-    responses((status = 200, body = Vec<Artifact>))
+    responses((status = 200, body = Vec<Artifact>), (status = 422, description = "limit above 100000"))
 )]
 async fn filter_artifacts(State(db): Db, Json(filter): Json<ArtifactFilter>) -> ApiResult<Vec<Artifact>> {
+    if filter.limit > ArtifactFilter::MAX_LIMIT {
+        let refusal = format!("limit is at most {}, not {}", ArtifactFilter::MAX_LIMIT, filter.limit);
+        return Err(crate::error::ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, refusal));
+    }
     Ok(Json(db.list_artifacts(&filter).await?))
 }
 

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
+use super::json::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::Json;
 use headwater_core::{Automation, Delivery};
 use headwater_store::Store;
 use utoipa_axum::router::OpenApiRouter;
@@ -90,6 +90,7 @@ async fn resume_automation(State(db): Db, Path(name): Path<String>) -> ApiResult
 }
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeliveriesQuery {
     /// At most this many, newest first (default 50).
     limit: Option<u32>,

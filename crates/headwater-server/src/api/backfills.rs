@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::{Extension, Json};
+use axum::Extension;
+
+use super::json::Json;
 use headwater_core::partition::Backfill;
 use headwater_core::FlowRun;
 use headwater_store::backfills::{
@@ -48,6 +50,7 @@ fn api_error(e: BackfillError) -> ApiError {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     /// Only this deployment's backfills.
     deployment: Option<String>,
@@ -164,6 +167,7 @@ async fn partition_grid(State(db): Db, Path(name): Path<String>) -> ApiResult<Pa
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PartitionRunsQuery {
     deployment_id: Uuid,
 }
@@ -185,29 +189,32 @@ pub struct SavedBackfill {
 }
 
 /// Records a backfill with its runs (each created once per idempotency
-/// key); answers how many runs were created.
+/// key, each recorded as this backfill's); answers how many runs were
+/// created.
 #[utoipa::path(
     put, path = "/backfill_records/{id}", tag = "backfills", request_body = SavedBackfill,
-    params(("id" = Uuid, Path, description = "the backfill's id")),
+    params(("id" = Uuid, Path, description = "the backfill's id (derived from its name)")),
     responses(
         (status = 200, body = usize),
-        (status = 422, description = "the id is not the backfill's, or a run is not the backfill's")
+        (status = 409, description = "the path's id is not the id of the backfill's name")
     )
 )]
 async fn save_backfill(
     State(db): Db,
     Extension(wake): Extension<Wake>,
     Path(id): Path<Uuid>,
-    Json(body): Json<SavedBackfill>,
+    Json(mut body): Json<SavedBackfill>,
 ) -> ApiResult<usize> {
-    let b = &body.backfill;
-    if id != b.id || b.id != headwater_core::partition::backfill_id_for_name(&b.name) {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "a backfill's id must be derived from its name"));
+    let b = &mut body.backfill;
+    b.id = headwater_core::partition::backfill_id_for_name(&b.name);
+    if id != b.id {
+        let refusal = format!("the path names backfill {id}, but backfill '{}' is {}", b.name, b.id);
+        return Err(ApiError::new(StatusCode::CONFLICT, refusal));
     }
-    if body.runs.iter().any(|r| r.backfill_id != Some(b.id)) {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "runs: every run must name this backfill"));
+    for run in &mut body.runs {
+        run.backfill_id = Some(id);
     }
-    let n = db.save_backfill(b, &body.runs).await?;
+    let n = db.save_backfill(&body.backfill, &body.runs).await?;
     wake.notify_waiters();
     Ok(Json(n))
 }

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
+use super::json::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::Json;
 use headwater_core::{BlockDocument, BlockType};
 use headwater_store::Store;
 use utoipa_axum::router::OpenApiRouter;
@@ -67,6 +67,7 @@ async fn save_block(State(db): Db, Json(block): Json<BlockDocument>) -> ApiResul
 }
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct RevealQuery {
     /// Return secrets in clear (an explicit request; the server's API key
     /// guards it like every call).

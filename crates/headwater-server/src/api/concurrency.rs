@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
+use super::json::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
 use headwater_core::{Acquired, ConcurrencyLimit, SlotRequest};
 use headwater_store::Store;
 use utoipa::ToSchema;

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use super::json::Json;
 use axum::extract::{Path, State};
-use axum::Json;
 use headwater_core::partition::DatasetPolicy;
 use headwater_core::{Dataset, DatasetVersion, RunWrite, SourceCheck, VersionRef};
 use headwater_store::freshness::{DatasetPartition, FreshnessError};

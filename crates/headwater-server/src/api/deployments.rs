@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::{Extension, Json};
+use axum::Extension;
+
+use super::json::Json;
 use headwater_core::{Deployment, FlowRun};
 use headwater_store::Store;
 use serde::Serialize;
@@ -34,10 +36,9 @@ async fn list_deployments(State(db): Db) -> ApiResult<Vec<Deployment>> {
     put, path = "/deployments", tag = "deployments", request_body = Deployment,
     responses((status = 200, body = Deployment))
 )]
-async fn apply_deployment(State(db): Db, Json(d): Json<Deployment>) -> ApiResult<Deployment> {
-    if d.id != headwater_core::deployment::deployment_id_for_name(&d.name) {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "a deployment's id must be derived from its name"));
-    }
+async fn apply_deployment(State(db): Db, Json(mut d): Json<Deployment>) -> ApiResult<Deployment> {
+    // Read-only: a deployment's id is its name's.
+    d.id = headwater_core::deployment::deployment_id_for_name(&d.name);
     Ok(Json(db.apply_deployment(&d).await?))
 }
 

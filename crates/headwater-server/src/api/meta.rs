@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::Json;
+use super::json::Json;
 use headwater_store::Store;
 use serde::Serialize;
 use utoipa::ToSchema;

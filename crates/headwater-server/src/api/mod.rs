@@ -11,6 +11,7 @@ mod concurrency;
 mod datasets;
 mod deployments;
 mod events;
+mod json;
 mod meta;
 mod retention;
 mod runs;
@@ -32,7 +33,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::error::ApiError;
 
 type Db = State<Arc<dyn Store>>;
-type ApiResult<T> = Result<Json<T>, ApiError>;
+type ApiResult<T> = Result<json::Json<T>, ApiError>;
 
 /// The largest request body most routes take.
 pub(crate) const BODY_LIMIT: usize = 1024 * 1024;

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use super::json::Json;
 use axum::http::StatusCode;
-use axum::Json;
 use chrono::{DateTime, Utc};
 use headwater_core::retention::PruneKind;
 use headwater_store::Store;

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::{Extension, Json};
+use axum::Extension;
+
+use super::json::Json;
 use headwater_core::{Flow, FlowRun, LogRecord, StateRecord, TaskRun};
 use headwater_store::reports::BatchOutcome;
 use headwater_store::{
@@ -309,11 +311,7 @@ async fn resume_flow_run(State(db): Db, Extension(wake): Extension<Wake>, Path(i
 /// `[since, until)`, by state type (the dashboard's chart).
 #[utoipa::path(
     get, path = "/flow_runs/history", tag = "flow_runs",
-    params(
-        ("since" = String, Query, description = "RFC 3339 start"),
-        ("until" = String, Query, description = "RFC 3339 end (exclusive)"),
-        ("buckets" = u32, Query, description = "1 to 500")
-    ),
+    params(headwater_store::HistoryQuery),
     responses((status = 200, body = Vec<HistoryBucket>))
 )]
 async fn flow_run_history(State(db): Db, Query(q): Query<HistoryQuery>) -> ApiResult<Vec<HistoryBucket>> {

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
+use super::json::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
 use headwater_core::Variable;
 use headwater_store::Store;
 use utoipa_axum::router::OpenApiRouter;

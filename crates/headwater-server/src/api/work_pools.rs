@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::{Extension, Json};
+use axum::Extension;
+
+use super::json::Json;
 use headwater_core::{FlowRun, WorkPool, WorkQueue, WorkerStatus};
 use headwater_store::Store;
 use utoipa::ToSchema;
@@ -158,20 +160,16 @@ async fn list_work_queues(State(db): Db, Path(pool): Path<String>) -> ApiResult<
 #[utoipa::path(
     put, path = "/work_pools/{pool}/queues", tag = "work_pools", params(("pool" = String, Path)),
     request_body = WorkQueue,
-    responses((status = 200, body = WorkQueue), (status = 409, description = "no such pool"), (status = 422, description = "the queue names another pool"))
+    responses((status = 200, body = WorkQueue), (status = 409, description = "no such pool"))
 )]
 async fn apply_work_queue(
     State(db): Db,
     Extension(wake): Extension<Wake>,
     Path(pool): Path<String>,
-    Json(queue): Json<WorkQueue>,
+    Json(mut queue): Json<WorkQueue>,
 ) -> ApiResult<WorkQueue> {
-    if queue.work_pool != pool {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("the queue says pool '{}' but was sent to pool '{pool}'", queue.work_pool),
-        ));
-    }
+    // Read-only: the path names the pool.
+    queue.work_pool = pool;
     let stored = db.apply_work_queue(&queue).await?;
     // A resumed queue or a raised limit may free runs for waiting workers.
     wake.notify_waiters();
@@ -216,6 +214,7 @@ async fn worker_heartbeat(
 }
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct WorkersQuery {
     work_pool: Option<String>,
 }
