@@ -198,12 +198,20 @@ fn reads(method: &Method, path: &str) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) || (*method == Method::POST && query)
 }
 
-/// Whether a call asks for secrets in clear (a block revealed).
+/// Whether a call asks for secrets in clear (a block revealed). The query
+/// is decoded as the handlers decode it (`reveal=%74rue` is `true`); one
+/// that cannot be decoded counts as asking if it names the parameter.
 fn reveals(query: Option<&str>) -> bool {
-    query.is_some_and(|q| {
-        q.split('&')
-            .any(|pair| matches!(pair, "reveal=true" | "reveal=1" | "include_secrets=true" | "include_secrets=1"))
-    })
+    let Some(query) = query else { return false };
+    let asks = |name: &str| matches!(name, "reveal" | "include_secrets");
+    let decoded = format!("/?{query}")
+        .parse::<axum::http::Uri>()
+        .ok()
+        .and_then(|uri| axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&uri).ok());
+    match decoded {
+        Some(axum::extract::Query(pairs)) => pairs.iter().any(|(k, v)| asks(k) && v != "false"),
+        None => query.contains("reveal") || query.contains("include_secrets"),
+    }
 }
 
 /// The role a call needs: read for reads, run for [`RUN_CALLS`], admin for
@@ -333,6 +341,9 @@ mod tests {
         assert_eq!(role(Method::POST, "/prefect/api/block_documents/", None), Role::Admin);
         assert_eq!(role(Method::GET, "/api/blocks/gcs", Some("reveal=true")), Role::Admin);
         assert_eq!(role(Method::GET, "/api/blocks/gcs", Some("reveal=false")), Role::Read);
+        assert_eq!(role(Method::GET, "/api/blocks/gcs", Some("reveal=%74rue")), Role::Admin, "decoded first");
+        assert_eq!(role(Method::GET, "/api/blocks/gcs", Some("x=1&reveal=true")), Role::Admin);
+        assert_eq!(role(Method::GET, "/api/blocks/gcs", Some("reveal=%zz")), Role::Admin);
         assert_eq!(role(Method::GET, "/prefect/api/block_documents/x", Some("include_secrets=true")), Role::Admin);
         assert_eq!(role(Method::GET, "/api/api_keys", None), Role::Admin);
         assert_eq!(role(Method::GET, "/api/audit", Some("limit=5")), Role::Admin);
