@@ -101,7 +101,7 @@ fn staging(settings: &Settings, what: &str) -> PathBuf {
 pub async fn run(cmd: DbCmd, settings: &Settings) -> Result<()> {
     match cmd {
         DbCmd::Prune { older_than, kinds, dry_run, vacuum } => {
-            let kinds = if kinds.is_empty() { PruneKind::ALL.to_vec() } else { kinds };
+            let kinds = if kinds.is_empty() { PruneKind::HISTORY.to_vec() } else { kinds };
             let mut keep = Retention::default();
             for k in &kinds {
                 keep = keep.keep_text(*k, &older_than).map_err(|e| anyhow::anyhow!("--older-than: {e}"))?;

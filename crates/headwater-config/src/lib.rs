@@ -115,6 +115,11 @@ pub const KNOWN: &[SettingInfo] = &[
         in_profile: true,
     },
     SettingInfo {
+        name: "HEADWATER_RETAIN_AUDIT",
+        help: "the server deletes audit log entries older than this, e.g. 365d (default: kept)",
+        in_profile: true,
+    },
+    SettingInfo {
         name: "HEADWATER_PREFECT_HEARTBEAT_SECONDS",
         help: "how often Prefect clients beat for their flow runs: PREFECT_FLOWS_HEARTBEAT_FREQUENCY (default 180)",
         in_profile: true,

@@ -28,10 +28,16 @@ pub enum PruneKind {
     Artifacts,
     /// Outbox deliveries that were made or gave up.
     Deliveries,
+    /// Entries of the audit log (only when named: never by default).
+    Audit,
 }
 
 impl PruneKind {
-    pub const ALL: [PruneKind; 4] = [PruneKind::Runs, PruneKind::Logs, PruneKind::Artifacts, PruneKind::Deliveries];
+    pub const ALL: [PruneKind; 5] =
+        [PruneKind::Runs, PruneKind::Logs, PruneKind::Artifacts, PruneKind::Deliveries, PruneKind::Audit];
+    /// What a prune without kinds named deletes: history, not the audit log
+    /// (which is often kept longer, and must be asked for).
+    pub const HISTORY: [PruneKind; 4] = [PruneKind::Runs, PruneKind::Logs, PruneKind::Artifacts, PruneKind::Deliveries];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -39,6 +45,7 @@ impl PruneKind {
             PruneKind::Logs => "logs",
             PruneKind::Artifacts => "artifacts",
             PruneKind::Deliveries => "deliveries",
+            PruneKind::Audit => "audit",
         }
     }
 }
@@ -52,10 +59,9 @@ impl fmt::Display for PruneKind {
 impl FromStr for PruneKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        PruneKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s.trim().to_ascii_lowercase())
-            .ok_or_else(|| format!("'{s}' is not a kind of record to prune: runs, logs, artifacts or deliveries"))
+        PruneKind::ALL.into_iter().find(|k| k.as_str() == s.trim().to_ascii_lowercase()).ok_or_else(|| {
+            format!("'{s}' is not a kind of record to prune: runs, logs, artifacts, deliveries or audit")
+        })
     }
 }
 
@@ -149,6 +155,6 @@ mod tests {
         );
         assert!(Retention::default().keep_text(PruneKind::Logs, "soon").is_err());
         assert_eq!("Logs".parse::<PruneKind>(), Ok(PruneKind::Logs));
-        assert!("states".parse::<PruneKind>().unwrap_err().contains("runs, logs, artifacts or deliveries"));
+        assert!("states".parse::<PruneKind>().unwrap_err().contains("runs, logs, artifacts, deliveries or audit"));
     }
 }

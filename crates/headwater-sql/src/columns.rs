@@ -232,6 +232,11 @@ pub(crate) fn prune_statement(kind: headwater_core::retention::PruneKind, dry_ru
             format!("DELETE FROM automation_deliveries WHERE id IN (SELECT d.id {PRUNE_DELIVERIES_WHERE} ORDER BY d.created LIMIT $2)"),
             true,
         ),
+        (Audit, true) => ("SELECT COUNT(*) FROM audit_log WHERE at < $1".to_string(), false),
+        (Audit, false) => (
+            "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE at < $1 ORDER BY id LIMIT $2)".to_string(),
+            true,
+        ),
     }
 }
 

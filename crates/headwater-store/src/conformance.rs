@@ -1709,4 +1709,11 @@ pub async fn api_keys_are_hashed_revocable_and_calls_audited(store: &dyn Store) 
     assert_eq!((of_b.len(), of_b[0].status), (1, 403));
     let newest = store.read_audit(&AuditFilter { limit: Some(2), ..Default::default() }).await.unwrap();
     assert!(newest.len() == 2 && newest[0].id > newest[1].id);
+
+    // Retention of the log: by the entries' time.
+    use headwater_core::retention::PruneKind;
+    assert!(store.prune(PruneKind::Audit, t(2), 100, true).await.unwrap() >= 1);
+    assert!(store.prune(PruneKind::Audit, t(2), 100, false).await.unwrap() >= 1);
+    let left = store.read_audit(&AuditFilter { key: Some(a), ..Default::default() }).await.unwrap();
+    assert_eq!(left.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(), ["/api/deployments"], "the one at t(1) went");
 }
