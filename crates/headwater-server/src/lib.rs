@@ -33,7 +33,8 @@ pub use error::{ApiError, ServerError};
 pub struct ServerConfig {
     pub host: String,
     pub port: u16,
-    /// Valid API keys; empty means no key is required.
+    /// Configured keys, each an admin key. With none, a key is required
+    /// only once named keys are issued (`headwater api-key create`).
     pub api_keys: Vec<String>,
     /// Require a key even when none is configured or issued (the CLI sets
     /// it when named keys exist: revoking them all must not open the API).
