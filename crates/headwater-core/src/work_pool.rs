@@ -46,9 +46,31 @@ pub struct WorkPool {
     /// A paused pool hands out no runs.
     pub paused: bool,
     /// At most this many of the pool's runs pending or running at once.
+    #[schema(maximum = 1_000_000)]
     pub concurrency_limit: Option<u32>,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
+}
+
+/// The largest concurrency limit or priority of a pool or queue.
+pub const MAX_POOL_NUMBER: u32 = 1_000_000;
+
+fn at_most(what: &str, name: &str, v: Option<u32>) -> Result<(), String> {
+    match v {
+        Some(v) if v > MAX_POOL_NUMBER => Err(format!("{what} of '{name}' is {v}; at most {MAX_POOL_NUMBER}")),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses a pool's limit above [`MAX_POOL_NUMBER`].
+pub fn validate_pool(p: &WorkPool) -> Result<(), String> {
+    at_most("the concurrency limit", &p.name, p.concurrency_limit)
+}
+
+/// Refuses a queue's priority or limit above [`MAX_POOL_NUMBER`].
+pub fn validate_queue(q: &WorkQueue) -> Result<(), String> {
+    at_most("the priority", &q.name, Some(q.priority))?;
+    at_most("the concurrency limit", &q.name, q.concurrency_limit)
 }
 
 impl WorkPool {
@@ -78,8 +100,10 @@ pub struct WorkQueue {
     pub work_pool: String,
     pub name: String,
     /// 1 is served first.
+    #[schema(maximum = 1_000_000)]
     pub priority: u32,
     /// At most this many of the queue's runs pending or running at once.
+    #[schema(maximum = 1_000_000)]
     pub concurrency_limit: Option<u32>,
     pub paused: bool,
     pub created: DateTime<Utc>,

@@ -87,6 +87,7 @@ pub async fn run_all(store: &dyn Store) {
     empty_batch_is_fine(store).await;
     reported_moves_are_checked_against_the_rules(store).await;
     waiting_runs_are_counted_per_pool_and_queue(store).await;
+    counts_no_store_keeps_are_refused_not_wrapped(store).await;
     // Last: it deletes what other tests left older than its cutoff.
     old_history_is_pruned_but_what_must_stay(store).await;
 }
@@ -1716,4 +1717,40 @@ pub async fn api_keys_are_hashed_revocable_and_calls_audited(store: &dyn Store) 
     assert!(store.prune(PruneKind::Audit, t(2), 100, false).await.unwrap() >= 1);
     let left = store.read_audit(&AuditFilter { key: Some(a), ..Default::default() }).await.unwrap();
     assert_eq!(left.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(), ["/api/deployments"], "the one at t(1) went");
+}
+
+/// A count above what every engine keeps (PostgreSQL's `integer`) is
+/// refused whole, on every backend alike, instead of wrapping around.
+pub async fn counts_no_store_keeps_are_refused_not_wrapped(store: &dyn Store) {
+    use headwater_core::{WorkPool, WorkPoolKind, WorkQueue};
+    let tag = Uuid::now_v7().simple().to_string()[20..].to_string();
+    let f = flow(&format!("counts-{tag}"), "1");
+    let mut run = flow_run(&f, &format!("counted-{tag}"), 0, State::completed(t(1)));
+    run.run_count = crate::MAX_STORED_COUNT + 1;
+    let batch = WriteBatch { flows: vec![f.clone()], flow_runs: vec![run.clone()], ..Default::default() };
+    let refused = store.record(&batch).await.unwrap_err();
+    assert!(refused.to_string().contains("run_count 2147483648 is above 2147483647"), "{refused}");
+    assert!(store.record_checked(&batch).await.is_err());
+    assert!(store.read_flow_run(run.id).await.unwrap().is_none(), "nothing of the batch was written");
+    run.run_count = crate::MAX_STORED_COUNT;
+    store.record(&WriteBatch { flow_runs: vec![run.clone()], ..batch }).await.unwrap();
+    assert_eq!(store.read_flow_run(run.id).await.unwrap().unwrap().run_count, crate::MAX_STORED_COUNT);
+
+    let mut pool = WorkPool::new(&format!("counts-{tag}"), WorkPoolKind::Process, t(0));
+    pool.concurrency_limit = Some(1_000_001);
+    let refused = store.apply_work_pool(&pool).await.unwrap_err();
+    assert!(refused.to_string().contains("at most 1000000"), "{refused}");
+    pool.concurrency_limit = Some(1_000_000);
+    store.apply_work_pool(&pool).await.unwrap();
+    let queue = WorkQueue {
+        work_pool: pool.name.clone(),
+        name: "big".into(),
+        priority: u32::MAX,
+        concurrency_limit: None,
+        paused: false,
+        created: t(0),
+        updated: t(0),
+    };
+    assert!(store.apply_work_queue(&queue).await.unwrap_err().to_string().contains("the priority of 'big'"));
+    store.delete_work_pool(&pool.name).await.unwrap();
 }

@@ -59,7 +59,27 @@ pub struct WriteBatch {
     pub artifacts: Vec<Artifact>,
 }
 
+/// The largest count or limit a store keeps (PostgreSQL's `integer`): a
+/// larger one is refused, not wrapped.
+pub const MAX_STORED_COUNT: u32 = i32::MAX as u32;
+
+/// Refuses runs whose `run_count` no store keeps.
+pub fn check_run_counts<'a>(runs: impl IntoIterator<Item = (&'a str, u32)>) -> Result<()> {
+    match runs.into_iter().find(|(_, count)| *count > MAX_STORED_COUNT) {
+        Some((name, count)) => {
+            Err(StoreError::Refused(format!("run '{name}': run_count {count} is above {MAX_STORED_COUNT}")))
+        }
+        None => Ok(()),
+    }
+}
+
 impl WriteBatch {
+    /// Refuses what no store keeps (see [`check_run_counts`]).
+    pub fn check_bounds(&self) -> Result<()> {
+        let flows = self.flow_runs.iter().map(|r| (r.name.as_str(), r.run_count));
+        check_run_counts(flows.chain(self.task_runs.iter().map(|r| (r.name.as_str(), r.run_count))))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.flows.is_empty()
             && self.flow_runs.is_empty()

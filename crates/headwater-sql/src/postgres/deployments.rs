@@ -60,6 +60,7 @@ impl DeploymentStore for PostgresStore {
 #[async_trait]
 impl RunQueue for PostgresStore {
     async fn enqueue_runs(&self, runs: &[FlowRun]) -> Result<usize> {
+        headwater_store::check_run_counts(runs.iter().map(|r| (r.name.as_str(), r.run_count)))?;
         let mut tx = self.pool.begin().await.db()?;
         let n = enqueue_in(&mut tx, runs).await?;
         tx.commit().await.db()?;

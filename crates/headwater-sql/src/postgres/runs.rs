@@ -19,6 +19,7 @@ impl RunRecorder for PostgresStore {
         if batch.is_empty() {
             return Ok(());
         }
+        batch.check_bounds()?;
         let mut tx = self.pool.begin().await.db()?;
         write_batch(&mut tx, batch).await?;
         tx.commit().await.db()?;
@@ -29,6 +30,7 @@ impl RunRecorder for PostgresStore {
         if batch.is_empty() {
             return Ok(BatchOutcome::default());
         }
+        batch.check_bounds()?;
         let mut tx = self.pool.begin().await.db()?;
         // FOR UPDATE: a cancel or a crash by another server waits for this
         // write, or this one reads its result; the check never goes stale.

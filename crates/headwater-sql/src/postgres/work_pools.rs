@@ -5,6 +5,7 @@ use super::*;
 #[async_trait]
 impl WorkPoolStore for PostgresStore {
     async fn apply_work_pool(&self, p: &WorkPool) -> Result<WorkPool> {
+        headwater_core::work_pool::validate_pool(p).map_err(StoreError::Refused)?;
         sqlx::query(
             "INSERT INTO work_pools (name, kind, paused, concurrency_limit, created, updated) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, paused = excluded.paused, \
@@ -53,6 +54,7 @@ impl WorkPoolStore for PostgresStore {
     }
 
     async fn apply_work_queue(&self, q: &WorkQueue) -> Result<WorkQueue> {
+        headwater_core::work_pool::validate_queue(q).map_err(StoreError::Refused)?;
         let mut tx = self.pool.begin().await.db()?;
         // Locking the pool keeps it from being deleted under its new queue.
         let pool_exists: Option<String> = sqlx::query_scalar("SELECT name FROM work_pools WHERE name = $1 FOR UPDATE")

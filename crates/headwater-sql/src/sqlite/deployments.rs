@@ -59,6 +59,7 @@ impl DeploymentStore for SqliteStore {
 #[async_trait]
 impl RunQueue for SqliteStore {
     async fn enqueue_runs(&self, runs: &[FlowRun]) -> Result<usize> {
+        headwater_store::check_run_counts(runs.iter().map(|r| (r.name.as_str(), r.run_count)))?;
         let _writing = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.db()?;
         let n = enqueue_in(&mut tx, runs).await?;

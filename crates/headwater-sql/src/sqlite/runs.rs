@@ -10,6 +10,7 @@ impl RunRecorder for SqliteStore {
         if batch.is_empty() {
             return Ok(());
         }
+        batch.check_bounds()?;
         let _writing = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.db()?;
         write_batch(&mut tx, batch).await?;
@@ -21,6 +22,7 @@ impl RunRecorder for SqliteStore {
         if batch.is_empty() {
             return Ok(BatchOutcome::default());
         }
+        batch.check_bounds()?;
         let _writing = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.db()?;
         let mut current = HashMap::new();

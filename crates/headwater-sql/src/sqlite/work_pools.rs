@@ -5,6 +5,7 @@ use super::*;
 #[async_trait]
 impl WorkPoolStore for SqliteStore {
     async fn apply_work_pool(&self, p: &WorkPool) -> Result<WorkPool> {
+        headwater_core::work_pool::validate_pool(p).map_err(StoreError::Refused)?;
         let writing = self.writer.lock().await;
         sqlx::query(
             "INSERT INTO work_pools (name, kind, paused, concurrency_limit, created, updated) VALUES (?, ?, ?, ?, ?, ?) \
@@ -56,6 +57,7 @@ impl WorkPoolStore for SqliteStore {
     }
 
     async fn apply_work_queue(&self, q: &WorkQueue) -> Result<WorkQueue> {
+        headwater_core::work_pool::validate_queue(q).map_err(StoreError::Refused)?;
         let writing = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.db()?;
         let pool_exists: Option<String> = sqlx::query_scalar("SELECT name FROM work_pools WHERE name = ?")
