@@ -41,7 +41,8 @@ pub struct SlotRequest {
     pub slots: Vec<(String, u32)>,
     /// Who holds them, for people reading the leases (a task run's name).
     pub holder: String,
-    /// How long the lease lasts unless renewed.
+    /// How long the lease lasts unless renewed (at most a day).
+    #[schema(maximum = 86_400_000)]
     pub ttl_ms: u64,
 }
 
@@ -112,6 +113,18 @@ pub fn check_request(request: &SlotRequest, limits: &[(String, u32)]) -> Result<
         }
     }
     Ok(())
+}
+
+/// The longest a lease lasts without renewal: a day.
+pub const MAX_LEASE_TTL_MS: u64 = 86_400_000;
+
+/// A lease's time to live, refused above [`MAX_LEASE_TTL_MS`] (a holder
+/// renews; a day-long lease would keep a crashed holder's slots a day).
+pub fn lease_ttl(ttl_ms: u64) -> Result<chrono::Duration, String> {
+    if ttl_ms > MAX_LEASE_TTL_MS {
+        return Err(format!("ttl_ms {ttl_ms} is above {MAX_LEASE_TTL_MS} (a day); renew the lease instead"));
+    }
+    Ok(chrono::Duration::milliseconds(ttl_ms as i64))
 }
 
 /// How long one slot of a rate limit stays taken: `limit` slots freeing at

@@ -52,7 +52,7 @@ pub(crate) async fn acquire(tx: &mut dyn LeaseTx, request: &SlotRequest, now: Da
         }
         granted.push((limit, want));
     }
-    let expires = now + chrono::Duration::milliseconds(request.ttl_ms.min(i64::MAX as u64) as i64);
+    let expires = now + headwater_core::concurrency::lease_ttl(request.ttl_ms).map_err(StoreError::Refused)?;
     let lease = SlotLease {
         id: Uuid::now_v7(),
         slots: granted.iter().map(|(l, n)| (l.name.clone(), *n)).collect(),

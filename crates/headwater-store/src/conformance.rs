@@ -1753,4 +1753,17 @@ pub async fn counts_no_store_keeps_are_refused_not_wrapped(store: &dyn Store) {
     };
     assert!(store.apply_work_queue(&queue).await.unwrap_err().to_string().contains("the priority of 'big'"));
     store.delete_work_pool(&pool.name).await.unwrap();
+
+    // A lease lasts at most a day (a time beyond the calendar once panicked).
+    let limit = format!("counts-{tag}");
+    store.set_concurrency_limit(&limit, 1, None).await.unwrap();
+    let ask = |ttl_ms: u64| headwater_core::SlotRequest { slots: vec![(limit.clone(), 1)], holder: "h".into(), ttl_ms };
+    let refused = store.acquire_slots(&ask(u64::MAX)).await.unwrap_err();
+    assert!(refused.to_string().contains("is above 86400000"), "{refused}");
+    let headwater_core::Acquired::Granted { lease } = store.acquire_slots(&ask(60_000)).await.unwrap() else {
+        panic!("the slot is free")
+    };
+    assert!(store.renew_lease(lease.id, u64::MAX).await.is_err());
+    assert!(store.renew_lease(lease.id, 86_400_000).await.unwrap());
+    store.delete_concurrency_limit(&limit).await.unwrap();
 }

@@ -99,6 +99,8 @@ async fn acquire_slots(State(db): Db, Json(request): Json<SlotRequest>) -> ApiRe
 /// How long a renewed lease lasts from now.
 #[derive(Debug, serde::Serialize, serde::Deserialize, ToSchema)]
 pub struct Renewal {
+    /// At most a day.
+    #[schema(maximum = 86_400_000)]
     pub ttl_ms: u64,
 }
 

@@ -81,7 +81,7 @@ impl ConcurrencyStore for PostgresStore {
     }
 
     async fn renew_lease(&self, id: Uuid, ttl_ms: u64) -> Result<bool> {
-        let until = Utc::now() + chrono::Duration::milliseconds(ttl_ms.min(i64::MAX as u64) as i64);
+        let until = Utc::now() + headwater_core::concurrency::lease_ttl(ttl_ms).map_err(StoreError::Refused)?;
         let done = sqlx::query(&format!(
             "UPDATE concurrency_leases SET expires = $1 WHERE id = $2 AND expires >= now() AND {HELD_SLOTS}"
         ))

@@ -91,7 +91,7 @@ impl ConcurrencyStore for SqliteStore {
 
     async fn renew_lease(&self, id: Uuid, ttl_ms: u64) -> Result<bool> {
         let now = Utc::now();
-        let until = now + chrono::Duration::milliseconds(ttl_ms.min(i64::MAX as u64) as i64);
+        let until = now + headwater_core::concurrency::lease_ttl(ttl_ms).map_err(StoreError::Refused)?;
         let _writing = self.writer.lock().await;
         // Rate-limit slots keep their own expiry: they are not held, they decay.
         let done = sqlx::query(
