@@ -57,7 +57,8 @@ fn whole_numbers(v: &mut Value) {
     match v {
         Value::Number(n) => {
             if let Some(f) = n.as_f64().filter(|f| n.is_f64() && f.fract() == 0.0) {
-                if f >= 0.0 && f <= u64::MAX as f64 {
+                // `u64::MAX as f64` is 2^64 itself: only below it is a u64 exact.
+                if f >= 0.0 && f < u64::MAX as f64 {
                     *n = serde_json::Number::from(f as u64);
                 } else if f < 0.0 && f >= i64::MIN as f64 {
                     *n = serde_json::Number::from(f as i64);
@@ -79,6 +80,9 @@ mod tests {
         let mut v = serde_json::json!({"limit": 95.0, "rows": [1.0, -3.0, 2.5], "name": "x", "n": 7});
         whole_numbers(&mut v);
         assert_eq!(v, serde_json::json!({"limit": 95, "rows": [1, -3, 2.5], "name": "x", "n": 7}));
+        let mut huge = serde_json::json!([18446744073709551616.0, 1e300]);
+        whole_numbers(&mut huge);
+        assert!(huge[0].is_f64() && huge[1].is_f64(), "beyond u64, a number stays as sent: {huge}");
         #[derive(serde::Deserialize)]
         struct Limit {
             limit: u32,
