@@ -70,7 +70,24 @@ pub(crate) struct Access {
     pub store: Arc<dyn Store>,
     pub metrics_public: bool,
     pub audit: AuditTrail,
+    /// Whether named keys are required: see [`Access::keys_required`].
+    pub issued: IssuedKeys,
 }
+
+/// What this server knows of issued keys, so that a server without keys
+/// does not ask its database on every call.
+#[derive(Default)]
+pub(crate) struct IssuedKeys {
+    /// Keys were seen: from then on a key is required (as `require_key`),
+    /// even if all are revoked.
+    seen: std::sync::atomic::AtomicBool,
+    /// None were, at this moment; asked again after [`NO_KEYS_FOR`].
+    none_at: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// How long "no keys are issued" is believed: a first key issued (by the
+/// CLI on the database, or another server) is required within this.
+const NO_KEYS_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Access {
     /// Whose `given` credential is. Without one (or with one that is no
@@ -88,14 +105,33 @@ impl Access {
                 }
             }
         }
-        let required = self.require_key
-            || !self.keys.is_empty()
-            || self.store.has_api_keys().await.map_err(Refusal::Unavailable)?;
+        let required = self.require_key || !self.keys.is_empty() || self.keys_required().await?;
         match (required, given) {
             (false, _) => Ok(Caller { name: None, role: Role::Admin }),
             (true, None) => Err(Refusal::Missing),
             (true, Some(_)) => Err(Refusal::Invalid),
         }
+    }
+}
+
+impl Access {
+    /// Whether named keys exist (or existed while this server ran).
+    async fn keys_required(&self) -> Result<bool, Refusal> {
+        use std::sync::atomic::Ordering;
+        if self.issued.seen.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+        let fresh = |at: &Option<std::time::Instant>| at.is_some_and(|at| at.elapsed() < NO_KEYS_FOR);
+        if fresh(&self.issued.none_at.lock().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(false);
+        }
+        let any = self.store.has_api_keys().await.map_err(Refusal::Unavailable)?;
+        if any {
+            self.issued.seen.store(true, Ordering::Relaxed);
+        } else {
+            *self.issued.none_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
+        }
+        Ok(any)
     }
 }
 

@@ -117,6 +117,7 @@ fn app_with_wake(
         store: store.clone(),
         metrics_public: config.metrics_public,
         audit,
+        issued: Default::default(),
     });
     let prefect = prefect::router(store.clone(), access.clone(), wake.clone(), config.prefect_heartbeat);
     let scrape = axum::Router::new().route("/metrics", axum::routing::get(metrics::render)).with_state(store.clone());

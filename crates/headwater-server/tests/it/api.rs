@@ -740,3 +740,36 @@ async fn the_configured_key_is_admin_beside_named_keys_and_keys_are_managed_over
     let after = store.read_audit(&AuditFilter::default()).await.unwrap();
     assert!(after.len() >= entries.len());
 }
+
+/// A server without keys does not ask its database for them on every call,
+/// yet a first key issued behind its back (the CLI on the database) is
+/// required within a second; revoking every key does not open it again.
+#[tokio::test]
+async fn a_first_key_issued_while_serving_is_required_soon_and_stays_required() {
+    use headwater_core::Role;
+    use headwater_store::AccessStore;
+    let (server, dir) = sqlite_server(vec![]).await;
+    let store = headwater_sql::SqliteStore::open(&dir.path().join("hw.db")).await.unwrap();
+    let anonymous = ApiClient::new(&server.api_url(), None).unwrap();
+    anonymous.list_flows().await.expect("no key needed yet");
+    let key = store.issue_api_key("late", Role::Read, chrono::Utc::now()).await.unwrap();
+    let mut refused = None;
+    for _ in 0..60 {
+        match anonymous.list_flows().await {
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("the new key is required within 3 s");
+    assert!(matches!(refused, StoreError::Remote { status: Some(401), .. }), "{refused:?}");
+    let holder = ApiClient::new(&server.api_url(), Some(key.secret.clone())).unwrap();
+    holder.list_flows().await.unwrap();
+    store.revoke_api_key("late", chrono::Utc::now()).await.unwrap();
+    assert!(holder.list_flows().await.is_err(), "revoked at once");
+    let still = anonymous.list_flows().await.unwrap_err();
+    assert!(matches!(still, StoreError::Remote { status: Some(401), .. }), "stays required: {still:?}");
+    server.stop().await.unwrap();
+}
