@@ -325,8 +325,10 @@ async fn run(cli: Cli) -> Result<()> {
         Command::ApiKey(cmd) => access::run_api_key(cmd, open(&settings).await?.as_ref()).await,
         Command::Audit(cmd) => access::run_audit(cmd, open(&settings).await?.as_ref()).await,
         Command::Worker(WorkerCmd::Start(args)) => {
-            log_to_stderr(&settings);
-            worker::start(args, open(&settings).await?, &settings).await
+            log_to_stderr(&settings, "headwater-worker");
+            let worked = worker::start(args, open(&settings).await?, &settings).await;
+            headwater_telemetry::flush();
+            worked
         }
         Command::TaskRun(TaskRunCmd::Ls { flow_run, out }) => {
             let store = open(&settings).await?;
@@ -349,7 +351,7 @@ async fn run(cli: Cli) -> Result<()> {
                     text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from),
                 );
             }
-            log_to_stderr(&settings);
+            log_to_stderr(&settings, "headwater-server");
             let database = database_url.unwrap_or_else(|| settings.database_path().display().to_string());
             let store = headwater_sql::open_with_key(&database, Some(&secret_key(&settings)?)).await?;
             let heartbeat_timeout = settings.heartbeat_timeout();
@@ -386,6 +388,7 @@ async fn run(cli: Cli) -> Result<()> {
                 let _ = tokio::signal::ctrl_c().await;
             })
             .await?;
+            headwater_telemetry::flush();
             Ok(())
         }
     }
@@ -636,13 +639,21 @@ async fn flow_run(cmd: FlowRunCmd, store: &dyn Store) -> Result<()> {
 }
 
 /// The server's and the worker's own events (crashed runs, automation
-/// deliveries that failed, …) go to stderr at HEADWATER_LOGGING_LEVEL.
-fn log_to_stderr(settings: &Settings) {
+/// deliveries that failed, …) go to stderr at HEADWATER_LOGGING_LEVEL; their
+/// spans go to an OTLP collector when one is configured, as `service`.
+fn log_to_stderr(settings: &Settings, service: &str) {
+    use tracing_subscriber::layer::{Layer as _, SubscriberExt as _};
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let level = match settings.logging_level() {
         "DEBUG" => tracing::Level::DEBUG,
         "WARNING" => tracing::Level::WARN,
         "ERROR" | "CRITICAL" => tracing::Level::ERROR,
         _ => tracing::Level::INFO,
     };
-    let _ = tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).with_target(false).try_init();
+    let console = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_filter(tracing_subscriber::filter::LevelFilter::from_level(level))
+        .with_filter(headwater_telemetry::not_ours());
+    let _ = tracing_subscriber::registry().with(console).with(headwater_telemetry::layer(service)).try_init();
 }

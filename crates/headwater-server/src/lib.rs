@@ -12,6 +12,7 @@ mod auth;
 mod error;
 mod metrics;
 pub mod prefect;
+mod traces;
 mod ui;
 /// Scheduling lives with the store so that workers and `serve` share it.
 pub use headwater_store::scheduling as scheduler;
@@ -128,6 +129,8 @@ fn app_with_wake(
         // Inside the handler's own task (below), so a call whose client
         // went away is still audited.
         .layer(axum::middleware::from_fn_with_state(access, auth::require_key))
+        // Outside the key check, so refused calls are traced too.
+        .layer(axum::middleware::from_fn(traces::span))
         .layer(axum::middleware::from_fn(run_to_completion))
         // A request that takes longer (a slow query) is answered 503, which
         // clients retry later; its work still finishes (above).

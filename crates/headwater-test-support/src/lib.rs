@@ -1,8 +1,10 @@
 //! Helpers shared by integration tests.
 
 mod browser;
+mod otlp;
 
 pub use browser::Browser;
+pub use otlp::{OtlpReceiver, ReceivedSpan};
 use sqlx::Connection;
 use uuid::Uuid;
 

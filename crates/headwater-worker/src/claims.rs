@@ -60,3 +60,19 @@ impl<'a> Claims<'a> {
         Ok(Claimed { runs, waited })
     }
 }
+
+/// The span of a claimed run's dispatch (until its flow starts): the flow
+/// run continues its trace. `worker` names who claimed it.
+pub fn claim_span(run: &headwater_core::FlowRun, pool: &str, worker: &str) -> tracing::Span {
+    tracing::info_span!(
+        target: headwater_telemetry::TARGET,
+        "worker_claim",
+        otel.name = %format!("claim {}", run.flow_name),
+        headwater.flow_run.id = %run.id,
+        headwater.flow_run.name = %run.name,
+        headwater.flow.name = %run.flow_name,
+        headwater.work_pool = %pool,
+        headwater.worker = %worker,
+        headwater.deployment = tracing::field::Empty,
+    )
+}

@@ -8,6 +8,6 @@ mod claims;
 mod docker;
 mod worker;
 
-pub use claims::{Claimed, Claims};
+pub use claims::{claim_span, Claimed, Claims};
 pub use docker::{Docker, DockerError, JobSpec};
 pub use worker::{start, WorkerError, WorkerOptions};

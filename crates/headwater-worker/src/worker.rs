@@ -12,7 +12,7 @@ use headwater_config::Settings;
 
 use headwater_core::{Deployment, FlowRun, Heartbeat, LogLevel, LogRecord, PullStep, State};
 
-use crate::claims::Claims;
+use crate::claims::{claim_span, Claims};
 use crate::docker::{Docker, DockerError, JobSpec};
 use headwater_store::{record_crash, record_flow_run_state, Store, StoreError, WriteBatch};
 use tokio::process::{Child, Command};
@@ -249,6 +249,9 @@ pub async fn start(args: WorkerOptions, store: Arc<dyn Store>, settings: &Settin
                 for run in claimed.runs {
                     idle = false;
                     started += 1;
+                    // Lasts until the run's process is started; the flow
+                    // process continues its trace (TRACEPARENT).
+                    let claim = claim_span(&run, &args.pool, &worker_name);
                     refresh_known_secrets(store).await;
                     let Some(dep_id) = run.deployment_id else {
                         crash(store, &run, "it has no deployment to run").await?;
@@ -271,6 +274,10 @@ pub async fn start(args: WorkerOptions, store: Arc<dyn Store>, settings: &Settin
                     env.push(("HEADWATER_FLOW_RUN_ID".into(), run.id.to_string()));
                     env.push(("HEADWATER_FLOW_RUN_NAME".into(), run.name.clone()));
                     env.push(("HEADWATER_FLOW_RUN_COUNT".into(), run.run_count.to_string()));
+                    claim.record("headwater.deployment", d.name.as_str());
+                    if let Some(parent) = headwater_telemetry::traceparent(&claim) {
+                        env.push((headwater_telemetry::TRACEPARENT.into(), parent));
+                    }
                     let (cwd, scratch) = match pull(d, &run).await {
                         Ok(found) => found,
                         Err(why) => {

@@ -51,6 +51,7 @@ where
     let run = new_flow_run(spec, parameters, &name, parent.as_ref(), adopted.as_ref(), now);
     let is_root = parent.is_none();
     let mut tracker = Tracker::create(engine.clone(), run);
+    continue_workers_trace(&tracker, adopted.is_some());
     let beating = LiveGuard::new(&engine, tracker.run.id);
     let counters = Counters::default();
     // A run that may be attempted again (flow retries, or a deployment run,
@@ -87,7 +88,7 @@ where
         // If this future is dropped mid-attempt, stop the submitted tasks too.
         let stop_on_drop = scope.cancel.clone().drop_guard();
         let body_run = async {
-            let outcome = run_once(ctx.clone(), timeout, body(params.clone())).await;
+            let outcome = run_once(ctx.clone(), tracker.attempt_span(), timeout, body(params.clone())).await;
             if let Outcome::Ok(_) = outcome {
                 // Submitted tasks the body did not await still belong to the run.
                 scope.tracker.close();
@@ -170,8 +171,21 @@ where
             task_run: None,
         };
     };
+    // The last handle of the run's span goes with the tracker: it ends before the flush.
+    drop(ctx);
     close_run(&engine, tracker, completed.as_deref(), result.is_ok(), is_root).await;
     result
+}
+
+/// The run a worker started this process for continues the worker's trace
+/// (its claim span, handed over as TRACEPARENT).
+fn continue_workers_trace(tracker: &Tracker<FlowRun>, adopted: bool) {
+    if !adopted || tracker.span.is_disabled() || ADOPT.try_with(|_| ()).is_ok() {
+        return;
+    }
+    if let Ok(parent) = std::env::var(headwater_telemetry::TRACEPARENT) {
+        headwater_telemetry::continue_trace(&tracker.span, &parent);
+    }
 }
 
 /// Waits for the run to be stopped from outside: a signal to the process (a
@@ -262,6 +276,9 @@ async fn close_run(
     if is_root {
         if let Err(e) = engine.flush().await {
             eprintln!("headwater: {e}");
+        }
+        if headwater_telemetry::on() {
+            let _ = tokio::task::spawn_blocking(headwater_telemetry::flush).await;
         }
     }
 }

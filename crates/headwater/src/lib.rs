@@ -55,6 +55,8 @@ pub fn current_store() -> Result<std::sync::Arc<dyn headwater_store::Store>> {
 pub use error::{Error, Result};
 pub use headwater_core::{CachePolicy, LogLevel, State, StateType};
 pub use headwater_macros::{flow, flows, task};
+/// Traces over OTLP: add `telemetry::layer("my-service")` to a subscriber of your own.
+pub use headwater_telemetry as telemetry;
 pub use logging::{init as init_logging, layer as log_layer, HeadwaterLayer};
 pub use signals::disable_signal_handling;
 pub use spec::{parameter_schema, parse_parameters, FlowSpec};

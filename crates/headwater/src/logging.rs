@@ -34,12 +34,21 @@ pub fn layer() -> HeadwaterLayer {
     }
 }
 
-/// Installs the Headwater layer as the global subscriber if none is set.
+/// Installs the Headwater layer as the global subscriber if none is set,
+/// with the trace exporter when OTLP is configured (the program is the
+/// service, unless OTEL_SERVICE_NAME says otherwise).
 pub fn init() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
         if !tracing::dispatcher::has_been_set() {
-            let _ = tracing::subscriber::set_global_default(Registry::default().with(layer()));
+            let service = std::env::current_exe()
+                .ok()
+                .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "headwater-flow".into());
+            let subscriber = Registry::default()
+                .with(layer().with_filter(headwater_telemetry::not_ours()))
+                .with(headwater_telemetry::layer(&service));
+            let _ = tracing::subscriber::set_global_default(subscriber);
         }
     });
 }

@@ -17,11 +17,17 @@ pub(crate) enum Outcome<T, E> {
     Panicked(Box<dyn Any + Send>),
 }
 
-pub(crate) async fn run_once<T, E, Fut>(ctx: RunContext, timeout: Option<Duration>, fut: Fut) -> Outcome<T, E>
+pub(crate) async fn run_once<T, E, Fut>(
+    ctx: RunContext,
+    span: tracing::Span,
+    timeout: Option<Duration>,
+    fut: Fut,
+) -> Outcome<T, E>
 where
     Fut: Future<Output = Result<T, E>>,
 {
-    let guarded = CONTEXT.scope(ctx, AssertUnwindSafe(fut).catch_unwind());
+    // Runs and tasks started by the body are children of the attempt's span.
+    let guarded = CONTEXT.scope(ctx, AssertUnwindSafe(tracing::Instrument::instrument(fut, span)).catch_unwind());
     let result = match timeout {
         Some(limit) => match tokio::time::timeout(limit, guarded).await {
             Ok(r) => r,

@@ -110,9 +110,15 @@ pub(crate) async fn serve(flow: FlowHandle, params: Value, opts: ServeOptions) -
                 for run in claimed {
                     in_flight.set(in_flight.get() + 1);
                     let (flow, in_flight) = (flow.clone(), in_flight.clone());
+                    // The run's trace starts at its claim, as under a worker.
+                    let claim = headwater_worker::claim_span(&run, &pool, "serve");
                     tokio::task::spawn_local(async move {
                         let adopted = (run.id, run.name.clone(), run.run_count);
-                        let result = ADOPT.scope(adopted, flow.run_json(run.parameters.clone())).await;
+                        let result = tracing::Instrument::instrument(
+                            ADOPT.scope(adopted, flow.run_json(run.parameters.clone())),
+                            claim,
+                        )
+                        .await;
                         let failure = match result {
                             Ok(Ok(())) => None,
                             Ok(Err(e)) => Some(e),

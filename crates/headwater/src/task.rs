@@ -327,7 +327,7 @@ where
         let attempt = tracker.run.run_count + 1;
         tracker.run.run_count = attempt;
         tracker.set(if attempt == 1 { State::running(Utc::now()) } else { State::retrying(Utc::now()) });
-        let outcome = run_once(ctx.clone(), timeout, body()).await;
+        let outcome = run_once(ctx.clone(), tracker.attempt_span(), timeout, body()).await;
         // The slots go back, awaited, when the attempt ends: a process that
         // exits right after its last task still frees them (a release left
         // to Drop is a spawned task the exit may never run, and the slot
@@ -456,13 +456,14 @@ where
         Some(ctx) => {
             let flow = ctx.flow.clone();
             let token = flow.cancel.clone();
-            let inner = flow.tracker.spawn(CONTEXT.scope(ctx, async move {
+            // In the caller's span: the task's run is a child of the attempt that submitted it.
+            let inner = flow.tracker.spawn(tracing::Instrument::in_current_span(CONTEXT.scope(ctx, async move {
                 tokio::select! {
                     biased;
                     _ = token.cancelled() => None,
                     v = fut => Some(v),
                 }
-            }));
+            })));
             TaskHandle { inner }
         }
         None => TaskHandle { inner: tokio::spawn(async move { Some(fut.await) }) },

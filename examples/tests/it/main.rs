@@ -3,4 +3,5 @@
 mod backfill;
 mod deploy;
 mod processes;
+mod traces;
 mod ui;
