@@ -232,7 +232,8 @@ impl RunQueue for ApiClient {
         wait: std::time::Duration,
     ) -> Result<Option<FlowRun>> {
         // The server holds the request until work arrives or `wait` ends.
-        let body = serde_json::json!({ "wait_ms": wait.as_millis() as u64, "queues": queues });
+        let wait_ms = wait.min(headwater_store::CLAIM_WAIT_MAX).as_millis() as u64;
+        let body = serde_json::json!({ "wait_ms": wait_ms, "queues": queues });
         self.post(&format!("/work_pools/{}/claim", encode(work_pool)), &body).await
     }
 

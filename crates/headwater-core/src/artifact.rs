@@ -114,6 +114,20 @@ pub fn validate_artifact(a: &Artifact) -> Result<(), String> {
     Ok(())
 }
 
+/// What [`validate_artifact`] asks of `data` for each kind, as JSON Schema
+/// (the API's document adds it to the artifact's own schema).
+pub fn data_by_kind_schema() -> Value {
+    let of = |kind: &str, data: Value| serde_json::json!({"properties": {"kind": {"const": kind}, "data": data}});
+    serde_json::json!({"oneOf": [
+        of("markdown", serde_json::json!({"type": "string"})),
+        of("table", serde_json::json!({"anyOf": [
+            {"type": "array", "items": {"type": "object"}},
+            {"type": "array", "items": {"type": "array"}},
+        ]})),
+        of("link", serde_json::json!({"type": "object", "required": ["url"], "properties": {"url": {"type": "string"}}})),
+    ]})
+}
+
 fn check_name(what: &str, name: &str, allowed: impl Fn(char) -> bool) -> Result<(), String> {
     if name.is_empty() || name.len() > 255 {
         return Err(format!("a {what} is 1 to 255 characters long"));

@@ -66,7 +66,7 @@ pub enum Trigger {
     },
     /// A flow run is not finished `after` its scheduled start (an SLA).
     FlowRunSla {
-        #[schema(value_type = u64)]
+        #[schema(value_type = u64, minimum = 1)]
         after: Seconds,
         #[serde(default)]
         flows: Vec<String>,
@@ -83,7 +83,7 @@ pub enum Trigger {
         #[serde(default)]
         work_pools: Vec<String>,
         #[serde(default = "default_offline_after")]
-        #[schema(value_type = u64)]
+        #[schema(value_type = u64, minimum = 1)]
         after: Seconds,
     },
     /// One worker has not been heard from for `after` (once per outage).
@@ -91,14 +91,14 @@ pub enum Trigger {
         #[serde(default)]
         work_pools: Vec<String>,
         #[serde(default = "default_offline_after")]
-        #[schema(value_type = u64)]
+        #[schema(value_type = u64, minimum = 1)]
         after: Seconds,
     },
     /// A deployment has had no COMPLETED run for `within` (once per dry spell).
     DeploymentNoSuccess {
         #[serde(default)]
         deployments: Vec<String>,
-        #[schema(value_type = u64)]
+        #[schema(value_type = u64, minimum = 1)]
         within: Seconds,
     },
     /// A partition is stale: a deployment's partition (`partitions.freshness`)
@@ -195,6 +195,8 @@ pub struct Automation {
     /// Derived from the name (see [`automation_id_for_name`]).
     #[serde(default)]
     pub id: Uuid,
+    /// One word (`names::ONE_WORD_PATTERN`).
+    #[schema(pattern = r"^[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$")]
     pub name: String,
     #[serde(default)]
     pub description: Option<String>,
@@ -203,6 +205,7 @@ pub struct Automation {
     #[serde(default = "yes")]
     pub enabled: bool,
     pub trigger: Trigger,
+    #[schema(min_items = 1)]
     pub actions: Vec<Action>,
     #[serde(default = "epoch")]
     pub created: DateTime<Utc>,
@@ -249,7 +252,7 @@ impl Automation {
     /// Checks what can be checked without the store; errors name the field
     /// (`trigger.states[1]`, `actions[0].block`).
     pub fn validate(&self) -> Result<(), String> {
-        if self.name.trim().is_empty() || self.name.contains(char::is_whitespace) {
+        if !crate::names::is_one_word(&self.name) {
             return Err("name: an automation name is one word, e.g. notify-failures".into());
         }
         match &self.trigger {
@@ -477,6 +480,14 @@ pub fn next_delivery_attempt(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The document's pattern for a one-word name is the rule the code checks.
+    #[test]
+    fn one_word_names_are_documented_as_checked() {
+        use utoipa::PartialSchema;
+        let doc = serde_json::to_value(Automation::schema()).unwrap();
+        assert_eq!(doc["properties"]["name"]["pattern"], crate::names::ONE_WORD_PATTERN);
+    }
     use serde_json::json;
 
     fn parse(v: Value) -> Result<Automation, String> {

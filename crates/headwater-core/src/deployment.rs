@@ -53,7 +53,6 @@ pub enum PullStep {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DeploymentSchedule {
     pub id: Uuid,
-    #[schema(value_type = Object)]
     pub schedule: Schedule,
     /// Merged over the deployment's parameters for runs of this schedule.
     #[schema(value_type = Object)]
@@ -93,7 +92,8 @@ pub struct Deployment {
     pub id: Uuid,
     pub name: String,
     pub flow_name: String,
-    /// The command that runs the flow program, e.g. `["./target/release/etl"]`.
+    /// The command that runs the flow program, e.g. `["./target/release/etl"]`
+    /// (empty for one Prefect's client made: its worker holds the command).
     pub entrypoint: Vec<String>,
     pub description: Option<String>,
     pub version: Option<String>,
@@ -122,6 +122,23 @@ pub struct Deployment {
 }
 
 impl Deployment {
+    /// What the API checks of a deployment it is given (the manifest's
+    /// parser checks these too, with the file's locations, and more: a
+    /// one-word name and a command, which a deployment made by Prefect's
+    /// client need not have); errors name the field.
+    pub fn validate(&self) -> Result<(), String> {
+        for (i, s) in self.schedules.iter().enumerate() {
+            s.schedule.check().map_err(|e| format!("schedules[{i}].schedule: {e}"))?;
+            if s.partition.is_some() && self.partitions.as_ref().and_then(|p| p.time.as_ref()).is_none() {
+                return Err(format!("schedules[{i}].partition: only a deployment with time partitions has one"));
+            }
+        }
+        if let Some(p) = &self.partitions {
+            p.validate().map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
     /// The deployment's parameters with `extra` merged over them.
     pub fn merged_parameters(&self, extra: &Value) -> Value {
         let mut merged = self.parameters.as_object().cloned().unwrap_or_default();
@@ -766,6 +783,40 @@ mod tests {
             }
         }
         assert!(read > 0, "some mutations keep a valid manifest");
+    }
+
+    /// A deployment given to the API is checked as a manifest's is: what
+    /// the parser makes passes, and broken schedules and partitions are
+    /// named.
+    #[test]
+    fn a_deployment_from_elsewhere_is_checked_like_a_manifest() {
+        let doc = json!({"deployments": [{
+            "name": "taxi", "flow": "etl", "entrypoint": "./etl run",
+            "schedules": [{"cron": "0 5 1 * *", "timezone": "America/New_York"}, {"interval": "1h"},
+                          {"rrule": "FREQ=WEEKLY;BYDAY=MO;BYHOUR=9"}],
+            "partitions": {"time": {"every": "month", "start": "2019-01"}, "parameters": {"month": "date"}}
+        }]});
+        let good = parse_manifest("headwater.yaml", doc, &env(&[]), now()).unwrap().remove(0);
+        assert_eq!(good.validate(), Ok(()));
+        let broken = |edit: &dyn Fn(&mut Deployment)| {
+            let mut d = good.clone();
+            edit(&mut d);
+            d.validate().unwrap_err()
+        };
+        let e =
+            broken(&|d| d.schedules[0].schedule = Schedule::Cron { cron: "0 5 1 *".into(), timezone: "UTC".into() });
+        assert!(e.starts_with("schedules[0].schedule:"), "{e}");
+        let e = broken(&|d| {
+            d.schedules[1].schedule =
+                Schedule::Interval { every_ms: 0, anchor: now(), timezone: "America/New_York".into() }
+        });
+        assert!(e.starts_with("schedules[1].schedule:") && e.contains("at least one second"), "{e}");
+        let e = broken(&|d| {
+            d.schedules[2].schedule = Schedule::Rrule { rrule: "FREQ=WEEKLY".into(), timezone: "Mars/Base".into() }
+        });
+        assert!(e.contains("unknown time zone"), "{e}");
+        let e = broken(&|d| d.partitions.as_mut().unwrap().time.as_mut().unwrap().start = "2019-1".into());
+        assert!(e.contains("partitions.time.start"), "{e}");
     }
 
     #[test]

@@ -206,6 +206,17 @@ pub fn render_run_name(template: &str, params: &Value) -> String {
     out
 }
 
+/// A name that is one word (an automation's): not empty, no
+/// white space (Unicode's). The API's document states it as
+/// [`ONE_WORD_PATTERN`].
+pub fn is_one_word(name: &str) -> bool {
+    !name.is_empty() && !name.contains(char::is_whitespace)
+}
+
+/// [`is_one_word`] as a JSON Schema pattern (Unicode's white space listed:
+/// regex dialects disagree on what `\s` is).
+pub const ONE_WORD_PATTERN: &str = r"^[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$";
+
 #[cfg(test)]
 mod tests {
     use super::*;

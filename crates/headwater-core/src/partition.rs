@@ -65,26 +65,45 @@ impl Granularity {
         }
     }
 
-    /// The start of the partition a label names.
+    /// The start of the partition a label names. Exactly the label's form
+    /// (ASCII digits, no spaces): what [`Granularity::label_pattern`] says.
     fn parse(self, label: &str) -> Option<NaiveDateTime> {
-        let label = label.trim();
-        let date = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok();
+        let number = |s: &str, len: usize| -> Option<u32> {
+            (s.len() == len && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok()).flatten()
+        };
+        let month = |s: &str| -> Option<(i32, u32)> {
+            let (y, m) = s.split_once('-')?;
+            Some((number(y, 4)? as i32, number(m, 2)?))
+        };
+        let date = |s: &str| -> Option<NaiveDate> {
+            let (ym, d) = s.rsplit_once('-')?;
+            let (y, m) = month(ym)?;
+            NaiveDate::from_ymd_opt(y, m, number(d, 2)?)
+        };
         match self {
             Granularity::Month => {
-                let (y, m) = label.split_once('-')?;
-                if y.len() != 4 || m.len() != 2 {
-                    return None;
-                }
-                NaiveDate::from_ymd_opt(y.parse().ok()?, m.parse().ok()?, 1)?.and_hms_opt(0, 0, 0)
+                let (y, m) = month(label)?;
+                NaiveDate::from_ymd_opt(y, m, 1)?.and_hms_opt(0, 0, 0)
             }
-            Granularity::Day => (label.len() == 10).then(|| date(label)?.and_hms_opt(0, 0, 0)).flatten(),
+            Granularity::Day => date(label)?.and_hms_opt(0, 0, 0),
             Granularity::Hour => {
                 let (d, h) = label.split_once('T')?;
-                if d.len() != 10 || h.len() != 2 {
-                    return None;
-                }
-                date(d)?.and_hms_opt(h.parse().ok()?, 0, 0)
+                date(d)?.and_hms_opt(number(h, 2)?, 0, 0)
             }
+        }
+    }
+
+    /// A regular expression (JSON Schema's dialect) matching exactly the
+    /// labels [`Granularity::parse`] reads: real dates of the Gregorian
+    /// calendar, leap days included, years 0000 to 9999.
+    pub fn label_pattern(self) -> String {
+        const MONTH: &str = "[0-9]{4}-(?:0[1-9]|1[0-2])";
+        const DATE: &str = "(?:[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)\
+                            |02-(?:0[1-9]|1[0-9]|2[0-8]))|(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)-02-29)";
+        match self {
+            Granularity::Month => format!("^{MONTH}$"),
+            Granularity::Day => format!("^{DATE}$"),
+            Granularity::Hour => format!("^{DATE}T(?:[01][0-9]|2[0-3])$"),
         }
     }
 
@@ -877,6 +896,40 @@ pub fn default_backfill_name(deployment: &str, selection: &Selection, only: Only
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_are_read_exactly_in_their_form() {
+        let day = |s: &str| Granularity::Day.parse(s).map(|t| t.date());
+        assert_eq!(day("2000-02-29"), NaiveDate::from_ymd_opt(2000, 2, 29));
+        assert_eq!(day("0000-02-29"), NaiveDate::from_ymd_opt(0, 2, 29));
+        for bad in [
+            "1900-02-29",
+            "2019-02-30",
+            "2019-04-31",
+            " 2019-01-05",
+            "2019-01-05 ",
+            "+201-01-05",
+            "2019-1-05",
+            "2019-01-5",
+        ] {
+            assert_eq!(day(bad), None, "{bad:?}");
+        }
+        for bad in ["+201-01", "2019-+1", "2019-13", "2019-00", "2019-01\n", "２０１９-01"] {
+            assert_eq!(Granularity::Month.parse(bad), None, "{bad:?}");
+        }
+        assert!(Granularity::Hour.parse("2019-01-05T23").is_some());
+        for bad in ["2019-01-05T24", "2019-01-05T+1", "2019-01-05t03", "2019-01-05T3"] {
+            assert_eq!(Granularity::Hour.parse(bad), None, "{bad:?}");
+        }
+        // Every label a granularity writes, it reads back.
+        let mut t = NaiveDate::from_ymd_opt(1999, 12, 1).unwrap().and_hms_opt(0, 0, 0).unwrap();
+        for _ in 0..800 {
+            for g in [Granularity::Hour, Granularity::Day, Granularity::Month] {
+                assert_eq!(g.parse(&g.label(g.floor(t))), Some(g.floor(t)));
+            }
+            t += Duration::hours(23);
+        }
+    }
 
     fn taxi() -> PartitionSpec {
         PartitionSpec {

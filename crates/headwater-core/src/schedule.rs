@@ -23,11 +23,20 @@ use crate::duration::format_duration;
 use crate::error::CoreError;
 
 /// When runs are due.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Schedule {
+    /// Five fields (minute hour day-of-month month day-of-week), or a
+    /// nickname such as `@daily`.
     Cron { cron: String, timezone: String },
-    Interval { every_ms: u64, anchor: DateTime<Utc>, timezone: String },
+    /// Every `every_ms` (at least a second), counted from `anchor`.
+    Interval {
+        #[schema(minimum = 1000)]
+        every_ms: u64,
+        anchor: DateTime<Utc>,
+        timezone: String,
+    },
+    /// An RFC 5545 rule (`FREQ=WEEKLY;BYDAY=MO;BYHOUR=9`), optionally with its own `DTSTART` line.
     Rrule { rrule: String, timezone: String },
 }
 
@@ -39,6 +48,12 @@ pub(crate) fn zone(name: &str) -> Result<Tz, CoreError> {
     Tz::from_str(name).map_err(|_| {
         invalid(name, "unknown time zone; use an IANA name such as UTC, Europe/Berlin or America/New_York")
     })
+}
+
+/// Every time zone name [`zone`] knows (IANA's, with its links), for the
+/// API's document.
+pub fn time_zone_names() -> impl Iterator<Item = &'static str> {
+    chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name())
 }
 
 /// The default anchor of intervals and rrules without one.
@@ -98,6 +113,18 @@ impl Schedule {
         let s = Schedule::Rrule { rrule: rule.trim().to_string(), timezone: timezone.to_string() };
         s.rrule_set()?;
         Ok(s)
+    }
+
+    /// Whether a schedule read from elsewhere (the API) is one its
+    /// constructors would make.
+    pub fn check(&self) -> Result<(), CoreError> {
+        match self {
+            Schedule::Cron { cron, timezone } => Schedule::cron(cron, timezone).map(drop),
+            Schedule::Interval { every_ms, anchor, timezone } => {
+                Schedule::interval(Duration::from_millis(*every_ms), Some(*anchor), timezone).map(drop)
+            }
+            Schedule::Rrule { .. } => self.rrule_set().map(drop),
+        }
     }
 
     pub fn timezone(&self) -> &str {

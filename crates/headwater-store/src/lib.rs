@@ -376,6 +376,9 @@ pub trait DeploymentStore: Send + Sync {
     async fn delete_deployment(&self, name: &str) -> Result<bool>;
 }
 
+/// The longest a claim may wait for work (the server refuses more).
+pub const CLAIM_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Runs waiting for a worker.
 #[async_trait]
 pub trait RunQueue: Send + Sync {
@@ -389,8 +392,9 @@ pub trait RunQueue: Send + Sync {
     /// limit, hands out nothing.
     async fn claim_due_run(&self, work_pool: &str, queues: &[String], now: DateTime<Utc>) -> Result<Option<FlowRun>>;
     /// Like [`RunQueue::claim_due_run`] at the current time, but a store
-    /// that can be told of new work (the server) waits up to `wait` for
-    /// some instead of answering "nothing" at once. Others answer at once.
+    /// that can be told of new work (the server) waits up to `wait` (at
+    /// most [`CLAIM_WAIT_MAX`]) for some instead of answering "nothing" at
+    /// once. Others answer at once.
     async fn claim_or_wait(
         &self,
         work_pool: &str,

@@ -9,9 +9,26 @@ use serde_json::Value;
 mod access;
 mod automations;
 mod db;
+mod openapi;
 mod prefect;
 
 const BIN: &str = env!("CARGO_BIN_EXE_headwater");
+
+/// A tool `scripts/test` sets up and names in `var` (prefect's python,
+/// schemathesis); None (the test says it was skipped) outside CI when it did
+/// not. CI never skips.
+fn test_tool(var: &str) -> Option<std::path::PathBuf> {
+    match std::env::var_os(var) {
+        Some(p) => Some(p.into()),
+        None if std::env::var_os("CI").is_some() => {
+            panic!("{var} is not set (scripts/test sets it up); CI does not skip these tests")
+        }
+        None => {
+            eprintln!("skipped: {var} is not set (run ./scripts/test)");
+            None
+        }
+    }
+}
 
 fn hw(home: &Path, args: &[&str]) -> Output {
     Command::new(BIN)

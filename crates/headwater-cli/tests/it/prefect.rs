@@ -10,29 +10,20 @@ use serde_json::Value;
 
 use super::BIN;
 
-const KEY: &str = "prefect-test-key";
+pub(crate) const KEY: &str = "prefect-test-key";
 
 /// The virtualenv's python with prefect 3.9.1; None (the test says it was
 /// skipped) outside CI when `scripts/test` did not set it up.
 fn prefect_python() -> Option<PathBuf> {
-    match std::env::var_os("HEADWATER_TEST_PREFECT_PYTHON") {
-        Some(p) => Some(PathBuf::from(p)),
-        None if std::env::var_os("CI").is_some() => {
-            panic!("HEADWATER_TEST_PREFECT_PYTHON is not set (scripts/test sets it up); CI does not skip these tests")
-        }
-        None => {
-            eprintln!("skipped: HEADWATER_TEST_PREFECT_PYTHON is not set (run ./scripts/test)");
-            None
-        }
-    }
+    super::test_tool("HEADWATER_TEST_PREFECT_PYTHON")
 }
 
 /// `headwater server start` on an ephemeral port, with an API key.
-struct Server {
+pub(crate) struct Server {
     process: Child,
     /// Kept open: the server writes its banner to it.
     _stdout: BufReader<ChildStdout>,
-    api: String,
+    pub(crate) api: String,
     home: tempfile::TempDir,
 }
 
@@ -49,7 +40,7 @@ impl Server {
         answer.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
     }
 
-    fn start() -> Server {
+    pub(crate) fn start() -> Server {
         Server::start_in(tempfile::tempdir().unwrap(), "0")
     }
 

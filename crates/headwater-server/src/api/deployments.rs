@@ -37,6 +37,7 @@ async fn list_deployments(State(db): Db) -> ApiResult<Vec<Deployment>> {
     responses((status = 200, body = Deployment))
 )]
 async fn apply_deployment(State(db): Db, Json(mut d): Json<Deployment>) -> ApiResult<Deployment> {
+    d.validate().map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
     // Read-only: a deployment's id is its name's.
     d.id = headwater_core::deployment::deployment_id_for_name(&d.name);
     Ok(Json(db.apply_deployment(&d).await?))

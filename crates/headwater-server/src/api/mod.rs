@@ -14,6 +14,7 @@ mod events;
 mod json;
 mod meta;
 mod retention;
+mod rules;
 mod runs;
 mod variables;
 pub(crate) mod work_pools;
@@ -77,13 +78,16 @@ fn api_router() -> OpenApiRouter<Arc<dyn Store>> {
 }
 
 /// The OpenAPI document of the API.
-pub fn openapi() -> utoipa::openapi::OpenApi {
+pub fn openapi() -> serde_json::Value {
     documented(api_router().split_for_parts().1)
 }
 
-/// The generated document with the answers every route may give.
-fn documented(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+/// The generated document with the answers every route may give and the
+/// rules the derived schemas do not say.
+fn documented(mut doc: utoipa::openapi::OpenApi) -> serde_json::Value {
     crate::error::document_common_answers(&mut doc, crate::auth::OPEN_PATHS);
+    let mut doc = serde_json::to_value(doc).expect("the document is JSON");
+    rules::add(&mut doc);
     doc
 }
 

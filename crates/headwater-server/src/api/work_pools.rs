@@ -27,14 +27,18 @@ pub(super) fn routes() -> OpenApiRouter<Arc<dyn Store>> {
         .routes(routes!(list_workers))
 }
 
+/// The longest a claim is held waiting for work.
+const MAX_WAIT_MS: u64 = headwater_store::CLAIM_WAIT_MAX.as_millis() as u64;
+
 #[derive(serde::Deserialize, ToSchema)]
 struct Claim {
     /// Runs due by this time may be claimed (default: the server's now).
     #[serde(default)]
     now: Option<chrono::DateTime<chrono::Utc>>,
-    /// When nothing is due, wait up to this long for work to arrive (at
-    /// most 30 s) instead of answering at once.
+    /// When nothing is due, wait up to this long for work to arrive
+    /// instead of answering at once.
     #[serde(default)]
+    #[schema(maximum = 30000)] // headwater_store::CLAIM_WAIT_MAX
     wait_ms: u64,
     /// Only these queues of the pool (default: all, by priority).
     #[serde(default)]
@@ -56,7 +60,10 @@ async fn claim_due_run(
     Path(pool): Path<String>,
     Json(req): Json<Claim>,
 ) -> ApiResult<FlowRun> {
-    let wait = std::time::Duration::from_millis(req.wait_ms.min(30_000));
+    if req.wait_ms > MAX_WAIT_MS {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("wait_ms: at most {MAX_WAIT_MS}")));
+    }
+    let wait = std::time::Duration::from_millis(req.wait_ms);
     match claim_waiting(db.as_ref(), &wake, std::slice::from_ref(&pool), &req.queues, req.now, wait).await? {
         Some(run) => Ok(Json(run)),
         None => Err(ApiError::not_found("no run is due")),
