@@ -480,6 +480,7 @@ pub fn next_delivery_attempt(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     /// The document's pattern for a one-word name is the rule the code checks.
     #[test]
@@ -488,7 +489,6 @@ mod tests {
         let doc = serde_json::to_value(Automation::schema()).unwrap();
         assert_eq!(doc["properties"]["name"]["pattern"], crate::names::ONE_WORD_PATTERN);
     }
-    use serde_json::json;
 
     fn parse(v: Value) -> Result<Automation, String> {
         let a: Automation = serde_json::from_value(v).map_err(|e| e.to_string())?;

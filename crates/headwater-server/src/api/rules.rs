@@ -36,6 +36,11 @@ pub(crate) fn add(doc: &mut Value) {
             .collect();
         *s = json!({"allOf": [s.take(), {"oneOf": by_granularity}]});
     });
+    component(doc, "Schedule", |s| {
+        for variant in s["oneOf"].as_array_mut().into_iter().flatten() {
+            variant["properties"]["timezone"] = json!({"$ref": "#/components/schemas/TimeZone"});
+        }
+    });
     insert(
         doc,
         "TimeZone",
@@ -46,7 +51,9 @@ pub(crate) fn add(doc: &mut Value) {
         }),
     );
     // Only SCHEDULED runs are enqueued.
-    doc["paths"]["/flow_runs/enqueue"]["post"]["requestBody"]["content"]["application/json"]["schema"] = json!({
+    let body = &mut doc["paths"]["/flow_runs/enqueue"]["post"]["requestBody"]["content"]["application/json"];
+    assert!(body.is_object(), "the document has no body for POST /flow_runs/enqueue");
+    body["schema"] = json!({
         "type": "array",
         "items": {"allOf": [
             {"$ref": "#/components/schemas/FlowRun"},

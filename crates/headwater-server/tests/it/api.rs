@@ -116,6 +116,28 @@ async fn the_openapi_document_describes_every_route() {
     }
     assert_eq!(filter["422"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorBody");
     assert!(doc["paths"]["/health"]["get"]["responses"]["401"].is_null(), "the health check needs no key");
+    // The rules the derived schemas do not say are added where the server enforces them.
+    let schemas = &doc["components"]["schemas"];
+    let zones = schemas["TimeZone"]["enum"].as_array().unwrap();
+    assert!(zones.iter().any(|z| z == "Europe/Berlin") && zones.iter().any(|z| z == "UTC"), "{zones:?}");
+    for variant in schemas["Schedule"]["oneOf"].as_array().unwrap() {
+        assert_eq!(variant["properties"]["timezone"]["$ref"], "#/components/schemas/TimeZone", "{variant}");
+    }
+    let labels = schemas["TimePartitions"]["allOf"][1]["oneOf"].as_array().unwrap();
+    assert_eq!(labels.len(), 3, "a label form per granularity");
+    assert!(schemas["Artifact"]["allOf"][1]["oneOf"].is_array());
+    let enqueued = &doc["paths"]["/flow_runs/enqueue"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+    assert_eq!(enqueued["items"]["allOf"][1]["properties"]["state"]["properties"]["type"]["const"], "SCHEDULED");
+    // What the schema says of a claim's wait is what the server refuses.
+    assert_eq!(schemas["Claim"]["properties"]["wait_ms"]["maximum"], 30000);
+    let too_long = http
+        .post(format!("{}/work_pools/p/claim", server.api_url()))
+        .bearer_auth("secret")
+        .json(&serde_json::json!({"wait_ms": 30001}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_long.status(), 422);
     assert!(doc["paths"]["/flow_runs/{id}"]["get"]["responses"]["400"].is_object());
     let post = |body: &'static str, content_type: &'static str| {
         http.post(format!("{}/flow_runs/filter", server.api_url()))
