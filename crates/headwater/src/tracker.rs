@@ -8,7 +8,7 @@
 //!
 //! It also keeps the run's trace span (a child of the current span) and,
 //! while the run is RUNNING, the span of the attempt in progress; both are
-//! disabled, and cost nothing, unless traces are exported.
+//! disabled (no exporter is set up) unless traces are exported.
 
 use std::sync::Arc;
 
